@@ -1,0 +1,95 @@
+"""Argument checks shared by the public API.
+
+Every check raises an error whose message names the argument, what was given
+and what was expected, in one sentence.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def check_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
+  """Raises ``ValueError`` unless ``value`` is one of ``valid``."""
+  valid = list(valid)
+  if value not in valid:
+    raise ValueError(
+        f"{name} must be one of {', '.join(repr(v) for v in valid)}; "
+        f"got {value!r}."
+    )
+
+
+def lookup(name: str, value: str, registry: Mapping[str, Any]) -> Any:
+  """Returns ``registry[value]``, or raises a ``ValueError`` listing the keys."""
+  if value not in registry:
+    raise ValueError(
+        f"Unknown {name} {value!r}; valid {name}s are: "
+        f"{', '.join(sorted(registry))}."
+    )
+  return registry[value]
+
+
+def check_positive(name: str, value: Any, *, integer: bool = False) -> None:
+  """Raises ``ValueError`` unless ``value`` is a finite number > 0."""
+  kind = "a positive integer" if integer else "a positive number"
+  ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+      value, bool)
+  if ok and integer:
+    ok = float(value).is_integer()
+  if not ok or not np.isfinite(value) or value <= 0:
+    raise ValueError(f"{name} must be {kind}; got {value!r}.")
+
+
+def check_nonnegative(name: str, value: Any, *, integer: bool = False) -> None:
+  """Raises ``ValueError`` unless ``value`` is a finite number >= 0."""
+  kind = "a non-negative integer" if integer else "a non-negative number"
+  ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+      value, bool)
+  if ok and integer:
+    ok = float(value).is_integer()
+  if not ok or not np.isfinite(value) or value < 0:
+    raise ValueError(f"{name} must be {kind}; got {value!r}.")
+
+
+def check_fraction(name: str, value: Any, *, closed: bool = True) -> None:
+  """Raises ``ValueError`` unless ``0 <= value <= 1`` (or ``0 < value < 1``)."""
+  ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+      value, bool) and np.isfinite(value)
+  if ok:
+    ok = 0 <= value <= 1 if closed else 0 < value < 1
+  interval = "[0, 1]" if closed else "(0, 1)"
+  if not ok:
+    raise ValueError(f"{name} must be a number in {interval}; got {value!r}.")
+
+
+def check_labels(name: str, labels: Any, num_classes: int) -> None:
+  """Raises ``ValueError`` unless integer ``labels`` lie in ``[0, num_classes)``.
+
+  Only concrete (non-traced) arrays are checked; inside ``jit`` the caller is
+  expected to have validated the data on the host.
+  """
+  try:
+    arr = np.asarray(labels)
+  except Exception:  # A tracer: nothing to check on the host.
+    return
+  if arr.size == 0:
+    return
+  if not np.issubdtype(arr.dtype, np.integer):
+    raise ValueError(
+        f"{name} must hold integer class indices; got dtype {arr.dtype}.")
+  lo, hi = int(arr.min()), int(arr.max())
+  if lo < 0 or hi >= num_classes:
+    raise ValueError(
+        f"{name} must lie in [0, {num_classes}) for {num_classes} classes; "
+        f"got values from {lo} to {hi}.")
+
+
+def check_rank(name: str, shape: tuple[int, ...], ranks: Iterable[int]) -> None:
+  """Raises ``ValueError`` unless ``len(shape)`` is one of ``ranks``."""
+  ranks = tuple(ranks)
+  if len(shape) not in ranks:
+    want = " or ".join(str(r) for r in ranks)
+    raise ValueError(
+        f"{name} must have rank {want}; got shape {tuple(shape)}.")

@@ -1,0 +1,202 @@
+"""The ``explicable-jax`` command: ``quickstart``, ``train``, ``evaluate``.
+
+Run ``explicable-jax COMMAND --help`` for every option.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+DESCRIPTION = """\
+explicable_jax: classifiers whose mistakes humans can understand.
+
+commands:
+  quickstart  train a small model on the built-in 8x8 digits and print what it measured
+  train       train a model of the zoo on a dataset of the registry (checkpoints, resume)
+  evaluate    evaluate a trained model (a train workdir or an exported model folder)
+"""
+
+
+def _json_dict(text: str) -> dict:
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise argparse.ArgumentTypeError(
+        f"expected a JSON object such as '{{\"depth\": 29}}'; got {text!r} ({e.msg})")
+  if not isinstance(value, dict):
+    raise argparse.ArgumentTypeError(f"expected a JSON object; got {text!r}")
+  return value
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+  from explicable_jax import data, losses, models, training
+  d = training.TrainConfig()
+  p.add_argument("--dataset", default=d.dataset,
+                 help=f"dataset name, one of: {', '.join(sorted(data.DATASETS))} "
+                      f"(default: %(default)s)")
+  p.add_argument("--model", default=d.model,
+                 help=f"model name, one of: {', '.join(sorted(models.MODELS))} "
+                      f"(default: %(default)s)")
+  p.add_argument("--model-kwargs", type=_json_dict, default={},
+                 help="JSON object of model constructor options, e.g. "
+                      "'{\"hidden\": [50, 30]}' or '{\"depth\": 29}'")
+  p.add_argument("--loss", default=d.loss,
+                 help=f"training loss, one of: {', '.join(sorted(losses.LOSSES))} "
+                      f"(default: %(default)s)")
+  p.add_argument("--loss-kwargs", type=_json_dict, default={},
+                 help="JSON object of loss options, e.g. '{\"alpha\": 0.1}'")
+  p.add_argument("--epochs", type=int, default=d.epochs,
+                 help="passes over the training set (default: %(default)s)")
+  p.add_argument("--batch-size", type=int, default=d.batch_size,
+                 help="global batch size, split over all devices (default: %(default)s)")
+  p.add_argument("--optimizer", default=d.optimizer, choices=training.OPTIMIZERS,
+                 help="optimiser (default: %(default)s; sgd uses Nesterov momentum)")
+  p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float,
+                 default=d.learning_rate,
+                 help="peak learning rate (default: %(default)s)")
+  p.add_argument("--schedule", default=d.schedule, choices=training.SCHEDULES,
+                 help="learning-rate schedule: constant, cosine (warm-up then cosine "
+                      "decay), one_cycle, or step (x0.1 at 50%% and 75%%) "
+                      "(default: %(default)s)")
+  p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
+                 help="linear warm-up length for the cosine schedule (default: %(default)s)")
+  p.add_argument("--momentum", type=float, default=d.momentum,
+                 help="SGD momentum (default: %(default)s)")
+  p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                 help="L2 weight decay (default: %(default)s)")
+  p.add_argument("--augment", default=d.augment, choices=("auto", "none", "crop_flip"),
+                 help="data augmentation; auto = random crop + flip for 32x32 colour "
+                      "images (default: %(default)s)")
+  p.add_argument("--validation", default=d.validation, choices=("test", "paper", "none"),
+                 help="what to evaluate after each epoch: the test set, the paper "
+                      "split's validation half (CIFAR-10 test = 5000 val + 5000 test), "
+                      "or nothing (default: %(default)s)")
+  p.add_argument("--seed", type=int, default=d.seed,
+                 help="seed of the weights, the data order and augmentation (default: %(default)s)")
+  p.add_argument("--data-dir", default=None,
+                 help="local data folder used when tfds has no prepared copy "
+                      "(default: $EXPLICABLE_JAX_DATA)")
+  p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                 help="steps between checkpoints (default: %(default)s)")
+  p.add_argument("--log-every", type=int, default=d.log_every,
+                 help="steps between lines of metrics.jsonl (default: %(default)s)")
+
+
+def _config_from_args(args) -> "training.TrainConfig":
+  from explicable_jax import training
+  fields = {f.name for f in dataclasses.fields(training.TrainConfig)}
+  return training.TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def cmd_train(args) -> int:
+  from explicable_jax import training
+  config = _config_from_args(args)
+  config.validate()
+  result = training.train_and_evaluate(config, args.workdir, resume=args.resume,
+                                       progress=not args.no_progress)
+  print(json.dumps(result, indent=2))
+  if args.workdir:
+    print(f"model exported to {os.path.join(args.workdir, 'model')}")
+  return 0
+
+
+def cmd_evaluate(args) -> int:
+  import jax
+  from explicable_jax import data, training
+  path = args.model
+  if os.path.exists(os.path.join(path, "model")):
+    path = os.path.join(path, "model")
+  model, meta = training.load_model(path)
+  ds = data.load(args.dataset or meta["dataset"], args.split,
+                 data_dir=args.data_dir)
+  if args.half:
+    halves = data.paper_split(ds.name, data_dir=args.data_dir, seed=args.seed)
+    ds = halves["validation" if args.half == "validation" else "test"]
+  optimizer = training.make_optimizer("sgd", training.make_schedule("constant", 1.0, 1))
+  state = training.create_train_state(model, optimizer, jax.random.key(0))
+  result = training.evaluate(state, ds)
+  result.update(dataset=ds.name, split=args.split, half=args.half, note=ds.note)
+  print(json.dumps(result, indent=2))
+  return 0
+
+
+def cmd_quickstart(args) -> int:
+  from explicable_jax import training
+  t0 = time.time()
+  print("explicable_jax quickstart: a small CNN on scikit-learn's built-in 8x8 digits")
+  config = training.TrainConfig(dataset="digits", model="cnn",
+                                model_kwargs={"widths": [16, 32], "dense": 64},
+                                epochs=args.epochs, batch_size=64,
+                                optimizer="adam", learning_rate=3e-3,
+                                schedule="cosine", weight_decay=0.0, seed=args.seed)
+  result = training.train_and_evaluate(config, args.workdir, resume=False,
+                                       progress=not args.no_progress)
+  print(f"train accuracy {result['train']['accuracy']:.4f}, "
+        f"test accuracy {result['test']['accuracy']:.4f} on "
+        f"{result['test']['count']} held-out digits "
+        f"({result['num_params']} parameters, {time.time() - t0:.1f}s)")
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="explicable-jax", description=DESCRIPTION,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+  q = sub.add_parser("quickstart", help="train on built-in digits and print results")
+  q.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")
+  q.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+  q.add_argument("--workdir", default=None,
+                 help="folder for checkpoints, metrics.jsonl and the exported model")
+  q.add_argument("--no-progress", action="store_true", help="hide progress bars")
+  q.set_defaults(func=cmd_quickstart)
+
+  t = sub.add_parser("train", help="train a model",
+                     description="Train a model of the zoo. Checkpoints and "
+                     "metrics.jsonl go to --workdir; rerunning the same command "
+                     "resumes from the newest checkpoint.")
+  _add_train_args(t)
+  t.add_argument("--workdir", required=True,
+                 help="folder for checkpoints, metrics.jsonl, config.json, "
+                      "result.json and the exported model")
+  t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                 help="continue from the newest checkpoint in --workdir (default: on)")
+  t.add_argument("--no-progress", action="store_true",
+                 help="hide the progress bar (epoch lines are still printed)")
+  t.set_defaults(func=cmd_train)
+
+  e = sub.add_parser("evaluate", help="evaluate a trained model")
+  e.add_argument("model", help="a train --workdir, or a folder written by save_model")
+  e.add_argument("--dataset", default=None,
+                 help="dataset name (default: the one the model was trained on)")
+  e.add_argument("--split", default="test", choices=("train", "test"),
+                 help="split (default: %(default)s)")
+  e.add_argument("--half", default=None, choices=("validation", "test"),
+                 help="for the paper split: evaluate on the validation or test half "
+                      "of the test set")
+  e.add_argument("--seed", type=int, default=0, help="seed of the paper split")
+  e.add_argument("--data-dir", default=None, help="local data folder")
+  e.set_defaults(func=cmd_evaluate)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if not getattr(args, "func", None):
+    parser.print_help()
+    return 2
+  try:
+    return args.func(args)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"explicable-jax {args.command}: error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,323 @@
+"""Dataset registry: tfds first, a local folder as fallback, built-in data.
+
+``load(name, split)`` returns a :class:`Dataset` of numpy arrays. Images are
+NHWC ``uint8`` (or ``float32`` in ``[0, 1]`` for built-in data); labels are
+``int32``. Models take images in ``[0, 1]``: :func:`to_float` converts.
+
+Where the data come from, for the real-image sets (``mnist``, ``cifar10``,
+``cifar100``):
+
+1. data that ``tensorflow_datasets`` has already prepared (no network);
+2. a local folder, given as ``data_dir=`` or in the environment variable
+   ``EXPLICABLE_JAX_DATA``, holding the files listed in :data:`LOCAL_FILES`
+   (the layout of ``shared/data``);
+3. a ``tensorflow_datasets`` download (needs the network);
+
+and if none works, an error that lists the files expected and how to get them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from explicable_jax import _validation
+
+DATA_ENV = "EXPLICABLE_JAX_DATA"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Examples held in memory as numpy arrays."""
+  x: np.ndarray
+  y: np.ndarray
+  num_classes: int
+  class_names: tuple[str, ...]
+  name: str = ""
+  note: str = ""
+
+  def __len__(self) -> int:
+    return len(self.y)
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    return tuple(self.x.shape[1:])
+
+  def take(self, index: Any) -> "Dataset":
+    """The examples at ``index`` (an index array, mask or slice)."""
+    return dataclasses.replace(self, x=self.x[index], y=self.y[index])
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                   "frog", "horse", "ship", "truck")
+
+LOCAL_FILES = {
+    "mnist": ("mnist.npz",),
+    "cifar10": ("cifar10_test.npz",) + tuple(
+        f"cifar10_train_batch{i}.npz" for i in range(1, 6)),
+    "cifar100": ("cifar100_labels_and_prefix.npz",),
+}
+
+JPEG_CAVEAT = (
+    "CIFAR-10 (JPEG-decoded copy): only images marked lossless are pixel-exact; "
+    "the rest were decoded from a JPEG copy (about 30 dB PSNR), so accuracy is a "
+    "little lower than on the pristine files.")
+
+
+class DataNotFoundError(FileNotFoundError):
+  """No loader could provide a dataset."""
+
+
+def local_data_dir(data_dir: str | os.PathLike | None = None) -> str | None:
+  """The local fallback folder: ``data_dir`` if given, else ``$EXPLICABLE_JAX_DATA``."""
+  if data_dir is not None:
+    return os.fspath(data_dir)
+  return os.environ.get(DATA_ENV) or None
+
+
+def _missing_error(name: str, folder: str | None, reason: str) -> DataNotFoundError:
+  files = ", ".join(LOCAL_FILES[name])
+  where = f"the folder {folder!r}" if folder else (
+      f"a folder given as data_dir= or in ${DATA_ENV}")
+  return DataNotFoundError(
+      f"Could not load dataset {name!r} ({reason}). Either let tensorflow_datasets "
+      f"download it (needs the network: `tfds.data_source({name!r}, download=True)`), "
+      f"or put these files into {where}: {files} (format: see "
+      f"shared/data/README.md in the project docs).")
+
+
+# ---------------------------------------------------------------------------
+# tensorflow_datasets (no TensorFlow needed: array_record data sources).
+
+
+def _from_tfds(name: str, split: str, *, download: bool,
+               tfds_dir: str | None = None) -> Dataset:
+  import tensorflow_datasets as tfds  # Host-side only.
+  source = tfds.data_source(name, split=split, download=download,
+                            data_dir=tfds_dir)
+  items = [source[i] for i in range(len(source))]
+  x = np.stack([np.asarray(it["image"]) for it in items]).astype(np.uint8)
+  y = np.asarray([it["label"] for it in items], np.int32)
+  builder = tfds.builder(name, data_dir=tfds_dir)
+  names = tuple(builder.info.features["label"].names)
+  return Dataset(x, y, len(names), names, name)
+
+
+# ---------------------------------------------------------------------------
+# Local folder in the layout of shared/data.
+
+
+def _local_mnist(folder: str, split: str) -> Dataset:
+  with np.load(os.path.join(folder, "mnist.npz")) as f:
+    x, y = f[f"x_{split}"], f[f"y_{split}"]
+  return Dataset(x[..., None].astype(np.uint8), y.astype(np.int32), 10,
+                 tuple(str(i) for i in range(10)), "mnist")
+
+
+def _local_cifar10(folder: str, split: str) -> Dataset:
+  files = (["cifar10_test.npz"] if split == "test" else
+           [f"cifar10_train_batch{i}.npz" for i in range(1, 6)])
+  xs, ys = [], []
+  for fname in files:
+    with np.load(os.path.join(folder, fname)) as f:
+      xs.append(f["x"])
+      ys.append(f["y"])
+  return Dataset(np.concatenate(xs).astype(np.uint8),
+                 np.concatenate(ys).astype(np.int32), 10, CIFAR10_CLASSES,
+                 "cifar10", note=JPEG_CAVEAT)
+
+
+def _local_cifar100(folder: str, split: str) -> Dataset:
+  with np.load(os.path.join(folder, "cifar100_labels_and_prefix.npz")) as f:
+    x = f[f"x_{split}_prefix"]
+    fine = f[f"y_{split}_fine"]
+    names = tuple(str(n) for n in f["fine_label_names"])
+  n = len(x)
+  note = (f"only the first {n} of {len(fine)} CIFAR-100 {split} images are in "
+          "the local copy (all labels are); enough for class-name work, not "
+          "for training")
+  warnings.warn(f"cifar100: {note}.", stacklevel=3)
+  return Dataset(x.astype(np.uint8), fine[:n].astype(np.int32), 100, names,
+                 "cifar100", note=note)
+
+
+_LOCAL_LOADERS = {"mnist": _local_mnist, "cifar10": _local_cifar10,
+                  "cifar100": _local_cifar100}
+
+
+def _load_real(name: str, split: str, data_dir: str | None,
+               source: str) -> Dataset:
+  _validation.check_choice("split", split, ("train", "test"))
+  _validation.check_choice("source", source, ("auto", "tfds", "local"))
+  folder = local_data_dir(data_dir)
+  errors = []
+  if source in ("auto", "tfds"):
+    try:
+      return _from_tfds(name, split, download=False)
+    except Exception as e:  # Not prepared: try the next source.
+      errors.append(f"tfds: {type(e).__name__}")
+  if source in ("auto", "local") and folder is not None:
+    missing = [f for f in LOCAL_FILES[name]
+               if not os.path.exists(os.path.join(folder, f))]
+    if not missing:
+      return _LOCAL_LOADERS[name](folder, split)
+    errors.append(f"local folder lacks {', '.join(missing)}")
+  if source == "tfds" or (source == "auto" and folder is None):
+    try:
+      return _from_tfds(name, split, download=True)
+    except Exception as e:
+      errors.append(f"tfds download: {type(e).__name__}: {str(e)[:120]}")
+  raise _missing_error(name, folder, "; ".join(errors) or "no source tried")
+
+
+# ---------------------------------------------------------------------------
+# Built-in data.
+
+
+def _digits(split: str, data_dir=None, source="auto", seed: int = 0) -> Dataset:
+  """scikit-learn's bundled 8x8 digits (1797 images), split 75/25 by ``seed``."""
+  from sklearn.datasets import load_digits  # Host-side only.
+  _validation.check_choice("split", split, ("train", "test", "all"))
+  d = load_digits()
+  x = (d.images / 16.0).astype(np.float32)[..., None]
+  y = d.target.astype(np.int32)
+  ds = Dataset(x, y, 10, tuple(str(i) for i in range(10)), "digits")
+  if split == "all":
+    return ds
+  train, test = split_dataset(ds, (0.75, 0.25), seed=seed)
+  return train if split == "train" else test
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": _digits,
+    "mnist": lambda split, data_dir=None, source="auto", seed=0: _load_real(
+        "mnist", split, data_dir, source),
+    "cifar10": lambda split, data_dir=None, source="auto", seed=0: _load_real(
+        "cifar10", split, data_dir, source),
+    "cifar100": lambda split, data_dir=None, source="auto", seed=0: _load_real(
+        "cifar100", split, data_dir, source),
+}
+
+
+def register_dataset(name: str, loader: Callable[..., Dataset]) -> None:
+  """Adds ``loader(split, data_dir=None, source="auto", seed=0)`` to the registry."""
+  DATASETS[name] = loader
+
+
+def load(name: str, split: str = "train", *, data_dir: str | None = None,
+         source: str = "auto", seed: int = 0) -> Dataset:
+  """Loads a dataset of the registry by name.
+
+  Args:
+    name: one of :data:`DATASETS` (``digits``, ``mnist``, ``cifar10``,
+      ``cifar100``, and generated sets registered by other modules).
+    split: ``"train"`` or ``"test"``.
+    data_dir: local fallback folder (else ``$EXPLICABLE_JAX_DATA``).
+    source: ``"auto"`` (tfds, then the local folder), ``"tfds"`` or ``"local"``.
+    seed: seed of generated data and of built-in splits.
+
+  Returns:
+    The :class:`Dataset`. Its ``note`` states any caveat about the copy used.
+  """
+  loader = _validation.lookup("dataset", name, DATASETS)
+  return loader(split, data_dir=data_dir, source=source, seed=seed)
+
+
+# ---------------------------------------------------------------------------
+# Splits and batches.
+
+
+def split_dataset(ds: Dataset, sizes, *, seed: int) -> list[Dataset]:
+  """Deterministic random partition of ``ds``.
+
+  Args:
+    ds: the dataset.
+    sizes: example counts (integers summing to at most ``len(ds)``) or
+      fractions (summing to 1).
+    seed: the permutation's seed; the same seed gives the same split.
+  """
+  n = len(ds)
+  sizes = list(sizes)
+  if sizes and all(isinstance(s, float) for s in sizes):
+    if not np.isclose(sum(sizes), 1.0):
+      raise ValueError(f"sizes given as fractions must sum to 1; got {sizes}.")
+    counts = [int(round(s * n)) for s in sizes]
+    counts[-1] = n - sum(counts[:-1])
+  else:
+    counts = [int(s) for s in sizes]
+    if any(c < 0 for c in counts) or sum(counts) > n:
+      raise ValueError(
+          f"sizes must be non-negative counts summing to at most {n}; got {sizes}.")
+  perm = np.random.default_rng(seed).permutation(n)
+  out, start = [], 0
+  for c in counts:
+    out.append(ds.take(np.sort(perm[start:start + c])))
+    start += c
+  return out
+
+
+def paper_split(name: str, *, data_dir: str | None = None, seed: int = 0,
+                source: str = "auto") -> dict[str, Dataset]:
+  """Train / validation / test splits used by the papers reimplemented here.
+
+  CIFAR-10 (Wu et al.): the 50000 training images; the 10000 test images split
+  at random into 5000 validation and 5000 test images. Other datasets: the
+  training set, and the test set halved the same way.
+  """
+  train = load(name, "train", data_dir=data_dir, source=source, seed=seed)
+  test = load(name, "test", data_dir=data_dir, source=source, seed=seed)
+  half = len(test) // 2
+  val, test = split_dataset(test, (half, len(test) - half), seed=seed)
+  return {"train": train, "validation": val, "test": test}
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+  """Images to ``float32`` in ``[0, 1]`` (``uint8`` is divided by 255)."""
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) / 255.0
+  return x.astype(np.float32)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The shuffling order of epoch ``epoch``: a pure function of its arguments."""
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
+            seed: int = 0, epoch: int = 0, drop_remainder: bool = False,
+            start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Yields ``{"x", "y", "mask"}`` numpy batches of a fixed size.
+
+  Without ``drop_remainder`` the last batch is padded (with copies of the
+  first example) to ``batch_size`` and ``mask`` marks the real examples, so
+  jitted steps see one shape. ``start`` skips the first batches (resuming).
+  """
+  _validation.check_positive("batch_size", batch_size, integer=True)
+  n = len(ds)
+  order = epoch_permutation(n, seed, epoch) if shuffle else np.arange(n)
+  nb = n // batch_size if drop_remainder else -(-n // batch_size)
+  for b in range(start, nb):
+    idx = order[b * batch_size:(b + 1) * batch_size]
+    mask = np.ones(batch_size, bool)
+    if len(idx) < batch_size:
+      mask[len(idx):] = False
+      idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0])])
+    yield {"x": ds.x[idx], "y": ds.y[idx], "mask": mask}
+
+
+def num_batches(n: int, batch_size: int, drop_remainder: bool) -> int:
+  return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
+from explicable_jax.data.augment import augment_cifar, random_crop_flip  # noqa: E402
+
+__all__ = [
+    "Dataset", "DATASETS", "LOCAL_FILES", "DataNotFoundError", "load",
+    "register_dataset", "split_dataset", "paper_split", "batches", "to_float",
+    "epoch_permutation", "num_batches", "augment_cifar", "random_crop_flip",
+    "local_data_dir", "CIFAR10_CLASSES", "JPEG_CAVEAT",
+]

@@ -1,0 +1,30 @@
+"""Standard CIFAR augmentation as a jitted function of an explicit key."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def random_crop_flip(key: jax.Array, image: jax.Array, *, padding: int = 4,
+                     flip: bool = True) -> jax.Array:
+  """One image: zero-pad by ``padding``, crop back at a random offset, and
+  flip left-right with probability 1/2 (He et al. 2016, section 4.2)."""
+  h, w, c = image.shape
+  k_crop, k_flip = jax.random.split(key)
+  padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+  dy, dx = jax.random.randint(k_crop, (2,), 0, 2 * padding + 1)
+  out = jax.lax.dynamic_slice(padded, (dy, dx, 0), (h, w, c))
+  if flip:
+    out = jnp.where(jax.random.bernoulli(k_flip), out[:, ::-1, :], out)
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("padding", "flip"))
+def augment_cifar(key: jax.Array, images: jax.Array, *, padding: int = 4,
+                  flip: bool = True) -> jax.Array:
+  """A batch: :func:`random_crop_flip` with one key per image, via ``vmap``."""
+  keys = jax.random.split(key, images.shape[0])
+  return jax.vmap(functools.partial(random_crop_flip, padding=padding,
+                                    flip=flip))(keys, images)

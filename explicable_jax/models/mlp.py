@@ -1,0 +1,67 @@
+"""Multi-layer perceptron with configurable widths."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from explicable_jax.models.base import StagedModel, he_normal
+
+
+class MLP(StagedModel):
+  """``Dense -> ReLU (-> Dropout)`` per hidden width, then a linear read-out.
+
+  Inputs of any shape ``(batch, *dims)`` are flattened. Stages are named
+  ``dense_0 .. dense_{k-1}`` (post-activation) and ``logits``.
+
+  Args:
+    in_features: size of one flattened input.
+    hidden: widths of the hidden layers, e.g. ``(50, 30)`` (Ross et al.).
+    num_classes: number of outputs.
+    dropout_rate: dropout after each hidden layer (needs ``rngs`` with a
+      ``dropout`` stream when training).
+    rngs: initialisation keys.
+  """
+
+  def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int,
+               *, dropout_rate: float = 0.0, rngs: nnx.Rngs):
+    widths = [in_features, *hidden]
+    self.in_features = in_features
+    self.num_classes = num_classes
+    self.hidden_layers = nnx.List([
+        nnx.Linear(a, b, kernel_init=he_normal, rngs=rngs)
+        for a, b in zip(widths[:-1], widths[1:])
+    ])
+    self.dropout = nnx.Dropout(dropout_rate) if dropout_rate > 0 else None
+    self.out = nnx.Linear(widths[-1], num_classes, rngs=rngs)
+
+  def stages(self):
+    def flatten_dense(layer, first):
+      def fn(x, rngs):
+        if first:
+          if x.ndim < 2 or x[0].size != self.in_features:
+            raise ValueError(
+                f"x must be a batch of inputs with {self.in_features} "
+                f"features each; got shape {tuple(x.shape)}.")
+          x = x.reshape(x.shape[0], -1)
+        x = jax.nn.relu(layer(x))
+        if self.dropout is not None:
+          x = self.dropout(x, rngs=rngs)
+        return x
+      return fn
+
+    stages = [(f"dense_{i}", flatten_dense(layer, i == 0))
+              for i, layer in enumerate(self.hidden_layers)]
+
+    def logits(x, rngs):
+      if not stages:
+        x = x.reshape(x.shape[0], -1)
+      return self.out(x)
+    return [*stages, ("logits", logits)]
+
+
+def flat_size(shape: Sequence[int]) -> int:
+  """Number of features in one example of the given shape."""
+  return int(jnp.prod(jnp.asarray(shape))) if shape else 1

@@ -174,7 +174,7 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
     correct = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
     metrics = {"loss": loss, "accuracy": _masked_mean(correct, mask),
-               "grad_norm": optax.global_norm(grads), "finite": finite,
+               "grad_norm": optax.tree.norm(grads), "finite": finite,
                **{k: jnp.mean(v) for k, v in aux.items()}}
     return new, metrics
 

@@ -1,0 +1,283 @@
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from explicable_jax import data, losses, models, training
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _small_setup(model="mlp", epochs=2, **kw):
+  cfg = training.TrainConfig(dataset="digits", model=model, epochs=epochs,
+                             batch_size=64, learning_rate=0.05, **kw)
+  train = data.load("digits", "train")
+  state, step = training.build(cfg, train)
+  return cfg, train, state, step
+
+
+def test_train_step_lowers_the_loss_and_matches_optax_cross_entropy(key):
+  _, train, state, step = _small_setup()
+  batch = next(data.batches(train, 64))
+  logits, _ = state.apply(jnp.asarray(batch["x"]))
+  expected = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+  jstep = jax.jit(step)
+  state1, m = jstep(state, batch)
+  np.testing.assert_allclose(m["loss"], expected, rtol=1e-5)
+  for _ in range(30):
+    state1, m2 = jstep(state1, batch)
+  assert float(m2["loss"]) < 0.5 * float(m["loss"])
+  assert int(state1.step) == 31
+
+
+def test_padding_rows_do_not_change_the_update():
+  _, train, state, step = _small_setup()
+  full = next(data.batches(train.take(slice(0, 40)), 40))
+  padded = next(data.batches(train.take(slice(0, 40)), 64))
+  assert padded["mask"].sum() == 40
+  # Without batch norm or dropout, padding must be invisible to the update.
+  a, ma = jax.jit(step)(state, full)
+  b, mb = jax.jit(step)(state, padded)
+  np.testing.assert_allclose(ma["loss"], mb["loss"], rtol=1e-6)
+  chex.assert_trees_all_close(a.params, b.params, rtol=1e-5, atol=1e-7)
+
+
+def test_loss_with_model_fn_receives_the_network():
+  """A loss that declares model_fn gets f(x) -> logits, for input gradients."""
+
+  def penalty(model_fn, x):
+    grads = jax.vmap(jax.grad(lambda xi: jax.nn.logsumexp(model_fn(xi[None])[0])))(x)
+    return jnp.sum(grads ** 2, axis=(1, 2, 3))
+
+  def penalised(logits, batch, params, model_fn):
+    return losses.cross_entropy(logits, batch["y"]) + penalty(model_fn, batch["x"])
+
+  _, train, state, _ = _small_setup()
+  opt = optax.sgd(0.01)
+  state = training.create_train_state(state.model(), opt, jax.random.key(0))
+  step = training.make_train_step(penalised, opt)
+  batch = next(data.batches(train, 16))
+  _, m = step(state, batch)
+  x = jnp.asarray(batch["x"])
+  model_fn = lambda xx: state.apply(xx)[0]
+  expected = losses.cross_entropy(model_fn(x), batch["y"]) + penalty(model_fn, x)
+  np.testing.assert_allclose(m["loss"], expected.mean(), rtol=1e-5)
+  assert float(penalty(model_fn, x).mean()) > 0
+
+
+def test_non_finite_loss_leaves_the_state_and_stops_fit(tmp_path):
+  def nan_loss(logits, batch, params):
+    return losses.cross_entropy(logits, batch["y"]) * jnp.nan
+
+  _, train, state, _ = _small_setup()
+  opt = optax.sgd(0.1)
+  state = training.create_train_state(state.model(), opt, jax.random.key(0))
+  step = training.make_train_step(nan_loss, opt)
+  new, m = jax.jit(step)(state, next(data.batches(train, 64)))
+  assert not bool(m["finite"])
+  chex.assert_trees_all_equal(new.params, state.params)
+  with pytest.raises(training.NonFiniteLossError, match="not finite"):
+    training.fit(state, train, train_step=step, epochs=1, batch_size=64,
+                 workdir=str(tmp_path), progress=False)
+
+
+def test_evaluate_counts_every_example_once():
+  _, train, state, _ = _small_setup()
+  test = data.load("digits", "test")
+  res = training.evaluate(state, test, batch_size=100)
+  assert res["count"] == len(test)
+  logits = training.predict(state, test.x, batch_size=100)
+  acc = float(np.mean(np.argmax(logits, -1) == test.y))
+  assert abs(res["accuracy"] - acc) < 1e-9
+
+
+def test_schedules_have_their_shapes():
+  one = training.make_schedule("one_cycle", 0.2, 1000)
+  assert float(one(300)) == pytest.approx(0.2, rel=1e-3)
+  assert float(one(0)) < 0.02 and float(one(1000)) < 1e-4
+  cos = training.make_schedule("cosine", 0.1, 100, warmup_steps=10)
+  assert float(cos(0)) == 0.0 and float(cos(10)) == pytest.approx(0.1)
+  step = training.make_schedule("step", 0.1, 100)
+  assert [round(float(step(t)), 6) for t in (10, 60, 90)] == [0.1, 0.01, 0.001]
+
+
+def test_sgd_weight_decay_matches_torch_convention():
+  # torch.optim.SGD(weight_decay=wd, momentum=0): w <- w - lr * (g + wd * w).
+  opt = training.make_optimizer("sgd", optax.constant_schedule(0.1), momentum=0.0,
+                                weight_decay=0.5)
+  w = {"w": jnp.array([2.0])}
+  upd, _ = opt.update({"w": jnp.array([1.0])}, opt.init(w), w)
+  np.testing.assert_allclose(optax.apply_updates(w, upd)["w"], [2.0 - 0.1 * (1.0 + 1.0)])
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("learning_rate", 0.0, "learning_rate must be a positive number"),
+    ("learning_rate", -1e-3, "learning_rate must be a positive number"),
+    ("batch_size", 0, "batch_size must be a positive integer"),
+    ("epochs", 0, "epochs must be a positive integer"),
+    ("dataset", "imagenet", "valid datasets are"),
+    ("model", "resnet21", "valid models are"),
+    ("loss", "hinge", "valid losss are|valid losses are"),
+    ("schedule", "linear", "schedule must be one of"),
+])
+def test_bad_config_values_get_one_sentence_errors(field, value, match):
+  cfg = training.TrainConfig(**{field: value})
+  with pytest.raises(ValueError, match=match):
+    cfg.validate()
+
+
+def test_labels_out_of_range_and_shape_mismatch_are_caught_before_training():
+  _, train, state, step = _small_setup()
+  bad = train.take(slice(0, 64))
+  bad = type(bad)(**{**bad.__dict__, "y": np.full(64, 10, np.int32)})
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
+    training.fit(state, bad, train_step=step, epochs=1, batch_size=32, progress=False)
+  with pytest.raises(ValueError, match="batch_size must be at most"):
+    training.fit(state, train, train_step=step, epochs=1, batch_size=10_000, progress=False)
+  cifar_model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10,
+                                    key=jax.random.key(0))
+  with pytest.raises(ValueError, match=r"examples of shape \(8, 8, 1\) do not fit"):
+    training.check_model_input(cifar_model, train)
+
+
+def test_checkpoint_restore_falls_back_when_the_newest_is_damaged(tmp_path):
+  _, train, state, step = _small_setup()
+  ckpt = training.Checkpointer(tmp_path, max_to_keep=3)
+  jstep = jax.jit(step)
+  b = next(data.batches(train, 64))
+  s1, _ = jstep(state, b)
+  ckpt.save(s1)
+  s2, _ = jstep(s1, b)
+  ckpt.save(s2)
+  assert ckpt.all_steps() == [1, 2]
+  chex.assert_trees_all_equal(ckpt.restore(state).params, s2.params)
+  # Damage every data file of the newest checkpoint.
+  for path in pathlib.Path(tmp_path, "2").rglob("*"):
+    if path.is_file():
+      path.write_bytes(b"garbage")
+  restored = ckpt.restore(state)
+  assert int(restored.step) == 1
+  chex.assert_trees_all_equal(restored.params, s1.params)
+
+
+def test_save_and_load_model_round_trip(tmp_path):
+  cfg, train, state, _ = _small_setup(model="cnn", model_kwargs={"widths": [4], "dense": 8})
+  training.save_model(str(tmp_path / "m"), state, cfg, train)
+  model, meta = training.load_model(str(tmp_path / "m"))
+  assert meta["model"] == "cnn" and meta["num_classes"] == 10
+  g, p, s = models.split_model(model)
+  x = jnp.asarray(train.x[:5])
+  np.testing.assert_allclose(models.apply_model(g, p, s, x)[0], state.apply(x)[0], rtol=1e-6)
+  with pytest.raises(FileNotFoundError, match="no model.json"):
+    training.load_model(str(tmp_path))
+
+
+def _run_python(code, env_extra=None, **kw):
+  env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+  return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                        capture_output=True, text=True, **kw)
+
+
+def test_data_parallel_step_on_8_devices_equals_1_device():
+  code = """
+  import jax, numpy as np, chex
+  from explicable_jax import data, training
+  assert jax.device_count() == 8, jax.devices()
+  cfg = training.TrainConfig(dataset="digits", model="cnn", batch_size=64,
+                             model_kwargs={"widths": [8], "dense": 16})
+  # A CNN with batch norm: batch statistics must be those of the global batch.
+  from explicable_jax import models
+  train = data.load("digits", "train")
+  import optax
+  model = models.create_model("resnet", input_shape=(8, 8, 1), num_classes=10,
+                              key=jax.random.key(0), depth=8)
+  opt = optax.sgd(0.1, momentum=0.9)
+  step = training.make_train_step(training.losses_lib.cross_entropy_loss, opt)
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = training.data_mesh(devices)
+    state = training.replicate(training.create_train_state(model, opt, jax.random.key(1)), mesh)
+    fn = training.data_parallel(step, mesh, donate=False)
+    losses = []
+    for batch in data.batches(train, 64, shuffle=True, drop_remainder=True):
+      state, m = fn(state, training.shard_batch(batch, mesh))
+      losses.append(float(m["loss"]))
+      if len(losses) == 5: break
+    results.append((np.array(losses), jax.device_get(state.params), jax.device_get(state.model_state),
+                    len(state.params["fc"]["kernel"].value.sharding.device_set)))
+  (l1, p1, s1, n1), (l8, p8, s8, n8) = results
+  assert (n1, n8) == (1, 8), (n1, n8)
+  np.testing.assert_allclose(l1, l8, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(p1, p8, rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(s1, s8, rtol=1e-4, atol=1e-5)
+  print("OK", l1)
+  """
+  out = _run_python(code, {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+                    timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "OK" in out.stdout
+
+
+_FIT_SCRIPT = """
+import sys, jax, numpy as np
+from explicable_jax import training
+workdir = sys.argv[1]
+cfg = training.TrainConfig(dataset="digits", model="mlp", epochs=40, batch_size=32,
+                           learning_rate=0.05, model_kwargs={"hidden": [32, 16], "dropout_rate": 0.2},
+                           checkpoint_every=37, log_every=1)
+train = __import__("explicable_jax.data", fromlist=["x"]).load("digits", "train")
+state, step = training.build(cfg, train)
+state = training.fit(state, train, train_step=step, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                     workdir=workdir, checkpoint_every=cfg.checkpoint_every, log_every=1,
+                     progress=False)
+flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
+np.save(workdir + "/final.npy", flat)
+print("DONE", int(state.step))
+"""
+
+
+def _last_step(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0
+  steps = [json.loads(l).get("step", 0) for l in open(path).read().splitlines() if l.strip()]
+  return max(steps, default=0)
+
+
+def test_a_killed_run_resumes_to_the_same_parameters(tmp_path):
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}
+  script = tmp_path / "fit.py"
+  script.write_text(_FIT_SCRIPT)
+  ref = tmp_path / "ref"
+  out = subprocess.run([sys.executable, str(script), str(ref)], env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  total = int(out.stdout.split("DONE")[1])
+  run = tmp_path / "run"
+  for kill_at in (total // 4, total // 2):  # Two kills, at different points.
+    proc = subprocess.Popen([sys.executable, str(script), str(run)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while _last_step(run) < kill_at and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+  assert not (run / "final.npy").exists()
+  out = subprocess.run([sys.executable, str(script), str(run)], env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  np.testing.assert_array_equal(np.load(run / "final.npy"), np.load(ref / "final.npy"))
+  events = [json.loads(l) for l in open(run / "metrics.jsonl")]
+  assert sum(e.get("event") == "resumed" for e in events) >= 1

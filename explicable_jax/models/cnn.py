@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
+from explicable_jax.models.conv import conv_general_dilated
 from explicable_jax.models.base import (StagedModel, check_image_input,
                                         he_normal, normalize_input)
 
@@ -35,7 +36,8 @@ class SmallCNN(StagedModel):
     self.input_mean = tuple(input_mean) if input_mean is not None else None
     self.input_std = tuple(input_std) if input_std is not None else None
     self.convs = nnx.List([
-        nnx.Conv(a, b, (3, 3), kernel_init=he_normal, rngs=rngs)
+        nnx.Conv(a, b, (3, 3), kernel_init=he_normal,
+                 conv_general_dilated=conv_general_dilated, rngs=rngs)
         for a, b in zip(chans[:-1], chans[1:])
     ])
     self.dense = nnx.Linear(chans[-1], dense, kernel_init=he_normal, rngs=rngs)

@@ -18,6 +18,7 @@ from flax import nnx
 
 from explicable_jax.models.base import (StagedModel, check_image_input,
                                         he_normal, normalize_input)
+from explicable_jax.models.conv import conv_general_dilated
 
 # Per-channel statistics of the CIFAR-10 training images (in [0, 1]).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -33,7 +34,8 @@ def _conv(cin: int, cout: int, k: int, stride: int, rngs: nnx.Rngs, *,
           bias: bool = False) -> nnx.Conv:
   return nnx.Conv(cin, cout, (k, k), strides=(stride, stride),
                   padding=[(k // 2, k // 2)] * 2, use_bias=bias,
-                  kernel_init=he_normal, rngs=rngs)
+                  kernel_init=he_normal, conv_general_dilated=conv_general_dilated,
+                  rngs=rngs)
 
 
 class BasicBlock(nnx.Module):

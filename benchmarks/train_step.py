@@ -1,0 +1,157 @@
+"""ResNet-20 train step and forward pass: ours (JAX/Flax NNX) beside PyTorch.
+
+    python -m benchmarks.train_step [--batch-size 128] [--repeats 10]
+
+Same architecture on both sides (He et al.'s CIFAR ResNet-20, option-A
+shortcuts, batch norm, SGD with Nesterov momentum and weight decay, random
+inputs of shape 128x32x32x3), measured in the same process, one after the
+other, after a warm-up. Prints images per second and the ratio ours / torch;
+``--write`` also records the rows in benchmarks/README.md. Three JAX rows: our
+default (tap-wise kernel gradient on CPU, see ``explicable_jax.models.conv``),
+XLA's own convolution gradient, and the forward pass.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from explicable_jax import losses, models, training
+from explicable_jax.models import conv
+
+
+def _time(fn, repeats: int) -> float:
+  fn()
+  fn()
+  t = time.perf_counter()
+  for _ in range(repeats):
+    fn()
+  return (time.perf_counter() - t) / repeats
+
+
+def jax_rows(batch_size: int, repeats: int, tapwise: bool) -> dict[str, float]:
+  conv.TAPWISE_KERNEL_GRAD_ON_CPU = tapwise
+  try:
+    model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10,
+                                key=jax.random.key(0))
+    opt = optax.chain(optax.add_decayed_weights(5e-4),
+                      optax.sgd(0.1, momentum=0.9, nesterov=True))
+    state = training.create_train_state(model, opt, jax.random.key(1))
+    step = jax.jit(training.make_train_step(losses.cross_entropy_loss, opt))
+    rng = np.random.default_rng(0)
+    batch = {"x": jnp.asarray(rng.random((batch_size, 32, 32, 3), np.float32)),
+             "y": jnp.asarray(rng.integers(0, 10, batch_size).astype(np.int32))}
+    fwd = jax.jit(lambda s, x: s.apply(x)[0])
+    holder = {"s": state}
+
+    def train():
+      holder["s"], m = step(holder["s"], batch)
+      jax.block_until_ready(m["loss"])
+
+    t_step = _time(train, repeats)
+    t_fwd = _time(lambda: jax.block_until_ready(fwd(state, batch["x"])), repeats)
+  finally:
+    conv.TAPWISE_KERNEL_GRAD_ON_CPU = True
+  return {"train": batch_size / t_step, "forward": batch_size / t_fwd}
+
+
+def torch_rows(batch_size: int, repeats: int) -> dict[str, float] | None:
+  try:
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+  except ImportError:
+    return None
+
+  class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+      super().__init__()
+      self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+      self.b1 = nn.BatchNorm2d(cout)
+      self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+      self.b2 = nn.BatchNorm2d(cout)
+      self.stride, self.pad = stride, cout - cin
+
+    def forward(self, x):
+      y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
+      s = x[:, :, ::self.stride, ::self.stride]
+      if self.pad:
+        s = F.pad(s, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+      return F.relu(y + s)
+
+  class ResNet20(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+      blocks, cin = [], 16
+      for s, cout in enumerate((16, 32, 64)):
+        for b in range(3):
+          blocks.append(Block(cin, cout, 2 if s > 0 and b == 0 else 1))
+          cin = cout
+      self.blocks = nn.Sequential(*blocks)
+      self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+      return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+  torch.manual_seed(0)
+  net = ResNet20()
+  opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+  x = torch.rand(batch_size, 3, 32, 32)
+  y = torch.randint(0, 10, (batch_size,))
+
+  def train():
+    opt.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(net(x), y)
+    loss.backward()
+    opt.step()
+
+  net.train()
+  t_step = _time(train, repeats)
+  net.eval()
+  with torch.no_grad():
+    t_fwd = _time(lambda: net(x), repeats)
+  return {"train": batch_size / t_step, "forward": batch_size / t_fwd,
+          "version": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def run(batch_size: int = 128, repeats: int = 10) -> list[dict]:
+  ours = jax_rows(batch_size, repeats, tapwise=True)
+  xla = jax_rows(batch_size, repeats, tapwise=False)
+  peer = torch_rows(batch_size, repeats)
+  rows = []
+  for what in ("train", "forward"):
+    row = {"benchmark": f"ResNet-20 {what} step, batch {batch_size}",
+           "ours": ours[what], "xla_default": xla[what],
+           "peer": peer[what] if peer else float("nan")}
+    row["ratio"] = row["ours"] / row["peer"] if peer else float("nan")
+    row["ratio_xla_default"] = row["xla_default"] / row["peer"] if peer else float("nan")
+    rows.append(row)
+  return rows
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--batch-size", type=int, default=128)
+  p.add_argument("--repeats", type=int, default=10)
+  args = p.parse_args()
+  rows = run(args.batch_size, args.repeats)
+  print(f"# {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores, "
+        f"jax {jax.__version__} ({jax.default_backend()})")
+  print("| benchmark | ours img/s | ours, XLA conv grad img/s | PyTorch img/s | ratio | ratio, XLA conv grad |")
+  print("|---|---|---|---|---|---|")
+  for r in rows:
+    print(f"| {r['benchmark']} | {r['ours']:.1f} | {r['xla_default']:.1f} | {r['peer']:.1f} "
+          f"| {r['ratio']:.2f} | {r['ratio_xla_default']:.2f} |")
+
+
+if __name__ == "__main__":
+  main()

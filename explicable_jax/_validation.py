@@ -31,26 +31,25 @@ def lookup(name: str, value: str, registry: Mapping[str, Any]) -> Any:
   return registry[value]
 
 
-def check_positive(name: str, value: Any, *, integer: bool = False) -> None:
-  """Raises ``ValueError`` unless ``value`` is a finite number > 0."""
-  kind = "a positive integer" if integer else "a positive number"
+def _check_number(name: str, value: Any, *, integer: bool, strict: bool) -> None:
+  sign = "positive" if strict else "non-negative"
+  kind = f"a {sign} {'integer' if integer else 'number'}"
   ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
       value, bool)
   if ok and integer:
     ok = float(value).is_integer()
-  if not ok or not np.isfinite(value) or value <= 0:
+  if not ok or not np.isfinite(value) or value < 0 or (strict and value == 0):
     raise ValueError(f"{name} must be {kind}; got {value!r}.")
+
+
+def check_positive(name: str, value: Any, *, integer: bool = False) -> None:
+  """Raises ``ValueError`` unless ``value`` is a finite number > 0."""
+  _check_number(name, value, integer=integer, strict=True)
 
 
 def check_nonnegative(name: str, value: Any, *, integer: bool = False) -> None:
   """Raises ``ValueError`` unless ``value`` is a finite number >= 0."""
-  kind = "a non-negative integer" if integer else "a non-negative number"
-  ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-      value, bool)
-  if ok and integer:
-    ok = float(value).is_integer()
-  if not ok or not np.isfinite(value) or value < 0:
-    raise ValueError(f"{name} must be {kind}; got {value!r}.")
+  _check_number(name, value, integer=integer, strict=False)
 
 
 def check_fraction(name: str, value: Any, *, closed: bool = True) -> None:

@@ -96,9 +96,18 @@ def _missing_error(name: str, folder: str | None, reason: str) -> DataNotFoundEr
 
 def _from_tfds(name: str, split: str, *, download: bool,
                tfds_dir: str | None = None) -> Dataset:
+  import logging
+
   import tensorflow_datasets as tfds  # Host-side only.
-  source = tfds.data_source(name, split=split, download=download,
-                            data_dir=tfds_dir)
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  if not download:  # Probing for prepared data: its "not found" is expected.
+    absl_logger.setLevel(logging.ERROR)
+  try:
+    source = tfds.data_source(name, split=split, download=download,
+                              data_dir=tfds_dir)
+  finally:
+    absl_logger.setLevel(level)
   items = [source[i] for i in range(len(source))]
   x = np.stack([np.asarray(it["image"]) for it in items]).astype(np.uint8)
   y = np.asarray([it["label"] for it in items], np.int32)

@@ -38,6 +38,13 @@ def _conv(cin: int, cout: int, k: int, stride: int, rngs: nnx.Rngs, *,
                   rngs=rngs)
 
 
+def _normalized_stem(model, x: jax.Array) -> jax.Array:
+  """Input check, per-channel normalisation, then conv-BN-ReLU."""
+  check_image_input("x", x, model.in_channels)
+  x = normalize_input(x, model.input_mean, model.input_std)
+  return jax.nn.relu(model.stem_bn(model.stem_conv(x)))
+
+
 class BasicBlock(nnx.Module):
   """Two 3x3 conv-BN layers with a shortcut (He et al. 2016, figure 2).
 
@@ -116,9 +123,7 @@ class CifarResNet(StagedModel):
     self.fc = nnx.Linear(cin, num_classes, kernel_init=he_normal, rngs=rngs)
 
   def _stem(self, x, rngs):
-    check_image_input("x", x, self.in_channels)
-    x = normalize_input(x, self.input_mean, self.input_std)
-    return jax.nn.relu(self.stem_bn(self.stem_conv(x)))
+    return _normalized_stem(self, x)
 
   def stages(self):
     return [
@@ -207,9 +212,7 @@ class PreActResNetV2(StagedModel):
     self.fc = nnx.Linear(cin, num_classes, kernel_init=he_normal, rngs=rngs)
 
   def _stem(self, x, rngs):
-    check_image_input("x", x, self.in_channels)
-    x = normalize_input(x, self.input_mean, self.input_std)
-    return jax.nn.relu(self.stem_bn(self.stem_conv(x)))
+    return _normalized_stem(self, x)
 
   def stages(self):
     return [

@@ -503,11 +503,11 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
                                     epoch=epoch, drop_remainder=True,
                                     start=max(offset, 0)):
         state, metrics = step_fn(state, shard_batch(batch, mesh))
-        step = int(jax.device_get(state.step)) if True else 0
         seen += 1
+        step = start + seen  # Host-side count: no device round trip per step.
         if not bool(metrics["finite"]):
           raise NonFiniteLossError(
-              f"Training stopped at step {step + 1}: the loss or a gradient was "
+              f"Training stopped at step {step}: the loss or a gradient was "
               f"not finite (loss={float(metrics['loss'])}); the state was left "
               f"at the last good update"
               + (f" and the newest checkpoint in {ckpt.directory!r} is intact."

@@ -194,8 +194,6 @@ def test_data_parallel_step_on_8_devices_equals_1_device():
   import jax, numpy as np, chex
   from explicable_jax import data, training
   assert jax.device_count() == 8, jax.devices()
-  cfg = training.TrainConfig(dataset="digits", model="cnn", batch_size=64,
-                             model_kwargs={"widths": [8], "dense": 16})
   # A CNN with batch norm: batch statistics must be those of the global batch.
   from explicable_jax import models
   train = data.load("digits", "train")

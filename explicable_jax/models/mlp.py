@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from explicable_jax.models.base import StagedModel, he_normal
@@ -61,7 +60,3 @@ class MLP(StagedModel):
       return self.out(x)
     return [*stages, ("logits", logits)]
 
-
-def flat_size(shape: Sequence[int]) -> int:
-  """Number of features in one example of the given shape."""
-  return int(jnp.prod(jnp.asarray(shape))) if shape else 1

@@ -65,41 +65,10 @@ def jax_rows(batch_size: int, repeats: int, tapwise: bool) -> dict[str, float]:
 def torch_rows(batch_size: int, repeats: int) -> dict[str, float] | None:
   try:
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from benchmarks.torch_resnet import ResNet20
   except ImportError:
     return None
-
-  class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-      super().__init__()
-      self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-      self.b1 = nn.BatchNorm2d(cout)
-      self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-      self.b2 = nn.BatchNorm2d(cout)
-      self.stride, self.pad = stride, cout - cin
-
-    def forward(self, x):
-      y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
-      s = x[:, :, ::self.stride, ::self.stride]
-      if self.pad:
-        s = F.pad(s, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-      return F.relu(y + s)
-
-  class ResNet20(nn.Module):
-    def __init__(self):
-      super().__init__()
-      self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
-      blocks, cin = [], 16
-      for s, cout in enumerate((16, 32, 64)):
-        for b in range(3):
-          blocks.append(Block(cin, cout, 2 if s > 0 and b == 0 else 1))
-          cin = cout
-      self.blocks = nn.Sequential(*blocks)
-      self.fc = nn.Linear(64, 10)
-
-    def forward(self, x):
-      return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
 
   torch.manual_seed(0)
   net = ResNet20()

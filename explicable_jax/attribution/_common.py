@@ -1,0 +1,193 @@
+"""Helpers shared by the attribution methods: quadrature rules, baselines,
+targets and chunked evaluation along a path."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax import _validation
+
+METHODS = ("riemann_left", "riemann_right", "riemann_middle",
+           "riemann_trapezoid", "gausslegendre")
+
+
+def integration_points(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+  """Nodes ``alpha_k`` in ``[0, 1]`` and weights ``w_k`` of a quadrature rule.
+
+  .. math:: \\int_0^1 f(\\alpha)\\,d\\alpha \\approx \\sum_k w_k f(\\alpha_k)
+
+  The same rules, with the same names, as Captum's
+  ``approximation_methods``: ``riemann_left`` (``k/n``, k = 0..n-1),
+  ``riemann_right`` (k = 1..n), ``riemann_middle`` (``(k + 1/2)/n``),
+  ``riemann_trapezoid`` (``k/(n-1)``, k = 0..n-1, end weights halved) and
+  ``gausslegendre`` (numpy's Gauss-Legendre nodes mapped to ``[0, 1]``).
+  One deliberate difference: Captum's ``riemann_trapezoid`` weights are
+  ``1/n`` (halved at the ends) on nodes spaced ``1/(n-1)``, so they sum to
+  ``(n-1)/n`` and its attributions come out scaled by that factor; ours are
+  the textbook trapezoid weights ``1/(n-1)``, which sum to 1.
+
+  Returns:
+    ``(alphas, weights)``, two float64 arrays of length ``n_steps``.
+  """
+  _validation.check_choice("method", method, METHODS)
+  _validation.check_positive("n_steps", n_steps, integer=True)
+  n = int(n_steps)
+  if method == "gausslegendre":
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    return 0.5 * (nodes + 1.0), 0.5 * weights
+  if method == "riemann_trapezoid":
+    if n < 2:
+      raise ValueError(
+          f"n_steps must be at least 2 for method 'riemann_trapezoid'; got {n}.")
+    weights = np.full(n, 1.0 / (n - 1))
+    weights[[0, -1]] /= 2
+    return np.linspace(0.0, 1.0, n), weights
+  offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}[method]
+  return (np.arange(n) + offset) / n, np.full(n, 1.0 / n)
+
+
+def resolve_baselines(baselines: Any, x: jax.Array) -> jax.Array:
+  """``baselines`` as an array of ``x``'s shape and dtype.
+
+  ``None`` means zeros (Captum's default); a scalar fills; an array must
+  broadcast to ``x.shape`` (one baseline per example, or one shared by all).
+  """
+  if baselines is None:
+    return jnp.zeros_like(x)
+  b = jnp.asarray(baselines, dtype=x.dtype)
+  try:
+    return jnp.broadcast_to(b, x.shape)
+  except ValueError:
+    raise ValueError(
+        f"baselines must be a scalar or broadcast to the input's shape "
+        f"{tuple(x.shape)}; got shape {tuple(b.shape)}.") from None
+
+
+def check_input(name: str, x: Any, *, min_rank: int) -> jax.Array:
+  """``x`` as a floating array of rank at least ``min_rank``."""
+  try:
+    arr = jnp.asarray(x)
+  except TypeError:
+    raise TypeError(
+        f"{name} must be an array; got {type(x).__name__}.") from None
+  if arr.ndim < min_rank:
+    what = "a batch (leading axis = examples)" if min_rank else "an array"
+    raise ValueError(
+        f"{name} must be {what} of rank >= {min_rank}; got shape {tuple(arr.shape)}.")
+  if not jnp.issubdtype(arr.dtype, jnp.floating):
+    raise ValueError(
+        f"{name} must hold floating-point values (attributions differentiate "
+        f"with respect to it); got dtype {arr.dtype}.")
+  return arr
+
+
+def resolve_target(target: Any, logits_shape: tuple[int, ...],
+                   logits_fn: Callable[[], jax.Array]) -> jax.Array:
+  """Per-example class indices ``(N,)`` from ``target``.
+
+  ``target`` is an int (the same class for every example), an integer array
+  of shape ``(N,)``, or ``"predicted"`` (the argmax of the model's output at
+  the input, computed with ``logits_fn``).
+  """
+  n, num_classes = logits_shape[0], logits_shape[-1]
+  if isinstance(target, str):
+    _validation.check_choice("target", target, ("predicted",))
+    return jnp.argmax(jax.lax.stop_gradient(logits_fn()), axis=-1)
+  if target is None:
+    raise ValueError(
+        "target must be a class index, an array of N class indices or "
+        "'predicted'; got None.")
+  t = jnp.asarray(target)
+  if not jnp.issubdtype(t.dtype, jnp.integer):
+    raise ValueError(
+        f"target must hold integer class indices; got dtype {t.dtype}.")
+  if t.ndim == 0:
+    t = jnp.full((n,), t)
+  if t.shape != (n,):
+    raise ValueError(
+        f"target must be a scalar or have shape ({n},), one class per example; "
+        f"got shape {tuple(t.shape)}.")
+  _validation.check_labels("target", target, num_classes)
+  return t
+
+
+def target_score(logits: jax.Array, target: jax.Array) -> jax.Array:
+  """``sum_n logits[n, target[n]]``: the gradient of this sum is each
+  example's own target-score gradient, since examples do not interact."""
+  return jnp.take_along_axis(logits, target[:, None], axis=-1).sum()
+
+
+def check_chunk(internal_batch_size: int | None, total: int) -> int:
+  """Chunk length for ``total`` evaluations, ``total`` when unset."""
+  if internal_batch_size is None:
+    return total
+  _validation.check_positive("internal_batch_size", internal_batch_size, integer=True)
+  return int(min(internal_batch_size, total))
+
+
+# Chunk loops up to this length are unrolled rather than run as a while loop:
+# XLA:CPU runs the input gradient of a convolution 6-10x slower inside a
+# while-loop body (it keeps the transposed kernel in "oi" layout there instead
+# of copying it to "io"; benchmarks/README.md has the measurement).
+MAX_UNROLLED_CHUNKS = 16
+
+
+def scan_chunks(body: Callable, carry: Any, xs: Any) -> tuple[Any, Any]:
+  """``lax.scan(body, carry, xs)``, unrolled when there are few chunks.
+
+  Unrolled or not, each chunk's work feeds only the carry, so XLA's
+  sequential schedule keeps one chunk's temporaries alive at a time.
+  """
+  n = jax.tree.leaves(xs)[0].shape[0]
+  if n > MAX_UNROLLED_CHUNKS:
+    return jax.lax.scan(body, carry, xs)
+  ys = []
+  for i in range(n):
+    carry, y = body(carry, jax.tree.map(lambda v: v[i], xs))
+    ys.append(y)
+  if ys[0] is None:
+    return carry, None
+  return carry, jax.tree.map(lambda *v: jnp.stack(v), *ys)
+
+
+def sum_over_chunks(chunk_sum: Callable[[jax.Array, jax.Array], Any],
+                    alphas: np.ndarray, weights: np.ndarray, chunk: int) -> Any:
+  """``sum_k weights[k] * f(alphas[k])``, ``chunk`` nodes at a time.
+
+  ``chunk_sum(alphas_c, weights_c)`` returns the weighted sum over one chunk
+  (a pytree); the chunks are added up in :func:`scan_chunks`, so memory grows
+  with ``chunk``, not with the number of nodes. Padding nodes (when ``chunk``
+  does not divide it) repeat the last node with weight 0.
+  """
+  n = len(alphas)
+  n_chunks = -(-n // chunk)
+  pad = n_chunks * chunk - n
+  alphas = np.concatenate([alphas, np.full(pad, alphas[-1])]).reshape(n_chunks, chunk)
+  weights = np.concatenate([weights, np.zeros(pad)]).reshape(n_chunks, chunk)
+  first = chunk_sum(jnp.asarray(alphas[0]), jnp.asarray(weights[0]))
+  if n_chunks == 1:
+    return first
+
+  def body(acc, aw):
+    return jax.tree.map(jnp.add, acc, chunk_sum(*aw)), None
+
+  acc, _ = scan_chunks(body, first, (jnp.asarray(alphas[1:]), jnp.asarray(weights[1:])))
+  return acc
+
+
+def weighted_sum_along_path(fn: Callable[[jax.Array], Any], alphas: np.ndarray,
+                            weights: np.ndarray, chunk: int) -> Any:
+  """``sum_k weights[k] * fn(alphas[k])``, ``fn`` vmapped over each chunk."""
+  def chunk_sum(a, w):
+    values = jax.vmap(fn)(a)
+    return jax.tree.map(lambda v: jnp.tensordot(w.astype(v.dtype), v, axes=1), values)
+  return sum_over_chunks(chunk_sum, alphas, weights, chunk)
+
+
+def interpolate(baseline: jax.Array, x: jax.Array, alpha: jax.Array) -> jax.Array:
+  """``baseline + alpha * (x - baseline)`` in ``x``'s dtype."""
+  return baseline + alpha.astype(x.dtype) * (x - baseline)

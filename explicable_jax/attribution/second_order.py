@@ -1,0 +1,89 @@
+"""Second-order (gradient-Hessian) layer attribution of Wang and Vasconcelos."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax.attribution import _common
+from explicable_jax.attribution.layer import BatchFn, _setup
+
+
+class SecondOrderTerms(NamedTuple):
+  """The two Taylor terms of :func:`second_order_attribution`, each ``(N, *positions)``."""
+  first: jax.Array
+  second: jax.Array
+
+
+def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array,
+                             *, target, internal_batch_size: int | None = None,
+                             return_terms: bool = False):
+  """Second-order Taylor attribution of a class score to each position of a layer.
+
+  Wang and Vasconcelos, "Deliberative Explanations: visualizing network
+  insecurities" (NeurIPS 2019), equation 7: with ``a(i,j)`` the feature
+  vector (all channels) at position ``(i, j)``, ``g(i,j)`` the gradient of the
+  score ``F`` with respect to it and ``H(i,j)`` the Hessian block of ``F``
+  with respect to it,
+
+  .. math::
+
+     m(i,j) = g(i,j)^\\top a(i,j) + \\tfrac12\\, a(i,j)^\\top H(i,j)\\, a(i,j).
+
+  The quadratic term uses Hessian-vector products (forward-over-reverse,
+  ``jax.linearize`` of the gradient, linearised once and applied to one
+  tangent per position), never the Hessian itself: the tangent for position
+  ``p`` is ``a`` masked to ``p``, so ``a(p)^T [H v_p](p) = a(p)^T H(p) a(p)``.
+  All positions of the batch are one vmapped (chunked) call: ``H*W`` HVPs,
+  each over the whole batch, since examples do not interact.
+
+  Every axis between the batch and the last (channel) axis is a position
+  axis; a flat ``(N, D)`` layer has one position, the whole vector.
+
+  Args:
+    features_fn, head_fn, x, target: as in
+      :func:`explicable_jax.attribution.layer_conductance`.
+    internal_batch_size: at most this many positions' HVPs at once (the
+      chunks run one after another); ``None``: all at once.
+    return_terms: return the first- and second-order terms separately
+      (:class:`SecondOrderTerms`, the second without the factor 1/2).
+
+  Returns:
+    ``m`` of shape ``(N, *positions)``, e.g. ``(N, H, W)``.
+  """
+  x, t, layer = _setup(features_fn, head_fn, x, target)
+  layer_shape = layer.shape
+  if len(layer_shape) < 2:
+    raise ValueError(
+        "second_order_attribution needs activations with a batch and a channel "
+        f"axis; features_fn returns shape {tuple(layer_shape)}.")
+  positions = layer_shape[1:-1]
+  num_positions = int(np.prod(positions)) if positions else 1
+  chunk = _common.check_chunk(internal_batch_size, num_positions)
+
+  a = features_fn(x)
+  grad_fn = jax.grad(lambda h: _common.target_score(head_fn(h), t))
+  g, hvp = jax.linearize(grad_fn, a)
+  first = (g * a).sum(axis=-1)
+
+  flat_a = a.reshape(a.shape[0], num_positions, a.shape[-1])
+
+  def quadratic_at(p):
+    mask = jax.nn.one_hot(p, num_positions, dtype=a.dtype)[None, :, None]
+    masked = (flat_a * mask).reshape(a.shape)
+    hv = hvp(masked).reshape(flat_a.shape)
+    return (masked.reshape(flat_a.shape) * hv).sum(axis=(1, 2))
+
+  n_chunks = -(-num_positions // chunk)
+  # Padding positions repeat the last one; their rows are dropped below.
+  index = np.minimum(np.arange(n_chunks * chunk), num_positions - 1)
+  _, second = _common.scan_chunks(
+      lambda carry, p: (carry, jax.vmap(quadratic_at)(p)), None,
+      jnp.asarray(index.reshape(n_chunks, chunk)))
+  second = second.reshape(n_chunks * chunk, -1)[:num_positions].T.reshape(first.shape)
+  if return_terms:
+    return SecondOrderTerms(first, second)
+  return first + 0.5 * second
+

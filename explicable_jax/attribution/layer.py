@@ -59,6 +59,15 @@ def _setup(features_fn, head_fn, x, target):
   return x, t, layer
 
 
+def _steps_per_chunk(internal_batch_size, batch: int, steps: int) -> int:
+  """Path steps per forward pass for Captum's ``internal_batch_size`` (rows =
+  examples x steps); all ``steps`` when unset, at least one."""
+  if internal_batch_size is None:
+    return steps
+  _validation.check_positive("internal_batch_size", internal_batch_size, integer=True)
+  return max(1, min(steps, int(internal_batch_size) // batch))
+
+
 def _layer_grad(head_fn, a, t):
   """Per-example gradient of the target score with respect to the layer."""
   return jax.grad(lambda h: _common.target_score(head_fn(h), t))(a)
@@ -186,11 +195,7 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
                        return_convergence_delta)
   w_left, w_right = _STEP_RULES[method]
   node_grads = w_left != 0.0 or w_right != 0.0
-  if internal_batch_size is None:
-    chunk = n
-  else:
-    _validation.check_positive("internal_batch_size", internal_batch_size, integer=True)
-    chunk = max(1, min(n, int(internal_batch_size) // batch))
+  chunk = _steps_per_chunk(internal_batch_size, batch, n)
 
   def evaluate(alphas, with_grads):
     """Activations (and target gradients) at ``len(alphas)`` path points."""
@@ -303,9 +308,7 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   baseline = _common.resolve_baselines(baselines, x)
   alphas, weights = _common.integration_points(method, n_steps)
   batch = x.shape[0]
-  chunk = _common.check_chunk(
-      None if internal_batch_size is None else max(1, internal_batch_size // batch),
-      len(alphas))
+  chunk = _steps_per_chunk(internal_batch_size, batch, len(alphas))
 
   def chunk_sum(a, w):
     c = a.shape[0]
@@ -359,9 +362,7 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
   both = features_fn(jnp.concatenate([x, baseline]))
   a, a_ref = both[:batch], both[batch:]
   alphas, weights = _common.integration_points(method, n_steps)
-  chunk = _common.check_chunk(
-      None if internal_batch_size is None else max(1, internal_batch_size // batch),
-      len(alphas))
+  chunk = _steps_per_chunk(internal_batch_size, batch, len(alphas))
 
   def chunk_sum(al, w):
     c = al.shape[0]

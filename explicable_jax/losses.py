@@ -12,7 +12,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from explicable_jax import _validation, similarity
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -52,8 +55,6 @@ def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0) -> jax.
   weights this is close to uniform, e.g. about 0.22 / 0.15 on the true class
   for CIFAR-10's IHL / EKL).
   """
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from explicable_jax import _validation, similarity  # pylint: disable=g-import-not-at-top
   _validation.check_choice("target", target, WEIGHTED_TARGETS)
   _validation.check_positive("scale", scale)
   try:
@@ -110,7 +111,7 @@ def make_weighted_loss(weights, *, target: str = "l1", scale: float = 1.0) -> Ca
 
 
 def _weighted_from_file(weights: str, target: str = "l1", scale: float = 1.0, **kw):
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  del kw
   return make_weighted_loss(np.load(weights), target=target, scale=scale)
 
 

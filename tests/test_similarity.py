@@ -74,7 +74,6 @@ def test_cifar100_synsets_follow_the_label_order_of_the_real_data(shared_data):
 
 
 def test_missing_wordnet_gets_a_clear_error(monkeypatch, tmp_path):
-  import nltk
   from nltk.corpus import wordnet as wn_reader
 
   def not_there():
@@ -83,7 +82,6 @@ def test_missing_wordnet_gets_a_clear_error(monkeypatch, tmp_path):
   monkeypatch.delenv("EXPLICABLE_JAX_DATA", raising=False)
   with pytest.raises(S.WordNetNotFoundError, match="nltk.download"):
     S.wordnet(data_dir=str(tmp_path), download=False)
-  del nltk
 
 
 def test_ihl_is_the_per_class_mean_of_soft_labels():

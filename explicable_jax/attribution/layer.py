@@ -24,6 +24,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import Literal
 
 from explicable_jax import _validation
 from explicable_jax.attribution import _common
@@ -41,9 +42,20 @@ _STEP_RULES = {
 }
 
 
-def _setup(features_fn, head_fn, x, target):
-  """Validates the pair and the batch; returns ``(x, target (N,), layer)``
-  where ``layer`` is the activations' ``ShapeDtypeStruct``."""
+_NO_BASELINE = object()
+
+
+def _setup(features_fn, head_fn, x, target, baselines=_NO_BASELINE):
+  """Validates the pair and the batch.
+
+  Returns ``(x, target (N,), layer, activations)``, plus
+  ``(baseline, baseline_activations)`` when ``baselines`` is passed.
+  ``layer`` is the activations' ``ShapeDtypeStruct``; ``activations()`` is
+  ``features_fn(x)`` and ``baseline_activations()`` is ``features_fn(x')``.
+  Both come from one forward pass (of ``[x; x']`` when there is a baseline),
+  traced at most once however often they are called, so that
+  ``target="predicted"``, the method and its delta share it.
+  """
   for name, fn in (("features_fn", features_fn), ("head_fn", head_fn)):
     if not callable(fn):
       raise TypeError(f"{name} must be a function of a batch; got {type(fn).__name__}.")
@@ -55,8 +67,37 @@ def _setup(features_fn, head_fn, x, target):
         f"head_fn(features_fn(x)) must return class scores of shape "
         f"({x.shape[0]}, classes) for a batch of {x.shape[0]}; got shape "
         f"{tuple(logits.shape)}.")
-  t = _common.resolve_target(target, logits.shape, lambda: head_fn(features_fn(x)))
-  return x, t, layer
+  with_baseline = baselines is not _NO_BASELINE
+  baseline = _common.resolve_baselines(baselines, x) if with_baseline else None
+  memo = []
+
+  def both():
+    if not memo:
+      memo.append(features_fn(jnp.concatenate([x, baseline]) if with_baseline else x))
+    return memo[0]
+
+  activations = lambda: both()[:x.shape[0]]
+  t = _common.resolve_target(target, logits.shape, lambda: head_fn(activations()))
+  if not with_baseline:
+    return x, t, layer, activations
+  return x, t, layer, activations, baseline, lambda: both()[x.shape[0]:]
+
+
+def _score_gap(head_fn, a, a_ref, t):
+  """``F(x) - F(x')`` per example from the layer's activations at both ends."""
+  batch = a.shape[0]
+  logits = head_fn(jnp.concatenate([a, a_ref]))
+  scores = jnp.take_along_axis(logits, jnp.concatenate([t, t])[:, None], axis=-1)[:, 0]
+  return scores[:batch] - scores[batch:]
+
+
+def _with_delta(attributions, gap_fn, with_delta):
+  """``attributions``, or ``(attributions, sum - (F(x) - F(x')))`` where
+  ``gap_fn()`` gives ``F(x) - F(x')``."""
+  if not with_delta:
+    return attributions
+  total = attributions.reshape(attributions.shape[0], -1).sum(axis=1)
+  return attributions, total - gap_fn()
 
 
 def _steps_per_chunk(internal_batch_size, batch: int, steps: int) -> int:
@@ -81,8 +122,6 @@ def _dependent_outputs(jaxpr, dependent_inputs: list[bool]) -> list[bool]:
   else counts every output as dependent when any input is (never a false
   "independent").
   """
-  from jax.extend.core import Literal  # pylint: disable=g-import-not-at-top
-
   dependent = {v for v, d in zip(jaxpr.invars, dependent_inputs) if d}
   is_dep = lambda v: not isinstance(v, Literal) and v in dependent
   for eqn in jaxpr.eqns:
@@ -177,22 +216,32 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
     Conductances of shape ``(N, *layer)``, and the delta ``(N,)`` if asked.
     :func:`per_feature_map` reduces them to one value per channel.
   """
-  x, t, layer = _setup(features_fn, head_fn, x, target)
+  x, t, layer, activations, baseline, baseline_activations = _setup(
+      features_fn, head_fn, x, target, baselines)
   _validation.check_choice("method", method, _common.METHODS)
   _validation.check_positive("n_steps", n_steps, integer=True)
   n, batch = int(n_steps), x.shape[0]
-  baseline = _common.resolve_baselines(baselines, x)
   if method == "gausslegendre":
     nodes = _common.integration_points("gausslegendre", n + 1)[0]
   else:
     nodes = np.linspace(0.0, 1.0, n + 1)
+  # Riemann paths run from x' to x, so their end activations are f(x') and
+  # f(x), the forward pass that target="predicted" and the delta need anyway.
+  exact_ends = nodes[0] == 0.0 and nodes[-1] == 1.0
+  ends_needed = isinstance(target, str) or return_convergence_delta
+
+  gap = lambda: _score_gap(head_fn, activations(), baseline_activations(), t)
+
   if shortcut_affine_head and head_gradient_is_constant(head_fn, layer, t):
-    ends = jnp.asarray(nodes[[0, -1]], x.dtype).reshape((2,) + (1,) * x.ndim)
-    xs = _common.interpolate(baseline[None], x[None], ends)
-    a = features_fn(xs.reshape((2 * batch,) + x.shape[1:]))
-    conductance = _layer_grad(head_fn, a[batch:], t) * (a[batch:] - a[:batch])
-    return _with_delta(features_fn, head_fn, x, baseline, t, conductance,
-                       return_convergence_delta)
+    if exact_ends:
+      a_first, a_last = baseline_activations(), activations()
+    else:
+      ends = jnp.asarray(nodes[[0, -1]], x.dtype).reshape((2,) + (1,) * x.ndim)
+      xs = _common.interpolate(baseline[None], x[None], ends)
+      a = features_fn(xs.reshape((2 * batch,) + x.shape[1:]))
+      a_first, a_last = a[:batch], a[batch:]
+    conductance = _layer_grad(head_fn, a_last, t) * (a_last - a_first)
+    return _with_delta(conductance, gap, return_convergence_delta)
   w_left, w_right = _STEP_RULES[method]
   node_grads = w_left != 0.0 or w_right != 0.0
   chunk = _steps_per_chunk(internal_batch_size, batch, n)
@@ -214,9 +263,11 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
                          np.full(pad, nodes[-1])]).reshape(n_chunks, chunk)
   mask = np.concatenate([np.ones(n), np.zeros(pad)]).reshape(n_chunks, chunk)
 
-  a0, g0 = evaluate(jnp.asarray(nodes[:1]), w_left != 0.0)
-  a0 = a0[0]
-  g0 = jnp.zeros_like(a0) if g0 is None else g0[0]
+  if exact_ends and ends_needed:
+    a0 = baseline_activations()
+  else:
+    a0 = evaluate(jnp.asarray(nodes[:1]), False)[0][0]
+  g0 = _layer_grad(head_fn, a0, t) if w_left != 0.0 else jnp.zeros_like(a0)
 
   def step(carry, inputs):
     a_prev, g_prev, total = carry
@@ -236,19 +287,7 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   carry = (a0, g0, jnp.zeros_like(a0))
   inputs = (jnp.asarray(ends), jnp.asarray(mids), jnp.asarray(mask))
   (_, _, conductance), _ = _common.scan_chunks(step, carry, inputs)
-  return _with_delta(features_fn, head_fn, x, baseline, t, conductance,
-                     return_convergence_delta)
-
-
-def _with_delta(features_fn, head_fn, x, baseline, t, attributions, with_delta):
-  """``attributions``, or ``(attributions, sum - (F(x) - F(x')))``."""
-  if not with_delta:
-    return attributions
-  batch = x.shape[0]
-  logits = head_fn(features_fn(jnp.concatenate([x, baseline])))
-  scores = jnp.take_along_axis(logits, jnp.concatenate([t, t])[:, None], axis=-1)[:, 0]
-  total = attributions.reshape(batch, -1).sum(axis=1)
-  return attributions, total - (scores[:batch] - scores[batch:])
+  return _with_delta(conductance, gap, return_convergence_delta)
 
 
 def per_feature_map(attributions: jax.Array, *, reduce: str = "sum") -> jax.Array:
@@ -296,7 +335,7 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   Returns:
     Attributions of ``x``'s shape.
   """
-  x, t, layer = _setup(features_fn, head_fn, x, target)
+  x, t, layer, _ = _setup(features_fn, head_fn, x, target)
   layer_shape = layer.shape
   index = (neuron_index,) if isinstance(neuron_index, (int, np.integer)) else tuple(neuron_index)
   if len(index) != len(layer_shape) - 1 or any(
@@ -332,8 +371,8 @@ def layer_gradient_x_activation(features_fn: BatchFn, head_fn: BatchFn,
   and Vasconcelos use it as the first-order attribution of deliberative
   explanations; Captum's ``LayerGradientXActivation``).
   """
-  x, t, _ = _setup(features_fn, head_fn, x, target)
-  a = features_fn(x)
+  x, t, _, activations = _setup(features_fn, head_fn, x, target)
+  a = activations()
   return a * _layer_grad(head_fn, a, t)
 
 
@@ -356,11 +395,10 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
   Args and returns as in :func:`layer_conductance`; ``method`` is a
   quadrature rule (:func:`integration_points`).
   """
-  x, t, layer = _setup(features_fn, head_fn, x, target)
-  baseline = _common.resolve_baselines(baselines, x)
+  x, t, layer, activations, _, baseline_activations = _setup(
+      features_fn, head_fn, x, target, baselines)
   batch = x.shape[0]
-  both = features_fn(jnp.concatenate([x, baseline]))
-  a, a_ref = both[:batch], both[batch:]
+  a, a_ref = activations(), baseline_activations()
   alphas, weights = _common.integration_points(method, n_steps)
   chunk = _steps_per_chunk(internal_batch_size, batch, len(alphas))
 
@@ -375,13 +413,8 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
     avg = _layer_grad(head_fn, a, t)
   else:
     avg = _common.sum_over_chunks(chunk_sum, alphas, weights, chunk)
-  attributions = (a - a_ref) * avg
-  if not return_convergence_delta:
-    return attributions
-  logits = head_fn(both)
-  scores = jnp.take_along_axis(logits, jnp.concatenate([t, t])[:, None], axis=-1)[:, 0]
-  total = attributions.reshape(batch, -1).sum(axis=1)
-  return attributions, total - (scores[:batch] - scores[batch:])
+  return _with_delta((a - a_ref) * avg, lambda: _score_gap(head_fn, a, a_ref, t),
+                     return_convergence_delta)
 
 
 def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
@@ -404,13 +437,13 @@ def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
   Returns:
     Maps of shape ``(N, H, W)``.
   """
-  x, t, layer = _setup(features_fn, head_fn, x, target)
+  x, t, layer, activations = _setup(features_fn, head_fn, x, target)
   layer_shape = layer.shape
   if len(layer_shape) != 4:
     raise ValueError(
         "grad_cam needs a convolutional layer with activations (N, H, W, C); "
         f"features_fn returns shape {tuple(layer_shape)}.")
-  a = features_fn(x)
+  a = activations()
   weights = _layer_grad(head_fn, a, t).mean(axis=(1, 2))
   cam = jnp.einsum("nhwc,nc->nhw", a, weights)
   return jax.nn.relu(cam) if relu else cam

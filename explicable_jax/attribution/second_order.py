@@ -53,7 +53,7 @@ def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Arra
   Returns:
     ``m`` of shape ``(N, *positions)``, e.g. ``(N, H, W)``.
   """
-  x, t, layer = _setup(features_fn, head_fn, x, target)
+  x, t, layer, activations = _setup(features_fn, head_fn, x, target)
   layer_shape = layer.shape
   if len(layer_shape) < 2:
     raise ValueError(
@@ -63,7 +63,7 @@ def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Arra
   num_positions = int(np.prod(positions)) if positions else 1
   chunk = _common.check_chunk(internal_batch_size, num_positions)
 
-  a = features_fn(x)
+  a = activations()
   grad_fn = jax.grad(lambda h: _common.target_score(head_fn(h), t))
   g, hvp = jax.linearize(grad_fn, a)
   first = (g * a).sum(axis=-1)

@@ -80,6 +80,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument("--data-dir", default=None,
                  help="local data folder used when tfds has no prepared copy "
                       "(default: $EXPLICABLE_JAX_DATA)")
+  p.add_argument("--init-from", default=None,
+                 help="fine-tune: start from the weights of a trained model (a train "
+                      "--workdir or a save_model folder) with a fresh optimiser")
   p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                  help="steps between checkpoints (default: %(default)s)")
   p.add_argument("--log-every", type=int, default=d.log_every,

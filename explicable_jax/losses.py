@@ -69,7 +69,7 @@ def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0) -> jax.
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights, *,
                            target: str = "l1", scale: float = 1.0) -> jax.Array:
-  """Weighted loss function WLF(y, p) = L(t(W_y), p), one value per example.
+  r"""Weighted loss function WLF(y, p) = L(t(W_y), p), one value per example.
 
   Olmo, Sengupta and Kambhampati (2020): cross-entropy against the
   distribution built from row ``y`` of the class-similarity matrix ``W``, so

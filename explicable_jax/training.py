@@ -374,6 +374,7 @@ class TrainConfig:
   keep_checkpoints: int = 3
   log_every: int = 50
   validation: str = "test"
+  init_from: str | None = None
 
   def validate(self) -> None:
     _validation.lookup("dataset", self.dataset, data_lib.DATASETS)
@@ -566,6 +567,8 @@ def build(config: TrainConfig, train_ds: data_lib.Dataset):
       config.model, input_shape=train_ds.input_shape,
       num_classes=train_ds.num_classes, key=jax.random.key(config.seed),
       **config.model_kwargs)
+  if config.init_from:
+    model = _initial_weights(config, model)
   check_model_input(model, train_ds)
   steps_per_epoch = data_lib.num_batches(len(train_ds), config.batch_size, True)
   if steps_per_epoch == 0:
@@ -584,6 +587,30 @@ def build(config: TrainConfig, train_ds: data_lib.Dataset):
   step = make_train_step(loss_fn, optimizer,
                          augment=default_augment(config, train_ds))
   return state, step
+
+
+def _initial_weights(config: TrainConfig, model: nnx.Module) -> nnx.Module:
+  """The model of ``config.init_from`` (fine-tuning), checked against ``config``."""
+  path = config.init_from
+  if os.path.isdir(os.path.join(path, "model")) and not os.path.exists(
+      os.path.join(path, "model.json")):
+    path = os.path.join(path, "model")  # A train --workdir.
+  loaded, meta = load_model(path)
+  want = (config.model, dict(config.model_kwargs))
+  got = (meta["model"], dict(meta["model_kwargs"]))
+  if want != got:
+    raise ValueError(
+        f"init_from must hold the model being trained, {want[0]} {want[1]}; "
+        f"{config.init_from!r} holds {got[0]} {got[1]}.")
+  _, p_new, s_new = models_lib.split_model(model)
+  _, p_old, s_old = models_lib.split_model(loaded)
+  shapes = lambda t: jax.tree.map(lambda a: a.shape, nnx.to_pure_dict(t))
+  if shapes(p_new) != shapes(p_old) or shapes(s_new) != shapes(s_old):
+    raise ValueError(
+        f"init_from must match this dataset's input shape and classes; "
+        f"{config.init_from!r} was trained with input_shape {meta['input_shape']} "
+        f"and {meta['num_classes']} classes.")
+  return loaded
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str | None, *,

@@ -183,6 +183,25 @@ def test_save_and_load_model_round_trip(tmp_path):
     training.load_model(str(tmp_path))
 
 
+def test_init_from_starts_fine_tuning_at_the_saved_weights(tmp_path):
+  kw = {"widths": [4], "dense": 8}
+  cfg, train, state, step = _small_setup(model="cnn", model_kwargs=kw)
+  for _ in range(3):
+    state, _ = step(state, {"x": jnp.asarray(train.x[:64]), "y": jnp.asarray(train.y[:64])})
+  training.save_model(str(tmp_path / "model"), state, cfg, train)
+  # A workdir (holding model/) works as well as the model folder itself.
+  _, _, tuned, _ = _small_setup(model="cnn", model_kwargs=kw, init_from=str(tmp_path),
+                                seed=5, loss="label_smoothing")
+  chex.assert_trees_all_equal(tuned.params, state.params)
+  chex.assert_trees_all_equal(tuned.model_state, state.model_state)
+  assert int(tuned.step) == 0  # a fresh optimiser
+  _, _, fresh, _ = _small_setup(model="cnn", model_kwargs=kw, seed=5)
+  assert not np.allclose(jax.tree.leaves(fresh.params)[0], jax.tree.leaves(state.params)[0])
+  with pytest.raises(ValueError, match=r"init_from must hold the model being trained"):
+    _small_setup(model="cnn", model_kwargs={"widths": [8], "dense": 8},
+                 init_from=str(tmp_path / "model"))
+
+
 def _run_python(code, env_extra=None, **kw):
   env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
   return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,

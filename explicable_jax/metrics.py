@@ -1,0 +1,270 @@
+"""Evaluation metrics: accuracy, confusion, explicability of mistakes, AUROC.
+
+The explicability metrics follow Olmo, Sengupta and Kambhampati, "Not all
+Failure Modes are Created Equal: Training Deep Neural Networks for Explicable
+(Mis)Classification" (ICCV 2021), as their code computes them
+(``aOlmo/weighted-misclassifications``):
+
+* the **explicability-loss table**: every model evaluated with every weighted
+  loss (L_IHL, L_CHL, L_EKL), the mean of
+  :func:`explicable_jax.losses.weighted_cross_entropy` over a test set;
+* **hard and soft scores** over a set of models: on the inputs that *every*
+  model misclassifies, the model whose wrong class is most similar to the
+  true one under ``M`` (the mean of the row-normalised IHL, CHL and EKL
+  matrices, :func:`explicable_jax.similarity.explicability_matrix`) wins.
+  Hard: +1 to the winner when it is the only one; soft: ``1/n`` to each of
+  ``n`` tied winners;
+* the **mean similarity of mistakes** ("mistake severity" in hierarchy-aware
+  classification, Bertinetto et al. 2020): the mean of ``S[y, prediction]``
+  over misclassified inputs.
+
+Inputs are host or device arrays; every function validates its arguments on
+the host and computes with ``jax.numpy``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax import _validation, losses, similarity
+
+
+def _labels(name: str, labels, num_classes: int | None = None) -> np.ndarray:
+  y = np.asarray(labels)
+  if y.ndim != 1:
+    raise ValueError(f"{name} must be a (N,) vector of class indices; got shape {y.shape}.")
+  if num_classes is not None:
+    _validation.check_labels(name, y, num_classes)
+  elif y.size and not np.issubdtype(y.dtype, np.integer):
+    raise ValueError(f"{name} must hold integer class indices; got dtype {y.dtype}.")
+  return y
+
+
+def _logits(name: str, logits, n: int | None = None) -> np.ndarray:
+  z = np.asarray(logits)
+  if z.ndim != 2:
+    raise ValueError(f"{name} must be (N, classes); got shape {z.shape}.")
+  if n is not None and z.shape[0] != n:
+    raise ValueError(f"{name} must have one row per label ({n}); got {z.shape[0]} rows.")
+  if not np.all(np.isfinite(z)):
+    raise ValueError(
+        f"{name} must be finite; it holds {int(np.sum(~np.isfinite(z)))} NaN/inf entries.")
+  return z
+
+
+def predictions(logits) -> jax.Array:
+  """The top-1 class of each row of ``logits`` ``(N, C)``."""
+  return jnp.argmax(jnp.asarray(_logits("logits", logits)), axis=-1)
+
+
+def top1_accuracy(logits, labels) -> float:
+  """Fraction of rows whose largest logit is the true class.
+
+  Args:
+    logits: ``(N, C)`` scores (logits or probabilities).
+    labels: ``(N,)`` true classes.
+  """
+  z = _logits("logits", logits)
+  y = _labels("labels", labels, z.shape[1])
+  if y.shape[0] != z.shape[0]:
+    raise ValueError(f"labels must have one entry per row of logits ({z.shape[0]}); "
+                     f"got {y.shape[0]}.")
+  if y.size == 0:
+    raise ValueError("labels is empty; accuracy of no examples is undefined.")
+  return float(jnp.mean(jnp.argmax(z, -1) == y))
+
+
+def confusion_matrix(labels, preds, num_classes: int, *,
+                     normalize: str | None = None) -> np.ndarray:
+  """``C[i, j]``: how many inputs of true class ``i`` were predicted ``j``.
+
+  Args:
+    labels, preds: ``(N,)`` true and predicted classes.
+    num_classes: ``C``.
+    normalize: ``None`` (counts), ``"true"`` (each row sums to 1, as in the
+      paper's Figure 2), ``"pred"`` (columns) or ``"all"``. Same convention
+      as ``sklearn.metrics.confusion_matrix``; a row or column without
+      examples stays zero.
+  """
+  _validation.check_positive("num_classes", num_classes, integer=True)
+  _validation.check_choice("normalize", normalize, (None, "true", "pred", "all"))
+  y = _labels("labels", labels, num_classes)
+  p = _labels("preds", preds, num_classes)
+  if y.shape != p.shape:
+    raise ValueError(f"preds must match labels' shape {y.shape}; got {p.shape}.")
+  counts = jnp.zeros((num_classes, num_classes), jnp.int32).at[y, p].add(1)
+  counts = np.asarray(counts)
+  if normalize is None:
+    return counts
+  c = counts.astype(np.float64)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    if normalize == "true":
+      c = c / c.sum(axis=1, keepdims=True)
+    elif normalize == "pred":
+      c = c / c.sum(axis=0, keepdims=True)
+    else:
+      c = c / c.sum()
+  return np.nan_to_num(c)
+
+
+def explicability_losses(logits, labels, matrices: Mapping[str, np.ndarray], *,
+                         target: str = "softmax", scale: float = 1.0) -> dict[str, float]:
+  """Mean weighted cross-entropy of one model under each matrix.
+
+  .. math:: \\bar L_W = \\frac1N \\sum_n -\\sum_k t_k(W_{y_n}) \\log p_k(x_n)
+
+  Args:
+    logits: ``(N, C)`` the model's logits on the test set.
+    labels: ``(N,)`` true classes.
+    matrices: name -> ``(C, C)`` similarity matrix, e.g.
+      ``{"IHL": ihl, "CHL": chl, "EKL": ekl}``.
+    target, scale: how a row becomes a target distribution
+      (:func:`explicable_jax.losses.weighted_targets`). The default,
+      ``softmax`` with scale 1, is how the authors' table was computed.
+
+  Returns:
+    name -> mean loss.
+  """
+  z = _logits("logits", logits)
+  y = _labels("labels", labels, z.shape[1])
+  if y.shape[0] != z.shape[0]:
+    raise ValueError(f"labels must have one entry per row of logits ({z.shape[0]}); "
+                     f"got {y.shape[0]}.")
+  if not matrices:
+    raise ValueError("matrices must name at least one similarity matrix.")
+  out = {}
+  for name, w in matrices.items():
+    similarity.check_weight_matrix(f"matrices[{name!r}]", w, z.shape[1])
+    out[name] = float(jnp.mean(losses.weighted_cross_entropy(
+        jnp.asarray(z), jnp.asarray(y), w, target=target, scale=scale)))
+  return out
+
+
+def explicability_loss_table(logits_by_model: Mapping[str, np.ndarray], labels,
+                             matrices: Mapping[str, np.ndarray], *,
+                             target: str = "softmax",
+                             scale: float = 1.0) -> dict[str, dict[str, float]]:
+  """The paper's cross table: ``table[model][matrix]`` = mean loss of that
+  model under that matrix's weighted loss (:func:`explicability_losses`)."""
+  if not logits_by_model:
+    raise ValueError("logits_by_model must name at least one model.")
+  return {m: explicability_losses(z, labels, matrices, target=target, scale=scale)
+          for m, z in logits_by_model.items()}
+
+
+def _stack_predictions(preds_by_model: Mapping[str, np.ndarray], labels,
+                       num_classes: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+  if len(preds_by_model) < 1:
+    raise ValueError("preds_by_model must name at least one model.")
+  y = _labels("labels", labels, num_classes)
+  names, rows = [], []
+  for name, p in preds_by_model.items():
+    p = _labels(f"preds_by_model[{name!r}]", p, num_classes)
+    if p.shape != y.shape:
+      raise ValueError(f"preds_by_model[{name!r}] must match labels' shape {y.shape}; "
+                       f"got {p.shape}.")
+    names.append(name)
+    rows.append(p)
+  return names, np.stack(rows), y
+
+
+def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels,
+                     similarity_matrix) -> dict:
+  """Olmo et al.'s hard and soft explicability scores of a set of models.
+
+  On the inputs every model misclassifies, each model's mistake scores
+  ``s_m = M[y, pred_m]``; with ``B`` the set of models attaining
+  ``max_m s_m`` (exact ties):
+
+  .. math:: \\mathrm{hard}_m = \\sum_x [B(x) = \\{m\\}], \\qquad
+            \\mathrm{soft}_m = \\sum_x [m \\in B(x)] / |B(x)|
+
+  Args:
+    preds_by_model: name -> ``(N,)`` predicted classes of the same inputs.
+    labels: ``(N,)`` true classes.
+    similarity_matrix: ``(C, C)`` ``M`` with row = true class, e.g.
+      :func:`explicable_jax.similarity.explicability_matrix` of IHL, CHL, EKL.
+
+  Returns:
+    ``{"hard": {name: int}, "soft": {name: float}, "num_common_mistakes": int}``.
+    The soft scores add up to ``num_common_mistakes``.
+  """
+  m = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
+  names, preds, y = _stack_predictions(preds_by_model, labels, m.shape[0])
+  sims = jnp.asarray(m)[jnp.asarray(y)[None, :], jnp.asarray(preds)]  # (models, N)
+  common = jnp.all(preds != y[None, :], axis=0)
+  is_best = sims == sims.max(axis=0, keepdims=True)
+  n_best = is_best.sum(axis=0)
+  hard = jnp.sum(is_best & (n_best == 1) & common, axis=1)
+  soft = jnp.sum(jnp.where(common, is_best / n_best, 0.0), axis=1)
+  return {"hard": {n: int(h) for n, h in zip(names, hard)},
+          "soft": {n: float(s) for n, s in zip(names, soft)},
+          "num_common_mistakes": int(common.sum())}
+
+
+def mean_mistake_similarity(labels, preds, similarity_matrix) -> float:
+  """Mean ``S[y, pred]`` over the misclassified inputs: how reasonable the
+  mistakes are (higher = more explicable; the "mistake severity" of
+  hierarchy-aware classification with a similarity instead of a distance).
+
+  .. math:: \\bar s = \\frac{1}{|E|} \\sum_{n \\in E} S_{y_n, \\hat y_n}, \\quad
+            E = \\{n : \\hat y_n \\ne y_n\\}
+
+  Raises ``ValueError`` when there is no mistake: the mean over none is
+  undefined, and a made-up number would mislead.
+  """
+  s = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
+  y = _labels("labels", labels, s.shape[0])
+  p = _labels("preds", preds, s.shape[0])
+  if y.shape != p.shape:
+    raise ValueError(f"preds must match labels' shape {y.shape}; got {p.shape}.")
+  wrong = y != p
+  if not wrong.any():
+    raise ValueError("preds has no mistakes; the mean similarity of mistakes is undefined.")
+  return float(jnp.mean(jnp.asarray(s)[y[wrong], p[wrong]]))
+
+
+def auroc(scores, is_positive) -> float:
+  """Area under the ROC curve: the probability that a random positive scores
+  higher than a random negative, ties counting one half (Mann-Whitney U).
+
+  .. math:: \\mathrm{AUROC} = \\frac{1}{n_+ n_-} \\sum_{i \\in +} \\sum_{j \\in -}
+            \\left([s_i > s_j] + \\tfrac12 [s_i = s_j]\\right)
+
+  Computed from average ranks in ``O(N log N)`` (float64, on the host); equals
+  ``sklearn.metrics.roc_auc_score``.
+
+  Args:
+    scores: ``(N,)`` real scores, higher = more likely positive.
+    is_positive: ``(N,)`` booleans (or 0/1), e.g. "this prediction is wrong".
+  """
+  s = np.asarray(scores, dtype=np.float64)
+  t = np.asarray(is_positive)
+  if s.ndim != 1:
+    raise ValueError(f"scores must be a (N,) vector; got shape {s.shape}.")
+  if t.shape != s.shape:
+    raise ValueError(f"is_positive must match scores' shape {s.shape}; got {t.shape}.")
+  if not np.all(np.isfinite(s)):
+    raise ValueError(f"scores must be finite; it holds {int(np.sum(~np.isfinite(s)))} NaN/inf.")
+  if t.dtype != bool:
+    if not np.all(np.isin(t, (0, 1))):
+      raise ValueError("is_positive must hold booleans or 0/1.")
+    t = t.astype(bool)
+  n_pos, n_neg = int(t.sum()), int((~t).sum())
+  if n_pos == 0 or n_neg == 0:
+    raise ValueError(
+        f"is_positive needs both classes for an AUROC; got {n_pos} positives and "
+        f"{n_neg} negatives.")
+  ranks = _average_ranks(s)
+  u = ranks[t].sum() - n_pos * (n_pos + 1) / 2
+  return float(u / (n_pos * n_neg))
+
+
+def _average_ranks(s: np.ndarray) -> np.ndarray:
+  """1-based ranks of ``s`` in float64, ties sharing their mean rank."""
+  _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+  last = np.cumsum(counts)  # 1-based rank of each distinct value's last copy
+  return (last - (counts - 1) / 2.0)[inverse]

@@ -76,8 +76,12 @@ class TrainState:
                                   x, train=train, key=key)
 
   def model(self) -> nnx.Module:
-    """A live copy of the model (for interactive use, not inside ``jit``)."""
-    return models_lib.merge_model(self.graphdef, self.params, self.model_state)
+    """A live copy of the model (for interactive use, not inside ``jit``).
+
+    Its arrays are copies, so it stays usable after ``fit`` donates this
+    state's buffers."""
+    params, model_state = jax.tree.map(jnp.copy, (self.params, self.model_state))
+    return models_lib.merge_model(self.graphdef, params, model_state)
 
   def checkpoint_tree(self) -> dict:
     """The arrays that a checkpoint holds (everything but ``graphdef``)."""
@@ -91,8 +95,13 @@ class TrainState:
 
 def create_train_state(model: nnx.Module, optimizer: optax.GradientTransformation,
                        key: jax.Array) -> TrainState:
-  """A fresh :class:`TrainState` for ``model`` (its current weights)."""
+  """A fresh :class:`TrainState` for ``model`` (its current weights).
+
+  The state holds copies of the model's arrays: the jitted step donates the
+  state's buffers, and the model (or another state made from it) must stay
+  usable."""
   graphdef, params, model_state = models_lib.split_model(model)
+  params, model_state = jax.tree.map(jnp.copy, (params, model_state))
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     model_state=model_state, opt_state=optimizer.init(params),
                     key_data=jax.random.key_data(key), graphdef=graphdef,

@@ -20,3 +20,13 @@ def shared_data():
   if not folder or not os.path.isdir(folder):
     pytest.skip("EXPLICABLE_JAX_DATA does not point at a data folder")
   return folder
+
+
+@pytest.fixture(scope="session")
+def wordnet_available():
+  """nltk's WordNet reader, or a skip where no corpus is installed."""
+  from explicable_jax import similarity
+  try:
+    return similarity.wordnet(download=False)
+  except similarity.WordNetNotFoundError:
+    pytest.skip("WordNet corpus not installed (.ci/run provides it from ../shared/data)")

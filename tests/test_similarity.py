@@ -16,11 +16,8 @@ from explicable_jax import similarity as S
 
 
 @pytest.fixture(scope="module")
-def wn():
-  try:
-    return S.wordnet(download=False)
-  except S.WordNetNotFoundError:
-    pytest.skip("WordNet corpus not installed (.ci/run provides it from ../shared/data)")
+def wn(wordnet_available):
+  return wordnet_available
 
 
 def test_wordnet_path_similarity_known_values(wn):

@@ -183,6 +183,19 @@ def test_save_and_load_model_round_trip(tmp_path):
     training.load_model(str(tmp_path))
 
 
+def test_states_and_models_never_share_donated_buffers():
+  cfg, train, state, step = _small_setup(model="mlp", epochs=1)
+  model = state.model()
+  second = training.create_train_state(model, optax.sgd(0.1), jax.random.key(0))
+  before = np.asarray(jax.tree.leaves(state.params)[0]).copy()
+  training.fit(second, train, train_step=training.make_train_step(
+      losses.cross_entropy_loss, optax.sgd(0.1)), epochs=1, batch_size=64, progress=False)
+  # fit donated `second`'s buffers; the first state and the model still work.
+  np.testing.assert_array_equal(jax.tree.leaves(state.params)[0], before)
+  x = jnp.asarray(train.x[:4])
+  np.testing.assert_allclose(model(x), state.apply(x)[0], rtol=1e-6)
+
+
 def test_init_from_starts_fine_tuning_at_the_saved_weights(tmp_path):
   kw = {"widths": [4], "dense": 8}
   cfg, train, state, step = _small_setup(model="cnn", model_kwargs=kw)

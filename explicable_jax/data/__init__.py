@@ -261,11 +261,18 @@ def split_dataset(ds: Dataset, sizes, *, seed: int) -> list[Dataset]:
     if any(c < 0 for c in counts) or sum(counts) > n:
       raise ValueError(
           f"sizes must be non-negative counts summing to at most {n}; got {sizes}.")
+  return [ds.take(idx) for idx in split_indices(n, counts, seed=seed)]
+
+
+def split_indices(n: int, counts, *, seed: int) -> list[np.ndarray]:
+  """The sorted example indices of each part of :func:`split_dataset`'s
+  partition of ``n`` examples into ``counts`` (e.g. to align per-example side
+  data such as CIFAR-10H soft labels with a split)."""
   perm = np.random.default_rng(seed).permutation(n)
   out, start = [], 0
   for c in counts:
-    out.append(ds.take(np.sort(perm[start:start + c])))
-    start += c
+    out.append(np.sort(perm[start:start + int(c)]))
+    start += int(c)
   return out
 
 
@@ -282,6 +289,47 @@ def paper_split(name: str, *, data_dir: str | None = None, seed: int = 0,
   half = len(test) // 2
   val, test = split_dataset(test, (half, len(test) - half), seed=seed)
   return {"train": train, "validation": val, "test": test}
+
+
+def paper_split_indices(num_test: int = 10000, *, seed: int = 0) -> dict[str, np.ndarray]:
+  """Indices into the test set of :func:`paper_split`'s validation and test halves."""
+  half = num_test // 2
+  val, test = split_indices(num_test, (half, num_test - half), seed=seed)
+  return {"validation": val, "test": test}
+
+
+HUMAN_LABEL_FILES = {
+    "cifar10h": "cifar10h-probs.npy",
+    "cifar10_chl": "cifar10_chl_ratings.npy",
+}
+"""Human judgements of CIFAR-10, read from the local data folder.
+
+``cifar10h``: (10000, 10) soft labels of the CIFAR-10 test set (Peterson et
+al., ICCV 2019; github.com/jcpeterson/cifar-10h, CC BY-NC-SA 4.0), in test-set
+order. ``cifar10_chl``: (10, 10) class-level 0-4 Likert ratings of Olmo et
+al. (ICCV 2021; github.com/aOlmo/weighted-misclassifications,
+``confusion_matrices/cifar10_CHL_cmat.npy``)."""
+
+
+def load_human_labels(name: str, *, data_dir: str | None = None) -> np.ndarray:
+  """``cifar10h`` soft labels or ``cifar10_chl`` ratings (:data:`HUMAN_LABEL_FILES`).
+
+  Neither has a tfds or scikit-learn loader: download the file named in
+  :data:`HUMAN_LABEL_FILES`'s docstring into ``data_dir`` (or
+  ``$EXPLICABLE_JAX_DATA``).
+  """
+  _validation.lookup("human label set", name, HUMAN_LABEL_FILES)
+  folder = local_data_dir(data_dir)
+  fname = HUMAN_LABEL_FILES[name]
+  path = os.path.join(folder, fname) if folder else None
+  if not path or not os.path.exists(path):
+    where = f"the folder {folder!r}" if folder else (
+        f"a folder given as data_dir= or in ${DATA_ENV}")
+    raise DataNotFoundError(
+        f"Could not find {fname} for {name!r} in {where}; download it from "
+        f"{'github.com/jcpeterson/cifar-10h (data/cifar10h-probs.npy)' if name == 'cifar10h' else 'github.com/aOlmo/weighted-misclassifications (confusion_matrices/cifar10_CHL_cmat.npy)'} "
+        f"and save it there as {fname}.")
+  return np.load(path)
 
 
 def to_float(x: np.ndarray) -> np.ndarray:

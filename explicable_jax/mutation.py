@@ -1,0 +1,560 @@
+"""Model mutation testing: mutation operators, mutant ensembles, label change rate.
+
+Wang et al., "Adversarial Sample Detection for Deep Neural Network through
+Model Mutation Testing" (ICSE 2019; code ``dgl-prc/m_testing_adversatial_sample``)
+perturb a trained model's weights many times; inputs the model is unsure of
+(adversarial or misclassified ones) change label under far more mutants. Wu,
+Michel and Briot ("Leveraging Model Interpretability and Stability to
+increase Model Robustness", 2019) use that label change rate (LCR) to detect
+wrong predictions.
+
+Every operator is a pure function ``op(key, params, rate, **options)`` of a
+parameter pytree (Flax NNX ``nnx.State``, a nested dict, any pytree) that
+returns a pytree of the same structure, so an ensemble is one
+``jax.vmap`` over split keys (:func:`make_mutants`).
+
+Operators (``granularity`` says what a "unit" is):
+
+* ``gaussian_fuzzing`` (GF): chosen units are redrawn. ``mode="replace"``
+  draws from ``N(mean, std)`` of their tensor (Wang et al.'s code; per
+  neuron, Wu et al.'s code uses the mean and std across the layer's neurons
+  at each kernel position); ``mode="additive"`` draws from ``N(w, sigma^2)``
+  (Wang et al.'s paper).
+* ``neuron_activation_inverse`` (NAI): chosen neurons / conv filters are
+  negated, with their bias if the layer has one.
+* ``weight_shuffling`` (WS): the incoming weights of chosen neurons are
+  permuted (a random cyclic permutation, so every weight moves).
+* ``neuron_switch`` (NS): in each layer, the chosen neurons trade places
+  (a cyclic shift of a random order, so each takes another's weights).
+
+``layers``: ``"conv"`` (4-D conv kernels only, Wu et al.), ``"kernels"``
+(conv and dense kernels), ``"all"`` (every parameter, Wang et al.'s GF) or a
+predicate ``f(path: str, leaf) -> bool``. A neuron is an index of a kernel's
+last (output) axis, Flax's layout ``(..., in, out)``.
+
+``k = floor(rate * units)`` units are chosen uniformly without replacement
+over all eligible units of the model (NS: ``max(2, floor(rate * n_l))`` in
+each eligible layer with at least ``min_neurons`` neurons); everything else
+stays bit-identical.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax import _validation
+
+LAYERS = ("conv", "kernels", "all")
+GRANULARITIES = ("weight", "neuron")
+GF_MODES = ("replace", "additive")
+
+
+# ---------------------------------------------------------------------------
+# Leaves, paths and selection.
+
+
+def _path_str(path) -> str:
+  parts = []
+  for p in path:
+    if isinstance(p, jax.tree_util.DictKey):
+      parts.append(str(p.key))
+    elif isinstance(p, jax.tree_util.GetAttrKey):
+      if p.name != "value":
+        parts.append(p.name)
+    elif isinstance(p, jax.tree_util.SequenceKey):
+      parts.append(str(p.idx))
+    else:
+      parts.append(str(p))
+  return "/".join(parts)
+
+
+def _leaves(params):
+  flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+  paths = [_path_str(p) for p, _ in flat]
+  leaves = [leaf for _, leaf in flat]
+  return paths, leaves, treedef
+
+
+def _is_kernel(path: str, leaf) -> bool:
+  return np.ndim(leaf) >= 2 and path.rsplit("/", 1)[-1] in ("kernel", "weight", "w")
+
+
+def _eligible(layers, path: str, leaf) -> bool:
+  if callable(layers):
+    return bool(layers(path, leaf))
+  if layers == "conv":
+    return _is_kernel(path, leaf) and np.ndim(leaf) == 4
+  if layers == "kernels":
+    return _is_kernel(path, leaf)
+  return True  # "all"
+
+
+def _check_layers(layers) -> None:
+  if not callable(layers):
+    _validation.check_choice("layers", layers, LAYERS)
+
+
+def _check_rate(rate) -> None:
+  ok = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
+  if not ok or not np.isfinite(rate) or not 0 < rate <= 1:
+    raise ValueError(f"rate must be a fraction in (0, 1]; got {rate!r}.")
+
+
+def eligible_paths(params, *, layers="conv", granularity: str = "weight") -> list[str]:
+  """The parameter paths an operator may change (e.g. to check ``layers``)."""
+  _check_layers(layers)
+  _validation.check_choice("granularity", granularity, GRANULARITIES)
+  paths, leaves, _ = _leaves(params)
+  out = []
+  for p, leaf in zip(paths, leaves):
+    if not _eligible(layers, p, leaf):
+      continue
+    if granularity == "neuron" and np.ndim(leaf) < 2:
+      continue
+    out.append(p)
+  return out
+
+
+def _units(leaf, granularity: str) -> int:
+  return int(np.shape(leaf)[-1]) if granularity == "neuron" else int(np.size(leaf))
+
+
+def _plan(params, layers, granularity, rate, op_name):
+  """Eligible leaf indices, units per leaf, and k (the number to change)."""
+  _check_rate(rate)
+  _check_layers(layers)
+  _validation.check_choice("granularity", granularity, GRANULARITIES)
+  paths, leaves, treedef = _leaves(params)
+  idx = [i for i, (p, leaf) in enumerate(zip(paths, leaves)) if _eligible(layers, p, leaf)
+         and (granularity == "weight" or np.ndim(leaf) >= 2)]
+  if not idx:
+    what = "no parameter" if callable(layers) else f"layers={layers!r} selects no parameter"
+    raise ValueError(
+        f"{op_name} with granularity={granularity!r}: {what} of this model "
+        f"(paths: {', '.join(paths[:6])}{', ...' if len(paths) > 6 else ''}).")
+  units = [_units(leaves[i], granularity) for i in idx]
+  total = sum(units)
+  k = math.floor(rate * total)
+  if k < 1:
+    raise ValueError(
+        f"rate={rate} selects no unit: floor(rate * {total} {granularity}s) = 0; "
+        f"use rate >= {1 / total:.3g}.")
+  return paths, leaves, treedef, idx, units, k
+
+
+def _global_masks(key, units: Sequence[int], k: int) -> list[jax.Array]:
+  """Boolean masks (one per eligible leaf, over its units) with exactly
+  ``k`` True in total, uniformly without replacement."""
+  total = sum(units)
+  scores = jax.random.uniform(key, (total,))
+  _, chosen = jax.lax.top_k(scores, k)
+  mask = jnp.zeros(total, bool).at[chosen].set(True)
+  out, start = [], 0
+  for u in units:
+    out.append(mask[start:start + u])
+    start += u
+  return out
+
+
+def _bias_index(paths, leaves, kernel_i: int) -> int | None:
+  """The index of the bias beside kernel ``kernel_i`` (same module, same width)."""
+  module = paths[kernel_i].rsplit("/", 1)[0]
+  want = np.shape(leaves[kernel_i])[-1]
+  for j, p in enumerate(paths):
+    if p == f"{module}/bias" and np.shape(leaves[j]) == (want,):
+      return j
+  return None
+
+
+def _cyclic_derangement(key, n: int) -> jax.Array:
+  """A random permutation of ``range(n)`` with no fixed point (``n >= 2``):
+  a random order, each element sent to the next in it."""
+  order = jax.random.permutation(key, n)
+  target = jnp.roll(order, -1)
+  return jnp.zeros(n, jnp.int32).at[order].set(target.astype(jnp.int32))
+
+
+# ---------------------------------------------------------------------------
+# Operators.
+
+
+def gaussian_fuzzing(key: jax.Array, params, rate: float, *, layers="conv",
+                     granularity: str = "weight", mode: str = "replace",
+                     sigma: float | None = None):
+  """GF: redraw a fraction ``rate`` of the weights (or neurons) from a Gaussian.
+
+  ``replace``, weights: ``w ~ N(mean(W), std(W))`` over the tensor ``W``
+  (Wang et al.'s code). ``replace``, neurons: each chosen filter
+  ``W[..., j] ~ N(mean_j' W[..., j'], std_j' W[..., j'])`` elementwise, the
+  statistics taken across the layer's filters (Wu et al.'s code).
+  ``additive``: ``w ~ N(w, sigma^2)``, ``sigma`` defaulting to ``std(W)``
+  (Wang et al.'s paper).
+  """
+  _validation.check_choice("mode", mode, GF_MODES)
+  if sigma is not None:
+    _validation.check_positive("sigma", sigma)
+  paths, leaves, treedef, idx, units, k = _plan(params, layers, granularity, rate,
+                                                "gaussian_fuzzing")
+  masks = _global_masks(jax.random.fold_in(key, 0), units, k)
+  leaves = list(leaves)
+  for n, (i, m) in enumerate(zip(idx, masks)):
+    w = leaves[i]
+    noise = jax.random.normal(jax.random.fold_in(key, n + 1), w.shape, w.dtype)
+    if mode == "additive":
+      scale = w.std() if sigma is None else sigma
+      new = w + scale * noise
+    elif granularity == "neuron":
+      new = (w.mean(axis=-1, keepdims=True) + w.std(axis=-1, keepdims=True) * noise)
+    else:
+      new = w.mean() + w.std() * noise
+    m = m.reshape(w.shape) if granularity == "weight" else m
+    leaves[i] = jnp.where(m, new, w)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def neuron_activation_inverse(key: jax.Array, params, rate: float, *, layers="conv",
+                              granularity: str = "neuron"):
+  """NAI: negate a fraction ``rate`` of the neurons (conv filters), which
+  inverts their pre-activation; the matching bias is negated too. With
+  ``granularity="weight"`` single weights are negated instead."""
+  paths, leaves, treedef, idx, units, k = _plan(params, layers, granularity, rate,
+                                                "neuron_activation_inverse")
+  masks = _global_masks(key, units, k)
+  leaves = list(leaves)
+  for i, m in zip(idx, masks):
+    w = leaves[i]
+    if granularity == "weight":
+      leaves[i] = jnp.where(m.reshape(w.shape), -w, w)
+      continue
+    leaves[i] = jnp.where(m, -w, w)
+    b = _bias_index(paths, leaves, i)
+    if b is not None:
+      leaves[b] = jnp.where(m, -leaves[b], leaves[b])
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def weight_shuffling(key: jax.Array, params, rate: float, *, layers="conv"):
+  """WS: permute the incoming weights of a fraction ``rate`` of the neurons
+  (for a conv filter: all its ``kh * kw * in`` weights), with a random cyclic
+  permutation per neuron so that every weight moves."""
+  paths, leaves, treedef, idx, units, k = _plan(params, layers, "neuron", rate,
+                                                "weight_shuffling")
+  masks = _global_masks(jax.random.fold_in(key, 0), units, k)
+  leaves = list(leaves)
+  for n, (i, m) in enumerate(zip(idx, masks)):
+    w = leaves[i]
+    fan_in = int(np.prod(w.shape[:-1]))
+    if fan_in < 2:
+      raise ValueError(f"weight_shuffling: {paths[i]} has one weight per neuron; "
+                       "there is nothing to shuffle.")
+    flat = w.reshape(fan_in, w.shape[-1])
+    keys = jax.random.split(jax.random.fold_in(key, n + 1), w.shape[-1])
+    perms = jax.vmap(lambda kk: _cyclic_derangement(kk, fan_in))(keys)  # (out, fan_in)
+    shuffled = jnp.take_along_axis(flat, perms.T, axis=0)
+    leaves[i] = jnp.where(m, shuffled, flat).reshape(w.shape)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def neuron_switch(key: jax.Array, params, rate: float, *, layers="conv",
+                  min_neurons: int = 10):
+  """NS: in every eligible layer with at least ``min_neurons`` neurons,
+  ``max(2, floor(rate * n))`` chosen neurons trade their weights (and bias):
+  each takes the next one's in a random order (Wu et al.'s cyclic switch;
+  Wang et al. skip layers of fewer than 10 neurons)."""
+  _check_rate(rate)
+  _check_layers(layers)
+  _validation.check_positive("min_neurons", min_neurons, integer=True)
+  paths, leaves, treedef = _leaves(params)
+  idx = [i for i, (p, leaf) in enumerate(zip(paths, leaves))
+         if _eligible(layers, p, leaf) and np.ndim(leaf) >= 2
+         and np.shape(leaf)[-1] >= max(2, min_neurons)]
+  if not idx:
+    raise ValueError(
+        f"neuron_switch: no layer selected by layers={layers!r} has at least "
+        f"{max(2, min_neurons)} neurons.")
+  leaves = list(leaves)
+  for n, i in enumerate(idx):
+    w = leaves[i]
+    width = w.shape[-1]
+    kk = min(width, max(2, math.floor(rate * width)))
+    key_i = jax.random.fold_in(key, n)
+    chosen = jax.random.permutation(jax.random.fold_in(key_i, 0), width)[:kk]
+    source = jnp.arange(width).at[chosen].set(jnp.roll(chosen, -1))
+    leaves[i] = jnp.take(w, source, axis=-1)
+    b = _bias_index(paths, leaves, i)
+    if b is not None:
+      leaves[b] = jnp.take(leaves[b], source)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+OPERATORS: dict[str, Callable] = {
+    "GF": gaussian_fuzzing,
+    "NAI": neuron_activation_inverse,
+    "WS": weight_shuffling,
+    "NS": neuron_switch,
+}
+"""Operators by the short names of Wang et al. (and Ma et al.'s DeepMutation)."""
+
+
+def _operator(operator) -> Callable:
+  if callable(operator):
+    return operator
+  return _validation.lookup("operator", operator, OPERATORS)
+
+
+# ---------------------------------------------------------------------------
+# Ensembles and label change rate.
+
+
+def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options):
+  """``n`` mutants as one stacked pytree (leading axis ``n``): the operator
+  ``vmap``-ed over ``jax.random.split(key, n)``."""
+  _validation.check_positive("n", n, integer=True)
+  op = _operator(operator)
+  keys = jax.random.split(key, int(n))
+  return jax.jit(jax.vmap(lambda k: op(k, params, rate, **options)))(keys)
+
+
+def check_mutants(mutants, params) -> int:
+  """The number of mutants in a stacked pytree, or a ``ValueError`` saying
+  which leaf does not match ``params`` with a leading mutant axis."""
+  p_paths, p_leaves, p_def = _leaves(params)
+  m_paths, m_leaves, m_def = _leaves(mutants)
+  if p_def != m_def:
+    raise ValueError(
+        "mutants must have the structure of params with a leading mutant axis; "
+        f"got {len(m_leaves)} leaves for the model's {len(p_leaves)}.")
+  n = None
+  for path, p, m in zip(p_paths, p_leaves, m_leaves):
+    if np.ndim(m) != np.ndim(p) + 1 or np.shape(m)[1:] != np.shape(p):
+      raise ValueError(
+          f"mutants[{path}] must have shape (n, *{tuple(np.shape(p))}); "
+          f"got {tuple(np.shape(m))}.")
+    if n is None:
+      n = np.shape(m)[0]
+    elif np.shape(m)[0] != n:
+      raise ValueError(f"mutants hold different counts: {path} has {np.shape(m)[0]}, "
+                       f"earlier leaves {n}.")
+  return int(n)
+
+
+def _chunks(n: int, size: int):
+  for s in range(0, n, size):
+    yield s, min(n, s + size)
+
+
+def mutant_predictions(logits_fn: Callable, mutants, x, *, mutant_chunk: int = 10,
+                       batch_size: int = 500) -> np.ndarray:
+  """Predicted classes of every mutant on every input, ``(n_mutants, N)``.
+
+  ``logits_fn(params, x_batch) -> logits`` is the model as a function of its
+  (mutated) parameters; the mutants go through ``vmap`` ``mutant_chunk`` at a
+  time and the inputs ``batch_size`` at a time, so memory holds at most
+  ``mutant_chunk x batch_size`` forward passes. With several devices, the
+  mutant axis of each chunk is sharded over them.
+  """
+  _validation.check_positive("mutant_chunk", mutant_chunk, integer=True)
+  _validation.check_positive("batch_size", batch_size, integer=True)
+  n = jax.tree.leaves(mutants)[0].shape[0]
+  x = np.asarray(x)
+  fn = _vmapped_predict(logits_fn)
+  sharding = None
+  if jax.device_count() > 1 and mutant_chunk % jax.device_count() == 0:
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("mutants",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("mutants"))
+  out = np.empty((n, len(x)), np.int32)
+  for m0, m1 in _chunks(n, mutant_chunk):
+    chunk = jax.tree.map(lambda a: a[m0:m1], mutants)
+    pad = mutant_chunk - (m1 - m0)
+    if pad:  # one compiled shape: repeat the first mutant
+      chunk = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]), chunk)
+    if sharding is not None:
+      chunk = jax.device_put(chunk, sharding)
+    for b0, b1 in _chunks(len(x), batch_size):
+      xb = x[b0:b1]
+      if len(xb) < batch_size and len(x) > batch_size:
+        xb = np.concatenate([xb, np.repeat(xb[:1], batch_size - len(xb), 0)])
+      out[m0:m1, b0:b1] = np.asarray(fn(chunk, jnp.asarray(xb)))[: m1 - m0, : b1 - b0]
+  return out
+
+
+@functools.lru_cache(maxsize=32)
+def _vmapped_predict(logits_fn):
+  return jax.jit(jax.vmap(lambda p, x: jnp.argmax(logits_fn(p, x), -1), in_axes=(0, None)))
+
+
+def label_change_rate(logits_fn: Callable, params, mutants, x, *,
+                      original_predictions=None, mutant_chunk: int = 10,
+                      batch_size: int = 500) -> np.ndarray:
+  """LCR of every input: the fraction of mutants whose label differs from
+  the original model's (Wang et al., eq. 1).
+
+  .. math:: \\mathrm{LCR}(x) = \\frac{1}{|M|} \\sum_{m \\in M} [m(x) \\ne f(x)]
+
+  Args:
+    logits_fn: ``(params, x_batch) -> logits``.
+    params: the original parameters.
+    mutants: the stacked mutant parameters (:func:`make_mutants`).
+    x: ``(N, ...)`` inputs.
+    original_predictions: ``f(x)`` if already known.
+    mutant_chunk, batch_size: see :func:`mutant_predictions`.
+
+  Returns:
+    ``(N,)`` rates in ``[0, 1]``.
+  """
+  n = check_mutants(mutants, params)
+  if original_predictions is None:
+    single = jax.tree.map(lambda a: a[None], params)
+    original_predictions = mutant_predictions(logits_fn, single, x, mutant_chunk=1,
+                                              batch_size=batch_size)[0]
+  preds = mutant_predictions(logits_fn, mutants, x, mutant_chunk=mutant_chunk,
+                             batch_size=batch_size)
+  return (preds != np.asarray(original_predictions)[None, :]).sum(0) / n
+
+
+def make_mutants(key: jax.Array, params, n: int, operator, rate: float, *,
+                 accuracy_fn: Callable[[Any], np.ndarray] | None = None,
+                 min_relative_accuracy: float = 0.9, max_draws: int | None = None,
+                 batch: int | None = None, **options):
+  """``n`` mutants that pass the accuracy gate, as one stacked pytree.
+
+  Mutants are drawn ``batch`` at a time (one vmapped call each); with
+  ``accuracy_fn`` (stacked mutants -> ``(batch,)`` validation accuracies, e.g.
+  built from :func:`mutant_predictions`), only mutants whose accuracy is at
+  least ``min_relative_accuracy`` times the original's (``accuracy_fn`` of
+  ``params`` itself) are kept, as Wang et al. and Wu et al. do, and more are
+  drawn until ``n`` pass.
+
+  Args:
+    key: PRNG key; draw ``d`` uses ``fold_in(key, d)``.
+    params: the trained parameters.
+    n: mutants wanted.
+    operator: ``"GF"``, ``"NAI"``, ``"WS"``, ``"NS"`` or an operator function.
+    rate: the operator's mutation rate.
+    accuracy_fn: the gate, or ``None`` to keep every mutant.
+    min_relative_accuracy: the gate's threshold (0.9 in both papers).
+    max_draws: give up after this many mutants drawn (default ``20 n``),
+      with an error saying the rate is too high.
+    batch: mutants per vmapped draw (default ``n``).
+    **options: the operator's keyword options (``layers``, ``granularity``...).
+
+  Returns:
+    ``(mutants, info)``: the stacked pytree (leading axis ``n``) and a dict
+    with ``drawn``, ``accepted``, ``original_accuracy`` and the kept
+    mutants' ``accuracies``.
+  """
+  _validation.check_positive("n", n, integer=True)
+  _validation.check_fraction("min_relative_accuracy", min_relative_accuracy)
+  max_draws = 20 * n if max_draws is None else max_draws
+  _validation.check_positive("max_draws", max_draws, integer=True)
+  batch = n if batch is None else batch
+  _validation.check_positive("batch", batch, integer=True)
+  kept, accs, drawn, draw = [], [], 0, 0
+  original = None
+  if accuracy_fn is not None:
+    original = float(np.asarray(accuracy_fn(jax.tree.map(lambda a: a[None], params)))[0])
+  while sum(len(a) for a in accs) < n and drawn < max_draws:
+    m = mutate_many(jax.random.fold_in(key, draw), params, batch, operator, rate, **options)
+    draw += 1
+    drawn += batch
+    if accuracy_fn is None:
+      acc = np.full(batch, np.nan)
+      ok = np.ones(batch, bool)
+    else:
+      acc = np.asarray(accuracy_fn(m), np.float64)
+      ok = acc >= min_relative_accuracy * original
+    sel = np.flatnonzero(ok)
+    if sel.size:
+      kept.append(jax.tree.map(lambda a: a[sel], m))
+      accs.append(acc[sel])
+  got = sum(len(a) for a in accs)
+  if got < n:
+    raise ValueError(
+        f"rate={rate} is too high for operator {operator if isinstance(operator, str) else operator.__name__}: "
+        f"only {got} of {drawn} mutants kept {min_relative_accuracy:.0%} of the original "
+        f"accuracy {original:.4f} (wanted n={n}); lower the rate or raise max_draws.")
+  stacked = jax.tree.map(lambda *a: jnp.concatenate(a)[:n], *kept)
+  return stacked, {"drawn": drawn, "accepted": got, "original_accuracy": original,
+                   "accuracies": np.concatenate(accs)[:n]}
+
+
+def accuracy_gate(logits_fn: Callable, x, y, *, mutant_chunk: int = 10,
+                  batch_size: int = 500) -> Callable:
+  """An ``accuracy_fn`` for :func:`make_mutants`: the accuracy of every
+  stacked mutant on ``(x, y)`` (a validation set)."""
+  y = np.asarray(y)
+
+  def accuracy_fn(stacked):
+    preds = mutant_predictions(logits_fn, stacked, x, mutant_chunk=mutant_chunk,
+                               batch_size=batch_size)
+    return (preds == y[None, :]).mean(axis=1)
+  return accuracy_fn
+
+
+# ---------------------------------------------------------------------------
+# Wang et al.'s sequential probability ratio test.
+
+
+def sprt_detect(label_changes, threshold: float, *, indifference: float | None = None,
+                alpha: float = 0.05, beta: float = 0.05,
+                decide_on_change_only: bool = True) -> dict[str, np.ndarray]:
+  """Wang et al.'s SPRT detector over mutants, for every input at once.
+
+  Examines mutants one by one and tests a high label change rate
+  ``p_hi = threshold + indifference`` (suspicious: adversarial or wrong)
+  against a low one ``p_lo = threshold - indifference``. After ``k``
+  mutants with ``z`` label changes,
+
+  .. math:: \\log \\Lambda_k = z \\log\\frac{p_{hi}}{p_{lo}}
+            + (k - z) \\log\\frac{1 - p_{hi}}{1 - p_{lo}}
+
+  The input is suspicious once ``log Λ >= log((1 - β) / α)`` and normal once
+  ``log Λ <= log(β / (1 - α))``. As in Wang et al.'s ``Detector.detect``,
+  the test is checked only after a mutant that changed the label
+  (``decide_on_change_only``), and an input still undecided after all
+  mutants counts as normal.
+
+  Args:
+    label_changes: ``(n_mutants, N)`` booleans, mutant ``m`` changed the
+      label of input ``i`` (``mutant_predictions(...) != original``), in the
+      order the mutants are examined.
+    threshold: ``kappa_nor``, e.g. a multiple of the mean LCR of normal inputs.
+    indifference: ``sigma``, half-width of the indifference region
+      (default ``0.1 * threshold``).
+    alpha, beta: error bounds of the test.
+    decide_on_change_only: check the test after every mutant when False.
+
+  Returns:
+    ``{"suspicious": (N,) bool, "mutants_used": (N,) int, "decided": (N,) bool}``.
+  """
+  c = np.asarray(label_changes).astype(bool)
+  if c.ndim != 2 or c.shape[0] < 1:
+    raise ValueError(f"label_changes must be (n_mutants, N); got shape {c.shape}.")
+  _validation.check_fraction("threshold", threshold, closed=False)
+  indifference = 0.1 * threshold if indifference is None else indifference
+  _validation.check_positive("indifference", indifference)
+  p_hi, p_lo = threshold + indifference, threshold - indifference
+  if not (0 < p_lo < p_hi < 1):
+    raise ValueError(
+        f"threshold +- indifference must lie in (0, 1); got {p_lo:g} and {p_hi:g}.")
+  _validation.check_fraction("alpha", alpha, closed=False)
+  _validation.check_fraction("beta", beta, closed=False)
+  k = np.arange(1, c.shape[0] + 1)[:, None]
+  z = np.cumsum(c, axis=0)
+  llr = z * np.log(p_hi / p_lo) + (k - z) * np.log((1 - p_hi) / (1 - p_lo))
+  suspicious_now = llr >= np.log((1 - beta) / alpha)
+  normal_now = llr <= np.log(beta / (1 - alpha))
+  stop = suspicious_now | normal_now
+  if decide_on_change_only:
+    stop &= c
+  decided = stop.any(axis=0)
+  first = np.where(decided, stop.argmax(axis=0), c.shape[0] - 1)
+  cols = np.arange(c.shape[1])
+  suspicious = decided & suspicious_now[first, cols]
+  return {"suspicious": suspicious, "mutants_used": first + 1, "decided": decided}

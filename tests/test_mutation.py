@@ -1,0 +1,247 @@
+"""Mutation operators change exactly what they say; LCR and SPRT against loops."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from explicable_jax import models, mutation
+
+
+def _params(seed=0):
+  k = jax.random.split(jax.random.key(seed), 6)
+  return {
+      "conv1": {"kernel": jax.random.normal(k[0], (3, 3, 4, 12)),
+                "bias": jax.random.normal(k[1], (12,))},
+      "conv2": {"kernel": jax.random.normal(k[2], (3, 3, 12, 16))},
+      "bn": {"scale": jax.random.normal(k[3], (16,)), "bias": jax.random.normal(k[4], (16,))},
+      "dense": {"kernel": jax.random.normal(k[5], (16, 10)), "bias": jnp.zeros(10)},
+  }
+
+
+def _changed_neurons(a, b):
+  return int(jnp.sum(jnp.any(a != b, axis=tuple(range(a.ndim - 1)))))
+
+
+def _unchanged(tree_a, tree_b, keys):
+  for k1, k2 in keys:
+    np.testing.assert_array_equal(tree_a[k1][k2], tree_b[k1][k2])
+
+
+CONV_WEIGHTS = 3 * 3 * 4 * 12 + 3 * 3 * 12 * 16
+CONV_NEURONS = 12 + 16
+
+
+@pytest.mark.parametrize("mode", ["replace", "additive"])
+def test_gaussian_fuzzing_weights_changes_exactly_the_fraction(mode):
+  p = _params()
+  rate = 0.1
+  m = mutation.gaussian_fuzzing(jax.random.key(1), p, rate, mode=mode)
+  changed = int(jnp.sum(m["conv1"]["kernel"] != p["conv1"]["kernel"])
+                + jnp.sum(m["conv2"]["kernel"] != p["conv2"]["kernel"]))
+  assert changed == math.floor(rate * CONV_WEIGHTS)
+  _unchanged(m, p, [("conv1", "bias"), ("bn", "scale"), ("bn", "bias"),
+                    ("dense", "kernel"), ("dense", "bias")])
+
+
+def test_gaussian_fuzzing_replace_draws_from_the_tensor_statistics():
+  w = jax.random.normal(jax.random.key(0), (3, 3, 64, 64)) * 0.3 + 0.7
+  m = mutation.gaussian_fuzzing(jax.random.key(2), {"c": {"kernel": w}}, 1.0)["c"]["kernel"]
+  assert abs(float(m.mean()) - float(w.mean())) < 0.01
+  assert abs(float(m.std()) - float(w.std())) < 0.01
+  assert float(jnp.mean(m == w)) == 0.0
+
+
+def test_gaussian_fuzzing_additive_noise_has_sigma():
+  w = jnp.zeros((3, 3, 64, 64)).at[0].set(1.0)
+  m = mutation.gaussian_fuzzing(jax.random.key(3), {"c": {"kernel": w}}, 1.0,
+                                mode="additive", sigma=0.05)["c"]["kernel"]
+  assert abs(float((m - w).std()) - 0.05) < 0.002
+
+
+def test_gaussian_fuzzing_neurons_follows_wu_et_al():
+  p = _params(1)
+  m = mutation.gaussian_fuzzing(jax.random.key(4), p, 0.25, granularity="neuron")
+  n = (_changed_neurons(m["conv1"]["kernel"], p["conv1"]["kernel"])
+       + _changed_neurons(m["conv2"]["kernel"], p["conv2"]["kernel"]))
+  assert n == math.floor(0.25 * CONV_NEURONS)
+  _unchanged(m, p, [("conv1", "bias"), ("dense", "kernel")])
+
+
+def test_nai_negates_exactly_the_chosen_filters_and_their_bias():
+  p = _params(2)
+  m = mutation.neuron_activation_inverse(jax.random.key(5), p, 0.3)
+  total = 0
+  for name in ("conv1", "conv2"):
+    w, v = p[name]["kernel"], m[name]["kernel"]
+    neg = np.asarray(jnp.all(v == -w, axis=(0, 1, 2)))
+    same = np.asarray(jnp.all(v == w, axis=(0, 1, 2)))
+    assert np.all(neg ^ same)
+    total += int(neg.sum())
+    if name == "conv1":
+      np.testing.assert_array_equal(m[name]["bias"], jnp.where(neg, -p[name]["bias"],
+                                                              p[name]["bias"]))
+  assert total == math.floor(0.3 * CONV_NEURONS)
+  _unchanged(m, p, [("bn", "scale"), ("bn", "bias"), ("dense", "kernel")])
+
+
+def test_nai_on_all_kernels_includes_dense_layers():
+  p = _params(3)
+  m = mutation.neuron_activation_inverse(jax.random.key(6), p, 1.0, layers="kernels")
+  np.testing.assert_array_equal(m["dense"]["kernel"], -p["dense"]["kernel"])
+  np.testing.assert_array_equal(m["conv1"]["bias"], -p["conv1"]["bias"])
+
+
+def test_weight_shuffling_permutes_every_weight_of_the_chosen_neurons():
+  p = _params(4)
+  m = mutation.weight_shuffling(jax.random.key(7), p, 0.5)
+  changed = 0
+  for name in ("conv1", "conv2"):
+    w = p[name]["kernel"].reshape(-1, p[name]["kernel"].shape[-1])
+    v = m[name]["kernel"].reshape(w.shape)
+    for j in range(w.shape[1]):
+      if bool(jnp.any(v[:, j] != w[:, j])):
+        changed += 1
+        np.testing.assert_array_equal(jnp.sort(v[:, j]), jnp.sort(w[:, j]))
+        assert bool(jnp.all(v[:, j] != w[:, j]))  # a derangement: every weight moved
+  assert changed == math.floor(0.5 * CONV_NEURONS)
+  _unchanged(m, p, [("conv1", "bias"), ("dense", "kernel")])
+
+
+def test_neuron_switch_trades_neurons_within_each_layer():
+  p = _params(5)
+  m = mutation.neuron_switch(jax.random.key(8), p, 0.25)
+  for name in ("conv1", "conv2"):
+    w, v = p[name]["kernel"], m[name]["kernel"]
+    width = w.shape[-1]
+    assert _changed_neurons(v, w) == max(2, math.floor(0.25 * width))
+    cols_w = {np.asarray(w[..., j]).tobytes() for j in range(width)}
+    cols_v = {np.asarray(v[..., j]).tobytes() for j in range(width)}
+    assert cols_w == cols_v  # the same filters, switched
+  # The bias travels with its filter.
+  w, v = p["conv1"]["kernel"], m["conv1"]["kernel"]
+  for j in range(12):
+    src = [i for i in range(12) if bool(jnp.all(w[..., i] == v[..., j]))][0]
+    assert m["conv1"]["bias"][j] == p["conv1"]["bias"][src]
+
+
+def test_operators_on_a_real_nnx_model_touch_only_conv_kernels():
+  model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10,
+                              key=jax.random.key(0))
+  _, params, _ = models.split_model(model)
+  paths = mutation.eligible_paths(params, layers="conv")
+  assert paths and all(p.endswith("kernel") and "conv" in p for p in paths)
+  m = mutation.neuron_activation_inverse(jax.random.key(1), params, 0.05)
+  flat_p = jax.tree_util.tree_flatten_with_path(params)[0]
+  flat_m = jax.tree.leaves(m)
+  for (path, a), b in zip(flat_p, flat_m):
+    if "kernel" not in jax.tree_util.keystr(path) or a.ndim != 4:
+      np.testing.assert_array_equal(a, b)
+
+
+def test_mutate_many_is_the_operator_vmapped_over_split_keys():
+  p = _params(6)
+  key = jax.random.key(9)
+  stacked = mutation.mutate_many(key, p, 4, "NAI", 0.2)
+  keys = jax.random.split(key, 4)
+  for i in range(4):
+    one = mutation.neuron_activation_inverse(keys[i], p, 0.2)
+    np.testing.assert_array_equal(stacked["conv2"]["kernel"][i], one["conv2"]["kernel"])
+  assert mutation.check_mutants(stacked, p) == 4
+
+
+def _linear(params, x):
+  return x @ params["dense"]["kernel"] + params["dense"]["bias"]
+
+
+def test_label_change_rate_matches_a_loop_over_mutants():
+  p = {"dense": {"kernel": jax.random.normal(jax.random.key(0), (8, 5)),
+                 "bias": jnp.zeros(5)}}
+  x = np.asarray(jax.random.normal(jax.random.key(1), (37, 8)))
+  muts = mutation.mutate_many(jax.random.key(2), p, 7, "GF", 0.3, layers="kernels")
+  lcr = mutation.label_change_rate(_linear, p, muts, x, mutant_chunk=3, batch_size=10)
+  orig = np.argmax(_linear(p, x), -1)
+  want = np.zeros(len(x))
+  for i in range(7):
+    mi = jax.tree.map(lambda a: a[i], muts)
+    want += np.argmax(_linear(mi, x), -1) != orig
+  np.testing.assert_allclose(lcr, want / 7)
+  # A mutant equal to the model changes nothing.
+  same = jax.tree.map(lambda a: a[None], p)
+  np.testing.assert_array_equal(mutation.label_change_rate(_linear, p, same, x), 0.0)
+
+
+def test_make_mutants_gate_keeps_only_accurate_mutants_and_draws_more():
+  p = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.zeros(3)}}
+  calls = []
+
+  def accuracy_fn(stacked):
+    # 1.0 unless neuron 0 was negated (then 0.0): NAI with one of 3 neurons
+    # fails the gate about a third of the time.
+    acc = np.asarray(jnp.mean(stacked["dense"]["kernel"][:, :, 0] > 0, axis=1))
+    calls.append(len(acc))
+    return acc
+
+  muts, info = mutation.make_mutants(jax.random.key(0), p, 5, "NAI", 0.34, layers="kernels",
+                                     accuracy_fn=accuracy_fn, min_relative_accuracy=0.5,
+                                     batch=3)
+  assert mutation.check_mutants(muts, p) == 5
+  assert bool(jnp.all(muts["dense"]["kernel"][:, :, 0] > 0))  # no failing mutant kept
+  assert np.all(info["accuracies"] == 1.0) and info["original_accuracy"] == 1.0
+  assert info["drawn"] > info["accepted"] >= 5  # some were rejected, more were drawn
+  assert calls[0] == 1 and set(calls[1:]) == {3}  # the original, then batches of 3
+  with pytest.raises(ValueError, match="too high"):
+    mutation.make_mutants(jax.random.key(0), p, 2, "NAI", 1.0, layers="kernels",
+                          accuracy_fn=accuracy_fn, max_draws=6)
+
+
+def _wang_detect(changes, threshold, sigma, alpha, beta):
+  """Wang et al.'s Detector.detect, one input at a time."""
+  accept = np.log((1 - beta) / alpha)
+  deny = np.log(beta / (1 - alpha))
+  p1, p0 = threshold + sigma, threshold - sigma
+  c = 0
+  for n, changed in enumerate(changes, 1):
+    if changed:
+      c += 1
+      pr = c * np.log(p1 / p0) + (n - c) * np.log((1 - p1) / (1 - p0))
+      if pr >= accept:
+        return True, n
+      if pr <= deny:
+        return False, n
+  return False, len(changes)
+
+
+def test_sprt_matches_wang_et_al_loop():
+  rng = np.random.default_rng(0)
+  rates = rng.uniform(0, 0.4, 200)
+  changes = rng.random((100, 200)) < rates[None, :]
+  got = mutation.sprt_detect(changes, 0.1, indifference=0.05, alpha=0.05, beta=0.05)
+  for i in range(200):
+    sus, used = _wang_detect(changes[:, i], 0.1, 0.05, 0.05, 0.05)
+    assert got["suspicious"][i] == sus and got["mutants_used"][i] == used, i
+  assert got["suspicious"][rates > 0.3].mean() > 0.9
+  assert got["suspicious"][rates < 0.02].mean() < 0.1
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: mutation.gaussian_fuzzing(jax.random.key(0), _params(), 0.0), r"rate must be .* \(0, 1\]"),
+    (lambda: mutation.gaussian_fuzzing(jax.random.key(0), _params(), 1.5), "rate must be"),
+    (lambda: mutation.neuron_activation_inverse(jax.random.key(0), _params(), 0.001),
+     "selects no unit"),
+    (lambda: mutation.neuron_activation_inverse(
+        jax.random.key(0), {"dense": {"kernel": jnp.ones((3, 2))}}, 0.5),
+     "layers='conv' selects no parameter"),
+    (lambda: mutation.gaussian_fuzzing(jax.random.key(0), _params(), 0.1, mode="mult"), "mode"),
+    (lambda: mutation.weight_shuffling(jax.random.key(0), {"d": {"kernel": jnp.ones((1, 4))}},
+                                       0.5, layers="kernels"), "nothing to shuffle"),
+    (lambda: mutation.mutate_many(jax.random.key(0), _params(), 0, "GF", 0.1), "n must be"),
+    (lambda: mutation.mutate_many(jax.random.key(0), _params(), 2, "XX", 0.1),
+     "Unknown operator"),
+    (lambda: mutation.check_mutants(_params(), _params()), r"must have shape \(n, \*"),
+    (lambda: mutation.sprt_detect(np.zeros((5, 3)), 0.05, indifference=0.1), "must lie in"),
+])
+def test_bad_input_is_named(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()

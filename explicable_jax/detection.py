@@ -1,0 +1,297 @@
+"""Detecting wrong predictions: Wu, Michel and Briot's error detector.
+
+Wu et al. ("Leveraging Model Interpretability and Stability to increase
+Model Robustness", 2019) train a small classifier on the layer conductance
+of each prediction (:func:`explicable_jax.attribution.layer_conductance`
+summed or averaged per feature map) to say whether the prediction is wrong,
+pick its threshold on a validation set, and combine its score with the label
+change rate of mutants (:mod:`explicable_jax.mutation`) in a second,
+"unified" classifier.
+
+* :func:`train_detector` / :func:`detector_scores`: the MLP (200-200 ReLU,
+  dropout 0.5, sigmoid output; their ``create_verif``) trained with optax
+  Adam on binary cross-entropy, labels 1 = wrong prediction; features are
+  standardised with the training set's statistics; ``class_weight="balanced"``
+  weighs the rare wrong predictions up (their weighted BCE).
+* :func:`roc_curve`, :func:`choose_threshold`, :func:`recalls`.
+* :func:`fit_combiner`: the unified classifier on ``[LCR, detector score]``:
+  ``nn`` (the same MLP, smaller), or scikit-learn's random forest, LDA, QDA.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from explicable_jax import _validation, metrics
+
+THRESHOLD_METHODS = ("balanced_recall", "youden", "recall")
+COMBINERS = ("nn", "rf", "lda", "qda")
+
+
+def _features(name: str, x) -> np.ndarray:
+  x = np.asarray(x, np.float32)
+  if x.ndim == 1:
+    x = x[:, None]
+  if x.ndim != 2 or x.shape[0] == 0:
+    raise ValueError(f"{name} must be a non-empty (N, features) matrix; got shape {x.shape}.")
+  if not np.all(np.isfinite(x)):
+    raise ValueError(f"{name} must be finite; it holds {int(np.sum(~np.isfinite(x)))} NaN/inf.")
+  return x
+
+
+def _binary(name: str, y, n: int) -> np.ndarray:
+  y = np.asarray(y)
+  if y.shape != (n,):
+    raise ValueError(f"{name} must have shape ({n},), one per row; got {y.shape}.")
+  if y.dtype != bool and not np.all(np.isin(y, (0, 1))):
+    raise ValueError(f"{name} must hold booleans or 0/1 (1 = wrong prediction).")
+  y = y.astype(bool)
+  if y.all() or not y.any():
+    raise ValueError(f"{name} needs both classes; got {int(y.sum())} positives of {n}.")
+  return y
+
+
+# ---------------------------------------------------------------------------
+# The MLP detector.
+
+
+def init_mlp(key: jax.Array, sizes: Sequence[int]) -> list[dict]:
+  """He-normal weights of an MLP with layer sizes ``sizes`` (input first)."""
+  params = []
+  for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    w = jax.random.normal(jax.random.fold_in(key, i), (a, b)) * jnp.sqrt(2.0 / a)
+    params.append({"w": w, "b": jnp.zeros(b)})
+  return params
+
+
+def mlp_logit(params: list[dict], x: jax.Array, *, dropout: float = 0.0,
+              key: jax.Array | None = None) -> jax.Array:
+  """The detector's logit (pre-sigmoid) for a batch ``x``; inverted dropout
+  on the hidden layers when ``key`` is given (training)."""
+  h = x
+  for i, layer in enumerate(params[:-1]):
+    h = jax.nn.relu(h @ layer["w"] + layer["b"])
+    if key is not None and dropout > 0:
+      keep = jax.random.bernoulli(jax.random.fold_in(key, i), 1 - dropout, h.shape)
+      h = jnp.where(keep, h / (1 - dropout), 0.0)
+  return (h @ params[-1]["w"] + params[-1]["b"])[..., 0]
+
+
+@dataclasses.dataclass
+class Detector:
+  """A trained detector: MLP weights plus the feature standardisation."""
+  params: Any
+  mean: np.ndarray
+  std: np.ndarray
+  history: list[float]
+
+  def scores(self, features) -> np.ndarray:
+    """``P(wrong | features)`` for every row."""
+    x = (_features("features", features) - self.mean) / self.std
+    if x.shape[1] != self.mean.shape[0]:
+      raise ValueError(f"features must have {self.mean.shape[0]} columns as in training; "
+                       f"got {x.shape[1]}.")
+    return np.asarray(jax.nn.sigmoid(_jit_logit(self.params, jnp.asarray(x))))
+
+
+_jit_logit = jax.jit(lambda p, x: mlp_logit(p, x))
+
+
+def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] = (200, 200),
+                   dropout: float = 0.5, epochs: int = 50, batch_size: int = 128,
+                   learning_rate: float = 1e-3, weight_decay: float = 0.0,
+                   class_weight: str | None = "balanced") -> Detector:
+  """Trains Wu et al.'s error detector; returns a :class:`Detector`.
+
+  Minimises the (optionally class-weighted) binary cross-entropy
+
+  .. math:: -\\frac1N \\sum_i w_{y_i} [y_i \\log \\sigma(f(x_i)) + (1 - y_i) \\log(1 - \\sigma(f(x_i)))]
+
+  with ``w_1 = N / (2 N_1)``, ``w_0 = N / (2 N_0)`` for ``"balanced"``,
+  using optax Adam, shuffled mini-batches (order from ``key``) and dropout.
+
+  Args:
+    key: PRNG key for the weights, the batch order and dropout.
+    features: ``(N, F)`` e.g. per-feature-map conductance of each prediction.
+    is_wrong: ``(N,)`` 1 where the model's prediction was wrong.
+    hidden: hidden layer sizes (Wu et al.: 200, 200).
+    dropout: dropout rate after each hidden layer (0.5).
+  """
+  x = _features("features", features)
+  y = _binary("is_wrong", is_wrong, x.shape[0])
+  _validation.check_fraction("dropout", dropout)
+  if dropout >= 1:
+    raise ValueError(f"dropout must be below 1; got {dropout!r}.")
+  _validation.check_positive("epochs", epochs, integer=True)
+  _validation.check_positive("batch_size", batch_size, integer=True)
+  _validation.check_positive("learning_rate", learning_rate)
+  _validation.check_choice("class_weight", class_weight, (None, "balanced"))
+  mean, std = x.mean(0), x.std(0) + 1e-8
+  xs = jnp.asarray((x - mean) / std)
+  ys = jnp.asarray(y, jnp.float32)
+  n = len(y)
+  if class_weight == "balanced":
+    w_pos, w_neg = n / (2 * y.sum()), n / (2 * (~y).sum())
+  else:
+    w_pos = w_neg = 1.0
+  params = init_mlp(jax.random.fold_in(key, 0), [x.shape[1], *hidden, 1])
+  opt = optax.adamw(learning_rate, weight_decay=weight_decay)
+  opt_state = opt.init(params)
+  bs = min(batch_size, n)
+  steps = n // bs
+
+  def loss_fn(p, xb, yb, k):
+    z = mlp_logit(p, xb, dropout=dropout, key=k)
+    w = jnp.where(yb > 0, w_pos, w_neg)
+    return jnp.mean(w * optax.sigmoid_binary_cross_entropy(z, yb))
+
+  @jax.jit
+  def epoch(carry, k):
+    p, s = carry
+    order = jax.random.permutation(jax.random.fold_in(k, 0), n)[: steps * bs].reshape(steps, bs)
+
+    def step(c, inp):
+      p, s = c
+      idx, i = inp
+      loss, g = jax.value_and_grad(loss_fn)(p, xs[idx], ys[idx], jax.random.fold_in(k, i + 1))
+      upd, s = opt.update(g, s, p)
+      return (optax.apply_updates(p, upd), s), loss
+    (p, s), losses = jax.lax.scan(step, (p, s), (order, jnp.arange(steps)))
+    return (p, s), losses.mean()
+
+  history = []
+  carry = (params, opt_state)
+  for e in range(epochs):
+    carry, loss = epoch(carry, jax.random.fold_in(key, e + 1))
+    loss = float(loss)
+    if not np.isfinite(loss):
+      raise FloatingPointError(f"detector training diverged at epoch {e} (loss {loss}); "
+                               "lower learning_rate.")
+    history.append(loss)
+  return Detector(params=carry[0], mean=mean, std=std, history=history)
+
+
+def detector_scores(detector: Detector, features) -> np.ndarray:
+  """``detector.scores(features)``: the probability that each prediction is wrong."""
+  return detector.scores(features)
+
+
+# ---------------------------------------------------------------------------
+# ROC, thresholds, recalls.
+
+
+def roc_curve(scores, is_positive) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``(fpr, tpr, thresholds)``: one point per distinct score, highest
+  threshold first, starting at ``(0, 0)`` with threshold ``+inf``; a point
+  counts ``score >= threshold`` as positive. Same points as
+  ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``."""
+  s = np.asarray(scores, np.float64)
+  if s.ndim != 1 or not np.all(np.isfinite(s)):
+    raise ValueError(f"scores must be a finite (N,) vector; got shape {s.shape}.")
+  t = _binary("is_positive", is_positive, len(s))
+  order = np.argsort(-s, kind="stable")
+  s, t = s[order], t[order]
+  last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
+  tps = np.cumsum(t)[last]
+  fps = (last + 1) - tps
+  tpr = np.r_[0.0, tps / t.sum()]
+  fpr = np.r_[0.0, fps / (~t).sum()]
+  return fpr, tpr, np.r_[np.inf, s[last]]
+
+
+def choose_threshold(scores, is_wrong, *, method: str = "balanced_recall",
+                     target_recall: float | None = None) -> float:
+  """A decision threshold for "wrong" (``score >= threshold``), chosen on
+  validation data.
+
+  ``balanced_recall``: maximise the mean of the recalls of right and wrong
+  predictions, ``(TPR + TNR) / 2`` -- Wu et al.'s ``find_opti_thresh``
+  (argmax of ``1 - FPR + TPR``). ``youden``: maximise ``J = TPR - FPR``; the
+  same point, since ``J = 2 * balanced - 1``, offered under its usual name.
+  ``recall``: the largest threshold whose recall of wrong predictions is at
+  least ``target_recall``.
+  """
+  _validation.check_choice("method", method, THRESHOLD_METHODS)
+  fpr, tpr, thr = roc_curve(scores, is_wrong)
+  if method == "recall":
+    if target_recall is None:
+      raise ValueError("target_recall is required for method='recall'.")
+    _validation.check_fraction("target_recall", target_recall)
+    i = int(np.argmax(tpr >= target_recall - 1e-12))
+  else:
+    if target_recall is not None:
+      raise ValueError(f"target_recall applies to method='recall' only; got method={method!r}.")
+    i = int(np.argmax(tpr - fpr))
+  return float(thr[max(i, 1)])  # never +inf: at least the top score
+
+
+def recalls(scores, is_wrong, threshold: float) -> dict[str, float]:
+  """Recall of right and of wrong predictions at ``threshold`` (wrong when
+  ``score >= threshold``), their mean, and the accuracy of the split."""
+  s = np.asarray(scores, np.float64)
+  w = _binary("is_wrong", is_wrong, len(s))
+  flag = s >= threshold
+  right_recall = float(np.mean(~flag[~w]))
+  wrong_recall = float(np.mean(flag[w]))
+  return {"right_recall": right_recall, "wrong_recall": wrong_recall,
+          "mean_recall": (right_recall + wrong_recall) / 2,
+          "accuracy": float(np.mean(flag == w))}
+
+
+def evaluate_scores(scores, is_wrong, threshold: float) -> dict[str, float]:
+  """AUROC (:func:`explicable_jax.metrics.auroc`) plus :func:`recalls`."""
+  return {"auroc": metrics.auroc(scores, is_wrong), **recalls(scores, is_wrong, threshold)}
+
+
+# ---------------------------------------------------------------------------
+# The unified classifier on [LCR, detector score].
+
+
+@dataclasses.dataclass
+class Combiner:
+  """A fitted combiner; ``scores(features)`` gives ``P(wrong)`` per row."""
+  kind: str
+  model: Any
+
+  def scores(self, features) -> np.ndarray:
+    x = _features("features", features)
+    if self.kind == "nn":
+      return self.model.scores(x)
+    return self.model.predict_proba(x)[:, 1]
+
+
+def fit_combiner(kind: str, features, is_wrong, *, key: jax.Array | None = None,
+                 **options) -> Combiner:
+  """Wu et al.'s unified classifier of ``features`` (e.g. ``[LCR, detector
+  score]`` per prediction).
+
+  ``nn``: :func:`train_detector` with ``hidden=(32, 32)`` unless given (needs
+  ``key``); ``rf``: ``RandomForestClassifier(n_estimators=100)`` (seeded
+  from ``key`` when given); ``lda`` / ``qda``: scikit-learn's
+  discriminant analyses. ``options`` go to the underlying constructor.
+  """
+  _validation.check_choice("kind", kind, COMBINERS)
+  x = _features("features", features)
+  y = _binary("is_wrong", is_wrong, x.shape[0])
+  if kind == "nn":
+    if key is None:
+      raise ValueError("key is required for kind='nn' (explicit PRNG keys).")
+    options.setdefault("hidden", (32, 32))
+    return Combiner("nn", train_detector(key, x, y, **options))
+  from sklearn import discriminant_analysis, ensemble  # Host-side, optional work.
+  if kind == "rf":
+    seed = None if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
+    options.setdefault("n_estimators", 100)
+    model = ensemble.RandomForestClassifier(random_state=seed, **options)
+  elif kind == "lda":
+    model = discriminant_analysis.LinearDiscriminantAnalysis(**options)
+  else:
+    model = discriminant_analysis.QuadraticDiscriminantAnalysis(**options)
+  model.fit(x, y)
+  return Combiner(kind, model)

@@ -63,7 +63,11 @@ def _copy_bn(dst: nn.BatchNorm2d, src) -> None:
 
 def from_flax(model) -> ResNet20:
   """A torch ResNet-20 in eval mode holding the weights of our ``resnet20``."""
-  net = ResNet20(model.num_classes)
+  return copy_from_flax(ResNet20(model.num_classes), model).eval()
+
+
+def copy_from_flax(net: ResNet20, model) -> ResNet20:
+  """Overwrites ``net``'s weights with those of our ``resnet20`` (in place)."""
   _copy_conv(net.stem[0], model.stem_conv)
   _copy_bn(net.stem[1], model.stem_bn)
   for dst, src in zip(net.blocks, model.blocks):
@@ -73,4 +77,4 @@ def from_flax(model) -> ResNet20:
     _copy_bn(dst.b2, src.bn2)
   net.fc.weight.data = torch.from_numpy(np.asarray(model.fc.kernel[...]).T.copy())
   net.fc.bias.data = torch.from_numpy(np.asarray(model.fc.bias[...]).copy())
-  return net.eval()
+  return net

@@ -349,33 +349,45 @@ def _chunks(n: int, size: int):
     yield s, min(n, s + size)
 
 
+STRATEGIES = ("auto", "map", "vmap")
+
+
 def mutant_predictions(logits_fn: Callable, mutants, x, *, mutant_chunk: int = 10,
-                       batch_size: int = 500) -> np.ndarray:
+                       batch_size: int = 500, strategy: str = "auto") -> np.ndarray:
   """Predicted classes of every mutant on every input, ``(n_mutants, N)``.
 
   ``logits_fn(params, x_batch) -> logits`` is the model as a function of its
-  (mutated) parameters; the mutants go through ``vmap`` ``mutant_chunk`` at a
-  time and the inputs ``batch_size`` at a time, so memory holds at most
-  ``mutant_chunk x batch_size`` forward passes. With several devices, the
-  mutant axis of each chunk is sharded over them.
+  (mutated) parameters. Each jitted call handles ``mutant_chunk`` mutants on
+  ``batch_size`` inputs, so memory holds at most that many forward passes:
+
+  * ``vmap``: the mutants are batched with ``jax.vmap`` (a convolution with
+    one kernel per mutant becomes a grouped convolution), the right choice
+    on GPU/TPU;
+  * ``map``: ``jax.lax.map`` runs the chunk's mutants one after the other
+    inside the call. On XLA:CPU grouped convolutions run about 5x slower
+    than plain ones, so this is what ``auto`` picks on CPU
+    (``benchmarks/mutation.py``).
+
+  With several devices the mutant axis of each chunk is split over them
+  (``jax.shard_map``; ``mutant_chunk`` is rounded up to a multiple of the
+  device count).
   """
   _validation.check_positive("mutant_chunk", mutant_chunk, integer=True)
   _validation.check_positive("batch_size", batch_size, integer=True)
+  _validation.check_choice("strategy", strategy, STRATEGIES)
+  if strategy == "auto":
+    strategy = "map" if jax.default_backend() == "cpu" else "vmap"
   n = jax.tree.leaves(mutants)[0].shape[0]
   x = np.asarray(x)
-  fn = _vmapped_predict(logits_fn)
-  sharding = None
-  if jax.device_count() > 1 and mutant_chunk % jax.device_count() == 0:
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("mutants",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("mutants"))
+  ndev = jax.device_count()
+  mutant_chunk = -(-mutant_chunk // ndev) * ndev
+  fn = _chunk_predictor(logits_fn, strategy, ndev)
   out = np.empty((n, len(x)), np.int32)
   for m0, m1 in _chunks(n, mutant_chunk):
     chunk = jax.tree.map(lambda a: a[m0:m1], mutants)
     pad = mutant_chunk - (m1 - m0)
     if pad:  # one compiled shape: repeat the first mutant
       chunk = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]), chunk)
-    if sharding is not None:
-      chunk = jax.device_put(chunk, sharding)
     for b0, b1 in _chunks(len(x), batch_size):
       xb = x[b0:b1]
       if len(xb) < batch_size and len(x) > batch_size:
@@ -385,8 +397,21 @@ def mutant_predictions(logits_fn: Callable, mutants, x, *, mutant_chunk: int = 1
 
 
 @functools.lru_cache(maxsize=32)
-def _vmapped_predict(logits_fn):
-  return jax.jit(jax.vmap(lambda p, x: jnp.argmax(logits_fn(p, x), -1), in_axes=(0, None)))
+def _chunk_predictor(logits_fn, strategy: str, ndev: int):
+  def predict(p, xb):
+    return jnp.argmax(logits_fn(p, xb), -1).astype(jnp.int32)
+
+  if strategy == "vmap":
+    local = jax.vmap(predict, in_axes=(0, None))
+  else:
+    def local(chunk, xb):
+      return jax.lax.map(lambda p: predict(p, xb), chunk)
+  if ndev == 1:
+    return jax.jit(local)
+  from jax.sharding import Mesh, PartitionSpec as P
+  mesh = Mesh(np.array(jax.devices()), ("mutants",))
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("mutants"), P()),
+                               out_specs=P("mutants")))
 
 
 def label_change_rate(logits_fn: Callable, params, mutants, x, *,

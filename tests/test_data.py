@@ -129,3 +129,20 @@ def test_real_cifar10_copy_and_paper_split(shared_data):
   assert np.array_equal(np.bincount(np.concatenate(
       [splits["validation"].y, splits["test"].y]), minlength=10),
       np.bincount(test.y, minlength=10))
+
+
+def test_offline_machine_fails_fast_with_the_files_to_provide(monkeypatch, tmp_path):
+  monkeypatch.delenv(data.DATA_ENV, raising=False)
+  monkeypatch.setattr(data, "network_reachable", lambda *a, **k: False)
+  import time
+  t = time.time()
+  with pytest.raises(data.DataNotFoundError, match="no network.*cifar10_test.npz"):
+    data.load("cifar10", "test", source="auto")
+  assert time.time() - t < 60
+
+
+def test_network_probe_says_no_for_a_host_that_cannot_exist():
+  import time
+  t = time.time()
+  assert not data.network_reachable("no-such-host.invalid", 443, timeout=0.5)  # RFC 6761
+  assert time.time() - t < 10

@@ -245,3 +245,47 @@ def test_sprt_matches_wang_et_al_loop():
 def test_bad_input_is_named(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_map_and_vmap_strategies_agree_on_a_conv_net():
+  model = models.create_model("cnn", input_shape=(8, 8, 1), num_classes=10,
+                              key=jax.random.key(0), widths=[4], dense=8)
+  g, p, s = models.split_model(model)
+  x = np.asarray(jax.random.normal(jax.random.key(1), (30, 8, 8, 1)))
+  muts = mutation.mutate_many(jax.random.key(2), p, 5, "GF", 0.2)
+
+  def logits_fn(params, xb):
+    return models.apply_model(g, params, s, xb)[0]
+  a = mutation.mutant_predictions(logits_fn, muts, x, mutant_chunk=2, batch_size=8,
+                                  strategy="map")
+  b = mutation.mutant_predictions(logits_fn, muts, x, mutant_chunk=3, batch_size=30,
+                                  strategy="vmap")
+  np.testing.assert_array_equal(a, b)
+  assert a.shape == (5, 30)
+
+
+def test_mutant_predictions_sharded_over_8_devices_equal_1_device():
+  import os
+  import pathlib
+  import subprocess
+  import sys
+  import textwrap
+  code = textwrap.dedent("""
+  import jax, jax.numpy as jnp, numpy as np
+  from explicable_jax import mutation
+  assert jax.device_count() == 8
+  p = {"dense": {"kernel": jax.random.normal(jax.random.key(0), (6, 4)), "bias": jnp.zeros(4)}}
+  x = np.asarray(jax.random.normal(jax.random.key(1), (25, 6)))
+  muts = mutation.mutate_many(jax.random.key(2), p, 11, "GF", 0.3, layers="kernels")
+  f = lambda q, xb: xb @ q["dense"]["kernel"] + q["dense"]["bias"]
+  got = mutation.mutant_predictions(f, muts, x, mutant_chunk=5, batch_size=10)
+  want = np.stack([np.argmax(x @ muts["dense"]["kernel"][i], -1) for i in range(11)])
+  np.testing.assert_array_equal(got, want)
+  print("ok")
+  """)
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = {**os.environ, "PYTHONPATH": str(root),
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+  r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                     timeout=300)
+  assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

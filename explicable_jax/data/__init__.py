@@ -158,6 +158,24 @@ _LOCAL_LOADERS = {"mnist": _local_mnist, "cifar10": _local_cifar10,
                   "cifar100": _local_cifar100}
 
 
+TFDS_HOST = "storage.googleapis.com"
+NETWORK_TIMEOUT_S = 3.0
+
+
+def network_reachable(host: str = TFDS_HOST, port: int = 443,
+                      timeout: float = NETWORK_TIMEOUT_S) -> bool:
+  """Whether a TCP connection to ``host:port`` opens within ``timeout`` s.
+
+  Checked before a tfds download so that an offline machine fails in
+  seconds with a clear message instead of retrying for minutes."""
+  import socket
+  try:
+    with socket.create_connection((host, port), timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
 def _load_real(name: str, split: str, data_dir: str | None,
                source: str) -> Dataset:
   _validation.check_choice("split", split, ("train", "test"))
@@ -176,10 +194,14 @@ def _load_real(name: str, split: str, data_dir: str | None,
       return _LOCAL_LOADERS[name](folder, split)
     errors.append(f"local folder lacks {', '.join(missing)}")
   if source == "tfds" or (source == "auto" and folder is None):
-    try:
-      return _from_tfds(name, split, download=True)
-    except Exception as e:
-      errors.append(f"tfds download: {type(e).__name__}: {str(e)[:120]}")
+    if not network_reachable():
+      errors.append(f"tfds download: no network ({TFDS_HOST}:443 not reachable "
+                    f"within {NETWORK_TIMEOUT_S:g} s)")
+    else:
+      try:
+        return _from_tfds(name, split, download=True)
+      except Exception as e:
+        errors.append(f"tfds download: {type(e).__name__}: {str(e)[:120]}")
   raise _missing_error(name, folder, "; ".join(errors) or "no source tried")
 
 

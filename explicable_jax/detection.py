@@ -274,7 +274,8 @@ def fit_combiner(kind: str, features, is_wrong, *, key: jax.Array | None = None,
   ``nn``: :func:`train_detector` with ``hidden=(32, 32)`` unless given (needs
   ``key``); ``rf``: ``RandomForestClassifier(n_estimators=100)`` (seeded
   from ``key`` when given); ``lda`` / ``qda``: scikit-learn's
-  discriminant analyses. ``options`` go to the underlying constructor.
+  discriminant analyses (QDA with ``reg_param=1e-3`` unless given). The
+  scikit-learn models see standardised features. ``options`` go to the underlying constructor.
   """
   _validation.check_choice("kind", kind, COMBINERS)
   x = _features("features", features)
@@ -292,6 +293,12 @@ def fit_combiner(kind: str, features, is_wrong, *, key: jax.Array | None = None,
   elif kind == "lda":
     model = discriminant_analysis.LinearDiscriminantAnalysis(**options)
   else:
+    # A small ridge (on standardised features) keeps QDA defined when a
+    # feature is constant within a class (e.g. an LCR of 0 for every right
+    # prediction); scikit-learn rejects variances below 1e-4.
+    options.setdefault("reg_param", 1e-3)
     model = discriminant_analysis.QuadraticDiscriminantAnalysis(**options)
+  from sklearn import pipeline, preprocessing
+  model = pipeline.make_pipeline(preprocessing.StandardScaler(), model)
   model.fit(x, y)
   return Combiner(kind, model)

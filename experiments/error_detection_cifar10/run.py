@@ -1,0 +1,272 @@
+"""Wu, Michel and Briot's error detection on CIFAR-10 with a trained ResNet-20.
+
+    python experiments/error_detection_cifar10/run.py --model runs/resnet20_cifar10 \
+        --data-dir ../shared/data --workdir runs/error_detection_cifar10 \
+        --out experiments/results/error_detection_cifar10
+
+Stages (each cached in ``--workdir`` as ``.npz``, so a rerun resumes):
+
+1. predictions of the model on the paper split (train 50000, validation
+   5000, test 5000 of the CIFAR-10 copy); a prediction is "wrong" when it
+   differs from the label;
+2. conductance of the last residual block (``layer3.2``), Wu et al.'s
+   right-end rule with n = 10 steps from a black baseline, averaged per
+   feature map (64 values), for the predicted class;
+3. Table 3: the mean LCR of correct and of wrong validation predictions for
+   NAI and GF (filter level, conv kernels) at several rates, with
+   ``--table3-mutants`` mutants on ``--table3-images`` validation images;
+   the operator and rate with the best validation AUROC are kept;
+4. ``--mutants`` mutants of that kind (accuracy gate: 90% of the original's
+   validation accuracy, on the gate images) and the LCR of every validation
+   and test prediction;
+5. the conductance detector (MLP 200-200, dropout 0.5) trained on the
+   training set's [one-hot prediction, conductance] features; thresholds
+   chosen on validation by balanced recall;
+6. the unified classifiers on [LCR, detector score] (NN, RF, LDA, QDA),
+   fitted on validation (5-fold out-of-fold scores give the validation
+   AUROC and the threshold) and applied to test;
+7. Table 4, AUROC against the number of mutants (Figure 4) and ROC curves
+   (Figure 5); ``results.json``, ``tables.md`` and PNGs in ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax import attribution, data, detection, metrics, models, mutation, training
+
+LAYER = "layer3.2"
+
+
+def _cached(path: str, fn):
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as f:
+      return {k: f[k] for k in f.files}
+  out = fn()
+  np.savez(path + ".tmp.npz", **out)
+  os.replace(path + ".tmp.npz", path)
+  return out
+
+
+def _predict(logits_fn, x, batch=500):
+  f = jax.jit(lambda xb: jnp.argmax(logits_fn(xb), -1))
+  return np.concatenate([np.asarray(f(jnp.asarray(x[i:i + batch])))
+                         for i in range(0, len(x), batch)])
+
+
+def _conductance(g, p, s, x, batch=250):
+  features_fn, head_fn = models.split_at(g, p, s, LAYER)
+  f = jax.jit(lambda xb: attribution.per_feature_map(
+      attribution.layer_conductance(features_fn, head_fn, xb, target="predicted",
+                                    n_steps=10, method="riemann_right"), reduce="mean"))
+  out = []
+  for i in range(0, len(x), batch):
+    xb = x[i:i + batch]
+    pad = batch - len(xb)
+    xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)]) if pad else xb
+    out.append(np.asarray(f(jnp.asarray(xb)))[: batch - pad])
+  return np.concatenate(out)
+
+
+def _features(pred, cond, num_classes=10):
+  return np.concatenate([np.eye(num_classes, dtype=np.float32)[pred], cond], axis=1)
+
+
+def _oof_scores(kind, x, y, key, folds=5):
+  """Out-of-fold scores of a combiner on the validation set (stratified folds)."""
+  from sklearn.model_selection import StratifiedKFold
+  scores = np.empty(len(y))
+  skf = StratifiedKFold(folds, shuffle=True, random_state=0)
+  for i, (tr, te) in enumerate(skf.split(x, y)):
+    c = detection.fit_combiner(kind, x[tr], y[tr], key=jax.random.fold_in(key, i),
+                               **({"epochs": 30} if kind == "nn" else {}))
+    scores[te] = c.scores(x[te])
+  return scores
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--model", required=True, help="a train --workdir or a save_model folder")
+  p.add_argument("--data-dir", default=None)
+  p.add_argument("--workdir", required=True, help="cache of the stages")
+  p.add_argument("--out", required=True)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--mutants", type=int, default=100)
+  p.add_argument("--gate-images", type=int, default=1000,
+                 help="validation images of the accuracy gate")
+  p.add_argument("--table3-mutants", type=int, default=20)
+  p.add_argument("--table3-images", type=int, default=1000)
+  p.add_argument("--nai-rates", default="0.005,0.01,0.02,0.03")
+  p.add_argument("--gf-rates", default="0.005,0.01,0.015,0.03")
+  p.add_argument("--detector-epochs", type=int, default=30)
+  p.add_argument("--limit", type=int, default=None,
+                 help="use only the first LIMIT images of each split (smoke tests)")
+  args = p.parse_args()
+  t0 = time.time()
+  os.makedirs(args.workdir, exist_ok=True)
+  os.makedirs(args.out, exist_ok=True)
+  key = jax.random.key(args.seed)
+
+  path = args.model
+  if os.path.exists(os.path.join(path, "model", "model.json")):
+    path = os.path.join(path, "model")
+  model, meta = training.load_model(path)
+  g, params, state = models.split_model(model)
+  split = data.paper_split("cifar10", data_dir=args.data_dir, seed=args.seed)
+  sets = {}
+  for name in ("train", "validation", "test"):
+    ds = split[name]
+    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    sets[name] = (data.to_float(ds.x[:n]), ds.y[:n])
+
+  def logits_p(q, xb):
+    return models.apply_model(g, q, state, xb)[0]
+
+  logits = lambda xb: logits_p(params, xb)  # noqa: E731
+
+  # 1-2. Predictions and conductance.
+  pc = _cached(os.path.join(args.workdir, "predictions_conductance.npz"), lambda: {
+      **{f"pred_{k}": _predict(logits, x) for k, (x, _) in sets.items()},
+      **{f"cond_{k}": _conductance(g, params, state, x) for k, (x, _) in sets.items()}})
+  wrong = {k: pc[f"pred_{k}"] != y for k, (_, y) in sets.items()}
+  acc = {k: float(1 - w.mean()) for k, w in wrong.items()}
+  print(f"accuracy {acc} ({time.time() - t0:.0f}s)")
+
+  xv, yv = sets["validation"]
+  gate = mutation.accuracy_gate(logits_p, xv[:args.gate_images], yv[:args.gate_images])
+
+  # 3. Table 3: LCR of correct vs wrong predictions, by operator and rate.
+  def table3():
+    out = {}
+    n3 = args.table3_images
+    configs = [(op, float(r)) for op, rates in (("NAI", args.nai_rates), ("GF", args.gf_rates))
+               for r in rates.split(",")]
+    for i, (op, r) in enumerate(configs):
+      if True:
+        opts = {"granularity": "neuron"} if op == "GF" else {}
+        try:
+          muts, info = mutation.make_mutants(
+              jax.random.fold_in(key, 1000 + i), params, args.table3_mutants,
+              op, r, accuracy_fn=gate, **opts)
+        except ValueError as e:
+          print(f"Table 3 {op} {r}: {e}")
+          continue
+        lcr = mutation.label_change_rate(logits_p, params, muts, xv[:n3],
+                                         original_predictions=pc["pred_validation"][:n3])
+        w = wrong["validation"][:n3]
+        out[f"{op}_{r}"] = np.array([lcr[~w].mean(), lcr[w].mean(),
+                                     metrics.auroc(lcr, w), info["drawn"]])
+        print(f"Table 3 {op} rate {r}: LCR correct {lcr[~w].mean():.4f} wrong "
+              f"{lcr[w].mean():.4f} AUROC {out[f'{op}_{r}'][2]:.3f} "
+              f"({info['drawn']} drawn, {time.time() - t0:.0f}s)")
+    return out
+  t3 = _cached(os.path.join(args.workdir, "table3.npz"), table3)
+  best = max(t3, key=lambda k: t3[k][2])
+  op, rate = best.split("_")[0], float(best.split("_")[1])
+  print(f"chosen: {op} rate {rate} (best validation AUROC of LCR)")
+
+  # 4. The mutant ensemble and LCR of validation and test predictions.
+  def lcr_stage():
+    opts = {"granularity": "neuron"} if op == "GF" else {}
+    muts, info = mutation.make_mutants(jax.random.fold_in(key, 7), params, args.mutants, op,
+                                       rate, accuracy_fn=gate, **opts)
+    out = {"mutant_accuracy": info["accuracies"], "drawn": np.array(info["drawn"])}
+    for k in ("validation", "test"):
+      x, _ = sets[k]
+      preds = mutation.mutant_predictions(logits_p, muts, x)
+      out[f"changes_{k}"] = preds != pc[f"pred_{k}"][None, :]
+      print(f"mutant predictions on {k} ({time.time() - t0:.0f}s)")
+    return out
+  lc = _cached(os.path.join(args.workdir, "lcr.npz"), lcr_stage)
+  lcr = {k: lc[f"changes_{k}"].mean(0) for k in ("validation", "test")}
+
+  # 5. Conductance detector.
+  feats = {k: _features(pc[f"pred_{k}"], pc[f"cond_{k}"]) for k in sets}
+  det = detection.train_detector(jax.random.fold_in(key, 11), feats["train"], wrong["train"],
+                                 epochs=args.detector_epochs)
+  det_scores = {k: det.scores(feats[k]) for k in ("validation", "test")}
+
+  rows, curves = {}, {}
+
+  def report(name, s_val, s_test):
+    th = detection.choose_threshold(s_val, wrong["validation"])
+    rows[name] = {"validation": detection.evaluate_scores(s_val, wrong["validation"], th),
+                  "test": detection.evaluate_scores(s_test, wrong["test"], th),
+                  "threshold": th}
+    curves[name] = detection.roc_curve(s_test, wrong["test"])
+
+  report("conductance", det_scores["validation"], det_scores["test"])
+  report("LCR", lcr["validation"], lcr["test"])
+
+  # 6. Unified classifiers on [LCR, detector score].
+  both = {k: np.stack([lcr[k], det_scores[k]], 1) for k in ("validation", "test")}
+  for kind in detection.COMBINERS:
+    kkey = jax.random.fold_in(key, 100 + detection.COMBINERS.index(kind))
+    oof = _oof_scores(kind, both["validation"], wrong["validation"], kkey)
+    c = detection.fit_combiner(kind, both["validation"], wrong["validation"], key=kkey,
+                               **({"epochs": 30} if kind == "nn" else {}))
+    report(f"{kind.upper() if kind != 'rf' else 'RF'} (both)", oof, c.scores(both["test"]))
+
+  # 7. Figure 4: AUROC of LCR against the number of mutants.
+  counts = [c for c in (5, 10, 20, 30, 50, 75, 100) if c <= lc["changes_validation"].shape[0]]
+  fig4 = {c: metrics.auroc(lc["changes_validation"][:c].mean(0), wrong["validation"])
+          for c in counts}
+
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  plt.figure(figsize=(4.5, 3.2))
+  plt.plot(list(fig4), list(fig4.values()), "o-")
+  plt.xlabel("number of mutants")
+  plt.ylabel("validation AUROC of LCR")
+  plt.title(f"{op} rate {rate}")
+  plt.tight_layout()
+  plt.savefig(os.path.join(args.out, "figure4_auroc_vs_mutants.png"), dpi=110)
+  plt.close()
+  plt.figure(figsize=(4.5, 4.2))
+  for name, (fpr, tpr, _) in curves.items():
+    plt.plot(fpr, tpr, label=f"{name} ({rows[name]['test']['auroc']:.3f})")
+  plt.plot([0, 1], [0, 1], "k:", lw=0.8)
+  plt.xlabel("false positive rate (right flagged)")
+  plt.ylabel("true positive rate (wrong flagged)")
+  plt.legend(fontsize=7)
+  plt.title("ROC on the test half")
+  plt.tight_layout()
+  plt.savefig(os.path.join(args.out, "figure5_roc.png"), dpi=110)
+  plt.close()
+
+  res = {"date": datetime.date.today().isoformat(), "data": data.JPEG_CAVEAT,
+         "accuracy": acc, "num_wrong": {k: int(w.sum()) for k, w in wrong.items()},
+         "table3": {k: dict(zip(["lcr_correct", "lcr_wrong", "auroc", "drawn"], map(float, v)))
+                    for k, v in t3.items()},
+         "chosen": {"operator": op, "rate": rate, "mutants": int(lc["changes_test"].shape[0]),
+                    "drawn": int(lc["drawn"]),
+                    "mutant_accuracy_mean": float(lc["mutant_accuracy"].mean())},
+         "table4": rows, "figure4": fig4, "wall_seconds": time.time() - t0}
+  with open(os.path.join(args.out, "results.json"), "w") as f:
+    json.dump(res, f, indent=1, default=float)
+  md = ["| detector | validation AUROC | val. right recall | val. wrong recall | "
+        "test AUROC | test right recall | test wrong recall |", "|---|---|---|---|---|---|---|"]
+  for name, r in rows.items():
+    v, t = r["validation"], r["test"]
+    md.append(f"| {name} | {v['auroc']:.3f} | {v['right_recall']:.3f} | {v['wrong_recall']:.3f} | "
+              f"{t['auroc']:.3f} | {t['right_recall']:.3f} | {t['wrong_recall']:.3f} |")
+  md += ["", "| operator, rate | mean LCR correct | mean LCR wrong | validation AUROC | drawn |",
+         "|---|---|---|---|---|"]
+  md += [f"| {k.replace('_', ', ')} | {v[0]:.4f} | {v[1]:.4f} | {v[2]:.3f} | {int(v[3])} |"
+         for k, v in t3.items()]
+  with open(os.path.join(args.out, "tables.md"), "w") as f:
+    f.write("\n".join(md) + "\n")
+  print("\n".join(md))
+  print(f"wall time {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+  main()

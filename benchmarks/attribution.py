@@ -248,15 +248,22 @@ def format_report(batch_size, peak, rates, fractions, ours, peer, second, scan_t
   return "\n".join(lines)
 
 
-def write_readme(report: str) -> None:
-  begin, end = "<!-- attribution:begin -->", "<!-- attribution:end -->"
-  text = open(README).read()
+def write_readme_section(name: str, report: str, heading: str = "", path: str = README) -> None:
+  """Replaces the ``<!-- name:begin -->...<!-- name:end -->`` block of the
+  benchmarks README with ``report`` (appending ``heading`` and the block
+  when it is not there yet)."""
+  begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+  text = open(path).read()
   block = f"{begin}\n{report}\n{end}"
   if begin in text:
     text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
   else:
-    text += f"\n{block}\n"
-  open(README, "w").write(text)
+    text += f"\n{heading}{block}\n"
+  open(path, "w").write(text)
+
+
+def write_readme(report: str) -> None:
+  write_readme_section("attribution", report)
 
 
 def main() -> None:

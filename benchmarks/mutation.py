@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.attribution import _flops, matmul_peak_gflops
+from benchmarks.attribution import _flops, matmul_peak_gflops, write_readme_section
 from explicable_jax import data, models, mutation
 
 README = os.path.join(os.path.dirname(__file__), "README.md")
@@ -138,15 +137,10 @@ def format_report(args, r) -> str:
 
 
 def write_readme(report: str) -> None:
-  begin, end = "<!-- mutation:begin -->", "<!-- mutation:end -->"
-  text = open(README).read()
-  block = f"{begin}\n{report}\n{end}"
-  if begin in text:
-    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-  else:
-    text += ("\n## Label change rate of 100 mutants: vmap vs loops\n\n"
-             "    python -m benchmarks.mutation --write    # needs torch\n\n" + block + "\n")
-  open(README, "w").write(text)
+  write_readme_section(
+      "mutation", report,
+      heading=("\n## Label change rate of 100 mutants: vmap vs loops\n\n"
+               "    python -m benchmarks.mutation --write    # needs torch\n\n"))
 
 
 def main() -> None:

@@ -1,0 +1,128 @@
+"""Right for the Right Reasons: the penalty against finite differences and a
+hand-built model; training with it moves a model off an annotated decoy."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from explicable_jax import data, losses, models, training
+
+
+def _mlp(seed=0, d=5, c=3):
+  k1, k2 = jax.random.split(jax.random.key(seed))
+  w1 = jax.random.normal(k1, (d, 7)) * 0.5
+  w2 = jax.random.normal(k2, (7, c)) * 0.5
+
+  def f(x):
+    return jnp.tanh(x @ w1) @ w2
+  return f
+
+
+def _fd_grad(fn, x, eps=1e-5):
+  """Central finite differences of a scalar fn of one example, float64."""
+  x = np.asarray(x, np.float64)
+  g = np.zeros_like(x)
+  for i in np.ndindex(x.shape):
+    e = np.zeros_like(x)
+    e[i] = eps
+    g[i] = (fn(x + e) - fn(x - e)) / (2 * eps)
+  return g
+
+
+@pytest.mark.parametrize("scale, classes", [("log", "sum"), ("linear", "max"),
+                                            ("log", "true"), ("linear", "sum")])
+def test_input_gradients_match_finite_differences(scale, classes):
+  jax.config.update("jax_enable_x64", True)
+  try:
+    f = _mlp()
+    x = np.asarray(jax.random.normal(jax.random.key(1), (4, 5)), np.float64)
+    y = np.array([0, 2, 1, 1])
+    got = losses.input_gradients(f, jnp.asarray(x), scale=scale, classes=classes, labels=y)
+    for i in range(4):
+      def one(xi, i=i):
+        logp = np.asarray(jax.nn.log_softmax(f(jnp.asarray(xi)[None]))[0])
+        v = logp if scale == "log" else np.exp(logp)
+        return v.sum() if classes == "sum" else (v.max() if classes == "max" else v[y[i]])
+      np.testing.assert_allclose(got[i], _fd_grad(one, x[i]), rtol=1e-6, atol=1e-8)
+  finally:
+    jax.config.update("jax_enable_x64", False)
+
+
+def test_penalty_is_the_squared_annotated_gradient():
+  f = _mlp(2)
+  x = jax.random.normal(jax.random.key(3), (6, 5))
+  a = (jax.random.uniform(jax.random.key(4), (6, 5)) < 0.4).astype(jnp.float32)
+  g = losses.input_gradients(f, x)
+  pen = losses.input_gradient_penalty(f, x, a)
+  np.testing.assert_allclose(pen, jnp.sum((a * g) ** 2, axis=1), rtol=1e-6)
+  norm = losses.input_gradient_penalty(f, x, a, normalize=True)
+  np.testing.assert_allclose(norm, pen / jnp.maximum(a.sum(1), 1), rtol=1e-6)
+  np.testing.assert_allclose(losses.input_gradient_penalty(f, x, jnp.zeros_like(x)), 0.0)
+  np.testing.assert_allclose(losses.certainty_penalty(f, x), jnp.sum(g ** 2, axis=1), rtol=1e-6)
+
+
+def test_logits_and_log_probabilities_give_the_same_penalty():
+  f = _mlp(5)
+  x = jax.random.normal(jax.random.key(6), (3, 5))
+  a = jnp.ones_like(x)
+  logp_model = lambda x: jax.nn.log_softmax(f(x))  # noqa: E731
+  np.testing.assert_allclose(losses.input_gradient_penalty(f, x, a),
+                             losses.input_gradient_penalty(logp_model, x, a), rtol=1e-5)
+
+
+def test_linear_model_penalty_closed_form():
+  # log-softmax of a linear model: d/dx sum_k log p_k = sum_k (W_k - C * sum_j p_j W_j) ...
+  # for two classes with W = [w, -w]: sum_k log p_k = log p0 + log p1 and
+  # d/dx = (1 - 2 p0) * w - (1 - 2 p1) * w = 2 (p1 - p0) w.
+  w = jnp.array([1.0, -2.0, 0.5])
+  f = lambda x: jnp.stack([x @ w, -(x @ w)], -1)  # noqa: E731
+  x = jnp.array([[0.3, 0.1, -0.2]])
+  p = jax.nn.softmax(f(x))[0]
+  want = 2 * (p[1] - p[0]) * w
+  np.testing.assert_allclose(losses.input_gradients(f, x)[0], want, rtol=1e-5)
+
+
+def test_rrr_training_moves_the_model_off_an_annotated_decoy():
+  # Feature 0 is a perfect decoy in training (equals the label) and random at
+  # test; feature 1 carries the label with noise. Annotating feature 0 must
+  # push the model onto feature 1.
+  rng = np.random.default_rng(0)
+  n = 2000
+  y = rng.integers(0, 2, n)
+  real = y + 0.35 * rng.normal(size=n)
+  x_train = np.stack([y * 2.0 - 1, real], 1).astype(np.float32)
+  x_test = np.stack([rng.choice([-1.0, 1.0], n), real], 1).astype(np.float32)
+  ann = np.zeros_like(x_train)
+  ann[:, 0] = 1
+  results = {}
+  for lam in (0.0, 100.0):
+    model = models.create_model("mlp", input_shape=(2,), num_classes=2,
+                                key=jax.random.key(0), hidden=(16,))
+    opt = optax.adam(1e-2)
+    state = training.create_train_state(model, opt, jax.random.key(1))
+    step = jax.jit(training.make_train_step(losses.make_rrr_loss(lam), opt))
+    for epoch in range(30):
+      for i in range(0, n, 200):
+        batch = {"x": jnp.asarray(x_train[i:i + 200]), "y": jnp.asarray(y[i:i + 200]),
+                 "annotation": jnp.asarray(ann[i:i + 200])}
+        state, m = step(state, batch)
+    results[lam] = float(np.mean(training.predict(state, x_test).argmax(-1) == y))
+    if lam:
+      assert float(m["gradient_penalty"]) < 1e-2
+  assert results[0.0] < 0.7, results     # the plain model follows the decoy
+  assert results[100.0] > 0.85, results  # the penalised one reads the real feature
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: losses.input_gradient_penalty(_mlp(), jnp.zeros((2, 5)), jnp.zeros((2, 4))),
+     r"annotation must have the input's shape \(2, 5\)"),
+    (lambda: losses.make_rrr_loss(-1.0), "lam must be a non-negative"),
+    (lambda: losses.make_rrr_loss(float("nan")), "lam must be a non-negative"),
+    (lambda: losses.input_gradients(_mlp(), jnp.zeros((2, 5)), classes="true"),
+     "labels are required"),
+    (lambda: losses.input_gradients(_mlp(), jnp.zeros((2, 5)), scale="exp"), "scale"),
+])
+def test_bad_input_is_named(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()

@@ -119,6 +119,8 @@ LOSSES: dict[str, Callable[..., Callable]] = {
     "cross_entropy": lambda **kw: cross_entropy_loss,
     "label_smoothing": lambda alpha=0.1, **kw: make_label_smoothing_loss(alpha),
     "weighted": _weighted_from_file,
+    "rrr": lambda lam=1000.0, **kw: make_rrr_loss(lam, **kw),
+    "certainty": lambda lam=1.0, **kw: make_certainty_loss(lam, **kw),
 }
 """Loss factories by name: ``LOSSES[name](**options) -> loss_fn``."""
 

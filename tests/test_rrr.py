@@ -126,3 +126,60 @@ def test_rrr_training_moves_the_model_off_an_annotated_decoy():
 def test_bad_input_is_named(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_toy_colors_obey_the_rules_and_annotate_them():
+  from explicable_jax.data import rrr
+  ds = rrr.toy_colors("train", n=3000, seed=1)
+  r1, r2 = rrr.toy_colors_rules(ds.x)
+  assert np.all(r1[ds.y == 0] & r2[ds.y == 0])
+  assert np.all(~r1[ds.y == 1] & ~r2[ds.y == 1])
+  assert 0.45 < ds.y.mean() < 0.55
+  assert set(map(tuple, ds.x.reshape(-1, 3))) <= set(map(tuple, rrr.TOY_COLORS))
+  np.testing.assert_array_equal(ds.extras["annotation"][0], rrr.toy_colors_rule_mask("corners"))
+  other = rrr.toy_colors("train", n=3000, seed=1, rule="top_middle")
+  np.testing.assert_array_equal(other.x, ds.x)  # same images, other annotation
+  assert other.extras["annotation"][0, 0, 1:4].all() and other.extras["annotation"].sum() == 3000 * 9
+  test = rrr.toy_colors("test", n=3000, seed=1)
+  assert not np.array_equal(test.x, ds.x)
+
+
+def test_rule_scores_of_hand_made_explanations():
+  from explicable_jax.data import rrr
+  g = np.zeros((2, 5, 5, 3))
+  g[0, 0, 0, 1] = 1.0       # only a corner
+  g[1, 0, 2, 0] = 1.0       # a top-middle pixel ...
+  g[1, 2, 2, 2] = 0.9       # ... and the centre, also above 0.67 of the max
+  s = rrr.toy_colors_rule_scores(g)
+  assert s["rule1"] == pytest.approx(0.5)   # (1 + 0) / 2
+  assert s["rule2"] == pytest.approx(0.25)  # (0 + 1/2) / 2
+  np.testing.assert_array_equal(rrr.explanation_mask(np.array([[1.0, -0.7, 0.6]])),
+                                [[True, True, False]])
+
+
+def test_decoy_mnist_swatch_encodes_the_label_in_training_only():
+  from explicable_jax.data import rrr
+  train = rrr.decoy_mnist("train", seed=0)  # MNIST where available, else 8x8 digits
+  ann = train.extras["annotation"]
+  side = 4 if train.x.shape[1] == 28 else 2
+  assert np.all(ann.reshape(len(ann), -1).sum(1) == side * side)
+  shade = np.array([train.x[i][ann[i]].max() for i in range(200)])
+  np.testing.assert_array_equal(shade, 255 - 25 * train.y[:200])
+  test = rrr.decoy_mnist("test", seed=0)
+  tann = test.extras["annotation"]
+  tshade = np.array([test.x[i][tann[i]].max() for i in range(len(test))]).astype(float)
+  assert abs(np.corrcoef(tshade, test.y)[0, 1]) < 0.1
+
+
+def test_extras_follow_take_and_batches_with_padding():
+  x = np.arange(10, dtype=np.float32)[:, None]
+  ds = data.Dataset(x, np.arange(10) % 2, 2, ("a", "b"), extras={"annotation": x * 10})
+  sub = ds.take(np.array([3, 7]))
+  np.testing.assert_array_equal(sub.extras["annotation"][:, 0], [30, 70])
+  last = list(data.batches(ds, 4))[-1]
+  np.testing.assert_array_equal(last["annotation"][:, 0], [80, 90, 80, 80])
+  np.testing.assert_array_equal(last["mask"], [True, True, False, False])
+  with pytest.raises(ValueError, match="one row per example"):
+    data.Dataset(x, np.arange(10), 2, ("a", "b"), extras={"annotation": x[:3]})
+  with pytest.raises(ValueError, match="may not be named 'mask'"):
+    data.Dataset(x, np.arange(10), 2, ("a", "b"), extras={"mask": x})

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,18 @@ class Dataset:
   class_names: tuple[str, ...]
   name: str = ""
   note: str = ""
+  extras: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  """Per-example side arrays (first axis = examples), e.g. ``annotation``
+  masks for Right for the Right Reasons; sliced by :meth:`take` and yielded
+  by :func:`batches` under their names."""
+
+  def __post_init__(self):
+    for k, v in self.extras.items():
+      if k in ("x", "y", "mask"):
+        raise ValueError(f"extras may not be named {k!r} (a batch key of its own).")
+      if len(v) != len(self.y):
+        raise ValueError(f"extras[{k!r}] must have one row per example ({len(self.y)}); "
+                         f"got {len(v)}.")
 
   def __len__(self) -> int:
     return len(self.y)
@@ -49,7 +61,8 @@ class Dataset:
 
   def take(self, index: Any) -> "Dataset":
     """The examples at ``index`` (an index array, mask or slice)."""
-    return dataclasses.replace(self, x=self.x[index], y=self.y[index])
+    return dataclasses.replace(self, x=self.x[index], y=self.y[index],
+                               extras={k: v[index] for k, v in self.extras.items()})
 
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
@@ -369,7 +382,7 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
             seed: int = 0, epoch: int = 0, drop_remainder: bool = False,
             start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Yields ``{"x", "y", "mask"}`` numpy batches of a fixed size.
+  """Yields ``{"x", "y", "mask", **ds.extras}`` numpy batches of a fixed size.
 
   Without ``drop_remainder`` the last batch is padded (with copies of the
   first example) to ``batch_size`` and ``mask`` marks the real examples, so
@@ -385,7 +398,8 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
     if len(idx) < batch_size:
       mask[len(idx):] = False
       idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0])])
-    yield {"x": ds.x[idx], "y": ds.y[idx], "mask": mask}
+    yield {"x": ds.x[idx], "y": ds.y[idx], "mask": mask,
+           **{k: v[idx] for k, v in ds.extras.items()}}
 
 
 def num_batches(n: int, batch_size: int, drop_remainder: bool) -> int:
@@ -393,10 +407,12 @@ def num_batches(n: int, batch_size: int, drop_remainder: bool) -> int:
 
 
 from explicable_jax.data.augment import augment_cifar, random_crop_flip  # noqa: E402
+from explicable_jax.data import rrr  # noqa: E402  (registers toy_colors, decoy_mnist)
 
 __all__ = [
     "Dataset", "DATASETS", "LOCAL_FILES", "DataNotFoundError", "load",
     "register_dataset", "split_dataset", "paper_split", "batches", "to_float",
     "epoch_permutation", "num_batches", "augment_cifar", "random_crop_flip",
-    "local_data_dir", "CIFAR10_CLASSES", "JPEG_CAVEAT",
+    "local_data_dir", "CIFAR10_CLASSES", "JPEG_CAVEAT", "split_indices",
+    "paper_split_indices", "load_human_labels", "HUMAN_LABEL_FILES", "network_reachable", "rrr",
 ]

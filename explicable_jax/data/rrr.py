@@ -1,0 +1,158 @@
+"""The data sets of Right for the Right Reasons (Ross, Hughes and Doshi-Velez,
+IJCAI 2017; code ``dtak/rrr``), each with per-example ``annotation`` masks
+(1 = a feature the model should not use) in ``Dataset.extras``.
+
+* ``toy_colors``: 5x5 images over four colours (red, green, blue, violet).
+  Class 0 when the four corners share a colour *and* the three top-middle
+  pixels all differ; class 1 when *both* rules fail. Either rule alone
+  classifies perfectly, so a model may learn either; the annotations mark
+  the corners (``rule="corners"``, the default) or the top middle
+  (``rule="top_middle"``). 20000 train / 20000 test by default.
+* ``decoy_mnist``: MNIST with a grey swatch in a random corner whose shade
+  is ``255 - 25 y`` in training (a perfect decoy) and ``255 - 25 r`` for a
+  random digit ``r`` at test; the annotation is the swatch. 4x4 swatches on
+  28x28 MNIST; where MNIST cannot be loaded, scikit-learn's built-in 8x8
+  digits with 2x2 swatches (``note`` says which).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from explicable_jax import _validation
+from explicable_jax.data import DATASETS, Dataset, DataNotFoundError, load
+
+TOY_COLORS = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255], [128, 0, 255]], np.uint8)
+"""The four colours the original draws from (its 'r', 'g', 'b', 'v')."""
+
+CORNERS = ((0, 0), (0, 4), (4, 0), (4, 4))
+TOP_MIDDLE = ((0, 1), (0, 2), (0, 3))
+
+
+def toy_colors_rule_mask(rule: str) -> np.ndarray:
+  """``(5, 5, 3)`` boolean mask of rule 1 (``corners``) or rule 2 (``top_middle``)."""
+  _validation.check_choice("rule", rule, ("corners", "top_middle"))
+  m = np.zeros((5, 5, 3), bool)
+  for i, j in (CORNERS if rule == "corners" else TOP_MIDDLE):
+    m[i, j] = True
+  return m
+
+
+def _toy_colors_indices(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
+  """Colour indices ``(N, 5, 5)`` obeying the class rules (vectorised)."""
+  n = len(labels)
+  img = rng.integers(0, 4, (n, 5, 5))
+  zero = labels == 0
+  # Class 0, rule 1: all corners take the bottom-right colour.
+  for i, j in CORNERS[:3]:
+    img[zero, i, j] = img[zero, 4, 4]
+  # Class 0, rule 2: three distinct colours in the top middle.
+  perms = np.argsort(rng.random((n, 4)), axis=1)[:, :3]
+  img[zero, 0, 1:4] = perms[zero]
+  # Class 1, rule 1 fails: one diagonal pair of corners differs.
+  one = ~zero
+  pair = rng.random(n) < 0.5
+  shift = rng.integers(1, 4, n)
+  a = one & pair & (img[:, 0, 4] == img[:, 4, 0])
+  img[a, 0, 4] = (img[a, 4, 0] + shift[a]) % 4
+  b = one & ~pair & (img[:, 0, 0] == img[:, 4, 4])
+  img[b, 0, 0] = (img[b, 4, 4] + shift[b]) % 4
+  # Class 1, rule 2 fails: a repeated colour in the top middle.
+  top = img[:, 0, 1:4]
+  distinct = (top[:, 0] != top[:, 1]) & (top[:, 0] != top[:, 2]) & (top[:, 1] != top[:, 2])
+  fix = one & distinct
+  src = rng.integers(0, 3, n)
+  dst = (src + rng.integers(1, 3, n)) % 3
+  rows = np.flatnonzero(fix)
+  img[rows, 0, 1 + dst[rows]] = img[rows, 0, 1 + src[rows]]
+  return img
+
+
+def toy_colors_rules(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Whether rule 1 (equal corners) and rule 2 (distinct top middle) hold,
+  for ``(N, 5, 5, 3)`` images."""
+  x = np.asarray(images)
+  c = [x[:, i, j] for i, j in CORNERS]
+  rule1 = np.all([np.all(c[0] == ck, axis=-1) for ck in c[1:]], axis=0)
+  t = [x[:, 0, j] for j in (1, 2, 3)]
+  eq = lambda a, b: np.all(a == b, axis=-1)  # noqa: E731
+  rule2 = ~eq(t[0], t[1]) & ~eq(t[0], t[2]) & ~eq(t[1], t[2])
+  return rule1, rule2
+
+
+def toy_colors(split: str = "train", data_dir=None, source="auto", seed: int = 0, *,
+               n: int = 20000, rule: str = "corners") -> Dataset:
+  """Toy Colors (see the module docstring); labels balanced at random."""
+  del data_dir, source
+  _validation.check_choice("split", split, ("train", "test"))
+  _validation.check_positive("n", n, integer=True)
+  rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+  labels = (rng.random(n) < 0.5).astype(np.int32)
+  img = TOY_COLORS[_toy_colors_indices(rng, labels)]
+  ann = np.broadcast_to(toy_colors_rule_mask(rule), img.shape).copy()
+  return Dataset(img, labels, 2, ("rules hold", "rules fail"), "toy_colors",
+                 note=f"generated (seed {seed}); annotation = {rule}",
+                 extras={"annotation": ann})
+
+
+def explanation_mask(input_gradients: np.ndarray, cutoff: float = 0.67) -> np.ndarray:
+  """Ross et al.'s explanation: the features whose |gradient| exceeds
+  ``cutoff`` times the example's largest |gradient| (per example)."""
+  _validation.check_fraction("cutoff", cutoff)
+  g = np.abs(np.asarray(input_gradients))
+  top = g.reshape(len(g), -1).max(axis=1).reshape((-1,) + (1,) * (g.ndim - 1))
+  return g > cutoff * top
+
+
+def toy_colors_rule_scores(input_gradients: np.ndarray, cutoff: float = 0.67) -> dict:
+  """The fraction of each explanation's pixels that lie in the corners
+  (rule 1) and in the top middle (rule 2), averaged over examples, as in
+  the original's ``rule1_score`` / ``rule2_score``: a pixel is in the
+  explanation when any of its channels is."""
+  g = np.asarray(input_gradients).reshape(-1, 5, 5, 3)
+  pix = explanation_mask(g, cutoff).any(axis=-1)  # (N, 5, 5)
+  total = np.maximum(pix.sum(axis=(1, 2)), 1)
+  corners = toy_colors_rule_mask("corners")[..., 0]
+  middle = toy_colors_rule_mask("top_middle")[..., 0]
+  return {"rule1": float(np.mean((pix & corners).sum(axis=(1, 2)) / total)),
+          "rule2": float(np.mean((pix & middle).sum(axis=(1, 2)) / total))}
+
+
+def _add_swatch(images: np.ndarray, shades: np.ndarray, size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  x = images.copy()
+  ann = np.zeros_like(x, dtype=bool)
+  n, h, w = x.shape[:3]
+  top = rng.random(n) < 0.5
+  left = rng.random(n) < 0.5
+  for i in range(n):
+    rs = slice(0, size) if top[i] else slice(h - size, h)
+    cs = slice(0, size) if left[i] else slice(w - size, w)
+    x[i, rs, cs] = shades[i]
+    ann[i, rs, cs] = True
+  return x, ann
+
+
+def decoy_mnist(split: str = "train", data_dir=None, source="auto", seed: int = 0) -> Dataset:
+  """Decoy MNIST (see the module docstring); ``uint8`` images ``(N, H, W, 1)``."""
+  _validation.check_choice("split", split, ("train", "test"))
+  try:
+    base = load("mnist", split, data_dir=data_dir, source=source)
+    x = base.x.reshape(len(base), 28, 28, 1).astype(np.uint8)
+    size, note = 4, "MNIST"
+  except DataNotFoundError:
+    base = load("digits", split, seed=seed)
+    x = np.clip(np.round(base.x * 255), 0, 255).astype(np.uint8)
+    size, note = 2, "MNIST unavailable: scikit-learn's 8x8 digits with 2x2 swatches"
+  y = base.y.astype(np.int32)
+  rng = np.random.default_rng([seed, 2 if split == "train" else 3])
+  digit = y if split == "train" else rng.integers(0, 10, len(y))
+  shades = (255 - 25 * digit).astype(np.uint8)
+  x, ann = _add_swatch(x, shades, size, rng)
+  return Dataset(x, y, 10, tuple(str(i) for i in range(10)), "decoy_mnist",
+                 note=f"{note}; swatch shade 255 - 25 * "
+                      f"{'label' if split == 'train' else 'random digit'}",
+                 extras={"annotation": ann})
+
+
+DATASETS["toy_colors"] = toy_colors
+DATASETS["decoy_mnist"] = decoy_mnist

@@ -183,3 +183,40 @@ def test_extras_follow_take_and_batches_with_padding():
     data.Dataset(x, np.arange(10), 2, ("a", "b"), extras={"annotation": x[:3]})
   with pytest.raises(ValueError, match="may not be named 'mask'"):
     data.Dataset(x, np.arange(10), 2, ("a", "b"), extras={"mask": x})
+
+
+def test_find_another_explanation_penalises_the_union_of_earlier_masks():
+  from explicable_jax import rrr
+  from explicable_jax.data import rrr as drrr
+  train = drrr.toy_colors("train", n=4000, seed=0)
+  test = drrr.toy_colors("test", n=1000, seed=0)
+  found = rrr.find_another_explanation(
+      jax.random.key(0), train, n_models=2, make_model=rrr.mlp_factory(train.input_shape, 2),
+      optimizer=optax.adam(1e-3), lam=1000.0, epochs=20, batch_size=256, eval_ds=test)
+  first, second = found
+  assert first.eval_accuracy > 0.9                      # one rule is enough
+  scores = drrr.toy_colors_rule_scores(rrr.model_input_gradients(first.state, test.x))
+  assert max(scores.values()) > 0.8                      # and its explanation shows which
+  assert not first.annotation.any()
+  np.testing.assert_array_equal(second.annotation, first.mask)
+  # The second model barely uses what the first one's explanation covered.
+  g2 = rrr.model_input_gradients(second.state, train.x[:500])
+  g1 = rrr.model_input_gradients(first.state, train.x[:500])
+  m = first.mask[:500]
+  assert np.abs(g2[m]).mean() < 0.05 * np.abs(g1[m]).mean()
+
+
+def test_find_another_explanation_stops_on_an_empty_mask():
+  from explicable_jax import rrr
+  from explicable_jax.data import rrr as drrr
+  train = drrr.toy_colors("train", n=256, seed=0)
+
+  def constant_model(key):
+    model = models.create_model("mlp", input_shape=train.input_shape, num_classes=2, key=key,
+                                hidden=(4,))
+    g, p, s = models.split_model(model)
+    return models.merge_model(g, jax.tree.map(jnp.zeros_like, p), s)
+  with pytest.raises(ValueError, match="explanation mask is empty"):
+    rrr.find_another_explanation(jax.random.key(0), train, n_models=2,
+                                 make_model=constant_model, optimizer=optax.sgd(0.0),
+                                 epochs=1, batch_size=128)

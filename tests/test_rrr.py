@@ -220,3 +220,15 @@ def test_find_another_explanation_stops_on_an_empty_mask():
     rrr.find_another_explanation(jax.random.key(0), train, n_models=2,
                                  make_model=constant_model, optimizer=optax.sgd(0.0),
                                  epochs=1, batch_size=128)
+
+
+def test_newsgroups_tfidf_from_the_local_copy(shared_data):
+  train = data.load("newsgroups", "train", data_dir=shared_data)
+  test = data.load("newsgroups", "test", data_dir=shared_data)
+  assert train.x.shape == (1079, len(train.feature_names)) and test.x.shape[0] == 717
+  assert train.class_names == ("alt.atheism", "soc.religion.christian")
+  norms = np.linalg.norm(train.x, axis=1)
+  np.testing.assert_allclose(norms[norms > 0], 1.0, rtol=1e-5)  # TfidfVectorizer's l2 rows
+  assert "god" in train.feature_names
+  from sklearn.linear_model import LogisticRegression
+  assert LogisticRegression(C=10, max_iter=500).fit(train.x, train.y).score(test.x, test.y) > 0.85

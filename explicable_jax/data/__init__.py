@@ -40,6 +40,8 @@ class Dataset:
   name: str = ""
   note: str = ""
   extras: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  feature_names: tuple[str, ...] = ()
+  """Names of the input features where they have any (e.g. TF-IDF words)."""
   """Per-example side arrays (first axis = examples), e.g. ``annotation``
   masks for Right for the Right Reasons; sliced by :meth:`take` and yielded
   by :func:`batches` under their names."""

@@ -1,0 +1,214 @@
+"""Deliberative explanations: where and between which classes a network hesitates.
+
+Wang and Vasconcelos, "Deliberative Explanations: visualizing network
+insecurities" (NeurIPS 2019; code ``peiwang062/Deliberative-explanation``).
+For an image, at a feature layer ``a`` of shape ``(H, W, C)``:
+
+1. a **difficulty score** ``s(x)`` of the prediction (:func:`hesitancy`,
+   :func:`normalized_entropy`, or a learned hardness score) and its
+   attribution map ``d(i, j)``;
+2. the attribution maps ``m_k(i, j)`` of the top-K classes;
+3. **candidate ambiguities**: at each location the ``top`` classes with the
+   largest ``m_k``, every pair of them, unique over locations
+   (:func:`class_ambiguities`; the original: top-3 of the top-5);
+4. an **insecurity** for each ambiguity ``(a, b)``: the map
+   ``m_a * m_b * d`` (the original multiplies them), resized to the input
+   and thresholded to its top-``r`` fraction (:func:`top_fraction_mask`).
+
+Attribution maps (:func:`attribution_maps`): ``gradient`` (gradient x
+activation summed over channels; the difficulty's gradient clipped at 0 as in
+the original), ``integrated_gradients`` (layer IG from a zero baseline,
+summed over channels) or ``gradient_hessian`` (the second-order map of
+:func:`explicable_jax.attribution.second_order_attribution`). Class maps are
+clipped below at a small positive value (the original's ``1e-7``) so that
+products stay meaningful.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax import _validation
+from explicable_jax.attribution import layer as layer_attr
+from explicable_jax.attribution import second_order
+
+DIFFICULTIES = ("hesitancy", "entropy")
+ATTRIBUTIONS = ("gradient", "integrated_gradients", "gradient_hessian")
+MAP_FLOOR = 1e-7
+
+
+# ---------------------------------------------------------------------------
+# Difficulty scores.
+
+
+def hesitancy(logits: jax.Array) -> jax.Array:
+  """``1 - max_y p_y``: 0 for a certain prediction, ``1 - 1/C`` at most."""
+  return 1.0 - jax.nn.softmax(logits, axis=-1).max(axis=-1)
+
+
+def normalized_entropy(logits: jax.Array) -> jax.Array:
+  """``-1/log C * sum_y p_y log p_y``, in ``[0, 1]`` (1 = uniform)."""
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  return -(jnp.exp(logp) * logp).sum(axis=-1) / jnp.log(logits.shape[-1])
+
+
+def difficulty_score(name: str | Callable) -> Callable[[jax.Array], jax.Array]:
+  """``logits (N, C) -> (N,)`` for a difficulty name, or the callable itself
+  (e.g. a hardness predictor's output as a function of the logits)."""
+  if callable(name):
+    return name
+  _validation.check_choice("difficulty", name, DIFFICULTIES)
+  return hesitancy if name == "hesitancy" else normalized_entropy
+
+
+# ---------------------------------------------------------------------------
+# Attribution maps.
+
+
+def _check_layer(features_fn, x):
+  shape = jax.eval_shape(features_fn, x).shape
+  if len(shape) != 4:
+    raise ValueError("deliberative explanations need a convolutional feature layer "
+                     f"(N, H, W, C); features_fn returns shape {tuple(shape)}.")
+
+
+def _score_head(head_fn, score):
+  """A one-output head whose logit is ``score(head_fn(a))``."""
+  return lambda a: score(head_fn(a))[:, None]
+
+
+def _map(features_fn, head_fn, x, target, method, *, clip_gradient=False, n_steps=20):
+  if method == "gradient":
+    a = features_fn(x)
+    g = jax.grad(lambda h: jnp.take_along_axis(head_fn(h), target[:, None], -1).sum())(a)
+    if clip_gradient:
+      g = jax.nn.relu(g)
+    return (a * g).sum(-1)
+  if method == "integrated_gradients":
+    return layer_attr.layer_integrated_gradients(
+        features_fn, head_fn, x, target=target, n_steps=n_steps).sum(-1)
+  return second_order.second_order_attribution(features_fn, head_fn, x, target=target)
+
+
+@functools.partial(jax.jit, static_argnames=("features_fn", "head_fn", "difficulty",
+                                             "method", "top_k", "n_steps"))
+def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
+                     method: str = "gradient", top_k: int = 5, n_steps: int = 20):
+  """Class maps of the top-K predicted classes and the difficulty map.
+
+  Args:
+    features_fn, head_fn: the model split at the feature layer
+      (:func:`explicable_jax.models.split_at`), evaluation mode.
+    x: ``(N, ...)`` inputs.
+    difficulty: ``hesitancy``, ``entropy`` or a callable ``logits -> (N,)``.
+    method: ``gradient``, ``integrated_gradients`` or ``gradient_hessian``.
+    top_k: how many of the most probable classes get a map.
+    n_steps: integration steps for ``integrated_gradients``.
+
+  Returns:
+    ``(classes, class_maps, difficulty_map)``: ``(N, K)`` class indices by
+    decreasing probability, ``(N, K, H, W)`` maps (floored at ``1e-7``) and
+    ``(N, H, W)``.
+  """
+  logits = head_fn(features_fn(x))
+  classes = jax.lax.top_k(logits, top_k)[1]
+  maps = jnp.stack([_map(features_fn, head_fn, x, classes[:, k], method, n_steps=n_steps)
+                    for k in range(top_k)], axis=1)
+  maps = jnp.maximum(maps, MAP_FLOOR)
+  score = difficulty_score(difficulty)
+  zero = jnp.zeros(x.shape[0], jnp.int32)
+  dmap = _map(features_fn, _score_head(head_fn, score), x, zero, method,
+              clip_gradient=True, n_steps=n_steps)
+  return classes, maps, dmap
+
+
+def check_attribution_args(features_fn, x, *, top_k: int, num_classes: int) -> None:
+  """Host-side checks of :func:`attribution_maps`' arguments."""
+  _validation.check_positive("top_k", top_k, integer=True)
+  if not 2 <= top_k <= num_classes:
+    raise ValueError(f"top_k must be between 2 and the {num_classes} classes; got {top_k}.")
+  _check_layer(features_fn, x)
+
+
+# ---------------------------------------------------------------------------
+# Ambiguities and insecurities.
+
+
+def class_ambiguities(class_maps: jax.Array, top: int = 3) -> jax.Array:
+  """Candidate ambiguities: ``(N, K, K)`` booleans, ``[n, a, b]`` (``a < b``)
+  true when classes ``a`` and ``b`` (indices into the top-K list) are both
+  among the ``top`` largest class maps at some location of image ``n``.
+
+  A fixed-shape (jittable) form of the original's unique list of pairs.
+  """
+  k = class_maps.shape[1]
+  if not 2 <= top <= k:
+    raise ValueError(f"top must be between 2 and the {k} class maps; got {top}.")
+  maps = jnp.moveaxis(class_maps, 1, -1)  # (N, H, W, K)
+  ranks = jnp.argsort(jnp.argsort(-maps, axis=-1), axis=-1)
+  in_top = ranks < top  # (N, H, W, K)
+  both = in_top[..., :, None] & in_top[..., None, :]
+  pairs = both.any(axis=(1, 2))
+  return pairs & jnp.triu(jnp.ones((k, k), bool), 1)[None]
+
+
+def top_fraction_mask(maps: jax.Array, r: float) -> jax.Array:
+  """Boolean masks keeping exactly ``round(r * H * W)`` (at least 1) pixels
+  of each ``(..., H, W)`` map: its largest values, ties broken by position."""
+  _validation.check_fraction("r", r, closed=False)
+  h, w = maps.shape[-2:]
+  k = max(1, int(round(r * h * w)))
+  flat = maps.reshape(-1, h * w)
+  _, idx = jax.lax.top_k(flat, k)
+  mask = jnp.zeros(flat.shape, bool).at[jnp.arange(flat.shape[0])[:, None], idx].set(True)
+  return mask.reshape(maps.shape)
+
+
+@functools.partial(jax.jit, static_argnames=("size",))
+def insecurity_maps(class_maps: jax.Array, difficulty_map: jax.Array,
+                    size: tuple[int, int]) -> jax.Array:
+  """``(N, K, K, *size)``: ``m_a * m_b * d`` for every class pair, resized
+  bilinearly to ``size`` (the input's height and width)."""
+  n, k, h, w = class_maps.shape
+  prod = class_maps[:, :, None] * class_maps[:, None, :] * difficulty_map[:, None, None]
+  return jax.image.resize(prod, (n, k, k, *size), "bilinear")
+
+
+def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy",
+                 method: str = "gradient", top_k: int = 5, top: int = 3,
+                 num_classes: int | None = None) -> list[list[dict]]:
+  """The insecurities of every image of a batch.
+
+  Returns, per image, a list of ``{"mask": (H, W) bool, "class_a": int,
+  "class_b": int, "strength": float}`` (classes as model class indices;
+  strength = mean insecurity inside the region), strongest first. The maps
+  are computed in jitted calls for the whole batch; only the final list is
+  built on the host.
+  """
+  x = jnp.asarray(x)
+  if x.ndim != 4:
+    raise ValueError(f"x must be a batch of NHWC images (rank 4); got shape {tuple(x.shape)}.")
+  logits_shape = jax.eval_shape(lambda v: head_fn(features_fn(v)), x).shape
+  check_attribution_args(features_fn, x, top_k=top_k,
+                         num_classes=num_classes or logits_shape[-1])
+  _validation.check_fraction("r", r, closed=False)
+  classes, maps, dmap = attribution_maps(features_fn, head_fn, x, difficulty=difficulty,
+                                         method=method, top_k=top_k)
+  pairs = np.asarray(class_ambiguities(maps, top))
+  ins = insecurity_maps(maps, dmap, tuple(x.shape[1:3]))
+  masks = np.asarray(top_fraction_mask(ins, r))
+  ins = np.asarray(ins)
+  classes = np.asarray(classes)
+  out = []
+  for n in range(x.shape[0]):
+    items = []
+    for a, b in zip(*np.nonzero(pairs[n])):
+      m = masks[n, a, b]
+      items.append({"mask": m, "class_a": int(classes[n, a]), "class_b": int(classes[n, b]),
+                    "strength": float(ins[n, a, b][m].mean())})
+    out.append(sorted(items, key=lambda d: -d["strength"]))
+  return out

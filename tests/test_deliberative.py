@@ -1,0 +1,111 @@
+"""Deliberative explanations: difficulty scores on known distributions, pairs on
+a hand-made map, exact top-r thresholding, maps against the attribution suite."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from explicable_jax import attribution, deliberative, models
+
+
+def test_difficulty_scores_on_known_distributions():
+  c = 4
+  uniform = jnp.zeros((1, c))
+  certain = jnp.array([[100.0, 0.0, 0.0, 0.0]])
+  half = jnp.log(jnp.array([[0.5, 0.5, 1e-30, 1e-30]]))
+  np.testing.assert_allclose(deliberative.hesitancy(uniform), [1 - 1 / c], rtol=1e-6)
+  np.testing.assert_allclose(deliberative.normalized_entropy(uniform), [1.0], rtol=1e-6)
+  np.testing.assert_allclose(deliberative.hesitancy(certain), [0.0], atol=1e-6)
+  np.testing.assert_allclose(deliberative.normalized_entropy(certain), [0.0], atol=1e-6)
+  np.testing.assert_allclose(deliberative.hesitancy(half), [0.5], rtol=1e-6)
+  np.testing.assert_allclose(deliberative.normalized_entropy(half), [np.log(2) / np.log(4)],
+                             rtol=1e-5)
+
+
+def test_class_ambiguities_on_a_hand_made_map():
+  # K = 4 class maps over a 1x3 image; top-2 classes per location:
+  # loc 0: {0, 1}; loc 1: {1, 2}; loc 2: {1, 2} again.
+  maps = jnp.array([[[[5.0, 0.1, 0.2]],
+                     [[4.0, 3.0, 9.0]],
+                     [[0.0, 2.0, 8.0]],
+                     [[1.0, 1.0, 1.0]]]])
+  pairs = np.asarray(deliberative.class_ambiguities(maps, top=2))[0]
+  assert {tuple(p) for p in np.argwhere(pairs)} == {(0, 1), (1, 2)}
+  pairs3 = np.asarray(deliberative.class_ambiguities(maps, top=3))[0]
+  # loc 0: {0, 1, 3}; loc 1: {1, 2, 3} (3 beats 0 there); loc 2: {1, 2, 3}.
+  assert {tuple(p) for p in np.argwhere(pairs3)} == {(0, 1), (0, 3), (1, 3), (1, 2), (2, 3)}
+
+
+@pytest.mark.parametrize("r", [0.1, 0.25, 0.5])
+def test_top_fraction_mask_keeps_exactly_the_largest_fraction(r):
+  maps = jax.random.normal(jax.random.key(0), (3, 2, 10, 10))
+  mask = deliberative.top_fraction_mask(maps, r)
+  k = round(r * 100)
+  assert np.all(np.asarray(mask).reshape(6, -1).sum(1) == k)
+  flat, m = np.asarray(maps).reshape(6, -1), np.asarray(mask).reshape(6, -1)
+  for i in range(6):
+    assert flat[i][m[i]].min() >= flat[i][~m[i]].max()
+
+
+def _cnn():
+  model = models.create_model("cnn", input_shape=(8, 8, 1), num_classes=5,
+                              key=jax.random.key(0), widths=[6, 8], dense=12)
+  g, p, s = models.split_model(model)
+  return models.split_at(g, p, s, "conv_1"), jax.random.uniform(jax.random.key(1), (3, 8, 8, 1))
+
+
+def test_gradient_maps_are_gradient_x_activation_summed_over_channels():
+  (f, h), x = _cnn()
+  classes, maps, dmap = deliberative.attribution_maps(f, h, x, top_k=3)
+  want = attribution.layer_gradient_x_activation(f, h, x, target=classes[:, 1]).sum(-1)
+  np.testing.assert_allclose(maps[:, 1], jnp.maximum(want, 1e-7), rtol=1e-5, atol=1e-7)
+  logits = h(f(x))
+  np.testing.assert_array_equal(classes[:, 0], jnp.argmax(logits, -1))
+  # Difficulty map: activation times the positive part of the entropy's gradient.
+  a = f(x)
+  g = jax.grad(lambda v: deliberative.normalized_entropy(h(v)).sum())(a)
+  np.testing.assert_allclose(dmap, (a * jax.nn.relu(g)).sum(-1), rtol=1e-5, atol=1e-8)
+
+
+def test_gradient_hessian_maps_are_the_second_order_attribution():
+  (f, h), x = _cnn()
+  classes, maps, _ = deliberative.attribution_maps(f, h, x, top_k=2, method="gradient_hessian")
+  want = attribution.second_order_attribution(f, h, x, target=classes[:, 0])
+  np.testing.assert_allclose(maps[:, 0], jnp.maximum(want, 1e-7), rtol=1e-4, atol=1e-6)
+
+
+def test_insecurities_end_to_end():
+  (f, h), x = _cnn()
+  out = deliberative.insecurities(f, h, x, r=0.25, top_k=4, top=3)
+  assert len(out) == 3
+  for items in out:
+    assert items, "at least one ambiguity per image"
+    strengths = [d["strength"] for d in items]
+    assert strengths == sorted(strengths, reverse=True)
+    for d in items:
+      assert d["mask"].shape == (8, 8) and d["mask"].sum() == 16
+      assert d["class_a"] != d["class_b"]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda f, h, x: deliberative.insecurities(f, h, x, top_k=9), "top_k must be between 2"),
+    (lambda f, h, x: deliberative.insecurities(f, h, x, r=0.0), r"r must be a number in \(0, 1\)"),
+    (lambda f, h, x: deliberative.insecurities(f, h, x, r=1.5), "r must be"),
+    (lambda f, h, x: deliberative.insecurities(f, h, x[0]), "rank 4"),
+    (lambda f, h, x: deliberative.class_ambiguities(jnp.ones((1, 3, 2, 2)), top=4),
+     "top must be between 2"),
+    (lambda f, h, x: deliberative.attribution_maps(f, h, x, difficulty="doubt"), "difficulty"),
+])
+def test_bad_input_is_named(call, match):
+  (f, h), x = _cnn()
+  with pytest.raises(ValueError, match=match):
+    call(f, h, x)
+
+
+def test_a_flat_layer_is_refused():
+  model = models.create_model("cnn", input_shape=(8, 8, 1), num_classes=5,
+                              key=jax.random.key(0), widths=[6], dense=12)
+  g, p, s = models.split_model(model)
+  f, h = models.split_at(g, p, s, "dense")
+  with pytest.raises(ValueError, match=r"convolutional feature layer \(N, H, W, C\)"):
+    deliberative.insecurities(f, h, jnp.zeros((2, 8, 8, 1)))

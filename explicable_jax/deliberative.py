@@ -212,3 +212,54 @@ def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy
                     "strength": float(ins[n, a, b][m].mean())})
     out.append(sorted(items, key=lambda d: -d["strength"]))
   return out
+
+
+# ---------------------------------------------------------------------------
+# A learned hardness score (Wang and Vasconcelos, "Towards realistic
+# predictors", ECCV 2018).
+
+
+def split_hardness_output(outputs: jax.Array, num_classes: int):
+  """``(class_logits, hardness)`` of a model with ``num_classes + 1``
+  outputs whose last output is the hardness predictor's logit;
+  ``hardness = sigmoid(last)`` in ``(0, 1)``."""
+  if outputs.shape[-1] != num_classes + 1:
+    raise ValueError(f"outputs must have num_classes + 1 = {num_classes + 1} columns "
+                     f"(class logits, then the hardness logit); got {outputs.shape[-1]}.")
+  return outputs[..., :num_classes], jax.nn.sigmoid(outputs[..., num_classes])
+
+
+def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0) -> Callable:
+  """Joint training of a classifier and its hardness predictor, as a loss for
+  :func:`explicable_jax.training.make_train_step` (a model with
+  ``num_classes + 1`` outputs; :func:`split_hardness_output`):
+
+  .. math:: \\ell_i = \\bar s_i \\,\\mathrm{CE}(z_i, y_i)
+            + w\\, \\mathrm{BCE}\\big(s_i,\\; 1 - \\bar p_{y_i}\\big)
+
+  The classifier's cross-entropy is weighted by the (stopped) hardness
+  score ``s``, so hard examples count more; the predictor learns to output
+  ``1 - p_y``, the classifier's (stopped) miss probability. The bars are
+  ``stop_gradient``: neither term trains the other's output. The original
+  gives the predictor a trunk of its own and a class-balanced variant of
+  this loss; here the two heads share the model's trunk.
+  """
+  _validation.check_positive("num_classes", num_classes, integer=True)
+  _validation.check_nonnegative("predictor_weight", predictor_weight)
+
+  def loss(logits, batch, params=None):
+    del params
+    z, s = split_hardness_output(logits, num_classes)
+    h = logits[..., num_classes]
+    ce = -jnp.take_along_axis(jax.nn.log_softmax(z), batch["y"][:, None], -1)[:, 0]
+    target = 1.0 - jnp.exp(-jax.lax.stop_gradient(ce))
+    bce = jnp.maximum(h, 0) - h * target + jnp.log1p(jnp.exp(-jnp.abs(h)))
+    total = jax.lax.stop_gradient(s) * ce + predictor_weight * bce
+    return total, {"cross_entropy": ce.mean(), "hardness": s.mean()}
+  return loss
+
+
+def hardness_difficulty(num_classes: int) -> Callable[[jax.Array], jax.Array]:
+  """The difficulty score of a hardness-predicting model for
+  :func:`attribution_maps`: ``outputs -> sigmoid(outputs[:, C])``."""
+  return lambda outputs: split_hardness_output(outputs, num_classes)[1]

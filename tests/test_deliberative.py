@@ -109,3 +109,50 @@ def test_a_flat_layer_is_refused():
   f, h = models.split_at(g, p, s, "dense")
   with pytest.raises(ValueError, match=r"convolutional feature layer \(N, H, W, C\)"):
     deliberative.insecurities(f, h, jnp.zeros((2, 8, 8, 1)))
+
+
+def test_hardness_loss_terms_and_their_gradients():
+  import optax
+  c = 3
+  out = jnp.array([[2.0, 0.0, -1.0, 0.3], [0.0, 0.0, 0.0, -1.0]])
+  y = jnp.array([0, 2])
+  loss = deliberative.make_hardness_loss(c)
+  total, aux = loss(out, {"y": y})
+  z, s = deliberative.split_hardness_output(out, c)
+  ce = optax.softmax_cross_entropy_with_integer_labels(z, y)
+  bce = optax.sigmoid_binary_cross_entropy(out[:, c], 1 - jnp.exp(-ce))
+  np.testing.assert_allclose(total, s * ce + bce, rtol=1e-6)
+  # The class logits get only the weighted cross-entropy's gradient ...
+  g = jax.grad(lambda o: loss(o, {"y": y})[0].sum())(out)
+  gz = jax.grad(lambda zz: (jax.lax.stop_gradient(s) * optax.softmax_cross_entropy_with_integer_labels(zz, y)).sum())(z)
+  np.testing.assert_allclose(g[:, :c], gz, rtol=1e-6)
+  # ... and the hardness logit only the predictor's: sigmoid(h) - (1 - p_y).
+  np.testing.assert_allclose(g[:, c], s - (1 - jnp.exp(-ce)), rtol=1e-5)
+
+
+def test_hardness_predictor_learns_which_examples_are_hard():
+  import optax
+  from explicable_jax import training
+  rng = np.random.default_rng(0)
+  n = 2000
+  x = rng.normal(size=(n, 2)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(np.int32)
+  # Near the boundary the class is hard; flip 30% of those labels.
+  near = np.abs(x[:, 0]) < 0.3
+  y[near & (rng.random(n) < 0.3)] ^= 1
+  model = models.create_model("mlp", input_shape=(2,), num_classes=3, key=jax.random.key(0),
+                              hidden=(32,))
+  opt = optax.adam(1e-2)
+  state = training.create_train_state(model, opt, jax.random.key(1))
+  step = jax.jit(training.make_train_step(deliberative.make_hardness_loss(2), opt))
+  for _ in range(300):
+    idx = rng.integers(0, n, 256)
+    state, _ = step(state, {"x": jnp.asarray(x[idx]), "y": jnp.asarray(y[idx])})
+  _, s = deliberative.split_hardness_output(state.apply(jnp.asarray(x))[0], 2)
+  s = np.asarray(s)
+  assert s[near].mean() > 2 * s[np.abs(x[:, 0]) > 1.5].mean()
+
+
+def test_hardness_output_must_have_one_extra_column():
+  with pytest.raises(ValueError, match="num_classes \\+ 1 = 4 columns"):
+    deliberative.split_hardness_output(jnp.zeros((2, 3)), 3)

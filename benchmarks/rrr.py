@@ -96,7 +96,7 @@ def _autograd_mlp(repeats: int) -> float | None:
 
 def run(repeats: int):
   mlp = _steps("mlp", (784,), {"hidden": (50, 30)}, repeats)
-  cnn = _steps("cnn", (28, 28, 1), {"widths": [16, 32], "dense": 64}, repeats)
+  cnn = _steps("cnn", (28, 28, 1), {"widths": [16, 32], "dense": 64, "pool": "flatten"}, repeats)
   return mlp, cnn, _autograd_mlp(repeats)
 
 

@@ -11,6 +11,7 @@ SMALL = [
     ("mlp", (8, 8, 1), {"hidden": (16, 8)}),
     ("mlp", (8, 8, 1), {"hidden": (16,), "dropout_rate": 0.5}),
     ("cnn", (8, 8, 1), {"widths": (4, 8), "dense": 8}),
+    ("cnn", (7, 9, 1), {"widths": (4, 8), "dense": 8, "pool": "flatten"}),
     ("resnet", (16, 16, 3), {"depth": 8}),
     ("resnet", (16, 16, 3), {"depth": 8, "shortcut": "B"}),
     ("resnet_v2", (16, 16, 3), {"depth": 11}),
@@ -110,6 +111,7 @@ def test_apply_model_jits_once_per_shape(key):
     ("resnet", {"depth": 21}, "depth must be 6n \\+ 2"),
     ("resnet_v2", {"depth": 30}, "depth must be 9n \\+ 2"),
     ("resnet", {"shortcut": "C"}, "shortcut must be"),
+    ("cnn", {"pool": "max"}, "pool must be 'mean' or 'flatten'"),
 ])
 def test_bad_model_arguments_name_the_argument(name, kwargs, match, key):
   with pytest.raises(ValueError, match=match):

@@ -97,6 +97,7 @@ def toy_colors(args, key, res):
   run(1, "penalise rule 1 (corners)", corners, lam)
   run(2, "penalise rule 2 (top middle)", middle, lam)
   run(3, "penalise both rules", corners | middle, lam)
+  run(4, "penalise both rules, lambda x100", corners | middle, 100 * lam)
   found = rrr.find_another_explanation(
       jax.random.fold_in(key, 99), train, n_models=args.fae_models,
       make_model=rrr.mlp_factory(train.input_shape, 2), optimizer=optax.adam(1e-3), lam=lam,
@@ -165,7 +166,8 @@ def certainty_fgsm(args, key, res):
   xt = data.to_float(test.x)
   for name, lam in (("plain CNN", 0.0), ("certainty-regularised CNN", args.cert_lam)):
     st = _fit(key, train, lam=lam, epochs=args.cert_epochs, model="cnn",
-              model_kwargs={"widths": [16, 32], "dense": 64}, certainty=lam > 0)
+              model_kwargs={"widths": [16, 32], "dense": 64, "pool": "flatten"},
+              certainty=lam > 0)
     f = jax.jit(lambda x, st=st: st.apply(x)[0])
     accs = [robustness.accuracy_under(
         f, xt, test.y, key=key,

@@ -46,6 +46,8 @@ def _mlp(input_shape, num_classes, rngs, hidden=(50, 30), **kw):
 
 def _cnn(input_shape, num_classes, rngs, **kw):
   _validation.check_rank("input_shape", tuple(input_shape), (3,))
+  if kw.get("pool") == "flatten":
+    kw.setdefault("spatial", tuple(input_shape[:2]))
   return SmallCNN(input_shape[-1], num_classes, rngs=rngs, **kw)
 
 

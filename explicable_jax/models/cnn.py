@@ -12,10 +12,11 @@ from explicable_jax.models.base import (StagedModel, check_image_input,
 
 
 class SmallCNN(StagedModel):
-  """``[Conv3x3 -> ReLU -> MaxPool2]`` per width, global mean, Dense, logits.
+  """``[Conv3x3 -> ReLU -> MaxPool2]`` per width, pooling, Dense, logits.
 
-  Stages: ``conv_0 .. conv_{k-1}`` (after pooling), ``pool`` (global average,
-  flat vector), ``dense``, ``logits``.
+  Stages: ``conv_0 .. conv_{k-1}`` (after pooling), ``pool`` (a flat vector:
+  the global average over positions, or every position flattened),
+  ``dense``, ``logits``.
 
   Args:
     in_channels: channels of the NHWC input.
@@ -23,13 +24,23 @@ class SmallCNN(StagedModel):
     widths: output channels of the conv layers.
     dense: width of the hidden dense layer.
     input_mean, input_std: optional per-channel normalisation constants.
+    pool: ``"mean"`` (global average: any input size, little capacity) or
+      ``"flatten"`` (keeps where features are, e.g. for MNIST; needs
+      ``spatial``).
+    spatial: ``(H, W)`` of the input, for ``pool="flatten"``.
     rngs: initialisation keys.
   """
 
   def __init__(self, in_channels: int, num_classes: int, *,
                widths: Sequence[int] = (32, 64), dense: int = 128,
                input_mean: Sequence[float] | None = None,
-               input_std: Sequence[float] | None = None, rngs: nnx.Rngs):
+               input_std: Sequence[float] | None = None, pool: str = "mean",
+               spatial: Sequence[int] | None = None, rngs: nnx.Rngs):
+    if pool not in ("mean", "flatten"):
+      raise ValueError(f"pool must be 'mean' or 'flatten'; got {pool!r}.")
+    if pool == "flatten" and spatial is None:
+      raise ValueError("pool='flatten' needs spatial=(H, W), the input's size.")
+    self.pool = pool
     chans = [in_channels, *widths]
     self.in_channels = in_channels
     self.num_classes = num_classes
@@ -40,7 +51,13 @@ class SmallCNN(StagedModel):
                  conv_general_dilated=conv_general_dilated, rngs=rngs)
         for a, b in zip(chans[:-1], chans[1:])
     ])
-    self.dense = nnx.Linear(chans[-1], dense, kernel_init=he_normal, rngs=rngs)
+    flat = chans[-1]
+    if pool == "flatten":
+      h, w = (int(v) for v in spatial)
+      for _ in widths:  # each stage halves the size, rounding up ("SAME")
+        h, w = -(-h // 2), -(-w // 2)
+      flat = h * w * chans[-1]
+    self.dense = nnx.Linear(flat, dense, kernel_init=he_normal, rngs=rngs)
     self.out = nnx.Linear(dense, num_classes, rngs=rngs)
 
   def stages(self):
@@ -55,7 +72,8 @@ class SmallCNN(StagedModel):
 
     return [
         *[(f"conv_{i}", conv_stage(c, i == 0)) for i, c in enumerate(self.convs)],
-        ("pool", lambda x, rngs: x.mean(axis=(1, 2))),
+        ("pool", lambda x, rngs: (x.mean(axis=(1, 2)) if self.pool == "mean"
+                                  else x.reshape(x.shape[0], -1))),
         ("dense", lambda x, rngs: jax.nn.relu(self.dense(x))),
         ("logits", lambda x, rngs: self.out(x)),
     ]

@@ -90,7 +90,9 @@ def toy_colors(args, key, res):
     ds = _with_annotation(train, np.broadcast_to(mask, train.x.shape))
     st = _fit(jax.random.fold_in(key, i), ds, lam=lam_, epochs=args.toy_epochs)
     scores = drrr.toy_colors_rule_scores(rrr.model_input_gradients(st, test.x[:2000]))
-    out[name] = {"test_accuracy": _acc(st, test), **scores}
+    probs = jax.nn.softmax(training.predict(st, test.x[:2000]), -1)
+    out[name] = {"test_accuracy": _acc(st, test), **scores,
+                 "mean_max_probability": float(probs.max(-1).mean())}
     print("Toy Colors", name, out[name])
 
   run(0, "plain", np.zeros_like(corners), 0.0)
@@ -210,14 +212,20 @@ def main() -> None:
   args = p.parse_args()
   os.makedirs(args.out, exist_ok=True)
   key = jax.random.key(args.seed)
-  res = {"date": datetime.date.today().isoformat(), "command_args": vars(args)}
+  path = os.path.join(args.out, "results.json")
+  res = {}
+  if os.path.exists(path):  # rerunning some --parts keeps the others' results
+    with open(path) as f:
+      res = json.load(f)
+  res.setdefault("runs", {})[",".join(args.parts.split(","))] = {
+      "date": datetime.date.today().isoformat(), "command_args": vars(args)}
   t0 = time.time()
   parts = {"toy_colors": toy_colors, "decoy_mnist": decoy_mnist, "newsgroups": newsgroups,
            "certainty": certainty_fgsm}
   for i, name in enumerate(args.parts.split(",")):
     parts[name](args, jax.random.fold_in(key, i), res)
     res.setdefault("seconds", {})[name] = time.time() - t0
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    with open(path, "w") as f:
       json.dump(res, f, indent=1, default=str)
   print(f"wall time {time.time() - t0:.0f}s")
 

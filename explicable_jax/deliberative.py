@@ -263,3 +263,60 @@ def hardness_difficulty(num_classes: int) -> Callable[[jax.Array], jax.Array]:
   """The difficulty score of a hardness-predicting model for
   :func:`attribution_maps`: ``outputs -> sigmoid(outputs[:, C])``."""
   return lambda outputs: split_hardness_output(outputs, num_classes)[1]
+
+
+# ---------------------------------------------------------------------------
+# Scoring insecurities against known parts (Wang and Vasconcelos, sec. 5).
+
+
+def score_insecurity(mask, shared_slots, part_centers, part_segments=None) -> dict | None:
+  """Precision, recall (and IoU) of one insecurity against ground-truth parts.
+
+  As in the original's ``insecurity_extraction``: with ``C`` the centre
+  points of the parts the two classes share (present in this image) and
+  ``A`` the centre points of every present part,
+
+  .. math:: \\mathrm{recall} = \\frac{|M \\cap C|}{|C|},\\qquad
+            \\mathrm{precision} = \\frac{|M \\cap C|}{|M \\cap A|}
+
+  and, with ``part_segments``, the IoU of ``M`` with the shared parts'
+  pixels. Returns ``None`` when no shared part is present (the original
+  skips such ambiguities); precision is NaN when ``M`` holds no part point.
+
+  Args:
+    mask: ``(H, W)`` bool, the insecurity region.
+    shared_slots: ``(P,)`` bool, which parts (or slots) the two classes share.
+    part_centers: ``(P, 2)`` integer (row, column) centres, -1 when absent.
+    part_segments: optional ``(H, W)`` part id per pixel, -1 for none.
+  """
+  m = np.asarray(mask, bool)
+  c = np.asarray(part_centers)
+  present = c[:, 0] >= 0
+  shared = np.asarray(shared_slots, bool) & present
+  if not shared.any():
+    return None
+  hit = m[c[present, 0], c[present, 1]]
+  hit_shared = m[c[shared, 0], c[shared, 1]]
+  out = {"recall": float(hit_shared.mean()),
+         "precision": float(hit_shared.sum() / hit.sum()) if hit.any() else float("nan")}
+  if part_segments is not None:
+    seg = np.isin(np.asarray(part_segments), np.flatnonzero(shared))
+    out["iou"] = float((m & seg).sum() / max((m | seg).sum(), 1))
+  return out
+
+
+def random_region(rng: np.random.Generator, shape: tuple[int, int], area: int) -> np.ndarray:
+  """A square-ish region of ``area`` pixels at a uniformly random place: the
+  baseline of the paper's comparison with random crops."""
+  h, w = shape
+  if not 1 <= area <= h * w:
+    raise ValueError(f"area must be between 1 and {h * w} pixels; got {area}.")
+  side_h = min(h, max(1, int(round(np.sqrt(area)))))
+  side_w = min(w, -(-area // side_h))
+  top = rng.integers(0, h - side_h + 1)
+  left = rng.integers(0, w - side_w + 1)
+  m = np.zeros((h, w), bool)
+  flat_idx = (np.arange(top, top + side_h)[:, None] * w
+              + np.arange(left, left + side_w)[None, :]).ravel()[:area]
+  m.ravel()[flat_idx] = True
+  return m

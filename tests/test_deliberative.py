@@ -156,3 +156,49 @@ def test_hardness_predictor_learns_which_examples_are_hard():
 def test_hardness_output_must_have_one_extra_column():
   with pytest.raises(ValueError, match="num_classes \\+ 1 = 4 columns"):
     deliberative.split_hardness_output(jnp.zeros((2, 3)), 3)
+
+
+def test_score_insecurity_by_hand():
+  mask = np.zeros((8, 8), bool)
+  mask[:4, :4] = True                      # the top-left quarter
+  centers = np.array([[1, 1], [2, 6], [6, 1], [-1, -1]])  # parts 0, 1, 2 present
+  seg = np.full((8, 8), -1)
+  seg[0:3, 0:3] = 0                        # part 0: 9 pixels, inside the mask
+  seg[1:4, 5:8] = 1
+  shared = np.array([True, True, False, True])  # part 3 shared but absent
+  s = deliberative.score_insecurity(mask, shared, centers, seg)
+  assert s["recall"] == 0.5                # part 0 in, part 1 out
+  assert s["precision"] == 1.0             # the only part point inside is shared
+  assert s["iou"] == pytest.approx(9 / (16 + 9))  # |M & S| = 9, |M | S| = 16 + 9
+  assert deliberative.score_insecurity(mask, [False, False, True, False], centers) == {
+      "recall": 0.0, "precision": 0.0}
+  assert deliberative.score_insecurity(mask, [False, False, False, True], centers) is None
+
+
+def test_random_region_has_the_area_asked():
+  rng = np.random.default_rng(0)
+  for area in (1, 7, 20, 64):
+    m = deliberative.random_region(rng, (8, 8), area)
+    assert m.sum() == area
+  with pytest.raises(ValueError, match="area must be between 1 and 64"):
+    deliberative.random_region(rng, (8, 8), 0)
+
+
+def test_parts_dataset_ground_truth_matches_the_pixels():
+  from explicable_jax.data import parts
+  ds = parts.parts_dataset("train", n=50, seed=3)
+  table = parts.class_part_table(seed=3)
+  for i in range(50):
+    c = ds.extras["part_centers"][i]
+    seg = ds.extras["part_segments"][i]
+    for s in range(len(parts.SLOT_CENTERS)):
+      if c[s, 0] >= 0:
+        assert table[ds.y[i], s] >= 0          # only the class's own parts appear
+        assert (seg == s).sum() > 10
+      else:
+        assert (seg == s).sum() == 0
+  a, b = 0, 1
+  shared = parts.shared_parts(table, a, b)
+  np.testing.assert_array_equal(shared, (table[a] == table[b]) & (table[a] >= 0))
+  # Some class pairs share parts: the ground-truth ambiguities exist.
+  assert any(parts.shared_parts(table, i, j).any() for i in range(10) for j in range(i + 1, 10))

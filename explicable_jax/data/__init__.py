@@ -409,7 +409,7 @@ def num_batches(n: int, batch_size: int, drop_remainder: bool) -> int:
 
 
 from explicable_jax.data.augment import augment_cifar, random_crop_flip  # noqa: E402
-from explicable_jax.data import rrr  # noqa: E402  (registers toy_colors, decoy_mnist)
+from explicable_jax.data import parts, rrr  # noqa: E402  (register their data sets)
 
 __all__ = [
     "Dataset", "DATASETS", "LOCAL_FILES", "DataNotFoundError", "load",
@@ -417,4 +417,5 @@ __all__ = [
     "epoch_permutation", "num_batches", "augment_cifar", "random_crop_flip",
     "local_data_dir", "CIFAR10_CLASSES", "JPEG_CAVEAT", "split_indices",
     "paper_split_indices", "load_human_labels", "HUMAN_LABEL_FILES", "network_reachable", "rrr",
+    "parts",
 ]

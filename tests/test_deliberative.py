@@ -202,3 +202,20 @@ def test_parts_dataset_ground_truth_matches_the_pixels():
   np.testing.assert_array_equal(shared, (table[a] == table[b]) & (table[a] >= 0))
   # Some class pairs share parts: the ground-truth ambiguities exist.
   assert any(parts.shared_parts(table, i, j).any() for i in range(10) for j in range(i + 1, 10))
+
+
+def test_load_cub_parts_reads_the_original_format(tmp_path):
+  from explicable_jax.data import parts
+  (tmp_path / "parts").mkdir()
+  (tmp_path / "images.txt").write_text("1 001.Black_footed_Albatross/a.jpg\n"
+                                       "2 002.Laysan_Albatross/b.jpg\n")
+  (tmp_path / "image_class_labels.txt").write_text("1 1\n2 2\n")
+  rows = [f"{i} {p} {10 * p}.0 {p + 0.5} {int(p % 2)}" for i in (1, 2) for p in range(1, 16)]
+  (tmp_path / "parts" / "part_locs.txt").write_text("\n".join(rows) + "\n")
+  cub = parts.load_cub_parts(str(tmp_path))
+  assert cub["labels"].tolist() == [0, 1]
+  assert cub["paths"][1] == "002.Laysan_Albatross/b.jpg"
+  np.testing.assert_allclose(cub["part_locs"][0, 2], [30.0, 3.5])
+  assert cub["visible"][0].tolist() == [bool(p % 2) for p in range(1, 16)]
+  with pytest.raises(FileNotFoundError, match="CUB_200_2011 folder"):
+    parts.load_cub_parts(str(tmp_path / "missing"))

@@ -95,9 +95,11 @@ def _map(features_fn, head_fn, x, target, method, *, clip_gradient=False, n_step
 
 
 @functools.partial(jax.jit, static_argnames=("features_fn", "head_fn", "difficulty",
-                                             "method", "top_k", "n_steps"))
+                                             "method", "top_k", "n_steps",
+                                             "difficulty_head_fn"))
 def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
-                     method: str = "gradient", top_k: int = 5, n_steps: int = 20):
+                     method: str = "gradient", top_k: int = 5, n_steps: int = 20,
+                     difficulty_head_fn=None):
   """Class maps of the top-K predicted classes and the difficulty map.
 
   Args:
@@ -108,6 +110,9 @@ def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
     method: ``gradient``, ``integrated_gradients`` or ``gradient_hessian``.
     top_k: how many of the most probable classes get a map.
     n_steps: integration steps for ``integrated_gradients``.
+    difficulty_head_fn: the head whose outputs ``difficulty`` reads, when
+      it is not ``head_fn`` (e.g. the full ``C + 1`` outputs of a
+      hardness-predicting model, with ``head_fn`` its ``C`` class logits).
 
   Returns:
     ``(classes, class_maps, difficulty_map)``: ``(N, K)`` class indices by
@@ -121,7 +126,7 @@ def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
   maps = jnp.maximum(maps, MAP_FLOOR)
   score = difficulty_score(difficulty)
   zero = jnp.zeros(x.shape[0], jnp.int32)
-  dmap = _map(features_fn, _score_head(head_fn, score), x, zero, method,
+  dmap = _map(features_fn, _score_head(difficulty_head_fn or head_fn, score), x, zero, method,
               clip_gradient=True, n_steps=n_steps)
   return classes, maps, dmap
 
@@ -180,14 +185,17 @@ def insecurity_maps(class_maps: jax.Array, difficulty_map: jax.Array,
 
 def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy",
                  method: str = "gradient", top_k: int = 5, top: int = 3,
-                 num_classes: int | None = None) -> list[list[dict]]:
+                 num_classes: int | None = None, difficulty_head_fn=None,
+                 return_maps: bool = False):
   """The insecurities of every image of a batch.
 
   Returns, per image, a list of ``{"mask": (H, W) bool, "class_a": int,
   "class_b": int, "strength": float}`` (classes as model class indices;
   strength = mean insecurity inside the region), strongest first. The maps
   are computed in jitted calls for the whole batch; only the final list is
-  built on the host.
+  built on the host. ``difficulty_head_fn``: see :func:`attribution_maps`.
+  With ``return_maps``, returns ``(lists, insecurity_maps)`` so that one
+  computation serves several ``r`` (:func:`top_fraction_mask`).
   """
   x = jnp.asarray(x)
   if x.ndim != 4:
@@ -197,7 +205,8 @@ def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy
                          num_classes=num_classes or logits_shape[-1])
   _validation.check_fraction("r", r, closed=False)
   classes, maps, dmap = attribution_maps(features_fn, head_fn, x, difficulty=difficulty,
-                                         method=method, top_k=top_k)
+                                         method=method, top_k=top_k,
+                                         difficulty_head_fn=difficulty_head_fn)
   pairs = np.asarray(class_ambiguities(maps, top))
   ins = insecurity_maps(maps, dmap, tuple(x.shape[1:3]))
   masks = np.asarray(top_fraction_mask(ins, r))
@@ -211,7 +220,7 @@ def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy
       items.append({"mask": m, "class_a": int(classes[n, a]), "class_b": int(classes[n, b]),
                     "strength": float(ins[n, a, b][m].mean())})
     out.append(sorted(items, key=lambda d: -d["strength"]))
-  return out
+  return (out, ins) if return_maps else out
 
 
 # ---------------------------------------------------------------------------

@@ -214,13 +214,13 @@ def defocus_kernel(radius: float, alias_blur: float) -> np.ndarray:
   return out.astype(np.float32)
 
 
-def _filter_same_reflect(x: jax.Array, kernel: np.ndarray) -> jax.Array:
+def _filter_same_reflect(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Each channel correlated with ``kernel``, reflect-101 border (OpenCV's
   ``filter2D`` default); ``x`` is ``(N, H, W, C)``."""
   k = kernel.shape[0] // 2
   c = x.shape[-1]
   xp = jnp.pad(x, ((0, 0), (k, k), (k, k), (0, 0)), mode="reflect")
-  w = jnp.tile(jnp.asarray(kernel, x.dtype)[:, :, None, None], (1, 1, 1, c))
+  w = jnp.tile(kernel.astype(x.dtype)[:, :, None, None], (1, 1, 1, c))
   return jax.lax.conv_general_dilated(
       xp, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
       feature_group_count=c, precision=jax.lax.Precision.HIGHEST)
@@ -277,17 +277,20 @@ def corrupt(key: jax.Array, x, corruption: str, severity: int) -> jax.Array:
   c = CORRUPTION_CONSTANTS[corruption][severity - 1]
   if corruption == "jpeg_compression":
     return jnp.asarray(_jpeg(np.asarray(x, np.float32), c))
-  return _corrupt_jax(key, jnp.asarray(x, jnp.float32), corruption, c)
+  # The constant is an argument, not a static: one compilation serves all
+  # five severities.
+  param = defocus_kernel(*c) if corruption == "defocus_blur" else np.float32(c)
+  return _corrupt_jax(key, jnp.asarray(x, jnp.float32), corruption, jnp.asarray(param))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
+@functools.partial(jax.jit, static_argnums=(2,))
 def _corrupt_jax(key, x, corruption, c):
   if corruption == "gaussian_noise":
     y = x + c * jax.random.normal(key, x.shape, x.dtype)
   elif corruption == "shot_noise":
     y = jax.random.poisson(key, x * c, x.shape).astype(x.dtype) / c
   elif corruption == "defocus_blur":
-    y = _filter_same_reflect(x, defocus_kernel(*c))
+    y = _filter_same_reflect(x, c)
   elif corruption == "contrast":
     m = x.mean(axis=(1, 2), keepdims=True)
     y = (x - m) * c + m

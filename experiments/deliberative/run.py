@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import time
 
@@ -29,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from explicable_jax import deliberative, models, training
+from explicable_jax import deliberative, models, reporting, training
 from explicable_jax.data import parts
 
 RS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -128,18 +127,12 @@ def main() -> None:
          "test_accuracy": {"plain": acc_plain, "hardness_joint": acc_joint},
          "results": {k: {str(r): v for r, v in d.items()} for k, d in results.items()},
          "wall_seconds": time.time() - t0}
-  with open(os.path.join(args.out, "results.json"), "w") as fh:
-    json.dump(res, fh, indent=1)
-  lines = ["| difficulty / attribution | " + " | ".join(f"r={int(r * 100)}% P / R / IoU"
-                                                       for r in RS) + " | mean recall |",
-           "|---|" + "---|" * (len(RS) + 1)]
-  for k, d in results.items():
-    cells = [f"{d[r]['precision']:.3f} / {d[r]['recall']:.3f} / {d[r]['iou']:.3f}" for r in RS]
-    lines.append(f"| {k} | " + " | ".join(cells)
-                 + f" | {np.nanmean([d[r]['recall'] for r in RS]):.3f} |")
-  with open(os.path.join(args.out, "tables.md"), "w") as fh:
-    fh.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  rows = [[k, *(f"{d[r]['precision']:.3f} / {d[r]['recall']:.3f} / {d[r]['iou']:.3f}"
+               for r in RS), f"{np.nanmean([d[r]['recall'] for r in RS]):.3f}"]
+          for k, d in results.items()]
+  reporting.save_results(args.out, res, [reporting.markdown_table(
+      ["difficulty / attribution", *(f"r={int(r * 100)}% P / R / IoU" for r in RS),
+       "mean recall"], rows)])
   print(f"wall time {time.time() - t0:.0f}s")
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import time
 
@@ -40,7 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explicable_jax import attribution, data, detection, metrics, models, mutation, training
+from explicable_jax import (attribution, data, detection, metrics, models, mutation,
+                            reporting, training)
 
 LAYER = "layer3.2"
 
@@ -250,21 +250,17 @@ def main() -> None:
                     "drawn": int(lc["drawn"]),
                     "mutant_accuracy_mean": float(lc["mutant_accuracy"].mean())},
          "table4": rows, "figure4": fig4, "wall_seconds": time.time() - t0}
-  with open(os.path.join(args.out, "results.json"), "w") as f:
-    json.dump(res, f, indent=1, default=float)
-  md = ["| detector | validation AUROC | val. right recall | val. wrong recall | "
-        "test AUROC | test right recall | test wrong recall |", "|---|---|---|---|---|---|---|"]
-  for name, r in rows.items():
-    v, t = r["validation"], r["test"]
-    md.append(f"| {name} | {v['auroc']:.3f} | {v['right_recall']:.3f} | {v['wrong_recall']:.3f} | "
-              f"{t['auroc']:.3f} | {t['right_recall']:.3f} | {t['wrong_recall']:.3f} |")
-  md += ["", "| operator, rate | mean LCR correct | mean LCR wrong | validation AUROC | drawn |",
-         "|---|---|---|---|---|"]
-  md += [f"| {k.replace('_', ', ')} | {v[0]:.4f} | {v[1]:.4f} | {v[2]:.3f} | {int(v[3])} |"
-         for k, v in t3.items()]
-  with open(os.path.join(args.out, "tables.md"), "w") as f:
-    f.write("\n".join(md) + "\n")
-  print("\n".join(md))
+  table4 = reporting.markdown_table(
+      ["detector", "validation AUROC", "val. right recall", "val. wrong recall", "test AUROC",
+       "test right recall", "test wrong recall"],
+      [[name, *(f"{r[s][k]:.3f}" for s in ("validation", "test")
+                for k in ("auroc", "right_recall", "wrong_recall"))]
+       for name, r in rows.items()])
+  table3 = reporting.markdown_table(
+      ["operator, rate", "mean LCR correct", "mean LCR wrong", "validation AUROC", "drawn"],
+      [[k.replace("_", ", "), f"{v[0]:.4f}", f"{v[1]:.4f}", f"{v[2]:.3f}", int(v[3])]
+       for k, v in t3.items()])
+  reporting.save_results(args.out, res, [table4, table3])
   print(f"wall time {time.time() - t0:.0f}s")
 
 

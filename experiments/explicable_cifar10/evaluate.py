@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import time
 
@@ -34,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explicable_jax import attribution, data, metrics, models, robustness, similarity, training
+from explicable_jax import (attribution, data, metrics, models, reporting, robustness,
+                            similarity, training)
 
 MODELS = ("cce", "ihl_softmax", "chl_softmax", "ekl_softmax",
           "cce_finetuned", "ihl_l1", "chl_l1", "ekl_l1")
@@ -123,12 +123,6 @@ def _gradcam_grid(models_: dict, x, y, preds: dict, path: str, n: int = 8) -> li
   fig.savefig(path, dpi=90)
   plt.close(fig)
   return pick.tolist()
-
-
-def _md_table(header, rows) -> str:
-  out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-  return "\n".join(out)
 
 
 def main() -> None:
@@ -240,12 +234,10 @@ def main() -> None:
         os.path.join(args.out, "figure3_gradcam_cce_vs_chl.png"))
 
   res["wall_seconds"] = time.time() - t0
-  with open(os.path.join(args.out, "results.json"), "w") as f:
-    json.dump(res, f, indent=1)
 
   # Tables.
   md = []
-  md.append(_md_table(
+  md.append(reporting.markdown_table(
       ["model", "top-1", "L_IHL", "L_CHL", "L_EKL", "mean M[y, pred] of mistakes",
        "Gaussian 0.2", "FGSM 0.3", "FGSM 8/255", "corrupted top-1"],
       [[_label(n), f"{r['top1']:.2%}",
@@ -260,17 +252,16 @@ def main() -> None:
     md.append(f"\nHard / soft scores, {tag} targets (in distribution: "
               f"{hs['num_common_mistakes']} common mistakes; corrupted: "
               f"{ho['num_common_mistakes']}):\n")
-    md.append(_md_table(["model", "hard", "soft", "hard (corrupted)", "soft (corrupted)"],
-                        [[_label(n), hs["hard"][n], f"{hs['soft'][n]:.1f}", ho["hard"][n],
-                          f"{ho['soft'][n]:.1f}"] for n in SETS[tag]]))
+    md.append(reporting.markdown_table(
+        ["model", "hard", "soft", "hard (corrupted)", "soft (corrupted)"],
+        [[_label(n), hs["hard"][n], f"{hs['soft'][n]:.1f}", ho["hard"][n],
+          f"{ho['soft'][n]:.1f}"] for n in SETS[tag]]))
   md.append("\nCorrupted-set accuracy by corruption (mean over severities 1-5):\n")
   cols = list(robustness.CORRUPTIONS)
-  md.append(_md_table(["model", *cols],
-                      [[_label(n), *(f"{res['ood']['accuracy'][n][c]:.1%}" for c in cols)]
-                       for n in loaded]))
-  with open(os.path.join(args.out, "tables.md"), "w") as f:
-    f.write("\n".join(md) + "\n")
-  print("\n".join(md))
+  md.append(reporting.markdown_table(
+      ["model", *cols],
+      [[_label(n), *(f"{res['ood']['accuracy'][n][c]:.1%}" for c in cols)] for n in loaded]))
+  reporting.save_results(args.out, res, ["\n".join(md)])
   print(f"wall time {res['wall_seconds']:.0f}s")
 
 

@@ -1,0 +1,28 @@
+"""Small helpers the experiment scripts share: Markdown tables and result files."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+  """A GitHub Markdown table; cells are formatted with ``str``."""
+  out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+  return "\n".join(out)
+
+
+def save_results(out_dir: str, results: dict, tables: Sequence[str] = (), *,
+                 echo: bool = True) -> None:
+  """Writes ``results.json`` and (when given) ``tables.md`` into ``out_dir``,
+  and prints the tables."""
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "results.json"), "w") as f:
+    json.dump(results, f, indent=1, default=float)
+  if tables:
+    text = "\n\n".join(tables) + "\n"
+    with open(os.path.join(out_dir, "tables.md"), "w") as f:
+      f.write(text)
+    if echo:
+      print(text)

@@ -185,8 +185,8 @@ def insecurity_maps(class_maps: jax.Array, difficulty_map: jax.Array,
 
 def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy",
                  method: str = "gradient", top_k: int = 5, top: int = 3,
-                 num_classes: int | None = None, difficulty_head_fn=None,
-                 return_maps: bool = False):
+                 num_classes: int | None = None,
+                 difficulty_head_fn=None) -> list[list[dict]]:
   """The insecurities of every image of a batch.
 
   Returns, per image, a list of ``{"mask": (H, W) bool, "class_a": int,
@@ -194,8 +194,9 @@ def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy
   strength = mean insecurity inside the region), strongest first. The maps
   are computed in jitted calls for the whole batch; only the final list is
   built on the host. ``difficulty_head_fn``: see :func:`attribution_maps`.
-  With ``return_maps``, returns ``(lists, insecurity_maps)`` so that one
-  computation serves several ``r`` (:func:`top_fraction_mask`).
+  To threshold one computation at several ``r``, call
+  :func:`attribution_maps`, :func:`insecurity_maps` and
+  :func:`top_fraction_mask` directly.
   """
   x = jnp.asarray(x)
   if x.ndim != 4:
@@ -220,7 +221,7 @@ def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy
       items.append({"mask": m, "class_a": int(classes[n, a]), "class_b": int(classes[n, b]),
                     "strength": float(ins[n, a, b][m].mean())})
     out.append(sorted(items, key=lambda d: -d["strength"]))
-  return (out, ins) if return_maps else out
+  return out
 
 
 # ---------------------------------------------------------------------------

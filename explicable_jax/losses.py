@@ -207,17 +207,17 @@ def certainty_penalty(model_fn: Callable, x: jax.Array, **options) -> jax.Array:
 
 def make_rrr_loss(lam: float, *, l2: float = 0.0, scale: str = "log",
                   classes: str = "sum", normalize: bool = False,
-                  annotation_key: str = "annotation") -> Callable:
+                  annotation_key: str | None = "annotation") -> Callable:
   """The full RRR training loss for :func:`explicable_jax.training.make_train_step`:
 
   .. math:: \\ell_i = -\\log p_{y_i}(x_i) + \\lambda R(x_i) + \\lambda_2 \\|\\theta\\|^2
 
   The annotation mask is read from ``batch[annotation_key]`` (a missing
-  key is an error; :func:`make_certainty_loss` is the ``A = 1`` case). The
-  original sums the
-  cross-entropy and the penalty over the batch and adds ``l2 ||theta||^2``
-  once; the step here averages, so the original's ``l2_params`` equals this
-  ``l2`` times the batch size (``lam`` is the same).
+  key is an error); ``annotation_key=None`` annotates every feature, which is
+  certainty regularisation (:func:`make_certainty_loss`). The original sums
+  the cross-entropy and the penalty over the batch and adds
+  ``l2 ||theta||^2`` once; the step here averages, so the original's
+  ``l2_params`` equals this ``l2`` times the batch size (``lam`` is the same).
   """
   _validation.check_nonnegative("lam", lam)
   _validation.check_nonnegative("l2", l2)
@@ -225,11 +225,15 @@ def make_rrr_loss(lam: float, *, l2: float = 0.0, scale: str = "log",
   _validation.check_choice("classes", classes, GRADIENT_CLASSES)
 
   def loss(logits, batch, params, *, model_fn):
-    if annotation_key not in batch:
+    if annotation_key is None:
+      annotation = jnp.ones_like(batch["x"])
+    elif annotation_key in batch:
+      annotation = batch[annotation_key]
+    else:
       raise ValueError(f"batch has no {annotation_key!r} entry (the annotation mask); "
                        f"its keys are {sorted(batch)}.")
     ce = cross_entropy(logits, batch["y"])
-    pen = input_gradient_penalty(model_fn, batch["x"], batch[annotation_key], scale=scale,
+    pen = input_gradient_penalty(model_fn, batch["x"], annotation, scale=scale,
                                  classes=classes, labels=batch["y"], normalize=normalize)
     total = ce + lam * pen
     if l2:
@@ -240,16 +244,6 @@ def make_rrr_loss(lam: float, *, l2: float = 0.0, scale: str = "log",
 
 def make_certainty_loss(lam: float, *, l2: float = 0.0, scale: str = "log",
                         classes: str = "sum") -> Callable:
-  """Cross-entropy plus ``lam`` times :func:`certainty_penalty` (``A = 1``)."""
-  _validation.check_nonnegative("lam", lam)
-  _validation.check_nonnegative("l2", l2)
-
-  def loss(logits, batch, params, *, model_fn):
-    ce = cross_entropy(logits, batch["y"])
-    pen = certainty_penalty(model_fn, batch["x"], scale=scale, classes=classes,
-                            labels=batch["y"])
-    total = ce + lam * pen
-    if l2:
-      total = total + l2 * sum(jnp.sum(p ** 2) for p in jax.tree.leaves(params))
-    return total, {"cross_entropy": ce.mean(), "gradient_penalty": pen.mean()}
-  return loss
+  """Cross-entropy plus ``lam`` times :func:`certainty_penalty` (``A = 1``):
+  :func:`make_rrr_loss` with every feature annotated."""
+  return make_rrr_loss(lam, l2=l2, scale=scale, classes=classes, annotation_key=None)

@@ -364,9 +364,10 @@ def mutant_predictions(logits_fn: Callable, mutants, x, *, mutant_chunk: int = 1
     one kernel per mutant becomes a grouped convolution), the right choice
     on GPU/TPU;
   * ``map``: ``jax.lax.map`` runs the chunk's mutants one after the other
-    inside the call. On XLA:CPU grouped convolutions run about 5x slower
-    than plain ones, so this is what ``auto`` picks on CPU
-    (``benchmarks/mutation.py``).
+    inside the call. On XLA:CPU grouped convolutions run far slower than
+    plain ones (5.8x for ResNet-20 in a small ad-hoc run of
+    ``python -m benchmarks.mutation --mutants 4 --images 200
+    --mutant-chunk 2 --batch-size 100``), so ``auto`` picks ``map`` on CPU.
 
   With several devices the mutant axis of each chunk is split over them
   (``jax.shard_map``; ``mutant_chunk`` is rounded up to a multiple of the

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from explicable_jax import _validation
+from explicable_jax.attribution import _common
 
 LogitsFn = Callable[[jax.Array], jax.Array]
 
@@ -100,9 +101,10 @@ def _fgsm(logits_fn, x, labels, epsilon, clip):
   return _clip(x + epsilon * jnp.sign(g), clip)
 
 
-MAX_UNROLLED_STEPS = 16
-"""PGD loops of at most this many steps are unrolled: on XLA:CPU a conv's
-input gradient inside a ``lax`` loop runs several times slower."""
+MAX_UNROLLED_STEPS = _common.MAX_UNROLLED_CHUNKS
+"""PGD loops of at most this many steps are unrolled, by the attribution
+suite's rule: on XLA:CPU a conv's input gradient inside a ``lax`` loop runs
+several times slower (``python -m benchmarks.attribution`` measures it)."""
 
 
 def pgd(logits_fn: LogitsFn, x, labels, epsilon: float, *, key: jax.Array,

@@ -135,9 +135,14 @@ def test_operators_on_a_real_nnx_model_touch_only_conv_kernels():
   m = mutation.neuron_activation_inverse(jax.random.key(1), params, 0.05)
   flat_p = jax.tree_util.tree_flatten_with_path(params)[0]
   flat_m = jax.tree.leaves(m)
+  negated, filters = 0, 0
   for (path, a), b in zip(flat_p, flat_m):
     if "kernel" not in jax.tree_util.keystr(path) or a.ndim != 4:
       np.testing.assert_array_equal(a, b)
+    else:
+      negated += int(jnp.sum(jnp.all(b == -a, axis=(0, 1, 2)) & jnp.any(a != 0, axis=(0, 1, 2))))
+      filters += a.shape[-1]
+  assert negated == math.floor(0.05 * filters)
 
 
 def test_mutate_many_is_the_operator_vmapped_over_split_keys():

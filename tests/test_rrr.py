@@ -232,3 +232,20 @@ def test_newsgroups_tfidf_from_the_local_copy(shared_data):
   assert "god" in train.feature_names
   from sklearn.linear_model import LogisticRegression
   assert LogisticRegression(C=10, max_iter=500).fit(train.x, train.y).score(test.x, test.y) > 0.85
+
+
+def test_certainty_loss_is_the_rrr_loss_with_every_feature_annotated():
+  f = _mlp(7)
+  x = jax.random.normal(jax.random.key(8), (4, 5))
+  y = jnp.array([0, 1, 2, 0])
+  logits = f(x)
+  params = {"w": jnp.ones(3)}
+  cert, aux = losses.make_certainty_loss(0.5, l2=0.1)(logits, {"x": x, "y": y}, params,
+                                                       model_fn=f)
+  rrr, _ = losses.make_rrr_loss(0.5, l2=0.1)(
+      logits, {"x": x, "y": y, "annotation": jnp.ones_like(x)}, params, model_fn=f)
+  np.testing.assert_allclose(cert, rrr, rtol=1e-6)
+  want = losses.cross_entropy(logits, y) + 0.5 * losses.certainty_penalty(f, x) + 0.1 * 3
+  np.testing.assert_allclose(cert, want, rtol=1e-5)
+  with pytest.raises(ValueError, match="batch has no 'annotation' entry"):
+    losses.make_rrr_loss(1.0)(logits, {"x": x, "y": y}, params, model_fn=f)

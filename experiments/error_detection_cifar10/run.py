@@ -149,23 +149,22 @@ def main() -> None:
     configs = [(op, float(r)) for op, rates in (("NAI", args.nai_rates), ("GF", args.gf_rates))
                for r in rates.split(",")]
     for i, (op, r) in enumerate(configs):
-      if True:
-        opts = {"granularity": "neuron"} if op == "GF" else {}
-        try:
-          muts, info = mutation.make_mutants(
-              jax.random.fold_in(key, 1000 + i), params, args.table3_mutants,
-              op, r, accuracy_fn=gate, **opts)
-        except ValueError as e:
-          print(f"Table 3 {op} {r}: {e}")
-          continue
-        lcr = mutation.label_change_rate(logits_p, params, muts, xv[:n3],
-                                         original_predictions=pc["pred_validation"][:n3])
-        w = wrong["validation"][:n3]
-        out[f"{op}_{r}"] = np.array([lcr[~w].mean(), lcr[w].mean(),
-                                     metrics.auroc(lcr, w), info["drawn"]])
-        print(f"Table 3 {op} rate {r}: LCR correct {lcr[~w].mean():.4f} wrong "
-              f"{lcr[w].mean():.4f} AUROC {out[f'{op}_{r}'][2]:.3f} "
-              f"({info['drawn']} drawn, {time.time() - t0:.0f}s)")
+      opts = {"granularity": "neuron"} if op == "GF" else {}
+      try:
+        muts, info = mutation.make_mutants(
+            jax.random.fold_in(key, 1000 + i), params, args.table3_mutants,
+            op, r, accuracy_fn=gate, **opts)
+      except ValueError as e:
+        print(f"Table 3 {op} {r}: {e}")
+        continue
+      lcr = mutation.label_change_rate(logits_p, params, muts, xv[:n3],
+                                       original_predictions=pc["pred_validation"][:n3])
+      w = wrong["validation"][:n3]
+      out[f"{op}_{r}"] = np.array([lcr[~w].mean(), lcr[w].mean(),
+                                   metrics.auroc(lcr, w), info["drawn"]])
+      print(f"Table 3 {op} rate {r}: LCR correct {lcr[~w].mean():.4f} wrong "
+            f"{lcr[w].mean():.4f} AUROC {out[f'{op}_{r}'][2]:.3f} "
+            f"({info['drawn']} drawn, {time.time() - t0:.0f}s)")
     return out
   t3 = _cached(os.path.join(args.workdir, "table3.npz"), table3)
   best = max(t3, key=lambda k: t3[k][2])

@@ -52,7 +52,7 @@ def _label(name: str) -> str:
 
 def _logits_fn(model):
   g, p, s = models.split_model(model)
-  return jax.jit(lambda x: models.apply_model(g, p, s, x)[0]), (g, p, s)
+  return jax.jit(lambda x: models.apply_model(g, p, s, x)[0])
 
 
 def _predict(fn, x, batch=500):
@@ -154,7 +154,7 @@ def main() -> None:
       print(f"skipping {name}: no exported model in {path}")
       continue
     loaded[name], _ = training.load_model(path)
-    fns[name], _ = _logits_fn(loaded[name])
+    fns[name] = _logits_fn(loaded[name])
     logits[name] = _predict(fns[name], x)
     preds[name] = logits[name].argmax(-1)
     print(f"{name}: top-1 {np.mean(preds[name] == y):.4f} ({time.time() - t0:.0f}s)")

@@ -6,7 +6,8 @@ IHL is built from the CIFAR-10H soft labels of the *validation* half of the
 paper split only (the paper used all 10000, i.e. the test set it reports on);
 CHL from the authors' published class-level ratings; EKL from WordNet 3.0 path
 similarity of :data:`explicable_jax.similarity.CIFAR10_SYNSETS`.
-Outputs ``W_ihl.npy``, ``W_chl.npy``, ``W_ekl.npy`` and ``matrices.json``.
+Outputs ``W_ihl.npy``, ``W_chl.npy``, ``W_ekl.npy`` and ``matrices.json``
+(the matrices and each loss's mean true-class target mass, softmax and L1).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import os
 
 import numpy as np
 
-from explicable_jax import data, similarity
+from explicable_jax import data, losses, similarity
 
 
 def build(data_dir: str | None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -41,10 +42,15 @@ def main() -> None:
   mats = build(args.data_dir, args.seed)
   for name, w in mats.items():
     np.save(os.path.join(args.out, f"W_{name.lower()}.npy"), w)
+  # How peaked each loss's targets are: the mean true-class mass.
+  mass = {f"{name}_{t}": float(np.diag(losses.weighted_targets(w, target=t)).mean())
+          for name, w in mats.items() for t in losses.WEIGHTED_TARGETS}
   with open(os.path.join(args.out, "matrices.json"), "w") as f:
-    json.dump({k: np.round(v, 4).tolist() for k, v in mats.items()}, f, indent=1)
+    json.dump({**{k: np.round(v, 4).tolist() for k, v in mats.items()},
+               "true_class_target_mass": mass}, f, indent=1)
   for name, w in mats.items():
     print(name, "diagonal", np.round(np.diag(w), 3).tolist())
+  print("mean true-class target mass:", {k: round(v, 3) for k, v in mass.items()})
 
 
 if __name__ == "__main__":

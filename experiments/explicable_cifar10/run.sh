@@ -44,3 +44,4 @@ done
 
 python experiments/explicable_cifar10/evaluate.py --workdir "$WORK" --data-dir "$DATA" \
   --out experiments/results/explicable_cifar10
+cp "$WORK/matrices.json" experiments/results/explicable_cifar10/

@@ -144,6 +144,23 @@ def _relative_error(ours_nhwc, theirs_nchw) -> float:
   return float(np.linalg.norm(ours_nhwc - theirs) / np.linalg.norm(theirs))
 
 
+def vgg16_head_weights(key: jax.Array, num_classes: int = 200) -> list[jax.Array]:
+  """He-initialised weights of VGG-16's classifier, 25088-4096-4096-``num_classes``."""
+  dims = [(7 * 7 * 512, 4096), (4096, 4096), (4096, num_classes)]
+  keys = jax.random.split(key, len(dims))
+  return [jax.random.normal(k, d) * np.sqrt(2.0 / d[0]) for k, d in zip(keys, dims)]
+
+
+def vgg16_head(a: jax.Array, weights: list[jax.Array]) -> jax.Array:
+  """VGG-16 at 224x224 after conv5_3 (``(N, 14, 14, 512)``): max-pool, then
+  the classifier (CUB: 200 classes), as log-probabilities."""
+  a = jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+  a = a.reshape(a.shape[0], -1)
+  a = jax.nn.relu(a @ weights[0])
+  a = jax.nn.relu(a @ weights[1])
+  return jax.nn.log_softmax(a @ weights[2])
+
+
 def second_order_timings(repeats: int) -> list[tuple[str, float]]:
   """Seconds per image of :func:`second_order_attribution` at two layer sizes."""
   rows = []
@@ -156,23 +173,11 @@ def second_order_timings(repeats: int) -> list[tuple[str, float]]:
   rows.append(("ResNet-20 layer3.1 (8x8x64, head: last block + pool + dense), batch 64",
                _time(lambda: jax.block_until_ready(fn(x)), repeats) / 64))
 
-  # VGG-16 at 224x224: conv5_3 is 14x14x512; the head is max-pool, then the
-  # classifier 25088-4096-4096-200 (CUB), scored as a log-probability.
-  keys = jax.random.split(jax.random.key(2), 3)
-  dims = [(7 * 7 * 512, 4096), (4096, 4096), (4096, 200)]
-  weights = [jax.random.normal(k, d) * np.sqrt(2.0 / d[0]) for k, d in zip(keys, dims)]
-
-  def vgg_head(a, weights):
-    a = jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-    a = a.reshape(a.shape[0], -1)
-    a = jax.nn.relu(a @ weights[0])
-    a = jax.nn.relu(a @ weights[1])
-    return jax.nn.log_softmax(a @ weights[2])
-
   feats = jax.nn.relu(jax.random.normal(jax.random.key(3), (1, 14, 14, 512)))
+  weights = vgg16_head_weights(jax.random.key(2))
   # Weights are arguments, not constants, so that XLA does not fold them.
   fn = jax.jit(lambda a, w: attribution.second_order_attribution(
-      lambda z: z, lambda z: vgg_head(z, w), a, target="predicted",
+      lambda z: z, lambda z: vgg16_head(z, w), a, target="predicted",
       internal_batch_size=28))
   rows.append(("CUB-sized VGG-16 conv5_3 (14x14x512, head: VGG-16 classifier), batch 1",
                _time(lambda: jax.block_until_ready(fn(feats, weights)), repeats)))

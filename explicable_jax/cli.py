@@ -1,4 +1,4 @@
-"""The ``explicable-jax`` command: ``quickstart``, ``train``, ``evaluate``.
+"""The ``explicable-jax`` command: ``demo``, ``quickstart``, ``train``, ``evaluate``.
 
 Run ``explicable-jax COMMAND --help`` for every option.
 """
@@ -15,6 +15,7 @@ DESCRIPTION = """\
 explicable_jax: classifiers whose mistakes humans can understand.
 
 commands:
+  demo        the four methods on built-in data, written to one HTML report (a few minutes)
   quickstart  train a small model on the built-in 8x8 digits and print what it measured
   train       train a model of the zoo on a dataset of the registry (checkpoints, resume)
   evaluate    evaluate a trained model (a train workdir or an exported model folder)
@@ -145,11 +146,31 @@ def cmd_quickstart(args) -> int:
   return 0
 
 
+def cmd_demo(args) -> int:
+  from explicable_jax import demo
+  print("explicable_jax demo: explicable mistakes, right for the right reasons, error "
+        "detection and insecurities on built-in data")
+  path = demo.run_demo(args.out, quick=args.quick, seed=args.seed,
+                       progress=not args.no_progress)
+  print(f"report written to {path}")
+  print(f"open it with: python -m webbrowser file://{path}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="explicable-jax", description=DESCRIPTION,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+  dm = sub.add_parser("demo", help="the four methods on built-in data, one HTML report")
+  dm.add_argument("--out", default="explicable_jax_demo",
+                  help="folder for report.html (default: %(default)s)")
+  dm.add_argument("--quick", action="store_true",
+                  help="a few epochs only: checks the pipeline, numbers are not meaningful")
+  dm.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+  dm.add_argument("--no-progress", action="store_true", help="hide progress bars")
+  dm.set_defaults(func=cmd_demo)
 
   q = sub.add_parser("quickstart", help="train on built-in digits and print results")
   q.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")

@@ -16,12 +16,16 @@ For an image, at a feature layer ``a`` of shape ``(H, W, C)``:
    and thresholded to its top-``r`` fraction (:func:`top_fraction_mask`).
 
 Attribution maps (:func:`attribution_maps`): ``gradient`` (gradient x
-activation summed over channels; the difficulty's gradient clipped at 0 as in
-the original), ``integrated_gradients`` (layer IG from a zero baseline,
-summed over channels) or ``gradient_hessian`` (the second-order map of
-:func:`explicable_jax.attribution.second_order_attribution`). Class maps are
-clipped below at a small positive value (the original's ``1e-7``) so that
-products stay meaningful.
+activation summed over channels), ``integrated_gradients`` (layer IG, in
+layer space, from the activations of a black image, summed over channels;
+the original averages layer gradients along the input-space path instead)
+or ``gradient_hessian`` (the second-order map of
+:func:`explicable_jax.attribution.second_order_attribution`). As in the
+original, the difficulty map sums only the positive per-channel
+contributions (for ``gradient``: the gradient clipped at 0, times the
+activation), so it is non-negative and high where the image is hard; class
+maps are clipped below at a small positive value (the original's ``1e-7``)
+so that products stay meaningful.
 """
 from __future__ import annotations
 
@@ -81,7 +85,8 @@ def _score_head(head_fn, score):
   return lambda a: score(head_fn(a))[:, None]
 
 
-def _map(features_fn, head_fn, x, target, method, *, clip_gradient=False, n_steps=20):
+def _map(features_fn, head_fn, x, target, method, *, clip_gradient=False, n_steps=20,
+         internal_batch_size=None):
   if method == "gradient":
     a = features_fn(x)
     g = jax.grad(lambda h: jnp.take_along_axis(head_fn(h), target[:, None], -1).sum())(a)
@@ -89,17 +94,24 @@ def _map(features_fn, head_fn, x, target, method, *, clip_gradient=False, n_step
       g = jax.nn.relu(g)
     return (a * g).sum(-1)
   if method == "integrated_gradients":
-    return layer_attr.layer_integrated_gradients(
-        features_fn, head_fn, x, target=target, n_steps=n_steps).sum(-1)
-  return second_order.second_order_attribution(features_fn, head_fn, x, target=target)
+    per_channel = layer_attr.layer_integrated_gradients(
+        features_fn, head_fn, x, target=target, n_steps=n_steps,
+        internal_batch_size=internal_batch_size)
+  else:
+    per_channel = second_order.second_order_attribution(
+        features_fn, head_fn, x, target=target, internal_batch_size=internal_batch_size,
+        per_channel=True)
+  if clip_gradient:  # the original clips each channel's contribution at 0
+    per_channel = jax.nn.relu(per_channel)
+  return per_channel.sum(-1)
 
 
 @functools.partial(jax.jit, static_argnames=("features_fn", "head_fn", "difficulty",
                                              "method", "top_k", "n_steps",
-                                             "difficulty_head_fn"))
+                                             "difficulty_head_fn", "internal_batch_size"))
 def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
                      method: str = "gradient", top_k: int = 5, n_steps: int = 20,
-                     difficulty_head_fn=None):
+                     difficulty_head_fn=None, internal_batch_size: int | None = None):
   """Class maps of the top-K predicted classes and the difficulty map.
 
   Args:
@@ -113,6 +125,10 @@ def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
     difficulty_head_fn: the head whose outputs ``difficulty`` reads, when
       it is not ``head_fn`` (e.g. the full ``C + 1`` outputs of a
       hardness-predicting model, with ``head_fn`` its ``C`` class logits).
+    internal_batch_size: bounds memory; passed on to the attribution
+      (``integrated_gradients``: rows = examples x steps per pass;
+      ``gradient_hessian``: positions whose Hessian-vector products run at
+      once). ``None``: everything in one pass.
 
   Returns:
     ``(classes, class_maps, difficulty_map)``: ``(N, K)`` class indices by
@@ -121,13 +137,14 @@ def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
   """
   logits = head_fn(features_fn(x))
   classes = jax.lax.top_k(logits, top_k)[1]
-  maps = jnp.stack([_map(features_fn, head_fn, x, classes[:, k], method, n_steps=n_steps)
+  maps = jnp.stack([_map(features_fn, head_fn, x, classes[:, k], method, n_steps=n_steps,
+                         internal_batch_size=internal_batch_size)
                     for k in range(top_k)], axis=1)
   maps = jnp.maximum(maps, MAP_FLOOR)
   score = difficulty_score(difficulty)
   zero = jnp.zeros(x.shape[0], jnp.int32)
   dmap = _map(features_fn, _score_head(difficulty_head_fn or head_fn, score), x, zero, method,
-              clip_gradient=True, n_steps=n_steps)
+              clip_gradient=True, n_steps=n_steps, internal_batch_size=internal_batch_size)
   return classes, maps, dmap
 
 
@@ -185,15 +202,16 @@ def insecurity_maps(class_maps: jax.Array, difficulty_map: jax.Array,
 
 def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy",
                  method: str = "gradient", top_k: int = 5, top: int = 3,
-                 num_classes: int | None = None,
-                 difficulty_head_fn=None) -> list[list[dict]]:
+                 num_classes: int | None = None, difficulty_head_fn=None,
+                 internal_batch_size: int | None = None) -> list[list[dict]]:
   """The insecurities of every image of a batch.
 
   Returns, per image, a list of ``{"mask": (H, W) bool, "class_a": int,
   "class_b": int, "strength": float}`` (classes as model class indices;
   strength = mean insecurity inside the region), strongest first. The maps
   are computed in jitted calls for the whole batch; only the final list is
-  built on the host. ``difficulty_head_fn``: see :func:`attribution_maps`.
+  built on the host. ``difficulty_head_fn``, ``internal_batch_size``: see
+  :func:`attribution_maps`.
   To threshold one computation at several ``r``, call
   :func:`attribution_maps`, :func:`insecurity_maps` and
   :func:`top_fraction_mask` directly.
@@ -207,7 +225,8 @@ def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy
   _validation.check_fraction("r", r, closed=False)
   classes, maps, dmap = attribution_maps(features_fn, head_fn, x, difficulty=difficulty,
                                          method=method, top_k=top_k,
-                                         difficulty_head_fn=difficulty_head_fn)
+                                         difficulty_head_fn=difficulty_head_fn,
+                                         internal_batch_size=internal_batch_size)
   pairs = np.asarray(class_ambiguities(maps, top))
   ins = insecurity_maps(maps, dmap, tuple(x.shape[1:3]))
   masks = np.asarray(top_fraction_mask(ins, r))

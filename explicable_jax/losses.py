@@ -36,6 +36,7 @@ def cross_entropy_loss(logits: jax.Array, batch: dict, params=None) -> jax.Array
 
 def make_label_smoothing_loss(alpha: float) -> Callable:
   """Cross-entropy against ``(1 - alpha) * onehot + alpha / C`` (Szegedy et al. 2016)."""
+  _validation.check_fraction("alpha", alpha)
   def loss(logits, batch, params=None):
     del params
     targets = optax.smooth_labels(

@@ -380,6 +380,7 @@ def mutant_predictions(logits_fn: Callable, mutants, x, *, mutant_chunk: int = 1
     strategy = "map" if jax.default_backend() == "cpu" else "vmap"
   n = jax.tree.leaves(mutants)[0].shape[0]
   x = np.asarray(x)
+  _check_logits_fn(logits_fn, mutants, x)
   ndev = jax.device_count()
   mutant_chunk = -(-mutant_chunk // ndev) * ndev
   fn = _chunk_predictor(logits_fn, strategy, ndev)
@@ -395,6 +396,22 @@ def mutant_predictions(logits_fn: Callable, mutants, x, *, mutant_chunk: int = 1
         xb = np.concatenate([xb, np.repeat(xb[:1], batch_size - len(xb), 0)])
       out[m0:m1, b0:b1] = np.asarray(fn(chunk, jnp.asarray(xb)))[: m1 - m0, : b1 - b0]
   return out
+
+
+def _check_logits_fn(logits_fn, mutants, x) -> None:
+  """``x`` must be a batch and ``logits_fn(params, x)`` must give ``(batch, classes)``."""
+  if x.ndim < 2 or len(x) == 0:
+    raise ValueError(f"x must be a non-empty batch of inputs (rank >= 2); got shape {x.shape}.")
+  one = jax.tree.map(lambda a: a[0], mutants)
+  k = min(len(x), 2)
+  try:
+    out = jax.eval_shape(logits_fn, one, jax.ShapeDtypeStruct((k, *x.shape[1:]), x.dtype))
+  except Exception as e:  # noqa: BLE001 - re-raised with the shapes that matter
+    raise ValueError(f"logits_fn(params, x) fails on inputs of shape {(k, *x.shape[1:])} "
+                     f"(x has shape {x.shape}): {type(e).__name__}: {e}"[:500]) from e
+  if len(out.shape) != 2 or out.shape[0] != k:
+    raise ValueError(f"logits_fn(params, x) must return (batch, classes) logits; for x of "
+                     f"shape {(k, *x.shape[1:])} it returns shape {out.shape}.")
 
 
 @functools.lru_cache(maxsize=32)
@@ -439,6 +456,9 @@ def label_change_rate(logits_fn: Callable, params, mutants, x, *,
     single = jax.tree.map(lambda a: a[None], params)
     original_predictions = mutant_predictions(logits_fn, single, x, mutant_chunk=1,
                                               batch_size=batch_size)[0]
+  elif np.shape(original_predictions) != (len(x),):
+    raise ValueError(f"original_predictions must hold one label per input, shape ({len(x)},); "
+                     f"got shape {np.shape(original_predictions)}.")
   preds = mutant_predictions(logits_fn, mutants, x, mutant_chunk=mutant_chunk,
                              batch_size=batch_size)
   return (preds != np.asarray(original_predictions)[None, :]).sum(0) / n

@@ -8,6 +8,10 @@ from collections.abc import Iterable, Sequence
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
   """A GitHub Markdown table; cells are formatted with ``str``."""
+  rows = [list(r) for r in rows]
+  for i, r in enumerate(rows):
+    if len(r) != len(header):
+      raise ValueError(f"rows[{i}] has {len(r)} cells; the header has {len(header)} columns.")
   out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
   return "\n".join(out)

@@ -39,6 +39,24 @@ CIFAR10_SYNSETS: dict[str, str] = {
     "horse": "horse.n.01", "ship": "ship.n.01", "truck": "truck.n.01",
 }
 
+# Shortest hypernym-path lengths between CIFAR10_SYNSETS in WordNet 3.0
+# (nltk), so that EKL = 1 / (1 + d) is available offline;
+# tests/test_similarity.py checks it against nltk where WordNet is installed.
+CIFAR10_WORDNET_PATH_LENGTHS = (
+    (0, 8, 14, 18, 19, 13, 15, 19, 5, 8), (8, 0, 13, 17, 18, 12, 14, 18, 7, 2),
+    (14, 13, 0, 6, 7, 5, 3, 7, 13, 13), (18, 17, 6, 0, 7, 4, 7, 7, 17, 17),
+    (19, 18, 7, 7, 0, 7, 8, 6, 18, 18), (13, 12, 5, 4, 7, 0, 6, 7, 12, 12),
+    (15, 14, 3, 7, 8, 6, 0, 8, 14, 14), (19, 18, 7, 7, 6, 7, 8, 0, 18, 18),
+    (5, 7, 13, 17, 18, 12, 14, 18, 0, 7), (8, 2, 13, 17, 18, 12, 14, 18, 7, 0))
+
+
+def cifar10_wordnet_similarity() -> np.ndarray:
+  """CIFAR-10's EKL matrix (``path`` metric, ``(10, 10)``) without WordNet:
+  ``1 / (1 + d)`` from :data:`CIFAR10_WORDNET_PATH_LENGTHS`. Equal to
+  ``wordnet_similarity(CIFAR10_SYNSETS.values())``."""
+  return 1.0 / (1.0 + np.asarray(CIFAR10_WORDNET_PATH_LENGTHS, np.float64))
+
+
 # CIFAR-100 fine classes (in label order) -> WordNet 3.0 synsets, chosen by
 # hand. Two names are not WordNet lemmas: aquarium_fish -> goldfish.n.01 (the
 # authors' choice) and maple_tree -> maple.n.02 (the tree; maple.n.01 is the

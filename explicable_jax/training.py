@@ -244,8 +244,9 @@ def shard_batch(batch: Batch, mesh: Mesh) -> dict:
 
 
 def replicate(tree, mesh: Mesh):
-  """Places a pytree on every device of the mesh."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  """Places a pytree on every device of the mesh, in new buffers (the
+  train step donates its input, so the caller's arrays must not be reused)."""
+  return jax.device_put(tree, NamedSharding(mesh, P()), may_alias=False)
 
 
 # ---------------------------------------------------------------------------

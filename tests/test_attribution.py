@@ -309,6 +309,24 @@ def test_second_order_attribution_matches_jax_hessian(key):
       np.testing.assert_allclose(m[n].reshape(4)[p], expected, rtol=1e-4, atol=1e-5)
 
 
+def test_second_order_per_channel_terms_match_jax_hessian(key):
+  head = _second_order_model(key)
+  a = jax.random.normal(jax.random.fold_in(key, 7), (2, 2, 2, 3))
+  target = jnp.array([2, 0])
+  per_c = A.second_order_attribution(lambda z: z, head, a, target=target, per_channel=True)
+  assert per_c.shape == (2, 2, 2, 3)
+  total = A.second_order_attribution(lambda z: z, head, a, target=target)
+  np.testing.assert_allclose(per_c.sum(-1), total, rtol=1e-5, atol=1e-6)
+  for n in range(2):
+    score = lambda v: head(v[None])[0, target[n]]
+    g = jax.grad(score)(a[n]).reshape(4, 3)
+    hess = jax.hessian(score)(a[n]).reshape(4, 3, 4, 3)
+    flat_a = a[n].reshape(4, 3)
+    for p in range(4):
+      expected = g[p] * flat_a[p] + 0.5 * flat_a[p] * (hess[p, :, p, :] @ flat_a[p])
+      np.testing.assert_allclose(per_c[n].reshape(4, 3)[p], expected, rtol=1e-4, atol=1e-5)
+
+
 def test_second_order_term_matches_finite_differences(key):
   head = _second_order_model(key)
   a = jax.random.normal(jax.random.fold_in(key, 8), (1, 2, 2, 3))

@@ -74,6 +74,22 @@ def test_gradient_hessian_maps_are_the_second_order_attribution():
   np.testing.assert_allclose(maps[:, 0], jnp.maximum(want, 1e-7), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["integrated_gradients", "gradient_hessian"])
+def test_difficulty_maps_sum_the_positive_channel_contributions(method):
+  (f, h), x = _cnn()
+  _, _, dmap = deliberative.attribution_maps(f, h, x, top_k=2, method=method)
+  entropy_head = lambda v: deliberative.normalized_entropy(h(v))[:, None]  # noqa: E731
+  zero = jnp.zeros(3, jnp.int32)
+  if method == "integrated_gradients":
+    per_c = attribution.layer_integrated_gradients(f, entropy_head, x, target=zero, n_steps=20)
+  else:
+    per_c = attribution.second_order_attribution(f, entropy_head, x, target=zero,
+                                                 per_channel=True)
+  assert float(per_c.min()) < 0, "the test needs negative contributions to clip"
+  np.testing.assert_allclose(dmap, jax.nn.relu(per_c).sum(-1), rtol=1e-4, atol=1e-6)
+  assert float(dmap.min()) >= 0
+
+
 def test_insecurities_end_to_end():
   (f, h), x = _cnn()
   out = deliberative.insecurities(f, h, x, r=0.25, top_k=4, top=3)

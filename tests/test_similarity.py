@@ -28,6 +28,12 @@ def test_wordnet_path_similarity_known_values(wn):
   np.testing.assert_allclose(np.diag(w), 1.0)
 
 
+def test_offline_cifar10_matrix_equals_wordnet(wn):
+  np.testing.assert_allclose(S.cifar10_wordnet_similarity(),
+                             S.wordnet_similarity(S.CIFAR10_SYNSETS.values()),
+                             rtol=1e-12)
+
+
 def test_resolves_nouns_synsets_and_wnids_alike(wn):
   assert S.resolve_synset("dog", wn) == S.resolve_synset("dog.n.01", wn) == \
       S.resolve_synset("n02084071", wn)

@@ -1,6 +1,7 @@
 """Deliberative explanations scored against known parts (Wang and Vasconcelos 2019).
 
-    python experiments/deliberative/run.py --out experiments/results/deliberative
+    python experiments/deliberative/run.py --out experiments/results/deliberative \
+        --workdir runs/deliberative
 
 1. Train two small CNNs on the generated parts data set
    (:mod:`explicable_jax.data.parts`): a plain classifier, and one with a
@@ -35,7 +36,7 @@ RS = (0.1, 0.2, 0.3, 0.4, 0.5)
 LAYER = "conv_1"
 
 
-def _train(ds, key, *, epochs, hardness):
+def _train(ds, key, *, epochs, hardness, workdir):
   c = ds.num_classes
   model = models.create_model("cnn", input_shape=ds.input_shape,
                               num_classes=c + (1 if hardness else 0), key=key,
@@ -43,8 +44,9 @@ def _train(ds, key, *, epochs, hardness):
   opt = optax.adam(1e-3)
   loss = deliberative.make_hardness_loss(c) if hardness else training.losses_lib.cross_entropy_loss
   state = training.create_train_state(model, opt, jax.random.fold_in(key, 1))
+  # With a workdir the trained model is a checkpoint: a rerun restores it.
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt), epochs=epochs,
-                      batch_size=128, progress=False)
+                      batch_size=128, progress=False, workdir=workdir)
 
 
 def main() -> None:
@@ -55,6 +57,8 @@ def main() -> None:
   p.add_argument("--epochs", type=int, default=6)
   p.add_argument("--hard", type=int, default=200, help="hardest test images explained")
   p.add_argument("--batch", type=int, default=50)
+  p.add_argument("--workdir", default="runs/deliberative",
+                 help="checkpoints of the two trained CNNs (a rerun reuses them)")
   args = p.parse_args()
   os.makedirs(args.out, exist_ok=True)
   t0 = time.time()
@@ -64,8 +68,10 @@ def main() -> None:
   table = parts.class_part_table(seed=args.seed)
   c = train.num_classes
 
-  plain = _train(train, jax.random.fold_in(key, 0), epochs=args.epochs, hardness=False)
-  joint = _train(train, jax.random.fold_in(key, 1), epochs=args.epochs, hardness=True)
+  plain = _train(train, jax.random.fold_in(key, 0), epochs=args.epochs, hardness=False,
+                 workdir=os.path.join(args.workdir, f"plain_seed{args.seed}"))
+  joint = _train(train, jax.random.fold_in(key, 1), epochs=args.epochs, hardness=True,
+                 workdir=os.path.join(args.workdir, f"hardness_seed{args.seed}"))
   xt = jnp.asarray(test.x.astype(np.float32) / 255.0)
   logits = training.predict(plain, test.x)
   acc_plain = float(np.mean(logits.argmax(-1) == test.y))

@@ -19,7 +19,7 @@ class SecondOrderTerms(NamedTuple):
 
 def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array,
                              *, target, internal_batch_size: int | None = None,
-                             return_terms: bool = False):
+                             return_terms: bool = False, per_channel: bool = False):
   """Second-order Taylor attribution of a class score to each position of a layer.
 
   Wang and Vasconcelos, "Deliberative Explanations: visualizing network
@@ -49,9 +49,14 @@ def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Arra
       chunks run one after another); ``None``: all at once.
     return_terms: return the first- and second-order terms separately
       (:class:`SecondOrderTerms`, the second without the factor 1/2).
+    per_channel: keep the channel axis: channel ``c`` of position ``p``
+      gets ``g_c a_c + 1/2 a_c [H(p) a(p)]_c``; summing over channels gives
+      ``m``. (Wang and Vasconcelos clip such per-channel contributions of
+      the difficulty score at zero before summing.)
 
   Returns:
-    ``m`` of shape ``(N, *positions)``, e.g. ``(N, H, W)``.
+    ``m`` of shape ``(N, *positions)``, e.g. ``(N, H, W)``, or
+    ``(N, *positions, C)`` with ``per_channel``.
   """
   x, t, layer, activations = _setup(features_fn, head_fn, x, target)
   layer_shape = layer.shape
@@ -66,7 +71,7 @@ def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Arra
   a = activations()
   grad_fn = jax.grad(lambda h: _common.target_score(head_fn(h), t))
   g, hvp = jax.linearize(grad_fn, a)
-  first = (g * a).sum(axis=-1)
+  first = g * a if per_channel else (g * a).sum(axis=-1)
 
   flat_a = a.reshape(a.shape[0], num_positions, a.shape[-1])
 
@@ -74,7 +79,8 @@ def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Arra
     mask = jax.nn.one_hot(p, num_positions, dtype=a.dtype)[None, :, None]
     masked = (flat_a * mask).reshape(a.shape)
     hv = hvp(masked).reshape(flat_a.shape)
-    return (masked.reshape(flat_a.shape) * hv).sum(axis=(1, 2))
+    per_c = (masked.reshape(flat_a.shape) * hv).sum(axis=1)  # (N, C): only p is nonzero
+    return per_c if per_channel else per_c.sum(axis=-1)
 
   n_chunks = -(-num_positions // chunk)
   # Padding positions repeat the last one; their rows are dropped below.
@@ -82,7 +88,8 @@ def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Arra
   _, second = _common.scan_chunks(
       lambda carry, p: (carry, jax.vmap(quadratic_at)(p)), None,
       jnp.asarray(index.reshape(n_chunks, chunk)))
-  second = second.reshape(n_chunks * chunk, -1)[:num_positions].T.reshape(first.shape)
+  second = second.reshape(n_chunks * chunk, *second.shape[2:])[:num_positions]
+  second = jnp.moveaxis(second, 0, 1).reshape(first.shape)
   if return_terms:
     return SecondOrderTerms(first, second)
   return first + 0.5 * second

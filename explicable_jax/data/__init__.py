@@ -305,6 +305,10 @@ def split_indices(n: int, counts, *, seed: int) -> list[np.ndarray]:
   """The sorted example indices of each part of :func:`split_dataset`'s
   partition of ``n`` examples into ``counts`` (e.g. to align per-example side
   data such as CIFAR-10H soft labels with a split)."""
+  counts = [int(c) for c in counts]
+  if any(c < 0 for c in counts) or sum(counts) > n:
+    raise ValueError(
+        f"counts must be non-negative and sum to at most n={n}; got {counts}.")
   perm = np.random.default_rng(seed).permutation(n)
   out, start = [], 0
   for c in counts:

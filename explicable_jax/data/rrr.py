@@ -12,7 +12,8 @@ IJCAI 2017; code ``dtak/rrr``), each with per-example ``annotation`` masks
   is ``255 - 25 y`` in training (a perfect decoy) and ``255 - 25 r`` for a
   random digit ``r`` at test; the annotation is the swatch. 4x4 swatches on
   28x28 MNIST; where MNIST cannot be loaded, scikit-learn's built-in 8x8
-  digits with 2x2 swatches (``note`` says which).
+  digits with 2x2 swatches (``note`` says which). ``decoy_digits`` is
+  always the 8x8 version (built in, no download).
 """
 from __future__ import annotations
 
@@ -137,18 +138,32 @@ def decoy_mnist(split: str = "train", data_dir=None, source="auto", seed: int = 
   _validation.check_choice("split", split, ("train", "test"))
   try:
     base = load("mnist", split, data_dir=data_dir, source=source)
-    x = base.x.reshape(len(base), 28, 28, 1).astype(np.uint8)
-    size, note = 4, "MNIST"
   except DataNotFoundError:
-    base = load("digits", split, seed=seed)
-    x = np.clip(np.round(base.x * 255), 0, 255).astype(np.uint8)
-    size, note = 2, "MNIST unavailable: scikit-learn's 8x8 digits with 2x2 swatches"
+    return _decoy(load("digits", split, seed=seed), split, seed, "decoy_mnist",
+                  "MNIST unavailable: scikit-learn's 8x8 digits with 2x2 swatches")
+  return _decoy(base, split, seed, "decoy_mnist", "MNIST")
+
+
+def decoy_digits(split: str = "train", data_dir=None, source="auto", seed: int = 0) -> Dataset:
+  """Decoy MNIST's construction on scikit-learn's built-in 8x8 digits (2x2
+  swatches): no download, for demos and tests."""
+  del data_dir, source
+  _validation.check_choice("split", split, ("train", "test"))
+  return _decoy(load("digits", split, seed=seed), split, seed, "decoy_digits",
+                "scikit-learn's 8x8 digits with 2x2 swatches")
+
+
+def _decoy(base: Dataset, split: str, seed: int, name: str, note: str) -> Dataset:
+  if base.x.shape[1:3] == (8, 8):
+    x, size = np.clip(np.round(base.x * 255), 0, 255).astype(np.uint8), 2
+  else:
+    x, size = base.x.reshape(len(base), 28, 28, 1).astype(np.uint8), 4
   y = base.y.astype(np.int32)
   rng = np.random.default_rng([seed, 2 if split == "train" else 3])
   digit = y if split == "train" else rng.integers(0, 10, len(y))
   shades = (255 - 25 * digit).astype(np.uint8)
   x, ann = _add_swatch(x, shades, size, rng)
-  return Dataset(x, y, 10, tuple(str(i) for i in range(10)), "decoy_mnist",
+  return Dataset(x, y, 10, tuple(str(i) for i in range(10)), name,
                  note=f"{note}; swatch shade 255 - 25 * "
                       f"{'label' if split == 'train' else 'random digit'}",
                  extras={"annotation": ann})
@@ -156,6 +171,7 @@ def decoy_mnist(split: str = "train", data_dir=None, source="auto", seed: int = 
 
 DATASETS["toy_colors"] = toy_colors
 DATASETS["decoy_mnist"] = decoy_mnist
+DATASETS["decoy_digits"] = decoy_digits
 
 
 NEWSGROUPS_FILE = "20news-bydate_py3.pkz"

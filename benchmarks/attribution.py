@@ -253,6 +253,28 @@ def format_report(batch_size, peak, rates, fractions, ours, peer, second, scan_t
   return "\n".join(lines)
 
 
+def summary_rows(peak, rates, fractions, ours, peer, second, scan_trap) -> list[dict]:
+  """Headline rows for ``python -m benchmarks``' summary table."""
+  del peak, ours, second, scan_trap
+  if not peer:
+    return []
+  rows = []
+  for method in ("riemann_right", "gausslegendre"):
+    theirs = peer["rates"][("conductance", method)]
+    rows.append({"benchmark": f"layer conductance n=10 {method}, ResNet-20 layer3.2",
+                 "unit": "img/s", "ours": rates[("conductance", method, True)], "peer": theirs,
+                 "peer_name": "Captum"})
+    rows.append({"benchmark": f"layer conductance n=10 {method}, all steps",
+                 "unit": "img/s", "ours": rates[("conductance", method, False)], "peer": theirs,
+                 "peer_name": "Captum",
+                 "peak_fraction": fractions[("conductance", method, False)]})
+  rows.append({"benchmark": "integrated gradients n=50 gausslegendre, ResNet-20 input",
+               "unit": "img/s", "ours": rates[("ig", "gausslegendre", False)],
+               "peer": peer["rates"][("ig", "gausslegendre")], "peer_name": "Captum",
+               "peak_fraction": fractions[("ig", "gausslegendre", False)]})
+  return rows
+
+
 def write_readme_section(name: str, report: str, heading: str = "", path: str = README) -> None:
   """Replaces the ``<!-- name:begin -->...<!-- name:end -->`` block of the
   benchmarks README with ``report`` (appending ``heading`` and the block
@@ -278,10 +300,13 @@ def main() -> None:
   parser.add_argument("--write", action="store_true",
                       help="record the table in benchmarks/README.md")
   args = parser.parse_args()
-  report = format_report(args.batch_size, *run(args.batch_size, args.repeats))
+  result = run(args.batch_size, args.repeats)
+  report = format_report(args.batch_size, *result)
   print(report)
   if args.write:
     write_readme(report)
+    from benchmarks import _suite
+    _suite.record("attribution", summary_rows(*result))
 
 
 if __name__ == "__main__":

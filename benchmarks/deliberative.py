@@ -143,9 +143,18 @@ def main() -> None:
   p.add_argument("--naive-positions", type=int, default=2)
   p.add_argument("--write", action="store_true", help="record the table in benchmarks/README.md")
   args = p.parse_args()
-  report = format_report(run(args.batch_size, args.top_k, args.chunk, args.naive_positions))
+  res = run(args.batch_size, args.top_k, args.chunk, args.naive_positions)
+  report = format_report(res)
   print(report)
   if args.write:
+    from benchmarks import _suite
+    _suite.record("deliberative", [{
+        "benchmark": f"second-order insecurity maps, batch {res['batch_size']}, 14x14x512, "
+                     f"top-{res['top_k']} + difficulty", "unit": "img/s",
+        "ours": res["batch_size"] / res["ours_s"], "peer": res["batch_size"] / res["naive_s"],
+        "peer_name": "naive per-location Hessian loop (extrapolated)",
+        "peak_fraction": (res["flops"] / res["ours_s"] / 1e9 / res["peak"]
+                          if res["flops"] else None)}])
     write_readme_section("deliberative", report, heading=(
         "\n## Deliberative explanations: second-order insecurity maps\n\n"
         "    python -m benchmarks.deliberative --write\n\n"))

@@ -111,15 +111,27 @@ def main() -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--batch-size", type=int, default=128)
   p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--write", action="store_true", help="record the table in benchmarks/README.md")
   args = p.parse_args()
   rows = run(args.batch_size, args.repeats)
-  print(f"# {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores, "
-        f"jax {jax.__version__} ({jax.default_backend()})")
-  print("| benchmark | ours img/s | ours, XLA conv grad img/s | PyTorch img/s | ratio | ratio, XLA conv grad |")
-  print("|---|---|---|---|---|---|")
+  import torch
+  lines = [f"{datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
+           f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
+           f"({torch.get_num_threads()} threads):", "",
+           "| benchmark | ours img/s | ours, XLA conv grad img/s | PyTorch img/s | ratio | "
+           "ratio, XLA conv grad |", "|---|---|---|---|---|---|"]
   for r in rows:
-    print(f"| {r['benchmark']} | {r['ours']:.1f} | {r['xla_default']:.1f} | {r['peer']:.1f} "
-          f"| {r['ratio']:.2f} | {r['ratio_xla_default']:.2f} |")
+    lines.append(f"| {r['benchmark']} | {r['ours']:.1f} | {r['xla_default']:.1f} | "
+                 f"{r['peer']:.1f} | {r['ratio']:.2f} | {r['ratio_xla_default']:.2f} |")
+  report = "\n".join(lines)
+  print(report)
+  if args.write:
+    from benchmarks import _suite
+    from benchmarks.attribution import write_readme_section
+    write_readme_section("train_step", report)
+    _suite.record("train_step", [
+        {"benchmark": r["benchmark"], "unit": "img/s", "ours": r["ours"], "peer": r["peer"],
+         "peer_name": "PyTorch"} for r in rows])
 
 
 if __name__ == "__main__":

@@ -41,3 +41,50 @@ def test_readme_weighted_loss_snippet_runs(tour, wordnet_available):
                                                  namespace["ekl"])
   assert sum(scores["soft"].values()) == scores["num_common_mistakes"]
   assert int(namespace["tuned"].step) > 0
+
+
+@pytest.fixture(scope="module")
+def methods(tour, wordnet_available):
+  """The namespace after every README example ran, in order."""
+  namespace, folder = tour
+  namespace = dict(namespace)
+  with pytest.MonkeyPatch.context() as mp:
+    mp.chdir(folder)
+    for block in _blocks()[1:]:
+      exec(compile(block, "README.md", "exec"), namespace)
+  return namespace
+
+
+def test_readme_has_one_example_per_method():
+  text = (ROOT / "README.md").read_text()
+  assert len(_blocks()) >= 5
+  for heading in ("### 1. Explicable", "### 2. Error detection", "### 3. Right for the Right",
+                  "### 4. Deliberative"):
+    section = text.split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    assert "```python" in section, heading
+
+
+def test_readme_error_detection_example(methods):
+  lcr, wrong = methods["lcr"], methods["wrong"]
+  assert lcr.shape == wrong.shape and 0 <= lcr.min() and lcr.max() <= 1
+  scores = methods["scores"]
+  assert scores.shape == wrong.shape and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_readme_rrr_and_deliberative_examples(methods):
+  assert methods["saliency"].shape == (16, 8, 8, 1)
+  found = methods["found"]
+  assert len(found) == 4 and all(items for items in found)
+  assert all(d["mask"].shape == (8, 8) for items in found for d in items)
+
+
+def test_api_reference_is_up_to_date():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("make_api", ROOT / "docs" / "make_api_reference.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert (ROOT / "docs" / "API.md").read_text() == module.render(), (
+      "run python docs/make_api_reference.py")
+  for name in ("make_weighted_loss", "label_change_rate", "make_rrr_loss", "insecurities",
+               "run_demo", "HtmlReport"):
+    assert f"`{name}`" in module.render(), name

@@ -1,0 +1,20 @@
+"""The summary table of ``python -m benchmarks`` (no timing here)."""
+import pytest
+
+from benchmarks import _suite
+
+
+def test_recorded_rows_become_summary_rows_with_ratios(tmp_path, monkeypatch):
+  monkeypatch.setattr(_suite, "RESULTS", str(tmp_path))
+  _suite.record("x", [{"benchmark": "thing", "unit": "img/s", "ours": 30.0, "peer": 10.0,
+                       "peer_name": "PyTorch", "peak_fraction": 0.25}])
+  table = _suite.summary_table().splitlines()
+  assert len(table) == 3
+  assert "| thing | 30 img/s | 10 img/s (PyTorch) | 3.00x | 25% |" in table[2]
+  assert _suite.machine() in table[2]
+
+
+def test_rows_missing_a_field_are_refused(tmp_path, monkeypatch):
+  monkeypatch.setattr(_suite, "RESULTS", str(tmp_path))
+  with pytest.raises(ValueError, match="peer"):
+    _suite.record("x", [{"benchmark": "thing", "unit": "img/s", "ours": 1.0}])

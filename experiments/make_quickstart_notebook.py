@@ -24,11 +24,15 @@ built-in data only: scikit-learn's 8x8 digits and the generated Decoy digits.
 mutants and conductance; 5. right for the right reasons; 6. insecurities;
 7. robustness."""),
     ("code", """# In Colab: install the library first. Set REPO to this repository's git URL
-# (or upload the folder and use its path); where explicable_jax is already
-# installed this cell does nothing.
+# (pip syntax, e.g. "git+https://github.com/<owner>/explicable_jax") or to the
+# folder you uploaded; where explicable_jax is already installed this cell
+# does nothing.
 import importlib.util, subprocess, sys
-REPO = "explicable_jax"  # e.g. "git+https://github.com/<owner>/explicable_jax"
+REPO = ""
 if importlib.util.find_spec("explicable_jax") is None:
+    if not REPO:
+        raise RuntimeError("explicable_jax is not installed: set REPO in this cell to the "
+                           "repository's git URL or folder and run it again")
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", REPO])"""),
     ("code", """import jax, jax.numpy as jnp, numpy as np, optax
 import matplotlib.pyplot as plt

@@ -105,10 +105,18 @@ def explicable_section(report, train, test, key, *, epochs, progress):
                  scores["hard"][name], float(scores["soft"][name])])
   report.section("explicable", "1. Explicable mistakes: cross-entropy vs a WordNet-weighted loss")
   report.paragraph(
-      "Olmo, Sengupta and Kambhampati: fine-tuning with WLF(y, p) = CE(W_y / sum(W_y), p) "
-      "makes a model's mistakes land on classes the matrix W calls similar. The 8x8 digits "
-      "carry no WordNet structure, so digit k stands in for CIFAR-10 class k and W is "
-      f"CIFAR-10's EKL matrix ({source}). Held-out digits: {len(test)}.")
+      "Olmo, Sengupta and Kambhampati fine-tune with WLF(y, p) = CE(W_y / sum(W_y), p) so that "
+      "a model's mistakes land on classes the matrix W calls similar. The 8x8 digits carry no "
+      "WordNet structure, so digit k stands in for CIFAR-10 class k and W is CIFAR-10's EKL "
+      f"matrix ({source}): this shows the mechanics, not a finding about digits. Held-out "
+      f"digits: {len(test)}.")
+  (_, _, _, w_plain, *_), (_, _, _, w_weighted, *_) = rows
+  if isinstance(w_plain, float) and isinstance(w_weighted, float):
+    report.paragraph(
+        f"In this run the weighted model's mistakes have mean similarity {w_weighted:.3f} to "
+        f"their true class against {w_plain:.3f} for cross-entropy "
+        f"({'higher: more explicable' if w_weighted > w_plain else 'not higher'}), at "
+        f"accuracy {rows[1][1]:.3f} against {rows[0][1]:.3f}.")
   report.table(["model", "accuracy", "mistakes", "mean W of mistakes", "hard score",
                 "soft score"], rows,
                caption=f"Hard/soft scores over the {scores['num_common_mistakes']} examples "
@@ -168,7 +176,7 @@ def rrr_section(report, key, *, epochs, progress, quick):
   report.figure(fig, "Test digits (top) and |input gradient| saliency of the plain model "
                      "(middle) and the RRR model (bottom): the plain model looks at the swatch.")
 
-  n = 2000 if quick else 10000
+  n = 2000 if quick else 20000  # the rrr experiment's size
   tc_train, tc_test = drrr.toy_colors("train", n=n), drrr.toy_colors("test", n=n)
   make2 = rrr.mlp_factory(tc_train.input_shape, 2)
   tc_rows = []
@@ -181,7 +189,7 @@ def rrr_section(report, key, *, epochs, progress, quick):
     st = _fit(training.create_train_state(make2(jax.random.fold_in(key, 10 + i)), opt,
                                           jax.random.fold_in(key, 20 + i)),
               ds, losses.make_rrr_loss(lam) if mask is not None else losses.cross_entropy_loss,
-              opt, max(2, epochs // 4), progress=progress, batch_size=256)
+              opt, 2 if quick else 16, progress=progress, batch_size=256)
     s = drrr.toy_colors_rule_scores(rrr.model_input_gradients(st, tc_test.x[:1000]))
     tc_rows.append([name, float(training.evaluate(st, tc_test)["accuracy"]), s["rule1"],
                     s["rule2"]])

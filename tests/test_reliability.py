@@ -270,7 +270,7 @@ _FIT_SCRIPT = """
 import sys, jax, numpy as np
 from explicable_jax import data, training
 workdir = sys.argv[1]
-cfg = training.TrainConfig(dataset="digits", model="mlp", epochs=20, batch_size=32,
+cfg = training.TrainConfig(dataset="digits", model="mlp", epochs=12, batch_size=32,
                            learning_rate=0.05, model_kwargs={"hidden": [32, 16], "dropout_rate": 0.2},
                            checkpoint_every=37, log_every=1)
 train = data.load("digits", "train")

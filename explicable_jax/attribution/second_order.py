@@ -46,7 +46,12 @@ def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Arra
     features_fn, head_fn, x, target: as in
       :func:`explicable_jax.attribution.layer_conductance`.
     internal_batch_size: at most this many positions' HVPs at once (the
-      chunks run one after another); ``None``: all at once.
+      chunks run one after another); ``None``: all at once. Memory: up to
+      ``MAX_UNROLLED_CHUNKS`` (16) chunks are unrolled for speed on CPU, and
+      XLA may keep every unrolled chunk's intermediates at once; with more
+      chunks the loop is a ``lax.scan`` that holds one chunk. For a large
+      layer (e.g. batch 32 at 14x14x512 with a VGG head) pick a size that
+      gives more than 16 chunks.
     return_terms: return the first- and second-order terms separately
       (:class:`SecondOrderTerms`, the second without the factor 1/2).
     per_channel: keep the channel axis: channel ``c`` of position ``p``

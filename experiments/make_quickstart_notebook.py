@@ -49,7 +49,7 @@ model = models.create_model("cnn", input_shape=train.input_shape, num_classes=10
 opt = optax.adam(3e-3)
 state = training.create_train_state(model, opt, key=jax.random.key(1))
 state = training.fit(state, train, train_step=training.make_train_step(losses.cross_entropy_loss, opt),
-                     epochs=10, batch_size=64, progress=False)
+                     epochs=6, batch_size=64, progress=False)
 print(training.evaluate(state, test))
 graphdef, params, model_state = models.split_model(state.model())
 logits_fn = lambda x: models.apply_model(graphdef, params, model_state, x)[0]"""),
@@ -94,7 +94,7 @@ they keep 90% of the accuracy) give each prediction a label change rate; the
 conductance of the last conv layer feeds an error detector."""),
     ("code", """logits_p = lambda p, xb: models.apply_model(graphdef, p, model_state, xb)[0]
 gate = mutation.accuracy_gate(logits_p, test.x, test.y)
-mutants, info = mutation.make_mutants(jax.random.key(3), params, 20, "NAI", 0.05, accuracy_fn=gate)
+mutants, info = mutation.make_mutants(jax.random.key(3), params, 10, "NAI", 0.05, accuracy_fn=gate)
 lcr = mutation.label_change_rate(logits_p, params, mutants, test.x)
 wrong = training.predict(state, test.x).argmax(-1) != test.y
 print(f"{int(wrong.sum())} errors; AUROC of LCR {metrics.auroc(lcr, wrong):.3f}; "
@@ -119,7 +119,7 @@ for name, loss in (("plain", losses.cross_entropy_loss), ("rrr", losses.make_rrr
     ds = dtrain if name == "rrr" else data.Dataset(dtrain.x, dtrain.y, 10, dtrain.class_names,
         extras={"annotation": np.zeros(dtrain.x.shape, np.float32)})
     st = training.fit(st, ds, train_step=training.make_train_step(loss, optax.adam(1e-3)),
-                      epochs=30, batch_size=128, progress=False)
+                      epochs=15, batch_size=128, progress=False)
     g = np.abs(rrr.model_input_gradients(st, dtest.x))
     results[name] = (training.evaluate(st, dtest)["accuracy"],
                      float((g * dtest.extras["annotation"]).sum() / g.sum()))

@@ -22,10 +22,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax

@@ -25,6 +25,7 @@ import optax
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from helpers import small_setup as _small_setup
 from explicable_jax import (attribution, data, deliberative, detection, losses, metrics, models,
                             mutation, reporting, robustness, rrr, similarity, training)
 
@@ -193,14 +194,6 @@ def test_the_bad_input_table_covers_the_public_api():
 # Non-finite losses, damaged checkpoints, killed runs.
 
 
-def _small_setup(model="mlp", epochs=2, **kw):
-  cfg = training.TrainConfig(dataset="digits", model=model, epochs=epochs,
-                             batch_size=64, learning_rate=0.05, **kw)
-  train = data.load("digits", "train")
-  state, step = training.build(cfg, train)
-  return cfg, train, state, step
-
-
 def test_non_finite_loss_leaves_the_state_and_stops_fit(tmp_path):
   def nan_loss(logits, batch, params):
     return losses.cross_entropy(logits, batch["y"]) * jnp.nan
@@ -298,7 +291,7 @@ def _last_step(workdir):
 
 
 def test_runs_killed_at_random_points_resume_to_the_same_parameters(tmp_path):
-  """Three trials; in each the run is SIGKILLed twice, at a random step plus
+  """Two trials; in each the run is SIGKILLed twice, at a random step plus
   a random delay (so kills also land inside checkpoint writes), then run to
   the end. Every trial must end with the uninterrupted run's parameters."""
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -311,7 +304,7 @@ def test_runs_killed_at_random_points_resume_to_the_same_parameters(tmp_path):
   total = int(out.stdout.split("DONE")[1])
   reference = np.load(ref / "final.npy")
   rng = np.random.default_rng(2026)
-  for trial in range(3):
+  for trial in range(2):
     run = tmp_path / f"run{trial}"
     kills = np.sort(rng.integers(1, total - 50, size=2))
     for kill_at in kills:
@@ -396,7 +389,7 @@ def test_weighted_cross_entropy_properties(logits_seed, shift):
                              rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(st.integers(0, 10 ** 6), st.floats(0.0, 100.0))
 def test_input_gradient_penalty_properties(seed, lam):
   x = jax.random.normal(jax.random.key(seed), (3, 8, 8, 1))
@@ -449,7 +442,7 @@ _MUT_PARAMS = {"conv": {"kernel": jax.random.normal(jax.random.key(0), (3, 3, 2,
                "dense": {"kernel": jax.random.normal(jax.random.key(2), (12, 4))}}
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(st.integers(0, 2 ** 31 - 1), st.floats(0.17, 1.0))
 def test_mutation_operator_properties(seed, rate):
   key = jax.random.key(seed)

@@ -1,11 +1,8 @@
-import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import chex
 import jax
@@ -15,16 +12,9 @@ import optax
 import pytest
 
 from explicable_jax import data, losses, models, training
+from helpers import small_setup as _small_setup
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _small_setup(model="mlp", epochs=2, **kw):
-  cfg = training.TrainConfig(dataset="digits", model=model, epochs=epochs,
-                             batch_size=64, learning_rate=0.05, **kw)
-  train = data.load("digits", "train")
-  state, step = training.build(cfg, train)
-  return cfg, train, state, step
 
 
 def test_train_step_lowers_the_loss_and_matches_optax_cross_entropy(key):

@@ -21,7 +21,6 @@ import json
 import os
 import time
 
-import jax
 import numpy as np
 
 from explicable_jax import data, deliberative, models, training

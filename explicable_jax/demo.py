@@ -128,7 +128,7 @@ def explicable_section(report, train, test, key, *, epochs, progress):
     _heatmap(ax, cm.astype(float), names, f"confusion: {name}", fmt="{:.0f}")
   report.figure(fig, "The similarity matrix and each model's confusion matrix "
                      "(rows: true class, columns: predicted).")
-  return plain, {"rows": rows}
+  return plain
 
 
 def rrr_section(report, key, *, epochs, progress, quick):
@@ -200,10 +200,9 @@ def rrr_section(report, key, *, epochs, progress, quick):
       "to the other rule.")
   report.table(["model", "test accuracy", "corner share (rule 1)", "top-middle share (rule 2)"],
                tc_rows)
-  return {"decoy": rows, "toy_colors": tc_rows}
 
 
-def detection_section(report, state, held, key, *, n_mutants, progress):
+def detection_section(report, state, held, key, *, n_mutants):
   import matplotlib.pyplot as plt
   from sklearn.model_selection import StratifiedKFold
   g, params, model_state = models.split_model(state.model())
@@ -250,7 +249,6 @@ def detection_section(report, state, held, key, *, n_mutants, progress):
       f"{len(y)} held-out digits with {int(wrong.sum())} errors, so the AUROCs are noisy.")
   report.table(["error score", "AUROC"], rows)
   report.figure(fig, "ROC curves of the error scores.")
-  return {"auroc": rows, "errors": int(wrong.sum()), "n": len(y)}
 
 
 def insecurity_section(report, state, held, *, n_images=6):
@@ -283,7 +281,6 @@ def insecurity_section(report, state, held, *, n_images=6):
       "classes.")
   report.figure(fig, "Insecurities of the hardest held-out digits.")
   report.table(["index", "label", "prediction", "strongest pairs"], rows)
-  return {"rows": rows}
 
 
 def run_demo(out_dir: str = "explicable_jax_demo", *, quick: bool = False, seed: int = 0,
@@ -304,16 +301,16 @@ def run_demo(out_dir: str = "explicable_jax_demo", *, quick: bool = False, seed:
                          if quick else ""))
   stages = tqdm(total=4, desc="demo", unit="section", disable=not progress)
   stages.set_postfix_str("explicable mistakes")
-  base, summary = explicable_section(report, full, test, jax.random.fold_in(key, 1),
+  base = explicable_section(report, full, test, jax.random.fold_in(key, 1),
                                      epochs=epochs, progress=progress)
   stages.update(1)
   stages.set_postfix_str("right for the right reasons")
-  rrr_summary = rrr_section(report, jax.random.fold_in(key, 2), epochs=4 if quick else 40,
+  rrr_section(report, jax.random.fold_in(key, 2), epochs=4 if quick else 40,
                             progress=progress, quick=quick)
   stages.update(1)
   stages.set_postfix_str("error detection")
-  det_summary = detection_section(report, base, test, jax.random.fold_in(key, 3),
-                                  n_mutants=8 if quick else 50, progress=progress)
+  detection_section(report, base, test, jax.random.fold_in(key, 3),
+                    n_mutants=8 if quick else 50)
   stages.update(1)
   stages.set_postfix_str("insecurities")
   insecurity_section(report, base, test)
@@ -321,5 +318,4 @@ def run_demo(out_dir: str = "explicable_jax_demo", *, quick: bool = False, seed:
   stages.close()
   report.paragraph(f"Total wall time {time.time() - t0:.0f} s.", note=True)
   path = report.write(os.path.join(out_dir, "report.html"))
-  del summary, rrr_summary, det_summary
   return path

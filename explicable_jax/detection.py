@@ -20,6 +20,7 @@ change rate of mutants (:mod:`explicable_jax.mutation`) in a second,
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,6 +104,33 @@ class Detector:
 _jit_logit = jax.jit(lambda p, x: mlp_logit(p, x))
 
 
+@functools.partial(jax.jit, static_argnames=("batch_size", "dropout", "learning_rate",
+                                             "weight_decay"))
+def _detector_epoch(carry, xs, ys, w_pos, w_neg, key, *, batch_size, dropout, learning_rate,
+                    weight_decay):
+  """One shuffled epoch of :func:`train_detector` (module level, so that
+  every call with the same shapes and settings reuses one compilation)."""
+  opt = optax.adamw(learning_rate, weight_decay=weight_decay)
+  steps = xs.shape[0] // batch_size
+  order = jax.random.permutation(jax.random.fold_in(key, 0), xs.shape[0])
+  order = order[: steps * batch_size].reshape(steps, batch_size)
+
+  def loss_fn(p, xb, yb, k):
+    z = mlp_logit(p, xb, dropout=dropout, key=k)
+    w = jnp.where(yb > 0, w_pos, w_neg)
+    return jnp.mean(w * optax.sigmoid_binary_cross_entropy(z, yb))
+
+  def step(c, inp):
+    p, s = c
+    idx, i = inp
+    loss, g = jax.value_and_grad(loss_fn)(p, xs[idx], ys[idx], jax.random.fold_in(key, i + 1))
+    upd, s = opt.update(g, s, p)
+    return (optax.apply_updates(p, upd), s), loss
+
+  carry, losses = jax.lax.scan(step, carry, (order, jnp.arange(steps)))
+  return carry, losses.mean()
+
+
 def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] = (200, 200),
                    dropout: float = 0.5, epochs: int = 50, batch_size: int = 128,
                    learning_rate: float = 1e-3, weight_decay: float = 0.0,
@@ -144,31 +172,15 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
   opt = optax.adamw(learning_rate, weight_decay=weight_decay)
   opt_state = opt.init(params)
   bs = min(batch_size, n)
-  steps = n // bs
-
-  def loss_fn(p, xb, yb, k):
-    z = mlp_logit(p, xb, dropout=dropout, key=k)
-    w = jnp.where(yb > 0, w_pos, w_neg)
-    return jnp.mean(w * optax.sigmoid_binary_cross_entropy(z, yb))
-
-  @jax.jit
-  def epoch(carry, k):
-    p, s = carry
-    order = jax.random.permutation(jax.random.fold_in(k, 0), n)[: steps * bs].reshape(steps, bs)
-
-    def step(c, inp):
-      p, s = c
-      idx, i = inp
-      loss, g = jax.value_and_grad(loss_fn)(p, xs[idx], ys[idx], jax.random.fold_in(k, i + 1))
-      upd, s = opt.update(g, s, p)
-      return (optax.apply_updates(p, upd), s), loss
-    (p, s), losses = jax.lax.scan(step, (p, s), (order, jnp.arange(steps)))
-    return (p, s), losses.mean()
+  epoch = functools.partial(_detector_epoch, batch_size=bs, dropout=float(dropout),
+                            learning_rate=float(learning_rate),
+                            weight_decay=float(weight_decay))
 
   history = []
   carry = (params, opt_state)
   for e in range(epochs):
-    carry, loss = epoch(carry, jax.random.fold_in(key, e + 1))
+    carry, loss = epoch(carry, xs, ys, jnp.float32(w_pos), jnp.float32(w_neg),
+                        jax.random.fold_in(key, e + 1))
     loss = float(loss)
     if not np.isfinite(loss):
       raise FloatingPointError(f"detector training diverged at epoch {e} (loss {loss}); "

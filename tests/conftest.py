@@ -2,11 +2,38 @@
 points it at ``../shared/data``) and are skipped where it is unset."""
 import os
 import pathlib
+import shutil
+import tempfile
 
 import jax
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+
+
+def pytest_configure(config):
+  """One XLA compilation cache for the whole run: many tests build the same
+  small programs (in several pytest-xdist workers and in subprocesses, which
+  inherit the environment), and compiling dominates their time on CPU. A
+  cached executable is the one XLA would build, so results do not change.
+  Set $JAX_COMPILATION_CACHE_DIR yourself to keep the cache between runs."""
+  if _CACHE_ENV not in os.environ:
+    os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="explicable_jax_test_xla_cache_")
+    config._explicable_jax_cache = os.environ[_CACHE_ENV]
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                    float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                    int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+
+
+def pytest_unconfigure(config):
+  folder = getattr(config, "_explicable_jax_cache", None)
+  if folder:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -219,7 +219,8 @@ def test_affine_head_shortcut_matches_the_step_by_step_sum(key):
   def both(x):
     return [(A.layer_conductance(f, h, x, target="predicted", method=m),
              A.layer_conductance(f, h, x, target="predicted", method=m,
-                                 shortcut_affine_head=False)) for m in A.METHODS]
+                                 shortcut_affine_head=False))
+            for m in ("riemann_right", "riemann_trapezoid", "gausslegendre")]
   for fast, slow in both(x):
     chex.assert_trees_all_close(fast, slow, atol=1e-5)
 

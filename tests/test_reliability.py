@@ -263,7 +263,7 @@ _FIT_SCRIPT = """
 import sys, jax, numpy as np
 from explicable_jax import data, training
 workdir = sys.argv[1]
-cfg = training.TrainConfig(dataset="digits", model="mlp", epochs=12, batch_size=32,
+cfg = training.TrainConfig(dataset="digits", model="mlp", epochs=6, batch_size=32,
                            learning_rate=0.05, model_kwargs={"hidden": [32, 16], "dropout_rate": 0.2},
                            checkpoint_every=37, log_every=1)
 train = data.load("digits", "train")
@@ -291,7 +291,7 @@ def _last_step(workdir):
 
 
 def test_runs_killed_at_random_points_resume_to_the_same_parameters(tmp_path):
-  """Two trials; in each the run is SIGKILLed twice, at a random step plus
+  """Three trials; in each the run is SIGKILLed twice, at a random step plus
   a random delay (so kills also land inside checkpoint writes), then run to
   the end. Every trial must end with the uninterrupted run's parameters."""
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -304,7 +304,7 @@ def test_runs_killed_at_random_points_resume_to_the_same_parameters(tmp_path):
   total = int(out.stdout.split("DONE")[1])
   reference = np.load(ref / "final.npy")
   rng = np.random.default_rng(2026)
-  for trial in range(2):
+  for trial in range(3):
     run = tmp_path / f"run{trial}"
     kills = np.sort(rng.integers(1, total - 50, size=2))
     for kill_at in kills:
@@ -361,9 +361,12 @@ def test_the_same_seed_gives_bit_identical_results_on_cpu():
 # ---------------------------------------------------------------------------
 # Property tests.
 
-_logits = st.integers(2, 6).flatmap(lambda c: st.tuples(
-    st.lists(st.lists(st.floats(-20, 20), min_size=c, max_size=c), min_size=1, max_size=8),
-    st.integers(0, 10 ** 6)))
+# A few shapes only: each new shape compiles every op again, and the values
+# (not the shapes) are what the properties are about.
+_logits = st.tuples(st.sampled_from([1, 5]), st.sampled_from([2, 3, 6])).flatmap(
+    lambda nc: st.tuples(st.lists(st.lists(st.floats(-20, 20), min_size=nc[1], max_size=nc[1]),
+                                  min_size=nc[0], max_size=nc[0]),
+                         st.integers(0, 10 ** 6)))
 
 
 @settings(max_examples=40, deadline=None)

@@ -312,13 +312,34 @@ def _operator(operator) -> Callable:
 # Ensembles and label change rate.
 
 
+def _hashable(value):
+  """``value`` with lists turned into tuples (``layers=[...]``), for a cache key."""
+  if isinstance(value, list):
+    return tuple(_hashable(v) for v in value)
+  return value
+
+
+@functools.lru_cache(maxsize=32)
+def _vmapped_operator(op: Callable, rate: float, options: tuple) -> Callable:
+  """The operator vmapped over keys and jitted, params an argument (not a
+  constant folded into the program), so that every draw of the same kind
+  reuses one compilation."""
+  kwargs = dict(options)
+  return jax.jit(jax.vmap(lambda k, p: op(k, p, rate, **kwargs), in_axes=(0, None)))
+
+
 def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options):
   """``n`` mutants as one stacked pytree (leading axis ``n``): the operator
   ``vmap``-ed over ``jax.random.split(key, n)``."""
   _validation.check_positive("n", n, integer=True)
   op = _operator(operator)
   keys = jax.random.split(key, int(n))
-  return jax.jit(jax.vmap(lambda k: op(k, params, rate, **options)))(keys)
+  try:
+    fn = _vmapped_operator(op, rate, tuple(sorted((k, _hashable(v))
+                                                  for k, v in options.items())))
+  except TypeError:  # an unhashable option: compile for this call only
+    fn = jax.jit(jax.vmap(lambda k, p: op(k, p, rate, **options), in_axes=(0, None)))
+  return fn(keys, params)
 
 
 def check_mutants(mutants, params) -> int:

@@ -302,11 +302,11 @@ def run_demo(out_dir: str = "explicable_jax_demo", *, quick: bool = False, seed:
   stages = tqdm(total=4, desc="demo", unit="section", disable=not progress)
   stages.set_postfix_str("explicable mistakes")
   base = explicable_section(report, full, test, jax.random.fold_in(key, 1),
-                                     epochs=epochs, progress=progress)
+                            epochs=epochs, progress=progress)
   stages.update(1)
   stages.set_postfix_str("right for the right reasons")
   rrr_section(report, jax.random.fold_in(key, 2), epochs=4 if quick else 40,
-                            progress=progress, quick=quick)
+              progress=progress, quick=quick)
   stages.update(1)
   stages.set_postfix_str("error detection")
   detection_section(report, base, test, jax.random.fold_in(key, 3),

@@ -104,13 +104,17 @@ class Detector:
 _jit_logit = jax.jit(lambda p, x: mlp_logit(p, x))
 
 
+def _detector_optimizer(learning_rate: float, weight_decay: float):
+  return optax.adamw(learning_rate, weight_decay=weight_decay)
+
+
 @functools.partial(jax.jit, static_argnames=("batch_size", "dropout", "learning_rate",
                                              "weight_decay"))
 def _detector_epoch(carry, xs, ys, w_pos, w_neg, key, *, batch_size, dropout, learning_rate,
                     weight_decay):
   """One shuffled epoch of :func:`train_detector` (module level, so that
   every call with the same shapes and settings reuses one compilation)."""
-  opt = optax.adamw(learning_rate, weight_decay=weight_decay)
+  opt = _detector_optimizer(learning_rate, weight_decay)
   steps = xs.shape[0] // batch_size
   order = jax.random.permutation(jax.random.fold_in(key, 0), xs.shape[0])
   order = order[: steps * batch_size].reshape(steps, batch_size)
@@ -169,8 +173,7 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
   else:
     w_pos = w_neg = 1.0
   params = init_mlp(jax.random.fold_in(key, 0), [x.shape[1], *hidden, 1])
-  opt = optax.adamw(learning_rate, weight_decay=weight_decay)
-  opt_state = opt.init(params)
+  opt_state = _detector_optimizer(learning_rate, weight_decay).init(params)
   bs = min(batch_size, n)
   epoch = functools.partial(_detector_epoch, batch_size=bs, dropout=float(dropout),
                             learning_rate=float(learning_rate),

@@ -203,9 +203,18 @@ def gaussian_fuzzing(key: jax.Array, params, rate: float, *, layers="conv",
                                                 "gaussian_fuzzing")
   masks = _global_masks(jax.random.fold_in(key, 0), units, k)
   leaves = list(leaves)
+  # One draw for every eligible weight, cut into the leaves' shapes: one
+  # random-bits program instead of one per leaf compiles in seconds rather
+  # than about a minute for ResNet-20 on XLA:CPU.
+  sizes = [int(np.size(leaves[i])) for i in idx]
+  dtype = jnp.result_type(*(leaves[i] for i in idx))
+  if not jnp.issubdtype(dtype, jnp.floating):
+    dtype = jnp.float32
+  all_noise = jax.random.normal(jax.random.fold_in(key, 1), (sum(sizes),), dtype)
+  offsets = np.cumsum([0, *sizes])
   for n, (i, m) in enumerate(zip(idx, masks)):
     w = leaves[i]
-    noise = jax.random.normal(jax.random.fold_in(key, n + 1), w.shape, w.dtype)
+    noise = all_noise[offsets[n]:offsets[n + 1]].reshape(w.shape).astype(w.dtype)
     if mode == "additive":
       scale = w.std() if sigma is None else sigma
       new = w + scale * noise
@@ -312,13 +321,6 @@ def _operator(operator) -> Callable:
 # Ensembles and label change rate.
 
 
-def _hashable(value):
-  """``value`` with lists turned into tuples (``layers=[...]``), for a cache key."""
-  if isinstance(value, list):
-    return tuple(_hashable(v) for v in value)
-  return value
-
-
 @functools.lru_cache(maxsize=32)
 def _vmapped_operator(op: Callable, rate: float, options: tuple) -> Callable:
   """The operator vmapped over keys and jitted, params an argument (not a
@@ -335,9 +337,8 @@ def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options
   op = _operator(operator)
   keys = jax.random.split(key, int(n))
   try:
-    fn = _vmapped_operator(op, rate, tuple(sorted((k, _hashable(v))
-                                                  for k, v in options.items())))
-  except TypeError:  # an unhashable option: compile for this call only
+    fn = _vmapped_operator(op, rate, tuple(sorted(options.items())))
+  except TypeError:  # an unhashable option (a list, an array): compile for this call only
     fn = jax.jit(jax.vmap(lambda k, p: op(k, p, rate, **options), in_axes=(0, None)))
   return fn(keys, params)
 
@@ -485,6 +486,15 @@ def label_change_rate(logits_fn: Callable, params, mutants, x, *,
   return (preds != np.asarray(original_predictions)[None, :]).sum(0) / n
 
 
+class GateRejectedError(ValueError):
+  """:func:`make_mutants` gave up: fewer than ``n`` of the ``drawn`` mutants
+  passed the accuracy gate (``accepted`` did); the rate is too high."""
+
+  def __init__(self, message: str, *, drawn: int, accepted: int):
+    super().__init__(message)
+    self.drawn, self.accepted = drawn, accepted
+
+
 def make_mutants(key: jax.Array, params, n: int, operator, rate: float, *,
                  accuracy_fn: Callable[[Any], np.ndarray] | None = None,
                  min_relative_accuracy: float = 0.9, max_draws: int | None = None,
@@ -507,7 +517,8 @@ def make_mutants(key: jax.Array, params, n: int, operator, rate: float, *,
     accuracy_fn: the gate, or ``None`` to keep every mutant.
     min_relative_accuracy: the gate's threshold (0.9 in both papers).
     max_draws: give up after this many mutants drawn (default ``20 n``),
-      with an error saying the rate is too high.
+      raising :class:`GateRejectedError` (a ``ValueError``) that says the
+      rate is too high and carries ``drawn`` and ``accepted``.
     batch: mutants per vmapped draw (default ``n``).
     **options: the operator's keyword options (``layers``, ``granularity``...).
 
@@ -542,10 +553,11 @@ def make_mutants(key: jax.Array, params, n: int, operator, rate: float, *,
       accs.append(acc[sel])
   got = sum(len(a) for a in accs)
   if got < n:
-    raise ValueError(
+    raise GateRejectedError(
         f"rate={rate} is too high for operator {operator if isinstance(operator, str) else operator.__name__}: "
         f"only {got} of {drawn} mutants kept {min_relative_accuracy:.0%} of the original "
-        f"accuracy {original:.4f} (wanted n={n}); lower the rate or raise max_draws.")
+        f"accuracy {original:.4f} (wanted n={n}); lower the rate or raise max_draws.",
+        drawn=drawn, accepted=got)
   stacked = jax.tree.map(lambda *a: jnp.concatenate(a)[:n], *kept)
   return stacked, {"drawn": drawn, "accepted": got, "original_accuracy": original,
                    "accuracies": np.concatenate(accs)[:n]}

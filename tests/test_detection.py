@@ -64,8 +64,11 @@ def test_mlp_detector_learns_a_separable_problem_deterministically():
   det = detection.train_detector(jax.random.key(0), x, y, epochs=15, batch_size=64)
   assert det.history[-1] < det.history[0]
   assert metrics.auroc(det.scores(xt), yt) > 0.95
+  compiled = detection._detector_epoch._cache_size()
   again = detection.train_detector(jax.random.key(0), x, y, epochs=15, batch_size=64)
   np.testing.assert_array_equal(det.scores(xt), again.scores(xt))
+  # The second call (same shapes and settings) reused the first's compilation.
+  assert detection._detector_epoch._cache_size() == compiled
 
 
 def test_balanced_class_weight_raises_the_recall_of_rare_errors():

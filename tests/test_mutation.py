@@ -197,9 +197,26 @@ def test_make_mutants_gate_keeps_only_accurate_mutants_and_draws_more():
   assert np.all(info["accuracies"] == 1.0) and info["original_accuracy"] == 1.0
   assert info["drawn"] > info["accepted"] >= 5  # some were rejected, more were drawn
   assert calls[0] == 1 and set(calls[1:]) == {3}  # the original, then batches of 3
-  with pytest.raises(ValueError, match="too high"):
+  with pytest.raises(mutation.GateRejectedError, match="too high") as failed:
     mutation.make_mutants(jax.random.key(0), p, 2, "NAI", 1.0, layers="kernels",
                           accuracy_fn=accuracy_fn, max_draws=6)
+  assert isinstance(failed.value, ValueError)
+  assert (failed.value.drawn, failed.value.accepted) == (6, 0)
+
+
+def test_mutate_many_compiles_once_for_every_draw_of_the_same_kind():
+  p = _params(6)
+  mutation._vmapped_operator.cache_clear()
+  first = mutation.mutate_many(jax.random.key(0), p, 3, "GF", 0.2, granularity="neuron")
+  fn = mutation._vmapped_operator(mutation.gaussian_fuzzing, 0.2, (("granularity", "neuron"),))
+  compiled = fn._cache_size()
+  second = mutation.mutate_many(jax.random.key(1), p, 3, "GF", 0.2, granularity="neuron")
+  assert fn._cache_size() == compiled == 1  # the second draw reused the first's program
+  assert not np.array_equal(first["conv2"]["kernel"], second["conv2"]["kernel"])
+  # New parameter values (not shapes) do not recompile either: they are an argument.
+  mutation.mutate_many(jax.random.key(1), jax.tree.map(lambda a: a + 1, p), 3, "GF", 0.2,
+                       granularity="neuron")
+  assert fn._cache_size() == 1
 
 
 def _wang_detect(changes, threshold, sigma, alpha, beta):

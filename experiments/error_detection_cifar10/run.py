@@ -157,13 +157,14 @@ def main() -> None:
       muts, info = mutation.make_mutants(
           jax.random.fold_in(key, 1000 + i), params, args.table3_mutants, op, r,
           accuracy_fn=gate, max_draws=args.table3_max_draws, **opts)
-    except ValueError as e:
+    except mutation.GateRejectedError as e:
       print(f"Table 3 {op} {r}: {e}")
-      return {"row": np.array([np.nan, np.nan, np.nan, args.table3_max_draws])}
+      return {"row": np.array([np.nan, np.nan, np.nan, e.drawn, e.accepted])}
     lcr = mutation.label_change_rate(logits_p, params, muts, xv[:n3],
                                      original_predictions=pc["pred_validation"][:n3])
     w = wrong["validation"][:n3]
-    row = np.array([lcr[~w].mean(), lcr[w].mean(), metrics.auroc(lcr, w), info["drawn"]])
+    row = np.array([lcr[~w].mean(), lcr[w].mean(), metrics.auroc(lcr, w), info["drawn"],
+                    info["accepted"]])
     print(f"Table 3 {op} rate {r}: LCR correct {row[0]:.4f} wrong {row[1]:.4f} AUROC "
           f"{row[2]:.3f} ({info['drawn']} drawn, {time.time() - t0:.0f}s)")
     return {"row": row}
@@ -253,7 +254,7 @@ def main() -> None:
 
   res = {"date": datetime.date.today().isoformat(), "data": data.JPEG_CAVEAT,
          "accuracy": acc, "num_wrong": {k: int(w.sum()) for k, w in wrong.items()},
-         "table3": {k: dict(zip(["lcr_correct", "lcr_wrong", "auroc", "drawn"],
+         "table3": {k: dict(zip(["lcr_correct", "lcr_wrong", "auroc", "drawn", "accepted"],
                                 [float(a) if np.isfinite(a) else None for a in v]))
                     for k, v in t3.items()},
          "chosen": {"operator": op, "rate": rate, "mutants": int(lc["changes_test"].shape[0]),
@@ -270,8 +271,8 @@ def main() -> None:
       ["operator, rate", "mean LCR correct", "mean LCR wrong", "validation AUROC", "drawn"],
       [[k.replace("_", ", "), f"{v[0]:.4f}", f"{v[1]:.4f}", f"{v[2]:.3f}", int(v[3])]
        if np.isfinite(v[2]) else
-       [k.replace("_", ", "), "rate too high", f"fewer than {args.table3_mutants} of",
-        f"{int(v[3])} mutants kept 90% accuracy", int(v[3])]
+       [k.replace("_", ", "), "-", "-",
+        f"rate too high: {int(v[4])} of {int(v[3])} mutants kept 90% accuracy", int(v[3])]
        for k, v in t3.items()])
   reporting.save_results(args.out, res, [table4, table3])
   print(f"wall time {time.time() - t0:.0f}s")

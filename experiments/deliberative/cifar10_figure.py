@@ -93,7 +93,7 @@ def main() -> None:
   draw(test.x[hard], test.y[hard], preds, items, names,
        os.path.join(args.out, "cifar10_insecurities.png"), args.per_image)
   record = {
-      "model": os.path.abspath(path), "model_meta": meta, "layer": layer,
+      "model": path, "model_meta": meta, "layer": layer,
       "method": args.method, "r": args.r, "data": data.JPEG_CAVEAT,
       "wall_seconds": time.time() - t0,
       "images": [{"test_index": int(i), "label": names[int(test.y[i])],

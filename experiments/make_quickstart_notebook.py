@@ -92,10 +92,10 @@ plt.show()"""),
 Mutants of the parameters (here NAI: negate 5% of the conv filters, kept only if
 they keep 90% of the accuracy) give each prediction a label change rate; the
 conductance of the last conv layer feeds an error detector."""),
-    ("code", """logits_p = lambda p, xb: models.apply_model(graphdef, p, model_state, xb)[0]
-gate = mutation.accuracy_gate(logits_p, test.x, test.y)
-mutants, info = mutation.make_mutants(jax.random.key(3), params, 10, "NAI", 0.05, accuracy_fn=gate)
-lcr = mutation.label_change_rate(logits_p, params, mutants, test.x)
+    ("code", """clf = state.classifier          # the one model contract: logits, split, params
+gate = mutation.accuracy_gate(clf, test.x, test.y)
+mutants, info = mutation.make_mutants(jax.random.key(3), clf, 10, "NAI", 0.05, accuracy_fn=gate)
+lcr = mutation.label_change_rate(clf, mutants, test.x)
 wrong = training.predict(state, test.x).argmax(-1) != test.y
 print(f"{int(wrong.sum())} errors; AUROC of LCR {metrics.auroc(lcr, wrong):.3f}; "
       f"mutants drawn {info['drawn']}")

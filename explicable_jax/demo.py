@@ -214,10 +214,11 @@ def detection_section(report, state, held, key, *, n_mutants):
   f, h = models.split_at(g, params, model_state, FEATURE_LAYER)
   cond = attribution.layer_conductance(f, h, jnp.asarray(x), target="predicted", n_steps=10)
   feats = np.concatenate([np.eye(10)[pred], np.asarray(attribution.per_feature_map(cond))], 1)
-  gate = mutation.accuracy_gate(logits_p, x, y)
-  mutants, _ = mutation.make_mutants(jax.random.fold_in(key, 0), params, n_mutants, "NAI",
+  clf = state.classifier
+  gate = mutation.accuracy_gate(clf, x, y)
+  mutants, _ = mutation.make_mutants(jax.random.fold_in(key, 0), clf, n_mutants, "NAI",
                                      0.05, accuracy_fn=gate)
-  lcr = mutation.label_change_rate(logits_p, params, mutants, x, original_predictions=pred)
+  lcr = mutation.label_change_rate(clf, mutants, x, original_predictions=pred)
   det = np.empty(len(y))
   comb = np.empty(len(y))
   folds = StratifiedKFold(min(5, int(wrong.sum())), shuffle=True, random_state=0)

@@ -39,6 +39,7 @@ stays bit-identical.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -48,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explicable_jax import _validation
+from explicable_jax import _batching, _validation
 
 LAYERS = ("conv", "kernels", "all")
 GRANULARITIES = ("weight", "neuron")
@@ -203,9 +204,9 @@ def gaussian_fuzzing(key: jax.Array, params, rate: float, *, layers="conv",
                                                 "gaussian_fuzzing")
   masks = _global_masks(jax.random.fold_in(key, 0), units, k)
   leaves = list(leaves)
-  # One draw for every eligible weight, cut into the leaves' shapes: one
-  # random-bits program instead of one per leaf compiles in seconds rather
-  # than about a minute for ResNet-20 on XLA:CPU.
+  # One draw for every eligible weight, cut into the leaves' shapes: a single
+  # random-bits program instead of one per leaf, which XLA:CPU compiles far
+  # faster for a many-layer model.
   sizes = [int(np.size(leaves[i])) for i in idx]
   dtype = jnp.result_type(*(leaves[i] for i in idx))
   if not jnp.issubdtype(dtype, jnp.floating):
@@ -332,8 +333,10 @@ def _vmapped_operator(op: Callable, rate: float, options: tuple) -> Callable:
 
 def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options):
   """``n`` mutants as one stacked pytree (leading axis ``n``): the operator
-  ``vmap``-ed over ``jax.random.split(key, n)``."""
+  ``vmap``-ed over ``jax.random.split(key, n)``. ``params``: a parameter
+  pytree or a Classifier (its params)."""
   _validation.check_positive("n", n, integer=True)
+  params = _params_of("params", params)
   op = _operator(operator)
   keys = jax.random.split(key, int(n))
   try:
@@ -374,13 +377,62 @@ def _chunks(n: int, size: int):
 STRATEGIES = ("auto", "map", "vmap")
 
 
-def mutant_predictions(logits_fn: Callable, mutants, x, *, mutant_chunk: int = 10,
+@dataclasses.dataclass(frozen=True)
+class _ParamsLogits:
+  """``logits_fn(params, x)`` given by the user: ``(params, extra, x) -> logits``."""
+  fn: Callable
+
+  def __call__(self, p, extra, xb):
+    return self.fn(p, xb)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ClassifierLogits:
+  """A classifier's evaluation-mode logits as a function of its params,
+  with its state passed in (never a constant folded into the program)."""
+  spec: Any
+
+  def __call__(self, p, state, xb):
+    return self.spec.backend.apply(p, state, xb, train=False, key=None)[0]
+
+
+def _as_logits(model):
+  """``(fn(params, extra, x), extra, original_params or None)`` for a
+  Classifier (or TrainState) or a ``logits_fn(params, x)``."""
+  clf = _classifier_or_none(model)
+  if clf is not None:
+    return _ClassifierLogits(clf.spec), clf.state, clf.params
+  if not callable(model):
+    raise TypeError(
+        f"model must be a models.Classifier or a function logits_fn(params, x); got "
+        f"{type(model).__name__}.")
+  return _ParamsLogits(model), None, None
+
+
+def _classifier_or_none(model):
+  from explicable_jax import models  # the contract; models never imports mutation
+  if isinstance(model, models.Classifier) or isinstance(
+      getattr(model, "classifier", None), models.Classifier):
+    return models.as_classifier("model", model)
+  return None
+
+
+def _params_of(name: str, model_or_params):
+  """A Classifier's (or TrainState's) params, or the pytree itself."""
+  clf = _classifier_or_none(model_or_params)
+  return clf.params if clf is not None else model_or_params
+
+
+def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
                        batch_size: int = 500, strategy: str = "auto") -> np.ndarray:
   """Predicted classes of every mutant on every input, ``(n_mutants, N)``.
 
-  ``logits_fn(params, x_batch) -> logits`` is the model as a function of its
-  (mutated) parameters. Each jitted call handles ``mutant_chunk`` mutants on
-  ``batch_size`` inputs, so memory holds at most that many forward passes:
+  ``model`` is the :class:`~explicable_jax.models.Classifier` the mutants
+  were drawn from (each mutant is ``clf.with_params(m)``), or a function
+  ``logits_fn(params, x_batch) -> logits``. Each jitted call handles
+  ``mutant_chunk`` mutants on ``batch_size`` inputs (the batches come from
+  the library's one batching helper), so memory holds at most that many
+  forward passes:
 
   * ``vmap``: the mutants are batched with ``jax.vmap`` (a convolution with
     one kernel per mutant becomes a grouped convolution), the right choice
@@ -400,9 +452,10 @@ def mutant_predictions(logits_fn: Callable, mutants, x, *, mutant_chunk: int = 1
   _validation.check_choice("strategy", strategy, STRATEGIES)
   if strategy == "auto":
     strategy = "map" if jax.default_backend() == "cpu" else "vmap"
+  logits_fn, extra, _ = _as_logits(model)
   n = jax.tree.leaves(mutants)[0].shape[0]
   x = np.asarray(x)
-  _check_logits_fn(logits_fn, mutants, x)
+  _check_logits_fn(logits_fn, extra, mutants, x)
   ndev = jax.device_count()
   mutant_chunk = -(-mutant_chunk // ndev) * ndev
   fn = _chunk_predictor(logits_fn, strategy, ndev)
@@ -412,49 +465,51 @@ def mutant_predictions(logits_fn: Callable, mutants, x, *, mutant_chunk: int = 1
     pad = mutant_chunk - (m1 - m0)
     if pad:  # one compiled shape: repeat the first mutant
       chunk = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]), chunk)
-    for b0, b1 in _chunks(len(x), batch_size):
-      xb = x[b0:b1]
-      if len(xb) < batch_size and len(x) > batch_size:
-        xb = np.concatenate([xb, np.repeat(xb[:1], batch_size - len(xb), 0)])
-      out[m0:m1, b0:b1] = np.asarray(fn(chunk, jnp.asarray(xb)))[: m1 - m0, : b1 - b0]
+    # (n_chunk, batch) per call; the helper maps over the input axis.
+    preds = _batching.map_batches(
+        lambda c, e, xb: fn(c, e, xb).T, [x], batch_size=batch_size,
+        args=(chunk, extra), devices=1)
+    out[m0:m1] = preds.T[: m1 - m0]
   return out
 
 
-def _check_logits_fn(logits_fn, mutants, x) -> None:
-  """``x`` must be a batch and ``logits_fn(params, x)`` must give ``(batch, classes)``."""
+def _check_logits_fn(logits_fn, extra, mutants, x) -> None:
+  """``x`` must be a batch and the model must give ``(batch, classes)``."""
   if x.ndim < 2 or len(x) == 0:
     raise ValueError(f"x must be a non-empty batch of inputs (rank >= 2); got shape {x.shape}.")
   one = jax.tree.map(lambda a: a[0], mutants)
   k = min(len(x), 2)
   try:
-    out = jax.eval_shape(logits_fn, one, jax.ShapeDtypeStruct((k, *x.shape[1:]), x.dtype))
+    out = jax.eval_shape(logits_fn, one, extra,
+                         jax.ShapeDtypeStruct((k, *x.shape[1:]), x.dtype))
   except Exception as e:  # noqa: BLE001 - re-raised with the shapes that matter
-    raise ValueError(f"logits_fn(params, x) fails on inputs of shape {(k, *x.shape[1:])} "
-                     f"(x has shape {x.shape}): {type(e).__name__}: {e}"[:500]) from e
+    raise ValueError(f"the model fails on inputs of shape {(k, *x.shape[1:])} "
+                     f"(x has shape {x.shape}) with these mutants: "
+                     f"{type(e).__name__}: {e}"[:500]) from e
   if len(out.shape) != 2 or out.shape[0] != k:
-    raise ValueError(f"logits_fn(params, x) must return (batch, classes) logits; for x of "
+    raise ValueError(f"the model must return (batch, classes) logits; for x of "
                      f"shape {(k, *x.shape[1:])} it returns shape {out.shape}.")
 
 
 @functools.lru_cache(maxsize=32)
 def _chunk_predictor(logits_fn, strategy: str, ndev: int):
-  def predict(p, xb):
-    return jnp.argmax(logits_fn(p, xb), -1).astype(jnp.int32)
+  def predict(p, extra, xb):
+    return jnp.argmax(logits_fn(p, extra, xb), -1).astype(jnp.int32)
 
   if strategy == "vmap":
-    local = jax.vmap(predict, in_axes=(0, None))
+    local = jax.vmap(predict, in_axes=(0, None, None))
   else:
-    def local(chunk, xb):
-      return jax.lax.map(lambda p: predict(p, xb), chunk)
+    def local(chunk, extra, xb):
+      return jax.lax.map(lambda p: predict(p, extra, xb), chunk)
   if ndev == 1:
     return jax.jit(local)
   from jax.sharding import Mesh, PartitionSpec as P
   mesh = Mesh(np.array(jax.devices()), ("mutants",))
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("mutants"), P()),
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("mutants"), P(), P()),
                                out_specs=P("mutants")))
 
 
-def label_change_rate(logits_fn: Callable, params, mutants, x, *,
+def label_change_rate(model, mutants, x, *, params=None,
                       original_predictions=None, mutant_chunk: int = 10,
                       batch_size: int = 500) -> np.ndarray:
   """LCR of every input: the fraction of mutants whose label differs from
@@ -463,25 +518,35 @@ def label_change_rate(logits_fn: Callable, params, mutants, x, *,
   .. math:: \\mathrm{LCR}(x) = \\frac{1}{|M|} \\sum_{m \\in M} [m(x) \\ne f(x)]
 
   Args:
-    logits_fn: ``(params, x_batch) -> logits``.
-    params: the original parameters.
+    model: the original :class:`~explicable_jax.models.Classifier` (its
+      params are the original), or ``logits_fn(params, x)`` with ``params=``.
     mutants: the stacked mutant parameters (:func:`make_mutants`).
     x: ``(N, ...)`` inputs.
+    params: the original parameters, for a ``logits_fn`` model only.
     original_predictions: ``f(x)`` if already known.
     mutant_chunk, batch_size: see :func:`mutant_predictions`.
 
   Returns:
     ``(N,)`` rates in ``[0, 1]``.
   """
+  _, _, clf_params = _as_logits(model)
+  if clf_params is not None:
+    if params is not None:
+      raise ValueError("params must not be given with a Classifier model (its "
+                       "params are the original's).")
+    params = clf_params
+  elif params is None:
+    raise ValueError("params (the original parameters) is required when model is "
+                     "a logits_fn(params, x) function.")
   n = check_mutants(mutants, params)
   if original_predictions is None:
     single = jax.tree.map(lambda a: a[None], params)
-    original_predictions = mutant_predictions(logits_fn, single, x, mutant_chunk=1,
+    original_predictions = mutant_predictions(model, single, x, mutant_chunk=1,
                                               batch_size=batch_size)[0]
   elif np.shape(original_predictions) != (len(x),):
     raise ValueError(f"original_predictions must hold one label per input, shape ({len(x)},); "
                      f"got shape {np.shape(original_predictions)}.")
-  preds = mutant_predictions(logits_fn, mutants, x, mutant_chunk=mutant_chunk,
+  preds = mutant_predictions(model, mutants, x, mutant_chunk=mutant_chunk,
                              batch_size=batch_size)
   return (preds != np.asarray(original_predictions)[None, :]).sum(0) / n
 
@@ -495,7 +560,7 @@ class GateRejectedError(ValueError):
     self.drawn, self.accepted = drawn, accepted
 
 
-def make_mutants(key: jax.Array, params, n: int, operator, rate: float, *,
+def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
                  accuracy_fn: Callable[[Any], np.ndarray] | None = None,
                  min_relative_accuracy: float = 0.9, max_draws: int | None = None,
                  batch: int | None = None, **options):
@@ -510,7 +575,8 @@ def make_mutants(key: jax.Array, params, n: int, operator, rate: float, *,
 
   Args:
     key: PRNG key; draw ``d`` uses ``fold_in(key, d)``.
-    params: the trained parameters.
+    model: the trained :class:`~explicable_jax.models.Classifier` (its
+      params are mutated) or the parameter pytree itself.
     n: mutants wanted.
     operator: ``"GF"``, ``"NAI"``, ``"WS"``, ``"NS"`` or an operator function.
     rate: the operator's mutation rate.
@@ -533,6 +599,7 @@ def make_mutants(key: jax.Array, params, n: int, operator, rate: float, *,
   _validation.check_positive("max_draws", max_draws, integer=True)
   batch = n if batch is None else batch
   _validation.check_positive("batch", batch, integer=True)
+  params = _params_of("model", model)
   kept, accs, drawn, draw = [], [], 0, 0
   original = None
   if accuracy_fn is not None:
@@ -555,22 +622,26 @@ def make_mutants(key: jax.Array, params, n: int, operator, rate: float, *,
   if got < n:
     raise GateRejectedError(
         f"rate={rate} is too high for operator {operator if isinstance(operator, str) else operator.__name__}: "
-        f"only {got} of {drawn} mutants kept {min_relative_accuracy:.0%} of the original "
-        f"accuracy {original:.4f} (wanted n={n}); lower the rate or raise max_draws.",
+        + (f"only {got} of {drawn} mutants kept {min_relative_accuracy:.0%} of the original "
+           f"accuracy {original:.4f} (wanted n={n}); lower the rate or raise max_draws."
+           if original is not None else
+           f"only {got} mutants were drawn within max_draws={max_draws} (wanted n={n}); "
+           "raise max_draws."),
         drawn=drawn, accepted=got)
   stacked = jax.tree.map(lambda *a: jnp.concatenate(a)[:n], *kept)
   return stacked, {"drawn": drawn, "accepted": got, "original_accuracy": original,
                    "accuracies": np.concatenate(accs)[:n]}
 
 
-def accuracy_gate(logits_fn: Callable, x, y, *, mutant_chunk: int = 10,
+def accuracy_gate(model, x, y, *, mutant_chunk: int = 10,
                   batch_size: int = 500) -> Callable:
   """An ``accuracy_fn`` for :func:`make_mutants`: the accuracy of every
-  stacked mutant on ``(x, y)`` (a validation set)."""
+  stacked mutant on ``(x, y)`` (a validation set). ``model``: a Classifier
+  or ``logits_fn(params, x)``."""
   y = np.asarray(y)
 
   def accuracy_fn(stacked):
-    preds = mutant_predictions(logits_fn, stacked, x, mutant_chunk=mutant_chunk,
+    preds = mutant_predictions(model, stacked, x, mutant_chunk=mutant_chunk,
                                batch_size=batch_size)
     return (preds == y[None, :]).mean(axis=1)
   return accuracy_fn

@@ -9,6 +9,7 @@ annotations in :mod:`explicable_jax.data.rrr`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from explicable_jax import _validation, losses, models, training
+from explicable_jax import _batching, _validation, losses, models, training
 from explicable_jax.data import Dataset
 from explicable_jax.data.rrr import explanation_mask
 
@@ -25,24 +26,34 @@ __all__ = ["explanation_mask", "model_input_gradients", "find_another_explanatio
            "FoundModel"]
 
 
-def model_input_gradients(state: training.TrainState, x, *, batch_size: int = 1000,
-                          **options) -> np.ndarray:
-  """:func:`explicable_jax.losses.input_gradients` of a trained state's
-  model (evaluation mode) for every row of ``x``, in batches.
+@functools.partial(jax.jit, static_argnames=("options",))
+def _input_gradients_batch(clf, xb, yb, *, options):
+  return losses.input_gradients(clf.logits, training.to_float(xb), labels=yb, **dict(options))
 
-  ``options``: ``scale`` and ``classes`` (default ``log`` and ``sum``, the
-  quantities the penalty constrains); ``classes="true"`` takes ``labels``.
+
+def model_input_gradients(model, x, *, batch_size: int = 1000, **options) -> np.ndarray:
+  """:func:`explicable_jax.losses.input_gradients` of a model (evaluation
+  mode) for every row of ``x``, in batches.
+
+  ``model``: a :class:`~explicable_jax.models.Classifier` or a
+  :class:`~explicable_jax.training.TrainState`. ``options``: ``scale`` and
+  ``classes`` (default ``log`` and ``sum``, the quantities the penalty
+  constrains); ``classes="true"`` takes ``labels``.
   """
+  clf = models.as_classifier("model", model)
   labels = options.pop("labels", None)
-  fn = jax.jit(lambda xb, yb: losses.input_gradients(
-      lambda v: state.apply(v)[0], xb, labels=yb, **options))
   x = np.asarray(x)
-  out = []
-  for i in range(0, len(x), batch_size):
-    xb = jnp.asarray(training.data_lib.to_float(x[i:i + batch_size]))
-    yb = None if labels is None else jnp.asarray(labels[i:i + batch_size])
-    out.append(np.asarray(fn(xb, yb)))
-  return np.concatenate(out)
+  y = np.zeros(len(x), np.int32) if labels is None else np.asarray(labels)
+  if labels is None and options.get("classes") == "true":
+    raise ValueError("labels is required for classes='true'.")
+  opts = tuple(sorted(options.items()))
+  if labels is None:
+    return _batching.map_batches(
+        lambda c, xb: _input_gradients_batch(c, xb, None, options=opts), [x],
+        batch_size=batch_size, args=(clf,))
+  return _batching.map_batches(
+      lambda c, xb, yb: _input_gradients_batch(c, xb, yb, options=opts), [x, y],
+      batch_size=batch_size, args=(clf,))
 
 
 @dataclasses.dataclass

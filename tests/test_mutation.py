@@ -166,7 +166,7 @@ def test_label_change_rate_matches_a_loop_over_mutants():
                  "bias": jnp.zeros(5)}}
   x = np.asarray(jax.random.normal(jax.random.key(1), (37, 8)))
   muts = mutation.mutate_many(jax.random.key(2), p, 7, "GF", 0.3, layers="kernels")
-  lcr = mutation.label_change_rate(_linear, p, muts, x, mutant_chunk=3, batch_size=10)
+  lcr = mutation.label_change_rate(_linear, muts, x, params=p, mutant_chunk=3, batch_size=10)
   orig = np.argmax(_linear(p, x), -1)
   want = np.zeros(len(x))
   for i in range(7):
@@ -175,7 +175,7 @@ def test_label_change_rate_matches_a_loop_over_mutants():
   np.testing.assert_allclose(lcr, want / 7)
   # A mutant equal to the model changes nothing.
   same = jax.tree.map(lambda a: a[None], p)
-  np.testing.assert_array_equal(mutation.label_change_rate(_linear, p, same, x), 0.0)
+  np.testing.assert_array_equal(mutation.label_change_rate(_linear, same, x, params=p), 0.0)
 
 
 def test_make_mutants_gate_keeps_only_accurate_mutants_and_draws_more():

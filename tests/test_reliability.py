@@ -118,12 +118,13 @@ BAD_INPUTS = [
     ("mutate_many n", lambda: mutation.mutate_many(jax.random.key(0), _P, 0, "NAI", 0.1),
      ValueError, r"n.*positive"),
     ("label_change_rate x", lambda: mutation.label_change_rate(
-        lambda p, x: models.apply_model(_G, p, _S, x)[0], _P,
-        mutation.mutate_many(jax.random.key(0), _P, 2, "NAI", 0.5), np.zeros(64, np.float32)),
+        lambda p, x: models.apply_model(_G, p, _S, x)[0],
+        mutation.mutate_many(jax.random.key(0), _P, 2, "NAI", 0.5), np.zeros(64, np.float32),
+        params=_P),
      ValueError, r"x must be a non-empty batch"),
     ("label_change_rate original_predictions", lambda: mutation.label_change_rate(
-        lambda p, x: models.apply_model(_G, p, _S, x)[0], _P,
-        mutation.mutate_many(jax.random.key(0), _P, 2, "NAI", 0.5), _X,
+        lambda p, x: models.apply_model(_G, p, _S, x)[0],
+        mutation.mutate_many(jax.random.key(0), _P, 2, "NAI", 0.5), _X, params=_P,
         original_predictions=np.zeros(3, np.int32)), ValueError,
      r"original_predictions.*\(4,\)"),
     # detection
@@ -354,7 +355,7 @@ def test_the_same_seed_gives_bit_identical_results_on_cpu():
   m2 = mutation.mutate_many(jax.random.key(3), _P, 4, "GF", 0.3)
   chex.assert_trees_all_equal(m1, m2)
   lcr = lambda m: mutation.label_change_rate(  # noqa: E731
-      lambda p, x: models.apply_model(_G, p, _S, x)[0], _P, m, _digits().x[:64])
+      lambda p, x: models.apply_model(_G, p, _S, x)[0], m, _digits().x[:64], params=_P)
   np.testing.assert_array_equal(lcr(m1), lcr(m2))
 
 

@@ -180,7 +180,7 @@ def _run_python(code, env_extra=None, **kw):
 def test_data_parallel_step_on_8_devices_equals_1_device():
   code = """
   import jax, numpy as np, chex
-  from explicable_jax import data, training
+  from explicable_jax import data, losses, training
   assert jax.device_count() == 8, jax.devices()
   # A CNN with batch norm: batch statistics must be those of the global batch.
   from explicable_jax import models
@@ -189,7 +189,7 @@ def test_data_parallel_step_on_8_devices_equals_1_device():
   model = models.create_model("resnet", input_shape=(8, 8, 1), num_classes=10,
                               key=jax.random.key(0), depth=8)
   opt = optax.sgd(0.1, momentum=0.9)
-  step = training.make_train_step(training.losses_lib.cross_entropy_loss, opt)
+  step = training.make_train_step(losses.cross_entropy_loss, opt)
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = training.data_mesh(devices)

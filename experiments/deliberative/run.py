@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from explicable_jax import deliberative, models, reporting, training
+from explicable_jax import deliberative, losses, models, reporting, training
 from explicable_jax.data import parts
 
 RS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -43,7 +43,7 @@ def _train(ds, key, *, epochs, hardness, workdir):
                               num_classes=c + (1 if hardness else 0), key=key,
                               widths=[32, 64], dense=128, pool="flatten")
   opt = optax.adam(1e-3)
-  loss = deliberative.make_hardness_loss(c) if hardness else training.losses_lib.cross_entropy_loss
+  loss = deliberative.make_hardness_loss(c) if hardness else losses.cross_entropy_loss
   state = training.create_train_state(model, opt, jax.random.fold_in(key, 1))
   # With a workdir the trained model is a checkpoint: a rerun restores it.
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt), epochs=epochs,

@@ -45,6 +45,8 @@ from explicable_jax import (attribution, data, detection, metrics, models, mutat
                             reporting, training)
 
 LAYER = "layer3.2"
+# GF redraws whole filters (Wu et al.); NAI negates filters by default.
+OPERATOR_OPTIONS = {"NAI": {}, "GF": {"granularity": "neuron"}}
 
 
 def _cached(path: str, fn):
@@ -152,7 +154,7 @@ def main() -> None:
   # --table3-max-draws mutants and recorded as such (NaN LCRs).
   def table3_row(i, op, r):
     n3 = args.table3_images
-    opts = {"granularity": "neuron"} if op == "GF" else {}
+    opts = OPERATOR_OPTIONS[op]
     try:
       muts, info = mutation.make_mutants(
           jax.random.fold_in(key, 1000 + i), params, args.table3_mutants, op, r,
@@ -160,7 +162,7 @@ def main() -> None:
     except mutation.GateRejectedError as e:
       print(f"Table 3 {op} {r}: {e}")
       return {"row": np.array([np.nan, np.nan, np.nan, e.drawn, e.accepted])}
-    lcr = mutation.label_change_rate(logits_p, params, muts, xv[:n3],
+    lcr = mutation.label_change_rate(logits_p, muts, xv[:n3], params=params,
                                      original_predictions=pc["pred_validation"][:n3])
     w = wrong["validation"][:n3]
     row = np.array([lcr[~w].mean(), lcr[w].mean(), metrics.auroc(lcr, w), info["drawn"],
@@ -184,7 +186,7 @@ def main() -> None:
 
   # 4. The mutant ensemble and LCR of validation and test predictions.
   def lcr_stage():
-    opts = {"granularity": "neuron"} if op == "GF" else {}
+    opts = OPERATOR_OPTIONS[op]
     muts, info = mutation.make_mutants(jax.random.fold_in(key, 7), params, args.mutants, op,
                                        rate, accuracy_fn=gate, **opts)
     out = {"mutant_accuracy": info["accuracies"], "drawn": np.array(info["drawn"])}

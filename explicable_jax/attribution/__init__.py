@@ -6,7 +6,12 @@ head_fn)`` pair (:func:`explicable_jax.models.split_at`), a batch and a
 ``target``. Argument names follow Captum (``baselines``, ``target``,
 ``n_steps``, ``method``, ``internal_batch_size``,
 ``return_convergence_delta``).
+
+:mod:`~explicable_jax.attribution.batched` has every method in Captum's
+form, on a :class:`~explicable_jax.models.Classifier`: ``method(clf, x,
+target=..., [layer=...])``.
 """
+from explicable_jax.attribution import batched
 from explicable_jax.attribution._common import METHODS, integration_points
 from explicable_jax.attribution.input import (NOISE_TUNNEL_TYPES, class_score_fn,
                                               gradient, gradient_x_input,
@@ -21,6 +26,7 @@ from explicable_jax.attribution.second_order import (SecondOrderTerms,
                                                      second_order_attribution)
 
 __all__ = [
+    "batched",
     "METHODS", "NOISE_TUNNEL_TYPES", "integration_points", "class_score_fn",
     "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
     "layer_conductance", "per_feature_map", "neuron_conductance",

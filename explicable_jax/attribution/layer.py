@@ -24,9 +24,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import Literal
 
-from explicable_jax import _validation
+from explicable_jax import _jaxpr, _validation
 from explicable_jax.attribution import _common
 
 BatchFn = Callable[[jax.Array], jax.Array]
@@ -114,30 +113,6 @@ def _layer_grad(head_fn, a, t):
   return jax.grad(lambda h: _common.target_score(head_fn(h), t))(a)
 
 
-def _dependent_outputs(jaxpr, dependent_inputs: list[bool]) -> list[bool]:
-  """Which outputs of ``jaxpr`` depend on the inputs flagged in ``dependent_inputs``.
-
-  Forward propagation over the equations; calls with a sub-jaxpr whose inputs
-  match the call's (``jit``, ``custom_jvp_call``, ...) are followed, anything
-  else counts every output as dependent when any input is (never a false
-  "independent").
-  """
-  dependent = {v for v, d in zip(jaxpr.invars, dependent_inputs) if d}
-  is_dep = lambda v: not isinstance(v, Literal) and v in dependent
-  for eqn in jaxpr.eqns:
-    flags = [is_dep(v) for v in eqn.invars]
-    if not any(flags):
-      continue
-    sub = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
-    sub = getattr(sub, "jaxpr", sub)
-    if sub is not None and len(sub.invars) == len(flags) and len(sub.outvars) == len(eqn.outvars):
-      out_flags = _dependent_outputs(sub, flags)
-    else:
-      out_flags = [True] * len(eqn.outvars)
-    dependent.update(v for v, d in zip(eqn.outvars, out_flags) if d)
-  return [is_dep(v) for v in jaxpr.outvars]
-
-
 def head_gradient_is_constant(head_fn: BatchFn, activations: jax.ShapeDtypeStruct,
                               target: jax.Array) -> bool:
   """True when ``d head_fn(a)[target] / da`` does not depend on ``a``.
@@ -149,7 +124,7 @@ def head_gradient_is_constant(head_fn: BatchFn, activations: jax.ShapeDtypeStruc
   for a head that is not.
   """
   closed = jax.make_jaxpr(lambda h: _layer_grad(head_fn, h, target))(activations)
-  return not any(_dependent_outputs(closed.jaxpr, [True] * len(closed.jaxpr.invars)))
+  return not any(_jaxpr.dependent_outputs(closed.jaxpr, [True] * len(closed.jaxpr.invars)))
 
 
 def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,

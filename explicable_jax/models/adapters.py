@@ -1,0 +1,495 @@
+"""Bring your own model: NNX modules, linen modules and plain functions as a
+:class:`~explicable_jax.models.Classifier`.
+
+Split points (``layers=``) come in two forms:
+
+* **sub-module names** (``"conv2"``, ``"blocks.1"``): the model runs as it
+  is, and the cut is the output of that sub-module's call. ``features_fn``
+  stops the forward pass there; ``head_fn`` runs the model with that output
+  replaced by its argument. A cut that the rest of the model bypasses (a skip
+  connection around it) is rejected when ``input_shape`` is known: the head
+  is checked, from its jaxpr, not to read the input.
+* **stage functions** ``[(name, fn), ...]`` with ``fn(module, x) -> x`` (NNX)
+  or a mapping ``name -> (features, head)`` (plain functions): the stages,
+  composed, are the forward pass.
+
+The zoo's :class:`~explicable_jax.models.StagedModel` s carry their stages, so
+``from_nnx(model)`` needs no ``layers``.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from explicable_jax import _jaxpr
+from explicable_jax.models.base import StagedModel
+from explicable_jax.models.classifier import Backend, Classifier, Spec
+
+__all__ = ["from_nnx", "from_linen", "from_functions", "NNXBackend",
+           "LinenBackend", "FunctionBackend"]
+
+
+class _Stop(Exception):
+  """Carries a sub-module's output out of a forward pass cut short."""
+
+  def __init__(self, value):
+    super().__init__("split point reached")
+    self.value = value
+
+
+class _Capture:
+  def __init__(self, fn):
+    self.fn = fn
+
+  def __call__(self, *args, **kwargs):
+    raise _Stop(self.fn(*args, **kwargs))
+
+
+class _Constant:
+  def __init__(self, value):
+    self.value = value
+
+  def __call__(self, *args, **kwargs):
+    return self.value
+
+
+def _accepts_keyword(fn: Callable, name: str) -> bool:
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return False
+  return name in params or any(
+      p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _names(layers) -> tuple[str, ...]:
+  out = []
+  for item in layers:
+    name = item[0] if isinstance(item, tuple) else item
+    if not isinstance(name, str) or not name:
+      raise TypeError(
+          f"layers must hold sub-module names or (name, stage_fn) pairs; got "
+          f"{item!r}.")
+    out.append(name)
+  if len(set(out)) != len(out):
+    raise ValueError(f"layers must have distinct names; got {out}.")
+  return tuple(out)
+
+
+def _check_clean(backend, params, state, layer, input_spec) -> None:
+  """Raises when the head after ``layer`` reads the (dummy) input."""
+  key = (layer, input_spec.shape[1:])
+  if key in backend._checked:
+    return
+  h = jax.eval_shape(lambda x: backend.features(params, state, x, layer), input_spec)
+
+  def head_of(x, h):
+    return backend._head_with_input(params, state, h, layer, x)
+
+  if _jaxpr.depends_on_first(head_of, input_spec, h):
+    raise ValueError(
+        f"layer {layer!r} cannot split the model: the computation after it also "
+        "reads the input directly (a skip connection around the cut); choose "
+        "another layer, or give stage functions that pass what the head needs.")
+  backend._checked.add(key)
+
+
+# ---------------------------------------------------------------------------
+# NNX.
+
+
+def _resolve(module, path: str):
+  """``(parent, attribute or index, child)`` of a dotted sub-module path."""
+  parent, obj, part = None, module, None
+  for part in path.split("."):
+    parent = obj
+    if part.isdigit() and not hasattr(obj, part):
+      try:
+        obj = obj[int(part)]
+      except (TypeError, IndexError, KeyError):
+        obj = None
+      part = int(part)
+    else:
+      obj = getattr(obj, part, None)
+    if obj is None:
+      raise ValueError(
+          f"layers names {path!r}, but the model has no sub-module there "
+          f"(looked up {part!r} on {type(parent).__name__}).")
+  return parent, part, obj
+
+
+def _set(parent, part, value) -> None:
+  if isinstance(part, int):
+    parent[part] = value
+  else:
+    setattr(parent, part, value)
+
+
+class NNXBackend(Backend):
+  """An NNX module as ``(graphdef, params, state)``.
+
+  ``mode``: ``"staged"`` (a zoo :class:`StagedModel`), ``"stages"``
+  (user stage functions ``fn(module, x)``), ``"names"`` (sub-module paths)
+  or ``"none"`` (no split points).
+  """
+  kind = "nnx"
+
+  def __init__(self, graphdef, mode: str, layers: tuple[str, ...],
+               stage_fns: tuple[Callable, ...] = (), call_rngs: bool = False):
+    self.graphdef = graphdef
+    self.mode = mode
+    self.layers = layers
+    self.stage_fns = stage_fns
+    self.call_rngs = call_rngs
+    self._checked = set()
+
+  def module(self, params, state, *, train: bool = False):
+    m = nnx.merge(self.graphdef, params, state, copy=True)
+    m.train() if train else m.eval()
+    return m
+
+  def _forward(self, m, x, rngs):
+    if self.mode == "staged":
+      return m(x, rngs=rngs)
+    if self.mode == "stages":
+      for fn in self.stage_fns:
+        x = fn(m, x)
+      return x
+    return m(x, rngs=rngs) if self.call_rngs and rngs is not None else m(x)
+
+  def apply(self, params, state, x, *, train, key):
+    m = self.module(params, state, train=train)
+    rngs = None
+    if key is not None:
+      rngs = nnx.Rngs(dropout=key)
+      streams = {v.tag for _, v in nnx.iter_graph(m) if isinstance(v, nnx.RngKey)}
+      if streams:  # Dropout layers that hold their own stream.
+        nnx.reseed(m, **{s: jax.random.fold_in(key, i)
+                         for i, s in enumerate(sorted(streams))})
+    logits = self._forward(m, x, rngs)
+    if not train:
+      return logits, state
+    return logits, nnx.split(m, nnx.Param, ...)[2]
+
+  def features(self, params, state, x, layer):
+    m = self.module(params, state)
+    if self.mode == "staged":
+      return m.features(x, layer)
+    i = self.layers.index(layer)
+    if self.mode == "stages":
+      for fn in self.stage_fns[:i + 1]:
+        x = fn(m, x)
+      return x
+    parent, part, child = _resolve(m, layer)
+    _set(parent, part, _Capture(child))
+    try:
+      self._forward(m, x, None)
+    except _Stop as stop:
+      return stop.value
+    raise ValueError(f"layer {layer!r} is never called by the model's forward pass.")
+
+  def _head_with_input(self, params, state, h, layer, x):
+    m = self.module(params, state)
+    parent, part, _ = _resolve(m, layer)
+    _set(parent, part, _Constant(h))
+    return self._forward(m, x, None)
+
+  def head(self, params, state, h, layer, input_spec):
+    if self.mode == "staged":
+      return self.module(params, state).head(h, layer)
+    if self.mode == "stages":
+      m = self.module(params, state)
+      for fn in self.stage_fns[self.layers.index(layer) + 1:]:
+        h = fn(m, h)
+      return h
+    if input_spec is None:
+      raise ValueError(
+          "input_shape is needed to split an NNX model at a sub-module name: "
+          "pass input_shape= to models.from_nnx.")
+    return self._head_with_input(params, state, h, layer,
+                                 jnp.zeros(input_spec.shape, input_spec.dtype))
+
+  def check_split(self, params, state, layer, input_spec):
+    if self.mode == "names":
+      _check_clean(self, params, state, layer, input_spec)
+
+  def describe(self):
+    return {"adapter": "nnx", "mode": self.mode, "layers": list(self.layers)}
+
+
+def _spec(backend, class_names, input_shape, num_classes, recipe=None) -> Spec:
+  names = tuple(str(c) for c in class_names) if class_names is not None else None
+  shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
+  if num_classes is not None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+      raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
+    if names is not None and len(names) != num_classes:
+      raise ValueError(
+          f"class_names must have num_classes={num_classes} entries; got {len(names)}.")
+  return Spec(backend, names, shape, num_classes, recipe)
+
+
+def from_nnx(module: nnx.Module, *, layers: Sequence[Any] | None = None,
+             class_names: Sequence[str] | None = None,
+             input_shape: Sequence[int] | None = None,
+             num_classes: int | None = None, recipe: str | None = None) -> Classifier:
+  """Any ``nnx.Module`` as a :class:`Classifier` (its current weights).
+
+  The module is called as ``module(x)`` (``module(x, rngs=...)`` when its
+  ``__call__`` takes ``rngs``), in training mode after ``module.train()`` and
+  in evaluation mode after ``module.eval()``; dropout layers that hold their
+  own RNG stream are reseeded from the training step's key. No
+  ``num_classes`` attribute or ``rngs`` keyword is required.
+
+  Args:
+    module: the model; a zoo :class:`StagedModel` brings its own stages.
+    layers: split points: sub-module paths (``["conv1", "blocks.0"]``, dots
+      for nesting, integers index lists) or ``[(name, fn), ...]`` with
+      ``fn(module, x) -> x`` whose composition is the forward pass.
+    class_names, input_shape, num_classes: static facts; ``input_shape`` (one
+      example) is needed for splits at sub-module names.
+    recipe: how to rebuild it (set by :func:`explicable_jax.models.classifier`).
+
+  Returns:
+    The classifier; its params and state are copies of the module's arrays.
+  """
+  if not isinstance(module, nnx.Module):
+    raise TypeError(f"module must be an nnx.Module; got {type(module).__name__}.")
+  graphdef, params, state = nnx.split(module, nnx.Param, ...)
+  params, state = jax.tree.map(jnp.copy, (params, state))
+  call_rngs = _accepts_keyword(type(module).__call__, "rngs")
+  if layers is None and isinstance(module, StagedModel):
+    backend = NNXBackend(graphdef, "staged", module.layer_names)
+    if num_classes is None and isinstance(getattr(module, "num_classes", None), int):
+      num_classes = module.num_classes
+  elif not layers:
+    backend = NNXBackend(graphdef, "none", (), call_rngs=call_rngs)
+  elif all(isinstance(item, tuple) for item in layers):
+    for name, fn in layers:
+      if not callable(fn):
+        raise TypeError(f"layers stage {name!r} must be a function (module, x) -> x; "
+                        f"got {type(fn).__name__}.")
+    backend = NNXBackend(graphdef, "stages", _names(layers),
+                         tuple(fn for _, fn in layers))
+  elif all(isinstance(item, str) for item in layers):
+    names = _names(layers)
+    for name in names:
+      _resolve(module, name)
+    backend = NNXBackend(graphdef, "names", names, call_rngs=call_rngs)
+  else:
+    raise TypeError(
+        "layers must be all sub-module names or all (name, stage_fn) pairs; got "
+        f"{list(layers)!r}.")
+  return Classifier(params, state, _spec(backend, class_names, input_shape,
+                                         num_classes, recipe))
+
+
+# ---------------------------------------------------------------------------
+# Linen.
+
+_TRAIN_KEYWORDS = {"train": True, "training": True, "is_training": True,
+                   "deterministic": False, "use_running_average": False}
+
+
+class LinenBackend(Backend):
+  """A ``flax.linen`` module with its variables split into ``params`` and the
+  other collections (``state``, e.g. ``batch_stats``)."""
+  kind = "linen"
+
+  def __init__(self, module, layers: tuple[str, ...], train_keyword: str | None,
+               rng_name: str):
+    self.linen_module = module
+    self.layers = layers
+    self.train_keyword = train_keyword
+    self.rng_name = rng_name
+    self._checked = set()
+
+  def _kwargs(self, train: bool) -> dict:
+    if self.train_keyword is None:
+      return {}
+    on = _TRAIN_KEYWORDS.get(self.train_keyword, True)
+    return {self.train_keyword: on if train else not on}
+
+  def _call(self, params, state, x, train, key=None, interceptor=None):
+    import flax.linen as nn
+    variables = {"params": params, **(state or {})}
+    kwargs = self._kwargs(train)
+    rngs = {self.rng_name: key} if key is not None else None
+    mutable = list(state) if (train and state) else False
+
+    def run():
+      return self.linen_module.apply(variables, x, rngs=rngs, mutable=mutable, **kwargs)
+
+    if interceptor is None:
+      return run()
+    with nn.intercept_methods(interceptor):
+      return run()
+
+  def apply(self, params, state, x, *, train, key):
+    out = self._call(params, state, x, train, key)
+    if train and state:
+      logits, updates = out
+      return logits, {**state, **updates}
+    return out, state
+
+  @staticmethod
+  def _path(layer):
+    return tuple(layer.split("."))
+
+  def features(self, params, state, x, layer):
+    path = self._path(layer)
+
+    def capture(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      if context.method_name == "__call__" and tuple(context.module.path) == path:
+        raise _Stop(out)
+      return out
+
+    try:
+      self._call(params, state, x, False, interceptor=capture)
+    except _Stop as stop:
+      return stop.value
+    raise ValueError(
+        f"layers names {layer!r}, but no sub-module with that path is called "
+        "(linen paths use the modules' names, e.g. 'Conv_0' or 'block.conv').")
+
+  def _head_with_input(self, params, state, h, layer, x):
+    path = self._path(layer)
+
+    def replace(next_fun, args, kwargs, context):
+      if context.method_name == "__call__" and tuple(context.module.path) == path:
+        return h
+      return next_fun(*args, **kwargs)
+
+    return self._call(params, state, x, False, interceptor=replace)
+
+  def head(self, params, state, h, layer, input_spec):
+    if input_spec is None:
+      raise ValueError(
+          "input_shape is needed to split a linen model: pass input_shape= to "
+          "models.from_linen.")
+    return self._head_with_input(params, state, h, layer,
+                                 jnp.zeros(input_spec.shape, input_spec.dtype))
+
+  def check_split(self, params, state, layer, input_spec):
+    _check_clean(self, params, state, layer, input_spec)
+
+  def describe(self):
+    return {"adapter": "linen", "layers": list(self.layers),
+            "train_keyword": self.train_keyword}
+
+
+def from_linen(module, variables: Mapping[str, Any], *,
+               layers: Sequence[str] | None = None,
+               class_names: Sequence[str] | None = None,
+               input_shape: Sequence[int] | None = None,
+               num_classes: int | None = None,
+               train_keyword: str | None | type(...) = ...,
+               rng_name: str = "dropout", recipe: str | None = None) -> Classifier:
+  """A ``flax.linen`` module and its variables as a :class:`Classifier`.
+
+  ``params`` is ``variables["params"]``; every other collection (e.g.
+  ``batch_stats``) is ``state``, updated (``mutable``) by training steps.
+
+  Args:
+    module: the linen module.
+    variables: ``module.init(...)``'s result (or trained variables).
+    layers: split points: the paths of sub-modules (their ``name``s, dots for
+      nesting: ``"conv2"``, ``"block.Conv_0"``).
+    class_names, input_shape, num_classes: static facts; ``input_shape`` is
+      needed for splits.
+    train_keyword: the ``__call__`` keyword that selects training mode; by
+      default the first of ``train``, ``training``, ``is_training``,
+      ``deterministic`` or ``use_running_average`` that ``__call__`` takes
+      (the last two are passed negated); ``None`` for a model without one.
+    rng_name: the RNG collection of dropout.
+  """
+  import flax.linen as nn
+  if not isinstance(module, nn.Module):
+    raise TypeError(f"module must be a flax.linen.Module; got {type(module).__name__}.")
+  if not isinstance(variables, Mapping) or "params" not in variables:
+    raise ValueError(
+        "variables must be the mapping module.init returns, with a 'params' "
+        f"collection; got {type(variables).__name__}"
+        + (f" with collections {sorted(variables)}" if isinstance(variables, Mapping) else "")
+        + ".")
+  if train_keyword is ...:
+    sig = inspect.signature(type(module).__call__).parameters
+    train_keyword = next((k for k in _TRAIN_KEYWORDS if k in sig), None)
+  params = jax.tree.map(jnp.asarray, dict(variables["params"]))
+  state = {k: jax.tree.map(jnp.asarray, dict(v)) for k, v in variables.items()
+           if k != "params"}
+  names = _names(layers or ())
+  backend = LinenBackend(module, names, train_keyword, rng_name)
+  return Classifier(params, state, _spec(backend, class_names, input_shape,
+                                         num_classes, recipe))
+
+
+# ---------------------------------------------------------------------------
+# Plain functions.
+
+
+class FunctionBackend(Backend):
+  """``apply_fn`` and optional ``(features, head)`` pairs, stateless
+  (``apply_fn(params, x)``) or stateful
+  (``apply_fn(params, state, x, train) -> (logits, new_state)``)."""
+  kind = "functions"
+
+  def __init__(self, apply_fn, splits: Mapping[str, tuple[Callable, Callable]],
+               stateful: bool):
+    self.apply_fn = apply_fn
+    self.splits = dict(splits)
+    self.layers = tuple(self.splits)
+    self.stateful = stateful
+
+  def apply(self, params, state, x, *, train, key):
+    if self.stateful:
+      return self.apply_fn(params, state, x, train)
+    return self.apply_fn(params, x), state
+
+  def features(self, params, state, x, layer):
+    f = self.splits[layer][0]
+    return f(params, state, x) if self.stateful else f(params, x)
+
+  def head(self, params, state, h, layer, input_spec):
+    g = self.splits[layer][1]
+    return g(params, state, h) if self.stateful else g(params, h)
+
+  def describe(self):
+    return {"adapter": "functions", "layers": list(self.layers),
+            "stateful": self.stateful}
+
+
+def from_functions(apply_fn: Callable, params, state=None, *,
+                   splits: Mapping[str, tuple[Callable, Callable]] | None = None,
+                   class_names: Sequence[str] | None = None,
+                   input_shape: Sequence[int] | None = None,
+                   num_classes: int | None = None,
+                   recipe: str | None = None) -> Classifier:
+  """A plain-JAX model as a :class:`Classifier`.
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits`` for a batch; with ``state``,
+      ``apply_fn(params, state, x, train) -> (logits, new_state)``.
+    params: its weights (any pytree).
+    state: optional non-trainable state (any pytree).
+    splits: ``{name: (features, head)}`` with ``features(params, x) -> h`` and
+      ``head(params, h) -> logits`` (``(params, state, ...)`` with state),
+      input side first.
+    class_names, input_shape, num_classes: static facts.
+  """
+  if not callable(apply_fn):
+    raise TypeError(f"apply_fn must be a function; got {type(apply_fn).__name__}.")
+  splits = dict(splits or {})
+  for name, pair in splits.items():
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(map(callable, pair))):
+      raise TypeError(
+          f"splits[{name!r}] must be a (features, head) pair of functions; got {pair!r}.")
+  backend = FunctionBackend(apply_fn, splits, stateful=state is not None)
+  return Classifier(params, state, _spec(backend, class_names, input_shape,
+                                         num_classes, recipe))

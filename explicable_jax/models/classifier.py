@@ -1,0 +1,257 @@
+"""The one model contract: :class:`Classifier`.
+
+Every method of the library reaches a model through a ``Classifier``: an
+apply function with its parameters (``params``, what training and mutation
+change) and non-trainable state (``state``, e.g. batch-norm statistics), the
+class names, and named split points. It is a pytree (``params`` and ``state``
+are its leaves; everything else is static), so it crosses ``jax.jit`` and
+``jax.vmap`` as an argument, and a mutant is the same classifier with other
+params (:meth:`Classifier.with_params`).
+
+* ``clf.logits(x)``: evaluation-mode class scores of a batch ``(N, ...)``.
+* ``clf.apply(x, train=True, key=k)``: ``(logits, new_state)``, the training
+  forward pass (batch statistics, dropout drawn from ``key``).
+* ``clf.split(layer)``: ``(features_fn, head_fn)``, two batch functions with
+  ``head_fn(features_fn(x)) == clf.logits(x)``: the pair the layer attribution
+  methods take.
+* ``clf.layers``: the names ``split`` accepts.
+
+How the forward pass and the splits are computed is a *backend*: the zoo's
+staged NNX models, any NNX module (:func:`from_nnx`), a ``flax.linen`` module
+(:func:`from_linen`) or plain functions (:func:`from_functions`); all in
+:mod:`explicable_jax.models.adapters`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+
+
+
+class Backend:
+  """How a classifier computes; subclasses implement the three methods.
+
+  Backends are static (hashed by identity) and hold no arrays: the params and
+  state are passed in, so one compilation serves every params of the same
+  shapes (mutants, training steps).
+  """
+  kind = "abstract"
+  layers: tuple[str, ...] = ()
+
+  def apply(self, params, state, x, *, train: bool, key):
+    """``(logits, new_state)``."""
+    raise NotImplementedError
+
+  def features(self, params, state, x, layer: str):
+    """Evaluation-mode activation at the output of ``layer``."""
+    raise NotImplementedError
+
+  def head(self, params, state, h, layer: str, input_spec):
+    """Evaluation-mode class scores from ``layer``'s activation ``h``.
+
+    ``input_spec`` is a ``ShapeDtypeStruct`` of one input batch of ``h``'s
+    batch size (for backends that must run the unused prefix on a dummy)."""
+    raise NotImplementedError
+
+  def check_split(self, params, state, layer: str, input_spec) -> None:
+    """Raises ``ValueError`` when ``layer`` cannot split the model cleanly."""
+
+  def describe(self) -> dict:
+    """A JSON-able description saved beside the weights."""
+    return {"adapter": self.kind, "layers": list(self.layers)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """The static part of a :class:`Classifier` (hashable)."""
+  backend: Backend
+  class_names: tuple[str, ...] | None = None
+  input_shape: tuple[int, ...] | None = None
+  num_classes: int | None = None
+  recipe: str | None = None  # JSON: how to rebuild (see models.save)
+
+
+@jax.tree_util.register_pytree_node_class
+class Classifier:
+  """A classifier: backend + ``params`` + ``state`` + class names + splits.
+
+  Build one with :func:`~explicable_jax.models.classifier` (the zoo),
+  :func:`~explicable_jax.models.from_nnx`,
+  :func:`~explicable_jax.models.from_linen` or
+  :func:`~explicable_jax.models.from_functions`; never by hand.
+
+  Attributes:
+    params: the trainable weights (a pytree).
+    state: non-trainable state (a pytree, possibly empty), e.g. batch-norm
+      statistics.
+    spec: the static part (:class:`Spec`).
+  """
+  __slots__ = ("params", "state", "spec")
+
+  def __init__(self, params, state, spec: Spec):
+    if not isinstance(spec, Spec):
+      raise TypeError(f"spec must be a models.Spec; got {type(spec).__name__}.")
+    self.params = params
+    self.state = state
+    self.spec = spec
+
+  # -- pytree ---------------------------------------------------------------
+  def tree_flatten(self):
+    return (self.params, self.state), self.spec
+
+  @classmethod
+  def tree_unflatten(cls, spec, children):
+    obj = object.__new__(cls)
+    obj.params, obj.state = children
+    obj.spec = spec
+    return obj
+
+  def __repr__(self) -> str:
+    n = self.spec.num_classes
+    return (f"Classifier({self.spec.backend.kind}, classes={n}, "
+            f"layers={list(self.layers)})")
+
+  # -- static facts -----------------------------------------------------------
+  @property
+  def backend(self) -> Backend:
+    return self.spec.backend
+
+  @property
+  def layers(self) -> tuple[str, ...]:
+    """The names :meth:`split` accepts, input side first."""
+    return tuple(self.spec.backend.layers)
+
+  @property
+  def class_names(self) -> tuple[str, ...] | None:
+    return self.spec.class_names
+
+  @property
+  def input_shape(self) -> tuple[int, ...] | None:
+    """The shape of one example, when known."""
+    return self.spec.input_shape
+
+  @property
+  def num_classes(self) -> int:
+    """Number of outputs: given, or the length of ``class_names``, or found
+    by tracing the model on ``input_shape``."""
+    if self.spec.num_classes is not None:
+      return self.spec.num_classes
+    if self.spec.class_names is not None:
+      return len(self.spec.class_names)
+    if self.spec.input_shape is not None:
+      out = jax.eval_shape(self.logits, jax.ShapeDtypeStruct(
+          (1, *self.spec.input_shape), jax.numpy.float32))
+      return int(out.shape[-1])
+    raise ValueError(
+        "num_classes is unknown for this classifier: pass num_classes=, "
+        "class_names= or input_shape= when adapting the model.")
+
+  # -- computation ------------------------------------------------------------
+  def apply(self, x: jax.Array, *, train: bool = False,
+            key: jax.Array | None = None):
+    """``(logits, new_state)`` of a batch; ``new_state`` is ``state`` in
+    evaluation mode."""
+    return self.spec.backend.apply(self.params, self.state, x, train=train, key=key)
+
+  def logits(self, x: jax.Array) -> jax.Array:
+    """Evaluation-mode class scores ``(N, C)`` of a batch ``(N, ...)``."""
+    return self.apply(x)[0]
+
+  __call__ = logits
+
+  def check_layer(self, layer: str) -> None:
+    """Raises ``ValueError`` unless ``layer`` is one of :attr:`layers`."""
+    if not self.layers:
+      raise ValueError(
+          f"layer {layer!r} cannot be used: this {self.backend.kind} classifier "
+          "has no split points; adapt it with layers=[...] (sub-module names or "
+          "stage functions, see models.from_nnx / from_linen / from_functions).")
+    if not isinstance(layer, str) or layer not in self.layers:
+      raise ValueError(
+          f"layer must be one of {', '.join(self.layers)}; got {layer!r}.")
+
+  def split(self, layer: str):
+    """``(features_fn, head_fn)``: the model cut after ``layer``.
+
+    Both are pure evaluation-mode functions of a batch, and
+    ``head_fn(features_fn(x)) == clf.logits(x)``. Raises ``ValueError`` for an
+    unknown layer, or when the rest of the model also reads the input around
+    ``layer`` (a skip connection over the cut).
+    """
+    self.check_layer(layer)
+    backend, params, state = self.backend, self.params, self.state
+    shape = self.spec.input_shape
+    if shape is not None:
+      backend.check_split(params, state, layer,
+                          jax.ShapeDtypeStruct((1, *shape), jax.numpy.float32))
+
+    def features_fn(x):
+      return backend.features(params, state, x, layer)
+
+    def head_fn(h):
+      n = jax.tree.leaves(h)[0].shape[0]
+      spec = (jax.ShapeDtypeStruct((n, *shape), jax.numpy.float32)
+              if shape is not None else None)
+      return backend.head(params, state, h, layer, spec)
+
+    return features_fn, head_fn
+
+  # -- swapping ---------------------------------------------------------------
+  def replace(self, **changes) -> "Classifier":
+    """A copy with some of ``params``, ``state``, ``class_names`` replaced."""
+    unknown = set(changes) - {"params", "state", "class_names", "num_classes"}
+    if unknown:
+      raise TypeError(
+          f"replace takes params, state, class_names or num_classes; got "
+          f"{', '.join(sorted(unknown))}.")
+    spec = self.spec
+    if "class_names" in changes or "num_classes" in changes:
+      names = changes.pop("class_names", spec.class_names)
+      spec = dataclasses.replace(
+          spec, class_names=tuple(names) if names is not None else None,
+          num_classes=changes.pop("num_classes", spec.num_classes))
+    return Classifier(changes.get("params", self.params),
+                      changes.get("state", self.state), spec)
+
+  def with_params(self, params) -> "Classifier":
+    """The same model with other weights (a mutant, a training step): no
+    rebuild, and jitted functions of it do not recompile."""
+    return Classifier(params, self.state, self.spec)
+
+  def logits_with(self, params, x: jax.Array) -> jax.Array:
+    """``clf.with_params(params).logits(x)``: the model as a function of its
+    weights, ``(params, x) -> logits`` (mutation testing)."""
+    return self.spec.backend.apply(params, self.state, x, train=False, key=None)[0]
+
+  def module(self):
+    """A live ``nnx.Module`` (NNX backends only; a copy, for interactive use)."""
+    make = getattr(self.backend, "module", None)
+    if make is None:
+      raise TypeError(
+          f"module() needs an NNX classifier; this one is {self.backend.kind}.")
+    return make(self.params, self.state)
+
+
+def as_classifier(name: str, model: Any) -> Classifier:
+  """``model`` as a :class:`Classifier`: a Classifier as is, a training state
+  through its ``classifier`` property, an ``nnx.Module`` through
+  :func:`~explicable_jax.models.from_nnx`. Anything else raises ``TypeError``
+  naming the argument."""
+  if isinstance(model, Classifier):
+    return model
+  clf = getattr(model, "classifier", None)
+  if isinstance(clf, Classifier):
+    return clf
+  from flax import nnx
+  if isinstance(model, nnx.Module):
+    from explicable_jax.models.adapters import from_nnx
+    return from_nnx(model)
+  raise TypeError(
+      f"{name} must be a models.Classifier (or a TrainState or nnx.Module); got "
+      f"{type(model).__name__}. Adapt your model with models.from_nnx, "
+      "models.from_linen or models.from_functions.")
+
+
+__all__ = ["Backend", "Spec", "Classifier", "as_classifier"]

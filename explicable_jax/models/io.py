@@ -1,0 +1,146 @@
+"""Saving and loading any :class:`~explicable_jax.models.Classifier`.
+
+A saved model is a folder: ``weights/`` (orbax: ``params`` and
+``model_state`` as plain nested dicts) and ``model.json``, which says how to
+rebuild the structure: a registered builder's name and options (the zoo, or
+:func:`~explicable_jax.models.register_model`), its input shape and classes.
+A model adapted from an object the library cannot rebuild (an arbitrary
+module or functions) is loaded into a template: ``load(path, like=clf)``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from explicable_jax.models.classifier import Classifier, as_classifier
+
+
+def _to_plain(tree):
+  """A checkpointable tree: ``nnx.State`` to dicts, PRNG keys to their data."""
+  if isinstance(tree, nnx.State):
+    tree = nnx.to_pure_dict(tree)
+  def leaf(x):
+    if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return np.asarray(jax.random.key_data(x))
+    return np.asarray(x)
+  return jax.tree.map(leaf, jax.device_get(tree))
+
+
+def _from_plain(template, restored):
+  """``restored`` (plain arrays) in ``template``'s structure and key types."""
+  def leaf(t, r):
+    if hasattr(t, "dtype") and jnp.issubdtype(t.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(jnp.asarray(r), impl=jax.random.key_impl(t))
+    return jnp.asarray(r)
+  if isinstance(template, nnx.State):
+    pure = jax.tree.map(leaf, nnx.to_pure_dict(template), restored)
+    out = jax.tree.map(lambda x: x, template)
+    nnx.replace_by_pure_dict(out, pure)
+    return out
+  return jax.tree.map(leaf, template, restored)
+
+
+def _abstract(tree):
+  return jax.tree.map(lambda x: np.zeros(np.shape(x), x.dtype), _to_plain(tree))
+
+
+def save(path: str | os.PathLike, model, *, meta: Mapping[str, Any] | None = None) -> None:
+  """Writes ``model``'s weights and state (orbax) and ``model.json``.
+
+  ``model.json`` holds the rebuild recipe when the classifier has one
+  (``model``, ``model_kwargs``, ``input_shape``, ``num_classes``), the class
+  names, the adapter and its split points, and ``meta``'s entries.
+  """
+  import orbax.checkpoint as ocp  # Host-side only.
+  clf = as_classifier("model", model)
+  path = os.path.abspath(os.fspath(path))
+  os.makedirs(path, exist_ok=True)
+  recipe = json.loads(clf.spec.recipe) if clf.spec.recipe else {}
+  info = {**recipe,
+          "input_shape": list(clf.input_shape) if clf.input_shape else None,
+          "class_names": list(clf.class_names) if clf.class_names else None,
+          **clf.backend.describe(), "rebuild": bool(recipe),
+          **dict(meta or {})}
+  try:
+    info["num_classes"] = clf.num_classes
+  except ValueError:
+    info["num_classes"] = recipe.get("num_classes")
+  tree = {"params": _to_plain(clf.params), "model_state": _to_plain(clf.state or {})}
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.join(path, "weights"), tree, force=True)
+  with open(os.path.join(path, "model.json"), "w") as f:
+    json.dump(info, f, indent=2)
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+  """The ``model.json`` of a saved model folder."""
+  path = os.path.abspath(os.fspath(path))
+  meta_path = os.path.join(path, "model.json")
+  if not os.path.exists(meta_path):
+    raise FileNotFoundError(
+        f"path must be a folder written by models.save, holding model.json and "
+        f"weights/; {path!r} has no model.json.")
+  with open(meta_path) as f:
+    return json.load(f)
+
+
+def load(path: str | os.PathLike, *, like=None) -> Classifier:
+  """The classifier saved in ``path``.
+
+  Args:
+    path: a folder written by :func:`save` (or ``training.save_model``).
+    like: a classifier of the same architecture to load the weights into;
+      needed when the folder has no rebuild recipe (a model adapted from your
+      own module or functions without a registered builder).
+
+  Raises:
+    ValueError: the folder cannot be rebuilt (no recipe and no ``like``, or a
+      builder that is not registered in this process), naming what is missing.
+  """
+  import orbax.checkpoint as ocp  # Host-side only.
+  from explicable_jax.models import registry
+  meta = read_meta(path)
+  if like is not None:
+    template = as_classifier("like", like)
+  elif meta.get("model"):
+    name = meta["model"]
+    if name not in registry.MODELS:
+      raise ValueError(
+          f"path {os.fspath(path)!r} holds a model built by {name!r}, which is not "
+          f"registered in this process: call models.register_model({name!r}, "
+          "builder) before loading, or pass like=.")
+    template = registry.classifier(
+        name, input_shape=meta["input_shape"], num_classes=meta["num_classes"],
+        key=jax.random.key(0), class_names=meta.get("class_names"),
+        **meta.get("model_kwargs", {}))
+  else:
+    raise ValueError(
+        f"path {os.fspath(path)!r} was saved from a {meta.get('adapter', 'user')} "
+        "model without a rebuild recipe: pass like=<a classifier of the same "
+        "architecture> to load its weights, or build it with a builder "
+        "registered through models.register_model.")
+  abstract = {"params": _abstract(template.params),
+              "model_state": _abstract(template.state or {})}
+  with ocp.StandardCheckpointer() as ckptr:
+    try:
+      tree = ckptr.restore(os.path.join(os.path.abspath(os.fspath(path)), "weights"),
+                           abstract)
+    except (ValueError, KeyError) as e:
+      raise ValueError(
+          f"the weights in {os.fspath(path)!r} do not fit the template "
+          f"classifier's structure: {e}"[:600]) from None
+  params = _from_plain(template.params, tree["params"])
+  state = (_from_plain(template.state, tree["model_state"])
+           if template.state is not None else None)
+  clf = Classifier(params, state, template.spec)
+  names = meta.get("class_names")
+  if names and clf.class_names is None:
+    clf = clf.replace(class_names=names)
+  return clf

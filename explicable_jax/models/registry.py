@@ -1,0 +1,137 @@
+"""The model registry: the zoo's builders and the ones users register."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from explicable_jax import _validation
+from explicable_jax.models.adapters import from_nnx
+from explicable_jax.models.classifier import Classifier
+from explicable_jax.models.cnn import SmallCNN
+from explicable_jax.models.mlp import MLP
+from explicable_jax.models.resnet import CifarResNet, PreActResNetV2
+from explicable_jax.models.vgg import VGG16BN
+
+
+def _image_kwargs(input_shape, kwargs):
+  _validation.check_rank("input_shape", tuple(input_shape), (3,))
+  kwargs.setdefault("in_channels", input_shape[-1])
+  if input_shape[-1] != 3:  # CIFAR statistics only make sense for RGB.
+    kwargs.setdefault("input_mean", None)
+    kwargs.setdefault("input_std", None)
+  return kwargs
+
+
+def _mlp(input_shape, num_classes, rngs, hidden=(50, 30), **kw):
+  return MLP(int(np.prod(input_shape)), hidden, num_classes, rngs=rngs, **kw)
+
+
+def _cnn(input_shape, num_classes, rngs, **kw):
+  _validation.check_rank("input_shape", tuple(input_shape), (3,))
+  if kw.get("pool") == "flatten":
+    kw.setdefault("spatial", tuple(input_shape[:2]))
+  return SmallCNN(input_shape[-1], num_classes, rngs=rngs, **kw)
+
+
+def _resnet20(input_shape, num_classes, rngs, **kw):
+  return CifarResNet(20, num_classes, rngs=rngs, **_image_kwargs(input_shape, kw))
+
+
+def _resnet(input_shape, num_classes, rngs, depth=20, **kw):
+  return CifarResNet(depth, num_classes, rngs=rngs, **_image_kwargs(input_shape, kw))
+
+
+def _resnet_v2(input_shape, num_classes, rngs, depth=29, **kw):
+  return PreActResNetV2(depth, num_classes, rngs=rngs, **_image_kwargs(input_shape, kw))
+
+
+def _vgg16_bn(input_shape, num_classes, rngs, **kw):
+  return VGG16BN(num_classes, rngs=rngs, **_image_kwargs(input_shape, kw))
+
+
+MODELS: dict[str, Callable[..., Any]] = {
+    "mlp": _mlp,
+    "cnn": _cnn,
+    "resnet20": _resnet20,
+    "resnet": _resnet,
+    "resnet_v2": _resnet_v2,
+    "resnet29_v2": _resnet_v2,
+    "vgg16_bn": _vgg16_bn,
+}
+
+
+def create_model(name: str, *, input_shape: Sequence[int], num_classes: int,
+                 key: jax.Array, **kwargs: Any) -> nnx.Module:
+  """Builds a model of the registry (the zoo or :func:`register_model`) by name.
+
+  Args:
+    name: one of :data:`MODELS` (``mlp``, ``cnn``, ``resnet20``, ``resnet``,
+      ``resnet_v2``, ``resnet29_v2``, ``vgg16_bn``).
+    input_shape: shape of one example, e.g. ``(32, 32, 3)``.
+    num_classes: number of classes.
+    key: PRNG key for the initial weights.
+    **kwargs: passed to the model's constructor (``hidden=(50, 30)``,
+      ``depth=29``, ``dropout_rate=0.5``, ...).
+
+  Returns:
+    The live NNX module.
+  """
+  builder = _validation.lookup("model", name, MODELS)
+  _validation.check_positive("num_classes", num_classes, integer=True)
+  return builder(tuple(input_shape), int(num_classes), nnx.Rngs(params=key), **kwargs)
+
+
+
+
+def register_model(name: str, builder: Callable[..., Any], *,
+                   overwrite: bool = False) -> None:
+  """Adds ``builder`` to :data:`MODELS` under ``name``.
+
+  ``builder(input_shape, num_classes, rngs, **kwargs)`` (``rngs`` an
+  ``nnx.Rngs`` with one stream, ``params``) returns an
+  ``nnx.Module`` (adapted with :func:`~explicable_jax.models.from_nnx`; a
+  :class:`StagedModel` brings its split points) or a
+  :class:`~explicable_jax.models.Classifier`. Registered models can be
+  trained from a config or the CLI, saved and loaded by name.
+
+  Raises:
+    ValueError: ``name`` is taken (pass ``overwrite=True`` to replace it).
+  """
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"name must be a non-empty string; got {name!r}.")
+  if not callable(builder):
+    raise TypeError(f"builder must be a function; got {type(builder).__name__}.")
+  if name in MODELS and not overwrite:
+    raise ValueError(
+        f"name {name!r} is already a registered model; pass overwrite=True to "
+        "replace it.")
+  MODELS[name] = builder
+
+
+def classifier(name: str, *, input_shape: Sequence[int], num_classes: int,
+               key: jax.Array, class_names: Sequence[str] | None = None,
+               **kwargs: Any) -> Classifier:
+  """A registered model as a :class:`~explicable_jax.models.Classifier` that
+  :func:`~explicable_jax.models.save` can rebuild by name.
+
+  Args: as :func:`create_model`, plus ``class_names``.
+  """
+  built = create_model(name, input_shape=input_shape, num_classes=num_classes,
+                       key=key, **kwargs)
+  recipe = json.dumps({"model": name, "model_kwargs": kwargs,
+                       "input_shape": [int(d) for d in input_shape],
+                       "num_classes": int(num_classes)}, sort_keys=True)
+  if isinstance(built, Classifier):
+    import dataclasses
+    spec = dataclasses.replace(
+        built.spec, recipe=recipe, input_shape=built.input_shape or tuple(input_shape),
+        num_classes=int(num_classes),
+        class_names=tuple(class_names) if class_names is not None else built.class_names)
+    return Classifier(built.params, built.state, spec)
+  return from_nnx(built, class_names=class_names, input_shape=input_shape,
+                  num_classes=int(num_classes), recipe=recipe)

@@ -1,0 +1,67 @@
+"""Orbax checkpoints of a training state."""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from explicable_jax.training.state import TrainState
+
+
+class Checkpointer:
+  """Orbax checkpoints of a :class:`TrainState` in ``directory``.
+
+  Writes are atomic (orbax writes to a temporary folder and renames it), so a
+  run killed while saving leaves the previous checkpoint intact. ``restore``
+  falls back to the newest checkpoint that reads back if the newest is
+  damaged.
+  """
+
+  def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3):
+    import orbax.checkpoint as ocp  # Host-side only.
+    self._ocp = ocp
+    self.directory = os.path.abspath(os.fspath(directory))
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True,
+            enable_async_checkpointing=False))
+
+  def latest_step(self) -> int | None:
+    self.manager.reload()
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    self.manager.reload()
+    return sorted(self.manager.all_steps())
+
+  def save(self, state: TrainState, *, force: bool = True) -> None:
+    step = int(jax.device_get(state.step))
+    if step in self.all_steps():
+      return
+    self.manager.save(step, args=self._ocp.args.StandardSave(
+        jax.device_get(state.checkpoint_tree())), force=force)
+    self.manager.wait_until_finished()
+
+  def restore(self, template: TrainState, step: int | None = None) -> TrainState:
+    """The newest readable checkpoint (or ``step``), shaped like ``template``."""
+    steps = [step] if step is not None else self.all_steps()[::-1]
+    if not steps:
+      raise FileNotFoundError(f"No checkpoint in {self.directory!r}.")
+    abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), x.dtype),
+                            jax.device_get(template.checkpoint_tree()))
+    errors = []
+    for s in steps:
+      try:
+        tree = self.manager.restore(
+            s, args=self._ocp.args.StandardRestore(abstract))
+        return template.with_checkpoint_tree(tree)
+      except Exception as e:  # Damaged checkpoint: try the one before.
+        errors.append(f"step {s}: {type(e).__name__}: {e}")
+    raise RuntimeError(
+        f"No checkpoint in {self.directory!r} could be read: " + "; ".join(errors))
+
+  def close(self) -> None:
+    self.manager.close()
+

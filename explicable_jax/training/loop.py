@@ -1,0 +1,172 @@
+"""The fit loop, evaluation and prediction."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from explicable_jax import _batching, _validation
+from explicable_jax import data as data_lib
+from explicable_jax import losses as losses_lib
+from explicable_jax import models as models_lib
+from explicable_jax.training.checkpoint import Checkpointer
+from explicable_jax.training.parallel import (data_mesh, data_parallel,
+                                              replicate, shard_batch)
+from explicable_jax.training.state import TrainState
+from explicable_jax.training.step import eval_batch, logits_batch
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or infinite loss or gradient."""
+
+
+class JsonlLogger:
+  """Appends one JSON object per line to ``path`` (and flushes each line)."""
+
+  def __init__(self, path: str):
+    self.path = path
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+  def write(self, **record) -> None:
+    record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+
+
+def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
+             loss_fn: Callable = losses_lib.cross_entropy_loss) -> dict[str, float]:
+  """Accuracy and mean loss (cross-entropy by default) of a model on ``ds``.
+
+  ``model`` is a :class:`~explicable_jax.models.Classifier` or a
+  :class:`TrainState`. Batches go through the one jitted evaluation function
+  (:func:`~explicable_jax.training.step.eval_batch`), so repeated calls with
+  the same shapes compile once.
+  """
+  clf = models_lib.as_classifier("model", model)
+  if not isinstance(ds, data_lib.Dataset):
+    raise TypeError(f"ds must be a data.Dataset; got {type(ds).__name__}.")
+  _validation.check_labels("labels", ds.y, clf.num_classes)
+  per_example, correct = _batching.map_batches(
+      lambda c, x, y: eval_batch(c, x, y, loss_fn=loss_fn), [ds.x, ds.y],
+      batch_size=batch_size, args=(clf,))
+  return {"accuracy": float(np.mean(correct)), "loss": float(np.mean(per_example)),
+          "count": int(len(correct))}
+
+
+def predict(model, x: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
+  """Evaluation-mode logits of a model for every row of ``x`` (uint8 images
+  are scaled to [0, 1]); ``model`` is a Classifier or a TrainState."""
+  clf = models_lib.as_classifier("model", model)
+  return _batching.map_batches(logits_batch, [np.asarray(x)],
+                               batch_size=batch_size, args=(clf,))
+
+
+def check_model_input(model, ds: data_lib.Dataset) -> None:
+  """Raises ``ValueError`` if ``ds``'s examples do not fit ``model``."""
+  clf = models_lib.as_classifier("model", model)
+  try:
+    out = jax.eval_shape(clf.logits, jax.ShapeDtypeStruct((2, *ds.input_shape), jnp.float32))
+  except (ValueError, TypeError) as e:
+    raise ValueError(
+        f"dataset {ds.name!r} examples of shape {ds.input_shape} do not fit "
+        f"the model ({clf!r}): {e}") from None
+  if out.ndim != 2 or out.shape[-1] < ds.num_classes:
+    raise ValueError(
+        f"the model must return at least {ds.num_classes} class scores per example "
+        f"for dataset {ds.name!r}; it returns shape {tuple(out.shape)} for a batch of 2.")
+
+
+def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
+        epochs: int, batch_size: int, seed: int = 0,
+        eval_ds: data_lib.Dataset | None = None, workdir: str | None = None,
+        checkpoint_every: int = 500, keep_checkpoints: int = 3,
+        log_every: int = 50, resume: bool = True, progress: bool = True,
+        mesh: Mesh | None = None, eval_every: int = 1) -> TrainState:
+  """Trains ``state`` for ``epochs`` passes over ``train_ds``.
+
+  Deterministic given ``seed``: epoch ``e`` visits the examples in the order
+  ``epoch_permutation(n, seed, e)`` (the last partial batch is dropped) and
+  step ``t`` draws its randomness from ``fold_in(key, t)``. With a
+  ``workdir``, checkpoints are written every ``checkpoint_every`` steps and at
+  the end, metrics go to ``workdir/metrics.jsonl``, and with ``resume`` a run
+  restarts from the newest checkpoint, ending with the same parameters as an
+  uninterrupted run.
+
+  Raises:
+    NonFiniteLossError: a step produced a NaN/inf loss or gradient; the last
+      checkpoint is the last good state.
+  """
+  from tqdm.auto import tqdm  # Host-side only.
+  _validation.check_positive("epochs", epochs, integer=True)
+  _validation.check_positive("batch_size", batch_size, integer=True)
+  if batch_size > len(train_ds):
+    raise ValueError(
+        f"batch_size must be at most the {len(train_ds)} training examples; "
+        f"got {batch_size}.")
+  _validation.check_labels("labels", train_ds.y, state.num_classes)
+  mesh = data_mesh() if mesh is None else mesh
+  steps_per_epoch = data_lib.num_batches(len(train_ds), batch_size, True)
+  total = steps_per_epoch * epochs
+  ckpt = logger = None
+  if workdir is not None:
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+                        max_to_keep=keep_checkpoints)
+    logger = JsonlLogger(os.path.join(workdir, "metrics.jsonl"))
+    if resume and ckpt.latest_step() is not None:
+      state = ckpt.restore(state)
+      if logger:
+        logger.write(event="resumed", step=int(state.step))
+  state = replicate(state, mesh)
+  step_fn = data_parallel(train_step, mesh)
+  start = int(jax.device_get(state.step))
+  bar = tqdm(total=total, initial=start, disable=not progress, unit="step",
+             dynamic_ncols=True)
+  t0, seen = time.time(), 0
+  try:
+    for epoch in range(start // steps_per_epoch, epochs):
+      offset = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
+      for batch in data_lib.batches(train_ds, batch_size, shuffle=True, seed=seed,
+                                    epoch=epoch, drop_remainder=True,
+                                    start=max(offset, 0)):
+        state, metrics = step_fn(state, shard_batch(batch, mesh))
+        seen += 1
+        step = start + seen  # Host-side count: no device round trip per step.
+        if not bool(metrics["finite"]):
+          raise NonFiniteLossError(
+              f"Training stopped at step {step}: the loss or a gradient was "
+              f"not finite (loss={float(metrics['loss'])}); the state was left "
+              f"at the last good update"
+              + (f" and the newest checkpoint in {ckpt.directory!r} is intact."
+                 if ckpt else "."))
+        bar.update(1)
+        if step % log_every == 0 or step == total:
+          m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.3f}")
+          if logger:
+            logger.write(step=step, epoch=epoch, **m,
+                         images_per_s=seen * batch_size / (time.time() - t0))
+        if ckpt and step % checkpoint_every == 0:
+          ckpt.save(state)
+      if eval_ds is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+        ev = evaluate(state, eval_ds)
+        line = (f"epoch {epoch + 1}/{epochs}: eval accuracy {ev['accuracy']:.4f} "
+                f"loss {ev['loss']:.4f} ({time.time() - t0:.0f}s)")
+        bar.write(line) if progress else print(line, flush=True)
+        if logger:
+          logger.write(step=int(jax.device_get(state.step)), epoch=epoch + 1,
+                       eval_accuracy=ev["accuracy"], eval_loss=ev["loss"])
+    if ckpt:
+      ckpt.save(state)
+  finally:
+    bar.close()
+    if ckpt:
+      ckpt.close()
+  return state
+

@@ -1,0 +1,141 @@
+"""A training run from a :class:`TrainConfig`: build, fit, evaluate, export."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+
+import jax
+
+from explicable_jax import data as data_lib
+from explicable_jax import losses as losses_lib
+from explicable_jax import models as models_lib
+from explicable_jax.training.config import TrainConfig, make_optimizer, make_schedule
+from explicable_jax.training.loop import check_model_input, evaluate, fit
+from explicable_jax.training.state import TrainState, create_train_state
+from explicable_jax.training.step import make_train_step
+
+
+def default_augment(config: TrainConfig, ds: data_lib.Dataset) -> Callable | None:
+  """Crop-and-flip for 32x32 colour images under ``augment="auto"``."""
+  if config.augment == "crop_flip" or (
+      config.augment == "auto" and ds.input_shape[-1:] == (3,)
+      and ds.input_shape[:2] == (32, 32)):
+    return data_lib.augment_cifar
+  return None
+
+
+def _datasets(config: TrainConfig):
+  if config.validation == "paper":
+    splits = data_lib.paper_split(config.dataset, data_dir=config.data_dir,
+                                  seed=config.seed)
+    return splits["train"], splits["validation"], splits["test"]
+  train = data_lib.load(config.dataset, "train", data_dir=config.data_dir,
+                        seed=config.seed)
+  test = data_lib.load(config.dataset, "test", data_dir=config.data_dir,
+                       seed=config.seed)
+  return train, (test if config.validation == "test" else None), test
+
+
+def build(config: TrainConfig, train_ds: data_lib.Dataset):
+  """``(state, train_step)`` for ``config``: model, optimiser, loss, augmentation."""
+  config.validate()
+  clf = models_lib.classifier(
+      config.model, input_shape=train_ds.input_shape,
+      num_classes=train_ds.num_classes, key=jax.random.key(config.seed),
+      class_names=train_ds.class_names, **config.model_kwargs)
+  if config.init_from:
+    clf = _initial_weights(config, clf)
+  check_model_input(clf, train_ds)
+  steps_per_epoch = data_lib.num_batches(len(train_ds), config.batch_size, True)
+  if steps_per_epoch == 0:
+    raise ValueError(
+        f"batch_size must be at most the {len(train_ds)} training examples; "
+        f"got {config.batch_size}.")
+  total = steps_per_epoch * config.epochs
+  schedule = make_schedule(config.schedule, config.learning_rate, total,
+                           warmup_steps=int(config.warmup_epochs * steps_per_epoch))
+  optimizer = make_optimizer(config.optimizer, schedule, momentum=config.momentum,
+                             nesterov=config.nesterov,
+                             weight_decay=config.weight_decay)
+  loss_fn = losses_lib.LOSSES[config.loss](**config.loss_kwargs)
+  state = create_train_state(clf, optimizer,
+                             jax.random.fold_in(jax.random.key(config.seed), 1))
+  step = make_train_step(loss_fn, optimizer,
+                         augment=default_augment(config, train_ds))
+  return state, step
+
+
+def _initial_weights(config: TrainConfig, clf: models_lib.Classifier):
+  """The weights of ``config.init_from`` (fine-tuning) in ``clf``'s structure,
+  checked against ``config``."""
+  path = config.init_from
+  if os.path.isdir(os.path.join(path, "model")) and not os.path.exists(
+      os.path.join(path, "model.json")):
+    path = os.path.join(path, "model")  # A train --workdir.
+  meta = models_lib.read_meta(path)
+  want = (config.model, dict(config.model_kwargs))
+  got = (meta.get("model"), dict(meta.get("model_kwargs", {})))
+  if want != got:
+    raise ValueError(
+        f"init_from must hold the model being trained, {want[0]} {want[1]}; "
+        f"{config.init_from!r} holds {got[0]} {got[1]}.")
+  if (list(meta["input_shape"]) != list(clf.input_shape)
+      or meta["num_classes"] != clf.num_classes):
+    raise ValueError(
+        f"init_from must match this dataset's input shape and classes; "
+        f"{config.init_from!r} was trained with input_shape {meta['input_shape']} "
+        f"and {meta['num_classes']} classes.")
+  return models_lib.load(path, like=clf)
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
+                       resume: bool = True, progress: bool = True) -> dict:
+  """Trains as ``config`` says, evaluates, and exports the model to
+  ``workdir/model``. Returns the final metrics (also in ``workdir/result.json``)."""
+  config.validate()
+  train, val, test = _datasets(config)
+  state, step = build(config, train)
+  if workdir:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(dataclasses.asdict(config), f, indent=2)
+  t0 = time.time()
+  state = fit(state, train, train_step=step, epochs=config.epochs,
+              batch_size=config.batch_size, seed=config.seed, eval_ds=val,
+              workdir=workdir, checkpoint_every=config.checkpoint_every,
+              keep_checkpoints=config.keep_checkpoints,
+              log_every=config.log_every, resume=resume, progress=progress)
+  result = {"dataset": config.dataset, "model": config.model,
+            "train_seconds": time.time() - t0,
+            "train": evaluate(state, train),
+            "test": evaluate(state, test),
+            "num_params": models_lib.count_params(state.params),
+            "note": train.note}
+  if val is not None and config.validation == "paper":
+    result["validation"] = evaluate(state, val)
+  if workdir:
+    save_model(os.path.join(workdir, "model"), state, config, train)
+    with open(os.path.join(workdir, "result.json"), "w") as f:
+      json.dump(result, f, indent=2)
+  return result
+
+
+def save_model(path: str, state: TrainState, config: TrainConfig,
+               ds: data_lib.Dataset) -> None:
+  """Exports the trained weights and model state (no optimiser state) with
+  :func:`explicable_jax.models.save`, recording the dataset and step."""
+  models_lib.save(path, state.classifier,
+                  meta={"model": config.model, "model_kwargs": config.model_kwargs,
+                        "dataset": ds.name,
+                        "step": int(jax.device_get(state.step))})
+
+
+def load_model(path: str):
+  """``(model, meta)``: the live NNX module saved by :func:`save_model` (or
+  :func:`explicable_jax.models.save`) and its ``model.json``. Use
+  :func:`explicable_jax.models.load` for a Classifier."""
+  clf = models_lib.load(path)
+  return clf.module(), models_lib.read_meta(path)

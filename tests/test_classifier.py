@@ -1,0 +1,273 @@
+"""The one model contract on a user's own models: an NNX CNN, a linen CNN and
+a plain-function model go through every method with no glue."""
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from explicable_jax import (_batching, attribution, data, deliberative, losses,
+                            models, mutation, robustness, rrr, training)
+from explicable_jax.attribution import batched
+
+SHAPE = (8, 8, 1)
+
+
+class UserCNN(nnx.Module):
+  """A user's NNX model: no num_classes attribute, no rngs keyword."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(1, 8, (3, 3), rngs=rngs)
+    self.bn = nnx.BatchNorm(8, momentum=0.9, rngs=rngs)
+    self.conv2 = nnx.Conv(8, 16, (3, 3), rngs=rngs)
+    self.drop = nnx.Dropout(0.1, rngs=rngs)
+    self.out = nnx.Linear(16, 10, rngs=rngs)
+
+  def __call__(self, x):
+    x = nnx.relu(self.bn(self.conv1(x)))
+    x = nnx.relu(self.conv2(x))
+    return self.out(self.drop(x.mean(axis=(1, 2))))
+
+
+def _user_nnx():
+  return models.from_nnx(UserCNN(nnx.Rngs(0)), layers=["conv1", "conv2", "out"],
+                         input_shape=SHAPE)
+
+
+def _user_linen():
+  import flax.linen as nn
+
+  class LinenCNN(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+      x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn")(
+          nn.Conv(8, (3, 3), name="conv1")(x)))
+      x = nn.relu(nn.Conv(16, (3, 3), name="conv2")(x))
+      return nn.Dense(10, name="head")(x.mean(axis=(1, 2)))
+
+  module = LinenCNN()
+  variables = module.init(jax.random.key(0), jnp.zeros((1, *SHAPE)))
+  return models.from_linen(module, variables, layers=["conv1", "conv2"],
+                           input_shape=SHAPE)
+
+
+def _conv(p, x):
+  return jax.lax.conv_general_dilated(x, p["kernel"], (1, 1), "SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["bias"]
+
+
+def _user_functions():
+  k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+  params = {"conv1": {"kernel": 0.3 * jax.random.normal(k1, (3, 3, 1, 8)), "bias": jnp.zeros(8)},
+            "conv2": {"kernel": 0.1 * jax.random.normal(k2, (3, 3, 8, 16)), "bias": jnp.zeros(16)},
+            "head": {"kernel": 0.2 * jax.random.normal(k3, (16, 10)), "bias": jnp.zeros(10)}}
+
+  def features1(p, x):
+    return jax.nn.relu(_conv(p["conv1"], x))
+
+  def head1(p, h):
+    h = jax.nn.relu(_conv(p["conv2"], h)).mean(axis=(1, 2))
+    return h @ p["head"]["kernel"] + p["head"]["bias"]
+
+  def apply(p, x):
+    return head1(p, features1(p, x))
+
+  return models.from_functions(apply, params, splits={"conv1": (features1, head1)},
+                               input_shape=SHAPE, num_classes=10)
+
+
+MAKERS = {"nnx": _user_nnx, "linen": _user_linen, "functions": _user_functions}
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return data.load("digits", "train"), data.load("digits", "test")
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_every_method_runs_on_a_users_model(kind, digits, tmp_path):
+  train, test = digits
+  clf = MAKERS[kind]()
+  assert clf.num_classes == 10
+  # Train and evaluate.
+  opt = optax.adam(1e-2)
+  state = training.create_train_state(clf, opt, jax.random.key(1))
+  step = training.make_train_step(losses.cross_entropy_loss, opt)
+  state = training.fit(state, train, train_step=step, epochs=8, batch_size=64, progress=False)
+  clf = state.classifier
+  acc = training.evaluate(clf, test)["accuracy"]
+  assert acc > 0.5, acc  # chance is 0.1
+  logits = training.predict(clf, test.x[:50])
+  np.testing.assert_allclose(logits, np.asarray(clf.logits(jnp.asarray(test.x[:50]))),
+                             rtol=1e-4, atol=1e-4)
+  x = jnp.asarray(test.x[:6])
+  layer = clf.layers[0]
+  # The split is the model.
+  f, h = clf.split(layer)
+  np.testing.assert_allclose(h(f(x)), clf.logits(x), rtol=1e-4, atol=1e-5)
+  # Layer conductance at an inner layer: completeness (sum = F(x) - F(x')).
+  cond, delta = batched.layer_conductance(clf, x, layer=layer, target="predicted",
+                                          n_steps=50, method="gausslegendre",
+                                          return_convergence_delta=True)
+  assert cond.shape[0] == 6
+  assert float(jnp.abs(delta).max()) < 0.05 * float(jnp.abs(cond.sum((1, 2, 3))).max() + 1e-3)
+  cam = batched.grad_cam(clf, x, layer=layer, target=0)
+  assert cam.shape == (6, 8, 8) and bool(jnp.all(cam >= 0))
+  # Input IG: completeness against the model's own scores.
+  t = batched.targets(clf, x, "predicted")
+  ig, d = batched.integrated_gradients(clf, x, target=t, n_steps=64,
+                                       return_convergence_delta=True)
+  gap = (jnp.take_along_axis(clf.logits(x), t[:, None], 1)[:, 0]
+         - jnp.take_along_axis(clf.logits(jnp.zeros_like(x)), t[:, None], 1)[:, 0])
+  np.testing.assert_allclose(ig.reshape(6, -1).sum(1), gap, rtol=0.02, atol=0.02)
+  np.testing.assert_allclose(d, ig.reshape(6, -1).sum(1) - gap, atol=1e-4)
+  # LCR over NAI mutants: a mutant equal to the model changes nothing; NAI changes some.
+  muts, _ = mutation.make_mutants(jax.random.key(2), clf, 4, "NAI", 0.3)
+  lcr = mutation.label_change_rate(clf, muts, test.x[:100])
+  same = jax.tree.map(lambda a: a[None], clf.params)
+  np.testing.assert_array_equal(mutation.label_change_rate(clf, same, test.x[:100]), 0.0)
+  assert lcr.shape == (100,) and 0 < lcr.mean() < 1
+  x100 = jnp.asarray(test.x[:100])
+  original = np.asarray(clf.logits(x100)).argmax(-1)
+  want = np.mean([np.asarray(clf.with_params(jax.tree.map(lambda a: a[i], muts)).logits(
+      x100)).argmax(-1) != original for i in range(4)], 0)
+  np.testing.assert_allclose(lcr, want)
+  # An RRR fine-tune (left half annotated) against the same fine-tune with
+  # lambda = 0: the penalised input gradients must shrink.
+  mask = np.zeros((len(train), *SHAPE), bool)
+  mask[:, :, :4] = True
+  annotated = dataclasses.replace(train, extras={"annotation": mask})
+
+  def annotated_gradient_mass(lam):
+    o = optax.adam(3e-3)
+    st = training.create_train_state(clf, o, jax.random.key(3))
+    st = training.fit(st, annotated, epochs=2, batch_size=64, progress=False,
+                      train_step=training.make_train_step(losses.make_rrr_loss(lam), o))
+    g = rrr.model_input_gradients(st.classifier, train.x[:200])
+    return float((g[:, :, :4] ** 2).sum())
+
+  assert annotated_gradient_mass(10.0) < 0.5 * annotated_gradient_mass(0.0)
+  # Insecurities at the split layer.
+  ins = deliberative.insecurities(*clf.split(layer), x, r=0.2)
+  assert len(ins) == 6 and any(ins)
+  assert all(item["mask"].shape == SHAPE[:2] and 0 < item["mask"].mean() < 1
+             for image in ins for item in image)
+  # FGSM through the classifier lowers accuracy.
+  clean = robustness.accuracy_under(clf, test.x[:100], test.y[:100])
+  adv = robustness.accuracy_under(
+      clf, test.x[:100], test.y[:100], key=jax.random.key(0),
+      perturb=lambda k, xb, yb: robustness.fgsm(clf, xb, yb, 0.1))
+  assert adv < clean
+  # Save and load: into a template (no rebuild recipe for a user's object).
+  models.save(tmp_path / "m", clf)
+  with pytest.raises(ValueError, match="like="):
+    models.load(tmp_path / "m")
+  again = models.load(tmp_path / "m", like=MAKERS[kind]())
+  np.testing.assert_allclose(again.logits(x), clf.logits(x), rtol=1e-6)
+
+
+def test_a_split_bypassed_by_a_skip_connection_is_rejected():
+  class Skip(nnx.Module):
+    def __init__(self, rngs):
+      self.a = nnx.Linear(4, 4, rngs=rngs)
+      self.b = nnx.Linear(4, 3, rngs=rngs)
+
+    def __call__(self, x):
+      return self.b(self.a(x) + x)
+
+  clf = models.from_nnx(Skip(nnx.Rngs(0)), layers=["a", "b"], input_shape=(4,))
+  with pytest.raises(ValueError, match="skip connection"):
+    clf.split("a")
+  f, h = clf.split("b")  # the last layer is a clean cut
+  x = jnp.ones((2, 4))
+  np.testing.assert_allclose(h(f(x)), clf.logits(x))
+  with pytest.raises(ValueError, match="layer must be one of a, b"):
+    clf.split("c")
+  with pytest.raises(ValueError, match="no sub-module"):
+    models.from_nnx(Skip(nnx.Rngs(0)), layers=["zz"])
+
+
+def test_stage_functions_split_an_nnx_model():
+  m = UserCNN(nnx.Rngs(0))
+  stages = [("conv1", lambda m, x: nnx.relu(m.bn(m.conv1(x)))),
+            ("conv2", lambda m, x: nnx.relu(m.conv2(x)).mean(axis=(1, 2))),
+            ("out", lambda m, x: m.out(m.drop(x)))]
+  clf = models.from_nnx(m, layers=stages)
+  x = jax.random.uniform(jax.random.key(0), (3, *SHAPE))
+  m.eval()
+  np.testing.assert_allclose(clf.logits(x), m(x), rtol=1e-5, atol=1e-6)
+  f, h = clf.split("conv2")
+  assert f(x).shape == (3, 16)
+  np.testing.assert_allclose(h(f(x)), m(x), rtol=1e-5, atol=1e-6)
+
+
+def test_classifier_crosses_jit_and_mutants_do_not_recompile():
+  clf = _user_functions()
+  traces = []
+
+  @jax.jit
+  def f(c, x):
+    traces.append(1)
+    return c.logits(x)
+
+  x = jnp.ones((2, *SHAPE))
+  f(clf, x)
+  f(clf.with_params(jax.tree.map(lambda a: a * 2, clf.params)), x)
+  assert len(traces) == 1
+
+
+def test_evaluate_and_predict_compile_once_for_repeated_calls(digits):
+  _, test = digits
+  clf = models.classifier("cnn", input_shape=test.input_shape, num_classes=10,
+                          key=jax.random.key(0))
+  training.evaluate(clf, test, batch_size=100)
+  training.predict(clf, test.x, batch_size=100)
+  before = (training.eval_batch._cache_size(), training.logits_batch._cache_size())
+  other = clf.with_params(jax.tree.map(lambda a: a * 0.5, clf.params))
+  for c in (clf, other, clf):
+    training.evaluate(c, test, batch_size=100)
+    training.predict(c, test.x, batch_size=100)
+  assert (training.eval_batch._cache_size(), training.logits_batch._cache_size()) == before
+
+
+def test_zoo_classifier_saves_and_rebuilds_by_name(tmp_path):
+  clf = models.classifier("cnn", input_shape=SHAPE, num_classes=10, key=jax.random.key(0),
+                          class_names=[str(i) for i in range(10)], widths=(4,))
+  models.save(tmp_path / "m", clf)
+  again = models.load(tmp_path / "m")
+  assert again.class_names == clf.class_names and again.layers == clf.layers
+  x = jnp.ones((2, *SHAPE))
+  np.testing.assert_allclose(again.logits(x), clf.logits(x))
+
+
+def test_register_model_rejects_a_taken_name_and_rebuilds_a_users_model(tmp_path):
+  with pytest.raises(ValueError, match="already a registered model"):
+    models.register_model("cnn", lambda *a, **k: None)
+
+  def build(input_shape, num_classes, rngs):  # rngs holds one stream, "params"
+    return UserCNN(nnx.Rngs(rngs.params()))
+
+  models.register_model("user_cnn_test", build, overwrite=True)
+  clf = models.classifier("user_cnn_test", input_shape=SHAPE, num_classes=10,
+                          key=jax.random.key(0))
+  models.save(tmp_path / "u", clf)
+  again = models.load(tmp_path / "u")
+  x = jnp.ones((2, *SHAPE))
+  np.testing.assert_allclose(again.logits(x), clf.logits(x))
+  del models.MODELS["user_cnn_test"]
+  with pytest.raises(ValueError, match="register_model"):
+    models.load(tmp_path / "u")
+
+
+def test_map_batches_pads_and_slices():
+  fn = jax.jit(lambda a, x: x * a)
+  x = np.arange(23, dtype=np.float32).reshape(23, 1)
+  out = _batching.map_batches(fn, [x], batch_size=5, args=(2.0,))
+  np.testing.assert_array_equal(out, 2 * x)
+  with pytest.raises(ValueError, match="same number of rows"):
+    _batching.map_batches(fn, [x, x[:3]], batch_size=5)
+  chex.assert_shape(_batching.map_batches(fn, [x[:3]], batch_size=5, args=(1.0,)), (3, 1))

@@ -1,5 +1,5 @@
 import sys
 
-from explicable_jax.cli import main
+from explicable_jax.app.cli import main
 
 sys.exit(main())

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from explicable_jax import cli
+from explicable_jax.app import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

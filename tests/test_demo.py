@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from explicable_jax import cli
-from explicable_jax.html_report import HtmlReport
+from explicable_jax.app import cli
+from explicable_jax.app.html_report import HtmlReport
 
 
 @pytest.fixture(scope="module")

@@ -88,3 +88,43 @@ def test_api_reference_is_up_to_date():
   for name in ("make_weighted_loss", "label_change_rate", "make_rrr_loss", "insecurities",
                "run_demo", "HtmlReport"):
     assert f"`{name}`" in module.render(), name
+
+
+@pytest.mark.parametrize("kind", ["nnx", "linen", "functions"])
+def test_readme_method_examples_run_on_a_users_model(kind, tour, wordnet_available):
+  """The four method examples, unchanged, on a user's NNX, linen and
+  plain-function CNN (tests/test_classifier.py) in place of the zoo's."""
+  import jax
+  from test_classifier import MAKERS
+  namespace, folder = tour
+  namespace = dict(namespace)
+  training = namespace["training"]
+  user = MAKERS[kind]()
+  state = training.fit(training.create_train_state(user, namespace["opt"], key=jax.random.key(1)),
+                       namespace["train"], train_step=namespace["step"], epochs=3,
+                       batch_size=64, progress=False)
+  namespace["clf"] = state.classifier
+  namespace["layer"] = state.classifier.layers[0]
+  with pytest.MonkeyPatch.context() as mp:
+    mp.chdir(folder)
+    for block in _blocks()[1:5]:
+      exec(compile(block, "README.md", "exec"), namespace)
+  assert int(namespace["tuned"].step) > 0
+  assert namespace["lcr"].shape == namespace["wrong"].shape
+  assert 0 < namespace["lcr"].max() <= 1
+  assert namespace["saliency"].shape == (16, 8, 8, 1)
+  assert len(namespace["found"]) == 4 and all(namespace["found"])
+
+
+def test_no_library_module_imports_the_app_layer():
+  import ast
+  offenders = []
+  for path in (ROOT / "explicable_jax").rglob("*.py"):
+    if "app" in path.relative_to(ROOT / "explicable_jax").parts or path.name == "__main__.py":
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+               [f"{node.module}.{a.name}" for a in node.names]
+               if isinstance(node, ast.ImportFrom) and node.module else [])
+      offenders += [f"{path.name}: {n}" for n in names if n.startswith("explicable_jax.app")]
+  assert not offenders, offenders

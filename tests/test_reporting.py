@@ -1,7 +1,7 @@
 """The experiment-report helpers write what they say."""
 import json
 
-from explicable_jax import reporting
+from explicable_jax.app import reporting
 
 
 def test_markdown_table_and_results_files(tmp_path, capsys):

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from explicable_jax import deliberative, losses, models, reporting, training
+from explicable_jax import deliberative, losses, models, training
+from explicable_jax.app import reporting
 from explicable_jax.data import parts
 
 RS = (0.1, 0.2, 0.3, 0.4, 0.5)

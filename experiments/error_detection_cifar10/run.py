@@ -42,7 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from explicable_jax import (attribution, data, detection, metrics, models, mutation,
-                            reporting, training)
+                            training)
+from explicable_jax.app import reporting
 
 LAYER = "layer3.2"
 # GF redraws whole filters (Wu et al.); NAI negates filters by default.

@@ -33,8 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explicable_jax import (attribution, data, metrics, models, reporting, robustness,
+from explicable_jax import (attribution, data, metrics, models, robustness,
                             similarity, training)
+from explicable_jax.app import reporting
 
 MODELS = ("cce", "ihl_softmax", "chl_softmax", "ekl_softmax",
           "cce_finetuned", "ihl_l1", "chl_l1", "ekl_l1")

@@ -2,7 +2,7 @@
 
 Figures are embedded as base64 PNG ``data:`` URIs and the only links are
 anchors inside the page, so the file can be mailed, attached to an issue or
-opened offline. Used by ``explicable-jax demo`` (:mod:`explicable_jax.demo`).
+opened offline. Used by ``explicable-jax demo`` (:mod:`explicable_jax.app.demo`).
 
     report = HtmlReport("My run")
     report.section("results", "Results")

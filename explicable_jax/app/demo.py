@@ -40,7 +40,7 @@ import optax
 from explicable_jax import (attribution, data, deliberative, detection, losses, metrics, models,
                             mutation, rrr, similarity, training)
 from explicable_jax.data import rrr as drrr
-from explicable_jax.html_report import HtmlReport
+from explicable_jax.app.html_report import HtmlReport
 
 CNN_KWARGS = {"widths": [16, 32], "dense": 64}
 FEATURE_LAYER = "conv_1"

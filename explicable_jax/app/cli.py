@@ -147,7 +147,7 @@ def cmd_quickstart(args) -> int:
 
 
 def cmd_demo(args) -> int:
-  from explicable_jax import demo
+  from explicable_jax.app import demo
   print("explicable_jax demo: explicable mistakes, right for the right reasons, error "
         "detection and insecurities on built-in data")
   path = demo.run_demo(args.out, quick=args.quick, seed=args.seed,

@@ -1,0 +1,3 @@
+"""The application layer: the ``explicable-jax`` command, the demo, the HTML
+report and the results writers. Built on the library; nothing in the library
+imports it."""

@@ -41,18 +41,19 @@ from explicable_jax import (attribution, data, deliberative, detection, losses, 
 print(jax.__version__, jax.default_backend())"""),
     ("md", """## 1. Train a model
 
-Data sets are numpy arrays in memory; models are Flax NNX modules that split
-into pure functions; a train step is a pure function `(state, batch) -> (state, metrics)`."""),
+Data sets are numpy arrays in memory; every method takes a `models.Classifier`
+(the zoo's, or your own NNX, linen or plain-JAX model through `models.from_nnx`,
+`from_linen`, `from_functions`); a train step is a pure function
+`(state, batch) -> (state, metrics)`."""),
     ("code", """train, test = data.load("digits", "train"), data.load("digits", "test")
-model = models.create_model("cnn", input_shape=train.input_shape, num_classes=10,
-                            key=jax.random.key(0), widths=[16, 32], dense=64)
+clf = models.classifier("cnn", input_shape=train.input_shape, num_classes=10,
+                        key=jax.random.key(0), widths=[16, 32], dense=64)
 opt = optax.adam(3e-3)
-state = training.create_train_state(model, opt, key=jax.random.key(1))
+state = training.create_train_state(clf, opt, key=jax.random.key(1))
 state = training.fit(state, train, train_step=training.make_train_step(losses.cross_entropy_loss, opt),
                      epochs=6, batch_size=64, progress=False)
-print(training.evaluate(state, test))
-graphdef, params, model_state = models.split_model(state.model())
-logits_fn = lambda x: models.apply_model(graphdef, params, model_state, x)[0]"""),
+clf = state.classifier          # the trained model: clf.logits, clf.split(layer), clf.params
+print(training.evaluate(clf, test))"""),
     ("md", """## 2. Explicable mistakes (Olmo, Sengupta and Kambhampati)
 
 Fine-tune with `WLF(y, p) = CE(W_y / sum W_y, p)` for a class-similarity matrix
@@ -62,10 +63,10 @@ WordNet installed, `similarity.wordnet_similarity(similarity.CIFAR10_SYNSETS.val
 gives the same)."""),
     ("code", """W = similarity.cifar10_wordnet_similarity()
 loss = losses.make_weighted_loss(W, target="l1")
-tuned = training.fit(training.create_train_state(state.model(), optax.adam(1e-3), key=jax.random.key(2)),
+tuned = training.fit(training.create_train_state(clf, optax.adam(1e-3), key=jax.random.key(2)),
                      train, train_step=training.make_train_step(loss, optax.adam(1e-3)),
                      epochs=3, batch_size=64, progress=False)
-preds = {"cce": training.predict(state, test.x).argmax(-1),
+preds = {"cce": training.predict(clf, test.x).argmax(-1),
          "wordnet": training.predict(tuned, test.x).argmax(-1)}
 print(metrics.hard_soft_scores(preds, test.y, W))
 for name, p in preds.items():
@@ -73,15 +74,17 @@ for name, p in preds.items():
           metrics.mean_mistake_similarity(test.y, p, W))"""),
     ("md", """## 3. Attributions
 
-Layer methods take the model split at a layer; input methods take a
-one-example score and are batched with `vmap`."""),
-    ("code", """features_fn, head_fn = models.split_at(graphdef, params, model_state, "conv_1")
+`attribution.batched` has every method in Captum's form, `(clf, x, target=..., [layer=...])`;
+underneath are the one-example input methods (batch them with `vmap`) and the layer methods
+on the `(features_fn, head_fn)` pair of `clf.split(layer)`."""),
+    ("code", """from explicable_jax.attribution import batched
+features_fn, head_fn = clf.split("conv_1")
 x = jnp.asarray(test.x[:64])
-cond, delta = attribution.layer_conductance(features_fn, head_fn, x, target="predicted",
-                                            n_steps=10, return_convergence_delta=True)
+cond, delta = batched.layer_conductance(clf, x, layer="conv_1", target="predicted",
+                                        n_steps=10, return_convergence_delta=True)
 print("conductance", cond.shape, "max |completeness gap|", float(jnp.abs(delta).max()))
-ig = jax.jit(jax.vmap(lambda xi, t: attribution.integrated_gradients(
-    attribution.class_score_fn(logits_fn, t), xi, n_steps=32)))(x[:8], test.y[:8])
+ig = jax.jit(lambda c, xb, t: batched.integrated_gradients(c, xb, target=t, n_steps=32))(
+    clf, x[:8], test.y[:8])
 fig, axes = plt.subplots(2, 8, figsize=(12, 3))
 for i in range(8):
     axes[0, i].imshow(test.x[i, ..., 0], cmap="gray"); axes[1, i].imshow(ig[i, ..., 0], cmap="bwr")
@@ -92,11 +95,10 @@ plt.show()"""),
 Mutants of the parameters (here NAI: negate 5% of the conv filters, kept only if
 they keep 90% of the accuracy) give each prediction a label change rate; the
 conductance of the last conv layer feeds an error detector."""),
-    ("code", """clf = state.classifier          # the one model contract: logits, split, params
-gate = mutation.accuracy_gate(clf, test.x, test.y)
+    ("code", """gate = mutation.accuracy_gate(clf, test.x, test.y)
 mutants, info = mutation.make_mutants(jax.random.key(3), clf, 10, "NAI", 0.05, accuracy_fn=gate)
 lcr = mutation.label_change_rate(clf, mutants, test.x)
-wrong = training.predict(state, test.x).argmax(-1) != test.y
+wrong = training.predict(clf, test.x).argmax(-1) != test.y
 print(f"{int(wrong.sum())} errors; AUROC of LCR {metrics.auroc(lcr, wrong):.3f}; "
       f"mutants drawn {info['drawn']}")
 cond_all = attribution.layer_conductance(features_fn, head_fn, jnp.asarray(test.x),
@@ -129,9 +131,9 @@ print({k: {"test accuracy": round(a, 3), "gradient share on swatch": round(s, 3)
 
 Where, and between which two classes, the network hesitates: the top-r region of
 `m_a * m_b * d` for class maps `m` and the difficulty map `d`."""),
-    ("code", """ent = np.asarray(deliberative.normalized_entropy(logits_fn(jnp.asarray(test.x))))
+    ("code", """ent = np.asarray(deliberative.normalized_entropy(clf.logits(jnp.asarray(test.x))))
 hard = np.argsort(-ent)[:5]
-found = deliberative.insecurities(features_fn, head_fn, test.x[hard], r=0.25,
+found = deliberative.insecurities(clf, test.x[hard], layer="conv_1", r=0.25,
                                   method="gradient_hessian")
 fig, axes = plt.subplots(1, 5, figsize=(10, 2.4))
 for ax, i, items in zip(axes, hard, found):
@@ -142,8 +144,8 @@ for ax, i, items in zip(axes, hard, found):
 plt.show()"""),
     ("md", "## 7. Robustness"),
     ("code", """for eps in (0.0, 0.05, 0.1):
-    adv = robustness.fgsm(logits_fn, jnp.asarray(test.x), test.y, eps) if eps else test.x
-    print(f"FGSM eps={eps}: accuracy {np.mean(np.asarray(logits_fn(jnp.asarray(adv))).argmax(-1) == test.y):.3f}")"""),
+    adv = robustness.fgsm(clf, jnp.asarray(test.x), test.y, eps) if eps else test.x
+    print(f"FGSM eps={eps}: accuracy {np.mean(training.predict(clf, adv).argmax(-1) == test.y):.3f}")"""),
 ]
 
 

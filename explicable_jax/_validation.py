@@ -5,7 +5,8 @@ and what was expected, in one sentence.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -92,3 +93,13 @@ def check_rank(name: str, shape: tuple[int, ...], ranks: Iterable[int]) -> None:
     want = " or ".join(str(r) for r in ranks)
     raise ValueError(
         f"{name} must have rank {want}; got shape {tuple(shape)}.")
+
+
+def accepts_keyword(fn: Callable, name: str) -> bool:
+  """Whether ``fn`` takes a keyword argument ``name`` (or ``**kwargs``)."""
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return False
+  return name in params or any(
+      p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -106,17 +106,52 @@ def _map(features_fn, head_fn, x, target, method, *, clip_gradient=False, n_step
   return per_channel.sum(-1)
 
 
-@functools.partial(jax.jit, static_argnames=("features_fn", "head_fn", "difficulty",
-                                             "method", "top_k", "n_steps",
-                                             "difficulty_head_fn", "internal_batch_size"))
-def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
+MAP_METHODS = ("gradient", "integrated_gradients", "gradient_hessian")
+"""Attributions of the class and difficulty maps."""
+
+_MAP_OPTIONS = ("difficulty", "method", "top_k", "n_steps", "difficulty_head_fn",
+                "internal_batch_size")
+
+
+def _model_args(model, args, layer):
+  """``(features_fn, head_fn, x, clf)`` from either call form: ``(features_fn,
+  head_fn, x)`` or ``(clf, x)`` with ``layer=`` (``clf`` is None in the first)."""
+  from explicable_jax.models import Classifier
+  if isinstance(model, Classifier):
+    if len(args) != 1:
+      raise TypeError(
+          f"with a Classifier, pass (clf, x, layer=...); got {1 + len(args)} positional "
+          "arguments.")
+    if layer is None:
+      raise ValueError(f"layer is required with a Classifier; one of {', '.join(model.layers)}.")
+    features_fn, head_fn = model.split(layer)
+    return features_fn, head_fn, args[0], model
+  if layer is not None:
+    raise ValueError("layer= is only for a Classifier; with (features_fn, head_fn, x) the "
+                     "split is already made.")
+  if len(args) != 2:
+    raise TypeError(
+        f"pass (features_fn, head_fn, x) or (clf, x, layer=...); got {1 + len(args)} "
+        "positional arguments.")
+  return model, args[0], args[1], None
+
+
+def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy",
                      method: str = "gradient", top_k: int = 5, n_steps: int = 20,
                      difficulty_head_fn=None, internal_batch_size: int | None = None):
   """Class maps of the top-K predicted classes and the difficulty map.
 
+  Call as ``attribution_maps(features_fn, head_fn, x, ...)`` or
+  ``attribution_maps(clf, x, layer=..., ...)`` with a
+  :class:`~explicable_jax.models.Classifier`. Jitted: the classifier crosses
+  ``jit`` as an argument (one compilation for any params); a
+  ``(features_fn, head_fn)`` pair is a static argument, so pass long-lived
+  functions (a new closure per call compiles per call).
+
   Args:
     features_fn, head_fn: the model split at the feature layer
-      (:func:`explicable_jax.models.split_at`), evaluation mode.
+      (:func:`explicable_jax.models.split_at`), evaluation mode; or a
+      Classifier and ``layer``, the name of the feature layer.
     x: ``(N, ...)`` inputs.
     difficulty: ``hesitancy``, ``entropy`` or a callable ``logits -> (N,)``.
     method: ``gradient``, ``integrated_gradients`` or ``gradient_hessian``.
@@ -135,6 +170,18 @@ def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
     decreasing probability, ``(N, K, H, W)`` maps (floored at ``1e-7``) and
     ``(N, H, W)``.
   """
+  features_fn, head_fn, x, clf = _model_args(model, args, layer)
+  _validation.check_choice("method", method, MAP_METHODS)
+  options = dict(difficulty=difficulty, method=method, top_k=top_k, n_steps=n_steps,
+                 difficulty_head_fn=difficulty_head_fn,
+                 internal_batch_size=internal_batch_size)
+  if clf is not None:
+    return _maps_of_classifier(clf, x, layer=layer, **options)
+  return _maps_of_pair(features_fn, head_fn, x, **options)
+
+
+def _maps(features_fn, head_fn, x, *, difficulty, method, top_k, n_steps,
+          difficulty_head_fn, internal_batch_size):
   logits = head_fn(features_fn(x))
   classes = jax.lax.top_k(logits, top_k)[1]
   maps = jnp.stack([_map(features_fn, head_fn, x, classes[:, k], method, n_steps=n_steps,
@@ -146,6 +193,14 @@ def attribution_maps(features_fn, head_fn, x, *, difficulty="entropy",
   dmap = _map(features_fn, _score_head(difficulty_head_fn or head_fn, score), x, zero, method,
               clip_gradient=True, n_steps=n_steps, internal_batch_size=internal_batch_size)
   return classes, maps, dmap
+
+
+_maps_of_pair = jax.jit(_maps, static_argnames=("features_fn", "head_fn", *_MAP_OPTIONS))
+
+
+@functools.partial(jax.jit, static_argnames=("layer", *_MAP_OPTIONS))
+def _maps_of_classifier(clf, x, *, layer, **options):
+  return _maps(*clf.split(layer), x, **options)
 
 
 def check_attribution_args(features_fn, x, *, top_k: int, num_classes: int) -> None:
@@ -200,7 +255,8 @@ def insecurity_maps(class_maps: jax.Array, difficulty_map: jax.Array,
   return jax.image.resize(prod, (n, k, k, *size), "bilinear")
 
 
-def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy",
+def insecurities(model, *args, layer: str | None = None, r: float = 0.2,
+                 difficulty="entropy",
                  method: str = "gradient", top_k: int = 5, top: int = 3,
                  num_classes: int | None = None, difficulty_head_fn=None,
                  internal_batch_size: int | None = None) -> list[list[dict]]:
@@ -214,8 +270,10 @@ def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy
   :func:`attribution_maps`.
   To threshold one computation at several ``r``, call
   :func:`attribution_maps`, :func:`insecurity_maps` and
-  :func:`top_fraction_mask` directly.
+  :func:`top_fraction_mask` directly. Call as ``insecurities(features_fn,
+  head_fn, x, ...)`` or ``insecurities(clf, x, layer=..., ...)``.
   """
+  features_fn, head_fn, x, clf = _model_args(model, args, layer)
   x = jnp.asarray(x)
   if x.ndim != 4:
     raise ValueError(f"x must be a batch of NHWC images (rank 4); got shape {tuple(x.shape)}.")
@@ -223,7 +281,8 @@ def insecurities(features_fn, head_fn, x, *, r: float = 0.2, difficulty="entropy
   check_attribution_args(features_fn, x, top_k=top_k,
                          num_classes=num_classes or logits_shape[-1])
   _validation.check_fraction("r", r, closed=False)
-  classes, maps, dmap = attribution_maps(features_fn, head_fn, x, difficulty=difficulty,
+  pair = (clf, x) if clf is not None else (features_fn, head_fn, x)
+  classes, maps, dmap = attribution_maps(*pair, layer=layer, difficulty=difficulty,
                                          method=method, top_k=top_k,
                                          difficulty_head_fn=difficulty_head_fn,
                                          internal_batch_size=internal_batch_size)

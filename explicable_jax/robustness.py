@@ -82,7 +82,8 @@ def fgsm(logits_fn: LogitsFn, x, labels, epsilon: float, *,
   .. math:: x' = \\mathrm{clip}(x + \\epsilon\\, \\mathrm{sign}(\\nabla_x L(f(x), y)))
 
   Args:
-    logits_fn: ``x -> logits`` of a model in evaluation mode.
+    logits_fn: ``x -> logits`` of a model in evaluation mode, or a
+      :class:`~explicable_jax.models.Classifier`.
     x: ``(N, H, W, C)`` images in input units.
     labels: ``(N,)`` true classes (the loss is raised for these).
     epsilon: L-inf budget in input units (Olmo et al.: 0.3 on ``[0, 1]``).
@@ -92,13 +93,25 @@ def fgsm(logits_fn: LogitsFn, x, labels, epsilon: float, *,
   _check_labels(labels, np.shape(x)[0])
   _validation.check_nonnegative("epsilon", epsilon)
   clip = _check_clip(clip)
-  return _fgsm(logits_fn, jnp.asarray(x), jnp.asarray(labels), float(epsilon), clip)
+  return _by_model(_fgsm, _fgsm_classifier, logits_fn)(
+      logits_fn, jnp.asarray(x), jnp.asarray(labels), float(epsilon), clip)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _fgsm(logits_fn, x, labels, epsilon, clip):
+def _by_model(static_fn, classifier_fn, model):
+  """The jitted attack for ``model``: a Classifier crosses ``jit`` as an
+  argument (one compilation for any params, none kept alive in the cache);
+  any other ``logits_fn`` is a static argument."""
+  from explicable_jax.models import Classifier
+  return classifier_fn if isinstance(model, Classifier) else static_fn
+
+
+def _fgsm_impl(logits_fn, x, labels, epsilon, clip):
   g = _loss_gradient(logits_fn, x, labels)
   return _clip(x + epsilon * jnp.sign(g), clip)
+
+
+_fgsm = jax.jit(_fgsm_impl, static_argnums=(0, 4))
+_fgsm_classifier = jax.jit(_fgsm_impl, static_argnums=(4,))
 
 
 MAX_UNROLLED_STEPS = _common.MAX_UNROLLED_CHUNKS
@@ -118,7 +131,8 @@ def pgd(logits_fn: LogitsFn, x, labels, epsilon: float, *, key: jax.Array,
   starting from ``x`` plus uniform noise in the ball (``random_start``).
 
   Args:
-    logits_fn: ``x -> logits`` of a model in evaluation mode.
+    logits_fn: ``x -> logits`` of a model in evaluation mode, or a
+      :class:`~explicable_jax.models.Classifier`.
     x: ``(N, H, W, C)`` images; labels: ``(N,)`` true classes.
     epsilon: L-inf radius in input units.
     key: PRNG key of the random start.
@@ -135,12 +149,12 @@ def pgd(logits_fn: LogitsFn, x, labels, epsilon: float, *, key: jax.Array,
     step_size = 2.5 * epsilon / steps
   _validation.check_nonnegative("step_size", step_size)
   clip = _check_clip(clip)
-  return _pgd(logits_fn, jnp.asarray(x), jnp.asarray(labels), key, float(epsilon),
-              float(step_size), int(steps), bool(random_start), clip)
+  return _by_model(_pgd, _pgd_classifier, logits_fn)(
+      logits_fn, jnp.asarray(x), jnp.asarray(labels), key, float(epsilon),
+      float(step_size), int(steps), bool(random_start), clip)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8))
-def _pgd(logits_fn, x, labels, key, epsilon, step_size, steps, random_start, clip):
+def _pgd_impl(logits_fn, x, labels, key, epsilon, step_size, steps, random_start, clip):
   x0 = x
   if random_start:
     x = _clip(x + jax.random.uniform(key, x.shape, x.dtype, -epsilon, epsilon), clip)
@@ -156,6 +170,10 @@ def _pgd(logits_fn, x, labels, key, epsilon, step_size, steps, random_start, cli
       x = step(i, x)
     return x
   return jax.lax.fori_loop(0, steps, step, x)
+
+
+_pgd = jax.jit(_pgd_impl, static_argnums=(0, 6, 7, 8))
+_pgd_classifier = jax.jit(_pgd_impl, static_argnums=(6, 7, 8))
 
 
 def gaussian_noise(key: jax.Array, x, stddev: float, *,

@@ -27,7 +27,8 @@ from hypothesis import given, settings, strategies as st
 
 from helpers import small_setup as _small_setup
 from explicable_jax import (attribution, data, deliberative, detection, losses, metrics, models,
-                            mutation, reporting, robustness, rrr, similarity, training)
+                            mutation, robustness, rrr, similarity, training)
+from explicable_jax.app import reporting
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

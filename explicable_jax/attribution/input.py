@@ -83,7 +83,8 @@ def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
 def integrated_gradients(score_fn: ScoreFn, x: jax.Array, *, baselines=None,
                          n_steps: int = 50, method: str = "gausslegendre",
                          internal_batch_size: int | None = None,
-                         return_convergence_delta: bool = False):
+                         return_convergence_delta: bool = False,
+                         multiply_by_inputs: bool = True):
   """Integrated gradients (Sundararajan, Taly and Yan, ICML 2017).
 
   .. math::
@@ -111,10 +112,16 @@ def integrated_gradients(score_fn: ScoreFn, x: jax.Array, *, baselines=None,
       internal_batch_size`` rows.
     return_convergence_delta: also return
       ``sum_i IG_i - (F(x) - F(x'))``.
+    multiply_by_inputs: ``False`` returns the path-averaged gradient without
+      the ``(x - x')`` factor (Captum's "local" attributions; no delta then).
 
   Returns:
     The attributions (``x``'s shape), and the scalar delta if asked for.
   """
+  if not multiply_by_inputs and return_convergence_delta:
+    raise ValueError(
+        "return_convergence_delta needs multiply_by_inputs=True: without the (x - x') "
+        "factor the attributions do not sum to F(x) - F(x').")
   x = _check_score(score_fn, x)
   baseline = _common.resolve_baselines(baselines, x)
   alphas, weights = _common.integration_points(method, n_steps)
@@ -122,6 +129,8 @@ def integrated_gradients(score_fn: ScoreFn, x: jax.Array, *, baselines=None,
   grad_fn = jax.grad(score_fn)
   avg_grad = _common.weighted_sum_along_path(
       lambda a: grad_fn(_common.interpolate(baseline, x, a)), alphas, weights, chunk)
+  if not multiply_by_inputs:
+    return avg_grad
   attributions = (x - baseline) * avg_grad
   if not return_convergence_delta:
     return attributions

@@ -99,6 +99,15 @@ def _with_delta(attributions, gap_fn, with_delta):
   return attributions, total - gap_fn()
 
 
+def _check_local(multiply_by_inputs, return_convergence_delta) -> None:
+  if not isinstance(multiply_by_inputs, bool):
+    raise TypeError(f"multiply_by_inputs must be True or False; got {multiply_by_inputs!r}.")
+  if not multiply_by_inputs and return_convergence_delta:
+    raise ValueError(
+        "return_convergence_delta needs multiply_by_inputs=True: without the (x - x') "
+        "factor the attributions do not sum to F(x) - F(x').")
+
+
 def _steps_per_chunk(internal_batch_size, batch: int, steps: int) -> int:
   """Path steps per forward pass for Captum's ``internal_batch_size`` (rows =
   examples x steps); all ``steps`` when unset, at least one."""
@@ -355,7 +364,8 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
                                x: jax.Array, *, target, baselines=None,
                                n_steps: int = 50, method: str = "gausslegendre",
                                internal_batch_size: int | None = None,
-                               return_convergence_delta: bool = False):
+                               return_convergence_delta: bool = False,
+                               multiply_by_inputs: bool = True):
   """Integrated gradients of the head along a straight path in layer space
   (Captum's ``LayerIntegratedGradients``).
 
@@ -368,8 +378,11 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
   Completeness: the attributions sum to ``F(x) - F(x')``.
 
   Args and returns as in :func:`layer_conductance`; ``method`` is a
-  quadrature rule (:func:`integration_points`).
+  quadrature rule (:func:`integration_points`); ``multiply_by_inputs=False``
+  returns the path-averaged gradient without the ``(a - a')`` factor
+  (Captum's option of the same name; no convergence delta then).
   """
+  _check_local(multiply_by_inputs, return_convergence_delta)
   x, t, layer, activations, _, baseline_activations = _setup(
       features_fn, head_fn, x, target, baselines)
   batch = x.shape[0]
@@ -388,12 +401,14 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
     avg = _layer_grad(head_fn, a, t)
   else:
     avg = _common.sum_over_chunks(chunk_sum, alphas, weights, chunk)
+  if not multiply_by_inputs:
+    return avg
   return _with_delta((a - a_ref) * avg, lambda: _score_gap(head_fn, a, a_ref, t),
                      return_convergence_delta)
 
 
 def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
-             relu: bool = True) -> jax.Array:
+             relu: bool = True, attr_dim_summation: bool = True) -> jax.Array:
   """Grad-CAM (Selvaraju et al., ICCV 2017) at a convolutional layer.
 
   .. math::
@@ -408,9 +423,12 @@ def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
     features_fn, head_fn, x, target: as in :func:`layer_conductance`; the
       layer must be ``(N, H, W, C)``.
     relu: keep only the positive evidence (the paper's map).
+    attr_dim_summation: sum the channels' maps ``w^c_k A^k`` (Captum's
+      option of the same name); ``False`` returns them per channel,
+      ``(N, H, W, C)``, ReLU (if ``relu``) applied to each as Captum does.
 
   Returns:
-    Maps of shape ``(N, H, W)``.
+    Maps of shape ``(N, H, W)`` (``(N, H, W, C)`` without the summation).
   """
   x, t, layer, activations = _setup(features_fn, head_fn, x, target)
   layer_shape = layer.shape
@@ -420,7 +438,10 @@ def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
         f"features_fn returns shape {tuple(layer_shape)}.")
   a = activations()
   weights = _layer_grad(head_fn, a, t).mean(axis=(1, 2))
-  cam = jnp.einsum("nhwc,nc->nhw", a, weights)
+  if attr_dim_summation:
+    cam = jnp.einsum("nhwc,nc->nhw", a, weights)
+  else:
+    cam = a * weights[:, None, None, :]
   return jax.nn.relu(cam) if relu else cam
 
 

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from explicable_jax import _jaxpr
+from explicable_jax import _jaxpr, _validation
 from explicable_jax.models.base import StagedModel
 from explicable_jax.models.classifier import Backend, Classifier, Spec
 
@@ -58,15 +58,6 @@ class _Constant:
     return self.value
 
 
-def _accepts_keyword(fn: Callable, name: str) -> bool:
-  try:
-    params = inspect.signature(fn).parameters
-  except (TypeError, ValueError):
-    return False
-  return name in params or any(
-      p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 def _names(layers) -> tuple[str, ...]:
   out = []
   for item in layers:
@@ -79,6 +70,17 @@ def _names(layers) -> tuple[str, ...]:
   if len(set(out)) != len(out):
     raise ValueError(f"layers must have distinct names; got {out}.")
   return tuple(out)
+
+
+def _head_on_dummy(backend, params, state, h, layer, input_spec, adapter: str):
+  """The head of a sub-module cut: the model run on zeros with the cut's
+  output replaced by ``h`` (the zeros reach nothing, see :func:`_check_clean`)."""
+  if input_spec is None:
+    raise ValueError(
+        f"input_shape is needed to split a model at a sub-module name: pass "
+        f"input_shape= to models.{adapter}.")
+  return backend._head_with_input(params, state, h, layer,
+                                  jnp.zeros(input_spec.shape, input_spec.dtype))
 
 
 def _check_clean(backend, params, state, layer, input_spec) -> None:
@@ -207,12 +209,7 @@ class NNXBackend(Backend):
       for fn in self.stage_fns[self.layers.index(layer) + 1:]:
         h = fn(m, h)
       return h
-    if input_spec is None:
-      raise ValueError(
-          "input_shape is needed to split an NNX model at a sub-module name: "
-          "pass input_shape= to models.from_nnx.")
-    return self._head_with_input(params, state, h, layer,
-                                 jnp.zeros(input_spec.shape, input_spec.dtype))
+    return _head_on_dummy(self, params, state, h, layer, input_spec, "from_nnx")
 
   def check_split(self, params, state, layer, input_spec):
     if self.mode == "names":
@@ -262,7 +259,7 @@ def from_nnx(module: nnx.Module, *, layers: Sequence[Any] | None = None,
     raise TypeError(f"module must be an nnx.Module; got {type(module).__name__}.")
   graphdef, params, state = nnx.split(module, nnx.Param, ...)
   params, state = jax.tree.map(jnp.copy, (params, state))
-  call_rngs = _accepts_keyword(type(module).__call__, "rngs")
+  call_rngs = _validation.accepts_keyword(type(module).__call__, "rngs")
   if layers is None and isinstance(module, StagedModel):
     backend = NNXBackend(graphdef, "staged", module.layer_names)
     if num_classes is None and isinstance(getattr(module, "num_classes", None), int):
@@ -369,12 +366,7 @@ class LinenBackend(Backend):
     return self._call(params, state, x, False, interceptor=replace)
 
   def head(self, params, state, h, layer, input_spec):
-    if input_spec is None:
-      raise ValueError(
-          "input_shape is needed to split a linen model: pass input_shape= to "
-          "models.from_linen.")
-    return self._head_with_input(params, state, h, layer,
-                                 jnp.zeros(input_spec.shape, input_spec.dtype))
+    return _head_on_dummy(self, params, state, h, layer, input_spec, "from_linen")
 
   def check_split(self, params, state, layer, input_spec):
     _check_clean(self, params, state, layer, input_spec)

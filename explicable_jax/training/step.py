@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,19 +9,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from explicable_jax import _validation
 from explicable_jax import losses as losses_lib
 from explicable_jax.training.state import TrainState
 
 Batch = Mapping[str, Any]
-
-
-def _accepts(fn: Callable, name: str) -> bool:
-  try:
-    params = inspect.signature(fn).parameters
-  except (TypeError, ValueError):
-    return False
-  return name in params or any(
-      p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
@@ -62,7 +53,7 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     The step. A non-finite loss or gradient leaves the state unchanged and
     reports ``metrics["finite"] == False`` so that the caller can stop.
   """
-  wants_model_fn = _accepts(loss_fn, "model_fn")
+  wants_model_fn = _validation.accepts_keyword(loss_fn, "model_fn")
 
   def step(state: TrainState, batch: Batch):
     key = jax.random.fold_in(state.key, state.step)

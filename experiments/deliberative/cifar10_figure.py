@@ -76,17 +76,14 @@ def main() -> None:
   path = args.model
   if os.path.exists(os.path.join(path, "model", "model.json")):
     path = os.path.join(path, "model")
-  model, meta = training.load_model(path)
-  g, params, state = models.split_model(model)
-  layer = feature_layer(model.layer_names)
+  clf, meta = models.load(path), models.read_meta(path)
+  layer = feature_layer(clf.layers)
   test = data.paper_split("cifar10", data_dir=args.data_dir, seed=args.seed)["test"]
   x = data.to_float(test.x)
-  logits = np.concatenate([np.asarray(models.apply_model(g, params, state, x[i:i + 500])[0])
-                           for i in range(0, len(x), 500)])
+  logits = training.predict(clf, x)
   ent = np.asarray(deliberative.normalized_entropy(logits))
   hard = np.argsort(-ent)[:args.images]
-  f, h = models.split_at(g, params, state, layer)
-  items = deliberative.insecurities(f, h, x[hard], r=args.r, difficulty="entropy",
+  items = deliberative.insecurities(clf, x[hard], layer=layer, r=args.r, difficulty="entropy",
                                     method=args.method, top_k=5, top=3)
   preds = logits[hard].argmax(-1)
   names = meta["class_names"]

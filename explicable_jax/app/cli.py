@@ -109,20 +109,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-  import jax
-  from explicable_jax import data, training
+  from explicable_jax import data, models, training
   path = args.model
   if os.path.exists(os.path.join(path, "model")):
     path = os.path.join(path, "model")
-  model, meta = training.load_model(path)
+  clf, meta = models.load(path), models.read_meta(path)
   ds = data.load(args.dataset or meta["dataset"], args.split,
                  data_dir=args.data_dir)
   if args.half:
     halves = data.paper_split(ds.name, data_dir=args.data_dir, seed=args.seed)
     ds = halves["validation" if args.half == "validation" else "test"]
-  optimizer = training.make_optimizer("sgd", training.make_schedule("constant", 1.0, 1))
-  state = training.create_train_state(model, optimizer, jax.random.key(0))
-  result = training.evaluate(state, ds)
+  result = training.evaluate(clf, ds)
   result.update(dataset=ds.name, split=args.split, half=args.half, note=ds.note)
   print(json.dumps(result, indent=2))
   return 0

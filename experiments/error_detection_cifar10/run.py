@@ -38,11 +38,11 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from explicable_jax import (attribution, data, detection, metrics, models, mutation,
-                            training)
+from explicable_jax import (_batching, attribution, data, detection, metrics, models,
+                            mutation, training)
+from explicable_jax.attribution import batched
 from explicable_jax.app import reporting
 
 LAYER = "layer3.2"
@@ -60,24 +60,19 @@ def _cached(path: str, fn):
   return out
 
 
-def _predict(logits_fn, x, batch=500):
-  f = jax.jit(lambda xb: jnp.argmax(logits_fn(xb), -1))
-  return np.concatenate([np.asarray(f(jnp.asarray(x[i:i + batch])))
-                         for i in range(0, len(x), batch)])
+def _predict(clf, x):
+  return training.predict(clf, x).argmax(-1)
 
 
-def _conductance(g, p, s, x, batch=250):
-  features_fn, head_fn = models.split_at(g, p, s, LAYER)
-  f = jax.jit(lambda xb: attribution.per_feature_map(
-      attribution.layer_conductance(features_fn, head_fn, xb, target="predicted",
-                                    n_steps=10, method="riemann_right"), reduce="mean"))
-  out = []
-  for i in range(0, len(x), batch):
-    xb = x[i:i + batch]
-    pad = batch - len(xb)
-    xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)]) if pad else xb
-    out.append(np.asarray(f(jnp.asarray(xb)))[: batch - pad])
-  return np.concatenate(out)
+@jax.jit
+def _conductance_batch(clf, xb):
+  return attribution.per_feature_map(batched.layer_conductance(
+      clf, xb, layer=LAYER, target="predicted", n_steps=10, method="riemann_right"),
+      reduce="mean")
+
+
+def _conductance(clf, x, batch=250):
+  return _batching.map_batches(_conductance_batch, [x], batch_size=batch, args=(clf,))
 
 
 def _features(pred, cond, num_classes=10):
@@ -124,8 +119,7 @@ def main() -> None:
   path = args.model
   if os.path.exists(os.path.join(path, "model", "model.json")):
     path = os.path.join(path, "model")
-  model, meta = training.load_model(path)
-  g, params, state = models.split_model(model)
+  clf, meta = models.load(path), models.read_meta(path)
   split = data.paper_split("cifar10", data_dir=args.data_dir, seed=args.seed)
   sets = {}
   for name in ("train", "validation", "test"):
@@ -133,21 +127,16 @@ def main() -> None:
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     sets[name] = (data.to_float(ds.x[:n]), ds.y[:n])
 
-  def logits_p(q, xb):
-    return models.apply_model(g, q, state, xb)[0]
-
-  logits = lambda xb: logits_p(params, xb)  # noqa: E731
-
   # 1-2. Predictions and conductance.
   pc = _cached(os.path.join(args.workdir, "predictions_conductance.npz"), lambda: {
-      **{f"pred_{k}": _predict(logits, x) for k, (x, _) in sets.items()},
-      **{f"cond_{k}": _conductance(g, params, state, x) for k, (x, _) in sets.items()}})
+      **{f"pred_{k}": _predict(clf, x) for k, (x, _) in sets.items()},
+      **{f"cond_{k}": _conductance(clf, x) for k, (x, _) in sets.items()}})
   wrong = {k: pc[f"pred_{k}"] != y for k, (_, y) in sets.items()}
   acc = {k: float(1 - w.mean()) for k, w in wrong.items()}
   print(f"accuracy {acc} ({time.time() - t0:.0f}s)")
 
   xv, yv = sets["validation"]
-  gate = mutation.accuracy_gate(logits_p, xv[:args.gate_images], yv[:args.gate_images])
+  gate = mutation.accuracy_gate(clf, xv[:args.gate_images], yv[:args.gate_images])
 
   # 3. Table 3: LCR of correct vs wrong predictions, by operator and rate.
   # One cache file per row, so an interrupted sweep keeps the rows it has. A
@@ -158,12 +147,12 @@ def main() -> None:
     opts = OPERATOR_OPTIONS[op]
     try:
       muts, info = mutation.make_mutants(
-          jax.random.fold_in(key, 1000 + i), params, args.table3_mutants, op, r,
+          jax.random.fold_in(key, 1000 + i), clf, args.table3_mutants, op, r,
           accuracy_fn=gate, max_draws=args.table3_max_draws, **opts)
     except mutation.GateRejectedError as e:
       print(f"Table 3 {op} {r}: {e}")
       return {"row": np.array([np.nan, np.nan, np.nan, e.drawn, e.accepted])}
-    lcr = mutation.label_change_rate(logits_p, muts, xv[:n3], params=params,
+    lcr = mutation.label_change_rate(clf, muts, xv[:n3],
                                      original_predictions=pc["pred_validation"][:n3])
     w = wrong["validation"][:n3]
     row = np.array([lcr[~w].mean(), lcr[w].mean(), metrics.auroc(lcr, w), info["drawn"],
@@ -188,12 +177,12 @@ def main() -> None:
   # 4. The mutant ensemble and LCR of validation and test predictions.
   def lcr_stage():
     opts = OPERATOR_OPTIONS[op]
-    muts, info = mutation.make_mutants(jax.random.fold_in(key, 7), params, args.mutants, op,
+    muts, info = mutation.make_mutants(jax.random.fold_in(key, 7), clf, args.mutants, op,
                                        rate, accuracy_fn=gate, **opts)
     out = {"mutant_accuracy": info["accuracies"], "drawn": np.array(info["drawn"])}
     for k in ("validation", "test"):
       x, _ = sets[k]
-      preds = mutation.mutant_predictions(logits_p, muts, x)
+      preds = mutation.mutant_predictions(clf, muts, x)
       out[f"changes_{k}"] = preds != pc[f"pred_{k}"][None, :]
       print(f"mutant predictions on {k} ({time.time() - t0:.0f}s)")
     return out

@@ -25,8 +25,9 @@ def check_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
 def lookup(name: str, value: str, registry: Mapping[str, Any]) -> Any:
   """Returns ``registry[value]``, or raises a ``ValueError`` listing the keys."""
   if value not in registry:
+    plural = name + ("es" if name.endswith("s") else "s")
     raise ValueError(
-        f"Unknown {name} {value!r}; valid {name}s are: "
+        f"Unknown {name} {value!r}; valid {plural} are: "
         f"{', '.join(sorted(registry))}."
     )
   return registry[value]

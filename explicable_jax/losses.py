@@ -111,23 +111,82 @@ def make_weighted_loss(weights, *, target: str = "l1", scale: float = 1.0) -> Ca
   return loss
 
 
-def _weighted_from_file(weights: str, target: str = "l1", scale: float = 1.0, **kw):
-  del kw
+def _weighted_from_file(weights: str, target: str = "l1", scale: float = 1.0):
+  """The weighted loss of a similarity matrix saved with ``np.save``."""
+  if not isinstance(weights, str):
+    raise ValueError(f"weights must be the path of a .npy matrix; got {weights!r}.")
   return make_weighted_loss(np.load(weights), target=target, scale=scale)
 
 
+def _cross_entropy_factory():
+  return cross_entropy_loss
+
+
+def _rrr_factory(lam: float = 1000.0, l2: float = 0.0, scale: str = "log",
+                 classes: str = "sum", normalize: bool = False,
+                 annotation_key: str | None = "annotation"):
+  return make_rrr_loss(lam, l2=l2, scale=scale, classes=classes, normalize=normalize,
+                       annotation_key=annotation_key)
+
+
+def _certainty_factory(lam: float = 1.0, l2: float = 0.0, scale: str = "log",
+                       classes: str = "sum"):
+  return make_certainty_loss(lam, l2=l2, scale=scale, classes=classes)
+
+
+def _label_smoothing_factory(alpha: float = 0.1):
+  return make_label_smoothing_loss(alpha)
+
+
 LOSSES: dict[str, Callable[..., Callable]] = {
-    "cross_entropy": lambda **kw: cross_entropy_loss,
-    "label_smoothing": lambda alpha=0.1, **kw: make_label_smoothing_loss(alpha),
+    "cross_entropy": _cross_entropy_factory,
+    "label_smoothing": _label_smoothing_factory,
     "weighted": _weighted_from_file,
-    "rrr": lambda lam=1000.0, **kw: make_rrr_loss(lam, **kw),
-    "certainty": lambda lam=1.0, **kw: make_certainty_loss(lam, **kw),
+    "rrr": _rrr_factory,
+    "certainty": _certainty_factory,
 }
-"""Loss factories by name: ``LOSSES[name](**options) -> loss_fn``."""
+"""Loss factories by name: ``LOSSES[name](**options) -> loss_fn``; build one
+with :func:`make_loss`, which checks the options."""
 
 
-def register_loss(name: str, factory: Callable[..., Callable]) -> None:
-  """Makes ``factory(**options) -> loss_fn`` available to the CLI as ``name``."""
+def make_loss(name: str, **options) -> Callable:
+  """The loss ``name`` of :data:`LOSSES` built with ``options``.
+
+  Raises:
+    ValueError: an unknown name, or an option the factory does not take
+      (``alhpa=0.5``), naming the valid ones; a missing required option.
+  """
+  import inspect
+  factory = _validation.lookup("loss", name, LOSSES)
+  params = inspect.signature(factory).parameters
+  if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+      raise ValueError(
+          f"loss {name!r} takes the options {', '.join(params) or 'none'}; got unknown "
+          f"option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.")
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty
+               and p.kind is not inspect.Parameter.VAR_POSITIONAL and k not in options]
+    if missing:
+      raise ValueError(f"loss {name!r} needs the option{'s' if len(missing) > 1 else ''} "
+                       f"{', '.join(missing)} (e.g. --loss-kwargs '{{\"{missing[0]}\": ...}}').")
+  return factory(**options)
+
+
+def register_loss(name: str, factory: Callable[..., Callable], *,
+                  overwrite: bool = False) -> None:
+  """Makes ``factory(**options) -> loss_fn`` available to the CLI as ``name``.
+
+  Raises:
+    ValueError: ``name`` is taken (pass ``overwrite=True`` to replace it).
+  """
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"name must be a non-empty string; got {name!r}.")
+  if not callable(factory):
+    raise TypeError(f"factory must be a function; got {type(factory).__name__}.")
+  if name in LOSSES and not overwrite:
+    raise ValueError(f"name {name!r} is already a registered loss; pass overwrite=True "
+                     "to replace it.")
   LOSSES[name] = factory
 
 

@@ -271,3 +271,34 @@ def test_map_batches_pads_and_slices():
   with pytest.raises(ValueError, match="same number of rows"):
     _batching.map_batches(fn, [x, x[:3]], batch_size=5)
   chex.assert_shape(_batching.map_batches(fn, [x[:3]], batch_size=5, args=(1.0,)), (3, 1))
+
+
+def test_registries_reject_taken_names_and_unknown_options():
+  from explicable_jax import losses
+  with pytest.raises(ValueError, match="takes the options alpha; got unknown option alhpa"):
+    losses.make_loss("label_smoothing", alhpa=0.5)
+  with pytest.raises(ValueError, match="needs the option weights"):
+    losses.make_loss("weighted")
+  with pytest.raises(ValueError, match="valid losses are"):
+    losses.make_loss("hinge")
+  with pytest.raises(ValueError, match="already a registered loss"):
+    losses.register_loss("rrr", lambda: None)
+  with pytest.raises(ValueError, match="already a registered dataset"):
+    data.register_dataset("digits", lambda *a, **k: None)
+  # Label smoothing keeps its default; a loss built by name is the same function.
+  logits = jnp.array([[2.0, 0.0, -1.0]])
+  batch = {"y": jnp.array([0])}
+  np.testing.assert_allclose(losses.make_loss("label_smoothing")(logits, batch),
+                             losses.make_label_smoothing_loss(0.1)(logits, batch))
+
+
+def test_no_module_writes_another_modules_registry():
+  import pathlib
+  import re
+  root = pathlib.Path(__file__).resolve().parents[1] / "explicable_jax"
+  owners = {"DATASETS": "data/__init__.py", "LOSSES": "losses.py", "MODELS": "models/registry.py"}
+  for path in root.rglob("*.py"):
+    text = path.read_text()
+    for name, owner in owners.items():
+      if re.search(rf"^{name}\[.*\]\s*=|^{name}\.update\(", text, re.M):
+        assert str(path.relative_to(root)) == owner, (path, name)

@@ -249,8 +249,20 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 }
 
 
-def register_dataset(name: str, loader: Callable[..., Dataset]) -> None:
-  """Adds ``loader(split, data_dir=None, source="auto", seed=0)`` to the registry."""
+def register_dataset(name: str, loader: Callable[..., Dataset], *,
+                     overwrite: bool = False) -> None:
+  """Adds ``loader(split, data_dir=None, source="auto", seed=0)`` to the registry.
+
+  Raises:
+    ValueError: ``name`` is taken (pass ``overwrite=True`` to replace it).
+  """
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"name must be a non-empty string; got {name!r}.")
+  if not callable(loader):
+    raise TypeError(f"loader must be a function; got {type(loader).__name__}.")
+  if name in DATASETS and not overwrite:
+    raise ValueError(f"name {name!r} is already a registered dataset; pass overwrite=True "
+                     "to replace it.")
   DATASETS[name] = loader
 
 
@@ -413,7 +425,13 @@ def num_batches(n: int, batch_size: int, drop_remainder: bool) -> int:
 
 
 from explicable_jax.data.augment import augment_cifar, random_crop_flip  # noqa: E402
-from explicable_jax.data import parts, rrr  # noqa: E402  (register their data sets)
+from explicable_jax.data import parts, rrr  # noqa: E402
+
+# The generated and annotated sets live in their own modules; the registry is
+# written here, in its own package, never by them.
+DATASETS.update({"toy_colors": rrr.toy_colors, "decoy_mnist": rrr.decoy_mnist,
+                 "decoy_digits": rrr.decoy_digits, "newsgroups": rrr.newsgroups,
+                 "parts_shapes": parts.parts_dataset})
 
 __all__ = [
     "Dataset", "DATASETS", "LOCAL_FILES", "DataNotFoundError", "load",

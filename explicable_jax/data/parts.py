@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from explicable_jax import _validation
-from explicable_jax.data import DATASETS, Dataset
+from explicable_jax.data import Dataset
 
 SIZE = 32
 SLOT_CENTERS = ((8, 8), (8, 24), (24, 8), (24, 24))
@@ -125,7 +125,6 @@ def parts_dataset(split: str = "train", data_dir=None, source="auto", seed: int 
                  extras={"part_centers": centers, "part_segments": segments})
 
 
-DATASETS["parts_shapes"] = parts_dataset
 
 
 def load_cub_parts(root: str) -> dict[str, np.ndarray]:

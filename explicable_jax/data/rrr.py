@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from explicable_jax import _validation
-from explicable_jax.data import DATASETS, Dataset, DataNotFoundError, load
+from explicable_jax.data import Dataset, DataNotFoundError, load
 
 TOY_COLORS = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255], [128, 0, 255]], np.uint8)
 """The four colours the original draws from (its 'r', 'g', 'b', 'v')."""
@@ -169,9 +169,6 @@ def _decoy(base: Dataset, split: str, seed: int, name: str, note: str) -> Datase
                  extras={"annotation": ann})
 
 
-DATASETS["toy_colors"] = toy_colors
-DATASETS["decoy_mnist"] = decoy_mnist
-DATASETS["decoy_digits"] = decoy_digits
 
 
 NEWSGROUPS_FILE = "20news-bydate_py3.pkz"
@@ -233,4 +230,3 @@ def newsgroups(split: str = "train", data_dir=None, source="auto", seed: int = 0
                  feature_names=tuple(vec.get_feature_names_out()))
 
 
-DATASETS["newsgroups"] = newsgroups

@@ -60,7 +60,7 @@ def build(config: TrainConfig, train_ds: data_lib.Dataset):
   optimizer = make_optimizer(config.optimizer, schedule, momentum=config.momentum,
                              nesterov=config.nesterov,
                              weight_decay=config.weight_decay)
-  loss_fn = losses_lib.LOSSES[config.loss](**config.loss_kwargs)
+  loss_fn = losses_lib.make_loss(config.loss, **config.loss_kwargs)
   state = create_train_state(clf, optimizer,
                              jax.random.fold_in(jax.random.key(config.seed), 1))
   step = make_train_step(loss_fn, optimizer,

@@ -497,3 +497,41 @@ def test_grad_cam_per_channel_maps_sum_to_the_map():
                                                                 relu=False), rtol=1e-5, atol=1e-6)
   relu_per = A.grad_cam(features, head, x, target=1, attr_dim_summation=False)
   np.testing.assert_allclose(relu_per, jnp.maximum(per, 0))
+
+
+def test_layer_methods_at_an_embedding_take_token_ids():
+  # Token ids are integers; layer IG and gradient x activation interpolate and
+  # differentiate the embedding, never the input.
+  emb = jax.random.normal(jax.random.key(0), (7, 3))
+  w = jax.random.normal(jax.random.key(1), (3, 2))
+  features = lambda ids: emb[ids]                       # (N, T, 3)
+  head = lambda h: jnp.tanh(h).sum(1) @ w               # (N, 2)
+  ids = jnp.array([[1, 4, 2], [6, 0, 3]])
+  lig, delta = A.layer_integrated_gradients(features, head, ids, target=1, baselines=0,
+                                            n_steps=64, return_convergence_delta=True)
+  gap = head(features(ids))[:, 1] - head(features(jnp.zeros_like(ids)))[:, 1]
+  np.testing.assert_allclose(lig.sum((1, 2)), gap, rtol=1e-4, atol=1e-5)
+  assert float(jnp.abs(delta).max()) < 1e-4
+  gxa = A.layer_gradient_x_activation(features, head, ids, target=0)
+  g = jax.grad(lambda h: head(h)[:, 0].sum())(features(ids))
+  np.testing.assert_allclose(gxa, g * features(ids), rtol=1e-6)
+  with pytest.raises(ValueError, match="floating-point"):
+    A.layer_conductance(features, head, ids, target=0)
+
+
+def test_compute_convergence_delta_matches_the_returned_delta():
+  from explicable_jax import models
+  from explicable_jax.attribution import batched
+  clf = models.classifier("cnn", input_shape=(8, 8, 1), num_classes=4, key=jax.random.key(0),
+                          widths=(4,), dense=8)
+  x = jax.random.uniform(jax.random.key(1), (3, 8, 8, 1))
+  ig, delta = batched.integrated_gradients(clf, x, target=2, n_steps=20,
+                                           return_convergence_delta=True)
+  np.testing.assert_allclose(batched.compute_convergence_delta(clf, ig, x, target=2), delta,
+                             atol=1e-5)
+  cond, cdelta = batched.layer_conductance(clf, x, layer="conv_0", target=2,
+                                           return_convergence_delta=True)
+  np.testing.assert_allclose(batched.compute_convergence_delta(clf, cond, x, target=2), cdelta,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="one row per example"):
+    batched.compute_convergence_delta(clf, ig[:2], x, target=2)

@@ -67,8 +67,9 @@ def resolve_baselines(baselines: Any, x: jax.Array) -> jax.Array:
         f"{tuple(x.shape)}; got shape {tuple(b.shape)}.") from None
 
 
-def check_input(name: str, x: Any, *, min_rank: int) -> jax.Array:
-  """``x`` as a floating array of rank at least ``min_rank``."""
+def check_input(name: str, x: Any, *, min_rank: int, integer_ok: bool = False) -> jax.Array:
+  """``x`` as a floating array (or an integer one, with ``integer_ok``) of
+  rank at least ``min_rank``."""
   try:
     arr = jnp.asarray(x)
   except TypeError:
@@ -78,6 +79,8 @@ def check_input(name: str, x: Any, *, min_rank: int) -> jax.Array:
     what = "a batch (leading axis = examples)" if min_rank else "an array"
     raise ValueError(
         f"{name} must be {what} of rank >= {min_rank}; got shape {tuple(arr.shape)}.")
+  if integer_ok and jnp.issubdtype(arr.dtype, jnp.integer):
+    return arr
   if not jnp.issubdtype(arr.dtype, jnp.floating):
     raise ValueError(
         f"{name} must hold floating-point values (attributions differentiate "

@@ -28,7 +28,7 @@ __all__ = [
     "saliency", "gradient_x_input", "integrated_gradients", "smoothgrad",
     "layer_conductance", "neuron_conductance", "layer_gradient_x_activation",
     "layer_integrated_gradients", "grad_cam", "second_order_attribution",
-    "targets",
+    "targets", "compute_convergence_delta",
 ]
 
 
@@ -92,6 +92,28 @@ def smoothgrad(key: jax.Array, clf, x, *, target, **kwargs) -> jax.Array:
   t = targets(clf, x, target)
   return jax.vmap(lambda k, xi, ti: input_lib.smoothgrad(
       input_lib.class_score_fn(clf.logits, ti), xi, key=k, **kwargs))(keys, x, t)
+
+
+def compute_convergence_delta(clf, attributions, x, *, target, baselines=None) -> jax.Array:
+  """Captum's ``compute_convergence_delta``: per example,
+
+  .. math:: \\delta = \\sum_i \\phi_i - (F(x) - F(x'))
+
+  for attributions ``(N, ...)`` of the target scores ``F`` of ``clf`` (input
+  attributions, or layer attributions whose path runs from ``x'`` to ``x``).
+  Zero for an exact integrated-gradients or conductance computation.
+  """
+  clf = models.as_classifier("clf", clf)
+  x = _common.check_input("x", x, min_rank=1, integer_ok=True)
+  attributions = jnp.asarray(attributions)
+  if attributions.ndim < 1 or attributions.shape[0] != x.shape[0]:
+    raise ValueError(
+        f"attributions must have one row per example of x ({x.shape[0]}); got shape "
+        f"{tuple(attributions.shape)}.")
+  t = targets(clf, x, target)
+  ref = _common.resolve_baselines(baselines, x)
+  scores = lambda v: jnp.take_along_axis(clf.logits(v), t[:, None], axis=-1)[:, 0]
+  return attributions.reshape(x.shape[0], -1).sum(1) - (scores(x) - scores(ref))
 
 
 def _layer_method(core: Callable) -> Callable:

@@ -44,7 +44,8 @@ _STEP_RULES = {
 _NO_BASELINE = object()
 
 
-def _setup(features_fn, head_fn, x, target, baselines=_NO_BASELINE):
+def _setup(features_fn, head_fn, x, target, baselines=_NO_BASELINE, *,
+           integer_inputs: bool = True):
   """Validates the pair and the batch.
 
   Returns ``(x, target (N,), layer, activations)``, plus
@@ -53,12 +54,14 @@ def _setup(features_fn, head_fn, x, target, baselines=_NO_BASELINE):
   ``features_fn(x)`` and ``baseline_activations()`` is ``features_fn(x')``.
   Both come from one forward pass (of ``[x; x']`` when there is a baseline),
   traced at most once however often they are called, so that
-  ``target="predicted"``, the method and its delta share it.
+  ``target="predicted"``, the method and its delta share it. Integer inputs
+  (token ids) are accepted unless ``integer_inputs=False`` (methods that
+  interpolate or differentiate the input itself).
   """
   for name, fn in (("features_fn", features_fn), ("head_fn", head_fn)):
     if not callable(fn):
       raise TypeError(f"{name} must be a function of a batch; got {type(fn).__name__}.")
-  x = _common.check_input("x", x, min_rank=1)
+  x = _common.check_input("x", x, min_rank=1, integer_ok=integer_inputs)
   layer = jax.eval_shape(features_fn, x)
   logits = jax.eval_shape(head_fn, layer)
   if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
@@ -201,7 +204,7 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
     :func:`per_feature_map` reduces them to one value per channel.
   """
   x, t, layer, activations, baseline, baseline_activations = _setup(
-      features_fn, head_fn, x, target, baselines)
+      features_fn, head_fn, x, target, baselines, integer_inputs=False)
   _validation.check_choice("method", method, _common.METHODS)
   _validation.check_positive("n_steps", n_steps, integer=True)
   n, batch = int(n_steps), x.shape[0]
@@ -319,7 +322,7 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   Returns:
     Attributions of ``x``'s shape.
   """
-  x, t, layer, _ = _setup(features_fn, head_fn, x, target)
+  x, t, layer, _ = _setup(features_fn, head_fn, x, target, integer_inputs=False)
   layer_shape = layer.shape
   index = (neuron_index,) if isinstance(neuron_index, (int, np.integer)) else tuple(neuron_index)
   if len(index) != len(layer_shape) - 1 or any(

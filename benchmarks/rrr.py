@@ -54,7 +54,7 @@ def _steps(model_name: str, input_shape, model_kwargs, repeats: int):
   out = {}
   for name, loss in (("plain", losses.cross_entropy_loss),
                      ("rrr", losses.make_rrr_loss(1000.0))):
-    state = training.create_train_state(model, opt, jax.random.key(1))
+    state = training.create_train_state(jax.random.key(1), model, opt)
     step = jax.jit(training.make_train_step(loss, opt))
 
     def run(state=state, step=step):

@@ -43,7 +43,7 @@ def jax_rows(batch_size: int, repeats: int, tapwise: bool) -> dict[str, float]:
                                 key=jax.random.key(0))
     opt = optax.chain(optax.add_decayed_weights(5e-4),
                       optax.sgd(0.1, momentum=0.9, nesterov=True))
-    state = training.create_train_state(model, opt, jax.random.key(1))
+    state = training.create_train_state(jax.random.key(1), model, opt)
     step = jax.jit(training.make_train_step(losses.cross_entropy_loss, opt))
     rng = np.random.default_rng(0)
     batch = {"x": jnp.asarray(rng.random((batch_size, 32, 32, 3), np.float32)),

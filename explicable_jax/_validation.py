@@ -104,3 +104,22 @@ def accepts_keyword(fn: Callable, name: str) -> bool:
     return False
   return name in params or any(
       p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def check_key(name: str, key: Any, *, call: str | None = None):
+  """``key`` as a typed PRNG key; raw ``uint32[2]`` key data is wrapped.
+
+  Raises ``TypeError`` naming the argument (and the call's key-first form,
+  ``call``) for anything else, e.g. ``None`` or a model passed where the key
+  belongs.
+  """
+  import jax
+  import jax.numpy as jnp
+  if isinstance(key, jax.Array):
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+      return key
+    if key.shape == (2,) and key.dtype == jnp.uint32:
+      return jax.random.wrap_key_data(key)
+  got = f"an array of dtype {key.dtype}" if hasattr(key, "dtype") else type(key).__name__
+  hint = f" (the key comes first: {call})" if call else ""
+  raise TypeError(f"{name} must be a PRNG key from jax.random.key(seed); got {got}{hint}.")

@@ -120,7 +120,7 @@ suite's rule: on XLA:CPU a conv's input gradient inside a ``lax`` loop runs
 several times slower (``python -m benchmarks.attribution`` measures it)."""
 
 
-def pgd(logits_fn: LogitsFn, x, labels, epsilon: float, *, key: jax.Array,
+def pgd(key: jax.Array, logits_fn: LogitsFn, x, labels, epsilon: float, *,
         steps: int = 10, step_size: float | None = None, random_start: bool = True,
         clip: tuple[float, float] | None = (0.0, 1.0)) -> jax.Array:
   """Projected gradient descent in the L-inf ball (Madry et al., ICLR 2018).
@@ -141,6 +141,7 @@ def pgd(logits_fn: LogitsFn, x, labels, epsilon: float, *, key: jax.Array,
     random_start: start from a uniform point of the ball.
     clip: valid input range, or ``None``.
   """
+  key = _validation.check_key("key", key, call="pgd(key, logits_fn, x, labels, epsilon)")
   _check_images("x", x)
   _check_labels(labels, np.shape(x)[0])
   _validation.check_nonnegative("epsilon", epsilon)

@@ -115,8 +115,8 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
     kk = jax.random.fold_in(key, k)
     ds = dataclasses.replace(train, extras={**train.extras,
                                             "annotation": annotation.astype(np.float32)})
-    state = training.create_train_state(make_model(jax.random.fold_in(kk, 0)), optimizer,
-                                        jax.random.fold_in(kk, 1))
+    state = training.create_train_state(jax.random.fold_in(kk, 1),
+                                        make_model(jax.random.fold_in(kk, 0)), optimizer)
     state = training.fit(state, ds, train_step=step, epochs=epochs, batch_size=batch_size,
                          seed=int(jax.random.randint(kk, (), 0, 2**31 - 1)),
                          progress=progress)

@@ -111,11 +111,11 @@ def test_integrated_gradients_vmaps_over_examples_and_targets(key):
 
 
 def test_smoothgrad_of_a_linear_score_is_its_gradient_with_zero_variance(key):
-  chex.assert_trees_all_close(A.smoothgrad(linear, X, key=key, n_samples=8), W, atol=1e-6)
+  chex.assert_trees_all_close(A.smoothgrad(key, linear, X, n_samples=8), W, atol=1e-6)
   chex.assert_trees_all_close(
-      A.smoothgrad(linear, X, key=key, n_samples=8, nt_type="smoothgrad_sq"), W ** 2, atol=1e-5)
+      A.smoothgrad(key, linear, X, n_samples=8, nt_type="smoothgrad_sq"), W ** 2, atol=1e-5)
   chex.assert_trees_all_close(
-      A.smoothgrad(linear, X, key=key, n_samples=8, nt_type="vargrad"), jnp.zeros(4), atol=1e-5)
+      A.smoothgrad(key, linear, X, n_samples=8, nt_type="vargrad"), jnp.zeros(4), atol=1e-5)
 
 
 def test_smoothgrad_matches_the_mean_over_its_own_noise(key):
@@ -124,7 +124,7 @@ def test_smoothgrad_matches_the_mean_over_its_own_noise(key):
   sigma, n = 0.3, 16
   noise = jax.random.normal(key, (n, 4))
   expected = jnp.mean(2 * W * (X + sigma * noise), axis=0)
-  got = A.smoothgrad(quadratic, X, key=key, n_samples=n, stdevs=sigma, internal_batch_size=5)
+  got = A.smoothgrad(key, quadratic, X, n_samples=n, stdevs=sigma, internal_batch_size=5)
   chex.assert_trees_all_close(got, expected, atol=1e-5)
 
 
@@ -382,8 +382,8 @@ def test_jitted_attributions_do_not_retrace_for_new_inputs_of_the_same_shape(key
     (lambda: A.integrated_gradients(lambda x: x * 2, X), "score_fn"),
     (lambda: A.integrated_gradients(linear, X, n_steps=1, method="riemann_trapezoid"), "n_steps"),
     (lambda: A.gradient(linear, jnp.arange(4)), "x"),
-    (lambda: A.smoothgrad(linear, X, key=jax.random.key(0), nt_type="mean"), "nt_type"),
-    (lambda: A.smoothgrad(linear, X, key=jax.random.key(0), stdevs=-1.0), "stdevs"),
+    (lambda: A.smoothgrad(jax.random.key(0), linear, X, nt_type="mean"), "nt_type"),
+    (lambda: A.smoothgrad(jax.random.key(0), linear, X, stdevs=-1.0), "stdevs"),
     (lambda: A.layer_conductance(quad_features, quad_head, XB, target=jnp.array([0, 1, 1])),
      "target"),
     (lambda: A.layer_conductance(quad_features, quad_head, XB, target=2), "target"),

@@ -159,7 +159,7 @@ def test_hardness_predictor_learns_which_examples_are_hard():
   model = models.create_model("mlp", input_shape=(2,), num_classes=3, key=jax.random.key(0),
                               hidden=(32,))
   opt = optax.adam(1e-2)
-  state = training.create_train_state(model, opt, jax.random.key(1))
+  state = training.create_train_state(jax.random.key(1), model, opt)
   step = jax.jit(training.make_train_step(deliberative.make_hardness_loss(2), opt))
   for _ in range(300):
     idx = rng.integers(0, n, 256)

@@ -100,7 +100,7 @@ def test_readme_method_examples_run_on_a_users_model(kind, tour, wordnet_availab
   namespace = dict(namespace)
   training = namespace["training"]
   user = MAKERS[kind]()
-  state = training.fit(training.create_train_state(user, namespace["opt"], key=jax.random.key(1)),
+  state = training.fit(training.create_train_state(jax.random.key(1), user, namespace["opt"]),
                        namespace["train"], train_step=namespace["step"], epochs=3,
                        batch_size=64, progress=False)
   namespace["clf"] = state.classifier

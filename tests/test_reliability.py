@@ -202,7 +202,7 @@ def test_non_finite_loss_leaves_the_state_and_stops_fit(tmp_path):
 
   _, train, state, _ = _small_setup()
   opt = optax.sgd(0.1)
-  state = training.create_train_state(state.model(), opt, jax.random.key(0))
+  state = training.create_train_state(jax.random.key(0), state.model(), opt)
   step = training.make_train_step(nan_loss, opt)
   new, m = jax.jit(step)(state, next(data.batches(train, 64)))
   assert not bool(m["finite"])

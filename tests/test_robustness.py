@@ -51,7 +51,7 @@ def test_fgsm_raises_the_loss_of_a_linear_model():
 def test_pgd_stays_in_the_ball_and_the_valid_range():
   f, _ = _linear_model(2)
   x, y = _images(2), jnp.array([3, 2, 1, 0, 1])
-  adv = robustness.pgd(f, x, y, 0.03, key=jax.random.key(0), steps=5)
+  adv = robustness.pgd(jax.random.key(0), f, x, y, 0.03, steps=5)
   assert float(jnp.max(jnp.abs(adv - x))) <= 0.03 + 1e-6
   assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
 
@@ -59,7 +59,7 @@ def test_pgd_stays_in_the_ball_and_the_valid_range():
 def test_pgd_one_step_from_the_centre_is_fgsm():
   f, _ = _linear_model(3)
   x, y = _images(3), jnp.array([0, 0, 1, 1, 2])
-  one = robustness.pgd(f, x, y, 0.07, key=jax.random.key(0), steps=1, step_size=0.07,
+  one = robustness.pgd(jax.random.key(0), f, x, y, 0.07, steps=1, step_size=0.07,
                        random_start=False)
   np.testing.assert_allclose(one, robustness.fgsm(f, x, y, 0.07), atol=1e-6)
 
@@ -68,17 +68,17 @@ def test_pgd_unrolled_and_looped_agree(monkeypatch):
   f, _ = _linear_model(4)
   x, y = _images(4), jnp.array([0, 1, 2, 3, 3])
   key = jax.random.key(7)
-  unrolled = robustness.pgd(f, x, y, 0.05, key=key, steps=4)
+  unrolled = robustness.pgd(key, f, x, y, 0.05, steps=4)
   monkeypatch.setattr(robustness, "MAX_UNROLLED_STEPS", 0)
   robustness._pgd.clear_cache()
-  looped = robustness.pgd(f, x, y, 0.05, key=key, steps=4)
+  looped = robustness.pgd(key, f, x, y, 0.05, steps=4)
   np.testing.assert_allclose(unrolled, looped, atol=1e-6)
 
 
 def test_pgd_beats_the_clean_loss_and_matches_fgsm_at_least_on_average():
   f, _ = _linear_model(5)
   x, y = _images(5, n=40), jnp.arange(40) % 4
-  adv = robustness.pgd(f, x, y, 0.05, key=jax.random.key(1), steps=10, clip=None)
+  adv = robustness.pgd(jax.random.key(1), f, x, y, 0.05, steps=10, clip=None)
   fg = robustness.fgsm(f, x, y, 0.05, clip=None)
   assert np.all(_ce(f, adv, y) > _ce(f, x, y))
   assert float(_ce(f, adv, y).mean()) >= float(_ce(f, fg, y).mean()) - 1e-4
@@ -207,8 +207,8 @@ def test_accuracy_under_fgsm_is_split_independent():
      "epsilon must be a non-negative"),
     (lambda: robustness.fgsm(lambda x: x, jnp.zeros((2, 4, 4, 3)), jnp.zeros(2, int), 0.1,
                              clip=(1, 0)), "low < high"),
-    (lambda: robustness.pgd(lambda x: x, jnp.zeros((2, 4, 4, 3)), jnp.zeros(2, int), 0.1,
-                            key=jax.random.key(0), steps=0), "steps must be a positive"),
+    (lambda: robustness.pgd(jax.random.key(0), lambda x: x, jnp.zeros((2, 4, 4, 3)),
+                            jnp.zeros(2, int), 0.1, steps=0), "steps must be a positive"),
     (lambda: robustness.accuracy_under(lambda x: x, jnp.zeros((2, 4, 4, 3)),
                                        jnp.zeros(2, int), perturb=lambda k, x, y: x),
      "key is required"),

@@ -100,7 +100,7 @@ def test_rrr_training_moves_the_model_off_an_annotated_decoy():
     model = models.create_model("mlp", input_shape=(2,), num_classes=2,
                                 key=jax.random.key(0), hidden=(16,))
     opt = optax.adam(1e-2)
-    state = training.create_train_state(model, opt, jax.random.key(1))
+    state = training.create_train_state(jax.random.key(1), model, opt)
     step = jax.jit(training.make_train_step(losses.make_rrr_loss(lam), opt))
     for epoch in range(30):
       for i in range(0, n, 200):

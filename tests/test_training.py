@@ -55,7 +55,7 @@ def test_loss_with_model_fn_receives_the_network():
 
   _, train, state, _ = _small_setup()
   opt = optax.sgd(0.01)
-  state = training.create_train_state(state.model(), opt, jax.random.key(0))
+  state = training.create_train_state(jax.random.key(0), state.model(), opt)
   step = training.make_train_step(penalised, opt)
   batch = next(data.batches(train, 16))
   _, m = jax.jit(step)(state, batch)
@@ -141,7 +141,7 @@ def test_save_and_load_model_round_trip(tmp_path):
 def test_states_and_models_never_share_donated_buffers():
   cfg, train, state, step = _small_setup(model="mlp", epochs=1)
   model = state.model()
-  second = training.create_train_state(model, optax.sgd(0.1), jax.random.key(0))
+  second = training.create_train_state(jax.random.key(0), model, optax.sgd(0.1))
   before = np.asarray(jax.tree.leaves(state.params)[0]).copy()
   training.fit(second, train, train_step=training.make_train_step(
       losses.cross_entropy_loss, optax.sgd(0.1)), epochs=1, batch_size=64, progress=False)
@@ -193,7 +193,7 @@ def test_data_parallel_step_on_8_devices_equals_1_device():
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = training.data_mesh(devices)
-    state = training.replicate(training.create_train_state(model, opt, jax.random.key(1)), mesh)
+    state = training.replicate(training.create_train_state(jax.random.key(1), model, opt), mesh)
     fn = training.data_parallel(step, mesh, donate=False)
     losses = []
     for batch in data.batches(train, 64, shuffle=True, drop_remainder=True):

@@ -45,7 +45,7 @@ def _train(ds, key, *, epochs, hardness, workdir):
                               widths=[32, 64], dense=128, pool="flatten")
   opt = optax.adam(1e-3)
   loss = deliberative.make_hardness_loss(c) if hardness else losses.cross_entropy_loss
-  state = training.create_train_state(model, opt, jax.random.fold_in(key, 1))
+  state = training.create_train_state(jax.random.fold_in(key, 1), model, opt)
   # With a workdir the trained model is a checkpoint: a rerun restores it.
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt), epochs=epochs,
                       batch_size=128, progress=False, workdir=workdir)

@@ -41,7 +41,7 @@ def _fit(key, ds, *, lam, epochs, batch_size=256, hidden=(50, 30), model="mlp",
     loss = losses.make_rrr_loss(lam)
   else:
     loss = losses.cross_entropy_loss
-  state = training.create_train_state(make, opt, jax.random.fold_in(key, 1))
+  state = training.create_train_state(jax.random.fold_in(key, 1), make, opt)
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt), epochs=epochs,
                       batch_size=batch_size, seed=int(jax.random.randint(key, (), 0, 2**30)),
                       progress=False)

@@ -88,10 +88,10 @@ def explicable_section(report, train, test, key, *, epochs, progress):
                               num_classes=train.num_classes, key=jax.random.fold_in(key, 0),
                               **CNN_KWARGS)
   opt = optax.adam(3e-3)
-  plain = _fit(training.create_train_state(model, opt, jax.random.fold_in(key, 1)), train,
+  plain = _fit(training.create_train_state(jax.random.fold_in(key, 1), model, opt), train,
                losses.cross_entropy_loss, opt, epochs, progress=progress)
   opt_ft = optax.adam(1e-3)
-  weighted = _fit(training.create_train_state(plain.model(), opt_ft, jax.random.fold_in(key, 2)),
+  weighted = _fit(training.create_train_state(jax.random.fold_in(key, 2), plain.model(), opt_ft),
                   train, losses.make_weighted_loss(w, target="l1"), opt_ft,
                   max(1, epochs // 3), progress=progress)
   preds = {"cross-entropy": training.predict(plain, test.x).argmax(-1),
@@ -139,11 +139,11 @@ def rrr_section(report, key, *, epochs, progress, quick):
   opt = optax.adam(1e-3)
   no_ann = data.Dataset(train.x, train.y, 10, train.class_names,
                         extras={"annotation": np.zeros(train.x.shape, np.float32)})
-  plain = _fit(training.create_train_state(make(jax.random.fold_in(key, 0)), opt,
-                                           jax.random.fold_in(key, 1)),
+  plain = _fit(training.create_train_state(jax.random.fold_in(key, 1),
+                                           make(jax.random.fold_in(key, 0)), opt),
                no_ann, losses.cross_entropy_loss, opt, epochs, progress=progress, batch_size=128)
-  right = _fit(training.create_train_state(make(jax.random.fold_in(key, 0)), opt,
-                                           jax.random.fold_in(key, 1)),
+  right = _fit(training.create_train_state(jax.random.fold_in(key, 1),
+                                           make(jax.random.fold_in(key, 0)), opt),
                train, losses.make_rrr_loss(lam), opt, epochs, progress=progress, batch_size=128)
   ann = test.extras["annotation"]
   rows, grads = [], {}
@@ -186,8 +186,8 @@ def rrr_section(report, key, *, epochs, progress, quick):
     ds = data.Dataset(tc_train.x, tc_train.y, 2, tc_train.class_names, extras={
         "annotation": np.broadcast_to(mask if mask is not None else 0.0,
                                       tc_train.x.shape).astype(np.float32)})
-    st = _fit(training.create_train_state(make2(jax.random.fold_in(key, 10 + i)), opt,
-                                          jax.random.fold_in(key, 20 + i)),
+    st = _fit(training.create_train_state(jax.random.fold_in(key, 20 + i),
+                                          make2(jax.random.fold_in(key, 10 + i)), opt),
               ds, losses.make_rrr_loss(lam) if mask is not None else losses.cross_entropy_loss,
               opt, 2 if quick else 16, progress=progress, batch_size=256)
     s = drrr.toy_colors_rule_scores(rrr.model_input_gradients(st, tc_test.x[:1000]))

@@ -91,7 +91,7 @@ def smoothgrad(key: jax.Array, clf, x, *, target, **kwargs) -> jax.Array:
   x = _common.check_input("x", x, min_rank=1)
   t = targets(clf, x, target)
   return jax.vmap(lambda k, xi, ti: input_lib.smoothgrad(
-      input_lib.class_score_fn(clf.logits, ti), xi, key=k, **kwargs))(keys, x, t)
+      k, input_lib.class_score_fn(clf.logits, ti), xi, **kwargs))(keys, x, t)
 
 
 def compute_convergence_delta(clf, attributions, x, *, target, baselines=None) -> jax.Array:

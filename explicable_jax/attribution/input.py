@@ -138,7 +138,7 @@ def integrated_gradients(score_fn: ScoreFn, x: jax.Array, *, baselines=None,
   return attributions, delta
 
 
-def smoothgrad(score_fn: ScoreFn, x: jax.Array, *, key: jax.Array,
+def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: jax.Array, *,
                n_samples: int = 50, stdevs: float | None = None,
                nt_type: str = "smoothgrad",
                attribution_fn: Callable[[ScoreFn, jax.Array], jax.Array] | None = None,
@@ -168,6 +168,7 @@ def smoothgrad(score_fn: ScoreFn, x: jax.Array, *, key: jax.Array,
   Returns:
     An array of ``x``'s shape.
   """
+  key = _validation.check_key("key", key, call="smoothgrad(key, score_fn, x)")
   x = _check_score(score_fn, x)
   _validation.check_choice("nt_type", nt_type, NOISE_TUNNEL_TYPES)
   _validation.check_positive("n_samples", n_samples, integer=True)

@@ -61,8 +61,7 @@ def build(config: TrainConfig, train_ds: data_lib.Dataset):
                              nesterov=config.nesterov,
                              weight_decay=config.weight_decay)
   loss_fn = losses_lib.make_loss(config.loss, **config.loss_kwargs)
-  state = create_train_state(clf, optimizer,
-                             jax.random.fold_in(jax.random.key(config.seed), 1))
+  state = create_train_state(jax.random.fold_in(jax.random.key(config.seed), 1), clf, optimizer)
   step = make_train_step(loss_fn, optimizer,
                          augment=default_augment(config, train_ds))
   return state, step

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from explicable_jax import _validation
 from explicable_jax import models as models_lib
 from explicable_jax.models import Classifier, Spec
 
@@ -74,15 +75,17 @@ class TrainState:
     return self.replace(**tree)
 
 
-def create_train_state(model, optimizer: optax.GradientTransformation,
-                       key: jax.Array) -> TrainState:
-  """A fresh :class:`TrainState` for ``model`` (its current weights).
+def create_train_state(key: jax.Array, model,
+                       optimizer: optax.GradientTransformation) -> TrainState:
+  """A fresh :class:`TrainState` for ``model`` (its current weights); step
+  ``t`` of training draws its randomness from ``fold_in(key, t)``.
 
   ``model`` is a :class:`~explicable_jax.models.Classifier` or an
   ``nnx.Module`` (adapted with :func:`~explicable_jax.models.from_nnx`). The
   state holds copies of the model's arrays: the jitted step donates the
   state's buffers, and the model (or another state made from it) must stay
   usable."""
+  key = _validation.check_key("key", key, call="create_train_state(key, model, optimizer)")
   clf = models_lib.as_classifier("model", model)
   if not isinstance(optimizer, optax.GradientTransformation):
     raise TypeError(
@@ -91,14 +94,4 @@ def create_train_state(model, optimizer: optax.GradientTransformation,
   params, model_state = jax.tree.map(jnp.copy, (clf.params, clf.state))
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     model_state=model_state, opt_state=optimizer.init(params),
-                    key_data=jax.random.key_data(_check_key(key)), spec=clf.spec)
-
-
-def _check_key(key):
-  if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-    if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
-      return jax.random.wrap_key_data(key)
-    raise TypeError(
-        f"key must be a PRNG key from jax.random.key(seed); got "
-        f"{type(key).__name__ if not hasattr(key, 'dtype') else key.dtype}.")
-  return key
+                    key_data=jax.random.key_data(key), spec=clf.spec)

@@ -7,9 +7,4 @@
 # checkpoint in the workdir.
 #   experiments/train_resnet20_cifar10_e7.sh [WORKDIR]
 set -euo pipefail
-workdir="${1:-runs/resnet20_cifar10_e7}"
-exec explicable-jax train --dataset cifar10 --model resnet20 --epochs 7 \
-  --batch-size 128 --optimizer sgd --lr 0.2 --schedule one_cycle \
-  --weight-decay 5e-4 --momentum 0.9 --validation paper --seed 0 \
-  --data-dir "${EXPLICABLE_JAX_DATA:-../shared/data}" --checkpoint-every 100 \
-  --log-every 50 --workdir "$workdir" --no-progress
+EPOCHS=7 exec "$(dirname "$0")/train_resnet20_cifar10.sh" "${1:-runs/resnet20_cifar10_e7}"

@@ -123,3 +123,18 @@ def check_key(name: str, key: Any, *, call: str | None = None):
   got = f"an array of dtype {key.dtype}" if hasattr(key, "dtype") else type(key).__name__
   hint = f" (the key comes first: {call})" if call else ""
   raise TypeError(f"{name} must be a PRNG key from jax.random.key(seed); got {got}{hint}.")
+
+
+def register(kind: str, registry: dict, name: Any, entry: Any, *, arg: str,
+             overwrite: bool) -> None:
+  """``registry[name] = entry`` after the checks every registry shares: a
+  non-empty string name, a callable entry (the argument ``arg``), and a taken
+  name only with ``overwrite``."""
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"name must be a non-empty string; got {name!r}.")
+  if not callable(entry):
+    raise TypeError(f"{arg} must be a function; got {type(entry).__name__}.")
+  if name in registry and not overwrite:
+    raise ValueError(f"name {name!r} is already a registered {kind}; pass overwrite=True "
+                     "to replace it.")
+  registry[name] = entry

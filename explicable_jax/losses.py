@@ -180,14 +180,7 @@ def register_loss(name: str, factory: Callable[..., Callable], *,
   Raises:
     ValueError: ``name`` is taken (pass ``overwrite=True`` to replace it).
   """
-  if not isinstance(name, str) or not name:
-    raise ValueError(f"name must be a non-empty string; got {name!r}.")
-  if not callable(factory):
-    raise TypeError(f"factory must be a function; got {type(factory).__name__}.")
-  if name in LOSSES and not overwrite:
-    raise ValueError(f"name {name!r} is already a registered loss; pass overwrite=True "
-                     "to replace it.")
-  LOSSES[name] = factory
+  _validation.register("loss", LOSSES, name, factory, arg="factory", overwrite=overwrite)
 
 
 # ---------------------------------------------------------------------------

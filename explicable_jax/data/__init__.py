@@ -256,14 +256,7 @@ def register_dataset(name: str, loader: Callable[..., Dataset], *,
   Raises:
     ValueError: ``name`` is taken (pass ``overwrite=True`` to replace it).
   """
-  if not isinstance(name, str) or not name:
-    raise ValueError(f"name must be a non-empty string; got {name!r}.")
-  if not callable(loader):
-    raise TypeError(f"loader must be a function; got {type(loader).__name__}.")
-  if name in DATASETS and not overwrite:
-    raise ValueError(f"name {name!r} is already a registered dataset; pass overwrite=True "
-                     "to replace it.")
-  DATASETS[name] = loader
+  _validation.register("dataset", DATASETS, name, loader, arg="loader", overwrite=overwrite)
 
 
 def load(name: str, split: str = "train", *, data_dir: str | None = None,

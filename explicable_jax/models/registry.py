@@ -102,15 +102,7 @@ def register_model(name: str, builder: Callable[..., Any], *,
   Raises:
     ValueError: ``name`` is taken (pass ``overwrite=True`` to replace it).
   """
-  if not isinstance(name, str) or not name:
-    raise ValueError(f"name must be a non-empty string; got {name!r}.")
-  if not callable(builder):
-    raise TypeError(f"builder must be a function; got {type(builder).__name__}.")
-  if name in MODELS and not overwrite:
-    raise ValueError(
-        f"name {name!r} is already a registered model; pass overwrite=True to "
-        "replace it.")
-  MODELS[name] = builder
+  _validation.register("model", MODELS, name, builder, arg="builder", overwrite=overwrite)
 
 
 def classifier(name: str, *, input_shape: Sequence[int], num_classes: int,

@@ -325,37 +325,60 @@ def _corrupt_jax(key, x, corruption, c):
 def accuracy_under(logits_fn: LogitsFn, x, labels, *, batch_size: int = 500,
                    perturb: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None,
                    key: jax.Array | None = None) -> float:
-  """Top-1 accuracy of ``logits_fn`` on ``perturb(key_b, x_b, y_b)`` batches.
+  """Top-1 accuracy of a model on perturbed inputs.
 
-  ``perturb`` (e.g. ``lambda k, x, y: fgsm(f, x, y, 0.3)``) sees one batch at
-  a time with its own key, folded from ``key`` by batch index, so memory stays
-  bounded and results do not depend on how the work is split.
+  Example ``i`` is perturbed alone, as ``perturb(fold_in(key, i), x[i:i+1],
+  y[i:i+1])`` (``jax.vmap``-ed over the batch), so the result does not depend
+  on ``batch_size`` or on how the examples are ordered into batches; batches
+  of ``batch_size`` go through the library's batching helper in one jitted
+  call each, so memory stays bounded. ``perturb`` must be traceable (the
+  attacks, noise and the JAX corruptions are; for the JPEG corruption,
+  corrupt first with :func:`corrupt` and pass the images without
+  ``perturb``).
+
+  Args:
+    logits_fn: ``x -> logits`` in evaluation mode, or a
+      :class:`~explicable_jax.models.Classifier`.
+    x, labels: ``(N, H, W, C)`` images and ``(N,)`` classes.
+    perturb: ``(key, x_batch, y_batch) -> x_batch``, e.g.
+      ``lambda k, x, y: fgsm(clf, x, y, 0.3)``.
+    key: required with ``perturb``.
   """
+  from explicable_jax import _batching
   _check_images("x", x)
   _check_labels(labels, np.shape(x)[0])
   _validation.check_positive("batch_size", batch_size, integer=True)
-  if perturb is not None and key is None:
-    raise ValueError("key is required when perturb is given (explicit PRNG keys).")
+  if perturb is not None:
+    if key is None:
+      raise ValueError("key is required when perturb is given (explicit PRNG keys).")
+    key = _validation.check_key("key", key)
   x, labels = np.asarray(x), np.asarray(labels)
   if len(x) == 0:
     raise ValueError("x is empty; accuracy of no examples is undefined.")
-  correct = 0
-  for b, start in enumerate(range(0, len(x), batch_size)):
-    xb = jnp.asarray(x[start:start + batch_size])
-    yb = jnp.asarray(labels[start:start + batch_size])
+  model = logits_fn if _by_model(False, True, logits_fn) else None
+  static = None if model is not None else logits_fn
+
+  def correct(m, index, xb, yb):
+    f = m if m is not None else static
     if perturb is not None:
-      xb = perturb(jax.random.fold_in(key, b), xb, yb)
-    correct += int(jnp.sum(jnp.argmax(logits_fn(xb), -1) == yb))
-  return correct / len(x)
+      keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+      xb = jax.vmap(lambda k, xi, yi: perturb(k, xi[None], yi[None])[0])(keys, xb, yb)
+    return jnp.argmax(f(xb), -1) == yb
+
+  hits = _batching.map_batches(jax.jit(correct), [np.arange(len(x)), x, labels],
+                               batch_size=batch_size, args=(model,))
+  return float(np.mean(hits))
 
 
 def corruption_suite(key: jax.Array, x, *, corruptions: Sequence[str] = CORRUPTIONS,
                      severities: Sequence[int] = SEVERITIES):
   """Yields ``(corruption, severity, images)`` for every pair, each with its
-  own key (``fold_in`` of the pair's index), like the CIFAR-10-C files."""
-  for ci, name in enumerate(corruptions):
+  own key, ``fold_in`` of the corruption's index in :data:`CORRUPTIONS` and
+  of the severity (like the CIFAR-10-C files): a corruption gets the same
+  noise whichever others are asked for with it."""
+  for name in corruptions:
     _validation.check_choice("corruption", name, CORRUPTIONS)
     for s in severities:
       _validation.check_choice("severity", s, SEVERITIES)
-      k = jax.random.fold_in(jax.random.fold_in(key, ci), s)
+      k = jax.random.fold_in(jax.random.fold_in(key, CORRUPTIONS.index(name)), s)
       yield name, s, corrupt(k, x, name, s)

@@ -184,14 +184,31 @@ def test_corruption_suite_yields_every_pair_with_its_own_noise():
   assert float(jnp.abs(a / 0.04 - b / 0.06).max()) > 0.1  # different keys
 
 
-def test_accuracy_under_fgsm_is_split_independent():
+def test_accuracy_under_noise_is_split_independent_and_per_example():
+  # Noise (unlike FGSM) uses the key: the result must not depend on the batch
+  # size, and must equal example i perturbed alone with fold_in(key, i).
   f, _ = _linear_model(11)
-  x, y = _images(11, n=12), jnp.argmax(f(_images(11, n=12)), -1)
+  x = _images(11, n=12)
+  y = jnp.argmax(f(x), -1)
   assert robustness.accuracy_under(f, x, y) == 1.0
+  noise = lambda k, xb, yb: robustness.gaussian_noise(k, xb, 0.5)
+  key = jax.random.key(3)
+  a = robustness.accuracy_under(f, x, y, perturb=noise, key=key, batch_size=5)
+  b = robustness.accuracy_under(f, x, y, perturb=noise, key=key, batch_size=12)
+  by_hand = np.mean([int(jnp.argmax(f(noise(jax.random.fold_in(key, i), x[i:i + 1], None)), -1)[0])
+                     == int(y[i]) for i in range(12)])
+  assert a == b == by_hand < 1.0
   attack = lambda k, xb, yb: robustness.fgsm(f, xb, yb, 0.2)
-  a = robustness.accuracy_under(f, x, y, perturb=attack, key=jax.random.key(0), batch_size=5)
-  b = robustness.accuracy_under(f, x, y, perturb=attack, key=jax.random.key(0), batch_size=12)
-  assert a == b < 1.0
+  assert robustness.accuracy_under(f, x, y, perturb=attack, key=key, batch_size=5) < 1.0
+
+
+def test_a_corruption_gets_the_same_noise_whatever_else_is_asked_for():
+  x = _images(2, n=3)
+  alone = list(robustness.corruption_suite(jax.random.key(0), x, corruptions=("shot_noise",),
+                                           severities=(2,)))
+  with_others = list(robustness.corruption_suite(
+      jax.random.key(0), x, corruptions=("gaussian_noise", "shot_noise"), severities=(2,)))
+  np.testing.assert_array_equal(alone[0][2], with_others[1][2])
 
 
 @pytest.mark.parametrize("call, match", [

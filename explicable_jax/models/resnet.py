@@ -78,6 +78,13 @@ class BasicBlock(nnx.Module):
     return jax.nn.relu(y + s)
 
 
+def _stem_and_blocks(model):
+  """The ``stem`` stage and one stage per residual block, by block name."""
+  return [("stem", lambda x, rngs: _normalized_stem(model, x)),
+          *[(name, (lambda blk: lambda x, rngs: blk(x))(blk))
+            for name, blk in zip(model.block_names, model.blocks)]]
+
+
 class CifarResNet(StagedModel):
   """He et al.'s CIFAR ResNet of depth ``6n + 2`` (ResNet-20: ``depth=20``).
 
@@ -122,17 +129,10 @@ class CifarResNet(StagedModel):
     self.block_names = tuple(names)
     self.fc = nnx.Linear(cin, num_classes, kernel_init=he_normal, rngs=rngs)
 
-  def _stem(self, x, rngs):
-    return _normalized_stem(self, x)
-
   def stages(self):
-    return [
-        ("stem", self._stem),
-        *[(name, (lambda blk: lambda x, rngs: blk(x))(blk))
-          for name, blk in zip(self.block_names, self.blocks)],
-        ("pool", lambda x, rngs: x.mean(axis=(1, 2))),
-        ("logits", lambda x, rngs: self.fc(x)),
-    ]
+    return [*_stem_and_blocks(self),
+            ("pool", lambda x, rngs: x.mean(axis=(1, 2))),
+            ("logits", lambda x, rngs: self.fc(x))]
 
 
 def resnet20(num_classes: int = 10, *, rngs: nnx.Rngs, **kwargs) -> CifarResNet:
@@ -211,15 +211,8 @@ class PreActResNetV2(StagedModel):
     self.post_bn = _bn(cin, rngs)
     self.fc = nnx.Linear(cin, num_classes, kernel_init=he_normal, rngs=rngs)
 
-  def _stem(self, x, rngs):
-    return _normalized_stem(self, x)
-
   def stages(self):
-    return [
-        ("stem", self._stem),
-        *[(name, (lambda blk: lambda x, rngs: blk(x))(blk))
-          for name, blk in zip(self.block_names, self.blocks)],
-        ("post", lambda x, rngs: jax.nn.relu(self.post_bn(x))),
-        ("pool", lambda x, rngs: x.mean(axis=(1, 2))),
-        ("logits", lambda x, rngs: self.fc(x)),
-    ]
+    return [*_stem_and_blocks(self),
+            ("post", lambda x, rngs: jax.nn.relu(self.post_bn(x))),
+            ("pool", lambda x, rngs: x.mean(axis=(1, 2))),
+            ("logits", lambda x, rngs: self.fc(x))]

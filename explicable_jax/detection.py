@@ -94,10 +94,11 @@ class Detector:
 
   def scores(self, features) -> np.ndarray:
     """``P(wrong | features)`` for every row."""
-    x = (_features("features", features) - self.mean) / self.std
-    if x.shape[1] != self.mean.shape[0]:
+    x = _features("features", features)
+    if x.shape[1] != self.mean.shape[0]:  # before standardising, which would broadcast
       raise ValueError(f"features must have {self.mean.shape[0]} columns as in training; "
                        f"got {x.shape[1]}.")
+    x = (x - self.mean) / self.std
     return np.asarray(jax.nn.sigmoid(_jit_logit(self.params, jnp.asarray(x))))
 
 

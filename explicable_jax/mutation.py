@@ -425,7 +425,8 @@ def _params_of(name: str, model_or_params):
 
 def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
                        batch_size: int = 500, strategy: str = "auto") -> np.ndarray:
-  """Predicted classes of every mutant on every input, ``(n_mutants, N)``.
+  """Predicted classes of every mutant on every input, ``(n_mutants, N)``;
+  ``-1`` where the mutant's scores are not finite.
 
   ``model`` is the :class:`~explicable_jax.models.Classifier` the mutants
   were drawn from (each mutant is ``clf.with_params(m)``), or a function
@@ -494,7 +495,10 @@ def _check_logits_fn(logits_fn, extra, mutants, x) -> None:
 @functools.lru_cache(maxsize=32)
 def _chunk_predictor(logits_fn, strategy: str, ndev: int):
   def predict(p, extra, xb):
-    return jnp.argmax(logits_fn(p, extra, xb), -1).astype(jnp.int32)
+    logits = logits_fn(p, extra, xb)
+    label = jnp.argmax(logits, -1).astype(jnp.int32)
+    # -1 marks a prediction from non-finite scores (argmax would say 0).
+    return jnp.where(jnp.all(jnp.isfinite(logits), -1), label, -1)
 
   if strategy == "vmap":
     local = jax.vmap(predict, in_axes=(0, None, None))
@@ -511,7 +515,7 @@ def _chunk_predictor(logits_fn, strategy: str, ndev: int):
 
 def label_change_rate(model, mutants, x, *, params=None,
                       original_predictions=None, mutant_chunk: int = 10,
-                      batch_size: int = 500) -> np.ndarray:
+                      batch_size: int = 500, check_finite: bool = True) -> np.ndarray:
   """LCR of every input: the fraction of mutants whose label differs from
   the original model's (Wang et al., eq. 1).
 
@@ -525,10 +529,22 @@ def label_change_rate(model, mutants, x, *, params=None,
     params: the original parameters, for a ``logits_fn`` model only.
     original_predictions: ``f(x)`` if already known.
     mutant_chunk, batch_size: see :func:`mutant_predictions`.
+    check_finite: raise ``ValueError`` naming the inputs that hold NaN or
+      inf (default); with ``False`` their rate is NaN.
 
   Returns:
-    ``(N,)`` rates in ``[0, 1]``.
+    ``(N,)`` rates in ``[0, 1]``; NaN where the original model's scores are
+    not finite (never 0, the most trustworthy rate). A mutant whose scores are
+    not finite counts as a change.
   """
+  x = np.asarray(x)
+  if check_finite and np.issubdtype(x.dtype, np.floating):
+    bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+    if bad.size:
+      raise ValueError(
+          f"x holds NaN or inf in {bad.size} input(s), at indices "
+          f"{', '.join(map(str, bad[:10]))}{', ...' if bad.size > 10 else ''}; clean them "
+          "or pass check_finite=False (their label change rate is then NaN).")
   _, _, clf_params = _as_logits(model)
   if clf_params is not None:
     if params is not None:
@@ -548,7 +564,9 @@ def label_change_rate(model, mutants, x, *, params=None,
                      f"got shape {np.shape(original_predictions)}.")
   preds = mutant_predictions(model, mutants, x, mutant_chunk=mutant_chunk,
                              batch_size=batch_size)
-  return (preds != np.asarray(original_predictions)[None, :]).sum(0) / n
+  original = np.asarray(original_predictions)
+  rate = (preds != original[None, :]).sum(0) / n
+  return np.where(original < 0, np.nan, rate)
 
 
 class GateRejectedError(ValueError):

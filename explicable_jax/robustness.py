@@ -42,10 +42,15 @@ def _check_images(name: str, x) -> None:
     raise ValueError(f"{name} must be a batch of NHWC images (rank 4); got shape {shape}.")
 
 
-def _check_labels(labels, n: int) -> None:
+def _check_labels(labels, n: int, logits_fn=None, x=None) -> None:
+  """``labels`` must be ``(n,)``; with the model, also in ``[0, classes)``
+  (checked when concrete; traced labels are the caller's to check)."""
   shape = tuple(np.shape(labels))
   if shape != (n,):
     raise ValueError(f"labels must have shape ({n},), one per image; got {shape}.")
+  if logits_fn is not None:
+    out = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct(np.shape(x), jnp.float32))
+    _validation.check_labels("labels", labels, int(out.shape[-1]))
 
 
 def _check_clip(clip) -> tuple[float, float] | None:
@@ -90,7 +95,7 @@ def fgsm(logits_fn: LogitsFn, x, labels, epsilon: float, *,
     clip: valid input range, or ``None``.
   """
   _check_images("x", x)
-  _check_labels(labels, np.shape(x)[0])
+  _check_labels(labels, np.shape(x)[0], logits_fn, x)
   _validation.check_nonnegative("epsilon", epsilon)
   clip = _check_clip(clip)
   return _by_model(_fgsm, _fgsm_classifier, logits_fn)(
@@ -143,7 +148,7 @@ def pgd(key: jax.Array, logits_fn: LogitsFn, x, labels, epsilon: float, *,
   """
   key = _validation.check_key("key", key, call="pgd(key, logits_fn, x, labels, epsilon)")
   _check_images("x", x)
-  _check_labels(labels, np.shape(x)[0])
+  _check_labels(labels, np.shape(x)[0], logits_fn, x)
   _validation.check_nonnegative("epsilon", epsilon)
   _validation.check_positive("steps", steps, integer=True)
   if step_size is None:

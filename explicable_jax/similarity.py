@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -218,7 +218,9 @@ def wordnet_similarity(classes: Sequence[str], *, metric: str = "path",
 
   ``path``: ``1 / (1 + d)`` with ``d`` the shortest hypernym-path length
   (the authors' choice; diagonal 1); ``wup``: Wu-Palmer,
-  ``2 depth(lcs) / (depth(s_i) + depth(s_j))`` (diagonal 1); ``lch``:
+  ``2 depth(lcs) / (depth(s_i) + depth(s_j))`` (diagonal 1 except for a
+  synset with hypernym paths of different lengths, where nltk takes the
+  depths along different paths: ``dog.n.01`` gets 0.929); ``lch``:
   Leacock-Chodorow, ``-log(d / 2D)`` (diagonal about 3.64 for nouns, not 1).
   All three are symmetric.
 
@@ -229,6 +231,13 @@ def wordnet_similarity(classes: Sequence[str], *, metric: str = "path",
     data_dir: a local folder with the WordNet zip (see :func:`wordnet`).
   """
   _validation.check_choice("metric", metric, METRICS)
+  if isinstance(classes, str):
+    raise TypeError(f"classes must be a sequence of class names; got the string {classes!r} "
+                    "(wrap one name in a list).")
+  if isinstance(classes, Mapping):
+    raise TypeError("classes must be a sequence of class names; got a mapping (its keys would "
+                    "be used): pass mapping.values() for curated synsets such as "
+                    "CIFAR10_SYNSETS.")
   classes = list(classes)
   if not classes:
     raise ValueError("classes must name at least one class; got an empty list.")

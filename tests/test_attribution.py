@@ -535,3 +535,16 @@ def test_compute_convergence_delta_matches_the_returned_delta():
                              atol=1e-5)
   with pytest.raises(ValueError, match="one row per example"):
     batched.compute_convergence_delta(clf, ig[:2], x, target=2)
+
+
+def test_neuron_conductance_without_the_input_factor():
+  # y = sum(w1 * x) (one neuron), F = 2 y: dF/dy dy/dx = 2 w1 along the path.
+  w1 = jax.random.normal(jax.random.key(0), (5,))
+  features = lambda xb: (xb * w1).sum(-1, keepdims=True)
+  head = lambda h: jnp.concatenate([2 * h, -h], -1)
+  x = jax.random.normal(jax.random.key(1), (2, 5))
+  local = A.neuron_conductance(features, head, x, neuron_index=0, target=0,
+                               multiply_by_inputs=False)
+  np.testing.assert_allclose(local, jnp.broadcast_to(2 * w1, (2, 5)), rtol=1e-5)
+  np.testing.assert_allclose(A.neuron_conductance(features, head, x, neuron_index=0, target=0),
+                             x * local, rtol=1e-5)

@@ -312,3 +312,17 @@ def test_mutant_predictions_sharded_over_8_devices_equal_1_device():
   r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                      timeout=300)
   assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_label_change_rate_of_a_non_finite_input_is_nan_never_zero():
+  p = {"dense": {"kernel": jax.random.normal(jax.random.key(0), (8, 5)),
+                 "bias": jnp.zeros(5)}}
+  x = np.array(jax.random.normal(jax.random.key(1), (6, 8)))
+  x[2, 3] = np.nan
+  muts = mutation.mutate_many(jax.random.key(2), p, 3, "GF", 0.3, layers="kernels")
+  with pytest.raises(ValueError, match="NaN or inf in 1 input.*indices 2"):
+    mutation.label_change_rate(_linear, muts, x, params=p)
+  lcr = mutation.label_change_rate(_linear, muts, x, params=p, check_finite=False)
+  assert np.isnan(lcr[2]) and np.isfinite(np.delete(lcr, 2)).all()
+  preds = mutation.mutant_predictions(_linear, muts, x)
+  assert (preds[:, 2] == -1).all()

@@ -473,3 +473,40 @@ def test_mutation_operator_properties(seed, rate):
   # GF (weights) changes exactly floor(rate * weights) conv weights.
   gf = mutation.gaussian_fuzzing(key, _MUT_PARAMS, rate)
   assert int(np.sum(np.asarray(gf["conv"]["kernel"]) != k0)) == int(np.floor(rate * k0.size))
+
+
+def test_inputs_that_used_to_pass_silently_now_raise():
+  """Issue 17's silent cases, each of which returned a wrong value before."""
+  from explicable_jax.attribution import batched  # noqa: F401
+  f = lambda x: x.reshape(len(x), -1) @ jnp.ones((x[0].size, 10))
+  # A class index past the last class (JAX would clamp it to class 9).
+  with pytest.raises(ValueError, match=r"target must lie in \[0, 10\)"):
+    attribution.gradient(attribution.class_score_fn(f, 12), jnp.ones((4, 4, 3)))
+  # Attack labels outside [0, classes).
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
+    robustness.fgsm(f, jnp.zeros((2, 4, 4, 3)), jnp.array([0, 10]), 0.1)
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
+    robustness.pgd(jax.random.key(0), f, jnp.zeros((2, 4, 4, 3)), jnp.array([-1, 0]), 0.1)
+  # A Dataset whose x and y differ in length.
+  with pytest.raises(ValueError, match="3 inputs and 2 labels"):
+    data.Dataset(np.zeros((3, 2)), np.zeros(2, int), 2, ("a", "b"))
+  # A 1-column input to a 5-feature detector broadcast after standardising.
+  det = detection.Detector(params=detection.init_mlp(jax.random.key(0), [5, 4, 1]),
+                           mean=np.zeros(5), std=np.ones(5), history=[])
+  with pytest.raises(ValueError, match="5 columns as in training; got 1"):
+    det.scores(np.zeros((3, 1)))
+  # A string or a mapping where class names are expected.
+  with pytest.raises(TypeError, match="got the string 'cat'"):
+    similarity.wordnet_similarity("cat")
+  with pytest.raises(TypeError, match=r"mapping.values\(\)"):
+    similarity.wordnet_similarity(similarity.CIFAR10_SYNSETS)
+  # make_mutants without a gate and max_draws < n used to raise a TypeError.
+  p = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}
+  with pytest.raises(mutation.GateRejectedError, match="within max_draws=1"):
+    mutation.make_mutants(jax.random.key(0), p, 3, "GF", 0.5, layers="kernels", max_draws=1,
+                          batch=1)
+  # An unknown deliberative method fell through to gradient-Hessian.
+  feats = lambda x: x
+  head = lambda h: h.mean(axis=(1, 2))
+  with pytest.raises(ValueError, match="method must be one of"):
+    deliberative.attribution_maps(feats, head, jnp.ones((1, 4, 4, 3)), top_k=2, method="hessian")

@@ -30,10 +30,16 @@ def class_score_fn(logits_fn: Callable[[jax.Array], jax.Array],
 
   ``logits_fn`` maps a batch to ``(batch, classes)`` (e.g. ``lambda x:
   apply_model(graphdef, params, state, x)[0]``); ``target`` may be traced, so
-  the returned function can be vmapped over (input, target) pairs.
+  the returned function can be vmapped over (input, target) pairs. A
+  concrete ``target`` is checked against the number of classes when the score
+  is traced (a traced one cannot be: check it where it enters from the host,
+  e.g. with ``attribution.batched.targets``); JAX would otherwise clamp an
+  index past the last class silently.
   """
   def score(x):
-    return logits_fn(x[None])[0, target]
+    logits = logits_fn(x[None])
+    _validation.check_labels("target", target, int(logits.shape[-1]))
+    return logits[0, target]
   return score
 
 

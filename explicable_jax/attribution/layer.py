@@ -299,7 +299,8 @@ def per_feature_map(attributions: jax.Array, *, reduce: str = "sum") -> jax.Arra
 def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
                        neuron_index, target, baselines=None, n_steps: int = 50,
                        method: str = "riemann_trapezoid",
-                       internal_batch_size: int | None = None) -> jax.Array:
+                       internal_batch_size: int | None = None,
+                       multiply_by_inputs: bool = True) -> jax.Array:
   """Conductance of one hidden neuron ``y`` to each input feature
   (Dhamdhere, Yan and Sundararajan, ICLR 2019; Captum's ``NeuronConductance``).
 
@@ -318,10 +319,13 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
     n_steps, method: quadrature (:func:`integration_points`); Captum's
       default ``riemann_trapezoid`` with 50 steps.
     internal_batch_size: at most this many rows (examples x steps) per pass.
+    multiply_by_inputs: ``False`` returns the path integral without the
+      ``(x - x')`` factor (Captum's option of the same name).
 
   Returns:
     Attributions of ``x``'s shape.
   """
+  _check_local(multiply_by_inputs, False)
   x, t, layer, _ = _setup(features_fn, head_fn, x, target, integer_inputs=False)
   layer_shape = layer.shape
   index = (neuron_index,) if isinstance(neuron_index, (int, np.integer)) else tuple(neuron_index)
@@ -347,7 +351,7 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
     return jnp.tensordot(w.astype(dx.dtype), dx, axes=1)
 
   avg = _common.sum_over_chunks(chunk_sum, alphas, weights, chunk)
-  return (x - baseline) * avg
+  return (x - baseline) * avg if multiply_by_inputs else avg
 
 
 def layer_gradient_x_activation(features_fn: BatchFn, head_fn: BatchFn,

@@ -47,6 +47,9 @@ class Dataset:
   by :func:`batches` under their names."""
 
   def __post_init__(self):
+    if len(self.x) != len(self.y):
+      raise ValueError(f"x and y must have one row per example; got {len(self.x)} inputs and "
+                       f"{len(self.y)} labels.")
     for k, v in self.extras.items():
       if k in ("x", "y", "mask"):
         raise ValueError(f"extras may not be named {k!r} (a batch key of its own).")

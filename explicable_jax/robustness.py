@@ -49,7 +49,7 @@ def _check_labels(labels, n: int, logits_fn=None, x=None) -> None:
   if shape != (n,):
     raise ValueError(f"labels must have shape ({n},), one per image; got {shape}.")
   if logits_fn is not None:
-    out = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct(np.shape(x), jnp.float32))
+    out = jax.eval_shape(lambda v: logits_fn(v), jax.ShapeDtypeStruct(np.shape(x), jnp.float32))
     _validation.check_labels("labels", labels, int(out.shape[-1]))
 
 

@@ -88,7 +88,7 @@ class Classifier:
       statistics.
     spec: the static part (:class:`Spec`).
   """
-  __slots__ = ("params", "state", "spec")
+  __slots__ = ("params", "state", "spec", "__weakref__")
 
   def __init__(self, params, state, spec: Spec):
     if not isinstance(spec, Spec):

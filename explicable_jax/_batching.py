@@ -65,13 +65,14 @@ def map_batches(fn: Callable, inputs: Sequence[Any], *, batch_size: int,
           f"{a.shape}, input 0 has {n} rows.")
   if n == 0:
     raise ValueError("inputs are empty (0 rows); nothing to compute.")
-  ndev = jax.local_device_count() if devices is None else int(devices)
-  size = min(batch_size, n) if n <= batch_size else batch_size
-  if ndev > 1 and size % ndev:
-    ndev = 1 if devices is None else ndev
-    if ndev > 1:
-      raise ValueError(
-          f"batch_size must be a multiple of the {ndev} devices; got {size}.")
+  size = min(batch_size, n)
+  if devices is None:  # all local devices when they divide the batch, else one
+    ndev = jax.local_device_count()
+    ndev = ndev if size % ndev == 0 else 1
+  else:
+    ndev = int(devices)
+    if size % ndev:
+      raise ValueError(f"batch_size must be a multiple of the {ndev} devices; got {size}.")
   place = lambda a: a
   if ndev > 1:
     from jax.sharding import NamedSharding, PartitionSpec as P

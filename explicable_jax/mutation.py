@@ -638,14 +638,14 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
       accs.append(acc[sel])
   got = sum(len(a) for a in accs)
   if got < n:
-    raise GateRejectedError(
-        f"rate={rate} is too high for operator {operator if isinstance(operator, str) else operator.__name__}: "
-        + (f"only {got} of {drawn} mutants kept {min_relative_accuracy:.0%} of the original "
-           f"accuracy {original:.4f} (wanted n={n}); lower the rate or raise max_draws."
-           if original is not None else
-           f"only {got} mutants were drawn within max_draws={max_draws} (wanted n={n}); "
-           "raise max_draws."),
-        drawn=drawn, accepted=got)
+    op_name = operator if isinstance(operator, str) else operator.__name__
+    message = (
+        f"rate={rate} is too high for operator {op_name}: only {got} of {drawn} mutants "
+        f"kept {min_relative_accuracy:.0%} of the original accuracy {original:.4f} "
+        f"(wanted n={n}); lower the rate or raise max_draws." if original is not None else
+        f"only {got} mutants of operator {op_name} were drawn within max_draws={max_draws} "
+        f"(wanted n={n}); raise max_draws.")
+    raise GateRejectedError(message, drawn=drawn, accepted=got)
   stacked = jax.tree.map(lambda *a: jnp.concatenate(a)[:n], *kept)
   return stacked, {"drawn": drawn, "accepted": got, "original_accuracy": original,
                    "accuracies": np.concatenate(accs)[:n]}

@@ -48,9 +48,15 @@ def _check_labels(labels, n: int, logits_fn=None, x=None) -> None:
   shape = tuple(np.shape(labels))
   if shape != (n,):
     raise ValueError(f"labels must have shape ({n},), one per image; got {shape}.")
-  if logits_fn is not None:
-    out = jax.eval_shape(lambda v: logits_fn(v), jax.ShapeDtypeStruct(np.shape(x), jnp.float32))
-    _validation.check_labels("labels", labels, int(out.shape[-1]))
+  if logits_fn is None or isinstance(labels, jax.core.Tracer):
+    return  # traced labels (inside jit/vmap) are the caller's to check
+  from explicable_jax.models import Classifier
+  if isinstance(logits_fn, Classifier):
+    classes = logits_fn.num_classes  # static: no trace
+  else:
+    classes = int(jax.eval_shape(lambda v: logits_fn(v),
+                                 jax.ShapeDtypeStruct(np.shape(x), jnp.float32)).shape[-1])
+  _validation.check_labels("labels", labels, classes)
 
 
 def _check_clip(clip) -> tuple[float, float] | None:

@@ -231,6 +231,16 @@ def _spec(backend, class_names, input_shape, num_classes, recipe=None) -> Spec:
   return Spec(backend, names, shape, num_classes, recipe)
 
 
+def _classifier(params, state, spec: Spec) -> Classifier:
+  """The classifier, with its number of classes found once (one trace on
+  ``input_shape``) when neither it nor the class names were given, so that
+  ``clf.num_classes`` never traces the model again."""
+  clf = Classifier(params, state, spec)
+  if spec.num_classes is None and spec.class_names is None and spec.input_shape is not None:
+    clf = clf.replace(num_classes=clf.num_classes)
+  return clf
+
+
 def from_nnx(module: nnx.Module, *, layers: Sequence[Any] | None = None,
              class_names: Sequence[str] | None = None,
              input_shape: Sequence[int] | None = None,
@@ -282,8 +292,8 @@ def from_nnx(module: nnx.Module, *, layers: Sequence[Any] | None = None,
     raise TypeError(
         "layers must be all sub-module names or all (name, stage_fn) pairs; got "
         f"{list(layers)!r}.")
-  return Classifier(params, state, _spec(backend, class_names, input_shape,
-                                         num_classes, recipe))
+  return _classifier(params, state, _spec(backend, class_names, input_shape,
+                                          num_classes, recipe))
 
 
 # ---------------------------------------------------------------------------
@@ -418,8 +428,8 @@ def from_linen(module, variables: Mapping[str, Any], *,
            if k != "params"}
   names = _names(layers or ())
   backend = LinenBackend(module, names, train_keyword, rng_name)
-  return Classifier(params, state, _spec(backend, class_names, input_shape,
-                                         num_classes, recipe))
+  return _classifier(params, state, _spec(backend, class_names, input_shape,
+                                          num_classes, recipe))
 
 
 # ---------------------------------------------------------------------------
@@ -483,5 +493,5 @@ def from_functions(apply_fn: Callable, params, state=None, *,
       raise TypeError(
           f"splits[{name!r}] must be a (features, head) pair of functions; got {pair!r}.")
   backend = FunctionBackend(apply_fn, splits, stateful=state is not None)
-  return Classifier(params, state, _spec(backend, class_names, input_shape,
-                                         num_classes, recipe))
+  return _classifier(params, state, _spec(backend, class_names, input_shape,
+                                          num_classes, recipe))

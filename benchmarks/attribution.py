@@ -73,13 +73,13 @@ def _flops(jitted, *args) -> float | None:
 
 
 def jax_side(batch_size: int, repeats: int, peak: float):
-  model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10,
-                              key=jax.random.key(0), input_mean=None, input_std=None)
-  graphdef, params, state = models.split_model(model)
+  model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
+                              num_classes=10, input_mean=None, input_std=None)
+  clf = models.from_nnx(model)
   x = jax.random.uniform(jax.random.key(1), (batch_size, 32, 32, 3))
-  logits_fn = jax.jit(lambda x: models.apply_model(graphdef, params, state, x)[0])
+  logits_fn = jax.jit(clf.logits)
   target = jnp.argmax(logits_fn(x), -1)
-  features_fn, head_fn = models.split_at(graphdef, params, state, "layer3.2")
+  features_fn, head_fn = clf.split("layer3.2")
 
   def conductance(method, shortcut):
     return jax.jit(lambda x, t: attribution.layer_conductance(
@@ -164,10 +164,9 @@ def vgg16_head(a: jax.Array, weights: list[jax.Array]) -> jax.Array:
 def second_order_timings(repeats: int) -> list[tuple[str, float]]:
   """Seconds per image of :func:`second_order_attribution` at two layer sizes."""
   rows = []
-  model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10,
-                              key=jax.random.key(0))
-  g, p, s = models.split_model(model)
-  f, h = models.split_at(g, p, s, "layer3.1")
+  model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
+                              num_classes=10)
+  f, h = models.from_nnx(model).split("layer3.1")
   x = jax.random.uniform(jax.random.key(1), (64, 32, 32, 3))
   fn = jax.jit(lambda x: attribution.second_order_attribution(f, h, x, target="predicted"))
   rows.append(("ResNet-20 layer3.1 (8x8x64, head: last block + pool + dense), batch 64",

@@ -51,8 +51,8 @@ def run(n_mutants: int, n_images: int, mutant_chunk: int, batch_size: int, rate:
   import torch
   from benchmarks.torch_resnet import ResNet20, copy_from_flax
   torch.set_num_threads(os.cpu_count() or 1)
-  model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10,
-                              key=jax.random.key(0), input_mean=None, input_std=None)
+  model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
+                              num_classes=10, input_mean=None, input_std=None)
   g, params, state = models.split_model(model)
   x = _inputs(n_images)
   mutants = mutation.mutate_many(jax.random.key(1), params, n_mutants, "NAI", rate)

@@ -44,8 +44,8 @@ def _best(fn, repeats: int) -> float:
 
 
 def _steps(model_name: str, input_shape, model_kwargs, repeats: int):
-  model = models.create_model(model_name, input_shape=input_shape, num_classes=10,
-                              key=jax.random.key(0), **model_kwargs)
+  model = models.create_model(jax.random.key(0), model_name, input_shape=input_shape,
+                              num_classes=10, **model_kwargs)
   opt = optax.adam(1e-3)
   rng = np.random.default_rng(0)
   batch = {"x": jnp.asarray(rng.random((BATCH, *input_shape), np.float32)),

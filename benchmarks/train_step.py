@@ -39,8 +39,8 @@ def _time(fn, repeats: int) -> float:
 def jax_rows(batch_size: int, repeats: int, tapwise: bool) -> dict[str, float]:
   conv.TAPWISE_KERNEL_GRAD_ON_CPU = tapwise
   try:
-    model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10,
-                                key=jax.random.key(0))
+    model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
+                                num_classes=10)
     opt = optax.chain(optax.add_decayed_weights(5e-4),
                       optax.sgd(0.1, momentum=0.9, nesterov=True))
     state = training.create_train_state(jax.random.key(1), model, opt)

@@ -46,8 +46,8 @@ Data sets are numpy arrays in memory; every method takes a `models.Classifier`
 `from_linen`, `from_functions`); a train step is a pure function
 `(state, batch) -> (state, metrics)`."""),
     ("code", """train, test = data.load("digits", "train"), data.load("digits", "test")
-clf = models.classifier("cnn", input_shape=train.input_shape, num_classes=10,
-                        key=jax.random.key(0), widths=[16, 32], dense=64)
+clf = models.classifier(jax.random.key(0), "cnn", input_shape=train.input_shape, num_classes=10,
+                        widths=[16, 32], dense=64)
 opt = optax.adam(3e-3)
 state = training.create_train_state(jax.random.key(1), clf, opt)
 state = training.fit(state, train, train_step=training.make_train_step(losses.cross_entropy_loss, opt),

@@ -150,7 +150,7 @@ def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy
 
   Args:
     features_fn, head_fn: the model split at the feature layer
-      (:func:`explicable_jax.models.split_at`), evaluation mode; or a
+      (``clf.split(layer)``), evaluation mode; or a
       Classifier and ``layer``, the name of the feature layer.
     x: ``(N, ...)`` inputs.
     difficulty: ``hesitancy``, ``entropy`` or a callable ``logits -> (N,)``.

@@ -1,4 +1,6 @@
-"""Evaluation metrics: accuracy, confusion, explicability of mistakes, AUROC.
+"""Evaluation metrics: accuracy, confusion, explicability of mistakes, and the
+error-detection metrics (AUROC, AUPR, FPR at 95% TPR, risk-coverage, AURC,
+E-AURC, selective accuracy).
 
 The explicability metrics follow Olmo, Sengupta and Kambhampati, "Not all
 Failure Modes are Created Equal: Training Deep Neural Networks for Explicable
@@ -241,23 +243,8 @@ def auroc(scores, is_positive) -> float:
     scores: ``(N,)`` real scores, higher = more likely positive.
     is_positive: ``(N,)`` booleans (or 0/1), e.g. "this prediction is wrong".
   """
-  s = np.asarray(scores, dtype=np.float64)
-  t = np.asarray(is_positive)
-  if s.ndim != 1:
-    raise ValueError(f"scores must be a (N,) vector; got shape {s.shape}.")
-  if t.shape != s.shape:
-    raise ValueError(f"is_positive must match scores' shape {s.shape}; got {t.shape}.")
-  if not np.all(np.isfinite(s)):
-    raise ValueError(f"scores must be finite; it holds {int(np.sum(~np.isfinite(s)))} NaN/inf.")
-  if t.dtype != bool:
-    if not np.all(np.isin(t, (0, 1))):
-      raise ValueError("is_positive must hold booleans or 0/1.")
-    t = t.astype(bool)
+  s, t = _scores_and_labels(scores, is_positive, "is_positive", both=True)
   n_pos, n_neg = int(t.sum()), int((~t).sum())
-  if n_pos == 0 or n_neg == 0:
-    raise ValueError(
-        f"is_positive needs both classes for an AUROC; got {n_pos} positives and "
-        f"{n_neg} negatives.")
   ranks = _average_ranks(s)
   u = ranks[t].sum() - n_pos * (n_pos + 1) / 2
   return float(u / (n_pos * n_neg))
@@ -268,3 +255,128 @@ def _average_ranks(s: np.ndarray) -> np.ndarray:
   _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
   last = np.cumsum(counts)  # 1-based rank of each distinct value's last copy
   return (last - (counts - 1) / 2.0)[inverse]
+
+
+def _scores_and_labels(scores, labels, name: str, *, both: bool):
+  """``scores`` as finite float64 ``(N,)`` and ``labels`` as matching booleans;
+  with ``both``, each label value must occur."""
+  s = np.asarray(scores, dtype=np.float64)
+  t = np.asarray(labels)
+  if s.ndim != 1:
+    raise ValueError(f"scores must be a (N,) vector; got shape {s.shape}.")
+  if t.shape != s.shape:
+    raise ValueError(f"{name} must match scores' shape {s.shape}; got {t.shape}.")
+  if not np.all(np.isfinite(s)):
+    raise ValueError(f"scores must be finite; it holds {int(np.sum(~np.isfinite(s)))} NaN/inf.")
+  if t.dtype != bool:
+    if not np.all(np.isin(t, (0, 1))):
+      raise ValueError(f"{name} must hold booleans or 0/1.")
+    t = t.astype(bool)
+  if not s.size:
+    raise ValueError("scores is empty.")
+  if both:
+    n_pos, n_neg = int(t.sum()), int((~t).sum())
+    if n_pos == 0 or n_neg == 0:
+      raise ValueError(
+          f"{name} needs both classes; got {n_pos} positives and {n_neg} negatives.")
+  return s, t
+
+
+def _tie_blocks(s: np.ndarray, t: np.ndarray):
+  """Distinct scores, highest first: ``(counts, positives)`` per block of ties."""
+  order = np.argsort(-s, kind="stable")
+  s, t = s[order], t[order]
+  starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+  counts = np.diff(np.r_[starts, len(s)])
+  positives = np.add.reduceat(t.astype(np.float64), starts)
+  return counts, positives
+
+
+def aupr(scores, is_positive) -> float:
+  """Area under the precision-recall curve as average precision, errors (the
+  positives) ranked by ``scores``, higher first:
+
+  .. math:: \\mathrm{AP} = \\sum_k (R_k - R_{k-1})\\,P_k
+
+  over the distinct thresholds ``k`` (ties form one threshold), with
+  precision ``P_k`` and recall ``R_k`` of flagging every score at or above
+  it. Equals ``sklearn.metrics.average_precision_score``. Its chance level is
+  the positive rate, so report it beside the error rate ("AUPR-Error" in
+  Hendrycks and Gimpel, ICLR 2017).
+  """
+  s, t = _scores_and_labels(scores, is_positive, "is_positive", both=True)
+  counts, positives = _tie_blocks(s, t)
+  tp, flagged = np.cumsum(positives), np.cumsum(counts)
+  recall = tp / tp[-1]
+  precision = tp / flagged
+  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def fpr_at_tpr(scores, is_positive, tpr: float = 0.95) -> float:
+  """The false positive rate at the first threshold (highest scores first)
+  whose true positive rate reaches ``tpr`` (FPR95 for ``tpr = 0.95``; Liang
+  et al., ICLR 2018): the share of right predictions flagged when 95% of the
+  errors are caught. Ties are one threshold, as in
+  ``sklearn.metrics.roc_curve``."""
+  _validation.check_fraction("tpr", tpr)
+  s, t = _scores_and_labels(scores, is_positive, "is_positive", both=True)
+  counts, positives = _tie_blocks(s, t)
+  tp = np.cumsum(positives)
+  fp = np.cumsum(counts - positives)
+  k = int(np.searchsorted(tp / tp[-1], tpr - 1e-12))
+  return float(fp[k] / fp[-1])
+
+
+def risk_coverage_curve(error_scores, is_wrong) -> tuple[np.ndarray, np.ndarray]:
+  """Selective risk against coverage (Geifman and El-Yaniv, NeurIPS 2017).
+
+  Predictions are accepted from the lowest error score up; accepting the
+  ``k`` most confident gives coverage ``k / N`` and selective risk ``(errors
+  among them) / k``. Within a block of tied scores the errors are counted
+  as their expected number under a random order (the block's error rate
+  times the count taken), so the curve does not depend on how ties fall.
+
+  Args:
+    error_scores: ``(N,)``, higher = more likely wrong (e.g. ``1 - MSP``).
+    is_wrong: ``(N,)`` booleans.
+
+  Returns:
+    ``(coverage, risk)``, each ``(N,)``, for ``k = 1 .. N``.
+  """
+  s, t = _scores_and_labels(error_scores, is_wrong, "is_wrong", both=False)
+  counts, positives = _tie_blocks(-s, t)  # lowest error score first
+  rate = np.repeat(positives / counts, counts)
+  errors = np.cumsum(rate)
+  k = np.arange(1, len(s) + 1)
+  return k / len(s), errors / k
+
+
+def aurc(error_scores, is_wrong) -> float:
+  """Area under the risk-coverage curve, the mean selective risk over the
+  ``N`` coverages ``k / N`` (Geifman, Uziel and El-Yaniv, ICLR 2019):
+
+  .. math:: \\mathrm{AURC} = \\frac1N \\sum_{k=1}^N \\frac{1}{k}
+            \\sum_{i \\le k} [\\text{wrong}_{(i)}]
+
+  with predictions ordered by increasing error score. Lower is better."""
+  return float(np.mean(risk_coverage_curve(error_scores, is_wrong)[1]))
+
+
+def e_aurc(error_scores, is_wrong) -> float:
+  """Excess AURC: :func:`aurc` minus that of the perfect ordering (every right
+  prediction before every wrong one) on the same predictions (Geifman, Uziel
+  and El-Yaniv, ICLR 2019). It removes the part of AURC due to the error
+  rate ``r``; the optimum is close to ``r + (1 - r) ln(1 - r)`` for large
+  ``N``."""
+  s, t = _scores_and_labels(error_scores, is_wrong, "is_wrong", both=False)
+  return aurc(s, t) - aurc(t.astype(np.float64), t)
+
+
+def selective_accuracy(error_scores, is_wrong, coverage: float) -> float:
+  """Accuracy on the ``round(coverage * N)`` predictions with the lowest error
+  scores (at least one): one minus the selective risk at that coverage
+  (ties as in :func:`risk_coverage_curve`)."""
+  _validation.check_fraction("coverage", coverage)
+  cov, risk = risk_coverage_curve(error_scores, is_wrong)
+  k = max(1, int(round(coverage * len(cov))))
+  return float(1.0 - risk[k - 1])

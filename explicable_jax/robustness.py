@@ -3,8 +3,7 @@
 Images are NHWC floats in ``[0, 1]`` (what :mod:`explicable_jax.data` gives);
 ``epsilon``, noise levels and clipping are in those input units, so
 ``epsilon=8/255`` is the usual CIFAR L-inf budget. Models enter as
-``logits_fn(x) -> (N, C)`` (e.g. ``state.apply`` or
-``functools.partial(models.apply_model, graphdef, params, model_state)``).
+a :class:`~explicable_jax.models.Classifier` or any ``logits_fn(x) -> (N, C)``.
 
 * :func:`fgsm` -- Goodfellow et al. (2015), ``x + eps * sign(grad_x L)``.
 * :func:`pgd` -- Madry et al. (2018), projected sign-gradient ascent in the

@@ -139,5 +139,5 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
 
 def mlp_factory(input_shape, num_classes: int, hidden=(50, 30)) -> Callable[[jax.Array], Any]:
   """``key -> MLP`` of the original experiments (50-30 ReLU by default)."""
-  return lambda key: models.create_model("mlp", input_shape=tuple(input_shape),
-                                         num_classes=num_classes, key=key, hidden=hidden)
+  return lambda key: models.create_model(key, "mlp", input_shape=tuple(input_shape),
+                                         num_classes=num_classes, hidden=hidden)

@@ -98,7 +98,7 @@ def test_integrated_gradients_chunks_give_the_same_answer():
 
 
 def test_integrated_gradients_vmaps_over_examples_and_targets(key):
-  model = models.create_model("mlp", input_shape=(4,), num_classes=3, key=key, hidden=(8,))
+  model = models.create_model(key, "mlp", input_shape=(4,), num_classes=3, hidden=(8,))
   g, p, s = models.split_model(model)
   logits_fn = lambda x: models.apply_model(g, p, s, x)[0]
   xs = jax.random.normal(key, (5, 4))
@@ -185,7 +185,7 @@ def test_layer_conductance_chunks_and_per_example_targets():
 
 
 def _cnn(key):
-  model = models.create_model("cnn", input_shape=(8, 8, 1), num_classes=4, key=key,
+  model = models.create_model(key, "cnn", input_shape=(8, 8, 1), num_classes=4,
                               widths=(4, 6), dense=8)
   return models.split_model(model)
 
@@ -202,8 +202,8 @@ def test_layer_conductance_completeness_improves_with_steps(key):
 
 
 def _resnet8(key):
-  model = models.create_model("resnet", depth=8, widths=(4, 4, 8), input_shape=(8, 8, 1),
-                              num_classes=3, key=key)
+  model = models.create_model(key, "resnet", depth=8, widths=(4, 4, 8), input_shape=(8, 8, 1),
+                              num_classes=3)
   return models.split_model(model)
 
 
@@ -394,7 +394,8 @@ def test_jitted_attributions_do_not_retrace_for_new_inputs_of_the_same_shape(key
     (lambda: A.layer_conductance(quad_features, quad_head, XB[0], target=0), "head_fn"),
     (lambda: A.neuron_conductance(quad_features, quad_head, XB, neuron_index=3, target=0),
      "neuron_index"),
-    (lambda: A.grad_cam(quad_features, quad_head, XB, target=0), "grad_cam"),
+    (lambda: A.grad_cam(lambda x: x.sum(-1), lambda h: h[:, None], XB, target=0),
+     "channel axis"),
     (lambda: A.per_feature_map(jnp.ones((2, 3))), "attributions"),
     (lambda: A.per_feature_map(jnp.ones((2, 3, 3, 1)), reduce="max"), "reduce"),
     (lambda: A.upsample(jnp.ones((2, 3, 3)), (0, 4)), "size"),
@@ -522,7 +523,7 @@ def test_layer_methods_at_an_embedding_take_token_ids():
 def test_compute_convergence_delta_matches_the_returned_delta():
   from explicable_jax import models
   from explicable_jax.attribution import batched
-  clf = models.classifier("cnn", input_shape=(8, 8, 1), num_classes=4, key=jax.random.key(0),
+  clf = models.classifier(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=4,
                           widths=(4,), dense=8)
   x = jax.random.uniform(jax.random.key(1), (3, 8, 8, 1))
   ig, delta = batched.integrated_gradients(clf, x, target=2, n_steps=20,

@@ -222,8 +222,7 @@ def test_classifier_crosses_jit_and_mutants_do_not_recompile():
 
 def test_evaluate_and_predict_compile_once_for_repeated_calls(digits):
   _, test = digits
-  clf = models.classifier("cnn", input_shape=test.input_shape, num_classes=10,
-                          key=jax.random.key(0))
+  clf = models.classifier(jax.random.key(0), "cnn", input_shape=test.input_shape, num_classes=10)
   training.evaluate(clf, test, batch_size=100)
   training.predict(clf, test.x, batch_size=100)
   before = (training.eval_batch._cache_size(), training.logits_batch._cache_size())
@@ -235,7 +234,7 @@ def test_evaluate_and_predict_compile_once_for_repeated_calls(digits):
 
 
 def test_zoo_classifier_saves_and_rebuilds_by_name(tmp_path):
-  clf = models.classifier("cnn", input_shape=SHAPE, num_classes=10, key=jax.random.key(0),
+  clf = models.classifier(jax.random.key(0), "cnn", input_shape=SHAPE, num_classes=10,
                           class_names=[str(i) for i in range(10)], widths=(4,))
   models.save(tmp_path / "m", clf)
   again = models.load(tmp_path / "m")
@@ -252,8 +251,7 @@ def test_register_model_rejects_a_taken_name_and_rebuilds_a_users_model(tmp_path
     return UserCNN(nnx.Rngs(rngs.params()))
 
   models.register_model("user_cnn_test", build, overwrite=True)
-  clf = models.classifier("user_cnn_test", input_shape=SHAPE, num_classes=10,
-                          key=jax.random.key(0))
+  clf = models.classifier(jax.random.key(0), "user_cnn_test", input_shape=SHAPE, num_classes=10)
   models.save(tmp_path / "u", clf)
   again = models.load(tmp_path / "u")
   x = jnp.ones((2, *SHAPE))

@@ -48,8 +48,8 @@ def test_top_fraction_mask_keeps_exactly_the_largest_fraction(r):
 
 
 def _cnn():
-  model = models.create_model("cnn", input_shape=(8, 8, 1), num_classes=5,
-                              key=jax.random.key(0), widths=[6, 8], dense=12)
+  model = models.create_model(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=5,
+                              widths=[6, 8], dense=12)
   g, p, s = models.split_model(model)
   return models.split_at(g, p, s, "conv_1"), jax.random.uniform(jax.random.key(1), (3, 8, 8, 1))
 
@@ -119,8 +119,8 @@ def test_bad_input_is_named(call, match):
 
 
 def test_a_flat_layer_is_refused():
-  model = models.create_model("cnn", input_shape=(8, 8, 1), num_classes=5,
-                              key=jax.random.key(0), widths=[6], dense=12)
+  model = models.create_model(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=5,
+                              widths=[6], dense=12)
   g, p, s = models.split_model(model)
   f, h = models.split_at(g, p, s, "dense")
   with pytest.raises(ValueError, match=r"convolutional feature layer \(N, H, W, C\)"):
@@ -156,7 +156,7 @@ def test_hardness_predictor_learns_which_examples_are_hard():
   # Near the boundary the class is hard; flip 30% of those labels.
   near = np.abs(x[:, 0]) < 0.3
   y[near & (rng.random(n) < 0.3)] ^= 1
-  model = models.create_model("mlp", input_shape=(2,), num_classes=3, key=jax.random.key(0),
+  model = models.create_model(jax.random.key(0), "mlp", input_shape=(2,), num_classes=3,
                               hidden=(32,))
   opt = optax.adam(1e-2)
   state = training.create_train_state(jax.random.key(1), model, opt)

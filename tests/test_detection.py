@@ -35,13 +35,40 @@ def test_roc_curve_matches_sklearn(seed, ties):
   assert area == pytest.approx(metrics.auroc(s, t))
 
 
-def test_balanced_recall_threshold_is_the_brute_force_best_and_equals_youden():
+def test_youden_threshold_is_the_brute_force_best_mean_recall():
   x, y = _problem(0)
   s = x[:, 0] + 0.5 * x[:, 1]
   th = detection.choose_threshold(s, y)
   best = max(detection.recalls(s, y, c)["mean_recall"] for c in np.unique(s))
   assert detection.recalls(s, y, th)["mean_recall"] == pytest.approx(best)
   assert detection.choose_threshold(s, y, method="youden") == th
+
+
+def test_equal_recall_threshold_is_the_brute_force_closest_pair_of_recalls():
+  x, y = _problem(0)
+  s = x[:, 0] + 0.5 * x[:, 1]
+  th = detection.choose_threshold(s, y, method="equal_recall")
+  gap = lambda c: abs(detection.recalls(s, y, c)["right_recall"]
+                      - detection.recalls(s, y, c)["wrong_recall"])
+  assert gap(th) == pytest.approx(min(gap(c) for c in np.unique(s)))
+  assert gap(th) < 0.05  # 600 examples: the two recalls meet within a step
+
+
+def test_range_normalisation_and_unweighted_loss_options():
+  """Wu et al.'s detector input, (x - mean) / (max - min), unweighted BCE: the
+  stored statistics are the range, and the options are checked."""
+  x, y = _problem(2)
+  det = detection.train_detector(jax.random.key(0), x, y, epochs=2, normalize="range",
+                                 class_weight=None)
+  np.testing.assert_allclose(det.std, x.max(0) - x.min(0) + 1e-8, rtol=1e-6)
+  with pytest.raises(ValueError, match="normalize"):
+    detection.train_detector(jax.random.key(0), x, y, epochs=1, normalize="minmax")
+
+
+def test_logistic_regression_combiner_separates_a_linear_problem():
+  x, y = _problem(3)
+  c = detection.fit_combiner("logreg", x, y)
+  assert metrics.auroc(c.scores(x), y) > 0.9
 
 
 def test_target_recall_threshold_is_the_largest_that_reaches_it():

@@ -21,7 +21,7 @@ SMALL = [
 
 @pytest.mark.parametrize("name,shape,kw", SMALL)
 def test_features_then_head_is_the_model_at_every_layer(name, shape, kw, key):
-  model = models.create_model(name, input_shape=shape, num_classes=5, key=key, **kw)
+  model = models.create_model(key, name, input_shape=shape, num_classes=5, **kw)
   graphdef, params, state = models.split_model(model)
   x = jax.random.uniform(jax.random.key(1), (3, *shape))
   logits, _ = models.apply_model(graphdef, params, state, x)
@@ -36,7 +36,7 @@ def _count(model, kind):
 
 
 def test_resnet20_has_the_papers_shape(key):
-  model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10, key=key)
+  model = models.create_model(key, "resnet20", input_shape=(32, 32, 3), num_classes=10)
   # He et al. (2016), table 6: 19 conv layers + 1 FC, 0.27M parameters.
   assert _count(model, nnx.Conv) == 19
   assert models.count_params(nnx.state(model, nnx.Param)) == 269_722
@@ -46,7 +46,7 @@ def test_resnet20_has_the_papers_shape(key):
 
 
 def test_resnet29_v2_follows_keras_cifar10_resnet_v2(key):
-  model = models.create_model("resnet29_v2", input_shape=(32, 32, 3), num_classes=10, key=key)
+  model = models.create_model(key, "resnet29_v2", input_shape=(32, 32, 3), num_classes=10)
   # 1 stem conv + 9 bottleneck units x 3 convs + 3 projection shortcuts.
   assert _count(model, nnx.Conv) == 1 + 27 + 3
   h = model.features(jnp.zeros((2, 32, 32, 3)), "stage3.2")
@@ -54,7 +54,7 @@ def test_resnet29_v2_follows_keras_cifar10_resnet_v2(key):
 
 
 def test_vgg16_bn_has_thirteen_conv_bn_layers(key):
-  model = models.create_model("vgg16_bn", input_shape=(32, 32, 3), num_classes=10, key=key)
+  model = models.create_model(key, "vgg16_bn", input_shape=(32, 32, 3), num_classes=10)
   assert _count(model, nnx.Conv) == 13
   assert _count(model, nnx.BatchNorm) == 13
   assert model.features(jnp.zeros((1, 32, 32, 3)), "block5").shape == (1, 1, 1, 512)
@@ -73,7 +73,7 @@ def test_option_a_shortcut_is_subsampled_zero_padded_identity(key):
 
 
 def test_train_mode_updates_batch_stats_and_eval_mode_does_not(key):
-  model = models.create_model("resnet", input_shape=(8, 8, 3), num_classes=3, key=key, depth=8)
+  model = models.create_model(key, "resnet", input_shape=(8, 8, 3), num_classes=3, depth=8)
   graphdef, params, state = models.split_model(model)
   x = jax.random.normal(key, (4, 8, 8, 3)) + 3.0
   _, same = models.apply_model(graphdef, params, state, x)
@@ -84,7 +84,7 @@ def test_train_mode_updates_batch_stats_and_eval_mode_does_not(key):
 
 
 def test_dropout_uses_the_explicit_key(key):
-  model = models.create_model("mlp", input_shape=(10,), num_classes=3, key=key,
+  model = models.create_model(key, "mlp", input_shape=(10,), num_classes=3,
                               hidden=(64,), dropout_rate=0.5)
   g, p, s = models.split_model(model)
   x = jnp.ones((2, 10))
@@ -99,7 +99,7 @@ def test_dropout_uses_the_explicit_key(key):
 
 
 def test_apply_model_jits_once_per_shape(key):
-  model = models.create_model("cnn", input_shape=(8, 8, 1), num_classes=3, key=key)
+  model = models.create_model(key, "cnn", input_shape=(8, 8, 1), num_classes=3)
   g, p, s = models.split_model(model)
   fn = jax.jit(chex.assert_max_traces(lambda p, s, x: models.apply_model(g, p, s, x)[0], n=1))
   for i in range(3):
@@ -115,16 +115,16 @@ def test_apply_model_jits_once_per_shape(key):
 ])
 def test_bad_model_arguments_name_the_argument(name, kwargs, match, key):
   with pytest.raises(ValueError, match=match):
-    models.create_model(name, input_shape=(32, 32, 3), num_classes=10, key=key, **kwargs)
+    models.create_model(key, name, input_shape=(32, 32, 3), num_classes=10, **kwargs)
 
 
 def test_wrong_input_shape_says_what_was_expected(key):
-  model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10, key=key)
+  model = models.create_model(key, "resnet20", input_shape=(32, 32, 3), num_classes=10)
   with pytest.raises(ValueError, match="x must have 3 channels"):
     model(jnp.zeros((2, 32, 32, 1)))
   with pytest.raises(ValueError, match="x must have rank 4"):
     model(jnp.zeros((32, 32, 3)))
-  mlp = models.create_model("mlp", input_shape=(8, 8, 1), num_classes=10, key=key)
+  mlp = models.create_model(key, "mlp", input_shape=(8, 8, 1), num_classes=10)
   with pytest.raises(ValueError, match="64 features"):
     mlp(jnp.zeros((2, 7, 7, 1)))
   with pytest.raises(ValueError, match="layer must be one of"):

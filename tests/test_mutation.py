@@ -127,8 +127,8 @@ def test_neuron_switch_trades_neurons_within_each_layer():
 
 
 def test_operators_on_a_real_nnx_model_touch_only_conv_kernels():
-  model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10,
-                              key=jax.random.key(0))
+  model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
+                              num_classes=10)
   _, params, _ = models.split_model(model)
   paths = mutation.eligible_paths(params, layers="conv")
   assert paths and all(p.endswith("kernel") and "conv" in p for p in paths)
@@ -271,8 +271,8 @@ def test_bad_input_is_named(call, match):
 
 
 def test_map_and_vmap_strategies_agree_on_a_conv_net():
-  model = models.create_model("cnn", input_shape=(8, 8, 1), num_classes=10,
-                              key=jax.random.key(0), widths=[4], dense=8)
+  model = models.create_model(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=10,
+                              widths=[4], dense=8)
   g, p, s = models.split_model(model)
   x = np.asarray(jax.random.normal(jax.random.key(1), (30, 8, 8, 1)))
   muts = mutation.mutate_many(jax.random.key(2), p, 5, "GF", 0.2)

@@ -38,7 +38,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _cnn():
-  return models.create_model("cnn", input_shape=(8, 8, 1), num_classes=10, key=jax.random.key(0),
+  return models.create_model(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=10,
                              widths=[4], dense=8)
 
 
@@ -68,11 +68,16 @@ BAD_INPUTS = [
     ("data.load_human_labels name", lambda: data.load_human_labels("cifar11"), ValueError,
      r"name|cifar10h"),
     # models
-    ("models.create_model name", lambda: models.create_model(
-        "resnet21", input_shape=(32, 32, 3), num_classes=10, key=jax.random.key(0)),
+    ("models.create_model key first", lambda: models.create_model(
+        "cnn", jax.random.key(0), input_shape=(8, 8, 1), num_classes=10), TypeError,
+     r"create_model\(key, name"),
+    ("models.create_model name", lambda: models.create_model(jax.random.key(0), "resnet21",
+                                                             input_shape=(32, 32, 3),
+                                                             num_classes=10),
      ValueError, r"model.*resnet20"),
-    ("models.create_model num_classes", lambda: models.create_model(
-        "mlp", input_shape=(8, 8, 1), num_classes=0, key=jax.random.key(0)),
+    ("models.create_model num_classes", lambda: models.create_model(jax.random.key(0), "mlp",
+                                                                    input_shape=(8, 8, 1),
+                                                                    num_classes=0),
      ValueError, r"num_classes.*positive"),
     ("models.split_at layer", lambda: models.split_at(_G, _P, _S, "conv_9"), ValueError,
      r"layer.*conv_0"),
@@ -130,7 +135,7 @@ BAD_INPUTS = [
      r"original_predictions.*\(4,\)"),
     # detection
     ("choose_threshold method", lambda: detection.choose_threshold(
-        [0.1, 0.9], [False, True], method="f1"), ValueError, r"method.*balanced_recall"),
+        [0.1, 0.9], [False, True], method="f1"), ValueError, r"method.*equal_recall"),
     ("fit_combiner kind", lambda: detection.fit_combiner(
         "svm", np.zeros((4, 2)), np.array([0, 1, 0, 1], bool)), ValueError, r"kind.*qda"),
     ("train_detector lengths", lambda: detection.train_detector(

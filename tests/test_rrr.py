@@ -97,8 +97,8 @@ def test_rrr_training_moves_the_model_off_an_annotated_decoy():
   ann[:, 0] = 1
   results = {}
   for lam in (0.0, 100.0):
-    model = models.create_model("mlp", input_shape=(2,), num_classes=2,
-                                key=jax.random.key(0), hidden=(16,))
+    model = models.create_model(jax.random.key(0), "mlp", input_shape=(2,), num_classes=2,
+                                hidden=(16,))
     opt = optax.adam(1e-2)
     state = training.create_train_state(jax.random.key(1), model, opt)
     step = jax.jit(training.make_train_step(losses.make_rrr_loss(lam), opt))
@@ -212,7 +212,7 @@ def test_find_another_explanation_stops_on_an_empty_mask():
   train = drrr.toy_colors("train", n=256, seed=0)
 
   def constant_model(key):
-    model = models.create_model("mlp", input_shape=train.input_shape, num_classes=2, key=key,
+    model = models.create_model(key, "mlp", input_shape=train.input_shape, num_classes=2,
                                 hidden=(4,))
     g, p, s = models.split_model(model)
     return models.merge_model(g, jax.tree.map(jnp.zeros_like, p), s)

@@ -120,8 +120,8 @@ def test_labels_out_of_range_and_shape_mismatch_are_caught_before_training():
     training.fit(state, bad, train_step=step, epochs=1, batch_size=32, progress=False)
   with pytest.raises(ValueError, match="batch_size must be at most"):
     training.fit(state, train, train_step=step, epochs=1, batch_size=10_000, progress=False)
-  cifar_model = models.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10,
-                                    key=jax.random.key(0))
+  cifar_model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
+                                    num_classes=10)
   with pytest.raises(ValueError, match=r"examples of shape \(8, 8, 1\) do not fit"):
     training.check_model_input(cifar_model, train)
 
@@ -186,8 +186,8 @@ def test_data_parallel_step_on_8_devices_equals_1_device():
   from explicable_jax import models
   train = data.load("digits", "train")
   import optax
-  model = models.create_model("resnet", input_shape=(8, 8, 1), num_classes=10,
-                              key=jax.random.key(0), depth=8)
+  model = models.create_model(jax.random.key(0), "resnet", input_shape=(8, 8, 1), num_classes=10,
+                              depth=8)
   opt = optax.sgd(0.1, momentum=0.9)
   step = training.make_train_step(losses.cross_entropy_loss, opt)
   results = []

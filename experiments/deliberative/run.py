@@ -40,8 +40,8 @@ LAYER = "conv_1"
 
 def _train(ds, key, *, epochs, hardness, workdir):
   c = ds.num_classes
-  model = models.create_model("cnn", input_shape=ds.input_shape,
-                              num_classes=c + (1 if hardness else 0), key=key,
+  model = models.create_model(key, "cnn", input_shape=ds.input_shape,
+                              num_classes=c + (1 if hardness else 0),
                               widths=[32, 64], dense=128, pool="flatten")
   opt = optax.adam(1e-3)
   loss = deliberative.make_hardness_loss(c) if hardness else losses.cross_entropy_loss
@@ -93,8 +93,7 @@ def main() -> None:
   # (without one, precision is 1 by construction).
 
   def split(state, num_out):
-    g, prm, s = models.split_model(state.model())
-    f, h = models.split_at(g, prm, s, LAYER)
+    f, h = state.classifier.split(LAYER)
     if num_out == c:
       return f, h, None
     return f, (lambda a: h(a)[:, :c]), h

@@ -41,13 +41,14 @@ import jax
 import numpy as np
 
 from explicable_jax import (_batching, attribution, data, detection, metrics, models,
-                            mutation, training)
+                            mutation, robustness)
 from explicable_jax.attribution import batched
 from explicable_jax.app import reporting
 
 LAYER = "layer3.2"
 # GF redraws whole filters (Wu et al.); NAI negates filters by default.
 OPERATOR_OPTIONS = {"NAI": {}, "GF": {"granularity": "neuron"}}
+SHIFT_SEVERITIES = (3, 5)
 
 
 def _cached(path: str, fn):
@@ -60,19 +61,40 @@ def _cached(path: str, fn):
   return out
 
 
-def _predict(clf, x):
-  return training.predict(clf, x).argmax(-1)
+def _cached_chunks(path: str, n: int, fn, chunk: int = 5000):
+  """``fn(lo, hi)`` over rows ``[0, n)`` in chunks, each cached on its own, so
+  an interrupted stage keeps the chunks it finished."""
+  parts = [_cached(f"{path}_{lo}.npz", lambda lo=lo: fn(lo, min(lo + chunk, n)))
+           for lo in range(0, n, chunk)]
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 @jax.jit
-def _conductance_batch(clf, xb):
+def _forward_batch(clf, xb):
+  """Logits and the layer's per-channel mean activations (the penultimate
+  features for ``layer3.2``, which global average pooling follows)."""
+  features_fn, head_fn = clf.split(LAYER)
+  a = features_fn(xb)
+  return head_fn(a), a.mean(axis=(1, 2))
+
+
+@jax.jit
+def _conductance_batch(clf, baseline, xb):
   return attribution.per_feature_map(batched.layer_conductance(
-      clf, xb, layer=LAYER, target="predicted", n_steps=10, method="riemann_right"),
-      reduce="mean")
+      clf, xb, layer=LAYER, target="predicted", baselines=baseline, n_steps=10,
+      method="riemann_right"), reduce="mean")
 
 
-def _conductance(clf, x, batch=250):
-  return _batching.map_batches(_conductance_batch, [x], batch_size=batch, args=(clf,))
+def _shifted(key, x, severity):
+  """The test half under shift: image ``i`` gets corruption
+  ``CORRUPTIONS[i % 6]`` at ``severity`` (each corruption's images share the
+  key ``fold_in(fold_in(key, corruption index), severity)``)."""
+  out = np.empty_like(x)
+  for c, name in enumerate(robustness.CORRUPTIONS):
+    idx = np.arange(c, len(x), len(robustness.CORRUPTIONS))
+    k = jax.random.fold_in(jax.random.fold_in(key, c), severity)
+    out[idx] = np.asarray(robustness.corrupt(k, x[idx], name, severity))
+  return out
 
 
 def _features(pred, cond, num_classes=10):
@@ -108,6 +130,10 @@ def main() -> None:
   p.add_argument("--nai-rates", default="0.005,0.01,0.02,0.03")
   p.add_argument("--gf-rates", default="0.005,0.01,0.015,0.03")
   p.add_argument("--detector-epochs", type=int, default=30)
+  p.add_argument("--train-subset", type=int, default=10000,
+                 help="training images with an LCR (Wu et al.'s protocol fits on them)")
+  p.add_argument("--compute-only", action="store_true",
+                 help="compute and cache every stage, write no report")
   p.add_argument("--limit", type=int, default=None,
                  help="use only the first LIMIT images of each split (smoke tests)")
   args = p.parse_args()
@@ -126,14 +152,35 @@ def main() -> None:
     ds = split[name]
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     sets[name] = (data.to_float(ds.x[:n]), ds.y[:n])
+  # Wu et al.'s conductance baseline: the per-pixel mean training image (their
+  # inputs have it subtracted, so their zero baseline is this image here).
+  mean_image = sets["train"][0].mean(0)
+  # The test half under shift (CIFAR-10-C-style corruptions, severities 3 and 5).
+  xt, yt = sets["test"]
+  for s in SHIFT_SEVERITIES:
+    xs = _cached(os.path.join(args.workdir, f"shift_s{s}.npz"),
+                 lambda s=s: {"x": _shifted(jax.random.fold_in(key, 500), xt, s)})["x"]
+    sets[f"test_s{s}"] = (xs, yt)
 
-  # 1-2. Predictions and conductance.
-  pc = _cached(os.path.join(args.workdir, "predictions_conductance.npz"), lambda: {
-      **{f"pred_{k}": _predict(clf, x) for k, (x, _) in sets.items()},
-      **{f"cond_{k}": _conductance(clf, x) for k, (x, _) in sets.items()}})
-  wrong = {k: pc[f"pred_{k}"] != y for k, (_, y) in sets.items()}
+  # 1-2. Logits, features, and conductance from both baselines, per split.
+  fw = {}
+  for k, (x, _) in sets.items():
+    fw[k] = _cached_chunks(
+        os.path.join(args.workdir, f"forward_{k}"), len(x),
+        lambda lo, hi, x=x: dict(zip(("logits", "features"), _batching.map_batches(
+            _forward_batch, [x[lo:hi]], batch_size=500, args=(clf,)))))
+  pred = {k: f["logits"].argmax(-1) for k, f in fw.items()}
+  wrong = {k: pred[k] != y for k, (_, y) in sets.items()}
   acc = {k: float(1 - w.mean()) for k, w in wrong.items()}
-  print(f"accuracy {acc} ({time.time() - t0:.0f}s)")
+  print(f"accuracy {acc} ({time.time() - t0:.0f}s)", flush=True)
+
+  def conductance(k, baseline_name):
+    x = sets[k][0]
+    base = np.zeros_like(mean_image) if baseline_name == "black" else mean_image
+    return _cached_chunks(
+        os.path.join(args.workdir, f"cond_{baseline_name}_{k}"), len(x),
+        lambda lo, hi: {"cond": _batching.map_batches(
+            _conductance_batch, [x[lo:hi]], batch_size=250, args=(clf, base))})["cond"]
 
   xv, yv = sets["validation"]
   gate = mutation.accuracy_gate(clf, xv[:args.gate_images], yv[:args.gate_images])
@@ -153,12 +200,12 @@ def main() -> None:
       print(f"Table 3 {op} {r}: {e}")
       return {"row": np.array([np.nan, np.nan, np.nan, e.drawn, e.accepted])}
     lcr = mutation.label_change_rate(clf, muts, xv[:n3],
-                                     original_predictions=pc["pred_validation"][:n3])
+                                     original_predictions=pred["validation"][:n3])
     w = wrong["validation"][:n3]
     row = np.array([lcr[~w].mean(), lcr[w].mean(), metrics.auroc(lcr, w), info["drawn"],
                     info["accepted"]])
     print(f"Table 3 {op} rate {r}: LCR correct {row[0]:.4f} wrong {row[1]:.4f} AUROC "
-          f"{row[2]:.3f} ({info['drawn']} drawn, {time.time() - t0:.0f}s)")
+          f"{row[2]:.3f} ({info['drawn']} drawn, {time.time() - t0:.0f}s)", flush=True)
     return {"row": row}
 
   configs = [(op, float(r)) for op, rates in (("NAI", args.nai_rates), ("GF", args.gf_rates))
@@ -172,21 +219,53 @@ def main() -> None:
                      "lower --nai-rates/--gf-rates")
   best = max(usable, key=lambda k: t3[k][2])
   op, rate = best.split("_")[0], float(best.split("_")[1])
-  print(f"chosen: {op} rate {rate} (best validation AUROC of LCR)")
+  print(f"chosen: {op} rate {rate} (best validation AUROC of LCR)", flush=True)
 
-  # 4. The mutant ensemble and LCR of validation and test predictions.
-  def lcr_stage():
-    opts = OPERATOR_OPTIONS[op]
-    muts, info = mutation.make_mutants(jax.random.fold_in(key, 7), clf, args.mutants, op,
-                                       rate, accuracy_fn=gate, **opts)
-    out = {"mutant_accuracy": info["accuracies"], "drawn": np.array(info["drawn"])}
-    for k in ("validation", "test"):
-      x, _ = sets[k]
-      preds = mutation.mutant_predictions(clf, muts, x)
-      out[f"changes_{k}"] = preds != pc[f"pred_{k}"][None, :]
-      print(f"mutant predictions on {k} ({time.time() - t0:.0f}s)")
-    return out
-  lc = _cached(os.path.join(args.workdir, "lcr.npz"), lcr_stage)
+  # 4. The mutant ensemble (drawn again, deterministically, on a resume) and
+  # every mutant's predictions, per split: validation, test, the training
+  # subset of Wu et al.'s protocol, and the shifted test halves.
+  mutants = {}
+
+  def mutant_stage(k, x):
+    if not mutants:
+      muts, info = mutation.make_mutants(jax.random.fold_in(key, 7), clf, args.mutants, op,
+                                         rate, accuracy_fn=gate, **OPERATOR_OPTIONS[op])
+      mutants.update(muts=muts, info=info)
+    preds = mutation.mutant_predictions(clf, mutants["muts"], x)
+    print(f"mutant predictions on {k} ({time.time() - t0:.0f}s)", flush=True)
+    return {"changes": preds != pred[k][None, :len(x)],
+            "mutant_accuracy": mutants["info"]["accuracies"],
+            "drawn": np.array(mutants["info"]["drawn"])}
+
+  n_sub = min(args.train_subset, len(sets["train"][0]))
+  lcr_sets = {"validation": sets["validation"][0], "test": sets["test"][0],
+              **{f"test_s{s}": sets[f"test_s{s}"][0] for s in SHIFT_SEVERITIES}}
+  changes = {}
+  for k in ("validation", "test"):
+    changes[k] = _cached(os.path.join(args.workdir, f"lcr_{k}.npz"),
+                         lambda k=k: mutant_stage(k, lcr_sets[k]))
+  cond = {b: {} for b in ("black", "mean")}
+  for b in ("black", "mean"):
+    for k in ("validation", "test", "train"):
+      cond[b][k] = conductance(k, b)
+      print(f"conductance ({b} baseline) on {k} ({time.time() - t0:.0f}s)", flush=True)
+  changes["train_subset"] = _cached(os.path.join(args.workdir, "lcr_train_subset.npz"),
+                                    lambda: mutant_stage("train", sets["train"][0][:n_sub]))
+  for s in SHIFT_SEVERITIES:
+    k = f"test_s{s}"
+    changes[k] = _cached(os.path.join(args.workdir, f"lcr_{k}.npz"),
+                         lambda k=k: mutant_stage(k, lcr_sets[k]))
+    for b in ("black", "mean"):
+      cond[b][k] = conductance(k, b)
+  print(f"all stages computed ({time.time() - t0:.0f}s)", flush=True)
+  if args.compute_only:
+    return
+  lc = {"changes_validation": changes["validation"]["changes"],
+        "changes_test": changes["test"]["changes"],
+        "mutant_accuracy": changes["validation"]["mutant_accuracy"],
+        "drawn": changes["validation"]["drawn"]}
+  pc = {f"pred_{k}": pred[k] for k in ("train", "validation", "test")}
+  pc.update({f"cond_{k}": cond["black"][k] for k in ("train", "validation", "test")})
   lcr = {k: lc[f"changes_{k}"].mean(0) for k in ("validation", "test")}
 
   # 5. Conductance detector.

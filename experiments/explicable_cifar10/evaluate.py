@@ -52,8 +52,7 @@ def _label(name: str) -> str:
 
 
 def _logits_fn(model):
-  g, p, s = models.split_model(model)
-  return jax.jit(lambda x: models.apply_model(g, p, s, x)[0])
+  return jax.jit(models.from_nnx(model).logits)
 
 
 def _predict(fn, x, batch=500):
@@ -104,7 +103,7 @@ def _gradcam_grid(models_: dict, x, y, preds: dict, path: str, n: int = 8) -> li
   pick = np.asarray(pick, dtype=int)
   cams = {}
   for name, model in models_.items():
-    f, h = models.split_at(*models.split_model(model), "post")
+    f, h = models.from_nnx(model).split("post")
     cam = attribution.grad_cam(f, h, jnp.asarray(x[pick]), target="predicted")
     cams[name] = np.asarray(attribution.upsample(cam, x.shape[1:3]))
   fig, axes = plt.subplots(len(pick), 1 + len(names), figsize=(2 * (1 + len(names)),

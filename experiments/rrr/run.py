@@ -31,8 +31,8 @@ PIXEL_LAMBDA_SCALE = 1.0 / 255 ** 2
 
 def _fit(key, ds, *, lam, epochs, batch_size=256, hidden=(50, 30), model="mlp",
          model_kwargs=None, certainty=False):
-  make = models.create_model(model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-                             key=jax.random.fold_in(key, 0),
+  make = models.create_model(jax.random.fold_in(key, 0), model, input_shape=ds.input_shape,
+                             num_classes=ds.num_classes,
                              **(model_kwargs or ({"hidden": hidden} if model == "mlp" else {})))
   opt = optax.adam(1e-3)
   if certainty:

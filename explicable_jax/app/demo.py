@@ -41,6 +41,7 @@ from explicable_jax import (attribution, data, deliberative, detection, losses, 
                             mutation, rrr, similarity, training)
 from explicable_jax.data import rrr as drrr
 from explicable_jax.app.html_report import HtmlReport
+from explicable_jax.attribution import batched
 
 CNN_KWARGS = {"widths": [16, 32], "dense": 64}
 FEATURE_LAYER = "conv_1"
@@ -84,8 +85,8 @@ def explicable_section(report, train, test, key, *, epochs, progress):
   import matplotlib.pyplot as plt
   w, source = _similarity_matrix()
   names = [f"{d}: {c}" for d, c in zip(range(10), similarity.CIFAR10_SYNSETS)]
-  model = models.create_model("cnn", input_shape=train.input_shape,
-                              num_classes=train.num_classes, key=jax.random.fold_in(key, 0),
+  model = models.create_model(jax.random.fold_in(key, 0), "cnn", input_shape=train.input_shape,
+                              num_classes=train.num_classes,
                               **CNN_KWARGS)
   opt = optax.adam(3e-3)
   plain = _fit(training.create_train_state(jax.random.fold_in(key, 1), model, opt), train,
@@ -205,16 +206,13 @@ def rrr_section(report, key, *, epochs, progress, quick):
 def detection_section(report, state, held, key, *, n_mutants):
   import matplotlib.pyplot as plt
   from sklearn.model_selection import StratifiedKFold
-  g, params, model_state = models.split_model(state.model())
-  logits_p = lambda p, x: models.apply_model(g, p, model_state, x)[0]  # noqa: E731
-  x, y = np.asarray(held.x), held.y
-  logits = np.asarray(logits_p(params, x))
-  pred = logits.argmax(-1)
-  wrong = pred != y
-  f, h = models.split_at(g, params, model_state, FEATURE_LAYER)
-  cond = attribution.layer_conductance(f, h, jnp.asarray(x), target="predicted", n_steps=10)
-  feats = np.concatenate([np.eye(10)[pred], np.asarray(attribution.per_feature_map(cond))], 1)
   clf = state.classifier
+  x, y = np.asarray(held.x), held.y
+  pred = np.asarray(clf.logits(jnp.asarray(x))).argmax(-1)
+  wrong = pred != y
+  cond = batched.layer_conductance(clf, jnp.asarray(x), layer=FEATURE_LAYER,
+                                   target="predicted", n_steps=10)
+  feats = np.concatenate([np.eye(10)[pred], np.asarray(attribution.per_feature_map(cond))], 1)
   gate = mutation.accuracy_gate(clf, x, y)
   mutants, _ = mutation.make_mutants(jax.random.fold_in(key, 0), clf, n_mutants, "NAI",
                                      0.05, accuracy_fn=gate)
@@ -254,12 +252,12 @@ def detection_section(report, state, held, key, *, n_mutants):
 
 def insecurity_section(report, state, held, *, n_images=6):
   import matplotlib.pyplot as plt
-  g, params, model_state = models.split_model(state.model())
-  f, h = models.split_at(g, params, model_state, FEATURE_LAYER)
+  clf = state.classifier
   x = np.asarray(held.x)
-  logits = np.asarray(h(f(jnp.asarray(x))))
+  logits = np.asarray(clf.logits(jnp.asarray(x)))
   hard = np.argsort(-np.asarray(deliberative.normalized_entropy(logits)))[:n_images]
-  items = deliberative.insecurities(f, h, x[hard], r=0.25, method="gradient", top_k=5, top=3)
+  items = deliberative.insecurities(clf, x[hard], layer=FEATURE_LAYER, r=0.25,
+                                    method="gradient", top_k=5, top=3)
   fig, axes = plt.subplots(1, n_images, figsize=(1.9 * n_images, 2.6))
   rows = []
   for ax, i, its in zip(axes, hard, items):

@@ -2,7 +2,8 @@
 
 Input attributions take ``score_fn(x) -> scalar`` for one example and are
 batched with ``jax.vmap``; layer attributions take a ``(features_fn,
-head_fn)`` pair (:func:`explicable_jax.models.split_at`), a batch and a
+head_fn)`` pair (``clf.split(layer)`` of a
+:class:`~explicable_jax.models.Classifier`), a batch and a
 ``target``. Argument names follow Captum (``baselines``, ``target``,
 ``n_steps``, ``method``, ``internal_batch_size``,
 ``return_convergence_delta``).

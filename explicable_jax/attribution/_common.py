@@ -213,3 +213,135 @@ def weighted_sum_along_path(fn: Callable[[jax.Array], Any], alphas: np.ndarray,
 def interpolate(baseline: jax.Array, x: jax.Array, alpha: jax.Array) -> jax.Array:
   """``baseline + alpha * (x - baseline)`` in ``x``'s dtype."""
   return baseline + alpha.astype(x.dtype) * (x - baseline)
+
+
+# ---------------------------------------------------------------------------
+# Tuple inputs (Captum's ``inputs=(x1, x2, ...)``): every method runs on one
+# flat vector per example, so the cores are written once for arrays.
+
+def is_multi(x: Any) -> bool:
+  """True for Captum-style multiple inputs: a tuple or list of arrays."""
+  return isinstance(x, (tuple, list))
+
+
+def _leaves(name: str, x, *, batched: bool) -> tuple:
+  if not x:
+    raise ValueError(f"{name} must hold at least one array; got an empty {type(x).__name__}.")
+  leaves = []
+  for i, a in enumerate(x):
+    try:
+      leaves.append(jnp.asarray(a))
+    except TypeError:
+      raise TypeError(
+          f"{name}[{i}] must be an array; got {type(a).__name__}.") from None
+  if batched:
+    sizes = {a.shape[0] if a.ndim else None for a in leaves}
+    if None in sizes or len(sizes) != 1:
+      raise ValueError(
+          f"every array of {name} must have the same leading (batch) axis; got shapes "
+          f"{[tuple(a.shape) for a in leaves]}.")
+  return tuple(leaves)
+
+
+def ravel_inputs(name: str, x, *, batched: bool):
+  """``(flat, unravel)`` for a tuple of inputs.
+
+  One example (``batched=False``): ``flat`` is the 1-D concatenation of the
+  raveled arrays. A batch: ``flat`` is ``(N, D)``, row ``n`` the
+  concatenation of example ``n``'s arrays; ``unravel`` maps ``(M, D)`` rows
+  back to a tuple of ``(M, ...)`` arrays (``M`` may differ from ``N``: a
+  method's path points). Mixed dtypes are promoted for ``flat`` and cast
+  back by ``unravel``.
+  """
+  leaves = _leaves(name, x, batched=batched)
+  dtype = jnp.result_type(*leaves)
+  if batched:
+    n = leaves[0].shape[0]
+    flat = jnp.concatenate([a.reshape(n, -1).astype(dtype) for a in leaves], axis=1)
+  else:
+    flat = jnp.concatenate([a.reshape(-1).astype(dtype) for a in leaves])
+  return flat, unraveller(leaves, batched=batched)
+
+
+def unraveller(structs, *, batched: bool) -> Callable:
+  """The inverse of :func:`ravel_inputs` for arrays (or shape-dtype structs)
+  like ``structs``: ``(M, D)`` rows (or one ``(D,)`` vector) back to a tuple."""
+  lead = 1 if batched else 0
+  shapes = [tuple(a.shape[lead:]) for a in structs]
+  dtypes = [a.dtype for a in structs]
+  bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
+
+  def unravel(v):
+    front = v.shape[:-1]
+    return tuple(v[..., lo:hi].reshape(front + s).astype(d)
+                 for lo, hi, s, d in zip(bounds[:-1], bounds[1:], shapes, dtypes))
+  return unravel
+
+
+def ravel_like(name: str, values, x: tuple, *, batched: bool):
+  """``values`` (a scalar, ``None`` or one entry per input) raveled like
+  :func:`ravel_inputs` does ``x``; each entry broadcasts to its input (or,
+  batched, to one example of it)."""
+  if values is None or not is_multi(values):
+    if values is not None and jnp.ndim(values) != 0:
+      raise ValueError(
+          f"{name} for a tuple of {len(x)} inputs must be a scalar or a tuple of "
+          f"{len(x)} entries; got an array of shape {tuple(jnp.shape(values))}.")
+    return values
+  if len(values) != len(x):
+    raise ValueError(
+        f"{name} must have one entry per input ({len(x)}); got {len(values)}.")
+  full = []
+  for i, (v, a) in enumerate(zip(values, x)):
+    a = jnp.asarray(a)
+    v = jnp.asarray(0.0 if v is None else v, jnp.result_type(a.dtype, jnp.float32))
+    try:
+      full.append(jnp.broadcast_to(v, a.shape) if not batched or v.ndim == a.ndim
+                  else jnp.broadcast_to(v, a.shape[1:])[None].repeat(a.shape[0], 0))
+    except ValueError:
+      raise ValueError(
+          f"{name}[{i}] must broadcast to input {i}'s shape {tuple(a.shape)}; got shape "
+          f"{tuple(v.shape)}.") from None
+  return ravel_inputs(name, tuple(full), batched=batched)[0]
+
+
+def accepts_tuple_inputs(*, x_index: int, batched: bool, input_shaped_output: bool,
+                         fn_index: int | None = None,
+                         ravel_kwargs: tuple[str, ...] = ("baselines",)):
+  """Lets a core written for one array take Captum's tuple of inputs.
+
+  The argument at ``x_index`` (a tuple or list of arrays) becomes one flat
+  vector per example (:func:`ravel_inputs`), the function at ``fn_index``
+  (default: just before it; ``score_fn``, or ``features_fn`` at 0) gets the
+  tuple back, the keyword options
+  in ``ravel_kwargs`` (baselines, stdevs) are raveled the same way, and,
+  when ``input_shaped_output``, the attributions come back as a tuple, one
+  per input (a delta, when returned, is unchanged).
+  """
+  import functools
+
+  def decorate(core):
+    @functools.wraps(core)
+    def wrapped(*args, **kwargs):
+      if len(args) <= x_index or not is_multi(args[x_index]):
+        return core(*args, **kwargs)
+      args = list(args)
+      x = args[x_index]
+      flat, unravel = ravel_inputs("x", x, batched=batched)
+      at = x_index - 1 if fn_index is None else fn_index
+      fn = args[at]
+      if not callable(fn):
+        raise TypeError(f"expected a function of x; got {type(fn).__name__}.")
+      args[at] = lambda v, fn=fn: fn(unravel(v))
+      args[x_index] = flat
+      for k in ravel_kwargs:
+        if k in kwargs:
+          kwargs[k] = ravel_like(k, kwargs[k], x, batched=batched)
+      out = core(*args, **kwargs)
+      if not input_shaped_output:
+        return out
+      if isinstance(out, tuple):  # (attributions, delta)
+        return (unravel(out[0]),) + tuple(out[1:])
+      return unravel(out)
+    return wrapped
+  return decorate

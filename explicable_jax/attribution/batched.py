@@ -36,32 +36,68 @@ def targets(clf, x, target) -> jax.Array:
   """Per-example class indices ``(N,)`` for ``target`` (int, ``(N,)`` array
   or ``"predicted"``), checked against ``clf``'s number of classes."""
   clf = models.as_classifier("clf", clf)
-  x = _common.check_input("x", x, min_rank=1)
+  x = _check_batch(x)
+  n = _batch_size(x)
   logits = jax.eval_shape(clf.logits, x)
-  if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+  if logits.ndim != 2 or logits.shape[0] != n:
     raise ValueError(
         f"clf.logits(x) must return (batch, classes) scores; got shape "
-        f"{tuple(logits.shape)} for x of shape {tuple(x.shape)}.")
+        f"{tuple(logits.shape)} for a batch of {n}.")
   return _common.resolve_target(target, logits.shape, lambda: clf.logits(x))
 
 
-def _per_example(method: Callable, clf, x, target, baselines, **kwargs):
-  """``method(class_score_fn(clf.logits, t_i), x_i, ...)`` for every example."""
+def _check_batch(x, integer_ok: bool = False):
+  """A batch, or Captum's tuple of batches (one per input, same length)."""
+  if _common.is_multi(x):
+    leaves = _common._leaves("x", x, batched=True)
+    return tuple(_common.check_input(f"x[{i}]", a, min_rank=1, integer_ok=integer_ok)
+                 for i, a in enumerate(leaves))
+  return _common.check_input("x", x, min_rank=1, integer_ok=integer_ok)
+
+
+def _batch_size(x) -> int:
+  return (x[0] if _common.is_multi(x) else x).shape[0]
+
+
+def _per_example_baseline(b, xi):
+  """A baseline per example ``(N, ...)`` or one shared by all (or ``None``)."""
+  if b is None:
+    return None, None
+  b = jnp.asarray(b, xi.dtype)
+  if b.shape == xi.shape:
+    return b, 0
+  try:
+    return jnp.broadcast_to(b, xi.shape[1:]), None
+  except ValueError:
+    raise ValueError(
+        f"baselines must broadcast to one example {tuple(xi.shape[1:])} or be one per "
+        f"example {tuple(xi.shape)}; got shape {tuple(b.shape)}.") from None
+
+
+def _per_example(core: Callable, clf, x, target, baselines, **kwargs):
+  """``core(class_score_fn(clf.logits, t_i), x_i, ...)`` for every example
+  (``x_i`` a tuple for tuple inputs)."""
   clf = models.as_classifier("clf", clf)
-  x = _common.check_input("x", x, min_rank=1)
+  x = _check_batch(x)
   t = targets(clf, x, target)
-  if baselines is not None:
-    b = jnp.asarray(baselines, x.dtype)
-    b = b if b.shape == x.shape else jnp.broadcast_to(b, x.shape[1:])
-    per_b = b.shape == x.shape
+  if _common.is_multi(x):
+    if baselines is not None and not _common.is_multi(baselines):
+      baselines = (baselines,) * len(x)
+    if baselines is not None and len(baselines) != len(x):
+      raise ValueError(
+          f"baselines must have one entry per input ({len(x)}); got {len(baselines)}.")
+    pairs = [_per_example_baseline(None if baselines is None else bi, xi)
+             for bi, xi in zip(baselines or (None,) * len(x), x)]
+    b = None if baselines is None else tuple(p[0] for p in pairs)
+    b_axes = None if baselines is None else tuple(p[1] for p in pairs)
   else:
-    b, per_b = None, False
+    b, b_axes = _per_example_baseline(baselines, x)
 
   def one(xi, ti, bi):
     extra = {} if bi is None else {"baselines": bi}
-    return method(input_lib.class_score_fn(clf.logits, ti), xi, **extra, **kwargs)
+    return core(input_lib.class_score_fn(clf.logits, ti), xi, **extra, **kwargs)
 
-  return jax.vmap(one, in_axes=(0, 0, 0 if per_b else None))(x, t, b)
+  return jax.vmap(one, in_axes=(0, 0, b_axes))(x, t, b)
 
 
 def saliency(clf, x, *, target, absolute: bool = False) -> jax.Array:
@@ -85,10 +121,12 @@ def integrated_gradients(clf, x, *, target, baselines=None, **kwargs):
 def smoothgrad(key: jax.Array, clf, x, *, target, **kwargs) -> jax.Array:
   """SmoothGrad of a batch (:func:`~explicable_jax.attribution.smoothgrad`);
   example ``i`` draws its noise from ``fold_in(key, i)``, so a result does
-  not depend on how the examples were batched."""
-  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(jnp.shape(x)[0]))
+  not depend on how the examples were batched. With
+  ``return_convergence_delta=True`` (and an ``attribution_fn`` that has one)
+  the deltas come back as ``(N, n_samples)``."""
   clf = models.as_classifier("clf", clf)
-  x = _common.check_input("x", x, min_rank=1)
+  x = _check_batch(x)
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(_batch_size(x)))
   t = targets(clf, x, target)
   return jax.vmap(lambda k, xi, ti: input_lib.smoothgrad(
       k, input_lib.class_score_fn(clf.logits, ti), xi, **kwargs))(keys, x, t)
@@ -104,28 +142,44 @@ def compute_convergence_delta(clf, attributions, x, *, target, baselines=None) -
   Zero for an exact integrated-gradients or conductance computation.
   """
   clf = models.as_classifier("clf", clf)
-  x = _common.check_input("x", x, min_rank=1, integer_ok=True)
-  attributions = jnp.asarray(attributions)
-  if attributions.ndim < 1 or attributions.shape[0] != x.shape[0]:
-    raise ValueError(
-        f"attributions must have one row per example of x ({x.shape[0]}); got shape "
-        f"{tuple(attributions.shape)}.")
+  x = _check_batch(x, integer_ok=True)
+  n = _batch_size(x)
+  parts = tuple(attributions) if _common.is_multi(attributions) else (attributions,)
+  total = 0.0
+  for a in parts:
+    a = jnp.asarray(a)
+    if a.ndim < 1 or a.shape[0] != n:
+      raise ValueError(
+          f"attributions must have one row per example of x ({n}); got shape "
+          f"{tuple(a.shape)}.")
+    total = total + a.reshape(n, -1).sum(1)
   t = targets(clf, x, target)
-  ref = _common.resolve_baselines(baselines, x)
+  if _common.is_multi(x):
+    if baselines is None or not _common.is_multi(baselines):
+      baselines = (baselines,) * len(x)
+    ref = tuple(_common.resolve_baselines(b, xi) for b, xi in zip(baselines, x))
+  else:
+    ref = _common.resolve_baselines(baselines, x)
   scores = lambda v: jnp.take_along_axis(clf.logits(v), t[:, None], axis=-1)[:, 0]
-  return attributions.reshape(x.shape[0], -1).sum(1) - (scores(x) - scores(ref))
+  return total - (scores(x) - scores(ref))
 
 
 def _layer_method(core: Callable) -> Callable:
-  def method(clf, x, *, layer: str, **kwargs):
+  def method(clf, x, *, layer, **kwargs):
     clf = models.as_classifier("clf", clf)
+    if _common.is_multi(layer):  # Captum's list of layers: one result each
+      if not layer:
+        raise ValueError("layer must name at least one layer; got an empty list.")
+      return tuple(core(*clf.split(name), x, **kwargs) for name in layer)
     return core(*clf.split(layer), x, **kwargs)
 
   method.__doc__ = (
       f"``{core.__name__}`` of a classifier cut at ``layer``: "
       f"``{core.__name__}(*clf.split(layer), x, **kwargs)``.\n\n"
       f"Call as ``{core.__name__}(clf, x, layer=..., target=..., ...)``; the "
-      f"options are those of :func:`explicable_jax.attribution.{core.__name__}`.")
+      f"options are those of :func:`explicable_jax.attribution.{core.__name__}`. "
+      "``layer`` may be a list of layer names (one result each, in a tuple) "
+      "and ``x`` a tuple of inputs.")
   method.__name__ = method.__qualname__ = core.__name__
   method.core = core
   return method

@@ -28,8 +28,7 @@ def class_score_fn(logits_fn: Callable[[jax.Array], jax.Array],
                    target: int | jax.Array) -> ScoreFn:
   """``x -> logits_fn(x[None])[0, target]``: one example's score for a class.
 
-  ``logits_fn`` maps a batch to ``(batch, classes)`` (e.g. ``lambda x:
-  apply_model(graphdef, params, state, x)[0]``); ``target`` may be traced, so
+  ``logits_fn`` maps a batch to ``(batch, classes)`` (e.g. ``clf.logits``); ``target`` may be traced, so
   the returned function can be vmapped over (input, target) pairs. A
   concrete ``target`` is checked against the number of classes when the score
   is traced (a traced one cannot be: check it where it enters from the host,
@@ -37,7 +36,7 @@ def class_score_fn(logits_fn: Callable[[jax.Array], jax.Array],
   index past the last class silently.
   """
   def score(x):
-    logits = logits_fn(x[None])
+    logits = logits_fn(jax.tree.map(lambda a: a[None], x))
     _validation.check_labels("target", target, int(logits.shape[-1]))
     return logits[0, target]
   return score
@@ -57,6 +56,10 @@ def _check_score(score_fn, x):
   return x
 
 
+_one_example = _common.accepts_tuple_inputs
+
+
+@_one_example(x_index=1, batched=False, input_shaped_output=True)
 def gradient(score_fn: ScoreFn, x: jax.Array, *, absolute: bool = False) -> jax.Array:
   """Saliency: the input gradient of the score (Simonyan et al., 2014).
 
@@ -75,6 +78,7 @@ def gradient(score_fn: ScoreFn, x: jax.Array, *, absolute: bool = False) -> jax.
   return jnp.abs(g) if absolute else g
 
 
+@_one_example(x_index=1, batched=False, input_shaped_output=True)
 def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
   """Gradient times input (Shrikumar et al., 2016).
 
@@ -86,6 +90,7 @@ def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
   return x * jax.grad(score_fn)(x)
 
 
+@_one_example(x_index=1, batched=False, input_shaped_output=True)
 def integrated_gradients(score_fn: ScoreFn, x: jax.Array, *, baselines=None,
                          n_steps: int = 50, method: str = "gausslegendre",
                          internal_batch_size: int | None = None,
@@ -145,10 +150,10 @@ def integrated_gradients(score_fn: ScoreFn, x: jax.Array, *, baselines=None,
 
 
 def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: jax.Array, *,
-               n_samples: int = 50, stdevs: float | None = None,
-               nt_type: str = "smoothgrad",
+               n_samples: int = 50, stdevs=None, nt_type: str = "smoothgrad",
                attribution_fn: Callable[[ScoreFn, jax.Array], jax.Array] | None = None,
-               internal_batch_size: int | None = None) -> jax.Array:
+               internal_batch_size: int | None = None,
+               return_convergence_delta: bool = False):
   """SmoothGrad (Smilkov et al., 2017): an attribution averaged over noisy copies.
 
   .. math::
@@ -161,30 +166,66 @@ def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: jax.Array, *,
 
   Args:
     score_fn: scalar score of one example.
-    x: one example.
+    x: one example (or a tuple of arrays, Captum's multiple inputs).
     key: PRNG key for the noise (split it per example when vmapping).
     n_samples: number of noisy copies.
-    stdevs: noise standard deviation ``sigma`` in input units; ``None`` uses
-      Smilkov et al.'s 15% of the input's range, ``0.15 * (max x - min x)``.
+    stdevs: noise standard deviation ``sigma`` in input units (one per input
+      for a tuple); ``None`` uses Smilkov et al.'s 15% of each input's range,
+      ``0.15 * (max x - min x)``.
     nt_type: ``smoothgrad``, ``smoothgrad_sq`` or ``vargrad``.
     attribution_fn: ``(score_fn, x) -> attributions``; default
       :func:`gradient`.
     internal_batch_size: evaluate at most this many noisy copies at once.
+    return_convergence_delta: also return the convergence delta of every
+      noisy copy, ``(n_samples,)`` (Captum's ``NoiseTunnel`` with
+      ``return_convergence_delta=True``); ``attribution_fn`` must then take
+      ``return_convergence_delta=True`` and return ``(attributions,
+      delta)``, as :func:`integrated_gradients` does.
 
   Returns:
-    An array of ``x``'s shape.
+    An array of ``x``'s shape (a tuple for tuple inputs), and the deltas if
+    asked for.
   """
   key = _validation.check_key("key", key, call="smoothgrad(key, score_fn, x)")
+  if _common.is_multi(x) and stdevs is None:
+    stdevs = tuple(0.15 * (jnp.max(a) - jnp.min(a))
+                   for a in _common.check_input("x", tuple(x), min_rank=0))
+  return _smoothgrad(key, score_fn, x, n_samples=n_samples, stdevs=stdevs,
+                     nt_type=nt_type, attribution_fn=attribution_fn,
+                     internal_batch_size=internal_batch_size,
+                     return_convergence_delta=return_convergence_delta)
+
+
+@_one_example(x_index=2, batched=False, input_shaped_output=True,
+              ravel_kwargs=("stdevs",))
+def _smoothgrad(key, score_fn, x, *, n_samples, stdevs, nt_type, attribution_fn,
+                internal_batch_size, return_convergence_delta):
   x = _check_score(score_fn, x)
   _validation.check_choice("nt_type", nt_type, NOISE_TUNNEL_TYPES)
   _validation.check_positive("n_samples", n_samples, integer=True)
-  if stdevs is not None:
-    _validation.check_nonnegative("stdevs", stdevs)
-  sigma = 0.15 * (x.max() - x.min()) if stdevs is None else stdevs
+  if stdevs is not None and not isinstance(stdevs, jax.core.Tracer):
+    if np.any(np.asarray(stdevs) < 0):
+      raise ValueError(f"stdevs must be >= 0; got {stdevs!r}.")
+  sigma = 0.15 * (x.max() - x.min()) if stdevs is None else jnp.asarray(stdevs, x.dtype)
+  if return_convergence_delta and attribution_fn is None:
+    raise ValueError(
+        "return_convergence_delta needs an attribution_fn with a convergence delta "
+        "(e.g. integrated_gradients); plain gradients have none.")
   attribution_fn = gradient if attribution_fn is None else attribution_fn
   n = int(n_samples)
   chunk = _common.check_chunk(internal_batch_size, n)
   noise = jax.random.normal(key, (n,) + x.shape, x.dtype)
+  if return_convergence_delta:
+    phis, deltas = jax.lax.map(
+        lambda eps: attribution_fn(score_fn, x + sigma * eps, return_convergence_delta=True),
+        noise, batch_size=chunk)
+    mean = phis.mean(0)
+    if nt_type == "smoothgrad":
+      return mean, deltas
+    mean_sq = (phis * phis).mean(0)
+    if nt_type == "smoothgrad_sq":
+      return mean_sq, deltas
+    return jnp.maximum(mean_sq - mean * mean, 0.0), deltas
 
   def moments(eps):
     phi = attribution_fn(score_fn, x + sigma * eps)

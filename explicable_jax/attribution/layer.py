@@ -2,22 +2,25 @@
 
 Every method takes the model cut in two at a layer, ``features_fn`` (batch of
 inputs ``(N, ...)`` -> activations ``(N, *layer)``) and ``head_fn``
-(activations -> class scores ``(N, C)``), as returned by
-:func:`explicable_jax.models.split_at`, and a ``target``: a class index, one
+(activations -> class scores ``(N, C)``), as returned by a classifier's
+``clf.split(layer)`` (:class:`explicable_jax.models.Classifier`), and a ``target``: a class index, one
 index per example, or ``"predicted"`` (the model's prediction at the input).
 The score differentiated is ``head_fn``'s output for the target class
 (logits for the zoo's models, as in Wu et al.'s code; wrap ``head_fn`` in a
 softmax for probabilities). Examples must not interact inside the model
 (evaluation-mode batch norm), so one gradient of the summed target scores
-gives every example's own gradient.
+gives every example's own gradient. Captum's tuples work too: ``x`` a
+tuple of inputs, and a layer whose ``features_fn`` returns a tuple.
 
 Jit at the outermost boundary, e.g.::
 
-    features_fn, head_fn = split_at(graphdef, params, state, "layer3.2")
+    features_fn, head_fn = clf.split("layer3.2")
     conductance = jax.jit(lambda x: layer_conductance(
         features_fn, head_fn, x, target="predicted", n_steps=10))
 """
 from __future__ import annotations
+
+import functools
 
 from collections.abc import Callable
 
@@ -78,11 +81,49 @@ def _setup(features_fn, head_fn, x, target, baselines=_NO_BASELINE, *,
       memo.append(features_fn(jnp.concatenate([x, baseline]) if with_baseline else x))
     return memo[0]
 
-  activations = lambda: both()[:x.shape[0]]
+  n = x.shape[0]
+  activations = lambda: jax.tree.map(lambda a: a[:n], both())
   t = _common.resolve_target(target, logits.shape, lambda: head_fn(activations()))
   if not with_baseline:
     return x, t, layer, activations
-  return x, t, layer, activations, baseline, lambda: both()[x.shape[0]:]
+  return x, t, layer, activations, baseline, lambda: jax.tree.map(lambda a: a[n:], both())
+
+
+def _accepts_tuples(*, input_shaped_output: bool = False, tuple_layers: bool = True):
+  """Captum's tuples for a ``(features_fn, head_fn, x, ...)`` core: ``x`` a
+  tuple of inputs (raveled per example, :func:`_common.accepts_tuple_inputs`)
+  and, with ``tuple_layers``, a layer whose ``features_fn`` returns a tuple
+  of arrays (raveled per example for the core, the attributions given back
+  as a tuple, one per array)."""
+  with_inputs = _common.accepts_tuple_inputs(
+      x_index=2, fn_index=0, batched=True, input_shaped_output=input_shaped_output)
+
+  def decorate(core):
+    core_inputs = with_inputs(core)
+
+    @functools.wraps(core)
+    def wrapped(features_fn, head_fn, x, **kwargs):
+      if not callable(features_fn):
+        raise TypeError(
+            f"features_fn must be a function of a batch; got {type(features_fn).__name__}.")
+      x = tuple(x) if _common.is_multi(x) else x
+      layer = jax.eval_shape(features_fn, x)
+      if not _common.is_multi(layer):
+        return core_inputs(features_fn, head_fn, x, **kwargs)
+      if not tuple_layers:
+        raise ValueError(
+            f"{core.__name__} needs a layer with one activation array; features_fn "
+            f"returns a tuple of {len(layer)}.")
+      unravel = _common.unraveller(layer, batched=True)
+      flat_features = lambda v: _common.ravel_inputs(
+          "activations", features_fn(v), batched=True)[0]
+      flat_head = lambda h: head_fn(unravel(h))
+      out = core_inputs(flat_features, flat_head, x, **kwargs)
+      if isinstance(out, tuple):  # (attributions, delta)
+        return (unravel(out[0]),) + tuple(out[1:])
+      return unravel(out)
+    return wrapped
+  return decorate
 
 
 def _score_gap(head_fn, a, a_ref, t):
@@ -139,6 +180,7 @@ def head_gradient_is_constant(head_fn: BatchFn, activations: jax.ShapeDtypeStruc
   return not any(_jaxpr.dependent_outputs(closed.jaxpr, [True] * len(closed.jaxpr.invars)))
 
 
+@_accepts_tuples()
 def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
                       target, baselines=None, n_steps: int = 10,
                       method: str = "riemann_right",
@@ -296,6 +338,7 @@ def per_feature_map(attributions: jax.Array, *, reduce: str = "sum") -> jax.Arra
   return attributions.sum(axes) if reduce == "sum" else attributions.mean(axes)
 
 
+@_accepts_tuples(input_shaped_output=True, tuple_layers=False)
 def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
                        neuron_index, target, baselines=None, n_steps: int = 50,
                        method: str = "riemann_trapezoid",
@@ -354,6 +397,7 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   return (x - baseline) * avg if multiply_by_inputs else avg
 
 
+@_accepts_tuples()
 def layer_gradient_x_activation(features_fn: BatchFn, head_fn: BatchFn,
                                 x: jax.Array, *, target) -> jax.Array:
   """Gradient times activation at a layer: ``a_j * dF/da_j``, shape ``(N, *layer)``.
@@ -367,6 +411,7 @@ def layer_gradient_x_activation(features_fn: BatchFn, head_fn: BatchFn,
   return a * _layer_grad(head_fn, a, t)
 
 
+@_accepts_tuples()
 def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
                                x: jax.Array, *, target, baselines=None,
                                n_steps: int = 50, method: str = "gausslegendre",
@@ -414,6 +459,8 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
                      return_convergence_delta)
 
 
+@_common.accepts_tuple_inputs(x_index=2, fn_index=0, batched=True,
+                              input_shaped_output=False)
 def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
              relu: bool = True, attr_dim_summation: bool = True) -> jax.Array:
   """Grad-CAM (Selvaraju et al., ICCV 2017) at a convolutional layer.
@@ -438,18 +485,21 @@ def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
     Maps of shape ``(N, H, W)`` (``(N, H, W, C)`` without the summation).
   """
   x, t, layer, activations = _setup(features_fn, head_fn, x, target)
-  layer_shape = layer.shape
-  if len(layer_shape) != 4:
-    raise ValueError(
-        "grad_cam needs a convolutional layer with activations (N, H, W, C); "
-        f"features_fn returns shape {tuple(layer_shape)}.")
+  for s in (layer if _common.is_multi(layer) else (layer,)):
+    if len(s.shape) < 2:
+      raise ValueError(
+          "grad_cam needs a layer with a batch and a channel axis, (N, [H, W,] C); "
+          f"features_fn returns shape {tuple(s.shape)}.")
   a = activations()
-  weights = _layer_grad(head_fn, a, t).mean(axis=(1, 2))
-  if attr_dim_summation:
-    cam = jnp.einsum("nhwc,nc->nhw", a, weights)
-  else:
-    cam = a * weights[:, None, None, :]
-  return jax.nn.relu(cam) if relu else cam
+  grads = _layer_grad(head_fn, a, t)
+
+  def cam(a, g):
+    spatial = tuple(range(1, a.ndim - 1))
+    weights = g.mean(axis=spatial, keepdims=True) if spatial else g
+    maps = a * weights
+    maps = maps.sum(-1) if attr_dim_summation else maps
+    return jax.nn.relu(maps) if relu else maps
+  return jax.tree.map(cam, a, grads)
 
 
 def upsample(maps: jax.Array, size: tuple[int, int], *,

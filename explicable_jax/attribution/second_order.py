@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from explicable_jax.attribution import _common
-from explicable_jax.attribution.layer import BatchFn, _setup
+from explicable_jax.attribution.layer import BatchFn, _accepts_tuples, _setup
 
 
 class SecondOrderTerms(NamedTuple):
@@ -17,6 +17,7 @@ class SecondOrderTerms(NamedTuple):
   second: jax.Array
 
 
+@_accepts_tuples(tuple_layers=False)
 def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array,
                              *, target, internal_batch_size: int | None = None,
                              return_terms: bool = False, per_channel: bool = False):

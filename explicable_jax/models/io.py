@@ -117,8 +117,8 @@ def load(path: str | os.PathLike, *, like=None) -> Classifier:
           f"registered in this process: call models.register_model({name!r}, "
           "builder) before loading, or pass like=.")
     template = registry.classifier(
-        name, input_shape=meta["input_shape"], num_classes=meta["num_classes"],
-        key=jax.random.key(0), class_names=meta.get("class_names"),
+        jax.random.key(0), name, input_shape=meta["input_shape"],
+        num_classes=meta["num_classes"], class_names=meta.get("class_names"),
         **meta.get("model_kwargs", {}))
   else:
     raise ValueError(

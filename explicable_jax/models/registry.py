@@ -65,9 +65,12 @@ MODELS: dict[str, Callable[..., Any]] = {
 }
 
 
-def create_model(name: str, *, input_shape: Sequence[int], num_classes: int,
-                 key: jax.Array, **kwargs: Any) -> nnx.Module:
+def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
+                 num_classes: int, **kwargs: Any) -> nnx.Module:
   """Builds a model of the registry (the zoo or :func:`register_model`) by name.
+
+  ``create_model(key, "cnn", input_shape=(32, 32, 3), num_classes=10)``: the
+  PRNG key first, as everywhere in the library.
 
   Args:
     name: one of :data:`MODELS` (``mlp``, ``cnn``, ``resnet20``, ``resnet``,
@@ -81,6 +84,8 @@ def create_model(name: str, *, input_shape: Sequence[int], num_classes: int,
   Returns:
     The live NNX module.
   """
+  key = _validation.check_key("key", key, call="create_model(key, name, input_shape=..., "
+                                                "num_classes=...)")
   builder = _validation.lookup("model", name, MODELS)
   _validation.check_positive("num_classes", num_classes, integer=True)
   return builder(tuple(input_shape), int(num_classes), nnx.Rngs(params=key), **kwargs)
@@ -105,16 +110,14 @@ def register_model(name: str, builder: Callable[..., Any], *,
   _validation.register("model", MODELS, name, builder, arg="builder", overwrite=overwrite)
 
 
-def classifier(name: str, *, input_shape: Sequence[int], num_classes: int,
-               key: jax.Array, class_names: Sequence[str] | None = None,
-               **kwargs: Any) -> Classifier:
+def classifier(key: jax.Array, name: str, *, input_shape: Sequence[int], num_classes: int,
+               class_names: Sequence[str] | None = None, **kwargs: Any) -> Classifier:
   """A registered model as a :class:`~explicable_jax.models.Classifier` that
   :func:`~explicable_jax.models.save` can rebuild by name.
 
   Args: as :func:`create_model`, plus ``class_names``.
   """
-  built = create_model(name, input_shape=input_shape, num_classes=num_classes,
-                       key=key, **kwargs)
+  built = create_model(key, name, input_shape=input_shape, num_classes=num_classes, **kwargs)
   recipe = json.dumps({"model": name, "model_kwargs": kwargs,
                        "input_shape": [int(d) for d in input_shape],
                        "num_classes": int(num_classes)}, sort_keys=True)

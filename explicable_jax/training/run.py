@@ -43,9 +43,9 @@ def build(config: TrainConfig, train_ds: data_lib.Dataset):
   """``(state, train_step)`` for ``config``: model, optimiser, loss, augmentation."""
   config.validate()
   clf = models_lib.classifier(
-      config.model, input_shape=train_ds.input_shape,
-      num_classes=train_ds.num_classes, key=jax.random.key(config.seed),
-      class_names=train_ds.class_names, **config.model_kwargs)
+      jax.random.key(config.seed), config.model, input_shape=train_ds.input_shape,
+      num_classes=train_ds.num_classes, class_names=train_ds.class_names,
+      **config.model_kwargs)
   if config.init_from:
     clf = _initial_weights(config, clf)
   check_model_input(clf, train_ds)

@@ -11,11 +11,14 @@ change rate of mutants (:mod:`explicable_jax.mutation`) in a second,
 * :func:`train_detector` / :func:`detector_scores`: the MLP (200-200 ReLU,
   dropout 0.5, sigmoid output; their ``create_verif``) trained with optax
   Adam on binary cross-entropy, labels 1 = wrong prediction; features are
-  standardised with the training set's statistics; ``class_weight="balanced"``
-  weighs the rare wrong predictions up (their weighted BCE).
+  standardised with the training set's statistics (``normalize="range"``:
+  ``(x - mean) / (max - min)``, their notebook's); ``class_weight="balanced"``
+  (our default) weighs the rare wrong predictions up; their code trains with
+  the plain, unweighted BCE (``class_weight=None``).
 * :func:`roc_curve`, :func:`choose_threshold`, :func:`recalls`.
 * :func:`fit_combiner`: the unified classifier on ``[LCR, detector score]``:
-  ``nn`` (the same MLP, smaller), or scikit-learn's random forest, LDA, QDA.
+  ``nn`` (the same MLP, smaller), or scikit-learn's random forest, LDA, QDA,
+  logistic regression.
 """
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ import optax
 
 from explicable_jax import _validation, metrics
 
-THRESHOLD_METHODS = ("balanced_recall", "youden", "recall")
-COMBINERS = ("nn", "rf", "lda", "qda")
+THRESHOLD_METHODS = ("youden", "equal_recall", "recall")
+COMBINERS = ("nn", "rf", "lda", "qda", "logreg")
+NORMALIZATIONS = ("standard", "range")
 
 
 def _features(name: str, x) -> np.ndarray:
@@ -139,7 +143,8 @@ def _detector_epoch(carry, xs, ys, w_pos, w_neg, key, *, batch_size, dropout, le
 def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] = (200, 200),
                    dropout: float = 0.5, epochs: int = 50, batch_size: int = 128,
                    learning_rate: float = 1e-3, weight_decay: float = 0.0,
-                   class_weight: str | None = "balanced") -> Detector:
+                   class_weight: str | None = "balanced",
+                   normalize: str = "standard") -> Detector:
   """Trains Wu et al.'s error detector; returns a :class:`Detector`.
 
   Minimises the (optionally class-weighted) binary cross-entropy
@@ -155,6 +160,9 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
     is_wrong: ``(N,)`` 1 where the model's prediction was wrong.
     hidden: hidden layer sizes (Wu et al.: 200, 200).
     dropout: dropout rate after each hidden layer (0.5).
+    class_weight: ``"balanced"`` or ``None`` (unweighted, Wu et al.'s code).
+    normalize: ``"standard"`` (``(x - mean) / std``) or ``"range"``
+      (``(x - mean) / (max - min)``, Wu et al.'s), training-set statistics.
   """
   x = _features("features", features)
   y = _binary("is_wrong", is_wrong, x.shape[0])
@@ -165,7 +173,9 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
   _validation.check_positive("batch_size", batch_size, integer=True)
   _validation.check_positive("learning_rate", learning_rate)
   _validation.check_choice("class_weight", class_weight, (None, "balanced"))
-  mean, std = x.mean(0), x.std(0) + 1e-8
+  _validation.check_choice("normalize", normalize, NORMALIZATIONS)
+  mean = x.mean(0)
+  std = (x.std(0) if normalize == "standard" else x.max(0) - x.min(0)) + 1e-8
   xs = jnp.asarray((x - mean) / std)
   ys = jnp.asarray(y, jnp.float32)
   n = len(y)
@@ -221,17 +231,19 @@ def roc_curve(scores, is_positive) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   return fpr, tpr, np.r_[np.inf, s[last]]
 
 
-def choose_threshold(scores, is_wrong, *, method: str = "balanced_recall",
+def choose_threshold(scores, is_wrong, *, method: str = "youden",
                      target_recall: float | None = None) -> float:
   """A decision threshold for "wrong" (``score >= threshold``), chosen on
   validation data.
 
-  ``balanced_recall``: maximise the mean of the recalls of right and wrong
-  predictions, ``(TPR + TNR) / 2`` -- Wu et al.'s ``find_opti_thresh``
-  (argmax of ``1 - FPR + TPR``). ``youden``: maximise ``J = TPR - FPR``; the
-  same point, since ``J = 2 * balanced - 1``, offered under its usual name.
-  ``recall``: the largest threshold whose recall of wrong predictions is at
-  least ``target_recall``.
+  ``youden``: maximise Youden's ``J = TPR - FPR``, i.e. the mean of the
+  recalls of right and wrong predictions; this is what Wu et al.'s
+  ``find_opti_thresh`` computes (argmax of ``1 - FPR + TPR``) before their
+  notebook moves each threshold by hand. ``equal_recall``: the point where
+  the two recalls are closest, ``argmin |TPR - (1 - FPR)|`` (the paper's
+  "both recalls are close"; the larger threshold on a tie). ``recall``: the
+  largest threshold whose recall of wrong predictions is at least
+  ``target_recall``.
   """
   _validation.check_choice("method", method, THRESHOLD_METHODS)
   fpr, tpr, thr = roc_curve(scores, is_wrong)
@@ -243,7 +255,10 @@ def choose_threshold(scores, is_wrong, *, method: str = "balanced_recall",
   else:
     if target_recall is not None:
       raise ValueError(f"target_recall applies to method='recall' only; got method={method!r}.")
-    i = int(np.argmax(tpr - fpr))
+    if method == "youden":
+      i = int(np.argmax(tpr - fpr))
+    else:
+      i = int(np.argmin(np.abs(tpr - (1.0 - fpr))))
   return float(thr[max(i, 1)])  # never +inf: at least the top score
 
 
@@ -290,8 +305,11 @@ def fit_combiner(kind: str, features, is_wrong, *, key: jax.Array | None = None,
   ``nn``: :func:`train_detector` with ``hidden=(32, 32)`` unless given (needs
   ``key``); ``rf``: ``RandomForestClassifier(n_estimators=100)`` (seeded
   from ``key`` when given); ``lda`` / ``qda``: scikit-learn's
-  discriminant analyses (QDA with ``reg_param=1e-3`` unless given). The
-  scikit-learn models see standardised features. ``options`` go to the underlying constructor.
+  discriminant analyses (QDA with ``reg_param=1e-3`` unless given);
+  ``logreg``: ``LogisticRegression``. The scikit-learn models see
+  standardised features. ``options`` go to the underlying constructor (Wu
+  et al.'s settings: ``nn`` with ``hidden=(10, 10), epochs=3,
+  batch_size=100, class_weight=None``; ``rf`` with ``max_depth=10``).
   """
   _validation.check_choice("kind", kind, COMBINERS)
   x = _features("features", features)
@@ -301,13 +319,15 @@ def fit_combiner(kind: str, features, is_wrong, *, key: jax.Array | None = None,
       raise ValueError("key is required for kind='nn' (explicit PRNG keys).")
     options.setdefault("hidden", (32, 32))
     return Combiner("nn", train_detector(key, x, y, **options))
-  from sklearn import discriminant_analysis, ensemble  # Host-side, optional work.
+  from sklearn import discriminant_analysis, ensemble, linear_model  # Host-side work.
   if kind == "rf":
     seed = None if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
     options.setdefault("n_estimators", 100)
     model = ensemble.RandomForestClassifier(random_state=seed, **options)
   elif kind == "lda":
     model = discriminant_analysis.LinearDiscriminantAnalysis(**options)
+  elif kind == "logreg":
+    model = linear_model.LogisticRegression(**options)
   else:
     # A small ridge (on standardised features) keeps QDA defined when a
     # feature is constant within a class (e.g. an LCR of 0 for every right

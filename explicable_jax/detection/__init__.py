@@ -1,0 +1,27 @@
+"""Detecting wrong predictions.
+
+* :mod:`~explicable_jax.detection.detector`: Wu, Michel and Briot's
+  conductance error detector, thresholds, ROC curves, and the "unified"
+  combiners of several scores (MLP, random forest, LDA, QDA, logistic
+  regression).
+* :mod:`~explicable_jax.detection.scores`: the baselines every detector is
+  set against, computed from the model's own outputs: maximum softmax
+  probability, entropy, margin, DOCTOR, energy, and a feature-space
+  Mahalanobis score.
+
+The label change rate over model mutants lives in
+:mod:`explicable_jax.mutation`; the metrics (AUROC, AUPR, FPR at 95% TPR,
+AURC, E-AURC) in :mod:`explicable_jax.metrics`.
+"""
+from explicable_jax.detection import scores
+from explicable_jax.detection.detector import (COMBINERS, THRESHOLD_METHODS, Combiner,
+                                               Detector, _detector_epoch, choose_threshold,
+                                               detector_scores, evaluate_scores,
+                                               fit_combiner, init_mlp, mlp_logit, recalls,
+                                               roc_curve, train_detector)
+
+__all__ = [
+    "scores", "COMBINERS", "THRESHOLD_METHODS", "Combiner", "Detector", "choose_threshold",
+    "detector_scores", "evaluate_scores", "fit_combiner", "init_mlp", "mlp_logit",
+    "recalls", "roc_curve", "train_detector",
+]

@@ -1,0 +1,186 @@
+"""Error scores from a classifier's own outputs: the baselines of error detection.
+
+Every function maps a batch to an ``(N,)`` **error score, higher = more likely
+wrong**, so all of them go straight into :func:`explicable_jax.metrics.auroc`,
+:func:`~explicable_jax.metrics.aupr`, :func:`~explicable_jax.metrics.aurc` and
+the combiners, beside conductance (:func:`explicable_jax.detection.train_detector`)
+and the label change rate (:func:`explicable_jax.mutation.label_change_rate`).
+With ``p = softmax(z / T)`` of the logits ``z``:
+
+==================  ==========================================  ==============================
+name                error score                                 paper
+==================  ==========================================  ==============================
+``msp``             ``1 - max_c p_c``                           Hendrycks and Gimpel, ICLR 2017
+``entropy``         ``-sum_c p_c log p_c``                      (predictive entropy)
+``margin``          ``-(p_(1) - p_(2))``, top two probabilities (margin / best-versus-second)
+``doctor_alpha``    ``(1 - sum_c p_c^2) / sum_c p_c^2``         Granese et al., NeurIPS 2021
+``doctor_beta``     ``(1 - max p) / max p``                     Granese et al., NeurIPS 2021
+``energy``          ``-T logsumexp(z / T)``                     Liu et al., NeurIPS 2020
+``mahalanobis``     ``min_c (f - mu_c)^T S^-1 (f - mu_c)``      Lee et al., NeurIPS 2018
+==================  ==========================================  ==============================
+
+DOCTOR's scores are the statistics its two detectors threshold (``D_alpha``
+and ``D_beta``, without the optional input perturbation); ``doctor_beta``
+orders predictions exactly as ``msp`` does (it is an increasing function of
+it), ``doctor_alpha`` does not. The Mahalanobis score uses class means and
+one shared covariance of a layer's features fitted on the training set
+(:func:`fit_mahalanobis`), without the input pre-processing or the
+feature-ensemble regression of Lee et al.
+
+Pure ``jax.numpy`` functions of arrays: jit them, or call them on host arrays.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax import _validation
+
+LOGIT_SCORES = ("msp", "entropy", "margin", "doctor_alpha", "doctor_beta", "energy")
+
+
+def _logits(logits) -> jax.Array:
+  z = jnp.asarray(logits)
+  if z.ndim != 2 or z.shape[-1] < 2:
+    raise ValueError(
+        f"logits must be (N, classes) with at least 2 classes; got shape {tuple(z.shape)}.")
+  if not jnp.issubdtype(z.dtype, jnp.floating):
+    raise ValueError(f"logits must be floating point; got dtype {z.dtype}.")
+  return z
+
+
+def _probabilities(logits, temperature: float) -> jax.Array:
+  _validation.check_positive("temperature", temperature)
+  return jax.nn.softmax(_logits(logits) / temperature, axis=-1)
+
+
+def msp(logits, *, temperature: float = 1.0) -> jax.Array:
+  """``1 - max_c softmax(z / T)_c``: one minus the maximum softmax probability,
+  the model's own confidence (Hendrycks and Gimpel, "A Baseline for Detecting
+  Misclassified and Out-of-Distribution Examples", ICLR 2017)."""
+  return 1.0 - _probabilities(logits, temperature).max(-1)
+
+
+def entropy(logits, *, temperature: float = 1.0) -> jax.Array:
+  """Predictive entropy ``-sum_c p_c log p_c`` in nats (``0 log 0 = 0``)."""
+  z = _logits(logits) / _checked(temperature)
+  logp = jax.nn.log_softmax(z, axis=-1)
+  return -jnp.sum(jnp.where(logp > -jnp.inf, jnp.exp(logp) * logp, 0.0), axis=-1)
+
+
+def margin(logits, *, temperature: float = 1.0) -> jax.Array:
+  """``-(p_(1) - p_(2))``: minus the gap between the two largest softmax
+  probabilities (0 when they tie, -1 for a one-hot prediction)."""
+  top2 = jax.lax.top_k(_probabilities(logits, temperature), 2)[0]
+  return -(top2[:, 0] - top2[:, 1])
+
+
+def doctor_alpha(logits, *, temperature: float = 1.0) -> jax.Array:
+  """DOCTOR's ``D_alpha`` statistic (Granese, Romanelli, Gorla, Palamidessi and
+  Piantanida, "DOCTOR: A Simple Method for Detecting Misclassification Errors",
+  NeurIPS 2021, eq. 4): with ``g(x) = sum_c p_c^2``,
+
+  .. math:: D_\\alpha(x) = \\frac{1 - g(x)}{g(x)}
+
+  (their detector flags ``x`` when it exceeds a threshold ``gamma``)."""
+  p = _probabilities(logits, temperature)
+  g = jnp.sum(p * p, axis=-1)
+  return (1.0 - g) / g
+
+
+def doctor_beta(logits, *, temperature: float = 1.0) -> jax.Array:
+  """DOCTOR's ``D_beta`` statistic (Granese et al., NeurIPS 2021): with the
+  estimated error probability ``P_e(x) = 1 - max_c p_c``,
+  ``P_e / (1 - P_e)``; an increasing function of :func:`msp`."""
+  pe = msp(logits, temperature=temperature)
+  return pe / (1.0 - pe)
+
+
+def energy(logits, *, temperature: float = 1.0) -> jax.Array:
+  """The free energy ``E(x) = -T logsumexp_c(z_c / T)`` (Liu, Wang, Owens and
+  Li, "Energy-based Out-of-distribution Detection", NeurIPS 2020); low energy
+  means a confident, in-distribution input, so higher = more likely wrong."""
+  t = _checked(temperature)
+  return -t * jax.nn.logsumexp(_logits(logits) / t, axis=-1)
+
+
+def _checked(temperature):
+  _validation.check_positive("temperature", temperature)
+  return temperature
+
+
+SCORE_FUNCTIONS = {"msp": msp, "entropy": entropy, "margin": margin,
+                   "doctor_alpha": doctor_alpha, "doctor_beta": doctor_beta,
+                   "energy": energy}
+
+
+def logit_scores(logits, *, names=LOGIT_SCORES, temperature: float = 1.0
+                 ) -> dict[str, np.ndarray]:
+  """Every logit-based error score in ``names`` as host arrays ``(N,)``."""
+  for n in names:
+    _validation.check_choice("names", n, LOGIT_SCORES)
+  return {n: np.asarray(SCORE_FUNCTIONS[n](logits, temperature=temperature)) for n in names}
+
+
+class GaussianFit(NamedTuple):
+  """Class means ``(C, D)`` and the shared precision matrix ``(D, D)``."""
+  means: jax.Array
+  precision: jax.Array
+
+
+def fit_mahalanobis(features, labels, num_classes: int, *, ridge: float = 1e-6
+                    ) -> GaussianFit:
+  """Class-conditional Gaussians with one shared covariance (Lee, Lee, Lee and
+  Shin, "A Simple Unified Framework for Detecting Out-of-Distribution Samples
+  and Adversarial Attacks", NeurIPS 2018, eq. 1):
+
+  .. math:: \\hat\\mu_c = \\frac{1}{N_c}\\sum_{i: y_i = c} f_i,\\qquad
+            \\hat\\Sigma = \\frac1N \\sum_c \\sum_{i: y_i = c}
+            (f_i - \\hat\\mu_c)(f_i - \\hat\\mu_c)^\\top
+
+  fitted in float64 on the host; ``ridge * mean(diag)`` is added to the
+  diagonal before inverting, so a rank-deficient layer still gives a
+  precision matrix.
+
+  Args:
+    features: ``(N, D)`` training features (e.g. the per-channel mean of the
+      layer where conductance is taken).
+    labels: ``(N,)`` training labels.
+    num_classes: ``C``; every class needs at least one example.
+  """
+  f = np.asarray(features, np.float64)
+  y = np.asarray(labels)
+  if f.ndim != 2:
+    raise ValueError(f"features must be (N, D); got shape {f.shape}.")
+  if y.shape != (f.shape[0],):
+    raise ValueError(f"labels must be ({f.shape[0]},), one per row of features; got "
+                     f"{y.shape}.")
+  _validation.check_positive("num_classes", num_classes, integer=True)
+  _validation.check_labels("labels", y, num_classes)
+  _validation.check_nonnegative("ridge", ridge)
+  counts = np.bincount(y, minlength=num_classes)
+  if np.any(counts == 0):
+    raise ValueError(
+        f"every class needs a training example; classes {np.flatnonzero(counts == 0).tolist()} "
+        "have none.")
+  means = np.stack([f[y == c].mean(0) for c in range(num_classes)])
+  centred = f - means[y]
+  cov = centred.T @ centred / len(f)
+  cov += ridge * max(float(np.mean(np.diag(cov))), 1e-12) * np.eye(f.shape[1])
+  return GaussianFit(jnp.asarray(means, jnp.float32),
+                     jnp.asarray(np.linalg.inv(cov), jnp.float32))
+
+
+def mahalanobis(fit: GaussianFit, features) -> jax.Array:
+  """``min_c (f - mu_c)^T S^-1 (f - mu_c)``: the squared Mahalanobis distance
+  to the closest class mean (Lee et al.'s confidence score, negated)."""
+  f = jnp.asarray(features, jnp.float32)
+  if f.ndim != 2 or f.shape[1] != fit.means.shape[1]:
+    raise ValueError(
+        f"features must be (N, {fit.means.shape[1]}) like the fitted ones; got shape "
+        f"{tuple(f.shape)}.")
+  d = f[:, None, :] - fit.means[None]
+  return jnp.einsum("ncd,de,nce->nc", d, fit.precision, d).min(-1)

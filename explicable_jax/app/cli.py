@@ -19,6 +19,8 @@ commands:
   quickstart  train a small model on the built-in 8x8 digits and print what it measured
   train       train a model of the zoo on a dataset of the registry (checkpoints, resume)
   evaluate    evaluate a trained model (a train workdir or an exported model folder)
+  detect      error scores of a trained model (MSP, entropy, ..., Mahalanobis, LCR,
+              conductance) on the test half: one table, ROC and risk-coverage plots
 """
 
 
@@ -125,6 +127,27 @@ def cmd_evaluate(args) -> int:
   return 0
 
 
+def _score_list(text: str) -> tuple[str, ...]:
+  from explicable_jax.app import detect
+  names = tuple(v.strip() for v in text.split(",") if v.strip())
+  bad = [v for v in names if v not in detect.SCORES]
+  if bad or not names:
+    raise argparse.ArgumentTypeError(
+        f"expected a comma-separated list of {', '.join(detect.SCORES)}; got {text!r}")
+  return names
+
+
+def cmd_detect(args) -> int:
+  from explicable_jax.app import detect
+  detect.run_detect(args.model, args.out, dataset=args.dataset, data_file=args.data,
+                    scores=args.scores, layer=args.layer, mutants=args.mutants,
+                    operator=args.operator, rate=args.rate, train_limit=args.train_limit,
+                    threshold=args.threshold, seed=args.seed, data_dir=args.data_dir,
+                    limit=args.limit, progress=not args.no_progress)
+  print(f"scores, table.md, results.json, roc.png and risk_coverage.png written to {args.out}")
+  return 0
+
+
 def cmd_quickstart(args) -> int:
   from explicable_jax import training
   t0 = time.time()
@@ -203,6 +226,38 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--seed", type=int, default=0, help="seed of the paper split")
   e.add_argument("--data-dir", default=None, help="local data folder")
   e.set_defaults(func=cmd_evaluate)
+
+  from explicable_jax.app import detect
+  d = sub.add_parser("detect", help="error-detection scores and table of a trained model",
+                     description=detect.__doc__.split("\n\n")[0] + " Thresholds are "
+                     "chosen on the validation half, the table is on the test half; a "
+                     "rerun of the same command resumes from the caches in --out.")
+  d.add_argument("--model", required=True,
+                 help="a train --workdir, or a folder written by models.save")
+  src = d.add_mutually_exclusive_group(required=True)
+  src.add_argument("--dataset", help="a dataset of the registry (its test set is halved)")
+  src.add_argument("--data", help="an .npz with x_train, y_train, x_test, y_test")
+  d.add_argument("--scores", type=_score_list, default=detect.LOGIT_SCORES,
+                 help=f"comma-separated, from {', '.join(detect.SCORES)}; the logit scores "
+                      "are always computed (default: the logit scores)")
+  d.add_argument("--layer", default=None,
+                 help="split point for mahalanobis and conductance (default: the last)")
+  d.add_argument("--mutants", type=int, default=20, help="mutants for lcr (default: %(default)s)")
+  d.add_argument("--operator", default="NAI", choices=("NAI", "GF", "WS", "NS"),
+                 help="mutation operator for lcr (default: %(default)s)")
+  d.add_argument("--rate", type=float, default=0.01,
+                 help="mutation rate for lcr (default: %(default)s)")
+  d.add_argument("--train-limit", type=int, default=10000,
+                 help="training images for the conductance detector (default: %(default)s)")
+  d.add_argument("--threshold", default="youden", choices=("youden", "equal_recall"),
+                 help="threshold rule on the validation half (default: %(default)s)")
+  d.add_argument("--seed", type=int, default=0, help="seed of the split and mutants")
+  d.add_argument("--data-dir", default=None, help="local data folder")
+  d.add_argument("--limit", type=int, default=None,
+                 help="first LIMIT images of each split only (quick checks)")
+  d.add_argument("--out", required=True, help="folder for the outputs and caches")
+  d.add_argument("--no-progress", action="store_true", help="print nothing but the result")
+  d.set_defaults(func=cmd_detect)
   return parser
 
 

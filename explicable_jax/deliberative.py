@@ -49,13 +49,21 @@ MAP_FLOOR = 1e-7
 # Difficulty scores.
 
 
+def _check_classes(logits) -> None:
+  if jnp.ndim(logits) < 1 or jnp.shape(logits)[-1] < 2:
+    raise ValueError(f"logits must end in a class axis of at least 2 classes; got shape "
+                     f"{tuple(jnp.shape(logits))}.")
+
+
 def hesitancy(logits: jax.Array) -> jax.Array:
   """``1 - max_y p_y``: 0 for a certain prediction, ``1 - 1/C`` at most."""
+  _check_classes(logits)
   return 1.0 - jax.nn.softmax(logits, axis=-1).max(axis=-1)
 
 
 def normalized_entropy(logits: jax.Array) -> jax.Array:
   """``-1/log C * sum_y p_y log p_y``, in ``[0, 1]`` (1 = uniform)."""
+  _check_classes(logits)
   logp = jax.nn.log_softmax(logits, axis=-1)
   return -(jnp.exp(logp) * logp).sum(axis=-1) / jnp.log(logits.shape[-1])
 
@@ -344,6 +352,9 @@ def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0) -> Ca
     bce = jnp.maximum(h, 0) - h * target + jnp.log1p(jnp.exp(-jnp.abs(h)))
     total = jax.lax.stop_gradient(s) * ce + predictor_weight * bce
     return total, {"cross_entropy": ce.mean(), "hardness": s.mean()}
+  # The class logits are the first num_classes outputs: training and
+  # evaluation count accuracy on them only, never on the hardness logit.
+  loss.num_classes = num_classes
   return loss
 
 

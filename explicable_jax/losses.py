@@ -104,10 +104,17 @@ def make_weighted_loss(weights, *, target: str = "l1", scale: float = 1.0) -> Ca
   The matrix is validated and normalised once, here, on the host.
   """
   targets = weighted_targets(weights, target=target, scale=scale)
+  classes = int(targets.shape[0])
 
   def loss(logits, batch, params=None):
     del params
+    if logits.shape[-1] != classes:  # Static: raised when the step is traced.
+      raise ValueError(
+          f"weights is {classes}x{classes} but the model returns {logits.shape[-1]} class "
+          f"scores; give a {logits.shape[-1]}x{logits.shape[-1]} similarity matrix.")
     return optax.softmax_cross_entropy(logits, targets[batch["y"]])
+  # Checked by training.fit against the dataset before the first step.
+  loss.num_classes = classes
   return loss
 
 

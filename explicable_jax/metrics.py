@@ -398,6 +398,7 @@ def bootstrap_auroc_difference(key: jax.Array, scores, baseline_scores, is_posit
     ``{"difference", "low", "high", "p_not_better", "dropped"}``, where
     ``p_not_better`` is the share of resamples with a difference ``<= 0``.
   """
+  key = _validation.check_key("key", key, call="bootstrap_auroc_difference(key, ...)")
   _validation.check_fraction("level", level)
   if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:
     raise ValueError(f"n_resamples must be an int >= 2; got {n_resamples!r}.")

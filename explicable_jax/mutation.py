@@ -163,13 +163,33 @@ def _global_masks(key, units: Sequence[int], k: int) -> list[jax.Array]:
   return out
 
 
+BIAS_NAMES = ("bias", "b")
+"""Leaf names read as the bias of the kernel beside them (flax: ``bias``;
+haiku and plain-JAX code: ``b``)."""
+
+
 def _bias_index(paths, leaves, kernel_i: int) -> int | None:
-  """The index of the bias beside kernel ``kernel_i`` (same module, same width)."""
-  module = paths[kernel_i].rsplit("/", 1)[0]
+  """The index of the bias beside kernel ``kernel_i`` (same module, same
+  width, named as in :data:`BIAS_NAMES`). A vector of the same width under
+  another name is ambiguous and raises, rather than leaving a bias unmutated
+  without a word."""
+  module = paths[kernel_i].rsplit("/", 1)[0] if "/" in paths[kernel_i] else ""
   want = np.shape(leaves[kernel_i])[-1]
+  prefix = f"{module}/" if module else ""
+  others = []
   for j, p in enumerate(paths):
-    if p == f"{module}/bias" and np.shape(leaves[j]) == (want,):
+    if j == kernel_i or not p.startswith(prefix) or "/" in p[len(prefix):]:
+      continue
+    if np.shape(leaves[j]) != (want,):
+      continue
+    if p[len(prefix):] in BIAS_NAMES:
       return j
+    others.append(p)
+  if others:
+    raise ValueError(
+        f"params: the kernel {paths[kernel_i]!r} has a vector of its width beside it, "
+        f"{others[0]!r}, whose name is not one of {BIAS_NAMES}; rename the bias leaf "
+        "to 'bias' (or 'b') so that the operator mutates it with its filter.")
   return None
 
 
@@ -197,6 +217,7 @@ def gaussian_fuzzing(key: jax.Array, params, rate: float, *, layers="conv",
   ``additive``: ``w ~ N(w, sigma^2)``, ``sigma`` defaulting to ``std(W)``
   (Wang et al.'s paper).
   """
+  key = _validation.check_key("key", key, call="gaussian_fuzzing(key, ...)")
   _validation.check_choice("mode", mode, GF_MODES)
   if sigma is not None:
     _validation.check_positive("sigma", sigma)
@@ -233,6 +254,7 @@ def neuron_activation_inverse(key: jax.Array, params, rate: float, *, layers="co
   """NAI: negate a fraction ``rate`` of the neurons (conv filters), which
   inverts their pre-activation; the matching bias is negated too. With
   ``granularity="weight"`` single weights are negated instead."""
+  key = _validation.check_key("key", key, call="neuron_activation_inverse(key, ...)")
   paths, leaves, treedef, idx, units, k = _plan(params, layers, granularity, rate,
                                                 "neuron_activation_inverse")
   masks = _global_masks(key, units, k)
@@ -253,6 +275,7 @@ def weight_shuffling(key: jax.Array, params, rate: float, *, layers="conv"):
   """WS: permute the incoming weights of a fraction ``rate`` of the neurons
   (for a conv filter: all its ``kh * kw * in`` weights), with a random cyclic
   permutation per neuron so that every weight moves."""
+  key = _validation.check_key("key", key, call="weight_shuffling(key, ...)")
   paths, leaves, treedef, idx, units, k = _plan(params, layers, "neuron", rate,
                                                 "weight_shuffling")
   masks = _global_masks(jax.random.fold_in(key, 0), units, k)
@@ -277,6 +300,7 @@ def neuron_switch(key: jax.Array, params, rate: float, *, layers="conv",
   ``max(2, floor(rate * n))`` chosen neurons trade their weights (and bias):
   each takes the next one's in a random order (Wu et al.'s cyclic switch;
   Wang et al. skip layers of fewer than 10 neurons)."""
+  key = _validation.check_key("key", key, call="neuron_switch(key, ...)")
   _check_rate(rate)
   _check_layers(layers)
   _validation.check_positive("min_neurons", min_neurons, integer=True)
@@ -335,6 +359,7 @@ def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options
   """``n`` mutants as one stacked pytree (leading axis ``n``): the operator
   ``vmap``-ed over ``jax.random.split(key, n)``. ``params``: a parameter
   pytree or a Classifier (its params)."""
+  key = _validation.check_key("key", key, call="mutate_many(key, ...)")
   _validation.check_positive("n", n, integer=True)
   params = _params_of("params", params)
   op = _operator(operator)
@@ -454,7 +479,15 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   if strategy == "auto":
     strategy = "map" if jax.default_backend() == "cpu" else "vmap"
   logits_fn, extra, _ = _as_logits(model)
-  n = jax.tree.leaves(mutants)[0].shape[0]
+  if getattr(model, "params", None) is not None:
+    n = check_mutants(mutants, model.params)
+  else:
+    leaves = jax.tree.leaves(mutants)
+    if not leaves or any(np.ndim(a) < 1 for a in leaves):
+      raise ValueError("mutants must be a pytree of arrays with a leading mutant axis "
+                       f"(from make_mutants or mutate_many); got {type(mutants).__name__} "
+                       "without one.")
+    n = int(np.shape(leaves[0])[0])
   x = np.asarray(x)
   _check_logits_fn(logits_fn, extra, mutants, x)
   ndev = jax.device_count()
@@ -611,6 +644,7 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
     with ``drawn``, ``accepted``, ``original_accuracy`` and the kept
     mutants' ``accuracies``.
   """
+  key = _validation.check_key("key", key, call="make_mutants(key, ...)")
   _validation.check_positive("n", n, integer=True)
   _validation.check_fraction("min_relative_accuracy", min_relative_accuracy)
   max_draws = 20 * n if max_draws is None else max_draws
@@ -657,6 +691,11 @@ def accuracy_gate(model, x, y, *, mutant_chunk: int = 10,
   stacked mutant on ``(x, y)`` (a validation set). ``model``: a Classifier
   or ``logits_fn(params, x)``."""
   y = np.asarray(y)
+  if y.ndim != 1 or len(y) != len(x):
+    raise ValueError(f"y must hold one label per input of x ({len(x)}); got shape {y.shape}.")
+  if len(y) and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0):
+    raise ValueError(f"y must hold class indices (integers >= 0); got dtype {y.dtype}"
+                     + (f" and minimum {y.min()}." if y.size else "."))
 
   def accuracy_fn(stacked):
     preds = mutant_predictions(model, stacked, x, mutant_chunk=mutant_chunk,

@@ -195,6 +195,7 @@ def gaussian_noise(key: jax.Array, x, stddev: float, *,
   clipping; CIFAR-10-C's ``gaussian_noise`` (see :func:`corrupt`) is the
   clipped, milder version.
   """
+  key = _validation.check_key("key", key, call="gaussian_noise(key, ...)")
   _validation.check_nonnegative("stddev", stddev)
   clip = _check_clip(clip)
   x = jnp.asarray(x)
@@ -232,6 +233,8 @@ def defocus_kernel(radius: float, alias_blur: float) -> np.ndarray:
   ``3 x 3`` Gaussian blur of standard deviation ``alias_blur`` (OpenCV's
   ``GaussianBlur`` with its default reflect-101 border).
   """
+  _validation.check_positive("radius", radius)
+  _validation.check_positive("alias_blur", alias_blur)
   coords = np.arange(-8, 9)
   xx, yy = np.meshgrid(coords, coords)
   disk = (xx ** 2 + yy ** 2 <= radius ** 2).astype(np.float64)
@@ -302,6 +305,7 @@ def corrupt(key: jax.Array, x, corruption: str, severity: int) -> jax.Array:
     * ``brightness``: HSV value ``+ c`` (:func:`_brightness`);
     * ``jpeg_compression``: Pillow JPEG at quality ``c`` of the ``uint8`` image.
   """
+  key = _validation.check_key("key", key, call="corrupt(key, ...)")
   _validation.check_choice("corruption", corruption, CORRUPTIONS)
   _validation.check_choice("severity", severity, SEVERITIES)
   _check_images("x", x)
@@ -386,9 +390,16 @@ def corruption_suite(key: jax.Array, x, *, corruptions: Sequence[str] = CORRUPTI
   own key, ``fold_in`` of the corruption's index in :data:`CORRUPTIONS` and
   of the severity (like the CIFAR-10-C files): a corruption gets the same
   noise whichever others are asked for with it."""
+  # Checked here, when called, not when the first item is drawn.
+  key = _validation.check_key("key", key, call="corruption_suite(key, ...)")
   for name in corruptions:
     _validation.check_choice("corruption", name, CORRUPTIONS)
-    for s in severities:
-      _validation.check_choice("severity", s, SEVERITIES)
-      k = jax.random.fold_in(jax.random.fold_in(key, CORRUPTIONS.index(name)), s)
-      yield name, s, corrupt(k, x, name, s)
+  for s in severities:
+    _validation.check_choice("severity", s, SEVERITIES)
+
+  def pairs():
+    for name in corruptions:
+      for s in severities:
+        k = jax.random.fold_in(jax.random.fold_in(key, CORRUPTIONS.index(name)), s)
+        yield name, s, corrupt(k, x, name, s)
+  return pairs()

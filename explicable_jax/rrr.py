@@ -100,6 +100,7 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
   Returns:
     One :class:`FoundModel` per model.
   """
+  key = _validation.check_key("key", key, call="find_another_explanation(key, ...)")
   _validation.check_positive("n_models", n_models, integer=True)
   _validation.check_nonnegative("lam", lam)
   _validation.check_fraction("cutoff", cutoff)
@@ -139,5 +140,8 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
 
 def mlp_factory(input_shape, num_classes: int, hidden=(50, 30)) -> Callable[[jax.Array], Any]:
   """``key -> MLP`` of the original experiments (50-30 ReLU by default)."""
+  _validation.check_positive("num_classes", num_classes, integer=True)
+  for i, h in enumerate(hidden):
+    _validation.check_positive(f"hidden[{i}]", h, integer=True)
   return lambda key: models.create_model(key, "mlp", input_shape=tuple(input_shape),
                                          num_classes=num_classes, hidden=hidden)

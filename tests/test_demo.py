@@ -29,8 +29,11 @@ def test_demo_report_has_every_section_with_numbers(report):
   assert "AUROC" in text and "hard score" in text and "test accuracy" in text
   # Self-contained: no file, http or relative references.
   assert not re.search(r'(src|href)="(?!data:image/png;base64,|#)', text)
-  aurocs = [float(v) for v in re.findall(r"<td>(0\.\d{4}|1\.0000)</td></tr>", text)]
-  assert aurocs and all(0 <= a <= 1 for a in aurocs)
+  # The detection table: the confidence baseline first, then the three detectors.
+  rows = re.findall(r"<tr><td>([^<]+)</td><td>(0\.\d{4}|1\.0000)</td></tr>", text)
+  names = [n for n, _ in rows]
+  assert names[:1] == ["baseline: 1 - max softmax probability"], names
+  assert len(rows) >= 4 and any(n.startswith("LCR") for n in names)
 
 
 _CHECK = """<script>

@@ -24,6 +24,13 @@ commands:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+  """An argparse parser whose errors are one line on stderr (exit status 2)."""
+
+  def error(self, message: str):
+    self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _json_dict(text: str) -> dict:
   try:
     value = json.loads(text)
@@ -178,10 +185,10 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog="explicable-jax", description=DESCRIPTION,
       formatter_class=argparse.RawDescriptionHelpFormatter)
-  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
   dm = sub.add_parser("demo", help="the four methods on built-in data, one HTML report")
   dm.add_argument("--out", default="explicable_jax_demo",
@@ -267,10 +274,22 @@ def main(argv: list[str] | None = None) -> int:
   if not getattr(args, "func", None):
     parser.print_help()
     return 2
+  from explicable_jax.training import NonFiniteLossError, TrainingInterrupted
   try:
     return args.func(args)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"explicable-jax {args.command}: error: {e}", file=sys.stderr)
+  except TrainingInterrupted as e:
+    print(f"explicable-jax {args.command}: {e}", file=sys.stderr)
+    return 130
+  except KeyboardInterrupt:
+    print(f"explicable-jax {args.command}: interrupted; rerun the same command to resume "
+          "from its caches", file=sys.stderr)
+    return 130
+  except (ValueError, TypeError, FileNotFoundError, NonFiniteLossError) as e:
+    # Expected errors: one line, exit status 2. EXPLICABLE_JAX_DEBUG=1 shows the traceback.
+    if os.environ.get("EXPLICABLE_JAX_DEBUG"):
+      raise
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    print(f"explicable-jax {args.command}: error: {first}", file=sys.stderr)
     return 2
 
 

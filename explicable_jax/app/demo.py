@@ -208,8 +208,10 @@ def detection_section(report, state, held, key, *, n_mutants):
   from sklearn.model_selection import StratifiedKFold
   clf = state.classifier
   x, y = np.asarray(held.x), held.y
-  pred = np.asarray(clf.logits(jnp.asarray(x))).argmax(-1)
+  logits = np.asarray(clf.logits(jnp.asarray(x)))
+  pred = logits.argmax(-1)
   wrong = pred != y
+  msp = np.asarray(detection.scores.msp(logits))  # the baseline: the model's own confidence
   cond = batched.layer_conductance(clf, jnp.asarray(x), layer=FEATURE_LAYER,
                                    target="predicted", n_steps=10)
   feats = np.concatenate([np.eye(10)[pred], np.asarray(attribution.per_feature_map(cond))], 1)
@@ -228,7 +230,8 @@ def detection_section(report, state, held, key, *, n_mutants):
     c = detection.fit_combiner("lda", np.stack([lcr[tr], det_tr], 1), wrong[tr])
     comb[te] = c.scores(np.stack([lcr[te], det[te]], 1))
   rows, fig = [], plt.figure(figsize=(5, 4.5))
-  for name, s in (("conductance detector (MLP)", det), (f"LCR, {n_mutants} NAI mutants", lcr),
+  for name, s in (("baseline: 1 - max softmax probability", msp),
+                  ("conductance detector (MLP)", det), (f"LCR, {n_mutants} NAI mutants", lcr),
                   ("LDA on [LCR, detector]", comb)):
     fpr, tpr, _ = detection.roc_curve(s, wrong)
     auc = metrics.auroc(s, wrong)
@@ -244,7 +247,9 @@ def detection_section(report, state, held, key, *, n_mutants):
       "n = 10, black baseline), averaged per feature map and joined to the one-hot "
       "prediction, feeds an MLP 200-200 error detector. Wang et al.: the label change rate "
       "of a prediction over model mutants (NAI: 5% of the conv filters negated; mutants kept "
-      "only if they reach 90% of the model's accuracy). Scores are out of fold (5 folds) on "
+      "only if they reach 90% of the model's accuracy). The first row is the baseline every "
+      "detector must beat: the model's own confidence (Hendrycks and Gimpel, 2017). Scores "
+      "are out of fold (5 folds) on "
       f"{len(y)} held-out digits with {int(wrong.sum())} errors, so the AUROCs are noisy.")
   report.table(["error score", "AUROC"], rows)
   report.figure(fig, "ROC curves of the error scores.")

@@ -11,6 +11,12 @@ the outermost boundary with the classifier as an argument::
 
     ig = jax.jit(lambda c, x: batched.integrated_gradients(c, x, target="predicted"))
     maps = ig(clf, images)
+
+Called outside ``jax.jit`` (on the host), every method checks its result
+and raises ``ValueError`` naming the examples whose attributions hold NaN or
+inf (``check_finite=False`` turns this off); under ``jax.jit`` the check is
+skipped, since a traced value cannot be inspected, so check the jitted
+result on the host.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from explicable_jax import models
+from explicable_jax import _validation, models
 from explicable_jax.attribution import _common, input as input_lib
 from explicable_jax.attribution import layer as layer_lib
 from explicable_jax.attribution import second_order as second_order_lib
@@ -30,6 +36,50 @@ __all__ = [
     "layer_integrated_gradients", "grad_cam", "second_order_attribution",
     "targets", "compute_convergence_delta",
 ]
+
+
+def _finite_examples(result, name: str) -> None:
+  """Raises naming the examples whose ``result`` holds NaN or inf; skipped
+  under tracing (a jitted caller checks what it gets back on the host)."""
+  import numpy as np
+  leaves = [a for a in jax.tree.leaves(result) if hasattr(a, "shape") and a.ndim >= 1]
+  if not leaves or any(isinstance(a, jax.core.Tracer) for a in leaves):
+    return
+  bad = np.zeros(leaves[0].shape[0], bool)
+  for a in leaves:
+    a = np.asarray(a)
+    if np.issubdtype(a.dtype, np.inexact) and a.shape[:1] == bad.shape:
+      bad |= ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+  if bad.any():
+    idx = np.flatnonzero(bad)
+    raise ValueError(
+        f"{name} holds NaN or inf for {idx.size} example(s), indices "
+        f"{', '.join(map(str, idx[:10]))}{' ...' if idx.size > 10 else ''}; check those "
+        "inputs and the model's outputs on them, or pass check_finite=False.")
+
+
+def _checked(fn: Callable) -> Callable:
+  """Adds ``check_finite=True``: a concrete input ``x`` or result (outside
+  ``jax.jit``) with NaN or inf raises ``ValueError`` naming the examples
+  (a NaN input can give finite, meaningless attributions, e.g. zero
+  gradients through a ReLU); under tracing the check is skipped and the
+  caller checks on the host."""
+  import functools
+
+  @functools.wraps(fn)
+  def wrapped(*args, check_finite: bool = True, **kwargs):
+    if not isinstance(check_finite, bool):
+      raise TypeError(f"check_finite must be True or False; got {check_finite!r}.")
+    if check_finite:
+      x = kwargs.get("x", args[2 if fn.__name__ == "smoothgrad" else 1]
+                     if len(args) > (2 if fn.__name__ == "smoothgrad" else 1) else None)
+      if x is not None:
+        _finite_examples(x, "x")
+    out = fn(*args, **kwargs)
+    if check_finite:
+      _finite_examples(out, f"{fn.__name__}'s result")
+    return out
+  return wrapped
 
 
 def targets(clf, x, target) -> jax.Array:
@@ -100,17 +150,20 @@ def _per_example(core: Callable, clf, x, target, baselines, **kwargs):
   return jax.vmap(one, in_axes=(0, 0, b_axes))(x, t, b)
 
 
+@_checked
 def saliency(clf, x, *, target, absolute: bool = False) -> jax.Array:
   """Input gradients of a batch (:func:`~explicable_jax.attribution.gradient`)."""
   return _per_example(input_lib.gradient, clf, x, target, None, absolute=absolute)
 
 
+@_checked
 def gradient_x_input(clf, x, *, target) -> jax.Array:
   """Gradient times input of a batch
   (:func:`~explicable_jax.attribution.gradient_x_input`)."""
   return _per_example(input_lib.gradient_x_input, clf, x, target, None)
 
 
+@_checked
 def integrated_gradients(clf, x, *, target, baselines=None, **kwargs):
   """Integrated gradients of a batch
   (:func:`~explicable_jax.attribution.integrated_gradients`; same options,
@@ -118,12 +171,14 @@ def integrated_gradients(clf, x, *, target, baselines=None, **kwargs):
   return _per_example(input_lib.integrated_gradients, clf, x, target, baselines, **kwargs)
 
 
+@_checked
 def smoothgrad(key: jax.Array, clf, x, *, target, **kwargs) -> jax.Array:
   """SmoothGrad of a batch (:func:`~explicable_jax.attribution.smoothgrad`);
   example ``i`` draws its noise from ``fold_in(key, i)``, so a result does
   not depend on how the examples were batched. With
   ``return_convergence_delta=True`` (and an ``attribution_fn`` that has one)
   the deltas come back as ``(N, n_samples)``."""
+  key = _validation.check_key("key", key, call="smoothgrad(key, clf, x, ...)")
   clf = models.as_classifier("clf", clf)
   x = _check_batch(x)
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(_batch_size(x)))
@@ -181,6 +236,9 @@ def _layer_method(core: Callable) -> Callable:
       "``layer`` may be a list of layer names (one result each, in a tuple) "
       "and ``x`` a tuple of inputs.")
   method.__name__ = method.__qualname__ = core.__name__
+  method = _checked(method)
+  method.__doc__ += (" A concrete result with NaN or inf raises naming the examples "
+                     "(``check_finite=False`` to skip; skipped under ``jax.jit``).")
   method.core = core
   return method
 

@@ -35,7 +35,18 @@ def class_score_fn(logits_fn: Callable[[jax.Array], jax.Array],
   e.g. with ``attribution.batched.targets``); JAX would otherwise clamp an
   index past the last class silently.
   """
+  if not callable(logits_fn):
+    raise TypeError(f"logits_fn must be a function of a batch (e.g. clf.logits); got "
+                    f"{type(logits_fn).__name__}.")
+  owner = getattr(logits_fn, "__self__", None)
+  shape = getattr(owner, "input_shape", None) if hasattr(owner, "spec") else None
+
   def score(x):
+    if shape is not None and not isinstance(x, (tuple, list)) and tuple(x.shape) != tuple(shape):
+      raise ValueError(
+          f"x must be one example of shape {tuple(shape)}; got shape {tuple(x.shape)}"
+          + (" (a batch? the input methods take one example: use attribution.batched.* "
+             "or jax.vmap)" if tuple(x.shape[1:]) == tuple(shape) else "") + ".")
     logits = logits_fn(jax.tree.map(lambda a: a[None], x))
     _validation.check_labels("target", target, int(logits.shape[-1]))
     return logits[0, target]
@@ -47,7 +58,15 @@ def _check_score(score_fn, x):
     raise TypeError(
         f"score_fn must be a function x -> scalar; got {type(score_fn).__name__}.")
   x = _common.check_input("x", x, min_rank=0)
-  out = jax.eval_shape(score_fn, x)
+  try:
+    out = jax.eval_shape(score_fn, x)
+  except (TypeError, ValueError) as e:
+    if str(e).startswith("x must be one example"):
+      raise
+    raise ValueError(
+        f"score_fn cannot take x of shape {tuple(x.shape)}: {str(e).splitlines()[0]} "
+        "(the input methods take one example and class_score_fn adds the batch axis; "
+        "for a batch use attribution.batched.* or jax.vmap).") from e
   if out.shape != ():
     raise ValueError(
         f"score_fn must return a scalar for one example; got shape {out.shape} "

@@ -107,7 +107,7 @@ def _accepts_tuples(*, input_shaped_output: bool = False, tuple_layers: bool = T
         raise TypeError(
             f"features_fn must be a function of a batch; got {type(features_fn).__name__}.")
       x = tuple(x) if _common.is_multi(x) else x
-      layer = jax.eval_shape(features_fn, x)
+      layer = _check_composition(features_fn, head_fn, x)
       if not _common.is_multi(layer):
         return core_inputs(features_fn, head_fn, x, **kwargs)
       if not tuple_layers:
@@ -124,6 +124,39 @@ def _accepts_tuples(*, input_shaped_output: bool = False, tuple_layers: bool = T
       return unravel(out)
     return wrapped
   return decorate
+
+
+def _shapes(tree) -> str:
+  return ", ".join(str(tuple(l.shape)) for l in jax.tree.leaves(tree))
+
+
+def _check_composition(features_fn, head_fn, x):
+  """The layer's abstract activation, after checking that ``head_fn(
+  features_fn(x))`` gives ``(N, classes)`` scores; a failure names both
+  functions and the shapes, since swapped arguments are the usual cause."""
+  if not callable(head_fn):
+    raise TypeError(f"head_fn must be a function of a batch; got {type(head_fn).__name__}.")
+  try:
+    layer = jax.eval_shape(features_fn, x)
+  except (TypeError, ValueError) as e:
+    raise ValueError(
+        f"features_fn cannot take x of shape {_shapes(x)}: {str(e).splitlines()[0]} "
+        "(features_fn comes first, head_fn second, as clf.split(layer) returns them).") from e
+  try:
+    out = jax.eval_shape(head_fn, layer)
+  except (TypeError, ValueError) as e:
+    raise ValueError(
+        f"head_fn cannot take features_fn's output of shape {_shapes(layer)}: "
+        f"{str(e).splitlines()[0]} (features_fn comes first, head_fn second, as "
+        "clf.split(layer) returns them).") from e
+  leaves = jax.tree.leaves(out)
+  n = jax.tree.leaves(x)[0].shape[0] if jax.tree.leaves(x) and jax.tree.leaves(x)[0].ndim else None
+  if len(leaves) != 1 or leaves[0].ndim != 2 or (n is not None and leaves[0].shape[0] != n):
+    raise ValueError(
+        f"head_fn(features_fn(x)) must give (N, classes) scores for x's N={n} examples; got "
+        f"{_shapes(out)} (features_fn comes first, head_fn second, as clf.split(layer) "
+        "returns them).")
+  return layer
 
 
 def _score_gap(head_fn, a, a_ref, t):

@@ -50,6 +50,12 @@ class Dataset:
     if len(self.x) != len(self.y):
       raise ValueError(f"x and y must have one row per example; got {len(self.x)} inputs and "
                        f"{len(self.y)} labels.")
+    _validation.check_positive("num_classes", self.num_classes, integer=True)
+    if self.class_names and len(self.class_names) != self.num_classes:
+      raise ValueError(f"class_names must name the {self.num_classes} classes; got "
+                       f"{len(self.class_names)} names.")
+    if len(self.y):
+      _validation.check_labels("y", self.y, self.num_classes)
     for k, v in self.extras.items():
       if k in ("x", "y", "mask"):
         raise ValueError(f"extras may not be named {k!r} (a batch key of its own).")
@@ -278,6 +284,7 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None,
     The :class:`Dataset`. Its ``note`` states any caveat about the copy used.
   """
   loader = _validation.lookup("dataset", name, DATASETS)
+  _validation.check_choice("source", source, ("auto", "tfds", "local"))
   return loader(split, data_dir=data_dir, source=source, seed=seed)
 
 
@@ -383,6 +390,9 @@ def load_human_labels(name: str, *, data_dir: str | None = None) -> np.ndarray:
 
 def to_float(x: np.ndarray) -> np.ndarray:
   """Images to ``float32`` in ``[0, 1]`` (``uint8`` is divided by 255)."""
+  x = np.asarray(x)
+  if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+    raise TypeError(f"x must hold numbers (uint8 or float images); got dtype {x.dtype}.")
   if x.dtype == np.uint8:
     return x.astype(np.float32) / 255.0
   return x.astype(np.float32)
@@ -390,6 +400,8 @@ def to_float(x: np.ndarray) -> np.ndarray:
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
   """The shuffling order of epoch ``epoch``: a pure function of its arguments."""
+  _validation.check_nonnegative("n", n, integer=True)
+  _validation.check_nonnegative("epoch", epoch, integer=True)
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
@@ -417,6 +429,10 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
 
 
 def num_batches(n: int, batch_size: int, drop_remainder: bool) -> int:
+  """Batches of ``batch_size`` in ``n`` examples (a last partial one unless
+  ``drop_remainder``)."""
+  _validation.check_nonnegative("n", n, integer=True)
+  _validation.check_positive("batch_size", batch_size, integer=True)
   return n // batch_size if drop_remainder else -(-n // batch_size)
 
 

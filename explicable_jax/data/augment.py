@@ -6,11 +6,14 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from explicable_jax import _validation
+
 
 def random_crop_flip(key: jax.Array, image: jax.Array, *, padding: int = 4,
                      flip: bool = True) -> jax.Array:
   """One image: zero-pad by ``padding``, crop back at a random offset, and
   flip left-right with probability 1/2 (He et al. 2016, section 4.2)."""
+  key = _validation.check_key("key", key, call="random_crop_flip(key, ...)")
   h, w, c = image.shape
   k_crop, k_flip = jax.random.split(key)
   padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)))
@@ -25,6 +28,8 @@ def random_crop_flip(key: jax.Array, image: jax.Array, *, padding: int = 4,
 def augment_cifar(key: jax.Array, images: jax.Array, *, padding: int = 4,
                   flip: bool = True) -> jax.Array:
   """A batch: :func:`random_crop_flip` with one key per image, via ``vmap``."""
+  key = _validation.check_key("key", key, call="augment_cifar(key, ...)")
+  _validation.check_rank("images", tuple(jnp.shape(images)), (4,))
   keys = jax.random.split(key, images.shape[0])
   return jax.vmap(functools.partial(random_crop_flip, padding=padding,
                                     flip=flip))(keys, images)

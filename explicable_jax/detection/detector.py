@@ -68,6 +68,7 @@ def _binary(name: str, y, n: int) -> np.ndarray:
 
 def init_mlp(key: jax.Array, sizes: Sequence[int]) -> list[dict]:
   """He-normal weights of an MLP with layer sizes ``sizes`` (input first)."""
+  key = _validation.check_key("key", key, call="init_mlp(key, ...)")
   params = []
   for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
     w = jax.random.normal(jax.random.fold_in(key, i), (a, b)) * jnp.sqrt(2.0 / a)
@@ -164,6 +165,7 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
     normalize: ``"standard"`` (``(x - mean) / std``) or ``"range"``
       (``(x - mean) / (max - min)``, Wu et al.'s), training-set statistics.
   """
+  key = _validation.check_key("key", key, call="train_detector(key, ...)")
   x = _features("features", features)
   y = _binary("is_wrong", is_wrong, x.shape[0])
   _validation.check_fraction("dropout", dropout)

@@ -70,6 +70,7 @@ def compare_to_baseline(key: jax.Array, scores: Mapping[str, np.ndarray], is_wro
   """The AUROC gain of every score over ``scores[baseline]`` with its paired
   bootstrap interval (:func:`explicable_jax.metrics.bootstrap_auroc_difference`);
   every score is resampled with the same indices, from ``key``."""
+  key = _validation.check_key("key", key, call="compare_to_baseline(key, ...)")
   _validation.check_choice("baseline", baseline, tuple(scores))
   return {name: metrics.bootstrap_auroc_difference(
               key, s, scores[baseline], is_wrong, n_resamples=n_resamples, level=level)

@@ -88,7 +88,37 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
                                                 "num_classes=...)")
   builder = _validation.lookup("model", name, MODELS)
   _validation.check_positive("num_classes", num_classes, integer=True)
-  return builder(tuple(input_shape), int(num_classes), nnx.Rngs(params=key), **kwargs)
+  _check_options(name, builder, kwargs)
+  try:
+    return builder(tuple(input_shape), int(num_classes), nnx.Rngs(params=key), **kwargs)
+  except TypeError as e:
+    import re
+    m = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+    if m and m.group(1) in kwargs:
+      raise ValueError(f"model {name!r} does not take the option {m.group(1)!r} "
+                       f"({e}).") from None
+    raise
+
+
+def _check_options(name: str, builder, kwargs) -> None:
+  """Raises naming an option the model's builder (or, for a class, its
+  constructor) does not take, and the ones it does."""
+  import inspect
+  target = builder.__init__ if inspect.isclass(builder) else builder
+  try:
+    params = inspect.signature(target).parameters
+  except (TypeError, ValueError):
+    return
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    return
+  skip = {"self", "input_shape", "num_classes", "rngs"}
+  known = [n for n, p in params.items() if n not in skip and p.kind in (
+      inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+  unknown = sorted(set(kwargs) - set(known))
+  if unknown:
+    raise ValueError(
+        f"model {name!r} takes the options {', '.join(known) or '(none)'}; got unknown "
+        f"option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.")
 
 
 

@@ -27,7 +27,7 @@ A package by job, from the bottom up:
 from explicable_jax.training.checkpoint import Checkpointer
 from explicable_jax.training.config import (OPTIMIZERS, SCHEDULES, TrainConfig,
                                             make_optimizer, make_schedule)
-from explicable_jax.training.loop import (JsonlLogger, NonFiniteLossError,
+from explicable_jax.training.loop import (JsonlLogger, NonFiniteLossError, TrainingInterrupted,
                                           check_model_input, evaluate, fit,
                                           predict)
 from explicable_jax.training.parallel import (data_mesh, data_parallel,
@@ -43,7 +43,7 @@ __all__ = [
     "TrainState", "create_train_state", "make_train_step", "make_eval_step",
     "eval_batch", "logits_batch", "to_float", "data_mesh", "data_parallel",
     "shard_batch", "replicate", "Checkpointer", "SCHEDULES", "OPTIMIZERS",
-    "make_schedule", "make_optimizer", "TrainConfig", "NonFiniteLossError",
+    "make_schedule", "make_optimizer", "TrainConfig", "NonFiniteLossError", "TrainingInterrupted",
     "JsonlLogger", "evaluate", "predict", "check_model_input", "fit",
     "default_augment", "build", "train_and_evaluate", "save_model", "load_model",
 ]

@@ -25,12 +25,44 @@ class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss or gradient."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+  """``fit`` was interrupted (SIGINT, Ctrl-C); the message says at which step,
+  which step the newest checkpoint holds, and how to resume."""
+
+  def __init__(self, message: str, step: int, checkpoint_step: int | None):
+    super().__init__(message)
+    self.step, self.checkpoint_step = step, checkpoint_step
+
+  def __str__(self) -> str:
+    return str(self.args[0])
+
+
 class JsonlLogger:
   """Appends one JSON object per line to ``path`` (and flushes each line)."""
 
   def __init__(self, path: str):
     self.path = path
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+  def truncate_after(self, step: int) -> None:
+    """Drops the records of steps after ``step`` (and a line cut short by a
+    kill), so that a run resumed from the checkpoint at ``step`` logs each
+    step once; records without a step are kept."""
+    if not os.path.exists(self.path):
+      return
+    keep = []
+    with open(self.path) as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:
+          continue
+        if not isinstance(record.get("step"), int) or record["step"] <= step:
+          keep.append(json.dumps(record) + "\n")
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(keep)
+    os.replace(tmp, self.path)
 
   def write(self, **record) -> None:
     record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
@@ -53,8 +85,11 @@ def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
   if not isinstance(ds, data_lib.Dataset):
     raise TypeError(f"ds must be a data.Dataset; got {type(ds).__name__}.")
   _validation.check_labels("labels", ds.y, clf.num_classes)
+  # Accuracy over the dataset's classes only: a model with extra outputs (a
+  # hardness predictor's logit, last) must not win an argmax with them.
+  classes = getattr(loss_fn, "num_classes", None) or ds.num_classes
   per_example, correct = _batching.map_batches(
-      lambda c, x, y: eval_batch(c, x, y, loss_fn=loss_fn), [ds.x, ds.y],
+      lambda c, x, y: eval_batch(c, x, y, loss_fn=loss_fn, num_classes=classes), [ds.x, ds.y],
       batch_size=batch_size, args=(clf,))
   return {"accuracy": float(np.mean(correct)), "loss": float(np.mean(per_example)),
           "count": int(len(correct))}
@@ -111,6 +146,19 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
         f"batch_size must be at most the {len(train_ds)} training examples; "
         f"got {batch_size}.")
   _validation.check_labels("labels", train_ds.y, state.num_classes)
+  step_classes = getattr(getattr(train_step, "__wrapped__", train_step), "num_classes", None)
+  if step_classes is not None and step_classes != train_ds.num_classes:
+    raise ValueError(
+        f"train_step's loss is for {step_classes} classes (e.g. a {step_classes}x"
+        f"{step_classes} weights matrix); dataset {train_ds.name!r} has "
+        f"{train_ds.num_classes}.")
+  if state.num_classes > train_ds.num_classes and step_classes != train_ds.num_classes:
+    raise ValueError(
+        f"the model returns {state.num_classes} scores for the {train_ds.num_classes} "
+        f"classes of {train_ds.name!r}, and train_step's loss does not say which are class "
+        "scores, so the training accuracy would count the extra outputs; give the loss a "
+        f"num_classes={train_ds.num_classes} attribute (make_hardness_loss does) or build "
+        f"the model with {train_ds.num_classes} outputs.")
   mesh = data_mesh() if mesh is None else mesh
   steps_per_epoch = data_lib.num_batches(len(train_ds), batch_size, True)
   total = steps_per_epoch * epochs
@@ -119,10 +167,14 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
                         max_to_keep=keep_checkpoints)
     logger = JsonlLogger(os.path.join(workdir, "metrics.jsonl"))
-    if resume and ckpt.latest_step() is not None:
+    resumed = resume and ckpt.latest_step() is not None
+    if resumed:
       state = ckpt.restore(state)
-      if logger:
-        logger.write(event="resumed", step=int(state.step))
+    # Steps after the restored one (all of them on a fresh start) will be run,
+    # and logged, again: drop their old records so each step is logged once.
+    logger.truncate_after(int(state.step))
+    if resumed:
+      logger.write(event="resumed", step=int(state.step))
   state = replicate(state, mesh)
   step_fn = data_parallel(train_step, mesh)
   start = int(jax.device_get(state.step))
@@ -164,6 +216,22 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
                        eval_accuracy=ev["accuracy"], eval_loss=ev["loss"])
     if ckpt:
       ckpt.save(state)
+  except KeyboardInterrupt as e:
+    if isinstance(e, TrainingInterrupted):
+      raise
+    done = int(jax.device_get(state.step))  # the last completed step
+    saved = None
+    if ckpt:
+      try:
+        ckpt.save(state)
+        saved = ckpt.latest_step()
+      except BaseException:  # a second Ctrl-C while saving: report what is on disk
+        saved = ckpt.latest_step()
+    raise TrainingInterrupted(
+        f"interrupted at step {done}; "
+        + (f"the last checkpoint is step {saved}; rerun the same command to resume"
+           if saved is not None else "no checkpoint was written (no workdir)"),
+        done, saved) from None
   finally:
     bar.close()
     if ckpt:

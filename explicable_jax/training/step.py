@@ -54,6 +54,9 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     reports ``metrics["finite"] == False`` so that the caller can stop.
   """
   wants_model_fn = _validation.accepts_keyword(loss_fn, "model_fn")
+  # A loss may say that only its first ``num_classes`` outputs are class
+  # scores (a hardness predictor's extra output): accuracy reads those.
+  classes = getattr(loss_fn, "num_classes", None)
 
   def step(state: TrainState, batch: Batch):
     key = jax.random.fold_in(state.key, state.step)
@@ -84,17 +87,19 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     new = state.replace(step=state.step + 1, params=params,
                         model_state=new_model_state, opt_state=opt_state)
     new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
-    correct = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
+    correct = (jnp.argmax(logits[..., :classes], -1) == batch["y"]).astype(jnp.float32)
     metrics = {"loss": loss, "accuracy": _masked_mean(correct, mask),
                "grad_norm": optax.tree.norm(grads), "finite": finite,
                **{k: jnp.mean(v) for k, v in aux.items()}}
     return new, metrics
 
+  step.num_classes = classes
   return step
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn",))
-def eval_batch(clf, x, y, *, loss_fn: Callable = losses_lib.cross_entropy_loss):
+@functools.partial(jax.jit, static_argnames=("loss_fn", "num_classes"))
+def eval_batch(clf, x, y, *, loss_fn: Callable = losses_lib.cross_entropy_loss,
+               num_classes: int | None = None):
   """Per-example ``(loss, correct)`` of a classifier on one batch.
 
   Module-level and jitted with the classifier as an argument, so evaluating
@@ -103,7 +108,7 @@ def eval_batch(clf, x, y, *, loss_fn: Callable = losses_lib.cross_entropy_loss):
   logits = clf.logits(x)
   out = loss_fn(logits, {"x": x, "y": y}, clf.params)
   per_example = out[0] if isinstance(out, tuple) else out
-  return per_example, (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+  return per_example, (jnp.argmax(logits[..., :num_classes], -1) == y).astype(jnp.float32)
 
 
 @jax.jit

@@ -755,3 +755,34 @@ def test_inputs_that_used_to_pass_silently_now_raise():
   head = lambda h: h.mean(axis=(1, 2))
   with pytest.raises(ValueError, match="method must be one of"):
     deliberative.attribution_maps(feats, head, jnp.ones((1, 4, 4, 3)), top_k=2, method="hessian")
+
+
+def test_a_hardness_models_extra_output_never_counts_in_accuracy():
+  """A model with C + 1 outputs (class logits, then the hardness logit) whose
+  hardness logit is the largest output: accuracy must read the C class
+  logits only, in evaluate and in the training step's metrics."""
+  c = 3
+
+  def apply(p, x):
+    logits = jnp.eye(c)[x[:, 0].astype(jnp.int32)] * p["s"]
+    return jnp.concatenate([logits, jnp.full((len(x), 1), 100.0)], 1)
+
+  clf = models.from_functions(apply, {"s": jnp.float32(5.0)}, num_classes=c + 1)
+  y = np.array([0, 1, 2, 1, 0, 2], np.int32)
+  ds = data.Dataset(y[:, None].astype(np.float32), y, c, ("a", "b", "c"), name="toy")
+  loss = deliberative.make_hardness_loss(c)
+  assert training.evaluate(clf, ds, loss_fn=loss)["accuracy"] == 1.0
+  step = training.make_train_step(loss, optax.sgd(0.0))
+  state = training.create_train_state(jax.random.key(0), clf, optax.sgd(0.0))
+  _, m = step(state, {"x": ds.x, "y": ds.y})
+  assert float(m["accuracy"]) == 1.0
+  # Without a loss that says which outputs are classes, fit refuses.
+  with pytest.raises(ValueError, match="returns 4 scores for the 3 classes"):
+    training.fit(state, ds, train_step=training.make_train_step(
+        losses.cross_entropy_loss, optax.sgd(0.0)), epochs=1, batch_size=2, progress=False)
+
+
+def test_a_batch_given_to_a_one_example_method_says_so():
+  score = attribution.class_score_fn(_CLF.logits, 0)
+  with pytest.raises(ValueError, match=r"one example of shape \(8, 8, 1\).*batched"):
+    attribution.integrated_gradients(score, jnp.zeros((5, 8, 8, 1)))

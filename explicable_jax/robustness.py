@@ -274,7 +274,7 @@ def _brightness(x: jax.Array, c: float) -> jax.Array:
 
 
 def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
-  from PIL import Image  # Host side; Pillow comes with matplotlib.
+  from PIL import Image  # Host side (Pillow, a declared dependency).
   out = np.empty_like(x)
   for i, img in enumerate(np.asarray(x)):
     u8 = np.uint8(np.clip(img, 0, 1) * 255)

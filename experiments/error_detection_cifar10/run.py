@@ -6,29 +6,27 @@
 
 Stages (each cached in ``--workdir`` as ``.npz``, so a rerun resumes):
 
-1. predictions of the model on the paper split (train 50000, validation
-   5000, test 5000 of the CIFAR-10 copy); a prediction is "wrong" when it
-   differs from the label;
-2. conductance of the last residual block (``layer3.2``), Wu et al.'s
-   right-end rule with n = 10 steps from a black baseline, averaged per
-   feature map (64 values), for the predicted class;
-3. Table 3: the mean LCR of correct and of wrong validation predictions for
-   NAI and GF (filter level, conv kernels) at several rates, with
-   ``--table3-mutants`` mutants on ``--table3-images`` validation images
-   (a rate is given up, and marked "too high", when fewer than that many of
-   ``--table3-max-draws`` mutants pass the gate); the operator and rate with
-   the best validation AUROC are kept;
-4. ``--mutants`` mutants of that kind (accuracy gate: 90% of the original's
-   validation accuracy, on the gate images) and the LCR of every validation
-   and test prediction;
-5. the conductance detector (MLP 200-200, dropout 0.5) trained on the
-   training set's [one-hot prediction, conductance] features; thresholds
-   chosen on validation by balanced recall;
-6. the unified classifiers on [LCR, detector score] (NN, RF, LDA, QDA),
-   fitted on validation (5-fold out-of-fold scores give the validation
-   AUROC and the threshold) and applied to test;
-7. Table 4, AUROC against the number of mutants (Figure 4) and ROC curves
-   (Figure 5); ``results.json``, ``tables.md`` and PNGs in ``--out``.
+1. logits and ``layer3.2`` per-channel features of the paper split (train
+   50000, validation 5000, test 5000) and of the test half corrupted at the
+   ``--shift-severities`` (image ``i`` by ``CORRUPTIONS[i % 6]``);
+2. conductance of ``layer3.2`` (right Riemann, n = 10, predicted class,
+   spatial mean) from the black and from the mean-image baseline;
+3. Table 3 (skipped with ``--operator``/``--rate``): LCR of correct and wrong
+   validation predictions for NAI and GF at several rates; the best
+   validation AUROC chooses the operator and rate;
+4. ``--mutants`` mutants through an accuracy gate (90% of the original's
+   validation accuracy) and their predictions on the validation and test
+   halves; the first ``--extra-mutants`` on the ``--train-subset`` training
+   images (Wu et al.'s protocol) and on the shifted halves;
+5. the report (without ``--compute-only``): the logit scores (MSP, entropy,
+   margin, DOCTOR-alpha, energy), Mahalanobis (fitted on the training
+   features), LCR, our conductance detector and Wu et al.'s; combinations
+   (MSP + LCR, MSP + conductance, LCR + conductance, all) by five combiners
+   fitted on validation; Wu et al.'s protocol (combiners fitted on the
+   training subset with their settings, equal-recall thresholds); every
+   metric and the bootstrap interval of each AUROC gain over MSP, on the test
+   half and the shifted halves; figures; ``results.json`` and ``tables.md``
+   in ``--out``.
 """
 from __future__ import annotations
 

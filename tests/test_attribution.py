@@ -372,6 +372,8 @@ def test_jitted_attributions_do_not_retrace_for_new_inputs_of_the_same_shape(key
   for i in range(3):
     jax.block_until_ready(all_methods(jax.random.uniform(jax.random.fold_in(key, i),
                                                          (2, 8, 8, 1))))
+  with pytest.raises(AssertionError):  # a new shape traces again: the counter works
+    all_methods(jnp.zeros((3, 8, 8, 1)))
 
 
 @pytest.mark.parametrize("call,match", [

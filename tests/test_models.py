@@ -104,6 +104,8 @@ def test_apply_model_jits_once_per_shape(key):
   fn = jax.jit(chex.assert_max_traces(lambda p, s, x: models.apply_model(g, p, s, x)[0], n=1))
   for i in range(3):
     fn(p, s, jnp.full((2, 8, 8, 1), float(i)))
+  with pytest.raises(AssertionError):  # a new shape traces again: the counter works
+    fn(p, s, jnp.zeros((3, 8, 8, 1)))
 
 
 @pytest.mark.parametrize("name,kwargs,match", [

@@ -180,9 +180,9 @@ def test_extras_follow_take_and_batches_with_padding():
   np.testing.assert_array_equal(last["annotation"][:, 0], [80, 90, 80, 80])
   np.testing.assert_array_equal(last["mask"], [True, True, False, False])
   with pytest.raises(ValueError, match="one row per example"):
-    data.Dataset(x, np.arange(10), 2, ("a", "b"), extras={"annotation": x[:3]})
+    data.Dataset(x, np.arange(10) % 2, 2, ("a", "b"), extras={"annotation": x[:3]})
   with pytest.raises(ValueError, match="may not be named 'mask'"):
-    data.Dataset(x, np.arange(10), 2, ("a", "b"), extras={"mask": x})
+    data.Dataset(x, np.arange(10) % 2, 2, ("a", "b"), extras={"mask": x})
 
 
 def test_find_another_explanation_penalises_the_union_of_earlier_masks():

@@ -115,7 +115,11 @@ def test_bad_config_values_get_one_sentence_errors(field, value, match):
 def test_labels_out_of_range_and_shape_mismatch_are_caught_before_training():
   _, train, state, step = _small_setup()
   bad = train.take(slice(0, 64))
-  bad = type(bad)(**{**bad.__dict__, "y": np.full(64, 10, np.int32)})
+  with pytest.raises(ValueError, match=r"y must lie in \[0, 10\)"):
+    type(bad)(**{**bad.__dict__, "y": np.full(64, 10, np.int32)})
+  # Labels valid for an 11-class dataset, out of range for the 10-class model.
+  bad = type(bad)(**{**bad.__dict__, "y": np.full(64, 10, np.int32), "num_classes": 11,
+                     "class_names": tuple(map(str, range(11)))})
   with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
     training.fit(state, bad, train_step=step, epochs=1, batch_size=32, progress=False)
   with pytest.raises(ValueError, match="batch_size must be at most"):

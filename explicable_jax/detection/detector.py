@@ -46,7 +46,9 @@ def _features(name: str, x) -> np.ndarray:
   if x.ndim != 2 or x.shape[0] == 0:
     raise ValueError(f"{name} must be a non-empty (N, features) matrix; got shape {x.shape}.")
   if not np.all(np.isfinite(x)):
-    raise ValueError(f"{name} must be finite; it holds {int(np.sum(~np.isfinite(x)))} NaN/inf.")
+    rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    raise ValueError(f"{name} must be finite; rows {', '.join(map(str, rows[:10]))}"
+                     f"{' ...' if rows.size > 10 else ''} ({rows.size} in all) hold NaN/inf.")
   return x
 
 

@@ -161,3 +161,37 @@ def test_detect_command_on_the_committed_resnet20(tmp_path):
   assert 0.8 < res["accuracy"]["test"] < 0.95
   # MSP ranks this model's errors far better than chance.
   assert res["table"]["msp"]["auroc"] > 0.8
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(
+    os.environ.get("EXPLICABLE_JAX_DATA", "../shared/data"), "cifar10_test.npz")),
+    reason="needs the local CIFAR-10 copy")
+def test_error_detection_script_runs_end_to_end_and_resumes(tmp_path):
+  """``experiments/error_detection_cifar10/run.py`` on 300 images per split: every
+  table of the page is written, and a rerun reads the caches and reproduces it."""
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  cmd = [sys.executable, os.path.join(root, "experiments/error_detection_cifar10/run.py"),
+         "--model", os.path.join(root, "experiments/checkpoints/resnet20_cifar10"),
+         "--data-dir", os.environ.get("EXPLICABLE_JAX_DATA", "../shared/data"),
+         "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--limit", "300",
+         "--mutants", "4", "--extra-mutants", "2", "--operator", "NAI", "--rate", "0.01",
+         "--gate-images", "200", "--train-subset", "100", "--detector-epochs", "2"]
+  env = {**os.environ, "PYTHONPATH": root}
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  res = json.loads((tmp_path / "o" / "results.json").read_text())
+  names = set(res["ours"]["test"])
+  assert {"MSP", "LCR", "conductance", "conductance (Wu)", "Mahalanobis",
+          "MSP + LCR (logreg)", "all (nn)"} <= names
+  assert set(res["wu_protocol"]["test"]) >= {"LCR + conductance (rf)", "MSP"}
+  assert {"test_s3", "test_s5"} <= set(res["ours"])
+  # Each bootstrap interval is an interval around its difference.
+  for c in res["ours"]["test_vs_msp"].values():
+    assert c["low"] <= c["high"]
+  again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  res2 = json.loads((tmp_path / "o" / "results.json").read_text())
+  assert res2["ours"]["test"] == res["ours"]["test"]
+  assert "mutant predictions" not in again.stdout  # every stage came from the cache

@@ -183,9 +183,13 @@ def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy
   options = dict(difficulty=difficulty, method=method, top_k=top_k, n_steps=n_steps,
                  difficulty_head_fn=difficulty_head_fn,
                  internal_batch_size=internal_batch_size)
+  # At the attribution precision, entered outside the jitted maps so that the
+  # setting is part of their compilation cache key.
+  from explicable_jax.attribution import _common
   if clf is not None:
-    return _maps_of_classifier(clf, x, layer=layer, **options)
-  return _maps_of_pair(features_fn, head_fn, x, **options)
+    return _common._with_precision(
+        lambda: _maps_of_classifier(clf, x, layer=layer, **options))
+  return _common._with_precision(lambda: _maps_of_pair(features_fn, head_fn, x, **options))
 
 
 def _maps(features_fn, head_fn, x, *, difficulty, method, top_k, n_steps,

@@ -1,6 +1,9 @@
 """Attribution methods against closed forms, axioms, jax.hessian, finite
 differences and (where installed) Captum."""
+import re
+
 import chex
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -551,3 +554,38 @@ def test_neuron_conductance_without_the_input_factor():
   np.testing.assert_allclose(local, jnp.broadcast_to(2 * w1, (2, 5)), rtol=1e-5)
   np.testing.assert_allclose(A.neuron_conductance(features, head, x, neuron_index=0, target=0),
                              x * local, rtol=1e-5)
+
+
+def test_attributions_run_at_the_set_precision_and_keep_their_deltas(key):
+  """Every matmul and convolution of an attribution is traced at "highest"
+  by default (TPU's bf16 and GPU's TF32 would break completeness); the
+  setting can be changed, and the convergence delta holds under it."""
+  from explicable_jax import deliberative
+  clf = models.classifier(key, "cnn", input_shape=(8, 8, 1), num_classes=3, widths=(4,),
+                          dense=8)
+  f, h = clf.split(clf.layers[0])
+  x = jax.random.uniform(key, (2, 8, 8, 1))
+
+  def precisions(fn):
+    txt = jax.jit(fn).lower(x).as_text()
+    return set(re.findall(r"precision = \[(\w+), \w+\]", txt))
+
+  ig = lambda v: A.layer_conductance(f, h, v, target=0, n_steps=8)
+  sec = lambda v: A.second_order_attribution(f, h, v, target=0)
+  maps = lambda v: deliberative.attribution_maps(f, h, v, top_k=2, method="gradient_hessian")
+  assert A.get_precision() == "highest"
+  for fn in (ig, sec, maps):
+    assert precisions(fn) == {"HIGHEST"}, fn
+  assert precisions(clf.logits) == {"DEFAULT"}  # a plain forward pass is untouched
+  try:
+    A.set_precision("default")
+    # A new function (a traced one keeps the precision it was traced with).
+    assert precisions(lambda v: A.layer_conductance(f, h, v, target=0, n_steps=8)) == {
+        "DEFAULT"}
+  finally:
+    A.set_precision("highest")
+  _, delta = A.layer_conductance(f, h, x, target=0, n_steps=200, method="gausslegendre",
+                                 return_convergence_delta=True)
+  np.testing.assert_allclose(delta, 0.0, atol=1e-4)
+  with pytest.raises(ValueError, match="precision must be one of"):
+    A.set_precision("float64")

@@ -305,6 +305,47 @@ def ravel_like(name: str, values, x: tuple, *, batched: bool):
   return ravel_inputs(name, tuple(full), batched=batched)[0]
 
 
+PRECISIONS = ("highest", "high", "default", None)
+"""Matmul and convolution precisions an attribution can run at (``None``: the
+caller's setting, e.g. ``jax.default_matmul_precision`` or the backend's)."""
+
+_PRECISION = {"value": "highest"}
+
+
+def set_precision(precision: str | None) -> None:
+  """Sets the matmul/convolution precision of every attribution method.
+
+  Default ``"highest"``: float32 products everywhere. On TPU the backend's
+  default passes matmul inputs as bfloat16, and recent NVIDIA GPUs use TF32;
+  both cost integrated gradients and conductance their completeness (the
+  convergence delta grows from about 1e-6 to about 1e-2 of the score gap)
+  and blur Hessian-vector products. Training keeps the backend's default
+  (it is not an attribution). ``None`` leaves the caller's setting alone.
+  The setting is read when a method is traced, so a jitted function keeps
+  the precision it was traced with.
+  """
+  check_choice_precision(precision)
+  _PRECISION["value"] = precision
+
+
+def get_precision() -> str | None:
+  """The precision set by :func:`set_precision` (``"highest"`` by default)."""
+  return _PRECISION["value"]
+
+
+def check_choice_precision(precision) -> None:
+  from explicable_jax import _validation
+  _validation.check_choice("precision", precision, PRECISIONS)
+
+
+def _with_precision(call):
+  value = _PRECISION["value"]
+  if value is None:
+    return call()
+  with jax.default_matmul_precision(value):
+    return call()
+
+
 def accepts_tuple_inputs(*, x_index: int, batched: bool, input_shaped_output: bool,
                          fn_index: int | None = None,
                          ravel_kwargs: tuple[str, ...] = ("baselines",)):
@@ -323,6 +364,10 @@ def accepts_tuple_inputs(*, x_index: int, batched: bool, input_shaped_output: bo
   def decorate(core):
     @functools.wraps(core)
     def wrapped(*args, **kwargs):
+      # Every attribution core passes here: run it at the set precision.
+      return _with_precision(lambda: _tuples(*args, **kwargs))
+
+    def _tuples(*args, **kwargs):
       if len(args) <= x_index or not is_multi(args[x_index]):
         return core(*args, **kwargs)
       args = list(args)

@@ -398,23 +398,43 @@ def bootstrap_auroc_difference(key: jax.Array, scores, baseline_scores, is_posit
     ``{"difference", "low", "high", "p_not_better", "dropped"}``, where
     ``p_not_better`` is the share of resamples with a difference ``<= 0``.
   """
-  key = _validation.check_key("key", key, call="bootstrap_auroc_difference(key, ...)")
+  return bootstrap_auroc_differences(key, {"scores": scores}, baseline_scores, is_positive,
+                                     n_resamples=n_resamples, level=level)["scores"]
+
+
+def bootstrap_auroc_differences(key: jax.Array, scores: Mapping[str, np.ndarray],
+                                baseline_scores, is_positive, *, n_resamples: int = 1000,
+                                level: float = 0.95) -> dict[str, dict[str, float]]:
+  """:func:`bootstrap_auroc_difference` for several named scores against one
+  baseline, on the same resamples: the indices are drawn once from ``key``
+  and the baseline's resampled AUROCs are computed once, not once per score."""
+  key = _validation.check_key("key", key, call="bootstrap_auroc_differences(key, ...)")
   _validation.check_fraction("level", level)
   if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:
     raise ValueError(f"n_resamples must be an int >= 2; got {n_resamples!r}.")
-  a, t = _scores_and_labels(scores, is_positive, "is_positive", both=True)
-  if np.shape(baseline_scores) != a.shape:
-    raise ValueError(f"baseline_scores must match scores' shape {a.shape}; got "
-                     f"{np.shape(baseline_scores)}.")
-  b, _ = _scores_and_labels(baseline_scores, is_positive, "is_positive", both=True)
-  idx = np.asarray(jax.random.randint(key, (n_resamples, a.size), 0, a.size))
-  diffs = []
-  for i in idx:
-    ti = t[i]
-    if ti.all() or not ti.any():
-      continue
-    diffs.append(auroc(a[i], ti) - auroc(b[i], ti))
-  d = np.asarray(diffs)
-  lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
-  return {"difference": auroc(a, t) - auroc(b, t), "low": float(lo), "high": float(hi),
-          "p_not_better": float(np.mean(d <= 0)), "dropped": int(n_resamples - d.size)}
+  if not isinstance(scores, Mapping) or not scores:
+    raise ValueError(f"scores must be a non-empty mapping of name to (N,) scores; got "
+                     f"{type(scores).__name__}.")
+  if np.shape(baseline_scores) != np.shape(is_positive):
+    raise ValueError(f"baseline_scores must match is_positive's shape "
+                     f"{np.shape(is_positive)}; got {np.shape(baseline_scores)}.")
+  b, t = _scores_and_labels(baseline_scores, is_positive, "is_positive", both=True)
+  idx = np.asarray(jax.random.randint(key, (n_resamples, b.size), 0, b.size))
+  keep = np.array([t[i].any() and not t[i].all() for i in idx])
+  idx = idx[keep]
+
+  def resampled(s):
+    return np.array([auroc(s[i], t[i]) for i in idx])
+
+  base, base_all = resampled(b), auroc(b, t)
+  out = {}
+  for name, v in scores.items():
+    if np.shape(v) != b.shape:
+      raise ValueError(f"scores[{name!r}] must match baseline_scores' shape {b.shape}; got "
+                       f"{np.shape(v)}.")
+    a, _ = _scores_and_labels(v, is_positive, "is_positive", both=True)
+    d = resampled(a) - base
+    lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
+    out[name] = {"difference": auroc(a, t) - base_all, "low": float(lo), "high": float(hi),
+                 "p_not_better": float(np.mean(d <= 0)), "dropped": int(n_resamples - d.size)}
+  return out

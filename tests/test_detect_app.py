@@ -195,3 +195,15 @@ def test_error_detection_script_runs_end_to_end_and_resumes(tmp_path):
   res2 = json.loads((tmp_path / "o" / "results.json").read_text())
   assert res2["ours"]["test"] == res["ours"]["test"]
   assert "mutant predictions" not in again.stdout  # every stage came from the cache
+
+
+def test_the_error_detection_page_is_what_its_committed_outputs_give():
+  """Every number on ``experiments/results/error_detection_cifar10.md`` is
+  written by ``make_page.py`` from the committed ``results.json``/``tables.md``
+  and logs of the runs; an edit by hand, or a rerun without the page, fails."""
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, "experiments/error_detection_cifar10/make_page.py",
+                        "--check"], cwd=root, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]

@@ -48,14 +48,7 @@ LAYER = "layer3.2"
 OPERATOR_OPTIONS = {"NAI": {}, "GF": {"granularity": "neuron"}}
 
 
-def _cached(path: str, fn):
-  if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as f:
-      return {k: f[k] for k in f.files}
-  out = fn()
-  np.savez(path + ".tmp.npz", **out)
-  os.replace(path + ".tmp.npz", path)
-  return out
+_cached = reporting.cached_arrays
 
 
 def _cached_chunks(path: str, n: int, fn, chunk: int = 5000):

@@ -40,17 +40,6 @@ OPTIONAL_SCORES = ("mahalanobis", "lcr", "conductance")
 SCORES = LOGIT_SCORES + OPTIONAL_SCORES
 
 
-def _cached(path: str, fn):
-  """``fn()``'s dict of arrays, saved to ``path`` atomically; loaded on a rerun."""
-  if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as f:
-      return {k: f[k] for k in f.files}
-  out = {k: np.asarray(v) for k, v in fn().items()}
-  np.savez(path + ".tmp.npz", **out)
-  os.replace(path + ".tmp.npz", path)
-  return out
-
-
 def markdown(table: Mapping[str, dict], comparison: Mapping[str, dict] | None = None, *,
              digits: int = 3) -> str:
   """A Markdown table of :func:`explicable_jax.detection.score_table` rows and,
@@ -123,9 +112,10 @@ def plot_curves(out_dir: str, scores: Mapping[str, np.ndarray], is_wrong, *,
 
 
 def _pooled(a):
-  """Per-channel means of a feature map (``(N, ..., C)`` to ``(N, C)``)."""
-  a = jax.numpy.asarray(a)
-  return a.reshape(a.shape[0], -1) if a.ndim <= 2 else a.mean(axis=tuple(range(1, a.ndim - 1)))
+  """Per-channel means of a feature map (``(N, ..., C)`` to ``(N, C)``); a
+  rank-2 activation is already one value per feature."""
+  from explicable_jax import attribution
+  return a if a.ndim <= 2 else attribution.per_feature_map(a, reduce="mean")
 
 
 def _default_layer(clf, x) -> str | None:
@@ -235,9 +225,10 @@ def run_detect(model: str, out: str, *, dataset: str | None = None,
 
   fw = {}
   for k, (x, _) in splits.items():
-    fw[k] = _cached(os.path.join(cache, f"forward_{k}.npz"), lambda x=x: dict(zip(
-        ("logits", "features"), _batching.map_batches(forward, [x], batch_size=250,
-                                                      args=(clf,)))))
+    fw[k] = reporting.cached_arrays(
+        os.path.join(cache, f"forward_{k}.npz"), lambda x=x: dict(zip(
+            ("logits", "features"),
+            _batching.map_batches(forward, [x], batch_size=250, args=(clf,)))))
   pred = {k: f["logits"].argmax(-1) for k, f in fw.items()}
   wrong = {k: pred[k] != y for k, (_, y) in splits.items()}
   for k in ("validation", "test"):
@@ -263,7 +254,7 @@ def run_detect(model: str, out: str, *, dataset: str | None = None,
           f"({time.time() - t0:.0f}s)")
       return {f"lcr_{h}": mutation.label_change_rate(
           clf, muts, splits[h][0], original_predictions=pred[h]) for h in halves}
-    lcr = _cached(os.path.join(cache, "lcr.npz"), lcr_stage)
+    lcr = reporting.cached_arrays(os.path.join(cache, "lcr.npz"), lcr_stage)
     for h in halves:
       sc[h]["lcr"] = lcr[f"lcr_{h}"]
   if "conductance" in want:
@@ -280,7 +271,7 @@ def run_detect(model: str, out: str, *, dataset: str | None = None,
         x = splits[k][0][:train_limit] if k == "train" else splits[k][0]
         out_[k] = _batching.map_batches(cond_batch, [x], batch_size=250, args=(clf,))
       return out_
-    cond = _cached(os.path.join(cache, "conductance.npz"), cond_stage)
+    cond = reporting.cached_arrays(os.path.join(cache, "conductance.npz"), cond_stage)
     eye = np.eye(clf.num_classes, dtype=np.float32)
     feats = {k: np.concatenate([eye[pred[k][:len(cond[k])]], cond[k].reshape(len(cond[k]), -1)],
                                1) for k in cond}

@@ -17,6 +17,19 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
   return "\n".join(out)
 
 
+def cached_arrays(path: str, fn) -> dict:
+  """``fn()``'s dict of arrays, written to ``path`` (``.npz``) atomically, or
+  read back from it when it exists: a stage of a script that a rerun skips."""
+  import numpy as np
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as f:
+      return {k: f[k] for k in f.files}
+  out = {k: np.asarray(v) for k, v in fn().items()}
+  np.savez(path + ".tmp.npz", **out)
+  os.replace(path + ".tmp.npz", path)
+  return out
+
+
 def save_results(out_dir: str, results: dict, tables: Sequence[str] = (), *,
                  echo: bool = True) -> None:
   """Writes ``results.json`` and (when given) ``tables.md`` into ``out_dir``,

@@ -24,7 +24,8 @@ from explicable_jax.detection.detector import (COMBINERS, THRESHOLD_METHODS, Com
 from explicable_jax.detection.evaluation import compare_to_baseline, score_row, score_table
 
 __all__ = [
-    "evaluation", "scores", "compare_to_baseline", "score_row", "score_table", "COMBINERS", "THRESHOLD_METHODS", "Combiner", "Detector", "choose_threshold",
+    "evaluation", "scores", "compare_to_baseline", "score_row", "score_table", "COMBINERS",
+    "THRESHOLD_METHODS", "Combiner", "Detector", "choose_threshold",
     "detector_scores", "evaluate_scores", "fit_combiner", "init_mlp", "mlp_logit",
     "recalls", "roc_curve", "train_detector",
 ]

@@ -72,6 +72,8 @@ def compare_to_baseline(key: jax.Array, scores: Mapping[str, np.ndarray], is_wro
   every score is resampled with the same indices, from ``key``."""
   key = _validation.check_key("key", key, call="compare_to_baseline(key, ...)")
   _validation.check_choice("baseline", baseline, tuple(scores))
-  return {name: metrics.bootstrap_auroc_difference(
-              key, s, scores[baseline], is_wrong, n_resamples=n_resamples, level=level)
-          for name, s in scores.items() if name != baseline}
+  others = {name: s for name, s in scores.items() if name != baseline}
+  if not others:
+    return {}
+  return metrics.bootstrap_auroc_differences(key, others, scores[baseline], is_wrong,
+                                             n_resamples=n_resamples, level=level)

@@ -38,7 +38,7 @@ import numpy as np
 
 from explicable_jax import _validation
 from explicable_jax.attribution import layer as layer_attr
-from explicable_jax.attribution import second_order
+from explicable_jax.attribution import second_order as second_order_attr
 
 DIFFICULTIES = ("hesitancy", "entropy")
 ATTRIBUTIONS = ("gradient", "integrated_gradients", "gradient_hessian")
@@ -93,20 +93,53 @@ def _score_head(head_fn, score):
   return lambda a: score(head_fn(a))[:, None]
 
 
+def _input_path_gradients(features_fn, head_fn, x, target, n_steps, baseline=0.0):
+  """The original's integrated gradients at a layer: the layer gradient of
+  the target score at the ``n_steps + 1`` input-space points
+  ``x0 + (i / n_steps)(x - x0)``, ``i = 0..n_steps``, averaged, times the
+  activation difference ``a(x) - a(x0)`` (per channel)."""
+  x0 = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
+  alphas = jnp.arange(n_steps + 1, dtype=x.dtype) / n_steps
+
+  def layer_grad(alpha):
+    a = features_fn(x0 + alpha * (x - x0))
+    return jax.grad(
+        lambda h: jnp.take_along_axis(head_fn(h), target[:, None], -1).sum())(a)
+  mean_g = jax.lax.map(layer_grad, alphas).mean(0)
+  return (features_fn(x) - features_fn(x0)) * mean_g
+
+
 def _map(features_fn, head_fn, x, target, method, *, clip_gradient=False, n_steps=20,
-         internal_batch_size=None):
-  if method == "gradient":
+         internal_batch_size=None, ig_space="layer", second_order="signed"):
+  """One attribution map per example, summed over channels. ``clip_gradient``
+  marks the difficulty map (the original clips its per-channel contributions
+  at 0, and with ``second_order="absolute"`` it alone gets the second-order
+  term)."""
+  if method == "gradient" or (method == "gradient_hessian" and second_order == "absolute"
+                              and not clip_gradient):
     a = features_fn(x)
     g = jax.grad(lambda h: jnp.take_along_axis(head_fn(h), target[:, None], -1).sum())(a)
     if clip_gradient:
       g = jax.nn.relu(g)
     return (a * g).sum(-1)
   if method == "integrated_gradients":
-    per_channel = layer_attr.layer_integrated_gradients(
-        features_fn, head_fn, x, target=target, n_steps=n_steps,
-        internal_batch_size=internal_batch_size)
+    if ig_space == "input":
+      per_channel = _input_path_gradients(features_fn, head_fn, x, target, n_steps)
+    else:
+      per_channel = layer_attr.layer_integrated_gradients(
+          features_fn, head_fn, x, target=target, n_steps=n_steps,
+          internal_batch_size=internal_batch_size)
+  elif second_order == "absolute":
+    # The original (insecurity_*_2ndG.py), for the difficulty map only:
+    # sum_c relu(g_c) a_c + |a^T H a| / 2 per position.
+    terms = second_order_attr.second_order_attribution(
+        features_fn, head_fn, x, target=target, internal_batch_size=internal_batch_size,
+        return_terms=True, per_channel=True)
+    a = features_fn(x)
+    g = jax.grad(lambda h: jnp.take_along_axis(head_fn(h), target[:, None], -1).sum())(a)
+    return (jax.nn.relu(g) * a).sum(-1) + jnp.abs(terms.second.sum(-1)) / 2
   else:
-    per_channel = second_order.second_order_attribution(
+    per_channel = second_order_attr.second_order_attribution(
         features_fn, head_fn, x, target=target, internal_batch_size=internal_batch_size,
         per_channel=True)
   if clip_gradient:  # the original clips each channel's contribution at 0
@@ -118,7 +151,12 @@ MAP_METHODS = ("gradient", "integrated_gradients", "gradient_hessian")
 """Attributions of the class and difficulty maps."""
 
 _MAP_OPTIONS = ("difficulty", "method", "top_k", "n_steps", "difficulty_head_fn",
-                "internal_batch_size")
+                "internal_batch_size", "ig_space", "second_order")
+
+IG_SPACES = ("layer", "input")
+"""``integrated_gradients`` paths: ours in layer space, the original's in input space."""
+SECOND_ORDER_TERMS = ("signed", "absolute")
+"""``gradient_hessian`` forms: ours (signed, every map) or the original's."""
 
 
 def _model_args(model, args, layer):
@@ -146,7 +184,8 @@ def _model_args(model, args, layer):
 
 def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy",
                      method: str = "gradient", top_k: int = 5, n_steps: int = 20,
-                     difficulty_head_fn=None, internal_batch_size: int | None = None):
+                     difficulty_head_fn=None, internal_batch_size: int | None = None,
+                     ig_space: str = "layer", second_order: str = "signed"):
   """Class maps of the top-K predicted classes and the difficulty map.
 
   Call as ``attribution_maps(features_fn, head_fn, x, ...)`` or
@@ -172,6 +211,23 @@ def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy
       (``integrated_gradients``: rows = examples x steps per pass;
       ``gradient_hessian``: positions whose Hessian-vector products run at
       once). ``None``: everything in one pass.
+    ig_space: ``integrated_gradients`` path. ``"layer"`` (default): layer
+      IG from the black image's activations, ``n_steps`` points of the
+      quadrature rule. ``"input"``: the original's
+      (``insecurity_*_IG.py``): the layer gradient averaged over the
+      ``n_steps + 1`` input-space points from a black image to ``x`` (the
+      original: ``n_steps=50``, 51 points), times ``a(x) - a(black)``.
+    second_order: ``gradient_hessian`` form. ``"signed"`` (default): every
+      map is equation 7, ``g^T a + a^T H a / 2`` (per channel, the difficulty
+      map clipped per channel). ``"absolute"``: the original's
+      (``insecurity_*_2ndG.py``): class maps first order only, the
+      difficulty map ``sum_c relu(g_c) a_c + |a^T H a| / 2``.
+
+  With a head that is piecewise linear in the layer (ReLU and linear layers
+  up to the logits), the Hessian of a class logit is zero almost
+  everywhere, so the ``gradient_hessian`` class maps equal the ``gradient``
+  ones; the second-order term then acts through the difficulty score (a
+  non-linear function of the logits) alone.
 
   Returns:
     ``(classes, class_maps, difficulty_map)``: ``(N, K)`` class indices by
@@ -180,9 +236,13 @@ def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy
   """
   features_fn, head_fn, x, clf = _model_args(model, args, layer)
   _validation.check_choice("method", method, MAP_METHODS)
+  _validation.check_choice("ig_space", ig_space, IG_SPACES)
+  _validation.check_choice("second_order", second_order, SECOND_ORDER_TERMS)
+  _validation.check_positive("n_steps", n_steps, integer=True)
   options = dict(difficulty=difficulty, method=method, top_k=top_k, n_steps=n_steps,
                  difficulty_head_fn=difficulty_head_fn,
-                 internal_batch_size=internal_batch_size)
+                 internal_batch_size=internal_batch_size, ig_space=ig_space,
+                 second_order=second_order)
   # At the attribution precision, entered outside the jitted maps so that the
   # setting is part of their compilation cache key.
   from explicable_jax.attribution import _common
@@ -193,17 +253,18 @@ def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy
 
 
 def _maps(features_fn, head_fn, x, *, difficulty, method, top_k, n_steps,
-          difficulty_head_fn, internal_batch_size):
+          difficulty_head_fn, internal_batch_size, ig_space="layer", second_order="signed"):
   logits = head_fn(features_fn(x))
   classes = jax.lax.top_k(logits, top_k)[1]
-  maps = jnp.stack([_map(features_fn, head_fn, x, classes[:, k], method, n_steps=n_steps,
-                         internal_batch_size=internal_batch_size)
+  form = dict(n_steps=n_steps, internal_batch_size=internal_batch_size, ig_space=ig_space,
+              second_order=second_order)
+  maps = jnp.stack([_map(features_fn, head_fn, x, classes[:, k], method, **form)
                     for k in range(top_k)], axis=1)
   maps = jnp.maximum(maps, MAP_FLOOR)
   score = difficulty_score(difficulty)
   zero = jnp.zeros(x.shape[0], jnp.int32)
   dmap = _map(features_fn, _score_head(difficulty_head_fn or head_fn, score), x, zero, method,
-              clip_gradient=True, n_steps=n_steps, internal_batch_size=internal_batch_size)
+              clip_gradient=True, **form)
   return classes, maps, dmap
 
 
@@ -329,32 +390,65 @@ def split_hardness_output(outputs: jax.Array, num_classes: int):
   return outputs[..., :num_classes], jax.nn.sigmoid(outputs[..., num_classes])
 
 
-def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0) -> Callable:
+HARDNESS_LOSSES = ("bce", "original")
+
+
+def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0,
+                       predictor_loss: str = "bce", bonus: float = 0.55,
+                       press: float = 1.0) -> Callable:
   """Joint training of a classifier and its hardness predictor, as a loss for
   :func:`explicable_jax.training.make_train_step` (a model with
   ``num_classes + 1`` outputs; :func:`split_hardness_output`):
 
-  .. math:: \\ell_i = \\bar s_i \\,\\mathrm{CE}(z_i, y_i)
-            + w\\, \\mathrm{BCE}\\big(s_i,\\; 1 - \\bar p_{y_i}\\big)
+  .. math:: \\ell_i = \\bar s_i \\,\\mathrm{CE}(z_i, y_i) + w\\, L_{hp}(s_i, \\bar p_{y_i})
 
   The classifier's cross-entropy is weighted by the (stopped) hardness
-  score ``s``, so hard examples count more; the predictor learns to output
-  ``1 - p_y``, the classifier's (stopped) miss probability. The bars are
-  ``stop_gradient``: neither term trains the other's output. The original
-  gives the predictor a trunk of its own and a class-balanced variant of
-  this loss; here the two heads share the model's trunk.
+  score ``s``, so hard examples count more. The bars are
+  ``stop_gradient``: neither term trains the other's output. The
+  predictor's loss ``L_hp`` (``predictor_loss``):
+
+  * ``"bce"`` (default): ``BCE(s, 1 - p_y)``, the predictor learns the
+    classifier's miss probability;
+  * ``"original"``: the original's ``opposite_loss``
+    (``cub200/train_hp_cub_vgg.py``): with ``p`` the true-class probability
+    raised to at least ``bonus`` (0.55) where the prediction is right,
+
+    .. math:: L_{hp} = \\omega_i \\big(1 - [(1 - p)\\, s + (1 - s)\\, p]\\big),
+
+    ``omega_i = 2 w_1 / press`` where ``p > 0.5`` and ``2 w_2 press`` where
+    ``p < 0.5``, ``w_1`` / ``w_2`` the batch's shares of ``p < 0.5`` /
+    ``p > 0.5`` (class balance; padding rows excluded). It is linear in
+    ``s``, so it pushes ``s`` to 1 on misclassified examples and to 0 on
+    the rest.
+
+  The original gives the predictor a trunk of its own; here the two heads
+  share the model's trunk.
   """
   _validation.check_positive("num_classes", num_classes, integer=True)
   _validation.check_nonnegative("predictor_weight", predictor_weight)
+  _validation.check_choice("predictor_loss", predictor_loss, HARDNESS_LOSSES)
+  _validation.check_fraction("bonus", bonus)
+  _validation.check_positive("press", press)
 
   def loss(logits, batch, params=None):
     del params
     z, s = split_hardness_output(logits, num_classes)
     h = logits[..., num_classes]
     ce = -jnp.take_along_axis(jax.nn.log_softmax(z), batch["y"][:, None], -1)[:, 0]
-    target = 1.0 - jnp.exp(-jax.lax.stop_gradient(ce))
-    bce = jnp.maximum(h, 0) - h * target + jnp.log1p(jnp.exp(-jnp.abs(h)))
-    total = jax.lax.stop_gradient(s) * ce + predictor_weight * bce
+    p_true = jnp.exp(-jax.lax.stop_gradient(ce))
+    if predictor_loss == "bce":
+      target = 1.0 - p_true
+      hp = jnp.maximum(h, 0) - h * target + jnp.log1p(jnp.exp(-jnp.abs(h)))
+    else:
+      right = jnp.argmax(z, axis=-1) == batch["y"]
+      p = jnp.where(right, jnp.maximum(p_true, bonus), p_true)
+      real = batch.get("mask", jnp.ones(p.shape, bool)).astype(p.dtype)
+      n = jnp.maximum(real.sum(), 1.0)
+      w1 = ((p < 0.5) * real).sum() / n
+      w2 = ((p > 0.5) * real).sum() / n
+      omega = jnp.where(p > 0.5, w1 / press, jnp.where(p < 0.5, w2 * press, 0.0)) * 2.0
+      hp = omega * (1.0 - ((1.0 - p) * s + (1.0 - s) * p))
+    total = jax.lax.stop_gradient(s) * ce + predictor_weight * hp
     return total, {"cross_entropy": ce.mean(), "hardness": s.mean()}
   # The class logits are the first num_classes outputs: training and
   # evaluation count accuracy on them only, never on the hardness logit.

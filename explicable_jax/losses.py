@@ -45,19 +45,40 @@ def make_label_smoothing_loss(alpha: float) -> Callable:
   return loss
 
 
-WEIGHTED_TARGETS = ("l1", "softmax")
+WEIGHTED_TARGETS = ("l1", "softmax", "authors")
 
 
-def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0) -> jax.Array:
+def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0,
+                     kind: str | None = None) -> jax.Array:
   """The target distribution of every true class: row ``y`` is ``t(W_y)``.
 
-  ``l1``: ``W_y / sum_k W_yk`` (the paper's WLF); ``softmax``:
-  ``softmax(scale * W_y)`` (the authors' code, with ``scale`` 1; on [0, 1]
-  weights this is close to uniform, e.g. about 0.22 / 0.15 on the true class
-  for CIFAR-10's IHL / EKL).
+  * ``l1``: ``W_y / sum_k W_yk``, the paper's WLF;
+  * ``authors``: ``softmax(scale * S_y)`` with ``S`` the matrix as the
+    authors' code stores it (:func:`explicable_jax.similarity.as_stored_by_authors`:
+    raw 0-4 CHL ratings, L1-normalised EKL, IHL as is; ``kind`` says which,
+    and ``weights`` is the raw matrix of that kind). This is exactly their
+    ``WeightedCC(weights, scaling=scale)`` (``losses.py``), ``scale`` 1 by
+    default as theirs;
+  * ``softmax``: ``softmax(scale * W_y)`` of ``W`` as given.
+
+  How peaked the targets are, as the mean true-class mass on CIFAR-10 (the
+  authors' stored matrices; ``experiments/explicable_cifar10/matrices.py``
+  prints ours): ``authors``: CHL 0.72, EKL 0.15, IHL 0.22; ``l1``: CHL
+  0.43, EKL 0.52, IHL 0.95; ``softmax`` of CHL scaled to ``[0, 1]``:
+  about 0.20. So the authors' form keeps most of the mass on the true class
+  for CHL but spreads it almost uniformly for EKL and IHL.
   """
   _validation.check_choice("target", target, WEIGHTED_TARGETS)
   _validation.check_positive("scale", scale)
+  if target == "authors":
+    if kind is None:
+      raise ValueError(f"target='authors' needs kind= (one of "
+                       f"{', '.join(similarity.AUTHORS_KINDS)}): the authors store each "
+                       "matrix differently.")
+    w = similarity.as_stored_by_authors(kind, np.asarray(weights))
+    return jax.nn.softmax(scale * jnp.asarray(w, jnp.float32), axis=1)
+  if kind is not None:
+    raise ValueError(f"kind= is only for target='authors'; got target={target!r}.")
   try:
     w = similarity.check_weight_matrix("weights", np.asarray(weights))
   except jax.errors.TracerArrayConversionError:
@@ -69,7 +90,8 @@ def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0) -> jax.
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights, *,
-                           target: str = "l1", scale: float = 1.0) -> jax.Array:
+                           target: str = "l1", scale: float = 1.0,
+                           kind: str | None = None) -> jax.Array:
   r"""Weighted loss function WLF(y, p) = L(t(W_y), p), one value per example.
 
   Olmo, Sengupta and Kambhampati (2020): cross-entropy against the
@@ -86,11 +108,12 @@ def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights, *,
     labels: ``(N,)`` integer true classes.
     weights: ``(C, C)`` similarity matrix (row = true class); see
       :mod:`explicable_jax.similarity`.
-    target: ``l1`` (row normalisation, the paper) or ``softmax`` (the
-      authors' code); see :func:`weighted_targets`.
-    scale: softmax temperature inverse, for ``target="softmax"``.
+    target: ``l1`` (row normalisation, the paper), ``authors`` (the authors'
+      code, with ``kind``) or ``softmax``; see :func:`weighted_targets`.
+    scale: softmax temperature inverse, for ``authors`` / ``softmax``.
+    kind: ``ihl``, ``chl`` or ``ekl``, for ``target="authors"``.
   """
-  targets = weighted_targets(weights, target=target, scale=scale)
+  targets = weighted_targets(weights, target=target, scale=scale, kind=kind)
   if targets.shape[0] != logits.shape[-1]:
     raise ValueError(
         f"weights must be {logits.shape[-1]}x{logits.shape[-1]} for logits with "
@@ -98,12 +121,13 @@ def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights, *,
   return optax.softmax_cross_entropy(logits, targets[labels])
 
 
-def make_weighted_loss(weights, *, target: str = "l1", scale: float = 1.0) -> Callable:
+def make_weighted_loss(weights, *, target: str = "l1", scale: float = 1.0,
+                       kind: str | None = None) -> Callable:
   """Training-loss form of :func:`weighted_cross_entropy` for ``make_train_step``.
 
   The matrix is validated and normalised once, here, on the host.
   """
-  targets = weighted_targets(weights, target=target, scale=scale)
+  targets = weighted_targets(weights, target=target, scale=scale, kind=kind)
   classes = int(targets.shape[0])
 
   def loss(logits, batch, params=None):
@@ -118,11 +142,12 @@ def make_weighted_loss(weights, *, target: str = "l1", scale: float = 1.0) -> Ca
   return loss
 
 
-def _weighted_from_file(weights: str, target: str = "l1", scale: float = 1.0):
+def _weighted_from_file(weights: str, target: str = "l1", scale: float = 1.0,
+                        kind: str | None = None):
   """The weighted loss of a similarity matrix saved with ``np.save``."""
   if not isinstance(weights, str):
     raise ValueError(f"weights must be the path of a .npy matrix; got {weights!r}.")
-  return make_weighted_loss(np.load(weights), target=target, scale=scale)
+  return make_weighted_loss(np.load(weights), target=target, scale=scale, kind=kind)
 
 
 def _cross_entropy_factory():
@@ -219,16 +244,35 @@ def input_gradients(model_fn: Callable, x: jax.Array, *, scale: str = "log",
     raise ValueError("labels are required for classes='true'.")
 
   def total(x):
-    logp = jax.nn.log_softmax(model_fn(x), axis=-1)
-    f = logp if scale == "log" else jnp.exp(logp)
+    z = model_fn(x)
     if classes == "sum":
-      per = f.sum(-1)
-    elif classes == "max":
-      per = f.max(-1)
+      logp = jax.nn.log_softmax(z, axis=-1)
+      per = (logp if scale == "log" else jnp.exp(logp)).sum(-1)
     else:
-      per = jnp.take_along_axis(f, jnp.asarray(labels)[:, None], axis=-1)[:, 0]
+      k = (jnp.argmax(z, axis=-1) if classes == "max"
+           else jnp.asarray(labels).astype(jnp.int32))
+      per = _log_probability_of(z, k)
+      if scale == "linear":
+        per = jnp.exp(per)
     return per.sum()
   return jax.grad(total)(x)
+
+
+def _log_probability_of(z: jax.Array, k: jax.Array) -> jax.Array:
+  """``log softmax(z)_k`` per row, written so that its gradient stays exact
+  when the model is sure.
+
+  ``jax.nn.log_softmax`` differentiates to ``e_k - softmax(z)``, whose
+  ``k``-th entry ``1 - p_k`` rounds to 0 in float32 once ``p_k`` rounds to 1
+  (a logit gap of about 17), leaving a gradient that points the wrong way.
+  Here ``log p_k = -logsumexp_j (z_j - z_k)`` with the ``j = k`` term the
+  constant 0, so the ``k``-th entry is the sum of the other probabilities:
+
+  .. math:: \\nabla_z \\log p_k = \\textstyle\\sum_{j \\ne k} p_j\\,(e_k - e_j)
+  """
+  onehot = jax.nn.one_hot(k, z.shape[-1], dtype=bool)
+  zk = jnp.take_along_axis(z, k[:, None], axis=-1)
+  return -jax.nn.logsumexp(jnp.where(onehot, 0.0, z - zk), axis=-1)
 
 
 def input_gradient_penalty(model_fn: Callable, x: jax.Array, annotation, *,
@@ -293,12 +337,16 @@ def make_rrr_loss(lam: float, *, l2: float = 0.0, scale: str = "log",
       raise ValueError(f"batch has no {annotation_key!r} entry (the annotation mask); "
                        f"its keys are {sorted(batch)}.")
     ce = cross_entropy(logits, batch["y"])
-    pen = input_gradient_penalty(model_fn, batch["x"], annotation, scale=scale,
-                                 classes=classes, labels=batch["y"], normalize=normalize)
-    total = ce + lam * pen
+    aux = {"cross_entropy": ce.mean()}
+    total = ce
+    if lam:  # lam = 0 (a plain model with the same l2) skips the double backward pass.
+      pen = input_gradient_penalty(model_fn, batch["x"], annotation, scale=scale,
+                                   classes=classes, labels=batch["y"], normalize=normalize)
+      total = total + lam * pen
+      aux["gradient_penalty"] = pen.mean()
     if l2:
       total = total + l2 * sum(jnp.sum(p ** 2) for p in jax.tree.leaves(params))
-    return total, {"cross_entropy": ce.mean(), "gradient_penalty": pen.mean()}
+    return total, aux
   return loss
 
 

@@ -124,8 +124,11 @@ def explicability_losses(logits, labels, matrices: Mapping[str, np.ndarray], *,
     matrices: name -> ``(C, C)`` similarity matrix, e.g.
       ``{"IHL": ihl, "CHL": chl, "EKL": ekl}``.
     target, scale: how a row becomes a target distribution
-      (:func:`explicable_jax.losses.weighted_targets`). The default,
-      ``softmax`` with scale 1, is how the authors' table was computed.
+      (:func:`explicable_jax.losses.weighted_targets`). ``authors`` (the
+      matrix's kind read from its name, ``IHL`` / ``CHL`` / ``EKL``, and the
+      matrix given raw as :func:`~explicable_jax.similarity.as_stored_by_authors`
+      takes it) is how the authors' table was computed; ``softmax`` (the
+      default) softmaxes the matrices as given.
 
   Returns:
     name -> mean loss.
@@ -140,8 +143,14 @@ def explicability_losses(logits, labels, matrices: Mapping[str, np.ndarray], *,
   out = {}
   for name, w in matrices.items():
     similarity.check_weight_matrix(f"matrices[{name!r}]", w, z.shape[1])
+    kind = None
+    if target == "authors":
+      kind = str(name).lower()
+      if kind not in similarity.AUTHORS_KINDS:
+        raise ValueError(f"target='authors' reads each matrix's kind from its name, one of "
+                         f"IHL, CHL, EKL; got the name {name!r}.")
     out[name] = float(jnp.mean(losses.weighted_cross_entropy(
-        jnp.asarray(z), jnp.asarray(y), w, target=target, scale=scale)))
+        jnp.asarray(z), jnp.asarray(y), w, target=target, scale=scale, kind=kind)))
   return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -64,21 +64,33 @@ class FoundModel:
   mask: np.ndarray         # its own explanation mask on the training inputs
   train_accuracy: float
   eval_accuracy: float | None
+  lam: float = 0.0         # its penalty weight
 
 
 def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
                              make_model: Callable[[jax.Array], Any],
-                             optimizer: optax.GradientTransformation, lam: float = 1000.0,
+                             optimizer: optax.GradientTransformation,
+                             lam: float | Sequence[float] = 1000.0,
                              epochs: int = 10, batch_size: int = 256, cutoff: float = 0.67,
                              eval_ds: Dataset | None = None, initial_annotation=None,
-                             progress: bool = False, **loss_options) -> list[FoundModel]:
+                             progress: bool = False, mask_scale: str | None = None,
+                             mask_classes: str | None = None, fit_options=None,
+                             **loss_options) -> list[FoundModel]:
   """Trains ``n_models`` models in turn, each penalised (``lam``, RRR loss)
   on the union of the explanation masks of all earlier ones, so that each
   must find a different reason for its predictions:
 
   .. math:: A_0 = A_{\\text{init}},\\quad
-            \\theta_k = \\arg\\min \\mathcal L_{RRR}(\\theta; A_k),\\quad
-            A_{k+1} = A_k \\lor \\mathrm{mask}(\\nabla_x \\textstyle\\sum \\log p_{\\theta_k})
+            \\theta_k = \\arg\\min \\mathcal L_{RRR}(\\theta; A_k, \\lambda_k),\\quad
+            A_{k+1} = A_k \\lor M_{c}\\big(\\nabla_x f_{\\theta_k}\\big)
+
+  where :math:`M_c` keeps the features whose |gradient| exceeds ``cutoff``
+  times the example's largest. Model 0 is trained on ``A_0`` (nothing
+  annotated by default: the plain model). Ross et al.'s Toy Colors chain
+  (``dtak/rrr``, ``experiments/Toy Colors.ipynb``) is
+  ``n_models=3, lam=(0, 1e3, 1e6)``, with masks from the gradient of the
+  largest probability (``mask_scale="linear", mask_classes="max"``, their
+  ``largest_gradient_mask``) on raw 0-255 pixels.
 
   Args:
     key: PRNG key; model ``k`` uses ``fold_in(key, k)`` for weights, order
@@ -88,12 +100,19 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
     n_models: how many models.
     make_model: ``key -> nnx model``.
     optimizer: optax transformation shared by all models.
-    lam: penalty weight.
+    lam: penalty weight, one for all models or a sequence of ``n_models``
+      (``lam[k]`` for model ``k``).
     epochs, batch_size: training of each model.
     cutoff: explanation threshold, a fraction of each example's largest
       |gradient| (0.67 as the original).
     eval_ds: data to report accuracy on.
     initial_annotation: ``A_0`` (default: nothing annotated).
+    mask_scale, mask_classes: the function whose input gradient makes the
+      masks (:func:`explicable_jax.losses.input_gradients`); default: the
+      penalty's own (``scale`` / ``classes`` of ``loss_options``, ``log`` /
+      ``sum``).
+    fit_options: more keywords for :func:`explicable_jax.training.fit`
+      (``shuffle``, ``drop_remainder``).
     **loss_options: ``scale``, ``classes``, ``normalize``, ``l2`` of
       :func:`explicable_jax.losses.make_rrr_loss`.
 
@@ -102,29 +121,36 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
   """
   key = _validation.check_key("key", key, call="find_another_explanation(key, ...)")
   _validation.check_positive("n_models", n_models, integer=True)
-  _validation.check_nonnegative("lam", lam)
+  lams = [lam] * n_models if np.ndim(lam) == 0 else list(lam)
+  if len(lams) != n_models:
+    raise ValueError(f"lam must be one number or a sequence of n_models={n_models} numbers; "
+                     f"got {len(lams)}: {lam!r}.")
+  for i, l in enumerate(lams):
+    _validation.check_nonnegative(f"lam[{i}]" if np.ndim(lam) else "lam", l)
   _validation.check_fraction("cutoff", cutoff)
+  mask_scale = loss_options.get("scale", "log") if mask_scale is None else mask_scale
+  mask_classes = loss_options.get("classes", "sum") if mask_classes is None else mask_classes
+  _validation.check_choice("mask_scale", mask_scale, losses.GRADIENT_SCALES)
+  _validation.check_choice("mask_classes", mask_classes, losses.GRADIENT_CLASSES)
   annotation = (np.zeros(train.x.shape, bool) if initial_annotation is None
                 else np.asarray(initial_annotation, bool))
   if annotation.shape != train.x.shape:
     raise ValueError(f"initial_annotation must have the inputs' shape {train.x.shape}; "
                      f"got {annotation.shape}.")
-  loss_fn = losses.make_rrr_loss(lam, **loss_options)
-  step = training.make_train_step(loss_fn, optimizer)
   found = []
   for k in range(n_models):
     kk = jax.random.fold_in(key, k)
+    loss_fn = losses.make_rrr_loss(float(lams[k]), **loss_options)
+    step = training.make_train_step(loss_fn, optimizer)
     ds = dataclasses.replace(train, extras={**train.extras,
                                             "annotation": annotation.astype(np.float32)})
     state = training.create_train_state(jax.random.fold_in(kk, 1),
                                         make_model(jax.random.fold_in(kk, 0)), optimizer)
     state = training.fit(state, ds, train_step=step, epochs=epochs, batch_size=batch_size,
                          seed=int(jax.random.randint(kk, (), 0, 2**31 - 1)),
-                         progress=progress)
-    grads = model_input_gradients(state, train.x, scale=loss_options.get("scale", "log"),
-                                  classes=loss_options.get("classes", "sum"),
-                                  **({"labels": train.y}
-                                     if loss_options.get("classes") == "true" else {}))
+                         progress=progress, **(fit_options or {}))
+    grads = model_input_gradients(state, train.x, scale=mask_scale, classes=mask_classes,
+                                  **({"labels": train.y} if mask_classes == "true" else {}))
     mask = explanation_mask(grads, cutoff)
     if not mask.any():
       raise ValueError(
@@ -133,7 +159,8 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
     found.append(FoundModel(
         state=state, annotation=annotation.copy(), mask=mask,
         train_accuracy=training.evaluate(state, train)["accuracy"],
-        eval_accuracy=None if eval_ds is None else training.evaluate(state, eval_ds)["accuracy"]))
+        eval_accuracy=None if eval_ds is None else training.evaluate(state, eval_ds)["accuracy"],
+        lam=float(lams[k])))
     annotation = annotation | mask
   return found
 

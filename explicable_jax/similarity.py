@@ -334,6 +334,43 @@ def from_ratings(ratings, *, scale_max: float | None = None) -> np.ndarray:
   return r / top
 
 
+AUTHORS_KINDS = ("ihl", "chl", "ekl")
+
+
+def as_stored_by_authors(kind: str, weights) -> np.ndarray:
+  """The matrix of kind ``ihl``, ``chl`` or ``ekl`` as Olmo et al.'s code
+  stores it (``aOlmo/weighted-misclassifications``,
+  ``confusion_matrices/cifar10_*_cmat.npy``), the input of their
+  ``WeightedCC``, which softmaxes its rows:
+
+  * ``chl``: the raw class-level ratings, 0-4 with 4 on the diagonal
+    (``data.load_human_labels("cifar10_chl")``), not :func:`from_ratings`'
+    ``[0, 1]`` scaling; a matrix whose largest entry is at most 1 is
+    refused, since it cannot be the raw ratings;
+  * ``ekl``: the WordNet similarity, L1-normalised per row (their
+    ``normalize(c10_wn_cmat, "l1")``);
+  * ``ihl``: the mean human soft label per class (:func:`from_soft_labels`),
+    as is; its rows must sum to 1.
+  """
+  _validation.check_choice("kind", kind, AUTHORS_KINDS)
+  w = check_weight_matrix("weights", weights)
+  if kind == "chl":
+    if w.max() <= 1.0:
+      raise ValueError(
+          "weights must be the raw CHL ratings (0-4, diagonal 4) for kind='chl'; got a "
+          f"matrix whose largest entry is {w.max():g} (already scaled, e.g. by "
+          "from_ratings?).")
+    return w
+  if kind == "ekl":
+    return row_normalize(w)
+  sums = w.sum(axis=1)
+  if not np.allclose(sums, 1.0, atol=1e-3):
+    raise ValueError(
+        "weights must be a row-stochastic IHL matrix (mean soft labels, rows summing to 1) "
+        f"for kind='ihl'; its row sums range over [{sums.min():.4g}, {sums.max():.4g}].")
+  return w
+
+
 def explicability_matrix(*matrices) -> np.ndarray:
   """``M``: the mean of the row-normalised matrices (the authors average
   IHL, CHL and EKL), the similarity behind hard and soft scores."""

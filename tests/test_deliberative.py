@@ -235,3 +235,85 @@ def test_load_cub_parts_reads_the_original_format(tmp_path):
   assert cub["visible"][0].tolist() == [bool(p % 2) for p in range(1, 16)]
   with pytest.raises(FileNotFoundError, match="CUB_200_2011 folder"):
     parts.load_cub_parts(str(tmp_path / "missing"))
+
+
+# --- The original's forms (peiwang062/Deliberative-explanation). -------------
+
+
+def test_original_hardness_loss_by_hand():
+  c = 3
+  # Rows: right and sure; right but p_y < 0.55 (raised to the bonus); wrong;
+  # wrong; a padding row that must not count in the class balance.
+  out = jnp.array([[4.0, 0.0, 0.0, 0.5], [1.0, 0.8, 0.7, -1.0], [0.0, 2.0, 0.0, 0.2],
+                   [0.0, 0.0, 3.0, 1.5], [9.0, 0.0, 0.0, 0.0]])
+  y = jnp.array([0, 0, 0, 1, 1])
+  mask = jnp.array([True, True, True, True, False])
+  total, _ = deliberative.make_hardness_loss(c, predictor_loss="original", press=2.0)(
+      out, {"y": y, "mask": mask})
+  z, s = np.asarray(out[:, :c], np.float64), 1 / (1 + np.exp(-np.asarray(out[:, c], np.float64)))
+  p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+  py = p[np.arange(5), y]
+  right = z.argmax(1) == np.asarray(y)
+  pa = np.where(right, np.maximum(py, 0.55), py)
+  assert pa[1] == 0.55 and py[1] < 0.55
+  real = np.asarray(mask)
+  w1, w2 = (pa[real] < 0.5).mean(), (pa[real] > 0.5).mean()   # 2/4, 2/4
+  omega = np.where(pa > 0.5, w1 / 2.0, w2 * 2.0) * 2.0
+  want = s * -np.log(py) + omega * (1 - ((1 - pa) * s + (1 - s) * pa))
+  np.testing.assert_allclose(np.asarray(total)[real], want[real], rtol=1e-5)
+  # Linear in s: it pushes s up on the misclassified rows, down on the rest.
+  g = jax.grad(lambda o: deliberative.make_hardness_loss(c, predictor_loss="original")(
+      o, {"y": y, "mask": mask})[0][:4].sum())(out)
+  assert np.all(np.asarray(g[:2, c]) > 0) and np.all(np.asarray(g[2:4, c]) < 0)
+
+
+def test_input_space_integrated_gradients_are_the_originals_average():
+  (f, h), x = _cnn()
+  n = 50
+  classes, maps, dmap = deliberative.attribution_maps(
+      f, h, x, top_k=2, method="integrated_gradients", n_steps=n, ig_space="input")
+  # The original's loop: 51 points from a black image, the layer gradient at
+  # each, averaged, times a(x) - a(black).
+  def layer_grad(xi, k):
+    return jax.grad(lambda a: jnp.take_along_axis(h(a), k[:, None], -1).sum())(f(xi))
+  black = jnp.zeros_like(x)
+  mean_g = sum(layer_grad(black + (i / n) * (x - black), classes[:, 1]) for i in range(n + 1))
+  mean_g = mean_g / (n + 1)
+  want = ((f(x) - f(black)) * mean_g).sum(-1)
+  np.testing.assert_allclose(maps[:, 1], jnp.maximum(want, 1e-7), rtol=1e-4, atol=1e-6)
+  # The difficulty map clips each channel's contribution at 0 (the original
+  # sets negative ones to 1e-100).
+  ent = lambda a: deliberative.normalized_entropy(h(a)).sum()  # noqa: E731
+  mean_d = sum(jax.grad(ent)(f(black + (i / n) * (x - black))) for i in range(n + 1)) / (n + 1)
+  np.testing.assert_allclose(dmap, jax.nn.relu((f(x) - f(black)) * mean_d).sum(-1),
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_absolute_second_order_acts_on_the_difficulty_map_only():
+  (f, h), x = _cnn()
+  # A difficulty whose quadratic term is negative here, so that |.| matters.
+  score = lambda z: -deliberative.normalized_entropy(z)  # noqa: E731
+  classes, maps, dmap = deliberative.attribution_maps(
+      f, h, x, top_k=2, difficulty=score, method="gradient_hessian", second_order="absolute")
+  _, grad_maps, _ = deliberative.attribution_maps(f, h, x, top_k=2, method="gradient")
+  np.testing.assert_allclose(maps, grad_maps, rtol=1e-6)  # class maps: first order
+  head = lambda v: score(h(v))[:, None]  # noqa: E731
+  zero = jnp.zeros(3, jnp.int32)
+  terms = attribution.second_order_attribution(f, head, x, target=zero, return_terms=True)
+  a = f(x)
+  g = jax.grad(lambda v: score(h(v)).sum())(a)
+  want = (jax.nn.relu(g) * a).sum(-1) + jnp.abs(terms.second) / 2
+  assert float(terms.second.max()) < 0, "the test needs a negative quadratic term"
+  np.testing.assert_allclose(dmap, want, rtol=1e-4, atol=1e-7)
+
+
+def test_with_a_piecewise_linear_head_gradient_hessian_class_maps_are_the_gradient_maps():
+  # The CNN's head (dense -> ReLU -> logits) is piecewise linear in the
+  # layer, so each class logit's Hessian is zero: equation 7's class maps
+  # equal gradient x activation. The difficulty maps differ (entropy is not
+  # linear in the logits).
+  (f, h), x = _cnn()
+  _, gh_maps, gh_d = deliberative.attribution_maps(f, h, x, top_k=3, method="gradient_hessian")
+  _, g_maps, g_d = deliberative.attribution_maps(f, h, x, top_k=3, method="gradient")
+  np.testing.assert_allclose(gh_maps, g_maps, rtol=1e-5, atol=1e-7)
+  assert float(jnp.abs(gh_d - g_d).max()) > 1e-3 * float(jnp.abs(g_d).max())

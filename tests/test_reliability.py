@@ -337,6 +337,25 @@ MORE_BAD_INPUTS = [
  ("split_hardness_output size", lambda: deliberative.split_hardness_output(jnp.zeros((2, 10)), 10), ValueError, r"11|num_classes"),
  ("make_hardness_loss num_classes", lambda: deliberative.make_hardness_loss(0), ValueError, r"num_classes.*positive"),
  ("hesitancy logits", lambda: deliberative.hesitancy(jnp.zeros((2, 1))), ValueError, r"logits|class"),
+ ("attribution_maps ig_space", lambda: deliberative.attribution_maps(_F, _H, _X, top_k=2, method="integrated_gradients", ig_space="pixel"), ValueError, r"ig_space must be one of.*layer.*input"),
+ ("attribution_maps second_order", lambda: deliberative.attribution_maps(_F, _H, _X, top_k=2, method="gradient_hessian", second_order="abs"), ValueError, r"second_order must be one of.*signed.*absolute"),
+ ("attribution_maps n_steps", lambda: deliberative.attribution_maps(_F, _H, _X, top_k=2, method="integrated_gradients", n_steps=0), ValueError, r"n_steps.*positive"),
+ ("make_hardness_loss predictor_loss", lambda: deliberative.make_hardness_loss(10, predictor_loss="mse"), ValueError, r"predictor_loss must be one of.*bce.*original"),
+ ("make_hardness_loss bonus", lambda: deliberative.make_hardness_loss(10, predictor_loss="original", bonus=1.5), ValueError, r"bonus"),
+ # RRR protocol options
+ ("find_another_explanation lam length", lambda: rrr.find_another_explanation(K, _ds(), n_models=3, make_model=rrr.mlp_factory((8, 8, 1), 10), optimizer=optax.adam(1e-3), lam=(0.0, 1.0)), ValueError, r"lam must be one number or a sequence of n_models=3.*got 2"),
+ ("find_another_explanation lam negative", lambda: rrr.find_another_explanation(K, _ds(), n_models=2, make_model=rrr.mlp_factory((8, 8, 1), 10), optimizer=optax.adam(1e-3), lam=(0.0, -1.0)), ValueError, r"lam\[1\]"),
+ ("find_another_explanation mask_classes", lambda: rrr.find_another_explanation(K, _ds(), n_models=1, make_model=rrr.mlp_factory((8, 8, 1), 10), optimizer=optax.adam(1e-3), mask_classes="min"), ValueError, r"mask_classes must be one of"),
+ ("mlp init", lambda: models.create_model(K, "mlp", input_shape=(4,), num_classes=2, init="xavier"), ValueError, r"init must be one of.*he.*normal"),
+ ("mlp init_stddev", lambda: models.create_model(K, "mlp", input_shape=(4,), num_classes=2, init="normal", init_stddev=0.0), ValueError, r"init_stddev.*positive"),
+ ("newsgroups max_features", lambda: data.rrr.newsgroups("train", max_features=0), ValueError, r"max_features.*positive"),
+ # Olmo et al.'s target form
+ ("weighted_targets authors without kind", lambda: losses.weighted_targets(np.eye(3) + 1, target="authors"), ValueError, r"target='authors' needs kind="),
+ ("weighted_targets kind without authors", lambda: losses.weighted_targets(np.eye(3), target="l1", kind="chl"), ValueError, r"kind= is only for target='authors'"),
+ ("as_stored_by_authors scaled CHL", lambda: similarity.as_stored_by_authors("chl", np.eye(3)), ValueError, r"raw CHL ratings.*largest entry is 1"),
+ ("as_stored_by_authors IHL rows", lambda: similarity.as_stored_by_authors("ihl", np.ones((3, 3))), ValueError, r"row-stochastic IHL.*row sums"),
+ ("as_stored_by_authors kind", lambda: similarity.as_stored_by_authors("wordnet", np.eye(3)), ValueError, r"kind must be one of.*ihl.*chl.*ekl"),
+ ("explicability_losses authors name", lambda: metrics.explicability_losses(np.zeros((2, 3)), np.array([0, 1]), {"wordnet": np.eye(3)}, target="authors"), ValueError, r"kind from its name.*'wordnet'"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 

@@ -249,3 +249,108 @@ def test_certainty_loss_is_the_rrr_loss_with_every_feature_annotated():
   np.testing.assert_allclose(cert, want, rtol=1e-5)
   with pytest.raises(ValueError, match="batch has no 'annotation' entry"):
     losses.make_rrr_loss(1.0)(logits, {"x": x, "y": y}, params, model_fn=f)
+
+
+# --- The authors' protocol (dtak/rrr): options and their known answers. -----
+
+
+@pytest.mark.parametrize("classes", ["max", "true"])
+@pytest.mark.parametrize("scale", ["log", "linear"])
+def test_input_gradients_stay_exact_when_the_model_is_sure(scale, classes):
+  # A linear model z = x W with a logit gap of about 30 (p rounds to 1 in
+  # float32). The exact gradient of log p_k is sum_{j != k} p_j (W_k - W_j),
+  # computed here in float64 from the gaps; log_softmax's own derivative
+  # would give -p_j W_j only (its k-th entry 1 - p_k rounds to 0).
+  w = np.array([[3.0, -2.0, 0.5], [1.0, 4.0, -1.0], [-2.0, 0.5, 2.0], [0.3, -0.7, 1.1]])
+  x = np.array([[6.0, 0.5, -1.0, 2.0], [0.2, 5.0, 0.1, -3.0]])
+  labels = np.array([0, 1])
+  g = np.asarray(losses.input_gradients(lambda v: v @ jnp.asarray(w, jnp.float32),
+                                        jnp.asarray(x, jnp.float32), scale=scale,
+                                        classes=classes, labels=jnp.asarray(labels)))
+  z = x @ w
+  for n in range(2):
+    k = int(np.argmax(z[n])) if classes == "max" else int(labels[n])
+    gaps = z[n] - z[n, k]
+    p = np.exp(gaps - np.logaddexp.reduce(gaps))
+    want = sum(p[j] * (w[:, k] - w[:, j]) for j in range(3) if j != k)
+    if scale == "linear":
+      want = p[k] * want
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(g[n], want, rtol=1e-4, atol=1e-30)
+
+
+def test_rrr_loss_with_lambda_zero_is_cross_entropy_plus_the_weight_penalty():
+  f = _mlp()
+  params = {"w": jnp.ones((2, 3)), "b": jnp.full((3,), 2.0)}  # ||theta||^2 = 6 + 12
+  x = jax.random.normal(jax.random.key(0), (4, 5))
+  batch = {"x": x, "y": jnp.array([0, 1, 2, 0]), "annotation": jnp.ones_like(x)}
+  total, aux = losses.make_rrr_loss(0.0, l2=0.01)(f(x), batch, params, model_fn=f)
+  np.testing.assert_allclose(total, losses.cross_entropy(f(x), batch["y"]) + 0.01 * 18.0,
+                             rtol=1e-6)
+  assert "gradient_penalty" not in aux  # no double backward pass was traced
+
+
+def test_normal_init_draws_every_weight_and_bias_from_n_0_sigma():
+  m = models.create_model(jax.random.key(0), "mlp", input_shape=(400,), num_classes=50,
+                          hidden=(300,), init="normal", init_stddev=0.1)
+  leaves = [m.hidden_layers[0].kernel[...], m.hidden_layers[0].bias[...],
+            m.out.kernel[...], m.out.bias[...]]
+  for v in leaves:
+    v = np.asarray(v).ravel()
+    # The sample standard deviation of n draws is within 5 standard errors.
+    assert abs(v.std() - 0.1) < 5 * 0.1 / np.sqrt(2 * len(v)), (len(v), v.std())
+    assert abs(v.mean()) < 5 * 0.1 / np.sqrt(len(v))
+  he = models.create_model(jax.random.key(0), "mlp", input_shape=(400,), num_classes=50,
+                           hidden=(300,))
+  np.testing.assert_array_equal(he.hidden_layers[0].bias[...], 0.0)
+  assert abs(float(he.hidden_layers[0].kernel[...].std()) - np.sqrt(2 / 400)) < 2e-3
+
+
+def test_fit_without_shuffling_visits_fixed_slices_and_keeps_the_last_partial_one():
+  # A model whose update records nothing but the step counter: with 10
+  # examples, batch 4 and drop_remainder=False an epoch is 3 steps, and the
+  # batches are the data set's own slices [0:4], [4:8], [8:10] + padding.
+  seen = []
+
+  def step(state, batch):
+    jax.debug.callback(lambda y, m: seen.append((np.asarray(y).tolist(), np.asarray(m).tolist())),
+                       batch["y"], batch["mask"], ordered=True)
+    return state.replace(step=state.step + 1), {
+        "finite": jnp.array(True), "loss": jnp.array(0.0), "accuracy": jnp.array(0.0)}
+  ds = data.Dataset(np.zeros((10, 2), np.float32), np.arange(10) % 10, 10,
+                    tuple("abcdefghij"))
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=(2,), num_classes=10,
+                          hidden=(3,))
+  state = training.create_train_state(jax.random.key(1), clf, optax.sgd(0.1))
+  out = training.fit(state, ds, train_step=step, epochs=2, batch_size=4, progress=False,
+                     shuffle=False, drop_remainder=False, mesh=None)
+  assert int(out.step) == 6
+  ys = [y for y, _ in seen]
+  assert ys[:3] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 8, 8]] and ys[3:] == ys[:3]
+  assert seen[2][1] == [True, True, False, False]
+
+
+def test_find_another_explanation_takes_one_lambda_per_model_and_the_mask_gradient():
+  from explicable_jax import rrr
+  from explicable_jax.data import rrr as drrr
+  train = drrr.toy_colors("train", n=1024, seed=0)
+  found = rrr.find_another_explanation(
+      jax.random.key(0), train, n_models=2, make_model=rrr.mlp_factory(train.input_shape, 2),
+      optimizer=optax.adam(1e-3), lam=(0.0, 5.0), epochs=3, batch_size=256,
+      mask_scale="linear", mask_classes="max")
+  assert [f.lam for f in found] == [0.0, 5.0]
+  # The first model's mask is its own explanation from the gradient of the
+  # largest probability, which the second one is penalised on.
+  g = rrr.model_input_gradients(found[0].state, train.x, scale="linear", classes="max")
+  np.testing.assert_array_equal(found[0].mask, rrr.explanation_mask(g, 0.67))
+  np.testing.assert_array_equal(found[1].annotation, found[0].mask)
+
+
+def test_newsgroups_vectoriser_options_follow_the_original(shared_data):
+  from explicable_jax.data import rrr as drrr
+  theirs = drrr.newsgroups("train", data_dir=shared_data, min_df=1, max_features=5000,
+                           lowercase=False, sublinear_tf=False)
+  assert theirs.x.shape[1] == len(theirs.feature_names) == 5000
+  assert any(w != w.lower() for w in theirs.feature_names)  # case is kept
+  ours = drrr.newsgroups("train", data_dir=shared_data)
+  assert all(w == w.lower() for w in ours.feature_names)

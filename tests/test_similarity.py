@@ -161,9 +161,11 @@ def test_make_weighted_loss_matches_the_per_example_function(key):
   logits = jax.random.normal(key, (4, 3))
   batch = {"y": jnp.array([0, 2, 1, 1])}
   for target in losses.WEIGHTED_TARGETS:
+    kind = "ekl" if target == "authors" else None
     chex.assert_trees_all_close(
-        losses.make_weighted_loss(w, target=target, scale=2.0)(logits, batch),
-        losses.weighted_cross_entropy(logits, batch["y"], w, target=target, scale=2.0))
+        losses.make_weighted_loss(w, target=target, scale=2.0, kind=kind)(logits, batch),
+        losses.weighted_cross_entropy(logits, batch["y"], w, target=target, scale=2.0,
+                                      kind=kind))
 
 
 probabilities = st.lists(st.floats(0.05, 1.0), min_size=4, max_size=4)
@@ -207,3 +209,57 @@ def test_lemma_2_mistakes_onto_more_explicable_classes_cost_less(confidence, i, 
     assert loss(i) < loss(j)
   else:
     assert loss(i) > loss(j)
+
+
+def _softmax_rows(w):
+  e = np.exp(w - w.max(axis=1, keepdims=True))
+  return e / e.sum(axis=1, keepdims=True)
+
+
+def test_authors_targets_softmax_the_matrices_as_the_authors_store_them():
+  rng = np.random.default_rng(0)
+  ratings = rng.uniform(0, 4, (4, 4))
+  np.fill_diagonal(ratings, 4.0)
+  wordnet_sim = rng.uniform(0.05, 0.5, (4, 4))
+  np.fill_diagonal(wordnet_sim, 1.0)
+  soft = rng.dirichlet(np.ones(4), 4)
+  cases = {"chl": (ratings, ratings),                                    # raw 0-4
+           "ekl": (wordnet_sim, wordnet_sim / wordnet_sim.sum(1, keepdims=True)),  # L1
+           "ihl": (soft, soft)}                                          # as is
+  for kind, (given_, stored) in cases.items():
+    for scale in (1.0, 2.5):
+      got = losses.weighted_targets(given_, target="authors", kind=kind, scale=scale)
+      np.testing.assert_allclose(got, _softmax_rows(scale * stored), rtol=1e-5)
+  # The training loss is optax's cross-entropy against those rows.
+  logits = jax.random.normal(jax.random.key(0), (3, 4))
+  y = jnp.array([0, 3, 1])
+  loss = losses.make_weighted_loss(ratings, target="authors", kind="chl")
+  np.testing.assert_allclose(loss(logits, {"y": y}), optax.softmax_cross_entropy(
+      logits, jnp.asarray(_softmax_rows(ratings), jnp.float32)[y]), rtol=1e-5)
+
+
+def test_authors_chl_targets_put_most_mass_on_the_true_class(shared_data):
+  # Their raw CIFAR-10 ratings (diagonal 4): softmax keeps 0.716 on the true
+  # class on average, the L1 form 0.426; a softmax of the ratings divided by
+  # 4 (what we did before) is near uniform.
+  from explicable_jax import data
+  raw = data.load_human_labels("cifar10_chl", data_dir=shared_data)
+  mass = lambda t: float(np.diag(t).mean())  # noqa: E731
+  np.testing.assert_allclose(mass(losses.weighted_targets(raw, target="authors", kind="chl")),
+                             np.diag(_softmax_rows(raw)).mean(), rtol=1e-5)
+  assert 0.71 < mass(losses.weighted_targets(raw, target="authors", kind="chl")) < 0.72
+  assert 0.42 < mass(losses.weighted_targets(raw, target="l1")) < 0.43
+  assert mass(losses.weighted_targets(S.from_ratings(raw), target="softmax")) < 0.21
+
+
+def test_explicability_losses_read_each_kind_from_the_matrix_name():
+  from explicable_jax import metrics
+  rng = np.random.default_rng(1)
+  ratings = rng.uniform(0, 4, (3, 3))
+  np.fill_diagonal(ratings, 4.0)
+  logits = rng.normal(size=(5, 3))
+  y = np.array([0, 1, 2, 1, 0])
+  got = metrics.explicability_losses(logits, y, {"CHL": ratings}, target="authors")["CHL"]
+  logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+  want = -np.mean(np.sum(_softmax_rows(ratings)[y] * logp, axis=1))
+  np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
+from explicable_jax import _validation
 from explicable_jax.models.base import StagedModel, he_normal
 
 
@@ -21,20 +22,36 @@ class MLP(StagedModel):
     num_classes: number of outputs.
     dropout_rate: dropout after each hidden layer (needs ``rngs`` with a
       ``dropout`` stream when training).
+    init: ``"he"`` (default: He-normal kernels, zero biases, Flax's default
+      read-out) or ``"normal"``: every kernel and bias drawn from
+      :math:`N(0, sigma^2)` with ``sigma = init_stddev``, as Ross et
+      al.'s ``init_random_params(0.1, ...)`` (dtak/rrr).
+    init_stddev: ``sigma`` of ``init="normal"``.
     rngs: initialisation keys.
   """
 
+  INITS = ("he", "normal")
+
   def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int,
-               *, dropout_rate: float = 0.0, rngs: nnx.Rngs):
+               *, dropout_rate: float = 0.0, init: str = "he", init_stddev: float = 0.1,
+               rngs: nnx.Rngs):
+    _validation.check_choice("init", init, self.INITS)
+    _validation.check_positive("init_stddev", init_stddev)
     widths = [in_features, *hidden]
     self.in_features = in_features
     self.num_classes = num_classes
+    if init == "normal":
+      normal = nnx.initializers.normal(init_stddev)
+      inits = {"kernel_init": normal, "bias_init": normal}
+      out_inits = inits
+    else:
+      inits, out_inits = {"kernel_init": he_normal}, {}
     self.hidden_layers = nnx.List([
-        nnx.Linear(a, b, kernel_init=he_normal, rngs=rngs)
+        nnx.Linear(a, b, rngs=rngs, **inits)
         for a, b in zip(widths[:-1], widths[1:])
     ])
     self.dropout = nnx.Dropout(dropout_rate) if dropout_rate > 0 else None
-    self.out = nnx.Linear(widths[-1], num_classes, rngs=rngs)
+    self.out = nnx.Linear(widths[-1], num_classes, rngs=rngs, **out_inits)
 
   def stages(self):
     def flatten_dense(layer, first):

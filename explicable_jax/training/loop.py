@@ -123,11 +123,15 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
         eval_ds: data_lib.Dataset | None = None, workdir: str | None = None,
         checkpoint_every: int = 500, keep_checkpoints: int = 3,
         log_every: int = 50, resume: bool = True, progress: bool = True,
-        mesh: Mesh | None = None, eval_every: int = 1) -> TrainState:
+        mesh: Mesh | None = None, eval_every: int = 1, shuffle: bool = True,
+        drop_remainder: bool = True) -> TrainState:
   """Trains ``state`` for ``epochs`` passes over ``train_ds``.
 
   Deterministic given ``seed``: epoch ``e`` visits the examples in the order
-  ``epoch_permutation(n, seed, e)`` (the last partial batch is dropped) and
+  ``epoch_permutation(n, seed, e)`` (with ``shuffle=False``: the data set's
+  own order every epoch, as the fixed slices of Ross et al.'s code); the last
+  partial batch is dropped unless ``drop_remainder=False``, which pads it and
+  masks the padding out of the loss; and
   step ``t`` draws its randomness from ``fold_in(key, t)``. With a
   ``workdir``, checkpoints are written every ``checkpoint_every`` steps and at
   the end, metrics go to ``workdir/metrics.jsonl``, and with ``resume`` a run
@@ -160,7 +164,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
         f"num_classes={train_ds.num_classes} attribute (make_hardness_loss does) or build "
         f"the model with {train_ds.num_classes} outputs.")
   mesh = data_mesh() if mesh is None else mesh
-  steps_per_epoch = data_lib.num_batches(len(train_ds), batch_size, True)
+  steps_per_epoch = data_lib.num_batches(len(train_ds), batch_size, drop_remainder)
   total = steps_per_epoch * epochs
   ckpt = logger = None
   if workdir is not None:
@@ -184,8 +188,8 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   try:
     for epoch in range(start // steps_per_epoch, epochs):
       offset = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
-      for batch in data_lib.batches(train_ds, batch_size, shuffle=True, seed=seed,
-                                    epoch=epoch, drop_remainder=True,
+      for batch in data_lib.batches(train_ds, batch_size, shuffle=shuffle, seed=seed,
+                                    epoch=epoch, drop_remainder=drop_remainder,
                                     start=max(offset, 0)):
         state, metrics = step_fn(state, shard_batch(batch, mesh))
         seen += 1

@@ -38,6 +38,7 @@ def draw(images, labels, preds, items, class_names, path, per_image):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from explicable_jax import viz
   rows = len(images)
   fig, axes = plt.subplots(rows, 1 + per_image, figsize=(2.2 * (1 + per_image), 2.3 * rows))
   axes = np.atleast_2d(axes)
@@ -46,13 +47,13 @@ def draw(images, labels, preds, items, class_names, path, per_image):
     axes[i, 0].set_title(f"label {class_names[y]}\npred {class_names[p]}", fontsize=8)
     for j in range(per_image):
       ax = axes[i, 1 + j]
-      ax.imshow(img)
       if j < len(its):
         it = its[j]
-        ax.imshow(np.where(it["mask"], 0.0, 0.6)[..., None] * np.ones(4) * [0, 0, 0, 1])
-        ax.contour(it["mask"].astype(float), levels=[0.5], colors="yellow", linewidths=1)
-        ax.set_title(f"{class_names[it['class_a']]} vs\n{class_names[it['class_b']]}",
-                     fontsize=8)
+        viz.insecurity_outline(
+            img, it["mask"], ax=ax,
+            title=f"{class_names[it['class_a']]} vs\n{class_names[it['class_b']]}")
+      else:
+        ax.imshow(img)
     for ax in axes[i]:
       ax.axis("off")
   fig.tight_layout()

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 
 from explicable_jax import (attribution, data, deliberative, detection, losses, metrics, models,
-                            mutation, rrr, similarity, training)
+                            mutation, rrr, similarity, training, viz)
 from explicable_jax.data import rrr as drrr
 from explicable_jax.app.html_report import HtmlReport
 from explicable_jax.attribution import batched
@@ -67,18 +67,6 @@ def _similarity_matrix() -> tuple[np.ndarray, str]:
 def _fit(state, ds, loss, opt, epochs, *, seed=0, progress=False, batch_size=64):
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt),
                       epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
-
-
-def _heatmap(ax, m, labels, title, fmt="{:.2f}"):
-  ax.imshow(m, cmap="viridis")
-  ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-  ax.set_yticks(range(len(labels)), labels, fontsize=7)
-  ax.set_title(title, fontsize=9)
-  if len(labels) <= 10:
-    for i in range(m.shape[0]):
-      for j in range(m.shape[1]):
-        ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=6,
-                color="w" if m[i, j] < 0.6 * m.max() else "k")
 
 
 def explicable_section(report, train, test, key, *, epochs, progress):
@@ -123,10 +111,10 @@ def explicable_section(report, train, test, key, *, epochs, progress):
                caption=f"Hard/soft scores over the {scores['num_common_mistakes']} examples "
                        "both models get wrong (the soft scores sum to that count).")
   fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
-  _heatmap(axes[0], w, names, "W: WordNet path similarity (EKL)")
+  viz.heatmap(w, names, ax=axes[0], title="W: WordNet path similarity (EKL)")
   for ax, (name, p) in zip(axes[1:], preds.items()):
     cm = np.asarray(metrics.confusion_matrix(test.y, p, 10))
-    _heatmap(ax, cm.astype(float), names, f"confusion: {name}", fmt="{:.0f}")
+    viz.heatmap(cm.astype(float), names, ax=ax, title=f"confusion: {name}", fmt="{:.0f}")
   report.figure(fig, "The similarity matrix and each model's confusion matrix "
                      "(rows: true class, columns: predicted).")
   return plain
@@ -167,15 +155,13 @@ def rrr_section(report, key, *, epochs, progress, quick):
   for j in range(n_show):
     axes[0, j].imshow(test.x[j, ..., 0], cmap="gray")
     axes[0, j].set_title(f"label {test.y[j]}", fontsize=8)
+    axes[0, j].axis("off")
     for i, name in enumerate(grads, start=1):
-      axes[i, j].imshow(grads[name][j, ..., 0], cmap="magma")
-      if j == 0:
-        axes[i, j].set_ylabel(name.split(" ")[0], fontsize=8)
-  for ax in axes.ravel():
-    ax.set_xticks([])
-    ax.set_yticks([])
-  report.figure(fig, "Test digits (top) and |input gradient| saliency of the plain model "
-                     "(middle) and the RRR model (bottom): the plain model looks at the swatch.")
+      viz.attribution_overlay(test.x[j], grads[name][j], ax=axes[i, j], signed=False,
+                              title=name.split(" ")[0] if j == 0 else "")
+  report.figure(fig, "Test digits (top) and |input gradient| saliency over them of the plain "
+                     "model (middle) and the RRR model (bottom): the plain model looks at the "
+                     "swatch.")
 
   n = 2000 if quick else 20000  # the rrr experiment's size
   tc_train, tc_test = drrr.toy_colors("train", n=n), drrr.toy_colors("test", n=n)
@@ -229,18 +215,10 @@ def detection_section(report, state, held, key, *, n_mutants):
     det_tr = detection.detector_scores(d, feats[tr])
     c = detection.fit_combiner("lda", np.stack([lcr[tr], det_tr], 1), wrong[tr])
     comb[te] = c.scores(np.stack([lcr[te], det[te]], 1))
-  rows, fig = [], plt.figure(figsize=(5, 4.5))
-  for name, s in (("baseline: 1 - max softmax probability", msp),
-                  ("conductance detector (MLP)", det), (f"LCR, {n_mutants} NAI mutants", lcr),
-                  ("LDA on [LCR, detector]", comb)):
-    fpr, tpr, _ = detection.roc_curve(s, wrong)
-    auc = metrics.auroc(s, wrong)
-    rows.append([name, float(auc)])
-    plt.plot(fpr, tpr, label=f"{name} (AUROC {auc:.3f})")
-  plt.plot([0, 1], [0, 1], "k:", lw=0.8)
-  plt.xlabel("false positive rate (correct predictions flagged)")
-  plt.ylabel("true positive rate (errors caught)")
-  plt.legend(fontsize=7, loc="lower right")
+  curves = {"baseline: 1 - max softmax probability": msp, "conductance detector (MLP)": det,
+            f"LCR, {n_mutants} NAI mutants": lcr, "LDA on [LCR, detector]": comb}
+  rows = [[name, float(metrics.auroc(s, wrong))] for name, s in curves.items()]
+  fig = viz.roc_curves(curves, wrong, ax=plt.subplots(figsize=(5, 4.5))[1]).figure
   report.section("detection", "3. Catching errors: conductance and mutation testing")
   report.paragraph(
       "Wu, Michel and Briot: the layer conductance of the last conv layer (right-end rule, "
@@ -266,16 +244,14 @@ def insecurity_section(report, state, held, *, n_images=6):
   fig, axes = plt.subplots(1, n_images, figsize=(1.9 * n_images, 2.6))
   rows = []
   for ax, i, its in zip(axes, hard, items):
-    ax.imshow(x[i, ..., 0], cmap="gray")
     title = f"label {held.y[i]}, pred {logits[i].argmax()}"
     if its:
       top = its[0]
-      ax.contour(top["mask"].astype(float), levels=[0.5], colors="red", linewidths=1.5)
       title += f"\n{top['class_a']} vs {top['class_b']}"
       rows.append([int(i), int(held.y[i]), int(logits[i].argmax()),
                    ", ".join(f"{d['class_a']}-{d['class_b']}" for d in its[:3])])
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
+    viz.insecurity_outline(x[i], its[0]["mask"] if its else np.zeros(x.shape[1:3], bool),
+                           ax=ax, title=title, color="red", dim=0.0)
   report.section("insecurities", "4. Where the network hesitates: insecurities")
   report.paragraph(
       "Wang and Vasconcelos: for the held-out digits with the highest normalised entropy, "

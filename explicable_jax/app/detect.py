@@ -70,45 +70,16 @@ def markdown(table: Mapping[str, dict], comparison: Mapping[str, dict] | None = 
 
 def plot_curves(out_dir: str, scores: Mapping[str, np.ndarray], is_wrong, *,
                 title: str = "", prefix: str = "") -> list[str]:
-  """ROC and risk-coverage curves of every score on the same predictions,
-  written as ``{prefix}roc.png`` and ``{prefix}risk_coverage.png``; returns
-  the paths."""
+  """ROC and risk-coverage curves of every score on the same predictions
+  (:mod:`explicable_jax.viz`), written as ``{prefix}roc.png`` and
+  ``{prefix}risk_coverage.png``; returns the paths."""
   import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  from explicable_jax import metrics
-  paths = []
-  colours = plt.cm.tab20(np.linspace(0, 1, 20))[[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 1, 3, 5,
-                                                   7, 9, 11, 13, 15, 17, 19]]
-  fig, ax = plt.subplots(figsize=(4.6, 4.2))
-  ax.set_prop_cycle(color=colours)
-  for name, s in scores.items():
-    fpr, tpr, _ = detection.roc_curve(s, is_wrong)
-    ax.plot(fpr, tpr, lw=1.2, label=f"{name} ({metrics.auroc(s, is_wrong):.3f})")
-  ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-  ax.set(xlabel="false positive rate (right flagged)",
-         ylabel="true positive rate (wrong flagged)", title=f"ROC {title}".strip())
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(os.path.join(out_dir, f"{prefix}roc.png"))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
-  fig, ax = plt.subplots(figsize=(4.6, 4.2))
-  ax.set_prop_cycle(color=colours)
-  for name, s in scores.items():
-    cov, risk = metrics.risk_coverage_curve(s, is_wrong)
-    ax.plot(cov, risk, lw=1.2, label=f"{name} (AURC {metrics.aurc(s, is_wrong):.4f})")
-  oracle = np.asarray(is_wrong, np.float64)
-  cov, risk = metrics.risk_coverage_curve(oracle, is_wrong)
-  ax.plot(cov, risk, "k:", lw=0.8, label="oracle")
-  ax.set(xlabel="coverage (share of predictions kept)", ylabel="selective risk (error rate)",
-         title=f"risk-coverage {title}".strip())
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(os.path.join(out_dir, f"{prefix}risk_coverage.png"))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
-  return paths
+  from explicable_jax import viz
+  return [viz.save(viz.roc_curves(scores, is_wrong, title=title),
+                   os.path.join(out_dir, f"{prefix}roc.png")),
+          viz.save(viz.risk_coverage_curves(scores, is_wrong, title=title),
+                   os.path.join(out_dir, f"{prefix}risk_coverage.png"))]
 
 
 def _pooled(a):

@@ -1,0 +1,177 @@
+"""Host-side plots of the library's results (matplotlib, imported lazily).
+
+Every function draws on a matplotlib ``Axes`` (a new figure when ``ax`` is
+None) from numpy arrays and returns the ``Axes``; nothing here is jitted or
+traced, and no core module imports this one. Used by the demo, the ``detect``
+command and the experiment scripts:
+
+* :func:`heatmap`: a confusion or class-similarity matrix with its entries;
+* :func:`attribution_overlay`: an attribution map over its image;
+* :func:`insecurity_outline`: an insecurity region outlined on its image;
+* :func:`roc_curves` and :func:`risk_coverage_curves`: error-detection
+  curves of several scores on the same predictions.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["heatmap", "attribution_overlay", "insecurity_outline", "roc_curves",
+           "risk_coverage_curves", "new_axes", "save"]
+
+
+def new_axes(ax=None, *, figsize=(4.6, 4.2)):
+  """``ax``, or the axes of a new figure of ``figsize``."""
+  if ax is not None:
+    return ax
+  import matplotlib.pyplot as plt
+  _, ax = plt.subplots(figsize=figsize)
+  return ax
+
+
+def save(ax, path: str, *, dpi: int = 110) -> str:
+  """Writes the figure of ``ax`` to ``path`` (tight layout), closes it and
+  returns the path."""
+  import matplotlib.pyplot as plt
+  fig = ax.figure
+  fig.tight_layout()
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
+  return path
+
+
+def _matrix(name, m, rank=2):
+  m = np.asarray(m, dtype=np.float64)
+  if m.ndim != rank:
+    raise ValueError(f"{name} must be a rank-{rank} array; got shape {m.shape}.")
+  if not np.all(np.isfinite(m)):
+    raise ValueError(f"{name} must be finite; it holds NaN or inf.")
+  return m
+
+
+def heatmap(matrix, labels: Sequence[str] | None = None, *, ax=None, title: str = "",
+            fmt: str = "{:.2f}", annotate: bool | None = None, vmin=None, vmax=None,
+            cmap: str = "viridis"):
+  """A matrix as an image, rows = true class, columns = the other axis
+  (prediction or similar class), each entry written in it when there are at
+  most 10 rows (``annotate`` forces either way)."""
+  m = _matrix("matrix", matrix)
+  if labels is not None and len(labels) != m.shape[0]:
+    raise ValueError(f"labels must name the {m.shape[0]} rows; got {len(labels)} names.")
+  ax = new_axes(ax, figsize=(4.8, 4.4))
+  top = float(m.max()) if vmax is None else vmax
+  ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
+  if labels is not None:
+    ax.set_xticks(range(m.shape[1]), labels if m.shape[1] == len(labels) else None,
+                  rotation=90, fontsize=7)
+    ax.set_yticks(range(m.shape[0]), labels, fontsize=7)
+  if title:
+    ax.set_title(title, fontsize=9)
+  if annotate if annotate is not None else m.shape[0] <= 10:
+    for i in range(m.shape[0]):
+      for j in range(m.shape[1]):
+        ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=6,
+                color="w" if m[i, j] < 0.6 * top else "k")
+  return ax
+
+
+def _image(name, image):
+  img = np.asarray(image)
+  if img.ndim == 3 and img.shape[-1] == 1:
+    img = img[..., 0]
+  if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] not in (3, 4)):
+    raise ValueError(f"{name} must be an (H, W), (H, W, 1) or (H, W, 3) image; got shape "
+                     f"{np.shape(image)}.")
+  if img.dtype != np.uint8:
+    img = np.clip(img.astype(np.float64), 0.0, 1.0)
+  return img
+
+
+def attribution_overlay(image, attribution, *, ax=None, title: str = "",
+                        alpha: float = 0.55, signed: bool = True):
+  """``attribution`` (``(H, W)``, or ``(H, W, C)`` summed over channels) over
+  ``image``: red where it is positive, blue where negative (``signed``), or
+  its magnitude alone; scaled by its largest magnitude."""
+  img = _image("image", image)
+  a = np.asarray(attribution, dtype=np.float64)
+  if a.ndim == 3:
+    a = a.sum(-1)
+  if a.shape != img.shape[:2]:
+    raise ValueError(f"attribution must cover the image's {img.shape[:2]} pixels; got shape "
+                     f"{np.shape(attribution)}.")
+  ax = new_axes(ax, figsize=(2.4, 2.6))
+  ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+  top = float(np.abs(a).max()) or 1.0
+  if signed:
+    ax.imshow(a / top, cmap="bwr", vmin=-1, vmax=1, alpha=alpha)
+  else:
+    ax.imshow(np.abs(a) / top, cmap="magma", vmin=0, vmax=1, alpha=alpha)
+  ax.set_title(title, fontsize=8)
+  ax.axis("off")
+  return ax
+
+
+def insecurity_outline(image, mask, *, ax=None, title: str = "", color: str = "yellow",
+                       dim: float = 0.6):
+  """The region ``mask`` (``(H, W)`` bool) outlined on ``image``, the rest of
+  the image dimmed by ``dim`` (0 = not at all)."""
+  img = _image("image", image)
+  m = np.asarray(mask, bool)
+  if m.shape != img.shape[:2]:
+    raise ValueError(f"mask must cover the image's {img.shape[:2]} pixels; got shape "
+                     f"{m.shape}.")
+  ax = new_axes(ax, figsize=(2.4, 2.6))
+  ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+  if dim:
+    ax.imshow(np.where(m, 0.0, dim)[..., None] * np.array([0.0, 0.0, 0.0, 1.0]))
+  if m.any() and not m.all():
+    ax.contour(m.astype(float), levels=[0.5], colors=color, linewidths=1.2)
+  ax.set_title(title, fontsize=8)
+  ax.axis("off")
+  return ax
+
+
+_COLOURS = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
+
+
+def _curve_axes(ax):
+  import matplotlib.pyplot as plt
+  ax = new_axes(ax)
+  ax.set_prop_cycle(color=plt.cm.tab20(np.linspace(0, 1, 20))[_COLOURS])
+  return ax
+
+
+def roc_curves(scores: Mapping[str, np.ndarray], is_wrong, *, ax=None, title: str = ""):
+  """ROC curve of each error score (higher = more likely wrong) on the same
+  predictions, its AUROC in the legend, and the chance diagonal."""
+  from explicable_jax import metrics
+  from explicable_jax.detection import roc_curve
+  ax = _curve_axes(ax)
+  for name, s in scores.items():
+    fpr, tpr, _ = roc_curve(s, is_wrong)
+    ax.plot(fpr, tpr, lw=1.2, label=f"{name} ({metrics.auroc(s, is_wrong):.3f})")
+  ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+  ax.set(xlabel="false positive rate (right flagged)",
+         ylabel="true positive rate (wrong flagged)", title=f"ROC {title}".strip())
+  ax.legend(fontsize=7)
+  return ax
+
+
+def risk_coverage_curves(scores: Mapping[str, np.ndarray], is_wrong, *, ax=None,
+                         title: str = ""):
+  """Selective risk against coverage for each error score (the least
+  suspicious predictions kept first), its AURC in the legend, and the oracle
+  that rejects exactly the wrong predictions first."""
+  from explicable_jax import metrics
+  ax = _curve_axes(ax)
+  for name, s in scores.items():
+    cov, risk = metrics.risk_coverage_curve(s, is_wrong)
+    ax.plot(cov, risk, lw=1.2, label=f"{name} (AURC {metrics.aurc(s, is_wrong):.4f})")
+  oracle = np.asarray(is_wrong, np.float64)
+  cov, risk = metrics.risk_coverage_curve(oracle, is_wrong)
+  ax.plot(cov, risk, "k:", lw=0.8, label="oracle")
+  ax.set(xlabel="coverage (share of predictions kept)", ylabel="selective risk (error rate)",
+         title=f"risk-coverage {title}".strip())
+  ax.legend(fontsize=7)
+  return ax

@@ -1,0 +1,189 @@
+"""Evaluates the fine-tunes of ``run_resnet20.sh`` on the test half (Olmo et
+al.'s Table 1 measures, issue 18's protocol).
+
+    python experiments/explicable_cifar10/evaluate_resnet20.py \\
+        --runs experiments/checkpoints/olmo_resnet20 --matrices runs/olmo_resnet20/matrices \\
+        --data-dir ../shared/data --out experiments/results/explicable_cifar10_resnet20
+
+For the base model and every published run ``RECIPE/LOSS_sSEED`` (its chosen
+epoch's weights in ``best/``), on the 5000 test-half images of the paper
+split (IHL was built from the other half):
+
+* top-1; the explicability losses (each model under L_IHL, L_CHL, L_EKL,
+  once in the authors' target form and once in the paper's L1 form); the
+  mean similarity M[y, pred] of its mistakes (M: the mean of the three
+  row-normalised matrices);
+* hard / soft scores of {cross-entropy control, IHL, CHL, EKL} **of the same
+  recipe and seed** (the control had the same extra epochs), in
+  distribution and on CIFAR-10-C-style corruptions of the first ``--ood-n``
+  test images (6 corruptions x 5 severities);
+* accuracy under Gaussian noise (stddev 0.2, the authors' setting) and FGSM
+  (8/255) on the first ``--attack-n`` test images.
+
+With several seeds, ``summary`` holds each number's mean and standard
+deviation over them. Writes ``results.json`` and ``tables.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import time
+
+import jax
+import numpy as np
+
+from explicable_jax import data, metrics, models, robustness, similarity, training
+from explicable_jax.app import reporting
+
+KINDS = ("IHL", "CHL", "EKL")
+LOSSES = ("cce", "ihl", "chl", "ekl")
+
+
+def find_runs(root: str) -> dict[tuple[str, str, int], str]:
+  """``(recipe, loss, seed) -> best/ folder`` of every published run."""
+  out = {}
+  for recipe in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    for name in sorted(os.listdir(os.path.join(root, recipe))):
+      m = re.fullmatch(r"(cce|ihl|chl|ekl)_s(\d+)", name)
+      folder = os.path.join(root, recipe, name)
+      if m and os.path.exists(os.path.join(folder, "result.json")):
+        out[(recipe, m.group(1), int(m.group(2)))] = os.path.join(folder, "best")
+  return out
+
+
+def evaluate_model(clf, x, y, mats, raw, m_expl, key, args) -> dict:
+  logits = training.predict(clf, x)
+  pred = logits.argmax(-1)
+  xa, ya = x[:args.attack_n], y[:args.attack_n]
+  out = {"top1": metrics.top1_accuracy(logits, y),
+         "explicability_loss_authors": metrics.explicability_losses(logits, y, raw,
+                                                                    target="authors"),
+         "explicability_loss_l1": metrics.explicability_losses(logits, y, mats, target="l1"),
+         "mean_mistake_similarity_M": metrics.mean_mistake_similarity(y, pred, m_expl),
+         "gaussian_noise_0.2": robustness.accuracy_under(
+             clf.logits, xa, ya, perturb=lambda k, xb, yb: robustness.gaussian_noise(k, xb, 0.2),
+             key=jax.random.fold_in(key, 2)),
+         "fgsm_8/255": robustness.accuracy_under(
+             clf.logits, xa, ya,
+             perturb=lambda k, xb, yb: robustness.fgsm(clf.logits, xb, yb, 8 / 255),
+             key=key, batch_size=250)}
+  return out, pred
+
+
+def summarize(values: list[float]) -> dict:
+  return {"mean": float(np.mean(values)),
+          "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+          "values": [float(v) for v in values]}
+
+
+def _fmt(s, pct=False):
+  f = (lambda v: f"{100 * v:.2f}%") if pct else (lambda v: f"{v:.4f}")
+  return f(s["mean"]) + ("" if s["std"] is None else f" ± {f(s['std'])}")
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--runs", required=True, help="the published runs (RECIPE/LOSS_sSEED)")
+  p.add_argument("--base", default="experiments/checkpoints/resnet20_cifar10/model")
+  p.add_argument("--matrices", required=True, help="matrices.py's output folder")
+  p.add_argument("--data-dir", default=None)
+  p.add_argument("--out", required=True)
+  p.add_argument("--ood-n", type=int, default=1000)
+  p.add_argument("--attack-n", type=int, default=2000)
+  p.add_argument("--limit", type=int, default=None, help="test images (smoke tests only)")
+  args = p.parse_args(argv)
+  t0 = time.time()
+  os.makedirs(args.out, exist_ok=True)
+  key = jax.random.key(0)
+  test = data.paper_split("cifar10", data_dir=args.data_dir, seed=0)["test"]
+  x, y = data.to_float(test.x), test.y
+  if args.limit:
+    x, y = x[:args.limit], y[:args.limit]
+  mats = {k: np.load(os.path.join(args.matrices, f"W_{k.lower()}.npy")) for k in KINDS}
+  raw = {**mats, "CHL": np.load(os.path.join(args.matrices, "W_chl_raw.npy"))}
+  m_expl = similarity.explicability_matrix(*mats.values())
+  runs = find_runs(args.runs)
+  if not runs:
+    raise SystemExit(f"no published run under {args.runs!r}")
+
+  per_model, preds, ood_preds = {}, {}, {}
+  xo, yo = x[:args.ood_n], y[:args.ood_n]
+  corrupted = [(c, s, np.asarray(xc)) for c, s, xc in
+               robustness.corruption_suite(jax.random.fold_in(key, 1), xo)]
+  y_ood = np.tile(yo, len(corrupted))
+  named = {("base", "cce", 0): args.base, **runs}
+  for (recipe, loss, seed), path in named.items():
+    clf = models.load(path)
+    name = f"{recipe}/{loss}_s{seed}"
+    per_model[name], preds[name] = evaluate_model(clf, x, y, mats, raw, m_expl, key, args)
+    ood = np.concatenate([training.predict(clf, xc).argmax(-1) for _, _, xc in corrupted])
+    ood_preds[name] = ood
+    per_model[name]["corrupted_top1"] = float(np.mean(ood == y_ood))
+    if recipe != "base":
+      r = json.load(open(os.path.join(os.path.dirname(path), "result.json")))
+      per_model[name]["chosen_epoch"] = r["chosen_epoch"]
+      per_model[name]["epochs"] = r["epochs"]
+      per_model[name]["validation_top1"] = r["validation"]["accuracy"]
+    print(f"{name}: top-1 {per_model[name]['top1']:.4f} ({time.time() - t0:.0f}s)", flush=True)
+
+  hard_soft = {}
+  for recipe, seed in sorted({(r, s) for r, _, s in runs}):
+    names = [f"{recipe}/{l}_s{seed}" for l in LOSSES]
+    if all(n in preds for n in names):
+      hard_soft[f"{recipe}_s{seed}"] = {
+          "in_distribution": metrics.hard_soft_scores({n: preds[n] for n in names}, y, m_expl),
+          "corrupted": metrics.hard_soft_scores({n: ood_preds[n] for n in names}, y_ood,
+                                                m_expl)}
+
+  summary = {}
+  for recipe in sorted({r for r, _, _ in runs}):
+    for loss in LOSSES:
+      seeds = sorted(s for r, l, s in runs if (r, l) == (recipe, loss))
+      if not seeds:
+        continue
+      rows = [per_model[f"{recipe}/{loss}_s{s}"] for s in seeds]
+      summary[f"{recipe}/{loss}"] = {
+          k: summarize([r[k] for r in rows])
+          for k in ("top1", "mean_mistake_similarity_M", "gaussian_noise_0.2", "fgsm_8/255",
+                    "corrupted_top1", "validation_top1")} | {"seeds": seeds}
+  res = {"date": datetime.date.today().isoformat(), "data": data.JPEG_CAVEAT,
+         "test_images": int(len(y)), "corrupted_images": int(len(y_ood)),
+         "command_args": vars(args), "models": per_model, "hard_soft": hard_soft,
+         "summary": summary, "wall_seconds": time.time() - t0}
+
+  md = [reporting.markdown_table(
+      ["model", "chosen epoch", "validation top-1", "test top-1", "L_IHL / L_CHL / L_EKL "
+       "(authors' targets)", "mean M[y, pred] of mistakes", "Gaussian 0.2", "FGSM 8/255",
+       "corrupted top-1"],
+      [[n, r.get("chosen_epoch", "—"),
+        f"{r['validation_top1']:.2%}" if "validation_top1" in r else "—", f"{r['top1']:.2%}",
+        " / ".join(f"{r['explicability_loss_authors'][k]:.3f}" for k in KINDS),
+        f"{r['mean_mistake_similarity_M']:.4f}", f"{r['gaussian_noise_0.2']:.2%}",
+        f"{r['fgsm_8/255']:.2%}", f"{r['corrupted_top1']:.2%}"]
+       for n, r in per_model.items()])]
+  for tag, hs in hard_soft.items():
+    ind, cor = hs["in_distribution"], hs["corrupted"]
+    md.append(f"\nHard / soft scores, {tag} (control = cross-entropy with the same recipe; "
+              f"{ind['num_common_mistakes']} common mistakes in distribution, "
+              f"{cor['num_common_mistakes']} corrupted):\n")
+    md.append(reporting.markdown_table(
+        ["model", "hard", "soft", "hard (corrupted)", "soft (corrupted)"],
+        [[n, ind["hard"][n], f"{ind['soft'][n]:.1f}", cor["hard"][n], f"{cor['soft'][n]:.1f}"]
+         for n in ind["hard"]]))
+  if summary:
+    md.append("\nMean ± standard deviation over seeds:\n")
+    md.append(reporting.markdown_table(
+        ["recipe / loss", "seeds", "test top-1", "mean M[y, pred] of mistakes", "Gaussian 0.2",
+         "corrupted top-1"],
+        [[k, ", ".join(map(str, v["seeds"])), _fmt(v["top1"], True),
+          _fmt(v["mean_mistake_similarity_M"]), _fmt(v["gaussian_noise_0.2"], True),
+          _fmt(v["corrupted_top1"], True)] for k, v in summary.items()]))
+  reporting.save_results(args.out, res, ["\n".join(md)])
+  print(f"wall time {res['wall_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,3 +1,4 @@
+import json
 import os
 import pathlib
 import subprocess
@@ -217,3 +218,78 @@ def test_data_parallel_step_on_8_devices_equals_1_device():
                     timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "OK" in out.stdout
+
+
+def _tiny_fit(tmp_path=None, **kw):
+  ds = data.load("digits", "train")
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=ds.input_shape,
+                          num_classes=10, hidden=(16,))
+  opt = optax.adam(1e-2)
+  state = training.create_train_state(jax.random.key(1), clf, opt)
+  return training.fit(state, ds, train_step=training.make_train_step(
+      losses.cross_entropy_loss, opt), epochs=2, batch_size=64, progress=False,
+      log_every=5, eval_ds=ds, workdir=None if tmp_path is None else str(tmp_path), **kw)
+
+
+def test_fit_returns_its_history_and_calls_each_callback(tmp_path):
+  class Recorder(training.Callback):
+    def __init__(self):
+      self.calls = []
+
+    def on_train_begin(self, step):
+      self.calls.append(("begin", step))
+
+    def on_log(self, record):
+      self.calls.append(("log", record["step"]))
+
+    def on_eval(self, record):
+      self.calls.append(("eval", record["epoch"]))
+
+    def on_train_end(self, step):
+      self.calls.append(("end", step))
+  rec = Recorder()
+  state, history = _tiny_fit(tmp_path, callbacks=[rec], return_history=True)
+  steps = 2 * (len(data.load("digits", "train")) // 64)
+  assert rec.calls[0] == ("begin", 0) and rec.calls[-1] == ("end", steps)
+  assert [c for c in rec.calls if c[0] == "eval"] == [("eval", 1), ("eval", 2)]
+  assert [r["step"] for r in history.logs] == [c[1] for c in rec.calls if c[0] == "log"]
+  assert [r["step"] for r in history.logs][:2] == [5, 10]
+  s, loss = history.series("loss")
+  assert len(s) == len(loss) == len(history.logs) and np.all(np.isfinite(loss))
+  assert len(history.series("eval_accuracy", evals=True)[1]) == 2
+  # metrics.jsonl is written by the same records (one writer among the callbacks).
+  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert [l for l in lines if "loss" in l] == history.logs
+  assert [l for l in lines if "eval_accuracy" in l] == history.evals
+  assert int(state.step) == steps
+  assert isinstance(_tiny_fit(), training.TrainState)  # the default return is the state
+
+
+def _read_events(folder):
+  """Scalars of a TensorBoard event file: the TFRecord framing (length,
+  CRC, payload, CRC) around ``Event`` protos."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  out = {}
+  for name in os.listdir(folder):
+    buf = open(os.path.join(folder, name), "rb").read()
+    i = 0
+    while i < len(buf):
+      (n,) = struct.unpack("<Q", buf[i:i + 8])
+      ev = event_pb2.Event.FromString(buf[i + 12:i + 12 + n])
+      i += 12 + n + 4
+      for v in ev.summary.value:
+        out.setdefault(v.tag, []).append((ev.step, v.simple_value))
+  return out
+
+
+def test_tensorboard_writer_records_every_numeric_entry(tmp_path):
+  pytest.importorskip("tensorboardX")
+  _, history = _tiny_fit(callbacks=[training.TensorBoardWriter(str(tmp_path / "tb"))],
+                         return_history=True)
+  events = _read_events(tmp_path / "tb")
+  assert [s for s, _ in events["loss"]] == [r["step"] for r in history.logs]
+  np.testing.assert_allclose([v for _, v in events["loss"]],
+                             [r["loss"] for r in history.logs], rtol=1e-6)
+  assert [s for s, _ in events["eval_accuracy"]] == [r["step"] for r in history.evals]
+  assert "epoch" not in events and "step" not in events

@@ -73,10 +73,11 @@ def save(path: str | os.PathLike, model, *, meta: Mapping[str, Any] | None = Non
   except ValueError:
     info["num_classes"] = recipe.get("num_classes")
   tree = {"params": _to_plain(clf.params), "model_state": _to_plain(clf.state or {})}
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer() as ckptr:  # every process (orbax coordinates them)
     ckptr.save(os.path.join(path, "weights"), tree, force=True)
-  with open(os.path.join(path, "model.json"), "w") as f:
-    json.dump(info, f, indent=2)
+  if jax.process_index() == 0:  # one writer of the plain file in a multi-process run
+    with open(os.path.join(path, "model.json"), "w") as f:
+      json.dump(info, f, indent=2)
 
 
 def read_meta(path: str | os.PathLike) -> dict:

@@ -27,9 +27,10 @@ A package by job, from the bottom up:
 from explicable_jax.training.checkpoint import Checkpointer
 from explicable_jax.training.config import (OPTIMIZERS, SCHEDULES, TrainConfig,
                                             make_optimizer, make_schedule)
-from explicable_jax.training.loop import (JsonlLogger, NonFiniteLossError, TrainingInterrupted,
-                                          check_model_input, evaluate, fit,
-                                          predict)
+from explicable_jax.training.loop import (Callback, History, JsonlLogger, MetricsWriter,
+                                          NonFiniteLossError, TensorBoardWriter,
+                                          TrainingInterrupted, check_model_input, evaluate,
+                                          fit, predict)
 from explicable_jax.training.parallel import (data_mesh, data_parallel,
                                               replicate, shard_batch)
 from explicable_jax.training.run import (build, default_augment, load_model,
@@ -44,6 +45,7 @@ __all__ = [
     "eval_batch", "logits_batch", "to_float", "data_mesh", "data_parallel",
     "shard_batch", "replicate", "Checkpointer", "SCHEDULES", "OPTIMIZERS",
     "make_schedule", "make_optimizer", "TrainConfig", "NonFiniteLossError", "TrainingInterrupted",
-    "JsonlLogger", "evaluate", "predict", "check_model_input", "fit",
+    "JsonlLogger", "Callback", "MetricsWriter", "TensorBoardWriter", "History",
+    "evaluate", "predict", "check_model_input", "fit",
     "default_augment", "build", "train_and_evaluate", "save_model", "load_model",
 ]

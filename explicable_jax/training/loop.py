@@ -1,6 +1,7 @@
 """The fit loop, evaluation and prediction."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -70,6 +71,84 @@ class JsonlLogger:
       f.write(json.dumps(record) + "\n")
 
 
+class Callback:
+  """Hooks of :func:`fit`; override any of them. ``fit`` calls them on process
+  0 only (``jax.process_index() == 0``), with plain Python numbers.
+
+  * ``on_train_begin(step)``: before the first step (``step`` > 0 when the
+    run resumed);
+  * ``on_log(record)``: every ``log_every`` steps: ``step``, ``epoch``,
+    ``loss``, ``accuracy``, the loss's auxiliary metrics, ``images_per_s``;
+  * ``on_eval(record)``: after each evaluation: ``step``, ``epoch``,
+    ``eval_accuracy``, ``eval_loss``;
+  * ``on_train_end(step)``: after the last step, or when the run stops early.
+  """
+
+  def on_train_begin(self, step: int) -> None:
+    pass
+
+  def on_log(self, record: dict) -> None:
+    pass
+
+  def on_eval(self, record: dict) -> None:
+    pass
+
+  def on_train_end(self, step: int) -> None:
+    pass
+
+
+class MetricsWriter(Callback):
+  """Writes every log and evaluation record as one line of a JSON-lines file
+  (``workdir/metrics.jsonl`` in :func:`fit`)."""
+
+  def __init__(self, path: str):
+    self.logger = JsonlLogger(path)
+
+  def on_log(self, record: dict) -> None:
+    self.logger.write(**record)
+
+  on_eval = on_log
+
+
+class TensorBoardWriter(Callback):
+  """An example writer: each numeric entry of the log and evaluation records
+  as a TensorBoard scalar at its step (``tensorboardX``, installed with
+  ``pip install explicable-jax[tensorboard]``). One writer per ``fit``: it is
+  closed when training ends."""
+
+  def __init__(self, logdir: str):
+    try:
+      from tensorboardX import SummaryWriter
+    except ImportError as e:
+      raise ImportError("TensorBoardWriter needs tensorboardX: pip install "
+                        "'explicable-jax[tensorboard]' (or tensorboardX).") from e
+    self.writer = SummaryWriter(logdir)
+
+  def on_log(self, record: dict) -> None:
+    step = int(record["step"])
+    for k, v in record.items():
+      if k not in ("step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool):
+        self.writer.add_scalar(k, v, step)
+
+  on_eval = on_log
+
+  def on_train_end(self, step: int) -> None:
+    self.writer.close()
+
+
+@dataclasses.dataclass
+class History:
+  """What :func:`fit` logged: ``logs`` (one record per ``log_every`` steps)
+  and ``evals`` (one per evaluation), as the callbacks saw them."""
+  logs: list = dataclasses.field(default_factory=list)
+  evals: list = dataclasses.field(default_factory=list)
+
+  def series(self, key: str, *, evals: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of one metric, e.g. ``history.series("loss")``."""
+    recs = [r for r in (self.evals if evals else self.logs) if key in r]
+    return (np.array([r["step"] for r in recs]), np.array([r[key] for r in recs]))
+
+
 
 
 def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
@@ -124,7 +203,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
         checkpoint_every: int = 500, keep_checkpoints: int = 3,
         log_every: int = 50, resume: bool = True, progress: bool = True,
         mesh: Mesh | None = None, eval_every: int = 1, shuffle: bool = True,
-        drop_remainder: bool = True) -> TrainState:
+        drop_remainder: bool = True, callbacks=(), return_history: bool = False):
   """Trains ``state`` for ``epochs`` passes over ``train_ds``.
 
   Deterministic given ``seed``: epoch ``e`` visits the examples in the order
@@ -137,6 +216,12 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   the end, metrics go to ``workdir/metrics.jsonl``, and with ``resume`` a run
   restarts from the newest checkpoint, ending with the same parameters as an
   uninterrupted run.
+
+  ``callbacks`` (:class:`Callback`) see every log and evaluation record; the
+  ``metrics.jsonl`` writer is one of them (:class:`MetricsWriter`), and
+  :class:`TensorBoardWriter` is another. In a multi-process run only process
+  0 calls them, writes ``metrics.jsonl`` and shows the progress bar. With
+  ``return_history`` fit returns ``(state, History)``, else the state.
 
   Raises:
     NonFiniteLossError: a step produced a NaN/inf loss or gradient; the last
@@ -166,23 +251,38 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   mesh = data_mesh() if mesh is None else mesh
   steps_per_epoch = data_lib.num_batches(len(train_ds), batch_size, drop_remainder)
   total = steps_per_epoch * epochs
-  ckpt = logger = None
+  main = jax.process_index() == 0
+  callbacks = list(callbacks)
+  history = History()
+  ckpt = None
   if workdir is not None:
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
                         max_to_keep=keep_checkpoints)
-    logger = JsonlLogger(os.path.join(workdir, "metrics.jsonl"))
     resumed = resume and ckpt.latest_step() is not None
     if resumed:
       state = ckpt.restore(state)
-    # Steps after the restored one (all of them on a fresh start) will be run,
-    # and logged, again: drop their old records so each step is logged once.
-    logger.truncate_after(int(state.step))
-    if resumed:
-      logger.write(event="resumed", step=int(state.step))
+    if main:
+      writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
+      # Steps after the restored one (all of them on a fresh start) will be
+      # run, and logged, again: drop their old records so each step is
+      # logged once.
+      writer.logger.truncate_after(int(state.step))
+      if resumed:
+        writer.logger.write(event="resumed", step=int(state.step))
+      callbacks.insert(0, writer)
+  if not main:
+    callbacks = []
+
+  def emit(kind, record):
+    (history.evals if kind == "on_eval" else history.logs).append(record)
+    for cb in callbacks:
+      getattr(cb, kind)(record)
   state = replicate(state, mesh)
   step_fn = data_parallel(train_step, mesh)
   start = int(jax.device_get(state.step))
-  bar = tqdm(total=total, initial=start, disable=not progress, unit="step",
+  for cb in callbacks:
+    cb.on_train_begin(start)
+  bar = tqdm(total=total, initial=start, disable=not (progress and main), unit="step",
              dynamic_ncols=True)
   t0, seen = time.time(), 0
   try:
@@ -205,19 +305,18 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
         if step % log_every == 0 or step == total:
           m = {k: float(v) for k, v in jax.device_get(metrics).items()}
           bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.3f}")
-          if logger:
-            logger.write(step=step, epoch=epoch, **m,
-                         images_per_s=seen * batch_size / (time.time() - t0))
+          emit("on_log", {"step": step, "epoch": epoch, **m,
+                          "images_per_s": seen * batch_size / (time.time() - t0)})
         if ckpt and step % checkpoint_every == 0:
           ckpt.save(state)
       if eval_ds is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
         ev = evaluate(state, eval_ds)
         line = (f"epoch {epoch + 1}/{epochs}: eval accuracy {ev['accuracy']:.4f} "
                 f"loss {ev['loss']:.4f} ({time.time() - t0:.0f}s)")
-        bar.write(line) if progress else print(line, flush=True)
-        if logger:
-          logger.write(step=int(jax.device_get(state.step)), epoch=epoch + 1,
-                       eval_accuracy=ev["accuracy"], eval_loss=ev["loss"])
+        if main:
+          bar.write(line) if progress else print(line, flush=True)
+        emit("on_eval", {"step": int(jax.device_get(state.step)), "epoch": epoch + 1,
+                         "eval_accuracy": ev["accuracy"], "eval_loss": ev["loss"]})
     if ckpt:
       ckpt.save(state)
   except KeyboardInterrupt as e:
@@ -240,5 +339,8 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
     bar.close()
     if ckpt:
       ckpt.close()
-  return state
+    last = int(jax.device_get(state.step))
+    for cb in callbacks:
+      cb.on_train_end(last)
+  return (state, history) if return_history else state
 

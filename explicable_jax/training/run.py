@@ -97,10 +97,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
   config.validate()
   train, val, test = _datasets(config)
   state, step = build(config, train)
+  main = jax.process_index() == 0  # plain files have one writer in a multi-process run
   if workdir:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(dataclasses.asdict(config), f, indent=2)
+    if main:
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(config), f, indent=2)
   t0 = time.time()
   state = fit(state, train, train_step=step, epochs=config.epochs,
               batch_size=config.batch_size, seed=config.seed, eval_ds=val,
@@ -117,8 +119,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
     result["validation"] = evaluate(state, val)
   if workdir:
     save_model(os.path.join(workdir, "model"), state, config, train)
-    with open(os.path.join(workdir, "result.json"), "w") as f:
-      json.dump(result, f, indent=2)
+    if main:
+      with open(os.path.join(workdir, "result.json"), "w") as f:
+        json.dump(result, f, indent=2)
   return result
 
 

@@ -805,3 +805,35 @@ def test_a_batch_given_to_a_one_example_method_says_so():
   score = attribution.class_score_fn(_CLF.logits, 0)
   with pytest.raises(ValueError, match=r"one example of shape \(8, 8, 1\).*batched"):
     attribution.integrated_gradients(score, jnp.zeros((5, 8, 8, 1)))
+
+
+def test_the_nan_guard_needs_no_host_sync_per_step_and_names_the_first_bad_step(tmp_path,
+                                                                               monkeypatch):
+  """The 4th batch holds a NaN; the host looks only at the checkpoint steps
+  (every 3), so it finds out at step 6, yet it names step 4, and the
+  checkpoint of step 3 is the newest: steps 5 and 6 changed nothing."""
+  from explicable_jax.training import loop
+  _, train, state, step = _small_setup()
+  bs = 64
+  poisoned = train.x.copy()
+  poisoned[data.epoch_permutation(len(train), 0, 0)[3 * bs]] = np.nan
+  bad = data.Dataset(poisoned, train.y, train.num_classes, train.class_names)
+  with pytest.raises(training.NonFiniteLossError, match=r"not finite at step 4.*step 3"):
+    training.fit(state, bad, train_step=step, epochs=1, batch_size=bs, seed=0,
+                 workdir=str(tmp_path), checkpoint_every=3, log_every=1000, progress=False)
+  ckpt = training.Checkpointer(tmp_path / "checkpoints")
+  assert ckpt.latest_step() == 3
+  ckpt.close()
+  # Host reads: a fixed few per epoch, however many steps it has.
+  calls = []
+  real = loop.jax.device_get
+  monkeypatch.setattr(loop.jax, "device_get", lambda x: calls.append(1) or real(x))
+  counts = []
+  for n in (256, 1024):
+    calls.clear()
+    training.fit(state, train.take(np.arange(n)), train_step=step, epochs=1, batch_size=32,
+                 log_every=10_000, progress=False)
+    counts.append(len(calls))
+  # 8 steps and 32 steps: the same 5 reads (the start step, the final log's
+  # guard and metrics, the epoch-end guard, the end step).
+  assert counts[0] == counts[1] == 5, counts

@@ -151,6 +151,20 @@ class History:
 
 
 
+def _guarded(train_step: Callable) -> Callable:
+  """``train_step`` carrying ``bad``, the first non-finite step (-1: none):
+  after it, every step returns its input state unchanged."""
+  def step(carry, batch):
+    state, bad = carry
+    new, metrics = train_step(state, batch)
+    keep = metrics["finite"] & (bad < 0)
+    new = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state)
+    bad = jnp.where((bad < 0) & ~metrics["finite"], state.step + 1, bad).astype(jnp.int32)
+    return (new, bad), metrics
+  step.num_classes = getattr(train_step, "num_classes", None)
+  return step
+
+
 def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
              loss_fn: Callable = losses_lib.cross_entropy_loss) -> dict[str, float]:
   """Accuracy and mean loss (cross-entropy by default) of a model on ``ds``.
@@ -278,8 +292,22 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
     for cb in callbacks:
       getattr(cb, kind)(record)
   state = replicate(state, mesh)
-  step_fn = data_parallel(train_step, mesh)
+  # The NaN guard lives on the device: once a step is not finite, every later
+  # step leaves the state as it is (the last good update) and ``bad`` keeps
+  # the first bad step's number. The host reads ``bad`` only where it syncs
+  # anyway (logging, checkpoints, evaluation, the end), never once per step.
+  step_fn = data_parallel(_guarded(train_step), mesh)
+  bad = replicate(jnp.asarray(-1, jnp.int32), mesh)
   start = int(jax.device_get(state.step))
+
+  def stop_if_bad():
+    first = int(jax.device_get(bad))
+    if first >= 0:
+      raise NonFiniteLossError(
+          f"Training stopped: the loss or a gradient was not finite at step {first}; "
+          f"the state was left at the last good update (step {first - 1})"
+          + (f" and the newest checkpoint in {ckpt.directory!r} is intact."
+             if ckpt else "."))
   for cb in callbacks:
     cb.on_train_begin(start)
   bar = tqdm(total=total, initial=start, disable=not (progress and main), unit="step",
@@ -291,24 +319,22 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
       for batch in data_lib.batches(train_ds, batch_size, shuffle=shuffle, seed=seed,
                                     epoch=epoch, drop_remainder=drop_remainder,
                                     start=max(offset, 0)):
-        state, metrics = step_fn(state, shard_batch(batch, mesh))
+        (state, bad), metrics = step_fn((state, bad), shard_batch(batch, mesh))
         seen += 1
         step = start + seen  # Host-side count: no device round trip per step.
-        if not bool(metrics["finite"]):
-          raise NonFiniteLossError(
-              f"Training stopped at step {step}: the loss or a gradient was "
-              f"not finite (loss={float(metrics['loss'])}); the state was left "
-              f"at the last good update"
-              + (f" and the newest checkpoint in {ckpt.directory!r} is intact."
-                 if ckpt else "."))
         bar.update(1)
-        if step % log_every == 0 or step == total:
+        saving = ckpt is not None and step % checkpoint_every == 0
+        logging = step % log_every == 0 or step == total
+        if saving or logging:
+          stop_if_bad()
+        if logging:
           m = {k: float(v) for k, v in jax.device_get(metrics).items()}
           bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.3f}")
           emit("on_log", {"step": step, "epoch": epoch, **m,
                           "images_per_s": seen * batch_size / (time.time() - t0)})
-        if ckpt and step % checkpoint_every == 0:
+        if saving:
           ckpt.save(state)
+      stop_if_bad()
       if eval_ds is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
         ev = evaluate(state, eval_ds)
         line = (f"epoch {epoch + 1}/{epochs}: eval accuracy {ev['accuracy']:.4f} "

@@ -448,8 +448,12 @@ def _params_of(name: str, model_or_params):
   return clf.params if clf is not None else model_or_params
 
 
+MESHES = ("local", "global")
+
+
 def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
-                       batch_size: int = 500, strategy: str = "auto") -> np.ndarray:
+                       batch_size: int = 500, strategy: str = "auto",
+                       mesh: str = "local") -> np.ndarray:
   """Predicted classes of every mutant on every input, ``(n_mutants, N)``;
   ``-1`` where the mutant's scores are not finite.
 
@@ -471,11 +475,16 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
 
   With several devices the mutant axis of each chunk is split over them
   (``jax.shard_map``; ``mutant_chunk`` is rounded up to a multiple of the
-  device count).
+  device count), and every process gets the whole ``(n_mutants, N)`` result.
+  ``mesh`` says which devices: ``"local"`` (default) this process's own, so
+  in a multi-process run each process computes every mutant itself;
+  ``"global"`` every process's, so the mutants are split across processes
+  (every process must call with the same arguments).
   """
   _validation.check_positive("mutant_chunk", mutant_chunk, integer=True)
   _validation.check_positive("batch_size", batch_size, integer=True)
   _validation.check_choice("strategy", strategy, STRATEGIES)
+  _validation.check_choice("mesh", mesh, MESHES)
   if strategy == "auto":
     strategy = "map" if jax.default_backend() == "cpu" else "vmap"
   logits_fn, extra, _ = _as_logits(model)
@@ -490,15 +499,17 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
     n = int(np.shape(leaves[0])[0])
   x = np.asarray(x)
   _check_logits_fn(logits_fn, extra, mutants, x)
-  ndev = jax.device_count()
+  devices = tuple(jax.local_devices() if mesh == "local" else jax.devices())
+  ndev = len(devices)
   mutant_chunk = -(-mutant_chunk // ndev) * ndev
-  fn = _chunk_predictor(logits_fn, strategy, ndev)
+  fn, place = _chunk_predictor(logits_fn, strategy, devices)
   out = np.empty((n, len(x)), np.int32)
   for m0, m1 in _chunks(n, mutant_chunk):
-    chunk = jax.tree.map(lambda a: a[m0:m1], mutants)
+    chunk = jax.tree.map(lambda a: np.asarray(a[m0:m1]), mutants)
     pad = mutant_chunk - (m1 - m0)
     if pad:  # one compiled shape: repeat the first mutant
-      chunk = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]), chunk)
+      chunk = jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[:1], pad, 0)]), chunk)
+    chunk = place(chunk)
     # (n_chunk, batch) per call; the helper maps over the input axis.
     preds = _batching.map_batches(
         lambda c, e, xb: fn(c, e, xb).T, [x], batch_size=batch_size,
@@ -526,7 +537,10 @@ def _check_logits_fn(logits_fn, extra, mutants, x) -> None:
 
 
 @functools.lru_cache(maxsize=32)
-def _chunk_predictor(logits_fn, strategy: str, ndev: int):
+def _chunk_predictor(logits_fn, strategy: str, devices: tuple):
+  """``(jitted predictor, placement of a chunk)`` over ``devices``: the
+  mutant axis split over them, the result gathered on every one (so every
+  process can read all of it)."""
   def predict(p, extra, xb):
     logits = logits_fn(p, extra, xb)
     label = jnp.argmax(logits, -1).astype(jnp.int32)
@@ -538,12 +552,17 @@ def _chunk_predictor(logits_fn, strategy: str, ndev: int):
   else:
     def local(chunk, extra, xb):
       return jax.lax.map(lambda p: predict(p, extra, xb), chunk)
-  if ndev == 1:
-    return jax.jit(local)
-  from jax.sharding import Mesh, PartitionSpec as P
-  mesh = Mesh(np.array(jax.devices()), ("mutants",))
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("mutants"), P(), P()),
-                               out_specs=P("mutants")))
+  if len(devices) == 1:
+    return jax.jit(local), lambda chunk: chunk
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  mesh = Mesh(np.array(devices), ("mutants",))
+
+  def gathered(chunk, extra, xb):
+    return jax.lax.all_gather(local(chunk, extra, xb), "mutants", tiled=True)
+  split = NamedSharding(mesh, P("mutants"))
+  return (jax.jit(jax.shard_map(gathered, mesh=mesh, in_specs=(P("mutants"), P(), P()),
+                                out_specs=P(), check_vma=False)),
+          lambda chunk: jax.device_put(chunk, split))
 
 
 def label_change_rate(model, mutants, x, *, params=None,

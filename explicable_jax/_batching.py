@@ -27,6 +27,24 @@ def _mesh(n: int):
   return Mesh(np.asarray(jax.local_devices()[:n]), ("data",))
 
 
+def local_copy(tree):
+  """``tree`` with every array that spans other processes' devices replaced by
+  this process's own replica of it, so that a computation on local devices
+  can use it (the state of a multi-process ``fit`` is replicated on every
+  device of every process). An array split across processes has no full local
+  replica: that raises."""
+  def local(a):
+    if not isinstance(a, jax.Array) or a.is_fully_addressable:
+      return a
+    if not a.sharding.is_fully_replicated:
+      raise ValueError(
+          f"an array of shape {a.shape} is split across processes ({a.sharding}); "
+          "gather it (jax.experimental.multihost_utils.process_allgather) before a "
+          "per-process computation.")
+    return a.addressable_data(0)
+  return jax.tree.map(local, tree)
+
+
 def pad_to(x: np.ndarray, size: int) -> np.ndarray:
   """``x`` with rows appended (copies of its first row) up to ``size`` rows."""
   if len(x) >= size:
@@ -54,6 +72,7 @@ def map_batches(fn: Callable, inputs: Sequence[Any], *, batch_size: int,
     ``fn``'s outputs for every row, in order (numpy when ``to_host``).
   """
   _validation.check_positive("batch_size", batch_size, integer=True)
+  args = local_copy(tuple(args))
   inputs = [np.asarray(a) for a in inputs]
   if not inputs:
     raise ValueError("inputs must hold at least one array.")

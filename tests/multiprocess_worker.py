@@ -38,12 +38,17 @@ def _setup():
 
 def fit(epochs, workdir=None):
   ds, state, step = _setup()
-  state = training.fit(state, ds, train_step=step, epochs=int(epochs), batch_size=64,
-                       progress=False, log_every=5, workdir=workdir or None,
-                       checkpoint_every=10)
+  state, history = training.fit(
+      state, ds, train_step=step, epochs=int(epochs), batch_size=64, progress=False,
+      log_every=5, workdir=workdir or None, checkpoint_every=10, eval_ds=ds.take(np.arange(300)),
+      return_history=True)
+  ev = training.evaluate(state, ds)
   return {f"p{i}": np.asarray(jax.device_get(a))
           for i, a in enumerate(jax.tree.leaves(state.params))} | {
-              "step": np.asarray(int(jax.device_get(state.step)))}
+              "step": np.asarray(int(jax.device_get(state.step))),
+              "eval_accuracy": np.asarray([r["eval_accuracy"] for r in history.evals]),
+              "accuracy": np.asarray(ev["accuracy"]),
+              "logits": training.predict(state, ds.x[:50])}
 
 
 def mutants():

@@ -110,8 +110,12 @@ def test_every_method_runs_on_a_users_model(kind, digits, tmp_path):
   f, h = clf.split(layer)
   np.testing.assert_allclose(h(f(x)), clf.logits(x), rtol=1e-4, atol=1e-5)
   # Layer conductance at an inner layer: completeness (sum = F(x) - F(x')).
+  # The trapezoid rule: along a path through ReLU kinks Gauss-Legendre nodes
+  # converge slowly (on the trained linen model: a delta of 0.48 at 50 nodes,
+  # 0.095 at 200, 0.019 at 1000, against 0.016 / 0.007 / 0.001 for the
+  # trapezoid rule), which made this check depend on the trained weights.
   cond, delta = batched.layer_conductance(clf, x, layer=layer, target="predicted",
-                                          n_steps=50, method="gausslegendre",
+                                          n_steps=50, method="riemann_trapezoid",
                                           return_convergence_delta=True)
   assert cond.shape[0] == 6
   assert float(jnp.abs(delta).max()) < 0.05 * float(jnp.abs(cond.sum((1, 2, 3))).max() + 1e-3)
@@ -120,6 +124,7 @@ def test_every_method_runs_on_a_users_model(kind, digits, tmp_path):
   # Input IG: completeness against the model's own scores.
   t = batched.targets(clf, x, "predicted")
   ig, d = batched.integrated_gradients(clf, x, target=t, n_steps=64,
+                                       method="riemann_trapezoid",  # as above: ReLU kinks
                                        return_convergence_delta=True)
   gap = (jnp.take_along_axis(clf.logits(x), t[:, None], 1)[:, 0]
          - jnp.take_along_axis(clf.logits(jnp.zeros_like(x)), t[:, None], 1)[:, 0])

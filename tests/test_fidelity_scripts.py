@@ -83,3 +83,12 @@ def test_finetune_keeps_the_best_validation_epoch_and_resumes(tmp_path, shared_d
   _run(args)  # finished: the rerun trains nothing and gives the same result
   again = json.load(open(tmp_path / "ft" / "result.json"))
   assert again["epoch_table"] == table and again["test"] == res["test"]
+
+
+@pytest.mark.parametrize("script", ["experiments/rrr/make_page.py",
+                                    "experiments/deliberative/make_page.py"])
+def test_results_pages_are_what_their_committed_outputs_give(script):
+  """Every measured number on the RRR and deliberative pages is written by
+  their make_page.py from the committed results.json; an edit by hand, or a
+  rerun without the page, fails."""
+  _run([script, "--check"])

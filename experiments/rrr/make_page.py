@@ -72,15 +72,16 @@ def build(res) -> dict:
   out["COMPARISON"] = "\n".join(lines)
 
   lines = ["| Toy Colors model | authors' protocol: rule 1 / rule 2 score | our defaults: "
-           "rule 1 / rule 2 score | authors' protocol: mean top probability |",
+           "rule 1 / rule 2 score | mean top probability: authors' protocol / our defaults |",
            "|---|---|---|---|"]
   for label, key in RULE_ROWS:
     cells = []
     for p in ("paper", "ours"):
       t = s["toy_colors"][p]
       cells.append(f"{t[key + ' / rule1']['mean']:.3f} / {t[key + ' / rule2']['mean']:.3f}")
-    prob = s["toy_colors"]["paper"].get(key + " / mean_max_probability")
-    prob = "—" if prob is None else f"{prob['mean']:.3f}"
+    probs = [s["toy_colors"][p].get(key + " / mean_max_probability") for p in ("paper", "ours")]
+    prob = ("—" if probs[0] is None else
+            f"{probs[0]['mean']:.3f} / {probs[1]['mean']:.3f}")
     lines.append(f"| {label} | {cells[0]} | {cells[1]} | {prob} |")
   out["RULES"] = "\n".join(lines)
 

@@ -8,7 +8,6 @@ every measured number on the page is filled in here; the authors' numbers
 Run from the repository root; ``--check`` writes nothing and fails when the
 committed page differs from what the outputs give.
 """
-import json
 import sys
 
 RESULTS = "experiments/results/rrr/results.json"
@@ -130,24 +129,9 @@ def build(res) -> dict:
   return out
 
 
-def render() -> str:
-  res = json.load(open(RESULTS))
-  text = open(TEMPLATE).read()
-  for k, v in build(res).items():
-    text = text.replace("{{" + k + "}}", v)
-  if "{{" in text:
-    raise SystemExit("unfilled placeholder: " + text[text.index("{{"):][:40])
-  return text
-
-
 def main(argv) -> None:
-  text = render()
-  if "--check" in argv:
-    if open(PAGE).read() != text:
-      raise SystemExit(f"{PAGE} differs from what {RESULTS} gives; run make_page.py")
-    return
-  with open(PAGE, "w") as f:
-    f.write(text)
+  from explicable_jax.app import reporting
+  reporting.make_page(TEMPLATE, PAGE, RESULTS, build, argv)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,28 @@ def save_results(out_dir: str, results: dict, tables: Sequence[str] = (), *,
       f.write(text)
     if echo:
       print(text)
+
+
+def make_page(template: str, page: str, results: str, build, argv=()) -> str:
+  """Fills ``template``'s ``{{NAME}}`` placeholders with ``build(results
+  JSON)``'s strings and writes ``page``; with ``--check`` in ``argv`` it writes
+  nothing and exits with an error when the committed page differs (so a page
+  edited by hand, or not regenerated after a rerun, is caught). Returns the
+  text."""
+  with open(results) as f:
+    values = build(json.load(f))
+  with open(template) as f:
+    text = f.read()
+  for k, v in values.items():
+    text = text.replace("{{" + k + "}}", v)
+  if "{{" in text:
+    raise SystemExit("unfilled placeholder: " + text[text.index("{{"):][:40])
+  if "--check" in argv:
+    with open(page) as f:
+      if f.read() != text:
+        raise SystemExit(f"{page} differs from what {results} gives; run its make_page.py")
+    return text
+  with open(page, "w") as f:
+    f.write(text)
+  return text
+

@@ -28,20 +28,18 @@ def _mesh(n: int):
 
 
 def local_copy(tree):
-  """``tree`` with every array that spans other processes' devices replaced by
-  this process's own replica of it, so that a computation on local devices
-  can use it (the state of a multi-process ``fit`` is replicated on every
-  device of every process). An array split across processes has no full local
-  replica: that raises."""
+  """``tree`` with every array that is replicated over other processes'
+  devices too replaced by this process's own replica of it, so that a
+  computation on local devices can use it (the state of a multi-process
+  ``fit`` is replicated on every device of every process). An array split
+  across processes is left as it is: it has no local replica, and the
+  function it is given to must run on a mesh that spans the processes
+  (``mutant_predictions(mesh="global")``)."""
   def local(a):
-    if not isinstance(a, jax.Array) or a.is_fully_addressable:
-      return a
-    if not a.sharding.is_fully_replicated:
-      raise ValueError(
-          f"an array of shape {a.shape} is split across processes ({a.sharding}); "
-          "gather it (jax.experimental.multihost_utils.process_allgather) before a "
-          "per-process computation.")
-    return a.addressable_data(0)
+    if (isinstance(a, jax.Array) and not a.is_fully_addressable
+        and a.sharding.is_fully_replicated):
+      return a.addressable_data(0)
+    return a
   return jax.tree.map(local, tree)
 
 

@@ -505,11 +505,11 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   fn, place = _chunk_predictor(logits_fn, strategy, devices)
   out = np.empty((n, len(x)), np.int32)
   for m0, m1 in _chunks(n, mutant_chunk):
-    chunk = jax.tree.map(lambda a: np.asarray(a[m0:m1]), mutants)
+    chunk = jax.tree.map(lambda a: a[m0:m1], mutants)
     pad = mutant_chunk - (m1 - m0)
     if pad:  # one compiled shape: repeat the first mutant
-      chunk = jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[:1], pad, 0)]), chunk)
-    chunk = place(chunk)
+      chunk = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]), chunk)
+    chunk = place(chunk)  # on the devices once per chunk, not once per input batch
     # (n_chunk, batch) per call; the helper maps over the input axis.
     preds = _batching.map_batches(
         lambda c, e, xb: fn(c, e, xb).T, [x], batch_size=batch_size,
@@ -560,9 +560,15 @@ def _chunk_predictor(logits_fn, strategy: str, devices: tuple):
   def gathered(chunk, extra, xb):
     return jax.lax.all_gather(local(chunk, extra, xb), "mutants", tiled=True)
   split = NamedSharding(mesh, P("mutants"))
+  spans_processes = any(d.process_index != jax.process_index() for d in devices)
+
+  def place(chunk):
+    # Across processes each one gives its host copy of the (identical) chunk.
+    if spans_processes:
+      chunk = jax.tree.map(np.asarray, chunk)
+    return jax.device_put(chunk, split)
   return (jax.jit(jax.shard_map(gathered, mesh=mesh, in_specs=(P("mutants"), P(), P()),
-                                out_specs=P(), check_vma=False)),
-          lambda chunk: jax.device_put(chunk, split))
+                                out_specs=P(), check_vma=False)), place)
 
 
 def label_change_rate(model, mutants, x, *, params=None,

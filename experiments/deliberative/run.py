@@ -49,6 +49,7 @@ import numpy as np
 import optax
 
 from explicable_jax import deliberative, losses, models, training
+from explicable_jax.app import reporting
 from explicable_jax.data import parts
 
 RS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -80,17 +81,6 @@ def _train(ds, key, *, epochs, predictor_loss, workdir):
   # With a workdir the trained model is a checkpoint: a rerun restores it.
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt), epochs=epochs,
                       batch_size=128, progress=False, workdir=workdir)
-
-
-def _cached_json(path, fn):
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  out = fn()
-  with open(path + ".tmp", "w") as f:
-    json.dump(out, f, default=float)
-  os.replace(path + ".tmp", path)
-  return out
 
 
 def _score(states, test, table, idx, difficulty, attribution, *, batch, rng_seed,
@@ -169,9 +159,8 @@ def run_seed(args, seed):
         name = f"{d}/{m}"
         path = os.path.join(args.workdir, "scores",
                             f"seed{seed}_{sel}_{name.replace('/', '__')}.json")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         t1 = time.time()
-        res = _cached_json(path, lambda: _score(
+        res = reporting.cached_json(path, lambda: _score(
             states, test, table, idx, d, m, batch=args.batch, rng_seed=seed,
             with_random=(d, m) == ("entropy", "gradient")))
         results.setdefault(sel, {})[name] = res["scores"]

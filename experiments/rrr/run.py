@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from explicable_jax import data, losses, models, robustness, rrr, training
+from explicable_jax.app import reporting
 from explicable_jax.data import rrr as drrr
 
 PIXEL_LAMBDA_SCALE = 1.0 / 255 ** 2
@@ -117,18 +118,15 @@ class Records:
 
   def get(self, name: str, compute):
     path = os.path.join(self.dir, name.replace("/", "__") + ".json")
-    if os.path.exists(path):
-      with open(path) as f:
-        return json.load(f)
-    t0 = time.time()
-    rec = compute()
-    rec["seconds"] = time.time() - t0
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(rec, f, indent=1, default=float)
-    os.replace(tmp, path)
-    print(name, {k: v for k, v in rec.items() if not isinstance(v, (list, dict))}, flush=True)
-    return rec
+
+    def timed():
+      t0 = time.time()
+      rec = compute()
+      rec["seconds"] = time.time() - t0
+      print(name, {k: v for k, v in rec.items() if not isinstance(v, (list, dict))},
+            flush=True)
+      return rec
+    return reporting.cached_json(path, timed)
 
 
 def _rule_scores(state, x):

@@ -30,6 +30,21 @@ def cached_arrays(path: str, fn) -> dict:
   return out
 
 
+def cached_json(path: str, fn) -> dict:
+  """``fn()``'s JSON-serialisable dict, written to ``path`` atomically, or read
+  back from it when it exists: one resume point of a script (a trained
+  model's numbers, a scored configuration)."""
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  out = fn()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(out, f, indent=1, default=float)
+  os.replace(path + ".tmp", path)
+  return out
+
+
 def save_results(out_dir: str, results: dict, tables: Sequence[str] = (), *,
                  echo: bool = True) -> None:
   """Writes ``results.json`` and (when given) ``tables.md`` into ``out_dir``,

@@ -40,3 +40,14 @@ def depends_on_first(fn: Callable, first, *rest) -> bool:
   n_first = len(jax.tree.leaves(first))
   flags = [i < n_first for i in range(len(closed.jaxpr.invars))]
   return any(dependent_outputs(closed.jaxpr, flags))
+
+
+def used_inputs(jaxpr) -> list[bool]:
+  """Which inputs of ``jaxpr`` some output reads (backward liveness over the
+  equations; an equation with a live output reads all of its inputs, so an
+  input is never wrongly called unused)."""
+  live = {v for v in jaxpr.outvars if not isinstance(v, Literal)}
+  for eqn in reversed(jaxpr.eqns):
+    if any(v in live for v in eqn.outvars):
+      live.update(v for v in eqn.invars if not isinstance(v, Literal))
+  return [v in live for v in jaxpr.invars]

@@ -434,6 +434,74 @@ def _as_logits(model):
   return _ParamsLogits(model), None, None
 
 
+@dataclasses.dataclass(frozen=True)
+class _HeadFrom:
+  """A classifier's logits from ``layer`` on: ``prefix(extra, x)`` runs the
+  unmutated prefix once with the original parameters, ``__call__(p, extra,
+  h)`` the rest with a mutant's (``extra = (original params, state)``)."""
+  spec: Any
+  layer: str
+
+  def prefix(self, extra, xb):
+    original, state = extra
+    return self.spec.backend.features(original, state, xb, self.layer)
+
+  def __call__(self, p, extra, h):
+    _, state = extra
+    n = jax.tree.leaves(h)[0].shape[0]
+    shape = self.spec.input_shape
+    spec = jax.ShapeDtypeStruct((n, *shape), jnp.float32) if shape is not None else None
+    return self.spec.backend.head(p, state, h, self.layer, spec)
+
+
+_PREFIX_USES: dict = {}
+
+
+def _prefix_uses(clf, x_spec) -> dict[str, np.ndarray]:
+  """For every split point that cuts ``clf`` cleanly, which parameter leaves
+  its prefix (``features`` up to the layer) reads, from the jaxpr; cached
+  per model structure and input shape."""
+  from explicable_jax import _jaxpr
+  key = (clf.spec, x_spec.shape[1:], str(x_spec.dtype))
+  if key not in _PREFIX_USES:
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), clf.params)
+    n_leaves = len(jax.tree.leaves(abstract))
+    uses = {}
+    for layer in clf.layers:
+      try:
+        clf.spec.backend.check_split(clf.params, clf.state, layer, x_spec)
+      except ValueError:  # a skip connection over the cut: not a starting point
+        continue
+      closed = jax.make_jaxpr(lambda p, xb, layer=layer: clf.spec.backend.features(
+          p, clf.state, xb, layer))(abstract, x_spec)
+      uses[layer] = np.asarray(_jaxpr.used_inputs(closed.jaxpr)[:n_leaves])
+    _PREFIX_USES[key] = uses
+  return _PREFIX_USES[key]
+
+
+def prefix_groups(model, mutants, x_shape) -> list[tuple[str | None, np.ndarray]]:
+  """The mutants grouped by where their forward pass can start.
+
+  A mutant that changes none of the parameters the model reads up to a split
+  point ``layer`` has the original's activation there; it can start from it.
+  Each mutant goes to its deepest such split point (``None``: the input).
+  Returns ``[(layer or None, mutant indices), ...]`` in the model's order.
+  """
+  clf = _classifier_or_none(model)
+  n = check_mutants(mutants, clf.params)
+  p_leaves, m_leaves = jax.tree.leaves(clf.params), jax.tree.leaves(mutants)
+  changed = np.stack([np.asarray(m != p[None]).reshape(n, -1).any(1)
+                      for p, m in zip(p_leaves, m_leaves)], 1)  # (n, leaves)
+  uses = _prefix_uses(clf, jax.ShapeDtypeStruct((1, *x_shape[1:]), jnp.float32))
+  start = [None] * n
+  for layer, u in uses.items():  # in the model's order: the last clean one wins
+    for i in np.flatnonzero(~(changed & u[None]).any(1)):
+      start[i] = layer
+  order = [None] + list(uses)
+  return [(layer, np.array([i for i in range(n) if start[i] == layer], int))
+          for layer in order if any(s == layer for s in start)]
+
+
 def _classifier_or_none(model):
   from explicable_jax import models  # the contract; models never imports mutation
   if isinstance(model, models.Classifier) or isinstance(
@@ -453,7 +521,7 @@ MESHES = ("local", "global")
 
 def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
                        batch_size: int = 500, strategy: str = "auto",
-                       mesh: str = "local") -> np.ndarray:
+                       mesh: str = "local", share_prefix: bool | None = None) -> np.ndarray:
   """Predicted classes of every mutant on every input, ``(n_mutants, N)``;
   ``-1`` where the mutant's scores are not finite.
 
@@ -480,6 +548,13 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   in a multi-process run each process computes every mutant itself;
   ``"global"`` every process's, so the mutants are split across processes
   (every process must call with the same arguments).
+
+  ``share_prefix`` (default: on for a Classifier with split points): a
+  mutant that leaves the model's parameters up to a split point unchanged
+  (NAI and NS at low rates often do for the first blocks) starts there, from
+  the original's activation, computed once per input batch for all such
+  mutants (:func:`prefix_groups`). The mutant's forward pass is the same
+  computation, so the predictions are the same.
   """
   _validation.check_positive("mutant_chunk", mutant_chunk, integer=True)
   _validation.check_positive("batch_size", batch_size, integer=True)
@@ -502,8 +577,33 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   devices = tuple(jax.local_devices() if mesh == "local" else jax.devices())
   ndev = len(devices)
   mutant_chunk = -(-mutant_chunk // ndev) * ndev
-  fn, place = _chunk_predictor(logits_fn, strategy, devices)
+  clf = _classifier_or_none(model)
+  if share_prefix is None:
+    share_prefix = clf is not None and bool(clf.layers)
+  if share_prefix and (clf is None or not clf.layers):
+    raise ValueError("share_prefix=True needs a models.Classifier with split points (layers); "
+                     f"got {type(model).__name__}.")
   out = np.empty((n, len(x)), np.int32)
+  if not share_prefix:
+    _predict_group(logits_fn, extra, mutants, np.arange(n), x, out, strategy, devices,
+                   mutant_chunk, batch_size)
+    return out
+  for layer, idx in prefix_groups(clf, mutants, x.shape):
+    group = jax.tree.map(lambda a: a[idx], mutants)
+    if layer is None:
+      _predict_group(logits_fn, extra, group, idx, x, out, strategy, devices, mutant_chunk,
+                     batch_size)
+    else:
+      _predict_group(_HeadFrom(clf.spec, layer), (clf.params, clf.state), group, idx, x, out,
+                     strategy, devices, mutant_chunk, batch_size)
+  return out
+
+
+def _predict_group(logits_fn, extra, mutants, rows, x, out, strategy, devices, mutant_chunk,
+                   batch_size) -> None:
+  """``out[rows] =`` the predictions of ``mutants`` (chunked, batched)."""
+  n = len(rows)
+  fn, place = _chunk_predictor(logits_fn, strategy, devices)
   for m0, m1 in _chunks(n, mutant_chunk):
     chunk = jax.tree.map(lambda a: a[m0:m1], mutants)
     pad = mutant_chunk - (m1 - m0)
@@ -514,8 +614,7 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
     preds = _batching.map_batches(
         lambda c, e, xb: fn(c, e, xb).T, [x], batch_size=batch_size,
         args=(chunk, extra), devices=1)
-    out[m0:m1] = preds.T[: m1 - m0]
-  return out
+    out[rows[m0:m1]] = preds.T[: m1 - m0]
 
 
 def _check_logits_fn(logits_fn, extra, mutants, x) -> None:
@@ -547,11 +646,15 @@ def _chunk_predictor(logits_fn, strategy: str, devices: tuple):
     # -1 marks a prediction from non-finite scores (argmax would say 0).
     return jnp.where(jnp.all(jnp.isfinite(logits), -1), label, -1)
 
+  prefix = getattr(logits_fn, "prefix", None)  # shared by the chunk's mutants
   if strategy == "vmap":
-    local = jax.vmap(predict, in_axes=(0, None, None))
+    def local(chunk, extra, xb):
+      h = xb if prefix is None else prefix(extra, xb)
+      return jax.vmap(predict, in_axes=(0, None, None))(chunk, extra, h)
   else:
     def local(chunk, extra, xb):
-      return jax.lax.map(lambda p: predict(p, extra, xb), chunk)
+      h = xb if prefix is None else prefix(extra, xb)
+      return jax.lax.map(lambda p: predict(p, extra, h), chunk)
   if len(devices) == 1:
     return jax.jit(local), lambda chunk: chunk
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P

@@ -21,20 +21,33 @@ def report(tmp_path_factory):
   return path
 
 
-def test_demo_report_has_every_section_with_numbers(report):
+def test_demo_report_is_the_audit_with_every_section(report):
   text = report.read_text()
-  for anchor in ("explicable", "rrr", "detection", "insecurities"):
+  for anchor in ("summary", "mistakes", "detection", "reliance", "hesitation", "robustness",
+                 "settings"):
     assert f'id="{anchor}"' in text and f'href="#{anchor}"' in text
-  assert text.count("<img ") >= 4
-  assert "AUROC" in text and "hard score" in text and "test accuracy" in text
+  assert text.count("<img ") >= 4  # mistakes, detection, reliance, hesitation
+  assert "hard score" in text and "AUROC" in text and "gradient share on the annotation" in text
   # Self-contained: no file, http or relative references.
   assert not re.search(r'(src|href)="(?!data:image/png;base64,|#)', text)
-  # The detection table: the confidence baseline first, then the three detectors.
-  rows = re.findall(r"<tr><td>([^<]+)</td><td>(0\.\d{4}|1\.0000)</td></tr>", text)
+  # The summary comes first and the detection table starts with the baseline.
+  assert text.index('id="summary"') < text.index('id="mistakes"')
+  rows = re.findall(r"<tr><td>([^<]+)</td><td>(0\.\d{4}|1\.0000)</td>", text[
+      text.index('id="detection"'):text.index('id="reliance"')])
   names = [n for n, _ in rows]
-  assert names[:1] == ["baseline: 1 - max softmax probability"], names
-  assert len(rows) >= 4 and any(n.startswith("LCR") for n in names)
+  assert names[:1] == ["MSP"], names
+  assert "LCR" in names and "combination (LDA)" in names
+  # The exact command is on the page and in command.txt.
+  command = (report.parent / "command.txt").read_text().strip()
+  assert command.startswith("explicable-jax audit --model ") and command.split()[3] in text
 
+
+_ERRORS = """<head><script>
+window.__errors = 0;
+window.addEventListener('error', () => { window.__errors++; }, true);
+const __error = console.error;
+console.error = (...a) => { window.__errors++; __error(...a); };
+</script>"""
 
 _CHECK = """<script>
 window.addEventListener('load', () => {
@@ -46,7 +59,8 @@ window.addEventListener('load', () => {
     return !h.startsWith('#') || !document.getElementById(h.slice(1));
   }).length;
   document.body.setAttribute('data-check',
-      `images=${imgs.length} broken=${broken} links=${links.length} dead=${dead}`);
+      `images=${imgs.length} broken=${broken} links=${links.length} dead=${dead} ` +
+      `errors=${window.__errors}`);
 });
 </script></body>"""
 
@@ -70,10 +84,10 @@ def _render(browser, page):
 def test_demo_report_renders_in_headless_chromium(report, tmp_path):
   browser = _chromium()
   page = tmp_path / "checked.html"
-  page.write_text(report.read_text().replace("</body>", _CHECK))
+  page.write_text(report.read_text().replace("<head>", _ERRORS).replace("</body>", _CHECK))
   result = _render(browser, page)
   assert int(result["images"]) >= 4
-  assert result["broken"] == "0", result
+  assert result["broken"] == "0" and result["errors"] == "0", result
   assert int(result["links"]) >= 4 and result["dead"] == "0", result
 
 
@@ -86,9 +100,10 @@ def test_the_browser_check_catches_broken_images_and_dead_links(tmp_path):
   r.png(b"\x89PNG\r\n\x1a\nnot really a png")
   page = tmp_path / "broken.html"
   html = r.render().replace('href="#ok"', 'href="#missing"').replace("</body>", _CHECK)
-  page.write_text(html)
+  page.write_text(html.replace("<head>", _ERRORS))
   result = _render(browser, page)
   assert result["broken"] == "1" and result["dead"] == "1", result
+  assert int(result["errors"]) >= 1, result  # the image's load error is counted
 
 
 def test_html_report_rejects_bad_parts():

@@ -145,7 +145,7 @@ def test_detect_command_rejects_bad_arguments(tmp_path, capsys):
   assert "explicable-jax detect: error: model" in err and "model.json" in err
   np.savez(tmp_path / "bad.npz", x_train=np.zeros((2, 1)))
   with pytest.raises(ValueError, match="it lacks y_train, x_test, y_test"):
-    detect._load_splits(None, str(tmp_path / "bad.npz"), None, 0, None)
+    detect.load_splits(None, str(tmp_path / "bad.npz"), None, 0, None)
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(

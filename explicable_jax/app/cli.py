@@ -1,4 +1,5 @@
-"""The ``explicable-jax`` command: ``demo``, ``quickstart``, ``train``, ``evaluate``.
+"""The ``explicable-jax`` command: ``demo``, ``quickstart``, ``train``, ``evaluate``,
+``detect``, ``audit``.
 
 Run ``explicable-jax COMMAND --help`` for every option.
 """
@@ -15,12 +16,14 @@ DESCRIPTION = """\
 explicable_jax: classifiers whose mistakes humans can understand.
 
 commands:
-  demo        the four methods on built-in data, written to one HTML report (a few minutes)
+  demo        the audit below on an MLP trained on built-in data (one HTML report)
   quickstart  train a small model on the built-in 8x8 digits and print what it measured
   train       train a model of the zoo on a dataset of the registry (checkpoints, resume)
   evaluate    evaluate a trained model (a train workdir or an exported model folder)
   detect      error scores of a trained model (MSP, entropy, ..., Mahalanobis, LCR,
               conductance) on the test half: one table, ROC and risk-coverage plots
+  audit       examine a trained model: explicable mistakes, error detection, reliance on
+              annotated features, insecurities, robustness; one HTML report and a JSON
 """
 
 
@@ -155,6 +158,37 @@ def cmd_detect(args) -> int:
   return 0
 
 
+def _list_of(kind, name):
+  def parse(text: str):
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    try:
+      return tuple(kind(v) for v in items)
+    except ValueError:
+      raise argparse.ArgumentTypeError(
+          f"expected a comma-separated list of {name}; got {text!r}") from None
+  return parse
+
+
+def cmd_audit(args) -> int:
+  from explicable_jax.app import audit
+  import shlex
+  command = shlex.join(["explicable-jax", *sys.argv[1:]]) if args.argv is None else \
+      shlex.join(["explicable-jax", *args.argv])
+  res = audit.audit(args.model, args.out, dataset=args.dataset, data_file=args.data,
+                    classes=args.classes, similarity=args.similarity,
+                    annotations=args.annotations, reference=args.reference, layer=args.layer,
+                    mutants=args.mutants, operator=args.operator, rates=args.rates,
+                    coverage=args.coverage, train_limit=args.train_limit,
+                    hardest=args.hardest, noise=args.noise, fgsm=args.fgsm,
+                    corruptions=args.corruptions, severities=args.severities,
+                    seed=args.seed, data_dir=args.data_dir, limit=args.limit,
+                    progress=not args.no_progress, command=command)
+  for q, a in res.summary.items():
+    print(f"{q} {a}")
+  print(f"report written to {res.report} ({res.wall_seconds:.0f} s); numbers in {res.results}")
+  return 0
+
+
 def cmd_quickstart(args) -> int:
   from explicable_jax import training
   t0 = time.time()
@@ -175,8 +209,9 @@ def cmd_quickstart(args) -> int:
 
 def cmd_demo(args) -> int:
   from explicable_jax.app import demo
-  print("explicable_jax demo: explicable mistakes, right for the right reasons, error "
-        "detection and insecurities on built-in data")
+  print("explicable_jax demo: an MLP trained on built-in Decoy digits, then "
+        "`explicable-jax audit` of it (mistakes, error detection, reliance, hesitation, "
+        "robustness)")
   path = demo.run_demo(args.out, quick=args.quick, seed=args.seed,
                        progress=not args.no_progress)
   print(f"report written to {path}")
@@ -190,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-  dm = sub.add_parser("demo", help="the four methods on built-in data, one HTML report")
+  dm = sub.add_parser("demo", help="the audit of an MLP trained on built-in data")
   dm.add_argument("--out", default="explicable_jax_demo",
                   help="folder for report.html (default: %(default)s)")
   dm.add_argument("--quick", action="store_true",
@@ -265,12 +300,68 @@ def build_parser() -> argparse.ArgumentParser:
   d.add_argument("--out", required=True, help="folder for the outputs and caches")
   d.add_argument("--no-progress", action="store_true", help="print nothing but the result")
   d.set_defaults(func=cmd_detect)
+
+  from explicable_jax.app import audit
+  a = sub.add_parser("audit", help="examine a trained model; one HTML report",
+                     description=audit.__doc__.split("\n\n")[0] + " Five sections: "
+                     "mistakes, error detection, reliance, hesitation, robustness. A rerun "
+                     "of the same command resumes from the caches in --out.")
+  a.add_argument("--model", required=True,
+                 help="a train --workdir, or a folder written by models.save")
+  src = a.add_mutually_exclusive_group(required=True)
+  src.add_argument("--dataset", help="a dataset of the registry (its test set is halved)")
+  src.add_argument("--data", help="an .npz with x_train, y_train, x_test, y_test")
+  a.add_argument("--classes", type=_list_of(str, "class names"), default=None,
+                 help="comma-separated class names (default: the model's or the dataset's)")
+  a.add_argument("--similarity", default="ekl",
+                 help="ekl (WordNet, from the class names), ihl or chl (CIFAR-10's human "
+                      "labels) or a (C, C) .npy file (default: %(default)s)")
+  a.add_argument("--annotations", default=None,
+                 help="an .npz whose 'mask' marks the features the model should not use")
+  a.add_argument("--reference", default=None,
+                 help="a second model folder for the hard/soft explicability scores")
+  a.add_argument("--layer", default=None,
+                 help="split point for conductance and insecurities (default: the last "
+                      "spatial one)")
+  a.add_argument("--mutants", type=int, default=20, help="mutants for LCR (default: %(default)s)")
+  a.add_argument("--operator", default="NAI", choices=("NAI", "GF", "WS", "NS"),
+                 help="mutation operator (default: %(default)s)")
+  a.add_argument("--rates", type=_list_of(float, "numbers"), default=(0.005, 0.01, 0.02),
+                 help="candidate mutation rates, the best chosen on the validation half "
+                      "(default: 0.005,0.01,0.02)")
+  a.add_argument("--coverage", type=float, default=0.9,
+                 help="share of validation predictions each threshold accepts (default: "
+                      "%(default)s)")
+  a.add_argument("--train-limit", type=int, default=5000,
+                 help="training images for the conductance detector (default: %(default)s)")
+  a.add_argument("--hardest", type=int, default=8,
+                 help="hardest test images drawn with their insecurities (default: %(default)s)")
+  a.add_argument("--noise", type=_list_of(float, "numbers"), default=(0.02, 0.05, 0.1),
+                 help="Gaussian noise stddevs for inputs in [0, 1] (default: 0.02,0.05,0.1)")
+  a.add_argument("--fgsm", type=_list_of(float, "numbers"), default=(1 / 255, 2 / 255, 4 / 255),
+                 help="FGSM epsilons for inputs in [0, 1] (default: 1/255, 2/255, 4/255)")
+  from explicable_jax.robustness import CORRUPTIONS
+  a.add_argument("--corruptions", type=_list_of(str, "corruption names"),
+                 default=audit.DEFAULT_CORRUPTIONS,
+                 help=f"from {', '.join(CORRUPTIONS)} (default: "
+                      f"{','.join(audit.DEFAULT_CORRUPTIONS)})")
+  a.add_argument("--severities", type=_list_of(int, "integers 1-5"), default=(1, 3, 5),
+                 help="corruption severities (default: 1,3,5)")
+  a.add_argument("--seed", type=int, default=0, help="seed of the split, mutants and noise")
+  a.add_argument("--data-dir", default=None, help="local data folder")
+  a.add_argument("--limit", type=int, default=None,
+                 help="first LIMIT images of each split only (quick checks)")
+  a.add_argument("--out", required=True, help="folder for the report, results and caches")
+  a.add_argument("--no-progress", action="store_true", help="hide progress bars")
+  a.set_defaults(func=cmd_audit, argv=None)
   return parser
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  if argv is not None and getattr(args, "command", None) == "audit":
+    args.argv = list(argv)
   if not getattr(args, "func", None):
     parser.print_help()
     return 2

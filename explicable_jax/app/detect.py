@@ -89,7 +89,7 @@ def _pooled(a):
   return a if a.ndim <= 2 else attribution.per_feature_map(a, reduce="mean")
 
 
-def _default_layer(clf, x) -> str | None:
+def default_layer(clf, x) -> str | None:
   """The last split point with a spatial feature map (Wu et al. use the last
   residual block), else the last one before the output."""
   if not clf.layers:
@@ -104,7 +104,11 @@ def _default_layer(clf, x) -> str | None:
   return clf.layers[-2] if len(clf.layers) > 1 else clf.layers[-1]
 
 
-def _load_splits(dataset, data_file, data_dir, seed, limit):
+def load_splits(dataset, data_file, data_dir, seed, limit, *, with_index: bool = False):
+  """``({"train", "validation", "test": (x float32, y)}, note)``: the paper
+  split of a registry dataset, or an ``.npz``'s test arrays halved at random
+  (``seed``); with ``with_index`` also ``{"test": indices of the test half
+  in the whole test set, "num_test": its size}``."""
   if (dataset is None) == (data_file is None):
     raise ValueError(f"give exactly one of dataset or data_file; got dataset={dataset!r}, "
                      f"data_file={data_file!r}.")
@@ -121,6 +125,7 @@ def _load_splits(dataset, data_file, data_dir, seed, limit):
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(arrays["y_test"]))
     half = len(order) // 2
+    index = {"test": order[half:], "num_test": len(order)}
     splits = {"train": (arrays["x_train"], arrays["y_train"]),
               "validation": (arrays["x_test"][order[:half]], arrays["y_test"][order[:half]]),
               "test": (arrays["x_test"][order[half:]], arrays["y_test"][order[half:]])}
@@ -131,9 +136,42 @@ def _load_splits(dataset, data_file, data_dir, seed, limit):
     split = data.paper_split(dataset, data_dir=data_dir, seed=seed)
     splits = {k: (data.to_float(ds.x), np.asarray(ds.y)) for k, ds in split.items()}
     note = split["test"].note
+    num_test = len(split["validation"]) + len(split["test"])
+    index = {"test": data.paper_split_indices(num_test, seed=seed)["test"],
+             "num_test": num_test}
   if limit is not None:
     splits = {k: (x[:limit], y[:limit]) for k, (x, y) in splits.items()}
-  return splits, note
+    index["test"] = index["test"][:limit]
+  return (splits, note, index) if with_index else (splits, note)
+
+
+@jax.jit
+def _logits(c, xb):
+  return c.logits(xb)
+
+
+def predict_logits(clf, x, *, batch_size: int = 250) -> np.ndarray:
+  """``clf``'s logits of ``x`` in jitted batches (the library's batching helper)."""
+  return _batching.map_batches(_logits, [x], batch_size=batch_size, args=(clf,))
+
+
+def conductance_features(clf, splits, layer: str, train_limit: int, *,
+                         batch_size: int = 250) -> dict:
+  """Wu et al.'s detector input: per-feature-map conductance at ``layer``
+  (predicted class, black baseline, 10 right-Riemann steps) of the first
+  ``train_limit`` training images and of the validation and test halves."""
+  from explicable_jax.attribution import batched
+
+  @jax.jit
+  def cond_batch(c, xb):
+    return _pooled(batched.layer_conductance(
+        c, xb, layer=layer, target="predicted", n_steps=10, method="riemann_right"))
+
+  out = {}
+  for k in ("train", "validation", "test"):
+    x = splits[k][0][:train_limit] if k == "train" else splits[k][0]
+    out[k] = _batching.map_batches(cond_batch, [x], batch_size=batch_size, args=(clf,))
+  return out
 
 
 def run_detect(model: str, out: str, *, dataset: str | None = None,
@@ -163,9 +201,9 @@ def run_detect(model: str, out: str, *, dataset: str | None = None,
                             "written by explicable_jax.models.save (no model.json).")
   clf = models.load(path)
   want = [s for s in LOGIT_SCORES] + [s for s in OPTIONAL_SCORES if s in scores]
-  splits, note = _load_splits(dataset, data_file, data_dir, seed, limit)
+  splits, note = load_splits(dataset, data_file, data_dir, seed, limit)
   if "mahalanobis" in want or "conductance" in want:
-    layer = layer or _default_layer(clf, splits["test"][0])
+    layer = layer or default_layer(clf, splits["test"][0])
     if layer is None:
       raise ValueError("scores mahalanobis and conductance need a split point, and this "
                        "model has none; adapt it with layers=[...] or drop those scores.")
@@ -229,20 +267,9 @@ def run_detect(model: str, out: str, *, dataset: str | None = None,
     for h in halves:
       sc[h]["lcr"] = lcr[f"lcr_{h}"]
   if "conductance" in want:
-    from explicable_jax.attribution import batched
-
-    @jax.jit
-    def cond_batch(c, xb):
-      return _pooled(batched.layer_conductance(
-          c, xb, layer=layer, target="predicted", n_steps=10, method="riemann_right"))
-
-    def cond_stage():
-      out_ = {}
-      for k in ("train",) + halves:
-        x = splits[k][0][:train_limit] if k == "train" else splits[k][0]
-        out_[k] = _batching.map_batches(cond_batch, [x], batch_size=250, args=(clf,))
-      return out_
-    cond = reporting.cached_arrays(os.path.join(cache, "conductance.npz"), cond_stage)
+    cond = reporting.cached_arrays(
+        os.path.join(cache, "conductance.npz"),
+        lambda: conductance_features(clf, splits, layer, train_limit))
     eye = np.eye(clf.num_classes, dtype=np.float32)
     feats = {k: np.concatenate([eye[pred[k][:len(cond[k])]], cond[k].reshape(len(cond[k]), -1)],
                                1) for k in cond}

@@ -1,0 +1,189 @@
+"""``explicable-jax audit``: known answers of its stages, a user's own (linen)
+model audited end to end from Python, resuming from the caches, and one-line
+errors for bad arguments. The report's rendering in Chromium is checked by
+tests/test_demo.py (the demo is this audit on built-in data)."""
+import json
+import os
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from explicable_jax import data, detection, losses, metrics, mutation, rrr, training
+from explicable_jax.app import audit, cli
+
+import test_classifier
+
+
+def test_mistakes_stage_known_answer():
+  w = np.array([[1.0, 0.6, 0.2],
+                [0.6, 1.0, 0.4],
+                [0.2, 0.4, 1.0]])
+  y = np.array([0, 0, 0, 1, 2, 2])
+  p = np.array([0, 1, 1, 2, 2, 2])  # mistakes: 0->1 twice, 1->2 once
+  m = audit.mistakes_stage(y, p, w, ["a", "b", "c"], reference_pred=np.array([0, 2, 2, 0, 2, 2]))
+  assert m["accuracy"] == pytest.approx(3 / 6) and m["mistakes"] == 3
+  assert m["mean_similarity_of_mistakes"] == pytest.approx((0.6 + 0.6 + 0.4) / 3)
+  # Chance: the mean off-diagonal W of each mistake's true row.
+  assert m["chance_similarity_of_mistakes"] == pytest.approx((0.4 + 0.4 + 0.5) / 3)
+  assert m["confusion"] == [[1, 2, 0], [0, 0, 1], [0, 0, 2]]
+  assert m["frequent_confusions"][0] == {"true": "a", "predicted": "b", "count": 2,
+                                         "similarity": 0.6}
+  assert [c["similarity"] for c in m["least_explicable"]] == [0.4, 0.6]
+  # The reference gets 0->2 (0.2) and 1->0 (0.6) wrong; both models miss images 1, 2, 3.
+  hs = m["hard_soft"]
+  assert hs["num_common_mistakes"] == 3
+  assert hs["hard"] == {"model": 2, "reference": 1}  # 0.6 > 0.2 twice; 0.6 > 0.4 for image 3
+
+
+def test_coverage_threshold_accepts_the_asked_share():
+  s = np.arange(10.0)
+  assert audit.coverage_threshold(s, 0.9) == 8.0  # accepts 0..8: 9 of 10
+  assert audit.coverage_threshold(s, 0.95) == 9.0  # ceil(9.5) = 10
+  assert audit.coverage_threshold(s, 0.01) == 0.0
+
+
+@pytest.fixture(scope="module")
+def users_model(tmp_path_factory):
+  """A user's linen CNN (the contract's adapter), trained on the digits, and
+  the digits as an .npz."""
+  train, test = data.load("digits", "train"), data.load("digits", "test")
+  clf = test_classifier.MAKERS["linen"]()
+  opt = optax.adam(1e-2)
+  state = training.create_train_state(jax.random.key(1), clf, opt)
+  state = training.fit(state, train, train_step=training.make_train_step(
+      losses.cross_entropy_loss, opt), epochs=4, batch_size=64, progress=False)
+  folder = tmp_path_factory.mktemp("users_data")
+  npz = str(folder / "digits.npz")
+  np.savez(npz, x_train=train.x, y_train=train.y, x_test=test.x, y_test=test.y)
+  ann = np.zeros((8, 8), np.float32)
+  ann[:2, :2] = 1  # "do not use the top-left corner"
+  np.savez(str(folder / "ann.npz"), mask=ann)
+  w = np.eye(10) + 0.1 * (1 - np.eye(10))
+  w[3, 8] = w[8, 3] = 0.7
+  np.save(str(folder / "w.npy"), w)
+  return state.classifier, npz, str(folder / "ann.npz"), str(folder / "w.npy")
+
+
+QUICK = dict(mutants=4, rates=(0.05,), noise=(0.1,), fgsm=(0.05,),
+             corruptions=("contrast",), severities=(3,), hardest=3, train_limit=400,
+             progress=False)
+
+
+def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
+  clf, npz, ann, w_path = users_model
+  out = str(tmp_path / "audit")
+  res = audit.audit(clf, out, data_file=npz, similarity=w_path, annotations=ann,
+                    classes=[f"d{i}" for i in range(10)], **QUICK)
+  r = json.load(open(res.results))
+  assert set(r) >= {"summary", "mistakes", "detection", "reliance", "hesitation", "robustness",
+                    "command", "wall_seconds", "data"}
+  # Against a hand computation on the same test half.
+  splits, _ = __import__("explicable_jax.app.detect", fromlist=["x"]).load_splits(
+      None, npz, None, 0, None)
+  x, y = splits["test"]
+  logits = np.asarray(training.predict(clf, x))
+  wrong = logits.argmax(-1) != y
+  assert r["mistakes"]["accuracy"] == pytest.approx(1 - wrong.mean())
+  msp = np.asarray(detection.scores.msp(logits))
+  assert r["detection"]["table"]["MSP"]["auroc"] == pytest.approx(metrics.auroc(msp, wrong),
+                                                                  abs=1e-6)
+  assert r["mistakes"]["mean_similarity_of_mistakes"] == pytest.approx(
+      metrics.mean_mistake_similarity(y, logits.argmax(-1), np.load(w_path)), abs=1e-6)
+  # Reliance: the share of |input gradient| on the corner, by hand.
+  g = np.abs(rrr.model_input_gradients(clf, x))
+  share = g[:, :2, :2].sum((1, 2, 3)) / g.sum((1, 2, 3))
+  assert r["reliance"]["gradient_share_on_annotation"] == pytest.approx(share.mean(), rel=1e-4)
+  assert r["reliance"]["annotated_share_of_input"] == pytest.approx(4 / 64)
+  assert r["robustness"]["rows"][0]["accuracy"] == pytest.approx(1 - wrong.mean())
+  # The coverage threshold accepts about 90% of the validation half.
+  cov = r["detection"]["at_coverage"]["MSP"]
+  assert 0.9 <= cov["validation"]["coverage"] < 0.93
+  assert len(r["hesitation"]["images"]) == 3
+  assert r["detection"]["layer"] in clf.layers and "conductance detector" in r["detection"]["table"]
+  html = open(res.report).read()
+  for anchor in ("summary", "mistakes", "detection", "reliance", "hesitation", "robustness"):
+    assert f'id="{anchor}"' in html
+  assert html.count("<img ") >= 4
+  # A rerun resumes from the caches: no mutant is drawn again.
+  monkeypatch.setattr(mutation, "make_mutants", lambda *a, **k: pytest.fail("recomputed"))
+  again = audit.audit(clf, out, data_file=npz, similarity=w_path, annotations=ann,
+                      classes=[f"d{i}" for i in range(10)], **QUICK)
+  assert again.detection["table"] == res.detection["table"]
+  assert again.hesitation == res.hesitation and again.robustness == res.robustness
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "/nonexistent", "--dataset", "digits"], "neither a train workdir"),
+    (["--dataset", "digits", "--similarity", "wordnet"], "similarity must be one of"),
+    (["--dataset", "digits", "--similarity", "ihl"], "needs dataset='cifar10'"),
+    (["--dataset", "digits", "--coverage", "1.5"], "coverage"),
+    (["--dataset", "digits", "--rates", "0.01,x"], "comma-separated list of numbers"),
+    (["--dataset", "digits", "--severities", "9"], "severities"),
+    (["--dataset", "digits", "--annotations", "/nope.npz"], "annotations file"),
+])
+def test_audit_bad_arguments_get_one_line_errors(argv, message, users_model, tmp_path, capsys):
+  clf, *_ = users_model
+  model_dir = str(tmp_path / "m")
+  if "--model" not in argv:
+    from explicable_jax import models
+    models.save(model_dir, models.classifier(jax.random.key(0), "cnn", input_shape=(8, 8, 1),
+                                             num_classes=10, widths=[4], dense=8))
+    argv = ["--model", model_dir, *argv]
+  try:
+    code = cli.main(["audit", *argv, "--out", str(tmp_path / "o"), "--no-progress"])
+  except SystemExit as e:  # argparse's own errors (also one line, status 2)
+    code = e.code
+  err = capsys.readouterr().err.strip()
+  assert code == 2, err
+  assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_annotations_take_one_mask_for_all_or_one_per_test_image(tmp_path):
+  x = np.zeros((3, 4, 4, 2), np.float32)
+  splits = {"test": (x, np.zeros(3, int))}
+  index = {"test": np.array([4, 0, 2]), "num_test": 5}
+  one = np.zeros((4, 4), np.float32)
+  one[0, 0] = 1
+  np.savez(tmp_path / "one.npz", mask=one)
+  m = audit._load_annotations(str(tmp_path / "one.npz"), splits, index)
+  assert m.shape == x.shape and m[:, 0, 0].sum() == 3 * 2 and m.sum() == 3 * 2
+  per = np.zeros((5, 4, 4), np.float32)
+  per[np.arange(5), np.arange(5) % 4, 0] = 1  # image i marks row i % 4
+  np.savez(tmp_path / "per.npz", mask=per)
+  m = audit._load_annotations(str(tmp_path / "per.npz"), splits, index)
+  # The test half's images are 4, 0 and 2 of the whole test set.
+  assert [int(np.argwhere(m[j, :, 0, 0])[0, 0]) for j in range(3)] == [0, 0, 2]
+  np.savez(tmp_path / "bad.npz", mask=np.zeros((2, 4, 4)))
+  with pytest.raises(ValueError, match="one per test image"):
+    audit._load_annotations(str(tmp_path / "bad.npz"), splits, index)
+  np.savez(tmp_path / "none.npz", other=one)
+  with pytest.raises(ValueError, match="must hold an array 'mask'"):
+    audit._load_annotations(str(tmp_path / "none.npz"), splits, index)
+
+
+def test_resnet20_audit_page_is_current_and_its_same_setting_rows_agree():
+  """The committed audit of the ResNet-20: the page is what make_page.py
+  writes from results.json, and every row that claims the same settings as
+  an experiment page shows the same number."""
+  import subprocess
+  import sys
+  root = os.path.join(os.path.dirname(__file__), "..")
+  r = subprocess.run([sys.executable, "experiments/audit_resnet20/make_page.py", "--check"],
+                     cwd=root, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 0, r.stdout + r.stderr
+  sys.path.insert(0, os.path.join(root, "experiments", "audit_resnet20"))
+  import make_page
+  with open(make_page.RESULTS) as f:
+    res = json.load(f)
+  with open(make_page.DETECTION) as f:
+    det = json.load(f)
+  with open(make_page.TRAINING) as f:
+    train = json.load(f)
+  rows = make_page.comparison_rows(res, det, train)
+  same = [r for r in rows if r[3] == "yes"]
+  assert len(same) == 5
+  for quantity, page, ours, _ in same:
+    assert page.split(" ")[0] == ours, quantity
+  assert res["wall_seconds"] > 0 and res["settings"]["model"].endswith("resnet20_cifar10/model")

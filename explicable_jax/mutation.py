@@ -479,13 +479,12 @@ def _prefix_uses(clf, x_spec) -> dict[str, np.ndarray]:
   return _PREFIX_USES[key]
 
 
-def prefix_groups(model, mutants, x_shape) -> list[tuple[str | None, np.ndarray]]:
-  """The mutants grouped by where their forward pass can start.
+def prefix_starts(model, mutants, x_shape) -> list[str | None]:
+  """Where each mutant's forward pass can start.
 
   A mutant that changes none of the parameters the model reads up to a split
   point ``layer`` has the original's activation there; it can start from it.
-  Each mutant goes to its deepest such split point (``None``: the input).
-  Returns ``[(layer or None, mutant indices), ...]`` in the model's order.
+  Each mutant's entry is its deepest such split point (``None``: the input).
   """
   clf = _classifier_or_none(model)
   n = check_mutants(mutants, clf.params)
@@ -497,9 +496,17 @@ def prefix_groups(model, mutants, x_shape) -> list[tuple[str | None, np.ndarray]
   for layer, u in uses.items():  # in the model's order: the last clean one wins
     for i in np.flatnonzero(~(changed & u[None]).any(1)):
       start[i] = layer
-  order = [None] + list(uses)
-  return [(layer, np.array([i for i in range(n) if start[i] == layer], int))
-          for layer in order if any(s == layer for s in start)]
+  return start
+
+
+def prefix_groups(model, mutants, x_shape) -> list[tuple[str | None, np.ndarray]]:
+  """The mutants grouped by :func:`prefix_starts`: ``[(layer or None, mutant
+  indices), ...]`` in the model's order."""
+  start = prefix_starts(model, mutants, x_shape)
+  order = [None] + list(_prefix_uses(_classifier_or_none(model), jax.ShapeDtypeStruct(
+      (1, *x_shape[1:]), jnp.float32)))
+  return [(layer, np.array([i for i, s in enumerate(start) if s == layer], int))
+          for layer in order if layer in start]
 
 
 def _classifier_or_none(model):
@@ -521,7 +528,7 @@ MESHES = ("local", "global")
 
 def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
                        batch_size: int = 500, strategy: str = "auto",
-                       mesh: str = "local", share_prefix: bool | None = None) -> np.ndarray:
+                       mesh: str = "local", share_prefix: bool = False) -> np.ndarray:
   """Predicted classes of every mutant on every input, ``(n_mutants, N)``;
   ``-1`` where the mutant's scores are not finite.
 
@@ -549,12 +556,16 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   ``"global"`` every process's, so the mutants are split across processes
   (every process must call with the same arguments).
 
-  ``share_prefix`` (default: on for a Classifier with split points): a
+  ``share_prefix`` (default off; a Classifier with split points): a
   mutant that leaves the model's parameters up to a split point unchanged
   (NAI and NS at low rates often do for the first blocks) starts there, from
   the original's activation, computed once per input batch for all such
   mutants (:func:`prefix_groups`). The mutant's forward pass is the same
-  computation, so the predictions are the same.
+  computation, so the predictions are the same. Off by default: at NAI rate
+  0.01 on ResNet-20 most mutants change the stem or the first block and it
+  measured 1.00x (``benchmarks/README.md``), while it traces the model once
+  per split point and compiles one program per starting point; it gained
+  up to 1.33x at rate 0.005 in an exploratory run.
   """
   _validation.check_positive("mutant_chunk", mutant_chunk, integer=True)
   _validation.check_positive("batch_size", batch_size, integer=True)
@@ -578,8 +589,6 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   ndev = len(devices)
   mutant_chunk = -(-mutant_chunk // ndev) * ndev
   clf = _classifier_or_none(model)
-  if share_prefix is None:
-    share_prefix = clf is not None and bool(clf.layers)
   if share_prefix and (clf is None or not clf.layers):
     raise ValueError("share_prefix=True needs a models.Classifier with split points (layers); "
                      f"got {type(model).__name__}.")
@@ -588,7 +597,14 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
     _predict_group(logits_fn, extra, mutants, np.arange(n), x, out, strategy, devices,
                    mutant_chunk, batch_size)
     return out
-  for layer, idx in prefix_groups(clf, mutants, x.shape):
+  # Mutants sorted by how deep they can start, cut into full chunks; a chunk
+  # starts where its shallowest mutant can (no chunk is padded but the last).
+  start = prefix_starts(clf, mutants, x.shape)
+  depth = {None: -1, **{layer: i for i, layer in enumerate(clf.layers)}}
+  order = np.argsort([depth[s_] for s_ in start], kind="stable")
+  for m0, m1 in _chunks(n, mutant_chunk):
+    idx = order[m0:m1]
+    layer = start[idx[0]]
     group = jax.tree.map(lambda a: a[idx], mutants)
     if layer is None:
       _predict_group(logits_fn, extra, group, idx, x, out, strategy, devices, mutant_chunk,

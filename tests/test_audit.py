@@ -106,12 +106,29 @@ def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
   for anchor in ("summary", "mistakes", "detection", "reliance", "hesitation", "robustness"):
     assert f'id="{anchor}"' in html
   assert html.count("<img ") >= 4
+  # The caches are keyed by the weights: another model audited into the same
+  # folder gets its own numbers, not the first model's.
+  other = clf.with_params(jax.tree.map(lambda a: a * 0.5, clf.params))
+  second = audit.audit(other, out, data_file=npz, similarity=w_path, annotations=ann,
+                       classes=[f"d{i}" for i in range(10)], **QUICK)
+  acc = float(np.mean(np.asarray(training.predict(other, x)).argmax(-1) == y))
+  assert second.mistakes["accuracy"] == pytest.approx(acc)
+  assert second.detection["table"]["MSP"] != res.detection["table"]["MSP"]
   # A rerun resumes from the caches: no mutant is drawn again.
   monkeypatch.setattr(mutation, "make_mutants", lambda *a, **k: pytest.fail("recomputed"))
   again = audit.audit(clf, out, data_file=npz, similarity=w_path, annotations=ann,
                       classes=[f"d{i}" for i in range(10)], **QUICK)
   assert again.detection["table"] == res.detection["table"]
   assert again.hesitation == res.hesitation and again.robustness == res.robustness
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+  from explicable_jax import models
+  path = str(tmp_path_factory.mktemp("saved") / "m")
+  models.save(path, models.classifier(jax.random.key(0), "cnn", input_shape=(8, 8, 1),
+                                      num_classes=10, widths=[4], dense=8))
+  return path
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -123,14 +140,9 @@ def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
     (["--dataset", "digits", "--severities", "9"], "severities"),
     (["--dataset", "digits", "--annotations", "/nope.npz"], "annotations file"),
 ])
-def test_audit_bad_arguments_get_one_line_errors(argv, message, users_model, tmp_path, capsys):
-  clf, *_ = users_model
-  model_dir = str(tmp_path / "m")
+def test_audit_bad_arguments_get_one_line_errors(argv, message, saved_model, tmp_path, capsys):
   if "--model" not in argv:
-    from explicable_jax import models
-    models.save(model_dir, models.classifier(jax.random.key(0), "cnn", input_shape=(8, 8, 1),
-                                             num_classes=10, widths=[4], dense=8))
-    argv = ["--model", model_dir, *argv]
+    argv = ["--model", saved_model, *argv]
   try:
     code = cli.main(["audit", *argv, "--out", str(tmp_path / "o"), "--no-progress"])
   except SystemExit as e:  # argparse's own errors (also one line, status 2)

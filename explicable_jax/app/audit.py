@@ -787,12 +787,15 @@ def audit(model, out: str, *, dataset: str | None = None, data_file: str | None 
               "fgsm": list(fgsm), "corruptions": list(corruptions),
               "severities": list(severities), "seed": seed, "limit": limit,
               "backend": jax.default_backend(), "jax": jax.__version__}
-  # A model in memory has no path to key its caches by: its weights' checksum.
-  ident = model_path or hashlib.sha1(b"".join(
-      np.asarray(v).tobytes() for v in jax.tree.leaves(clf.params))).hexdigest()
-  cache = _Cache(os.path.join(out, "cache"), {"model": ident, "dataset": dataset,
-                                              "data_file": data_file, "seed": seed,
-                                              "limit": limit})
+  # The caches are keyed by the weights themselves (a model retrained into the
+  # same folder never meets the old model's cached numbers).
+  ident = _checksum(clf)
+  data_id = dataset
+  if data_file is not None:
+    with open(data_file, "rb") as fh:
+      data_id = hashlib.sha1(fh.read()).hexdigest()
+  cache = _Cache(os.path.join(out, "cache"), {"model": ident, "data": data_id, "seed": seed,
+                                              "limit": limit, "train_limit": train_limit})
   key = jax.random.key(seed)
 
   logits = {}
@@ -808,7 +811,7 @@ def audit(model, out: str, *, dataset: str | None = None, data_file: str | None 
   yt = splits["test"][1]
   ref_pred = None
   if ref is not None:
-    ref_pred = cache.arrays("reference_logits", {"reference": ref_path or "memory"}, lambda: {
+    ref_pred = cache.arrays("reference_logits", {"reference": _checksum(ref)}, lambda: {
         "logits": detect.predict_logits(ref, splits["test"][0])})["logits"].argmax(-1)
   say(f"predictions: accuracy test half {1 - wrong['test'].mean():.4f} "
       f"({time.time() - t0:.0f}s)")
@@ -833,8 +836,13 @@ def audit(model, out: str, *, dataset: str | None = None, data_file: str | None 
   grads = None
   if mask is not None:
     fill = splits["train"][0].mean(axis=(0, 1, 2), keepdims=True)[0]
-    rel, grads = reliance_stage(clf, splits["test"][0], yt, mask, fill)
-    rel = {"given": True, **rel}
+    with open(annotations, "rb") as fh:
+      ann_sha = hashlib.sha1(fh.read()).hexdigest()
+    rel = cache.json("reliance", {"annotations": ann_sha, "train_limit": train_limit},
+                     lambda: {"given": True, **reliance_stage(clf, splits["test"][0], yt, mask,
+                                                              fill)[0]})
+    from explicable_jax import rrr
+    grads = np.abs(rrr.model_input_gradients(clf, splits["test"][0][:6]))  # for the figure
   else:
     rel = {"given": False, "note": "no annotations given"}
   bar.update(1)
@@ -883,6 +891,16 @@ def audit(model, out: str, *, dataset: str | None = None, data_file: str | None 
   with open(os.path.join(out, "command.txt"), "w") as f:
     f.write(command + "\n")
   return AuditResult(**res)
+
+
+def _checksum(clf) -> str:
+  """SHA-1 of a classifier's parameters and state."""
+  h = hashlib.sha1()
+  for v in jax.tree.leaves((clf.params, clf.state)):
+    a = np.asarray(jax.random.key_data(v) if jnp.issubdtype(v.dtype, jax.dtypes.prng_key)
+                   else v)
+    h.update(str(a.shape).encode() + a.tobytes())
+  return h.hexdigest()
 
 
 def _equivalent_command(model_path, s, out, data_dir) -> str:

@@ -102,13 +102,14 @@ def run_demo(out_dir: str = "explicable_jax_demo", *, quick: bool = False, seed:
   np.save(sim, w)
   args = ["audit", "--model", paths["model"], "--dataset", "decoy_digits",
           "--similarity", sim, "--annotations", ann, "--reference", paths["reference"],
-          "--rates", "0.05,0.1", "--seed", str(seed), "--out", out_dir]
+          "--rates", "0.05,0.1" if not quick else "0.1", "--seed", str(seed), "--out", out_dir]
   if quick:
     args += ["--mutants", "5", "--noise", "0.1", "--fgsm", "0.05", "--severities", "3",
              "--corruptions", "gaussian_noise,contrast", "--hardest", "4"]
   res = audit.audit(
       paths["model"], out_dir, dataset="decoy_digits", similarity=sim, annotations=ann,
-      reference=paths["reference"], rates=(0.05, 0.1), seed=seed, progress=progress,
+      reference=paths["reference"], rates=(0.1,) if quick else (0.05, 0.1), seed=seed,
+      progress=progress,
       command=shlex.join(["explicable-jax", *args]),
       note=("The demo: a MLP trained with cross-entropy on Decoy digits (a 2x2 swatch whose "
             "shade encodes the label in training and a random digit at test), audited with "

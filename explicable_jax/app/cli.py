@@ -102,6 +102,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                  help="steps between lines of metrics.jsonl (default: %(default)s)")
 
 
+def _add_model_and_data(p: argparse.ArgumentParser) -> None:
+  """``--model`` and one of ``--dataset`` / ``--data`` (detect, audit)."""
+  p.add_argument("--model", required=True,
+                 help="a train --workdir, or a folder written by models.save")
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--dataset", help="a dataset of the registry (its test set is halved)")
+  src.add_argument("--data", help="an .npz with x_train, y_train, x_test, y_test")
+
+
 def _config_from_args(args) -> "training.TrainConfig":
   from explicable_jax import training
   fields = {f.name for f in dataclasses.fields(training.TrainConfig)}
@@ -274,11 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description=detect.__doc__.split("\n\n")[0] + " Thresholds are "
                      "chosen on the validation half, the table is on the test half; a "
                      "rerun of the same command resumes from the caches in --out.")
-  d.add_argument("--model", required=True,
-                 help="a train --workdir, or a folder written by models.save")
-  src = d.add_mutually_exclusive_group(required=True)
-  src.add_argument("--dataset", help="a dataset of the registry (its test set is halved)")
-  src.add_argument("--data", help="an .npz with x_train, y_train, x_test, y_test")
+  _add_model_and_data(d)
   d.add_argument("--scores", type=_score_list, default=detect.LOGIT_SCORES,
                  help=f"comma-separated, from {', '.join(detect.SCORES)}; the logit scores "
                       "are always computed (default: the logit scores)")
@@ -306,11 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description=audit.__doc__.split("\n\n")[0] + " Five sections: "
                      "mistakes, error detection, reliance, hesitation, robustness. A rerun "
                      "of the same command resumes from the caches in --out.")
-  a.add_argument("--model", required=True,
-                 help="a train --workdir, or a folder written by models.save")
-  src = a.add_mutually_exclusive_group(required=True)
-  src.add_argument("--dataset", help="a dataset of the registry (its test set is halved)")
-  src.add_argument("--data", help="an .npz with x_train, y_train, x_test, y_test")
+  _add_model_and_data(a)
   a.add_argument("--classes", type=_list_of(str, "class names"), default=None,
                  help="comma-separated class names (default: the model's or the dataset's)")
   a.add_argument("--similarity", default="ekl",

@@ -602,6 +602,35 @@ def test_sigint_says_where_the_run_stopped_and_the_rerun_resumes(tmp_path):
 # Determinism.
 
 
+def test_the_first_ctrl_c_stops_at_a_step_boundary_and_saves(tmp_path):
+  """The first SIGINT only asks the loop to stop: the code running when it
+  arrives (here a callback; in a real run often an asynchronous checkpoint
+  save or a garbage-collector hook, where a raised KeyboardInterrupt is lost or
+  breaks the save) finishes, the step's checkpoint is written, and ``fit``
+  raises ``TrainingInterrupted`` naming that step. The handler is removed
+  afterwards."""
+  finished = []
+
+  class CtrlC(training.Callback):
+    def on_log(self, record):
+      if record["step"] == 3:
+        os.kill(os.getpid(), signal.SIGINT)
+        finished.append(record["step"])  # not reached if the signal raised here
+
+  _, train, state, _ = _small_setup()
+  opt = optax.sgd(0.1)
+  state = training.create_train_state(jax.random.key(0), state.model(), opt)
+  before = signal.getsignal(signal.SIGINT)
+  with pytest.raises(training.TrainingInterrupted, match="interrupted at step 3; the last "
+                     "checkpoint is step 3") as e:
+    training.fit(state, train, train_step=training.make_train_step(
+        lambda logits, batch, params: losses.cross_entropy(logits, batch["y"]), opt), epochs=5, batch_size=64, workdir=str(tmp_path),
+                 checkpoint_every=100, log_every=1, progress=False, callbacks=[CtrlC()])
+  assert finished == [3]
+  assert (e.value.step, e.value.checkpoint_step) == (3, 3)
+  assert signal.getsignal(signal.SIGINT) is before
+
+
 def _params_after_fit(seed):
   cfg, train, _, _ = _small_setup(model_kwargs={"hidden": [16], "dropout_rate": 0.3},
                                   seed=seed)

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import contextlib
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,6 +40,40 @@ class TrainingInterrupted(KeyboardInterrupt):
 
   def __str__(self) -> str:
     return str(self.args[0])
+
+
+@contextlib.contextmanager
+def _deferred_sigint():
+  """Turn the first SIGINT into a flag the loop reads between steps.
+
+  A ``KeyboardInterrupt`` raised wherever the signal lands can fire inside an
+  asynchronous checkpoint save, a garbage-collector callback or a ``__del__``
+  (where Python swallows it and the run goes on). With this handler the first
+  Ctrl-C asks the loop to stop after the current step (it then saves and raises
+  ``TrainingInterrupted``); a second one interrupts at once. Outside the main
+  thread, where handlers cannot be set, the default behaviour stays.
+  """
+  requested = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield requested
+    return
+  previous = signal.getsignal(signal.SIGINT)
+
+  def handler(signum, frame):
+    if requested.is_set():
+      raise KeyboardInterrupt
+    requested.set()
+    print("explicable-jax: interrupt received; stopping after this step "
+          "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+  try:
+    signal.signal(signal.SIGINT, handler)
+  except ValueError:  # not settable here (embedded interpreter)
+    yield requested
+    return
+  try:
+    yield requested
+  finally:
+    signal.signal(signal.SIGINT, previous)
 
 
 class JsonlLogger:
@@ -313,7 +351,13 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   bar = tqdm(total=total, initial=start, disable=not (progress and main), unit="step",
              dynamic_ncols=True)
   t0, seen = time.time(), 0
+  interrupt = contextlib.ExitStack()
   try:
+    stop_requested = interrupt.enter_context(_deferred_sigint())
+
+    def check_interrupt():
+      if stop_requested.is_set():
+        raise KeyboardInterrupt
     for epoch in range(start // steps_per_epoch, epochs):
       offset = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
       for batch in data_lib.batches(train_ds, batch_size, shuffle=shuffle, seed=seed,
@@ -334,6 +378,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
                           "images_per_s": seen * batch_size / (time.time() - t0)})
         if saving:
           ckpt.save(state)
+        check_interrupt()
       stop_if_bad()
       if eval_ds is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
         ev = evaluate(state, eval_ds)
@@ -343,6 +388,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
           bar.write(line) if progress else print(line, flush=True)
         emit("on_eval", {"step": int(jax.device_get(state.step)), "epoch": epoch + 1,
                          "eval_accuracy": ev["accuracy"], "eval_loss": ev["loss"]})
+      check_interrupt()
     if ckpt:
       ckpt.save(state)
   except KeyboardInterrupt as e:
@@ -362,6 +408,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
            if saved is not None else "no checkpoint was written (no workdir)"),
         done, saved) from None
   finally:
+    interrupt.close()
     bar.close()
     if ckpt:
       ckpt.close()

@@ -6,9 +6,10 @@ Same architecture on both sides (He et al.'s CIFAR ResNet-20, option-A
 shortcuts, batch norm, SGD with Nesterov momentum and weight decay, random
 inputs of shape 128x32x32x3), measured in the same process, one after the
 other, after a warm-up. Prints images per second and the ratio ours / torch;
-``--write`` also records the rows in benchmarks/README.md. Three JAX rows: our
-default (tap-wise kernel gradient on CPU, see ``explicable_jax.models.conv``),
-XLA's own convolution gradient, and the forward pass.
+``--write`` also records the rows in benchmarks/README.md. JAX columns: our
+default (``KERNEL_GRAD="auto"``: each convolution's kernel-gradient form
+chosen by a timing on this machine, see ``explicable_jax.models.conv``), the
+tap-wise form forced everywhere, and XLA's own convolution gradient.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def _time(fn, repeats: int) -> float:
   return (time.perf_counter() - t) / repeats
 
 
-def jax_rows(batch_size: int, repeats: int, tapwise: bool) -> dict[str, float]:
-  conv.TAPWISE_KERNEL_GRAD_ON_CPU = tapwise
+def jax_rows(batch_size: int, repeats: int, form: str = "auto") -> dict[str, float]:
+  saved, conv.KERNEL_GRAD = conv.KERNEL_GRAD, form
   try:
     model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
                                 num_classes=10)
@@ -58,7 +59,7 @@ def jax_rows(batch_size: int, repeats: int, tapwise: bool) -> dict[str, float]:
     t_step = _time(train, repeats)
     t_fwd = _time(lambda: jax.block_until_ready(fwd(state, batch["x"])), repeats)
   finally:
-    conv.TAPWISE_KERNEL_GRAD_ON_CPU = True
+    conv.KERNEL_GRAD = saved
   return {"train": batch_size / t_step, "forward": batch_size / t_fwd}
 
 
@@ -92,16 +93,18 @@ def torch_rows(batch_size: int, repeats: int) -> dict[str, float] | None:
 
 
 def run(batch_size: int = 128, repeats: int = 10) -> list[dict]:
-  ours = jax_rows(batch_size, repeats, tapwise=True)
-  xla = jax_rows(batch_size, repeats, tapwise=False)
+  ours = jax_rows(batch_size, repeats, "auto")
+  tap = jax_rows(batch_size, repeats, "tapwise")
+  xla = jax_rows(batch_size, repeats, "xla")
   peer = torch_rows(batch_size, repeats)
   rows = []
   for what in ("train", "forward"):
     row = {"benchmark": f"ResNet-20 {what} step, batch {batch_size}",
-           "ours": ours[what], "xla_default": xla[what],
+           "ours": ours[what], "tapwise": tap[what], "xla_default": xla[what],
            "peer": peer[what] if peer else float("nan")}
-    row["ratio"] = row["ours"] / row["peer"] if peer else float("nan")
-    row["ratio_xla_default"] = row["xla_default"] / row["peer"] if peer else float("nan")
+    for k in ("ours", "tapwise", "xla_default"):
+      row[f"ratio_{k}"] = row[k] / row["peer"] if peer else float("nan")
+    row["ratio"] = row["ratio_ours"]
     rows.append(row)
   return rows
 
@@ -118,11 +121,17 @@ def main() -> None:
   lines = [f"{datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
            f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
            f"({torch.get_num_threads()} threads):", "",
-           "| benchmark | ours img/s | ours, XLA conv grad img/s | PyTorch img/s | ratio | "
-           "ratio, XLA conv grad |", "|---|---|---|---|---|---|"]
+           "| benchmark | ours (auto) img/s | tap-wise everywhere img/s | XLA conv grad img/s | "
+           "PyTorch img/s | ratio | ratio, tap-wise | ratio, XLA |",
+           "|---|---|---|---|---|---|---|---|"]
   for r in rows:
-    lines.append(f"| {r['benchmark']} | {r['ours']:.1f} | {r['xla_default']:.1f} | "
-                 f"{r['peer']:.1f} | {r['ratio']:.2f} | {r['ratio_xla_default']:.2f} |")
+    lines.append(f"| {r['benchmark']} | {r['ours']:.1f} | {r['tapwise']:.1f} | "
+                 f"{r['xla_default']:.1f} | {r['peer']:.1f} | {r['ratio']:.2f} | "
+                 f"{r['ratio_tapwise']:.2f} | {r['ratio_xla_default']:.2f} |")
+  choices = sorted(conv._choices.items())
+  lines += ["", "Kernel-gradient form chosen by `auto` for each convolution shape "
+            "(timings from the calibration cache):", ""]
+  lines += [f"* `{k}`: {v}" for k, v in choices]
   report = "\n".join(lines)
   print(report)
   if args.write:

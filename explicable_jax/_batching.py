@@ -52,7 +52,7 @@ def pad_to(x: np.ndarray, size: int) -> np.ndarray:
 
 def map_batches(fn: Callable, inputs: Sequence[Any], *, batch_size: int,
                 args: Sequence[Any] = (), devices: int | None = None,
-                to_host: bool = True):
+                to_host: bool = True, across_processes: bool = False):
   """``fn(*args, *batch)`` over the rows of ``inputs``, concatenated.
 
   Args:
@@ -65,6 +65,11 @@ def map_batches(fn: Callable, inputs: Sequence[Any], *, batch_size: int,
     devices: local devices to split each batch over (default: all local
       devices when ``batch_size`` is a multiple of their count, else one).
     to_host: return numpy arrays (default) rather than device arrays.
+    across_processes: in a multi-process run, split the rows across the
+      processes (each computes a contiguous ``1/P`` share on its own devices)
+      and gather every share on every process
+      (``multihost_utils.process_allgather``); every process must call it
+      with the same inputs. Ignored with one process. Implies ``to_host``.
 
   Returns:
     ``fn``'s outputs for every row, in order (numpy when ``to_host``).
@@ -82,6 +87,9 @@ def map_batches(fn: Callable, inputs: Sequence[Any], *, batch_size: int,
           f"{a.shape}, input 0 has {n} rows.")
   if n == 0:
     raise ValueError("inputs are empty (0 rows); nothing to compute.")
+  if across_processes and jax.process_count() > 1:
+    return _split_across_processes(fn, inputs, batch_size=batch_size, args=args,
+                                   devices=devices)
   size = min(batch_size, n)
   if devices is None:  # all local devices when they divide the batch, else one
     ndev = jax.local_device_count()
@@ -106,3 +114,18 @@ def map_batches(fn: Callable, inputs: Sequence[Any], *, batch_size: int,
     outs.append(jax.device_get(out) if to_host else out)
   concat = np.concatenate if to_host else jax.numpy.concatenate
   return jax.tree.map(lambda *parts: concat(parts), *outs)
+
+
+def _split_across_processes(fn, inputs, *, batch_size, args, devices):
+  """``map_batches`` with the rows split across processes, then gathered."""
+  from jax.experimental import multihost_utils
+  n, count, index = len(inputs[0]), jax.process_count(), jax.process_index()
+  share = -(-n // count)
+  lo, hi = min(index * share, n), min((index + 1) * share, n)
+  # A process whose share is empty (fewer rows than processes) computes row 0
+  # and discards it, so every process takes part in the gather.
+  rows = [a[lo:hi] if hi > lo else a[:1] for a in inputs]
+  out = map_batches(fn, rows, batch_size=batch_size, args=args, devices=devices)
+  out = jax.tree.map(lambda o: pad_to(o, share) if hi > lo else np.repeat(o, share, 0), out)
+  gathered = multihost_utils.process_allgather(out, tiled=True)  # (count * share, ...)
+  return jax.tree.map(lambda g: np.asarray(g)[:n], gathered)

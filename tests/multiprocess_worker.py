@@ -48,7 +48,14 @@ def fit(epochs, workdir=None):
               "step": np.asarray(int(jax.device_get(state.step))),
               "eval_accuracy": np.asarray([r["eval_accuracy"] for r in history.evals]),
               "accuracy": np.asarray(ev["accuracy"]),
-              "logits": training.predict(state, ds.x[:50])}
+              "logits": training.predict(state, ds.x[:50]),
+              # The work split across processes (ignored with one process):
+              # 51 rows and batches of 20 make uneven shares and padding.
+              "split_accuracy": np.asarray(
+                  training.evaluate(state, ds, across_processes=True)["accuracy"]),
+              "split_logits": training.predict(state, ds.x[:51], batch_size=20,
+                                               across_processes=True),
+              "split_tiny": training.predict(state, ds.x[:3], across_processes=True)}
 
 
 def mutants():

@@ -246,6 +246,14 @@ def test_zoo_classifier_saves_and_rebuilds_by_name(tmp_path):
   assert again.class_names == clf.class_names and again.layers == clf.layers
   x = jnp.ones((2, *SHAPE))
   np.testing.assert_allclose(again.logits(x), clf.logits(x))
+  # One rule for "a model folder" everywhere: the saved folder itself or a
+  # train workdir holding it in model/; anything else names the argument.
+  models.save(tmp_path / "workdir" / "model", clf)
+  saved = str((tmp_path / "workdir" / "model").resolve())
+  assert models.model_folder(tmp_path / "workdir") == saved
+  assert models.model_folder(tmp_path / "workdir" / "model") == saved
+  with pytest.raises(FileNotFoundError, match=r"init_from '.*empty' is neither a train workdir"):
+    models.model_folder(tmp_path / "empty", name="init_from")
 
 
 def test_register_model_rejects_a_taken_name_and_rebuilds_a_users_model(tmp_path):

@@ -1,3 +1,5 @@
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,8 @@ from explicable_jax.models import conv
 
 @pytest.mark.parametrize("k,stride,pad", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0),
                                           (3, 1, "SAME"), (3, 2, "VALID")])
-def test_tapwise_kernel_gradient_equals_xla(k, stride, pad, key):
+def test_tapwise_kernel_gradient_equals_xla(k, stride, pad, key, monkeypatch):
+  monkeypatch.setattr(conv, "KERNEL_GRAD", "tapwise")  # these shapes are below auto's threshold
   kx, kw, kd = jax.random.split(key, 3)
   x = jax.random.normal(kx, (3, 9, 9, 4))
   w = jax.random.normal(kw, (k, k, 4, 5))
@@ -28,3 +31,41 @@ def test_tapwise_kernel_gradient_equals_xla(k, stride, pad, key):
   hvp = jax.jvp(jax.grad(lambda x: jnp.sum(ours(x, w) ** 2)), (x,), (x,))[1]
   hvp_ref = jax.jvp(jax.grad(lambda x: jnp.sum(ref(x, w) ** 2)), (x,), (x,))[1]
   np.testing.assert_allclose(hvp, hvp_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_times_each_large_convolution_once_and_caches_the_choice(tmp_path, monkeypatch):
+  """"auto": a convolution above the FLOP threshold is timed once (both
+  forms, in a thread of its own even while a model is being traced), the
+  faster form is used, and the choice is kept in memory and on disk for this
+  machine; small convolutions use XLA's rule untimed. Gradients equal XLA's
+  whichever form wins."""
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  monkeypatch.setattr(conv, "KERNEL_GRAD", "auto")
+  monkeypatch.setattr(conv, "_choices", {})
+  monkeypatch.setattr(conv, "CALIBRATE_MIN_FLOPS", 1e6)
+  timed = []
+  real = conv.calibrate
+  monkeypatch.setattr(conv, "calibrate", lambda *a, **k: timed.append(a[:2]) or real(*a, **k))
+  x = jax.random.normal(jax.random.key(0), (8, 12, 12, 8))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 8, 8))  # 2*8*12*12*9*8*8 = 1.3 MFLOP
+  small = jax.random.normal(jax.random.key(2), (1, 3, 3, 8))
+  f = lambda x, w: jnp.sum(conv.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                     dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2)
+  ref = lambda x, w: jnp.sum(lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                      dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2)
+  g = jax.jit(jax.grad(f, argnums=1))(x, w)  # timed while jit traces f
+  np.testing.assert_allclose(g, jax.grad(ref, argnums=1)(x, w), rtol=1e-4, atol=1e-3)
+  jax.jit(jax.grad(f, argnums=1))(x + 1, w)
+  jax.grad(f, argnums=1)(small, w)
+  assert timed == [((8, 12, 12, 8), (3, 3, 8, 8))]  # once; the small one untimed
+  table = json.loads((tmp_path / "explicable_jax" / "conv_kernel_grad.json").read_text())
+  (entry,) = [e for per_machine in table.values() for e in per_machine.values()]
+  assert entry["choice"] == ("tapwise" if entry["tapwise"] < 0.95 * entry["xla"] else "xla")
+  assert list(conv._choices.values()) == [entry["choice"]]
+  # A new process (empty memory) reads the disk cache instead of timing again.
+  monkeypatch.setattr(conv, "_choices", {})
+  jax.grad(f, argnums=1)(x, w)
+  assert len(timed) == 1
+  monkeypatch.setattr(conv, "KERNEL_GRAD", "fast")
+  with pytest.raises(ValueError, match="KERNEL_GRAD .* must be one of .*got 'fast'"):
+    jax.grad(f, argnums=1)(x, w)

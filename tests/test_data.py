@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import jax
@@ -49,6 +50,37 @@ def test_batches_pad_the_last_batch_and_mask_it():
   np.testing.assert_array_equal(resumed[0]["y"], full[2]["y"])
   with pytest.raises(ValueError, match="batch_size must be a positive integer"):
     next(data.batches(ds, 0))
+
+
+def test_batches_of_a_process_share_gather_only_its_rows(tmp_path):
+  """rows=slice: each batch is the global batch's rows (padding and mask
+  included), and only those examples are read: x memory-mapped from disk is
+  indexed with this share's indices alone."""
+  ds = data.load("digits", "test")  # 449 examples: the last batch of 100 is padded
+  np.save(tmp_path / "x.npy", ds.x)
+  reads = []
+
+  class Recording(np.ndarray):
+    def __getitem__(self, idx):
+      reads.append(np.asarray(idx).copy())
+      return np.asarray(self)[idx]
+
+  mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+  local = dataclasses.replace(ds, x=mapped.view(Recording))
+  full = list(data.batches(ds, 100, shuffle=True, seed=3, epoch=1))
+  for rows in (slice(0, 50), slice(50, 100)):
+    reads.clear()
+    part = list(data.batches(local, 100, shuffle=True, seed=3, epoch=1, rows=rows))
+    assert len(part) == len(full)
+    for a, b, idx in zip(part, full, reads):
+      for k in b:
+        np.testing.assert_array_equal(np.asarray(a[k]), b[k][rows])
+      assert len(idx) == 50
+  assert sum(b["mask"].sum() for r in (slice(0, 50), slice(50, 100))
+             for b in data.batches(ds, 100, rows=r)) == len(ds)
+  for bad in (slice(0, 100, 2), slice(100, 120), [0, 1]):
+    with pytest.raises(ValueError, match="rows must be a non-empty contiguous slice"):
+      next(data.batches(ds, 100, rows=bad))
 
 
 def test_epoch_permutations_differ_between_epochs_and_repeat_with_the_seed():

@@ -74,9 +74,7 @@ def main() -> None:
   args = p.parse_args()
   t0 = time.time()
   os.makedirs(args.out, exist_ok=True)
-  path = args.model
-  if os.path.exists(os.path.join(path, "model", "model.json")):
-    path = os.path.join(path, "model")
+  path = models.model_folder(args.model, name="--model")
   clf, meta = models.load(path), models.read_meta(path)
   layer = feature_layer(clf.layers)
   test = data.paper_split("cifar10", data_dir=args.data_dir, seed=args.seed)["test"]

@@ -146,9 +146,7 @@ def main() -> None:
   os.makedirs(args.out, exist_ok=True)
   key = jax.random.key(args.seed)
 
-  path = args.model
-  if os.path.exists(os.path.join(path, "model", "model.json")):
-    path = os.path.join(path, "model")
+  path = models.model_folder(args.model, name="--model")
   clf, meta = models.load(path), models.read_meta(path)
   split = data.paper_split("cifar10", data_dir=args.data_dir, seed=args.seed)
   sets = {}

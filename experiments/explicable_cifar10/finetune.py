@@ -53,7 +53,7 @@ LOSSES = ("cce", "ihl", "chl", "ekl")
 
 def config_for(args) -> TrainConfig:
   r = RECIPES[args.recipe]
-  base = models.read_meta(_model_dir(args.base))
+  base = models.read_meta(models.model_folder(args.base, name="--base"))
   if args.loss == "cce":
     loss, loss_kwargs = "cross_entropy", {}
   else:
@@ -71,13 +71,6 @@ def config_for(args) -> TrainConfig:
       weight_decay=r["weight_decay"], augment=r["augment"], seed=args.seed,
       data_dir=args.data_dir, checkpoint_every=100, log_every=50, validation="paper",
       init_from=args.base)
-
-
-def _model_dir(path: str) -> str:
-  if os.path.isdir(os.path.join(path, "model")) and not os.path.exists(
-      os.path.join(path, "model.json")):
-    return os.path.join(path, "model")
-  return path
 
 
 def _write_json(path, obj):

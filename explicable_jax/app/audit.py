@@ -104,13 +104,8 @@ def _resolve_model(name: str, model):
   """A Classifier from a Classifier (or anything the contract adapts) or a
   folder (train workdir or ``models.save``); its folder or None."""
   if isinstance(model, (str, os.PathLike)):
-    path = os.fspath(model)
-    if os.path.exists(os.path.join(path, "model", "model.json")):
-      path = os.path.join(path, "model")
-    if not os.path.exists(os.path.join(path, "model.json")):
-      raise FileNotFoundError(f"{name} {os.fspath(model)!r} is neither a train workdir nor a "
-                              "folder written by explicable_jax.models.save (no model.json).")
-    return models.load(path), os.path.abspath(path)
+    path = models.model_folder(model, name=name)
+    return models.load(path), path
   return models.as_classifier(name, model), None
 
 

@@ -193,12 +193,7 @@ def run_detect(model: str, out: str, *, dataset: str | None = None,
   _validation.check_choice("threshold", threshold, detection.THRESHOLD_METHODS[:2])
   _validation.check_positive("mutants", mutants, integer=True)
   _validation.check_positive("train_limit", train_limit, integer=True)
-  path = model
-  if os.path.exists(os.path.join(path, "model", "model.json")):
-    path = os.path.join(path, "model")
-  if not os.path.exists(os.path.join(path, "model.json")):
-    raise FileNotFoundError(f"model {model!r} is neither a train workdir nor a folder "
-                            "written by explicable_jax.models.save (no model.json).")
+  path = models.model_folder(model, name="model")
   clf = models.load(path)
   want = [s for s in LOGIT_SCORES] + [s for s in OPTIONAL_SCORES if s in scores]
   splits, note = load_splits(dataset, data_file, data_dir, seed, limit)
@@ -213,7 +208,7 @@ def run_detect(model: str, out: str, *, dataset: str | None = None,
   # The caches of one setting live in their own folder, so a rerun with other
   # settings never reads stale arrays.
   import hashlib
-  settings = {"model": os.path.abspath(path), "dataset": dataset, "data_file": data_file,
+  settings = {"model": path, "dataset": dataset, "data_file": data_file,
               "layer": layer, "scores": want, "mutants": mutants, "operator": operator,
               "rate": rate, "train_limit": train_limit, "seed": seed, "limit": limit}
   cache = os.path.join(out, "cache", hashlib.sha1(

@@ -407,14 +407,23 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 
 def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
             seed: int = 0, epoch: int = 0, drop_remainder: bool = False,
-            start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+            start: int = 0, rows: slice | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Yields ``{"x", "y", "mask", **ds.extras}`` numpy batches of a fixed size.
 
   Without ``drop_remainder`` the last batch is padded (with copies of the
   first example) to ``batch_size`` and ``mask`` marks the real examples, so
   jitted steps see one shape. ``start`` skips the first batches (resuming).
+  ``rows`` (a slice of ``range(batch_size)``) yields only those rows of each
+  batch and gathers only their examples: in a multi-process run each process
+  reads the rows its devices hold (``training.parallel.process_rows``), so a
+  memory-mapped ``ds.x`` (``np.load(path, mmap_mode="r")``) is read from disk
+  by each host for its share only.
   """
   _validation.check_positive("batch_size", batch_size, integer=True)
+  if rows is not None and (not isinstance(rows, slice) or rows.step not in (None, 1)
+                           or len(range(batch_size)[rows]) == 0):
+    raise ValueError(f"rows must be a non-empty contiguous slice of the {batch_size} rows of a "
+                     f"batch; got {rows!r}.")
   n = len(ds)
   order = epoch_permutation(n, seed, epoch) if shuffle else np.arange(n)
   nb = n // batch_size if drop_remainder else -(-n // batch_size)
@@ -424,6 +433,8 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
     if len(idx) < batch_size:
       mask[len(idx):] = False
       idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0])])
+    if rows is not None:
+      idx, mask = idx[rows], mask[rows]
     yield {"x": ds.x[idx], "y": ds.y[idx], "mask": mask,
            **{k: v[idx] for k, v in ds.extras.items()}}
 

@@ -22,7 +22,7 @@ from explicable_jax.models.adapters import (FunctionBackend, LinenBackend,
 from explicable_jax.models.base import StagedModel
 from explicable_jax.models.classifier import Backend, Classifier, Spec, as_classifier
 from explicable_jax.models.cnn import SmallCNN
-from explicable_jax.models.io import load, read_meta, save
+from explicable_jax.models.io import load, model_folder, read_meta, save
 from explicable_jax.models.mlp import MLP
 from explicable_jax.models.registry import (MODELS, classifier, create_model,
                                             register_model)
@@ -34,7 +34,7 @@ from explicable_jax.models.vgg import VGG16BN
 __all__ = [
     "Classifier", "Spec", "Backend", "as_classifier", "classifier", "from_nnx",
     "from_linen", "from_functions", "NNXBackend", "LinenBackend",
-    "FunctionBackend", "register_model", "save", "load", "read_meta",
+    "FunctionBackend", "register_model", "save", "load", "model_folder", "read_meta",
     "MODELS", "StagedModel", "MLP", "SmallCNN", "CifarResNet", "PreActResNetV2",
     "VGG16BN", "BasicBlock", "Bottleneck", "resnet20", "create_model",
     "split_model", "merge_model", "apply_model", "split_at", "count_params",

@@ -1,4 +1,4 @@
-"""A convolution whose kernel gradient is fast on XLA:CPU.
+"""A convolution whose kernel-gradient form is chosen per shape and machine on XLA:CPU.
 
 On CPU, XLA lowers the kernel gradient of a convolution (``dL/dW``, itself a
 convolution of the input with the output gradient, with a kernel as large as
@@ -10,21 +10,158 @@ matrix product per kernel tap,
    \\tilde x_{n, sh+i, sw+j, :}^{\\top}\\, \\delta_{n,h,w,:},
 
 (``x~`` the padded input, ``s`` the stride, ``delta`` the output gradient)
-halves that cost. The forward pass and the input gradient stay XLA's. On
-other backends (GPU/TPU) this is plain ``lax.conv_general_dilated``.
+halves that cost on some shapes and machines and loses on others (issue 22:
+on this machine it lost on two of ResNet-20's three shapes with jax 0.10).
+So the form is chosen per shape and per machine from a measurement:
+:data:`KERNEL_GRAD` (or the environment variable
+``EXPLICABLE_JAX_CONV_KERNEL_GRAD``) is
+
+* ``"auto"`` (default): for a convolution whose kernel gradient costs at
+  least :data:`CALIBRATE_MIN_FLOPS`, time both forms once on this machine
+  (:func:`calibrate`, about a second per shape) and keep the faster; the
+  choice is cached in memory and on disk
+  (``$XDG_CACHE_HOME/explicable_jax/conv_kernel_grad.json``, keyed by the CPU,
+  core count and jax version). Smaller convolutions use XLA's rule.
+* ``"tapwise"`` or ``"xla"``: that form for every convolution.
+
+The forward pass and the input gradient stay XLA's. On other backends
+(GPU/TPU) this is plain ``lax.conv_general_dilated``.
 """
 from __future__ import annotations
 
 import functools
+import json
+import os
+import platform
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
-# Read at trace time; the benchmark turns it off to measure XLA's own rule.
-TAPWISE_KERNEL_GRAD_ON_CPU = True
+KERNEL_GRAD_FORMS = ("auto", "tapwise", "xla")
+#: Read at trace time: "auto", "tapwise" or "xla" (see the module docstring).
+KERNEL_GRAD = os.environ.get("EXPLICABLE_JAX_CONV_KERNEL_GRAD", "auto")
+#: "auto" measures only convolutions whose kernel gradient costs at least this
+#: many floating-point operations (2 N H_out W_out k_h k_w C_in C_out); a
+#: ResNet-20 convolution at batch 128 costs 0.3-0.6 GFLOP.
+CALIBRATE_MIN_FLOPS = 5e7
+
+_choices: dict[str, str] = {}
+_lock = threading.Lock()
+
+
+def _machine() -> str:
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+  except OSError:
+    pass
+  return f"{cpu} | {os.cpu_count()} cores | jax {jax.__version__}"
+
+
+def _cache_file() -> str:
+  root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(root, "explicable_jax", "conv_kernel_grad.json")
+
+
+def _shape_key(x_shape, w_shape, strides, pads, dtype) -> str:
+  return (f"x{tuple(x_shape)} w{tuple(w_shape)} s{tuple(strides)} "
+          f"p{tuple(tuple(p) for p in pads)} {jnp.dtype(dtype).name}")
+
+
+def _best_time(fn, args, repeats: int) -> float:
+  jax.block_until_ready(fn(*args))  # compile and warm up
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - t)
+  return best
+
+
+def calibrate(x_shape, w_shape, strides=(1, 1), pads=((1, 1), (1, 1)), dtype=jnp.float32,
+              *, repeats: int = 5) -> dict:
+  """Times both kernel-gradient forms of one convolution on this machine.
+
+  Returns ``{"xla": seconds, "tapwise": seconds, "choice": form}`` (the best of
+  ``repeats`` calls each, after a warm-up); ``"tapwise"`` is chosen only when
+  it is at least 5% faster. Run outside any trace, on concrete random inputs.
+  """
+  strides = tuple(int(v) for v in strides)
+  pads = tuple(tuple(int(v) for v in p) for p in pads)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(x_shape), dtype)
+  w = jnp.asarray(rng.standard_normal(w_shape), dtype)
+  y_shape = jax.eval_shape(
+      lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC),
+      x, w).shape
+  dy = jnp.asarray(rng.standard_normal(y_shape), dtype)
+  xla = jax.jit(lambda x, w, dy: jax.vjp(
+      lambda w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC),
+      w)[1](dy)[0])
+  tap = jax.jit(lambda x, w, dy: jax.vjp(
+      lambda w: _tapwise_conv(x, w, strides, pads), w)[1](dy)[0])
+  t_xla = _best_time(xla, (x, w, dy), repeats)
+  t_tap = _best_time(tap, (x, w, dy), repeats)
+  return {"xla": t_xla, "tapwise": t_tap,
+          "choice": "tapwise" if t_tap < 0.95 * t_xla else "xla"}
+
+
+def kernel_grad_form(x_shape, w_shape, strides, pads, dtype) -> str:
+  """The kernel-gradient form used for this convolution: ``"tapwise"`` or
+  ``"xla"``, as :data:`KERNEL_GRAD` says (measured and cached under
+  ``"auto"``)."""
+  mode = KERNEL_GRAD
+  if mode not in KERNEL_GRAD_FORMS:
+    raise ValueError(f"KERNEL_GRAD (EXPLICABLE_JAX_CONV_KERNEL_GRAD) must be one of "
+                     f"{KERNEL_GRAD_FORMS}; got {mode!r}.")
+  if mode != "auto":
+    return mode
+  n, kh, kw, ci, co = x_shape[0], w_shape[0], w_shape[1], w_shape[2], w_shape[3]
+  oh = (x_shape[1] + sum(pads[0]) - kh) // strides[0] + 1
+  ow = (x_shape[2] + sum(pads[1]) - kw) // strides[1] + 1
+  if 2 * n * oh * ow * kh * kw * ci * co < CALIBRATE_MIN_FLOPS:
+    return "xla"
+  key = _shape_key(x_shape, w_shape, strides, pads, dtype)
+  with _lock:
+    if key in _choices:
+      return _choices[key]
+    path, machine = _cache_file(), _machine()
+    try:
+      with open(path) as f:
+        table = json.load(f)
+    except (OSError, ValueError):
+      table = {}
+    entry = table.get(machine, {}).get(key)
+    if entry is None:
+      # In a thread of its own: this runs while a model is being traced, and
+      # JAX's trace state is per thread, so the timings run eagerly there.
+      out = {}
+      worker = threading.Thread(target=lambda: out.update(
+          calibrate(x_shape, w_shape, strides, pads, dtype)))
+      worker.start()
+      worker.join()
+      if "choice" not in out:
+        raise RuntimeError(f"could not time the convolution kernel gradient for {key}; "
+                           "set explicable_jax.models.conv.KERNEL_GRAD to 'xla' or 'tapwise'.")
+      entry = out
+      table.setdefault(machine, {})[key] = entry
+      try:  # a read-only home only loses the cache, never the run
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+          json.dump(table, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+      except OSError:
+        pass
+    _choices[key] = entry["choice"]
+    return _choices[key]
 
 
 def _pads(padding, x_shape, w_shape, strides):
@@ -77,9 +214,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          precision=None, preferred_element_type=None,
                          **kwargs):
   """Drop-in for ``lax.conv_general_dilated`` (the ``conv_general_dilated``
-  argument of ``nnx.Conv``), using the tap-wise kernel gradient on CPU for
-  plain NHWC/HWIO convolutions."""
-  plain = (TAPWISE_KERNEL_GRAD_ON_CPU and jax.default_backend() == "cpu"
+  argument of ``nnx.Conv``): on CPU, plain NHWC/HWIO convolutions take the
+  kernel-gradient form :func:`kernel_grad_form` picks (tap-wise or XLA's)."""
+  plain = (jax.default_backend() == "cpu"
            and tuple(dimension_numbers or ()) in (_NHWC, lax.ConvDimensionNumbers(
                (0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2)))
            and all(d == 1 for d in (lhs_dilation or (1, 1)))
@@ -93,5 +230,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         dimension_numbers, feature_group_count, batch_group_count, precision,
         preferred_element_type, **kwargs)
   strides = tuple(int(s) for s in window_strides)
-  return _conv_tapwise_grad(lhs, rhs, strides,
-                            _pads(padding, lhs.shape, rhs.shape, strides))
+  pads = _pads(padding, lhs.shape, rhs.shape, strides)
+  if kernel_grad_form(lhs.shape, rhs.shape, strides, pads, lhs.dtype) == "xla":
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+        dimension_numbers, feature_group_count, batch_group_count, precision,
+        preferred_element_type, **kwargs)
+  return _conv_tapwise_grad(lhs, rhs, strides, pads)

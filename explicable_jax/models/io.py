@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from explicable_jax import _paths
 from explicable_jax.models.classifier import Classifier, as_classifier
 
 
@@ -60,8 +61,8 @@ def save(path: str | os.PathLike, model, *, meta: Mapping[str, Any] | None = Non
   """
   import orbax.checkpoint as ocp  # Host-side only.
   clf = as_classifier("model", model)
-  path = os.path.abspath(os.fspath(path))
-  os.makedirs(path, exist_ok=True)
+  path = _paths.resolve(path)  # local (made absolute) or gs://, s3://
+  path.mkdir(parents=True, exist_ok=True)
   recipe = json.loads(clf.spec.recipe) if clf.spec.recipe else {}
   info = {**recipe,
           "input_shape": list(clf.input_shape) if clf.input_shape else None,
@@ -74,22 +75,40 @@ def save(path: str | os.PathLike, model, *, meta: Mapping[str, Any] | None = Non
     info["num_classes"] = recipe.get("num_classes")
   tree = {"params": _to_plain(clf.params), "model_state": _to_plain(clf.state or {})}
   with ocp.StandardCheckpointer() as ckptr:  # every process (orbax coordinates them)
-    ckptr.save(os.path.join(path, "weights"), tree, force=True)
+    ckptr.save(path / "weights", tree, force=True)
   if jax.process_index() == 0:  # one writer of the plain file in a multi-process run
-    with open(os.path.join(path, "model.json"), "w") as f:
-      json.dump(info, f, indent=2)
+    _paths.write_text(path / "model.json", json.dumps(info, indent=2))
+
+
+def model_folder(path: str | os.PathLike, *, name: str = "path") -> str:
+  """The saved-model folder that ``path`` names, as an absolute path.
+
+  ``path`` is either a folder written by :func:`save` (it holds
+  ``model.json``) or a ``train`` workdir (its exported model is in
+  ``model/``). Every command and script that takes a model folder resolves it
+  here, so they accept the same things.
+
+  Raises:
+    FileNotFoundError: neither holds ``model.json``; the message names
+      ``name`` (the argument) and the path given.
+  """
+  path = _paths.resolve(path)
+  if (path / "model.json").exists():
+    return os.fspath(path)
+  if (path / "model" / "model.json").exists():
+    return os.fspath(path / "model")
+  raise FileNotFoundError(f"{name} {os.fspath(path)!r} is neither a train workdir nor a folder written by "
+                          "explicable_jax.models.save (no model.json).")
 
 
 def read_meta(path: str | os.PathLike) -> dict:
   """The ``model.json`` of a saved model folder."""
-  path = os.path.abspath(os.fspath(path))
-  meta_path = os.path.join(path, "model.json")
-  if not os.path.exists(meta_path):
+  path = _paths.resolve(path)
+  if not (path / "model.json").exists():
     raise FileNotFoundError(
         f"path must be a folder written by models.save, holding model.json and "
-        f"weights/; {path!r} has no model.json.")
-  with open(meta_path) as f:
-    return json.load(f)
+        f"weights/; {os.fspath(path)!r} has no model.json.")
+  return json.loads((path / "model.json").read_text())
 
 
 def load(path: str | os.PathLike, *, like=None) -> Classifier:
@@ -131,7 +150,7 @@ def load(path: str | os.PathLike, *, like=None) -> Classifier:
               "model_state": _abstract(template.state or {})}
   with ocp.StandardCheckpointer() as ckptr:
     try:
-      tree = ckptr.restore(os.path.join(os.path.abspath(os.fspath(path)), "weights"),
+      tree = ckptr.restore(_paths.resolve(path) / "weights",
                            abstract)
     except (ValueError, KeyError) as e:
       raise ValueError(

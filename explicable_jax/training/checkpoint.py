@@ -6,6 +6,7 @@ import os
 import jax
 import numpy as np
 
+from explicable_jax import _paths
 from explicable_jax.training.state import TrainState
 
 
@@ -21,9 +22,11 @@ class Checkpointer:
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3):
     import orbax.checkpoint as ocp  # Host-side only.
     self._ocp = ocp
-    self.directory = os.path.abspath(os.fspath(directory))
+    # A local folder is made absolute; a gs:// or s3:// URI is kept as it is
+    # (orbax writes to it through tensorstore).
+    self.directory = os.fspath(_paths.resolve(directory))
     self.manager = ocp.CheckpointManager(
-        self.directory,
+        _paths.resolve(directory),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True,
             enable_async_checkpointing=False))

@@ -16,12 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from explicable_jax import _batching, _validation
+from explicable_jax import _batching, _paths, _validation
 from explicable_jax import data as data_lib
 from explicable_jax import losses as losses_lib
 from explicable_jax import models as models_lib
 from explicable_jax.training.checkpoint import Checkpointer
-from explicable_jax.training.parallel import (data_mesh, data_parallel,
+from explicable_jax.training.parallel import (data_mesh, data_parallel, process_rows,
                                               replicate, shard_batch)
 from explicable_jax.training.state import TrainState
 from explicable_jax.training.step import eval_batch, logits_batch
@@ -77,36 +77,34 @@ def _deferred_sigint():
 
 
 class JsonlLogger:
-  """Appends one JSON object per line to ``path`` (and flushes each line)."""
+  """Appends one JSON object per line to ``path`` (and flushes each line).
+
+  ``path`` may be local or a URI such as ``gs://bucket/run/metrics.jsonl``
+  (see ``explicable_jax._paths``)."""
 
   def __init__(self, path: str):
-    self.path = path
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    self.path = _paths.resolve(path)
+    self.path.parent.mkdir(parents=True, exist_ok=True)
 
   def truncate_after(self, step: int) -> None:
     """Drops the records of steps after ``step`` (and a line cut short by a
     kill), so that a run resumed from the checkpoint at ``step`` logs each
     step once; records without a step are kept."""
-    if not os.path.exists(self.path):
+    if not self.path.exists():
       return
     keep = []
-    with open(self.path) as f:
-      for line in f:
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError:
-          continue
-        if not isinstance(record.get("step"), int) or record["step"] <= step:
-          keep.append(json.dumps(record) + "\n")
-    tmp = self.path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(keep)
-    os.replace(tmp, self.path)
+    for line in self.path.read_text().splitlines():
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if not isinstance(record.get("step"), int) or record["step"] <= step:
+        keep.append(json.dumps(record) + "\n")
+    _paths.write_text(self.path, "".join(keep))
 
   def write(self, **record) -> None:
     record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    _paths.append_line(self.path, json.dumps(record) + "\n")
 
 
 class Callback:
@@ -204,13 +202,17 @@ def _guarded(train_step: Callable) -> Callable:
 
 
 def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
-             loss_fn: Callable = losses_lib.cross_entropy_loss) -> dict[str, float]:
+             loss_fn: Callable = losses_lib.cross_entropy_loss,
+             across_processes: bool = False) -> dict[str, float]:
   """Accuracy and mean loss (cross-entropy by default) of a model on ``ds``.
 
   ``model`` is a :class:`~explicable_jax.models.Classifier` or a
   :class:`TrainState`. Batches go through the one jitted evaluation function
   (:func:`~explicable_jax.training.step.eval_batch`), so repeated calls with
-  the same shapes compile once.
+  the same shapes compile once. ``across_processes`` (a multi-process run;
+  every process must call it): each process evaluates ``1/P`` of ``ds`` and
+  every process gets the whole result; ``fit`` and ``train_and_evaluate``
+  evaluate this way.
   """
   clf = models_lib.as_classifier("model", model)
   if not isinstance(ds, data_lib.Dataset):
@@ -221,17 +223,20 @@ def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
   classes = getattr(loss_fn, "num_classes", None) or ds.num_classes
   per_example, correct = _batching.map_batches(
       lambda c, x, y: eval_batch(c, x, y, loss_fn=loss_fn, num_classes=classes), [ds.x, ds.y],
-      batch_size=batch_size, args=(clf,))
+      batch_size=batch_size, args=(clf,), across_processes=across_processes)
   return {"accuracy": float(np.mean(correct)), "loss": float(np.mean(per_example)),
           "count": int(len(correct))}
 
 
-def predict(model, x: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
+def predict(model, x: np.ndarray, *, batch_size: int = 500,
+            across_processes: bool = False) -> np.ndarray:
   """Evaluation-mode logits of a model for every row of ``x`` (uint8 images
-  are scaled to [0, 1]); ``model`` is a Classifier or a TrainState."""
+  are scaled to [0, 1]); ``model`` is a Classifier or a TrainState.
+  ``across_processes``: as in :func:`evaluate`."""
   clf = models_lib.as_classifier("model", model)
   return _batching.map_batches(logits_batch, [np.asarray(x)],
-                               batch_size=batch_size, args=(clf,))
+                               batch_size=batch_size, args=(clf,),
+                               across_processes=across_processes)
 
 
 def check_model_input(model, ds: data_lib.Dataset) -> None:
@@ -301,6 +306,11 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
         f"num_classes={train_ds.num_classes} attribute (make_hardness_loss does) or build "
         f"the model with {train_ds.num_classes} outputs.")
   mesh = data_mesh() if mesh is None else mesh
+  # Several processes: each gathers only the rows of every batch that its
+  # devices hold (a bad batch size gets shard_batch's error instead).
+  local_rows = global_size = None
+  if jax.process_count() > 1 and batch_size % mesh.devices.size == 0:
+    local_rows, global_size = process_rows(mesh, batch_size), batch_size
   steps_per_epoch = data_lib.num_batches(len(train_ds), batch_size, drop_remainder)
   total = steps_per_epoch * epochs
   main = jax.process_index() == 0
@@ -308,13 +318,13 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   history = History()
   ckpt = None
   if workdir is not None:
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+    ckpt = Checkpointer(_paths.resolve(workdir) / "checkpoints",
                         max_to_keep=keep_checkpoints)
     resumed = resume and ckpt.latest_step() is not None
     if resumed:
       state = ckpt.restore(state)
     if main:
-      writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
+      writer = MetricsWriter(_paths.resolve(workdir) / "metrics.jsonl")
       # Steps after the restored one (all of them on a fresh start) will be
       # run, and logged, again: drop their old records so each step is
       # logged once.
@@ -362,8 +372,9 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
       offset = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
       for batch in data_lib.batches(train_ds, batch_size, shuffle=shuffle, seed=seed,
                                     epoch=epoch, drop_remainder=drop_remainder,
-                                    start=max(offset, 0)):
-        (state, bad), metrics = step_fn((state, bad), shard_batch(batch, mesh))
+                                    start=max(offset, 0), rows=local_rows):
+        (state, bad), metrics = step_fn((state, bad),
+                                        shard_batch(batch, mesh, global_size=global_size))
         seen += 1
         step = start + seen  # Host-side count: no device round trip per step.
         bar.update(1)
@@ -381,7 +392,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
         check_interrupt()
       stop_if_bad()
       if eval_ds is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
-        ev = evaluate(state, eval_ds)
+        ev = evaluate(state, eval_ds, across_processes=True)
         line = (f"epoch {epoch + 1}/{epochs}: eval accuracy {ev['accuracy']:.4f} "
                 f"loss {ev['loss']:.4f} ({time.time() - t0:.0f}s)")
         if main:

@@ -53,15 +53,18 @@ def process_rows(mesh: Mesh, size: int) -> slice:
   return slice(start, stop)
 
 
-def shard_batch(batch: Batch, mesh: Mesh) -> dict:
+def shard_batch(batch: Batch, mesh: Mesh, *, global_size: int | None = None) -> dict:
   """Places a host batch on the mesh, split along the first axis.
 
   ``batch`` is the global batch, the same on every process. In a
   multi-process run each process transfers only its own rows
   (:func:`process_rows`, ``jax.make_array_from_process_local_data``); with
-  one process the whole batch is placed at once."""
+  one process the whole batch is placed at once. With ``global_size``,
+  ``batch`` holds this process's rows only (``data.batches(rows=...)``), of a
+  global batch of that size."""
   n = mesh.devices.size
-  size = len(next(iter(batch.values())))
+  local = global_size is not None
+  size = global_size if local else len(next(iter(batch.values())))
   if size % n:
     raise ValueError(
         f"batch_size must be a multiple of the {n} devices for data parallelism; "
@@ -69,7 +72,7 @@ def shard_batch(batch: Batch, mesh: Mesh) -> dict:
   sharding = NamedSharding(mesh, P("data"))
   if jax.process_count() == 1:
     return {k: jax.device_put(np.asarray(v), sharding) for k, v in batch.items()}
-  rows = process_rows(mesh, size)
+  rows = slice(None) if local else process_rows(mesh, size)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)[rows],
                                                      (size, *np.shape(v)[1:]))
           for k, v in batch.items()}

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import jax
 
+from explicable_jax import _paths
 from explicable_jax import data as data_lib
 from explicable_jax import losses as losses_lib
 from explicable_jax import models as models_lib
@@ -70,10 +71,7 @@ def build(config: TrainConfig, train_ds: data_lib.Dataset):
 def _initial_weights(config: TrainConfig, clf: models_lib.Classifier):
   """The weights of ``config.init_from`` (fine-tuning) in ``clf``'s structure,
   checked against ``config``."""
-  path = config.init_from
-  if os.path.isdir(os.path.join(path, "model")) and not os.path.exists(
-      os.path.join(path, "model.json")):
-    path = os.path.join(path, "model")  # A train --workdir.
+  path = models_lib.model_folder(config.init_from, name="init_from")
   meta = models_lib.read_meta(path)
   want = (config.model, dict(config.model_kwargs))
   got = (meta.get("model"), dict(meta.get("model_kwargs", {})))
@@ -99,10 +97,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
   state, step = build(config, train)
   main = jax.process_index() == 0  # plain files have one writer in a multi-process run
   if workdir:
-    os.makedirs(workdir, exist_ok=True)
+    workdir = _paths.resolve(workdir)  # local (made absolute) or gs://, s3://
+    workdir.mkdir(parents=True, exist_ok=True)
     if main:
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2)
+      _paths.write_text(workdir / "config.json", json.dumps(dataclasses.asdict(config), indent=2))
   t0 = time.time()
   state = fit(state, train, train_step=step, epochs=config.epochs,
               batch_size=config.batch_size, seed=config.seed, eval_ds=val,
@@ -111,17 +109,16 @@ def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
               log_every=config.log_every, resume=resume, progress=progress)
   result = {"dataset": config.dataset, "model": config.model,
             "train_seconds": time.time() - t0,
-            "train": evaluate(state, train),
-            "test": evaluate(state, test),
+            "train": evaluate(state, train, across_processes=True),
+            "test": evaluate(state, test, across_processes=True),
             "num_params": models_lib.count_params(state.params),
             "note": train.note}
   if val is not None and config.validation == "paper":
-    result["validation"] = evaluate(state, val)
+    result["validation"] = evaluate(state, val, across_processes=True)
   if workdir:
-    save_model(os.path.join(workdir, "model"), state, config, train)
+    save_model(workdir / "model", state, config, train)
     if main:
-      with open(os.path.join(workdir, "result.json"), "w") as f:
-        json.dump(result, f, indent=2)
+      _paths.write_text(workdir / "result.json", json.dumps(result, indent=2))
   return result
 
 

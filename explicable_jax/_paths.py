@@ -1,0 +1,47 @@
+"""Local or remote paths (``gs://``, ``s3://``, ...): the one rule for workdirs.
+
+A local path is made absolute; a URI is kept as it is (``os.path.abspath``
+would turn ``gs://bucket/run`` into ``/cwd/gs:/bucket/run``). Both become an
+``etils.epath.Path`` (orbax's own path type, so no new dependency), whose
+``open``, ``exists``, ``mkdir`` and ``replace`` reach Cloud Storage and S3
+through fsspec (``gcsfs`` / ``s3fs``) or TensorFlow's gfile, whichever is
+installed. Object stores cannot append to a file, so :func:`append_line`
+rewrites it there (metrics files are small); locally it appends.
+"""
+from __future__ import annotations
+
+import os
+
+from etils import epath
+
+
+def is_uri(path: str | os.PathLike) -> bool:
+  """True for ``scheme://...`` paths (remote file systems)."""
+  return "://" in os.fspath(path)
+
+
+def resolve(path: str | os.PathLike) -> epath.Path:
+  """``path`` as an ``epath.Path``: absolute if local, unchanged if a URI."""
+  s = os.fspath(path)
+  return epath.Path(s if is_uri(s) else os.path.abspath(s))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes ``text`` to ``path`` through a temporary file and a rename, so a
+  reader (or a run killed mid-write) never sees half a file."""
+  path = resolve(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.parent / (path.name + ".tmp")
+  tmp.write_text(text)
+  tmp.replace(path)
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+  """Appends ``line`` (ending in a newline) to ``path``."""
+  path = resolve(path)
+  if not is_uri(path):
+    with open(os.fspath(path), "a") as f:
+      f.write(line)
+    return
+  old = path.read_text() if path.exists() else ""
+  path.write_text(old + line)

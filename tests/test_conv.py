@@ -34,7 +34,8 @@ def test_tapwise_kernel_gradient_equals_xla(k, stride, pad, key, monkeypatch):
 
 
 def test_auto_times_each_large_convolution_once_and_caches_the_choice(tmp_path, monkeypatch):
-  """"auto": a convolution above the FLOP threshold is timed once (both
+  """"auto": a convolution above the FLOP threshold whose kernel gradient is
+  taken is timed once (both
   forms, in a thread of its own even while a model is being traced), the
   faster form is used, and the choice is kept in memory and on disk for this
   machine; small convolutions use XLA's rule untimed. Gradients equal XLA's
@@ -53,6 +54,11 @@ def test_auto_times_each_large_convolution_once_and_caches_the_choice(tmp_path, 
                                                      dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2)
   ref = lambda x, w: jnp.sum(lax.conv_general_dilated(x, w, (1, 1), "SAME",
                                                       dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2)
+  # Passes that need no kernel gradient never ask for the form: inference and
+  # input gradients (attributions) of a large convolution are not timed.
+  jax.jit(f)(x, w)
+  jax.jit(jax.grad(f))(x, w)
+  assert timed == []
   g = jax.jit(jax.grad(f, argnums=1))(x, w)  # timed while jit traces f
   np.testing.assert_allclose(g, jax.grad(ref, argnums=1)(x, w), rtol=1e-4, atol=1e-3)
   jax.jit(jax.grad(f, argnums=1))(x + 1, w)

@@ -16,8 +16,9 @@ So the form is chosen per shape and per machine from a measurement:
 :data:`KERNEL_GRAD` (or the environment variable
 ``EXPLICABLE_JAX_CONV_KERNEL_GRAD``) is
 
-* ``"auto"`` (default): for a convolution whose kernel gradient costs at
-  least :data:`CALIBRATE_MIN_FLOPS`, time both forms once on this machine
+* ``"auto"`` (default): the first time the kernel gradient of a convolution
+  costing at least :data:`CALIBRATE_MIN_FLOPS` is traced (training; never
+  inference or input gradients), time both forms once on this machine
   (:func:`calibrate`, about a second per shape) and keep the faster; the
   choice is cached in memory and on disk
   (``$XDG_CACHE_HOME/explicable_jax/conv_kernel_grad.json``, keyed by the CPU,
@@ -40,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -195,17 +197,29 @@ def _conv_tapwise_grad(x, w, strides, pads):
   return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
 
 
-@_conv_tapwise_grad.defjvp
 def _conv_jvp(strides, pads, primals, tangents):
   # A JVP rule (not a VJP rule) keeps forward mode, hence Hessian-vector
   # products, available; reverse mode transposes the tangent map, and the
-  # transpose of the tap-wise term is the fast kernel gradient.
+  # transpose of the tap-wise term is the tap-wise kernel gradient. Zero
+  # tangents arrive symbolic: a pass that needs no kernel gradient (inference,
+  # input gradients, attributions) never asks for the form, so never times it.
   x, w = primals
   dx, dw = tangents
   y = _conv_tapwise_grad(x, w, strides, pads)
-  dy = (lax.conv_general_dilated(dx, w, strides, pads, dimension_numbers=_NHWC)
-        + _tapwise_conv(x, dw, strides, pads))
-  return y, dy
+  terms = []
+  if not isinstance(dx, SymbolicZero):
+    terms.append(lax.conv_general_dilated(dx, w, strides, pads, dimension_numbers=_NHWC))
+  if not isinstance(dw, SymbolicZero):
+    if kernel_grad_form(x.shape, w.shape, strides, pads, x.dtype) == "tapwise":
+      terms.append(_tapwise_conv(x, dw, strides, pads))
+    else:
+      terms.append(lax.conv_general_dilated(x, dw, strides, pads, dimension_numbers=_NHWC))
+  if not terms:
+    return y, jnp.zeros_like(y)
+  return y, functools.reduce(lambda a, b: a + b, terms)
+
+
+_conv_tapwise_grad.defjvp(_conv_jvp, symbolic_zeros=True)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -230,10 +244,5 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         dimension_numbers, feature_group_count, batch_group_count, precision,
         preferred_element_type, **kwargs)
   strides = tuple(int(s) for s in window_strides)
-  pads = _pads(padding, lhs.shape, rhs.shape, strides)
-  if kernel_grad_form(lhs.shape, rhs.shape, strides, pads, lhs.dtype) == "xla":
-    return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-        dimension_numbers, feature_group_count, batch_group_count, precision,
-        preferred_element_type, **kwargs)
-  return _conv_tapwise_grad(lhs, rhs, strides, pads)
+  return _conv_tapwise_grad(lhs, rhs, strides,
+                            _pads(padding, lhs.shape, rhs.shape, strides))

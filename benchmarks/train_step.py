@@ -63,6 +63,69 @@ def jax_rows(batch_size: int, repeats: int, form: str = "auto") -> dict[str, flo
   return {"train": batch_size / t_step, "forward": batch_size / t_fwd}
 
 
+def breakdown(batch_size: int, repeats: int) -> list[tuple[str, float]]:
+  """Where a train step's time goes: milliseconds per call of its parts, each
+  jitted alone on the same state and batch (our default convolution rule).
+
+  * forward, evaluation mode (batch norm as a fixed affine map);
+  * forward, training mode (batch statistics computed and updated);
+  * loss gradient, evaluation mode (forward + backward, no batch statistics);
+  * loss gradient, training mode (what the step differentiates);
+  * optimiser update alone (SGD + Nesterov + weight decay on given gradients);
+  * a minimal step: training-mode gradient, update, buffers donated, no NaN
+    guard and no metrics (what a hand-written JAX script would do);
+  * the whole step (gradient, update, NaN guard, metrics).
+  """
+  model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
+                              num_classes=10)
+  opt = optax.chain(optax.add_decayed_weights(5e-4),
+                    optax.sgd(0.1, momentum=0.9, nesterov=True))
+  state = training.create_train_state(jax.random.key(1), model, opt)
+  rng = np.random.default_rng(0)
+  batch = {"x": jnp.asarray(rng.random((batch_size, 32, 32, 3), np.float32)),
+           "y": jnp.asarray(rng.integers(0, 10, batch_size).astype(np.int32))}
+  backend, key = state.spec.backend, jax.random.key(2)
+
+  def loss(params, train):
+    logits, _ = backend.apply(params, state.model_state, batch["x"], train=train, key=key)
+    return jnp.mean(losses.cross_entropy(logits, batch["y"]))
+
+  fwd = {t: jax.jit(lambda p, t=t: backend.apply(p, state.model_state, batch["x"], train=t,
+                                                  key=key)[0]) for t in (False, True)}
+  grad = {t: jax.jit(jax.grad(lambda p, t=t: loss(p, t))) for t in (False, True)}
+  grads = grad[True](state.params)
+  update = jax.jit(lambda g, o, p: opt.update(g, o, p))
+  step = jax.jit(training.make_train_step(losses.cross_entropy_loss, opt))
+  holder = {"s": state}
+
+  def train():
+    holder["s"], m = step(holder["s"], batch)
+    jax.block_until_ready(m["loss"])
+
+  def minimal(params, model_state, opt_state):
+    def objective(p):
+      logits, new_ms = backend.apply(p, model_state, batch["x"], train=True, key=key)
+      return jnp.mean(losses.cross_entropy(logits, batch["y"])), new_ms
+    (value, new_ms), g = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, opt_state = opt.update(g, opt_state, params)
+    return optax.apply_updates(params, updates), new_ms, opt_state, value
+  minimal = jax.jit(minimal, donate_argnums=(0, 1, 2))
+  own = {"a": jax.tree.map(jnp.copy, (state.params, state.model_state, state.opt_state))}
+
+  def train_minimal():
+    *own["a"], value = minimal(*own["a"])
+    jax.block_until_ready(value)
+
+  ms = lambda fn: 1000 * _time(lambda: jax.block_until_ready(fn()), repeats)
+  return [("forward, evaluation mode", ms(lambda: fwd[False](state.params))),
+          ("forward, training mode", ms(lambda: fwd[True](state.params))),
+          ("loss gradient, evaluation mode", ms(lambda: grad[False](state.params))),
+          ("loss gradient, training mode", ms(lambda: grad[True](state.params))),
+          ("optimiser update alone", ms(lambda: update(grads, state.opt_state, state.params))),
+          ("minimal step (no guard, no metrics, donated)", 1000 * _time(train_minimal, repeats)),
+          ("whole train step", 1000 * _time(train, repeats))]
+
+
 def torch_rows(batch_size: int, repeats: int) -> dict[str, float] | None:
   try:
     import torch
@@ -115,7 +178,17 @@ def main() -> None:
   p.add_argument("--batch-size", type=int, default=128)
   p.add_argument("--repeats", type=int, default=10)
   p.add_argument("--write", action="store_true", help="record the table in benchmarks/README.md")
+  p.add_argument("--breakdown", action="store_true",
+                 help="print where the step's time goes (its parts timed alone) and stop")
   args = p.parse_args()
+  if args.breakdown:
+    parts = breakdown(args.batch_size, args.repeats)
+    whole = parts[-1][1]
+    print(f"ResNet-20, batch {args.batch_size}, {datetime.date.today()}, jax {jax.__version__}")
+    print("| part | ms per call | share of the step |\n|---|---|---|")
+    for name, t in parts:
+      print(f"| {name} | {t:.1f} | {t / whole:.0%} |")
+    return
   rows = run(args.batch_size, args.repeats)
   import torch
   lines = [f"{datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "

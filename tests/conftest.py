@@ -11,6 +11,14 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 
+# The suite fixes the convolution kernel-gradient form (XLA's rule) instead of
+# the library's default "auto", which would time each large convolution shape
+# on first use: on a fresh machine (CI) that is tens of seconds spread over the
+# tests, and choices made under a loaded machine differ between runs. Both
+# forms and "auto" itself are tested in tests/test_conv.py. Set before
+# explicable_jax is imported; subprocesses inherit it.
+os.environ.setdefault("EXPLICABLE_JAX_CONV_KERNEL_GRAD", "xla")
+
 
 def pytest_configure(config):
   """One XLA compilation cache for the whole run: many tests build the same

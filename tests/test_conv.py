@@ -75,3 +75,24 @@ def test_auto_times_each_large_convolution_once_and_caches_the_choice(tmp_path, 
   monkeypatch.setattr(conv, "KERNEL_GRAD", "fast")
   with pytest.raises(ValueError, match="KERNEL_GRAD .* must be one of .*got 'fast'"):
     jax.grad(f, argnums=1)(x, w)
+
+
+def test_a_zoo_models_gradient_is_the_same_with_either_form(monkeypatch):
+  """Through a whole zoo ResNet (stride-1 and stride-2 convolutions, batch
+  norm in training mode), the parameter gradient with the tap-wise form
+  equals XLA's (the suite otherwise runs with XLA's form, see conftest)."""
+  from explicable_jax import losses, models
+  clf = models.classifier(jax.random.key(0), "resnet20", input_shape=(8, 8, 3), num_classes=10)
+  backend = clf.spec.backend
+  x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 3))
+  y = jnp.array([0, 1, 2, 3])
+
+  def grads(form):
+    monkeypatch.setattr(conv, "KERNEL_GRAD", form)
+    loss = lambda p: jnp.mean(losses.cross_entropy(
+        backend.apply(p, clf.state, x, train=True, key=jax.random.key(2))[0], y))
+    return jax.jit(jax.grad(loss))(clf.params)  # a new trace per form
+
+  tap, xla = grads("tapwise"), grads("xla")
+  for a, b in zip(jax.tree.leaves(tap), jax.tree.leaves(xla)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -92,3 +92,42 @@ def test_results_pages_are_what_their_committed_outputs_give(script):
   their make_page.py from the committed results.json; an edit by hand, or a
   rerun without the page, fails."""
   _run([script, "--check"])
+
+
+def test_olmo_page_sentences_follow_the_numbers(tmp_path):
+  """The ResNet-20 Olmo page's claims are computed: a loss 3 points below its
+  control with a significant paired test reads "detectably lower", an equal
+  one "no detectable difference"; the paper row says its settings differ."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments", "explicable_cifar10"))
+  try:
+    import make_page_resnet20 as page
+  finally:
+    sys.path.pop(0)
+
+  def model(top1, sim, vs=None):
+    m = {"top1": top1, "mean_mistake_similarity_M": sim, "gaussian_noise_0.2": 0.2,
+         "corrupted_top1": 0.7, "weight_change_max": 1e-4, "weight_change_rel": 1e-3,
+         "bn_stats_change_max": 2.0}
+    return m | ({"vs_control": vs} if vs else {})
+
+  res = {"models": {
+      "base/cce_s0": model(0.868, 0.07),
+      "authors/cce_s0": model(0.84, 0.07),
+      "authors/ihl_s0": model(0.81, 0.08, {"better": 10, "worse": 160, "mcnemar_p": 1e-30}),
+      "authors/chl_s0": model(0.84, 0.07, {"better": 5, "worse": 5, "mcnemar_p": 1.0}),
+      "authors/ekl_s0": model(0.845, 0.06, {"better": 30, "worse": 5, "mcnemar_p": 1e-5})},
+      "hard_soft": {"authors_s0": {w: {"num_common_mistakes": 100, "hard": {
+          f"authors/{l}_s0": 3 for l in ("cce", "ihl", "chl", "ekl")}, "soft": {
+          "authors/cce_s0": 20.0, "authors/ihl_s0": 25.0, "authors/chl_s0": 20.0,
+          "authors/ekl_s0": 10.0}} for w in ("in_distribution", "corrupted")}}}
+  text = page.comparisons(res)
+  assert "IHL: top-1 81.00% (-3.00 points against the control; detectably lower" in text
+  assert "higher: its mistakes are more explicable" in text.split("IHL:")[1].split("\n")[0]
+  assert "CHL: top-1 84.00% (+0.00 points against the control; no detectable difference" in text
+  assert "EKL: top-1 84.50% (+0.50 points against the control; detectably higher" in text
+  assert "IHL above the control (20.0)" in text
+  assert "IHL: paper -8.24 points; ours (authors' recipe) -3.00 points: the same sign, " \
+         "smaller in size." in text
+  assert "CHL: paper -0.68 points; ours (authors' recipe) +0.00 points: no change" in text
+  for line in page.paper_table(res).splitlines()[2:]:
+    assert line.endswith("checkpoint on the validation half not the test set |")

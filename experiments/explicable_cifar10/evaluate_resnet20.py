@@ -13,12 +13,18 @@ split (IHL was built from the other half):
   once in the authors' target form and once in the paper's L1 form); the
   mean similarity M[y, pred] of its mistakes (M: the mean of the three
   row-normalised matrices);
+* top-1 against the same recipe's cross-entropy control: the images only one
+  of the two gets right, and McNemar's exact p-value;
 * hard / soft scores of {cross-entropy control, IHL, CHL, EKL} **of the same
   recipe and seed** (the control had the same extra epochs), in
   distribution and on CIFAR-10-C-style corruptions of the first ``--ood-n``
   test images (6 corruptions x 5 severities);
 * accuracy under Gaussian noise (stddev 0.2, the authors' setting) and FGSM
-  (8/255) on the first ``--attack-n`` test images.
+  (8/255) on the first ``--attack-n`` test images;
+* how far each fine-tune moved the base's weights and batch-norm statistics
+  (at Adam 1e-7 the authors' recipe moves each weight by at most about
+  steps x 1e-7, so its runs differ from the base mostly by re-estimated
+  batch-norm statistics).
 
 With several seeds, ``summary`` holds each number's mean and standard
 deviation over them. Writes ``results.json`` and ``tables.md``.
@@ -73,6 +79,21 @@ def evaluate_model(clf, x, y, mats, raw, m_expl, key, args) -> dict:
   return out, pred
 
 
+def parameter_change(base, clf) -> dict:
+  """How far fine-tuning moved a model from the base: the largest absolute
+  weight change, the relative norm ||theta - theta_base|| / ||theta_base||,
+  and the largest change of a batch-norm running statistic."""
+  a = [np.asarray(v, np.float64) for v in jax.tree.leaves(base.params)]
+  b = [np.asarray(v, np.float64) for v in jax.tree.leaves(clf.params)]
+  sa = [np.asarray(v) for v in jax.tree.leaves(base.state or {})]
+  sb = [np.asarray(v) for v in jax.tree.leaves(clf.state or {})]
+  stats = [float(np.max(np.abs(u - v))) for u, v in zip(sa, sb) if u.dtype.kind == "f" and u.size]
+  return {"weight_change_max": max(float(np.max(np.abs(u - v))) for u, v in zip(a, b)),
+          "weight_change_rel": float(np.sqrt(sum(np.sum((u - v) ** 2) for u, v in zip(a, b))
+                                             / sum(np.sum(u ** 2) for u in a))),
+          "bn_stats_change_max": max(stats) if stats else 0.0}
+
+
 def summarize(values: list[float]) -> dict:
   return {"mean": float(np.mean(values)),
           "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
@@ -115,10 +136,12 @@ def main(argv=None) -> None:
                robustness.corruption_suite(jax.random.fold_in(key, 1), xo)]
   y_ood = np.tile(yo, len(corrupted))
   named = {("base", "cce", 0): args.base, **runs}
+  base_clf = models.load(args.base)
   for (recipe, loss, seed), path in named.items():
     clf = models.load(path)
     name = f"{recipe}/{loss}_s{seed}"
     per_model[name], preds[name] = evaluate_model(clf, x, y, mats, raw, m_expl, key, args)
+    per_model[name].update(parameter_change(base_clf, clf))
     ood = np.concatenate([training.predict(clf, xc).argmax(-1) for _, _, xc in corrupted])
     ood_preds[name] = ood
     per_model[name]["corrupted_top1"] = float(np.mean(ood == y_ood))
@@ -128,6 +151,21 @@ def main(argv=None) -> None:
       per_model[name]["epochs"] = r["epochs"]
       per_model[name]["validation_top1"] = r["validation"]["accuracy"]
     print(f"{name}: top-1 {per_model[name]['top1']:.4f} ({time.time() - t0:.0f}s)", flush=True)
+
+  # Each fine-tune against its recipe's control on the same test images:
+  # McNemar's exact test on the images exactly one of the two gets right.
+  from scipy.stats import binomtest
+  for (recipe, loss, seed) in runs:
+    ctrl = f"{recipe}/cce_s{seed}"
+    name = f"{recipe}/{loss}_s{seed}"
+    if loss == "cce" or ctrl not in preds:
+      continue
+    right, right_c = preds[name] == y, preds[ctrl] == y
+    better, worse = int(np.sum(right & ~right_c)), int(np.sum(~right & right_c))
+    per_model[name]["vs_control"] = {
+        "delta_top1": per_model[name]["top1"] - per_model[ctrl]["top1"],
+        "better": better, "worse": worse,
+        "mcnemar_p": float(binomtest(better, better + worse).pvalue) if better + worse else 1.0}
 
   hard_soft = {}
   for recipe, seed in sorted({(r, s) for r, _, s in runs}):
@@ -164,6 +202,13 @@ def main(argv=None) -> None:
         f"{r['mean_mistake_similarity_M']:.4f}", f"{r['gaussian_noise_0.2']:.2%}",
         f"{r['fgsm_8/255']:.2%}", f"{r['corrupted_top1']:.2%}"]
        for n, r in per_model.items()])]
+  md.append("\nHow far each fine-tune moved the base (weights: largest absolute change and "
+            "||theta - theta_base|| / ||theta_base||; batch norm: largest change of a running "
+            "mean or variance):\n")
+  md.append(reporting.markdown_table(
+      ["model", "largest weight change", "relative weight change", "largest BN statistic change"],
+      [[n, f"{r['weight_change_max']:.2e}", f"{r['weight_change_rel']:.2e}",
+        f"{r['bn_stats_change_max']:.3f}"] for n, r in per_model.items() if n != "base/cce_s0"]))
   for tag, hs in hard_soft.items():
     ind, cor = hs["in_distribution"], hs["corrupted"]
     md.append(f"\nHard / soft scores, {tag} (control = cross-entropy with the same recipe; "

@@ -75,9 +75,33 @@ def _name(recipe, loss, seed):
   return f"{recipe}/{loss}_s{seed}"
 
 
-def comparisons(res: dict) -> str:
+def statistics_only(bn: dict | None) -> str:
+  """The table of ``bn_statistics.py``: the base with only its batch-norm
+  running statistics re-estimated on the recipe's unaugmented batches."""
+  if not bn:
+    return "(`bn_statistics.py` has not been run.)"
+  rows = ["| model | validation top-1 | test top-1 |", "|---|---|---|",
+          f"| base (30 epochs, statistics from augmented batches) | "
+          f"{_pct(bn['base_accuracy']['validation'])} | {_pct(bn['base_accuracy']['test'])} |"]
+  rows += [f"| base, statistics re-estimated for {e['epoch']} epoch(s), weights fixed | "
+           f"{_pct(e['validation_accuracy'])} | {_pct(e['test_accuracy'])} |"
+           for e in bn["statistics_only"]]
+  return "\n".join(rows)
+
+
+def comparisons(res: dict, bn: dict | None = None) -> str:
   """The page's claims, each computed from the tables above it."""
   models, out = res["models"], []
+  if bn:
+    last = bn["statistics_only"][-1]
+    authors = {n: m for n, m in models.items() if n.startswith("authors/")}
+    if authors:
+      gap = max(abs(m["top1"] - last["test_accuracy"]) for m in authors.values())
+      out.append(f"* **Batch-norm statistics alone.** Re-estimating only the base's running "
+                 f"statistics for {last['epoch']} epochs of unaugmented batches (weights fixed) "
+                 f"takes its test top-1 from {_pct(bn['base_accuracy']['test'])} to "
+                 f"{_pct(last['test_accuracy'])}; every authors'-recipe fine-tune is within "
+                 f"{100 * gap:.2f} points of that.")
   recipes = sorted({n.split("/")[0] for n in models if not n.startswith("base")})
   base = models.get("base/cce_s0")
   for recipe in recipes:
@@ -184,10 +208,15 @@ def build(res: dict, folder: str) -> dict:
                         if v is not None))
   with open(os.path.join(folder, "tables.md")) as f:
     tables = f.read().strip()
+  bn = None
+  if os.path.exists(os.path.join(folder, "bn_only.json")):
+    with open(os.path.join(folder, "bn_only.json")) as f:
+      bn = json.load(f)
   return {"DATE": res["date"], "PROTOCOL": protocol_table(), "COMMAND": command,
           "WALL": f"{res['wall_seconds']:.0f} s", "DATA": res["data"],
           "TEST_IMAGES": str(res["test_images"]), "CORRUPTED": str(res["corrupted_images"]),
-          "TABLES": tables, "PAPER_TABLE": paper_table(res), "CLAIMS": comparisons(res)}
+          "TABLES": tables, "PAPER_TABLE": paper_table(res), "CLAIMS": comparisons(res, bn),
+          "STATISTICS_ONLY": statistics_only(bn)}
 
 
 def main(argv=None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import time
@@ -204,7 +205,15 @@ def main() -> None:
   choices = sorted(conv._choices.items())
   lines += ["", "Kernel-gradient form chosen by `auto` for each convolution shape "
             "(timings from the calibration cache):", ""]
-  lines += [f"* `{k}`: {v}" for k, v in choices]
+  try:
+    with open(conv._cache_file()) as f:
+      timed = json.load(f).get(conv._machine(), {})
+  except (OSError, ValueError):
+    timed = {}
+  lines += [f"* `{k}`: {v}" + (f" (kernel gradient alone, best of 5: XLA "
+                                f"{1000 * timed[k]['xla']:.1f} ms, tap-wise "
+                                f"{1000 * timed[k]['tapwise']:.1f} ms)" if k in timed else "")
+            for k, v in choices]
   report = "\n".join(lines)
   print(report)
   if args.write:

@@ -87,12 +87,19 @@ def test_a_zoo_models_gradient_is_the_same_with_either_form(monkeypatch):
   x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 3))
   y = jnp.array([0, 1, 2, 3])
 
+  used = []
+  real_tapwise = conv._tapwise_conv
+  monkeypatch.setattr(conv, "_tapwise_conv", lambda *a: used.append(1) or real_tapwise(*a))
+
   def grads(form):
     monkeypatch.setattr(conv, "KERNEL_GRAD", form)
+    used.clear()
     loss = lambda p: jnp.mean(losses.cross_entropy(
         backend.apply(p, clf.state, x, train=True, key=jax.random.key(2))[0], y))
-    return jax.jit(jax.grad(loss))(clf.params)  # a new trace per form
+    g = jax.jit(jax.grad(loss))(clf.params)  # a new trace per form
+    return g, len(used)
 
-  tap, xla = grads("tapwise"), grads("xla")
+  (tap, n_tap), (xla, n_xla) = grads("tapwise"), grads("xla")
+  assert n_tap >= 19 and n_xla == 0  # every conv took the form asked for
   for a, b in zip(jax.tree.leaves(tap), jax.tree.leaves(xla)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

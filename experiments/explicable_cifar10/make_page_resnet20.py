@@ -71,6 +71,11 @@ def protocol_table() -> str:
   return "\n".join(rows)
 
 
+def _seeds(models: dict, recipe: str) -> list[int]:
+  """The seeds of ``recipe``'s published runs (names ``RECIPE/LOSS_sSEED``)."""
+  return sorted({int(n.rsplit("_s", 1)[1]) for n in models if n.startswith(recipe + "/")})
+
+
 def _name(recipe, loss, seed):
   return f"{recipe}/{loss}_s{seed}"
 
@@ -105,8 +110,7 @@ def comparisons(res: dict, bn: dict | None = None) -> str:
   recipes = sorted({n.split("/")[0] for n in models if not n.startswith("base")})
   base = models.get("base/cce_s0")
   for recipe in recipes:
-    seeds = sorted({int(n.rsplit("_s", 1)[1]) for n in models if n.startswith(recipe + "/")})
-    for seed in seeds:
+    for seed in _seeds(models, recipe):
       ctrl = models.get(_name(recipe, "cce", seed))
       if ctrl is None:
         out.append(f"* {recipe}, seed {seed}: no cross-entropy control yet; no comparison.")
@@ -164,7 +168,7 @@ def comparisons(res: dict, bn: dict | None = None) -> str:
   for loss in LOSSES[1:]:
     paper = PAPER[loss]["top1"] - PAPER["cce"]["top1"]
     ours = [models[_name("authors", loss, s)]["top1"] - models[_name("authors", "cce", s)]["top1"]
-            for s in range(10) if _name("authors", loss, s) in models
+            for s in _seeds(models, "authors") if _name("authors", loss, s) in models
             and _name("authors", "cce", s) in models]
     mean = sum(ours) / len(ours) if ours else None
     out.append(f"  * {NAMES[loss]}: paper {_pts(paper)}; ours (authors' recipe) "

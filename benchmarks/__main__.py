@@ -6,7 +6,7 @@ its section of ``benchmarks/README.md`` and its headline rows in
 the peer measured in the same run, the ratio, the fraction of the machine's
 float32 matmul peak, date and machine.
 
-    python -m benchmarks                       # all (about 30 min on 2 CPU cores)
+    python -m benchmarks                       # all (about 40 min on 2 CPU cores)
     python -m benchmarks --only rrr mutation   # some
     python -m benchmarks --summary-only        # rebuild the table from results/
 
@@ -28,6 +28,7 @@ SUITE = {
     "mutation": [],
     "rrr": [],
     "deliberative": [],
+    "conv_attempts": ["--flags"],  # what was tried for the convolutions; no headline row
 }
 
 

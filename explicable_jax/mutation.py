@@ -524,11 +524,12 @@ def _params_of(name: str, model_or_params):
 
 
 MESHES = ("local", "global")
+SHARE_PREFIX_MIN_PAIRS = 50_000  # (mutant, input) pairs from which share_prefix=None shares
 
 
 def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
                        batch_size: int = 500, strategy: str = "auto",
-                       mesh: str = "local", share_prefix: bool = False) -> np.ndarray:
+                       mesh: str = "local", share_prefix: bool | None = None) -> np.ndarray:
   """Predicted classes of every mutant on every input, ``(n_mutants, N)``;
   ``-1`` where the mutant's scores are not finite.
 
@@ -556,16 +557,16 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   ``"global"`` every process's, so the mutants are split across processes
   (every process must call with the same arguments).
 
-  ``share_prefix`` (default off; a Classifier with split points): a
-  mutant that leaves the model's parameters up to a split point unchanged
-  (NAI and NS at low rates often do for the first blocks) starts there, from
-  the original's activation, computed once per input batch for all such
-  mutants (:func:`prefix_groups`). The mutant's forward pass is the same
-  computation, so the predictions are the same. Off by default: at NAI rate
-  0.01 on ResNet-20 most mutants change the stem or the first block and it
-  measured 1.00x (``benchmarks/README.md``), while it traces the model once
-  per split point and compiles one program per starting point; it gained
-  up to 1.33x at rate 0.005 in an exploratory run.
+  ``share_prefix``: a mutant that leaves the model's parameters up to a
+  split point unchanged (NAI and NS at low rates often do for the first
+  blocks) starts there, from the original's activation, computed once per
+  input batch for all mutants. The mutant's forward pass is the same
+  computation, so the predictions are the same (tested). ResNet-20, NAI rate
+  0.01, 100 mutants: 1.33x the full passes (``benchmarks/README.md``).
+  ``True`` needs a :class:`~explicable_jax.models.Classifier` with split
+  points; ``None`` (default) turns it on for such a classifier on one device
+  when there are at least ``SHARE_PREFIX_MIN_PAIRS`` (mutant, input) pairs,
+  since the program (one per set of group sizes) takes seconds to compile.
   """
   _validation.check_positive("mutant_chunk", mutant_chunk, integer=True)
   _validation.check_positive("batch_size", batch_size, integer=True)
@@ -589,6 +590,9 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   ndev = len(devices)
   mutant_chunk = -(-mutant_chunk // ndev) * ndev
   clf = _classifier_or_none(model)
+  if share_prefix is None:
+    share_prefix = (clf is not None and bool(clf.layers) and ndev == 1
+                    and n * len(x) >= SHARE_PREFIX_MIN_PAIRS)
   if share_prefix and (clf is None or not clf.layers):
     raise ValueError("share_prefix=True needs a models.Classifier with split points (layers); "
                      f"got {type(model).__name__}.")
@@ -597,6 +601,8 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
     _predict_group(logits_fn, extra, mutants, np.arange(n), x, out, strategy, devices,
                    mutant_chunk, batch_size)
     return out
+  if ndev == 1:
+    return _predict_shared_prefix(clf, mutants, x, strategy, mutant_chunk, batch_size)
   # Mutants sorted by how deep they can start, cut into full chunks; a chunk
   # starts where its shallowest mutant can (no chunk is padded but the last).
   start = prefix_starts(clf, mutants, x.shape)
@@ -613,6 +619,63 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
       _predict_group(_HeadFrom(clf.spec, layer), (clf.params, clf.state), group, idx, x, out,
                      strategy, devices, mutant_chunk, batch_size)
   return out
+
+
+def _predict_shared_prefix(clf, mutants, x, strategy, mutant_chunk, batch_size) -> np.ndarray:
+  """``share_prefix`` on one device: for each input batch one jitted call
+  computes the original's activation at every starting point in use once
+  (XLA shares the common prefix of the ``features`` calls) and runs each
+  group of mutants (:func:`prefix_groups`) from its own starting point, so
+  no mutant starts earlier than it has to (``map``: ``lax.map`` over the
+  group, no padding; ``vmap``: ``lax.map`` over chunks of ``mutant_chunk``
+  vmapped mutants, the last chunk padded by repetition). The program depends
+  on the group sizes: other mutants with other sizes compile again."""
+  groups = prefix_groups(clf, mutants, x.shape)
+  stacked = []
+  for _, idx in groups:
+    take = idx
+    if strategy == "vmap":
+      k = -(-len(idx) // mutant_chunk)
+      take = np.concatenate([idx, np.repeat(idx[:1], k * mutant_chunk - len(idx))])
+    g = jax.tree.map(lambda a: a[take], mutants)
+    if strategy == "vmap":  # (chunks, mutant_chunk, ...)
+      g = jax.tree.map(lambda a: a.reshape(-1, mutant_chunk, *a.shape[1:]), g)
+    stacked.append(g)
+  fn = _shared_predictor(clf.spec, tuple(layer for layer, _ in groups), strategy)
+  preds = _batching.map_batches(fn, [x], batch_size=batch_size,
+                                args=(tuple(stacked), (clf.params, clf.state)), devices=1)
+  out = np.empty((len(jax.tree.leaves(mutants)[0]), len(x)), np.int32)
+  for (_, idx), p in zip(groups, preds):  # (N, rows of the group, padding included)
+    out[idx] = p[:, :len(idx)].T
+  return out
+
+
+@functools.lru_cache(maxsize=32)
+def _shared_predictor(spec, layers: tuple, strategy: str):
+  """Jitted ``(groups, (original, state), x_batch) -> ((batch, rows of each
+  group), ...)``: the labels of :func:`_predict_shared_prefix` (``-1`` where
+  the scores are not finite)."""
+  def label(logits):
+    out = jnp.argmax(logits, -1).astype(jnp.int32)
+    return jnp.where(jnp.all(jnp.isfinite(logits), -1), out, -1)
+
+  def run(groups, extra, xb):
+    outs = []
+    for layer, g in zip(layers, groups):
+      if layer is None:
+        h, head = xb, lambda p, h: _ClassifierLogits(spec)(p, extra[1], h)
+      else:
+        h = _HeadFrom(spec, layer).prefix(extra, xb)
+        head = lambda p, h, layer=layer: _HeadFrom(spec, layer)(p, extra, h)
+      if strategy == "vmap":
+        preds = jax.lax.map(
+            lambda c, h=h, head=head: jax.vmap(lambda p: label(head(p, h)))(c), g)
+        preds = preds.reshape(-1, preds.shape[-1])
+      else:
+        preds = jax.lax.map(lambda p, h=h, head=head: label(head(p, h)), g)
+      outs.append(preds.T)
+    return tuple(outs)
+  return jax.jit(run)
 
 
 def _predict_group(logits_fn, extra, mutants, rows, x, out, strategy, devices, mutant_chunk,

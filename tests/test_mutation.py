@@ -352,8 +352,12 @@ def test_shared_prefix_groups_and_predictions_equal_full_passes():
   assert 7 in groups[prev]  # only the last block changed: starts before it
   shared = mutation.mutant_predictions(clf, both, x, mutant_chunk=4, batch_size=10,
                                        share_prefix=True)
-  full = mutation.mutant_predictions(clf, both, x, mutant_chunk=4, batch_size=10)
+  full = mutation.mutant_predictions(clf, both, x, mutant_chunk=4, batch_size=10,
+                                     share_prefix=False)
   np.testing.assert_array_equal(shared, full)
+  # vmap: groups cut into chunks of 3, the last padded by repetition.
+  np.testing.assert_array_equal(mutation.mutant_predictions(
+      clf, both, x, mutant_chunk=3, batch_size=10, strategy="vmap", share_prefix=True), full)
   logits = jax.jit(lambda c, xb: c.logits(xb))
   loop = np.stack([np.asarray(logits(clf.with_params(jax.tree.map(lambda a: a[i], both)),
                                      jnp.asarray(x))).argmax(-1) for i in (0, 6, 7)])
@@ -361,3 +365,25 @@ def test_shared_prefix_groups_and_predictions_equal_full_passes():
   with pytest.raises(ValueError, match="share_prefix=True needs a models.Classifier"):
     mutation.mutant_predictions(lambda p, xb: clf.with_params(p).logits(xb), both, x,
                                 share_prefix=True)
+
+
+def test_share_prefix_by_default_only_from_enough_pairs(monkeypatch):
+  """share_prefix=None shares for a Classifier with split points once there
+  are SHARE_PREFIX_MIN_PAIRS (mutant, input) pairs, and never for a plain
+  logits function."""
+  clf = models.classifier(jax.random.key(0), "resnet", input_shape=(16, 16, 3),
+                          num_classes=10, depth=8)
+  x = np.asarray(jax.random.uniform(jax.random.key(1), (5, 16, 16, 3)))
+  muts = mutation.mutate_many(jax.random.key(2), clf.params, 4, "NAI", 0.05)
+  calls = []
+  real = mutation._predict_shared_prefix
+  monkeypatch.setattr(mutation, "_predict_shared_prefix",
+                      lambda *a, **k: calls.append(1) or real(*a, **k))
+  monkeypatch.setattr(mutation, "SHARE_PREFIX_MIN_PAIRS", 21)
+  full = mutation.mutant_predictions(clf, muts, x)  # 20 pairs: full passes
+  assert calls == []
+  monkeypatch.setattr(mutation, "SHARE_PREFIX_MIN_PAIRS", 20)
+  np.testing.assert_array_equal(mutation.mutant_predictions(clf, muts, x), full)
+  assert calls == [1]
+  mutation.mutant_predictions(lambda p, xb: clf.with_params(p).logits(xb), muts, x)
+  assert calls == [1]

@@ -1,0 +1,197 @@
+"""What was tried to speed up the forward convolution on CPU (issue 22), measured.
+
+    python -m benchmarks.conv_attempts [--write] [--flags]
+
+For ResNet-20's three stride-1 3x3 convolution shapes (batch 128, NHWC;
+32x32x16, 16x16x32, 8x8x64 channels in and out), one run times the forward
+convolution written four ways, each jitted, median of ``--repeats`` calls
+after two warm-ups:
+
+* XLA's own ``lax.conv_general_dilated`` (what the library uses);
+* Winograd F(4x4, 3x3) (Lavin and Gray, 2016): 6x6 input tiles, 36
+  matrix products of (tiles x C_in) by (C_in x C_out), 4x fewer
+  multiplications than the direct convolution, transforms as ``einsum``;
+* nine per-tap matrix products (one per kernel tap, the shifted input times
+  that tap's C_in x C_out matrix), the form the kernel gradient takes in
+  ``explicable_jax.models.conv``;
+* im2col: the nine shifted inputs concatenated on the channel axis, one
+  matrix product with the (9 C_in) x C_out kernel.
+
+Each is checked against XLA's output (largest error relative to the largest
+output). Reported as GFLOP/s of the direct convolution's count (2 N H W 9
+C_in C_out), so the Winograd figure is an *effective* rate.
+
+``--flags`` also reruns ``python -m benchmarks.train_step --repeats 5`` in
+fresh processes under XLA:CPU flags that change how convolutions are run
+(``--xla_cpu_use_onednn=true``, ``--xla_cpu_use_xnnpack=false``) beside the
+default, one after the other; the ratio to PyTorch in each is the figure to
+read (PyTorch is measured in the same process each time).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from benchmarks.attribution import matmul_peak_gflops, write_readme_section
+
+SHAPES = ((128, 32, 16), (128, 16, 32), (128, 8, 64))  # (batch, side, channels)
+FLAGS = ("", "--xla_cpu_use_onednn=true", "--xla_cpu_use_xnnpack=false")
+
+# Winograd F(4x4, 3x3) transforms (Lavin and Gray, "Fast Algorithms for
+# Convolutional Neural Networks", CVPR 2016).
+_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float32)
+_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float32)
+_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                [0, 1, -1, 8, -8, 1]], np.float32)
+
+
+def xla_conv(x, w):
+  return lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _tiles(xp, t: int, axis: int):
+  """Overlapping windows of 6 at stride 4 along ``axis`` -> (..., t, 6, ...)."""
+  a = lax.slice_in_dim(xp, 0, 4 * t, axis=axis)
+  b = lax.slice_in_dim(xp, 4, 4 * t + 4, axis=axis)
+  shape = list(a.shape)
+  shape[axis:axis + 1] = [t, 4]
+  b = lax.slice_in_dim(b.reshape(shape), 0, 2, axis=axis + 1)
+  return jnp.concatenate([a.reshape(shape), b], axis=axis + 1)
+
+
+def winograd_conv(x, w):
+  """SAME 3x3 stride-1 convolution by Winograd F(4x4, 3x3):
+  Y = A^T [(G g G^T) . (B^T d B)] A on each 6x6 tile d."""
+  n, h, wd, c = x.shape
+  d_out = w.shape[-1]
+  t1, t2 = -(-h // 4), -(-wd // 4)
+  xp = jnp.pad(x, ((0, 0), (1, 4 * t1 + 3 - h), (1, 4 * t2 + 3 - wd), (0, 0)))
+  d = _tiles(_tiles(xp, t1, 1), t2, 3)  # (n, t1, 6, t2, 6, c)
+  v = jnp.einsum("ai,ntiujc,bj->abntuc", _BT, d, _BT).reshape(36, n * t1 * t2, c)
+  u = jnp.einsum("ai,ijcd,bj->abcd", _G, w, _G).reshape(36, c, d_out)
+  m = jnp.einsum("pkc,pcd->pkd", v, u).reshape(6, 6, n, t1, t2, d_out)
+  y = jnp.einsum("ia,abntud,jb->ntiujd", _AT, m, _AT).reshape(n, 4 * t1, 4 * t2, d_out)
+  return y[:, :h, :wd]
+
+
+def _shifted(x):
+  n, h, wd, _ = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return [xp[:, i:i + h, j:j + wd] for i in range(3) for j in range(3)]
+
+
+def tapwise_conv(x, w):
+  """Nine per-tap matrix products: Y = sum_ij shift_ij(x) W_ij."""
+  taps = _shifted(x)
+  return sum(jnp.einsum("nhwc,cd->nhwd", t, w[k // 3, k % 3]) for k, t in enumerate(taps))
+
+
+def im2col_conv(x, w):
+  """im2col: the nine shifts concatenated on channels, one matrix product."""
+  cols = jnp.concatenate(_shifted(x), -1)
+  return jnp.einsum("nhwk,kd->nhwd", cols, w.reshape(-1, w.shape[-1]))
+
+
+FORMS = {"XLA convolution": xla_conv, "Winograd F(4x4, 3x3)": winograd_conv,
+         "per-tap matmuls": tapwise_conv, "im2col + one matmul": im2col_conv}
+
+
+def _median_time(fn, args, repeats: int) -> float:
+  jax.block_until_ready(fn(*args))
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def run_forms(repeats: int) -> list[dict]:
+  rows = []
+  for n, side, c in SHAPES:
+    kx, kw = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (n, side, side, c))
+    w = jax.random.normal(kw, (3, 3, c, c)) * (2 / (9 * c)) ** 0.5
+    ref = jax.jit(xla_conv)(x, w)
+    flops = 2 * n * side * side * 9 * c * c
+    for name, form in FORMS.items():
+      fn = jax.jit(form)
+      err = float(jnp.abs(fn(x, w) - ref).max() / jnp.abs(ref).max())
+      t = _median_time(fn, (x, w), repeats)
+      rows.append({"shape": f"{n}x{side}x{side}x{c} -> {c}", "form": name, "ms": t * 1e3,
+                   "gflops": flops / t / 1e9, "rel_err": err})
+  return rows
+
+
+def run_flags() -> list[dict]:
+  rows = []
+  for flag in FLAGS:
+    env = dict(os.environ, XLA_FLAGS=flag)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--repeats", "5"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+      m = re.match(r"\| ResNet-20 (train|forward) step, batch \d+ \| ([\d.]+) \|.*\| ([\d.]+) \|"
+                   r" ([\d.]+) \| [\d.]+ \| [\d.]+ \|$", line)
+      if m:
+        rows.append({"flags": flag or "(none)", "part": m.group(1),
+                     "ours": float(m.group(2)), "torch": float(m.group(3)),
+                     "ratio": float(m.group(4))})
+  return rows
+
+
+def format_report(forms, flags, peak) -> str:
+  lines = [f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
+           f"jax {jax.__version__} ({jax.default_backend()}); float32 matmul peak {peak:.0f} "
+           "GFLOP/s measured in the same run.", "",
+           "| shape (batch x H x W x C_in -> C_out) | form | ms | GFLOP/s (direct count) | "
+           "vs XLA | largest error / largest output |",
+           "|---|---|---|---|---|---|"]
+  base = {r["shape"]: r["ms"] for r in forms if r["form"] == "XLA convolution"}
+  for r in forms:
+    lines.append(f"| {r['shape']} | {r['form']} | {r['ms']:.1f} | {r['gflops']:.0f} | "
+                 f"{base[r['shape']] / r['ms']:.2f}x | {r['rel_err']:.1e} |")
+  if flags:
+    lines += ["", "ResNet-20 at batch 128 under XLA:CPU flags (`python -m benchmarks.train_step "
+              "--repeats 5` in a fresh process each; PyTorch measured in the same process):", "",
+              "| XLA_FLAGS | part | ours img/s | PyTorch img/s | ratio |", "|---|---|---|---|---|"]
+    for r in flags:
+      lines.append(f"| `{r['flags']}` | {r['part']} | {r['ours']:.0f} | {r['torch']:.0f} | "
+                   f"{r['ratio']:.2f} |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--flags", action="store_true",
+                 help="also rerun benchmarks.train_step under each XLA flag (needs torch)")
+  p.add_argument("--write", action="store_true", help="record the table in benchmarks/README.md")
+  args = p.parse_args()
+  peak = matmul_peak_gflops()
+  forms = run_forms(args.repeats)
+  flags = run_flags() if args.flags else []
+  report = format_report(forms, flags, peak)
+  print(report)
+  if args.write:
+    write_readme_section(
+        "conv_attempts", report,
+        heading=("\n## Forward convolution on CPU: what was tried (issue 22)\n\n"
+                 "    python -m benchmarks.conv_attempts --flags --write   # needs torch\n\n"))
+
+
+if __name__ == "__main__":
+  main()

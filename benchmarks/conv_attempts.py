@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -143,13 +142,17 @@ def run_flags() -> list[dict]:
     env = dict(os.environ, XLA_FLAGS=flag)
     out = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--repeats", "5"],
                          env=env, capture_output=True, text=True, check=True).stdout
+    header = None
     for line in out.splitlines():
-      m = re.match(r"\| ResNet-20 (train|forward) step, batch \d+ \| ([\d.]+) \|.*\| ([\d.]+) \|"
-                   r" ([\d.]+) \| [\d.]+ \| [\d.]+ \|$", line)
-      if m:
-        rows.append({"flags": flag or "(none)", "part": m.group(1),
-                     "ours": float(m.group(2)), "torch": float(m.group(3)),
-                     "ratio": float(m.group(4))})
+      cells = [c.strip() for c in line.strip().strip("|").split("|")]
+      if cells[0] == "benchmark":
+        header = cells
+      elif header and len(cells) == len(header) and cells[0].startswith("ResNet-20"):
+        row = dict(zip(header, cells))
+        rows.append({"flags": flag or "(none)",
+                     "part": "train" if "train" in cells[0] else "forward",
+                     "ours": float(row["ours (auto) img/s"]), "torch": float(row["PyTorch img/s"]),
+                     "ratio": float(row["ratio"])})
   return rows
 
 

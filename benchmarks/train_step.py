@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks.attribution import _flops, matmul_peak_gflops
 from explicable_jax import losses, models, training
 from explicable_jax.models import conv
 
@@ -59,9 +60,12 @@ def jax_rows(batch_size: int, repeats: int, form: str = "auto") -> dict[str, flo
 
     t_step = _time(train, repeats)
     t_fwd = _time(lambda: jax.block_until_ready(fwd(state, batch["x"])), repeats)
+    # FLOPs per image from XLA's cost analysis of the compiled programs.
+    flops = {"train": _flops(step, holder["s"], batch), "forward": _flops(fwd, state, batch["x"])}
   finally:
     conv.KERNEL_GRAD = saved
-  return {"train": batch_size / t_step, "forward": batch_size / t_fwd}
+  return {"train": batch_size / t_step, "forward": batch_size / t_fwd,
+          "flops": {k: v / batch_size if v else None for k, v in flops.items()}}
 
 
 def breakdown(batch_size: int, repeats: int) -> list[tuple[str, float]]:
@@ -157,6 +161,7 @@ def torch_rows(batch_size: int, repeats: int) -> dict[str, float] | None:
 
 
 def run(batch_size: int = 128, repeats: int = 10) -> list[dict]:
+  peak = matmul_peak_gflops()
   ours = jax_rows(batch_size, repeats, "auto")
   tap = jax_rows(batch_size, repeats, "tapwise")
   xla = jax_rows(batch_size, repeats, "xla")
@@ -169,6 +174,10 @@ def run(batch_size: int = 128, repeats: int = 10) -> list[dict]:
     for k in ("ours", "tapwise", "xla_default"):
       row[f"ratio_{k}"] = row[k] / row["peer"] if peer else float("nan")
     row["ratio"] = row["ratio_ours"]
+    per_image = ours["flops"][what]
+    row["flops_per_image"] = per_image
+    row["peak_gflops"] = peak
+    row["peak_fraction"] = ours[what] * per_image / 1e9 / peak if per_image else None
     rows.append(row)
   return rows
 
@@ -196,12 +205,18 @@ def main() -> None:
            f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
            f"({torch.get_num_threads()} threads):", "",
            "| benchmark | ours (auto) img/s | tap-wise everywhere img/s | XLA conv grad img/s | "
-           "PyTorch img/s | ratio | ratio, tap-wise | ratio, XLA |",
-           "|---|---|---|---|---|---|---|---|"]
+           "PyTorch img/s | ratio | ratio, tap-wise | ratio, XLA | ours: MFLOP per image | "
+           "ours: fraction of matmul peak |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
+    fl = r["flops_per_image"]
     lines.append(f"| {r['benchmark']} | {r['ours']:.1f} | {r['tapwise']:.1f} | "
                  f"{r['xla_default']:.1f} | {r['peer']:.1f} | {r['ratio']:.2f} | "
-                 f"{r['ratio_tapwise']:.2f} | {r['ratio_xla_default']:.2f} |")
+                 f"{r['ratio_tapwise']:.2f} | {r['ratio_xla_default']:.2f} | "
+                 f"{fl / 1e6 if fl else float('nan'):.0f} | "
+                 f"{r['peak_fraction'] if r['peak_fraction'] is not None else float('nan'):.1%} |")
+  lines += ["", f"float32 matmul peak {rows[0]['peak_gflops']:.0f} GFLOP/s measured in the same "
+            "run; FLOPs from XLA's cost analysis of the compiled step and forward pass."]
   choices = sorted(conv._choices.items())
   lines += ["", "Kernel-gradient form chosen by `auto` for each convolution shape "
             "(timings from the calibration cache):", ""]
@@ -222,7 +237,7 @@ def main() -> None:
     write_readme_section("train_step", report)
     _suite.record("train_step", [
         {"benchmark": r["benchmark"], "unit": "img/s", "ours": r["ours"], "peer": r["peer"],
-         "peer_name": "PyTorch"} for r in rows])
+         "peer_name": "PyTorch", "peak_fraction": r["peak_fraction"]} for r in rows])
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import time
 import numpy as np
 
 from explicable_jax import data as data_lib
-from explicable_jax import models
+from explicable_jax import _paths, models
 from explicable_jax.training import TrainConfig, evaluate, fit
 from explicable_jax.training.run import build, save_model
 
@@ -74,9 +74,7 @@ def config_for(args) -> TrainConfig:
 
 
 def _write_json(path, obj):
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(path + ".tmp", path)
+  _paths.write_text(path, json.dumps(obj, indent=2))  # temporary file + rename
 
 
 def main(argv=None) -> None:

@@ -650,15 +650,18 @@ def _predict_shared_prefix(clf, mutants, x, strategy, mutant_chunk, batch_size) 
   return out
 
 
+def _labels(logits):
+  """argmax labels; -1 marks a prediction from non-finite scores (argmax
+  would say 0)."""
+  out = jnp.argmax(logits, -1).astype(jnp.int32)
+  return jnp.where(jnp.all(jnp.isfinite(logits), -1), out, -1)
+
+
 @functools.lru_cache(maxsize=32)
 def _shared_predictor(spec, layers: tuple, strategy: str):
   """Jitted ``(groups, (original, state), x_batch) -> ((batch, rows of each
   group), ...)``: the labels of :func:`_predict_shared_prefix` (``-1`` where
   the scores are not finite)."""
-  def label(logits):
-    out = jnp.argmax(logits, -1).astype(jnp.int32)
-    return jnp.where(jnp.all(jnp.isfinite(logits), -1), out, -1)
-
   def run(groups, extra, xb):
     outs = []
     for layer, g in zip(layers, groups):
@@ -669,10 +672,10 @@ def _shared_predictor(spec, layers: tuple, strategy: str):
         head = lambda p, h, layer=layer: _HeadFrom(spec, layer)(p, extra, h)
       if strategy == "vmap":
         preds = jax.lax.map(
-            lambda c, h=h, head=head: jax.vmap(lambda p: label(head(p, h)))(c), g)
+            lambda c, h=h, head=head: jax.vmap(lambda p: _labels(head(p, h)))(c), g)
         preds = preds.reshape(-1, preds.shape[-1])
       else:
-        preds = jax.lax.map(lambda p, h=h, head=head: label(head(p, h)), g)
+        preds = jax.lax.map(lambda p, h=h, head=head: _labels(head(p, h)), g)
       outs.append(preds.T)
     return tuple(outs)
   return jax.jit(run)
@@ -720,10 +723,7 @@ def _chunk_predictor(logits_fn, strategy: str, devices: tuple):
   mutant axis split over them, the result gathered on every one (so every
   process can read all of it)."""
   def predict(p, extra, xb):
-    logits = logits_fn(p, extra, xb)
-    label = jnp.argmax(logits, -1).astype(jnp.int32)
-    # -1 marks a prediction from non-finite scores (argmax would say 0).
-    return jnp.where(jnp.all(jnp.isfinite(logits), -1), label, -1)
+    return _labels(logits_fn(p, extra, xb))
 
   prefix = getattr(logits_fn, "prefix", None)  # shared by the chunk's mutants
   if strategy == "vmap":

@@ -21,6 +21,10 @@ Each is checked against XLA's output (largest error relative to the largest
 output). Reported as GFLOP/s of the direct convolution's count (2 N H W 9
 C_in C_out), so the Winograd figure is an *effective* rate.
 
+``--bn`` times one training-mode batch-norm layer's forward + backward at
+the three activation shapes instead: JAX's autodiff of flax's formula (what
+the models use) against a closed-form ``custom_jvp`` tangent.
+
 ``--flags`` also reruns ``python -m benchmarks.train_step --repeats 5`` in
 fresh processes under XLA:CPU flags that change how convolutions are run
 (``--xla_cpu_use_onednn=true``, ``--xla_cpu_use_xnnpack=false``) beside the
@@ -136,6 +140,72 @@ def run_forms(repeats: int) -> list[dict]:
   return rows
 
 
+def _bn_stats(x):
+  mean = x.mean((0, 1, 2))
+  var = jnp.maximum((x * x).mean((0, 1, 2)) - mean ** 2, 0.0)  # flax's fast variance
+  return mean, lax.rsqrt(var + 1e-5)
+
+
+def bn_autodiff(x, scale, bias):
+  """Training-mode batch norm as flax computes it; JAX differentiates it."""
+  mean, inv = _bn_stats(x)
+  return (x - mean) * inv * scale + bias
+
+
+@jax.custom_jvp
+def bn_closed_form(x, scale, bias):
+  """The same batch norm with its closed-form tangent (forward-mode safe):
+  d xhat = (dx - mean(dx) - xhat mean(dx xhat)) / sigma."""
+  return bn_autodiff(x, scale, bias)
+
+
+@bn_closed_form.defjvp
+def _bn_jvp(primals, tangents):
+  x, scale, bias = primals
+  dx, dscale, dbias = tangents
+  mean, inv = _bn_stats(x)
+  xhat = (x - mean) * inv
+  dxhat = (dx - dx.mean((0, 1, 2)) - xhat * (dx * xhat).mean((0, 1, 2))) * inv
+  return xhat * scale + bias, dxhat * scale + xhat * dscale + dbias
+
+
+def run_bn(repeats: int) -> list[dict]:
+  """Training-mode batch norm, forward + backward (gradient of <BN(x), g>
+  with respect to x, scale and bias) at ResNet-20's three activation shapes:
+  autodiff of flax's formula vs a closed-form ``custom_jvp`` tangent."""
+  rows = []
+  for n, side, c in SHAPES:
+    kx, kg = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (n, side, side, c))
+    g = jax.random.normal(kg, x.shape)
+    scale, bias = jnp.linspace(0.5, 1.5, c), jnp.linspace(-0.1, 0.1, c)
+    grads = {name: jax.jit(jax.grad(lambda x, s, b, f=f: jnp.vdot(f(x, s, b), g),
+                                    argnums=(0, 1, 2)))
+             for name, f in (("autodiff of flax's formula", bn_autodiff),
+                             ("closed-form custom_jvp", bn_closed_form))}
+    ref = grads["autodiff of flax's formula"](x, scale, bias)
+    for name, fn in grads.items():
+      err = max(float(jnp.abs(a - b).max() / jnp.abs(b).max())
+                for a, b in zip(fn(x, scale, bias), ref))
+      t = _median_time(fn, (x, scale, bias), repeats)
+      rows.append({"shape": f"{n}x{side}x{side}x{c}", "form": name, "ms": t * 1e3,
+                   "rel_err": err})
+  return rows
+
+
+def format_bn(rows) -> str:
+  lines = [f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
+           f"jax {jax.__version__} ({jax.default_backend()}); one batch-norm layer in training "
+           "mode, forward + backward, median of the repeats:", "",
+           "| activation (batch x H x W x C) | form | ms | vs autodiff | largest error |",
+           "|---|---|---|---|---|"]
+  base = {r["shape"]: r["ms"] for r in rows if r["form"].startswith("autodiff")}
+  for r in rows:
+    lines.append(f"| {r['shape']} | {r['form']} | {r['ms']:.2f} | "
+                 f"{base[r['shape']] / r['ms']:.2f}x | {r['rel_err']:.1e} |")
+  return "\n".join(lines)
+
+
 def run_flags() -> list[dict]:
   rows = []
   for flag in FLAGS:
@@ -182,8 +252,19 @@ def main() -> None:
   p.add_argument("--repeats", type=int, default=10)
   p.add_argument("--flags", action="store_true",
                  help="also rerun benchmarks.train_step under each XLA flag (needs torch)")
+  p.add_argument("--bn", action="store_true",
+                 help="time batch norm's backward (autodiff vs closed form) instead")
   p.add_argument("--write", action="store_true", help="record the table in benchmarks/README.md")
   args = p.parse_args()
+  if args.bn:
+    report = format_bn(run_bn(args.repeats))
+    print(report)
+    if args.write:
+      write_readme_section(
+          "bn_attempts", report,
+          heading=("\n## Batch norm's backward on CPU: autodiff vs closed form (issue 22)\n\n"
+                   "    python -m benchmarks.conv_attempts --bn --repeats 20 --write\n\n"))
+    return
   peak = matmul_peak_gflops()
   forms = run_forms(args.repeats)
   flags = run_flags() if args.flags else []

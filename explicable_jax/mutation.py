@@ -602,7 +602,7 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
                    mutant_chunk, batch_size)
     return out
   if ndev == 1:
-    return _predict_shared_prefix(clf, mutants, x, strategy, mutant_chunk, batch_size)
+    return _predict_shared_prefix(clf, mutants, n, x, strategy, mutant_chunk, batch_size)
   # Mutants sorted by how deep they can start, cut into full chunks; a chunk
   # starts where its shallowest mutant can (no chunk is padded but the last).
   start = prefix_starts(clf, mutants, x.shape)
@@ -621,7 +621,8 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   return out
 
 
-def _predict_shared_prefix(clf, mutants, x, strategy, mutant_chunk, batch_size) -> np.ndarray:
+def _predict_shared_prefix(clf, mutants, n, x, strategy, mutant_chunk,
+                           batch_size) -> np.ndarray:
   """``share_prefix`` on one device: for each input batch one jitted call
   computes the original's activation at every starting point in use once
   (XLA shares the common prefix of the ``features`` calls) and runs each
@@ -644,7 +645,7 @@ def _predict_shared_prefix(clf, mutants, x, strategy, mutant_chunk, batch_size) 
   fn = _shared_predictor(clf.spec, tuple(layer for layer, _ in groups), strategy)
   preds = _batching.map_batches(fn, [x], batch_size=batch_size,
                                 args=(tuple(stacked), (clf.params, clf.state)), devices=1)
-  out = np.empty((len(jax.tree.leaves(mutants)[0]), len(x)), np.int32)
+  out = np.empty((n, len(x)), np.int32)
   for (_, idx), p in zip(groups, preds):  # (N, rows of the group, padding included)
     out[idx] = p[:, :len(idx)].T
   return out

@@ -387,3 +387,26 @@ def test_share_prefix_by_default_only_from_enough_pairs(monkeypatch):
   assert calls == [1]
   mutation.mutant_predictions(lambda p, xb: clf.with_params(p).logits(xb), muts, x)
   assert calls == [1]
+
+
+def test_the_shared_program_computes_the_common_prefix_once():
+  """_predict_shared_prefix asks for the original's activation at every
+  starting point from the input; XLA must merge those prefixes: the program
+  costs no more FLOPs than the deepest prefix alone."""
+  clf = models.classifier(jax.random.key(0), "resnet", input_shape=(16, 16, 3),
+                          num_classes=10, depth=8)
+  x_spec = jax.ShapeDtypeStruct((1, 16, 16, 3), jnp.float32)
+  layers = [l for l in mutation._prefix_uses(clf, x_spec) if l.startswith("layer")]
+  xb, extra = jnp.zeros((8, 16, 16, 3)), (clf.params, clf.state)
+
+  def flops(names):
+    fn = jax.jit(lambda e, x: tuple(mutation._HeadFrom(clf.spec, l).prefix(e, x)
+                                    for l in names))
+    cost = fn.lower(extra, xb).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
+
+  assert len(layers) >= 3
+  deepest, all_of_them = flops(layers[-1:]), flops(layers)
+  assert all_of_them == pytest.approx(deepest, rel=1e-3)
+  # ...while the shallow prefixes alone are a real share of it (the check can fail).
+  assert flops(layers[:1]) < 0.8 * deepest

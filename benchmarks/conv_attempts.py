@@ -27,7 +27,8 @@ the models use) against a closed-form ``custom_jvp`` tangent.
 
 ``--flags`` also reruns ``python -m benchmarks.train_step --repeats 5`` in
 fresh processes under XLA:CPU flags that change how convolutions are run
-(``--xla_cpu_use_onednn=true``, ``--xla_cpu_use_xnnpack=false``) beside the
+(``--xla_cpu_use_onednn=true``, ``--xla_cpu_use_xnnpack=false``,
+``--xla_cpu_experimental_ynn_fusion_type=individual_convolution``) beside the
 default, one after the other; the ratio to PyTorch in each is the figure to
 read (PyTorch is measured in the same process each time).
 """
@@ -48,7 +49,10 @@ from jax import lax
 from benchmarks.attribution import matmul_peak_gflops, write_readme_section
 
 SHAPES = ((128, 32, 16), (128, 16, 32), (128, 8, 64))  # (batch, side, channels)
-FLAGS = ("", "--xla_cpu_use_onednn=true", "--xla_cpu_use_xnnpack=false")
+# The last one routes convolutions with more than 16 channels to YNNPACK
+# (XLA's ``IsConvolutionOpSupportedByYnn``; ResNet-20's 32- and 64-channel ones).
+FLAGS = ("", "--xla_cpu_use_onednn=true", "--xla_cpu_use_xnnpack=false",
+         "--xla_cpu_experimental_ynn_fusion_type=individual_convolution")
 
 # Winograd F(4x4, 3x3) transforms (Lavin and Gray, "Fast Algorithms for
 # Convolutional Neural Networks", CVPR 2016).

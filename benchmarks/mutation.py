@@ -79,17 +79,21 @@ def run(n_mutants: int, n_images: int, mutant_chunk: int, batch_size: int, rate:
         logits_fn, m_, x_, mutant_chunk=mutant_chunk, batch_size=batch_size,
         strategy=strategy), time.perf_counter() - t)
   # share_prefix=True (the default at this size): each mutant starts at its
-  # first changed block, from the original's activation there.
+  # first changed convolution (NAI: from the original's output of it, the
+  # negated channels' signs flipped); "layers": at the split point (block)
+  # before its first change, the previous version, timed in the same run.
   strategy = "map" if jax.default_backend() == "cpu" else "vmap"
-  # Warm-up: the program for these groups (it depends on their sizes).
-  mutation.mutant_predictions(clf, mutants, x[:batch_size], mutant_chunk=mutant_chunk,
-                              batch_size=batch_size, strategy=strategy, share_prefix=True)
+  for name, share in (("layers", "layers"), ("shared", True)):
+    # Warm-up: the program for these groups (it depends on their sizes).
+    mutation.mutant_predictions(clf, mutants, x[:batch_size], mutant_chunk=mutant_chunk,
+                                batch_size=batch_size, strategy=strategy, share_prefix=share)
+    t = time.perf_counter()
+    timed[name] = (mutation.mutant_predictions(
+        clf, mutants, x, mutant_chunk=mutant_chunk, batch_size=batch_size, strategy=strategy,
+        share_prefix=share),
+        time.perf_counter() - t)
   groups = mutation.prefix_groups(clf, mutants, x.shape)
-  t = time.perf_counter()
-  timed["shared"] = (mutation.mutant_predictions(
-      clf, mutants, x, mutant_chunk=mutant_chunk, batch_size=batch_size, strategy=strategy,
-      share_prefix=True),
-      time.perf_counter() - t)
+  starts = mutation.start_groups(clf, mutants, x.shape)
   ours, t_ours = timed["shared"]
   t_map, t_vmap = timed["map"][1], timed["vmap"][1]
   vmap_work = len(jax.tree.leaves(first)[0]) * min(batch_size, n_images)
@@ -128,15 +132,19 @@ def run(n_mutants: int, n_images: int, mutant_chunk: int, batch_size: int, rate:
   peak = matmul_peak_gflops()
   return {"ours": work / t_ours, "jax_loop": work / t_loop, "torch_loop": work / t_torch,
           "map": work / t_map, "vmap": vmap_work / t_vmap, "vmap_work": vmap_work,
-          "shared": work / t_ours,
+          "shared": work / t_ours, "layers": work / timed["layers"][1],
           "starts": {str(layer): int(len(idx)) for layer, idx in groups},
+          "module_starts": {k: sum(len(idx) for s_, idx, _ in starts if s_.kind == k)
+                            for k in ("negated", "input", None)},
           "agree_shared": float(np.mean(ours == timed["map"][0])),
+          "agree_layers": float(np.mean(timed["layers"][0] == timed["map"][0])),
           "agree_vmap": float(np.mean(
               timed["vmap"][0] == timed["map"][0][:, :batch_size][:len(timed["vmap"][0])])),
           "agree_loop": float(np.mean(ours == loop)), "agree_torch": float(np.mean(ours == theirs)),
           "flops_per_image": per_image, "peak_gflops": peak, "work": work,
           "seconds": {"ours": t_ours, "jax_loop": t_loop, "torch_loop": t_torch,
-                      "map": t_map, "vmap": t_vmap, "shared": t_ours}}
+                      "map": t_map, "vmap": t_vmap, "shared": t_ours,
+                      "layers": timed["layers"][1]}}
 
 
 def format_report(args, r) -> str:
@@ -152,9 +160,12 @@ def format_report(args, r) -> str:
       "| method | images x mutants / s | vs PyTorch loop | fraction of matmul peak | seconds |",
       "|---|---|---|---|---|",
   ]
-  for name, label in (("shared", "ours (the default here), `share_prefix` on: shared "
-                                  "unmutated prefix, `strategy=\""
-                                  f"{'map' if jax.default_backend() == 'cpu' else 'vmap'}\"`"),
+  strat = "map" if jax.default_backend() == "cpu" else "vmap"
+  for name, label in (("shared", "ours (the default here), `share_prefix=True`: each mutant "
+                                 "starts at its first changed convolution, `strategy=\""
+                                 f"{strat}\"`"),
+                      ("layers", "ours, `share_prefix=\"layers\"`: each mutant starts at the "
+                                 "block before its first change (the previous default)"),
                       ("map", "ours, full passes, `strategy=\"map\"` (lax.map over a chunk)"),
                       ("vmap", "ours, full passes, `strategy=\"vmap\"` (vmap over a chunk; "
                                f"timed on {r['vmap_work']} pairs only)"),
@@ -165,11 +176,17 @@ def format_report(args, r) -> str:
     lines.append(f"| {label} | {r[name]:.0f} | {r[name] / r['torch_loop']:.2f}x | "
                  f"{frac:.1%} | {r['seconds'][name]:.1f} |")
   starts = ", ".join(f"{k if k != 'None' else 'the input'}: {v}" for k, v in r["starts"].items())
+  ms = r["module_starts"]
   lines += ["", f"Shared prefix: each mutant can start at the deepest split point whose "
             f"prefix it leaves unchanged ({starts} mutants); one program per input batch "
             "computes the original's activations at those points once and runs each group "
-            f"from its own; {r['shared'] / r['map']:.2f}x the full "
-            f"passes, the same predictions on {r['agree_shared']:.2%} of the pairs. The fraction "
+            f"from its own (`\"layers\"`: {r['layers'] / r['map']:.2f}x the full passes). "
+            f"With `True`, {ms['negated']} mutants start after their first changed "
+            f"convolution (its output is the original's with the negated channels' signs "
+            f"flipped), {ms['input']} at it, {ms[None]} at the split point: "
+            f"{r['shared'] / r['map']:.2f}x the full passes, {r['shared'] / r['layers']:.2f}x "
+            f"`\"layers\"`. Both give the full passes' predictions on "
+            f"{r['agree_shared']:.2%} and {r['agree_layers']:.2%} of the pairs. The fraction "
             "of the matmul peak counts a full forward pass per pair, so for the shared prefix "
             "it is an effective figure.",
             "", f"`strategy=\"auto\"` picks {'map' if jax.default_backend() == 'cpu' else 'vmap'} "

@@ -509,6 +509,124 @@ def prefix_groups(model, mutants, x_shape) -> list[tuple[str | None, np.ndarray]
           for layer in order if layer in start]
 
 
+@dataclasses.dataclass(frozen=True)
+class Start:
+  """Where a mutant's forward pass starts (see :func:`start_groups`).
+
+  ``layer``: the split point whose original activation it starts from
+  (``None``: the input). ``module``: a sub-module after it (dotted path) that
+  the mutant computes differently from the original, or ``None``.
+  ``kind``: ``"negated"``, the mutant's ``module`` output is the original's
+  with some channels negated (NAI: ``conv(x, -w) = -conv(x, w)`` exactly), so
+  the module is not run; ``"input"``, the mutant's ``module`` runs on the
+  original's input to it, so nothing that only feeds that input is run.
+  """
+  layer: str | None
+  module: str | None = None
+  kind: str | None = None
+
+
+_MODULE_INFO: dict = {}
+
+
+def _module_info(clf, x_spec, path: str):
+  """``None`` when a mutant cannot start at the sub-module ``path``
+  (backend without sub-module starts, not a Conv/Linear, called other than
+  once, keyword inputs); else which parameter leaves its input reads."""
+  from explicable_jax import _jaxpr
+  backend = clf.spec.backend
+  key = (clf.spec, x_spec.shape[1:], str(x_spec.dtype), path)
+  if key not in _MODULE_INFO:
+    info = None
+    if (hasattr(backend, "module_io") and backend.linear_module(clf.params, clf.state, path)
+        and backend.module_calls(clf.params, clf.state, path, x_spec) == 1):
+      abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype),
+                              clf.params)
+      try:
+        closed = jax.make_jaxpr(lambda p, xb: backend.module_io(
+            p, clf.state, xb, path)[0])(abstract, x_spec)
+      except ValueError:
+        closed = None
+      if closed is not None:
+        info = np.asarray(_jaxpr.used_inputs(closed.jaxpr)[:len(jax.tree.leaves(abstract))])
+    _MODULE_INFO[key] = info
+  return _MODULE_INFO[key]
+
+
+def _negation_signs(original: Sequence, mutant: Sequence) -> np.ndarray | None:
+  """``s`` (+1/-1 per output channel, the last axis) with ``mutant = s *
+  original`` exactly for every leaf, or ``None``."""
+  same = neg = None
+  for o, m in zip(original, mutant):
+    o, m = np.asarray(o), np.asarray(m)
+    if o.ndim == 0 or (same is not None and o.shape[-1] != same.shape[0]):
+      return None
+    axes = tuple(range(o.ndim - 1))
+    s_, n_ = (m == o).all(axes), (m == -o).all(axes)
+    same, neg = (s_, n_) if same is None else (same & s_, neg & n_)
+  if same is None or not (same | neg).all():
+    return None
+  return np.where(same, 1.0, -1.0).astype(np.float32)
+
+
+def start_groups(model, mutants, x_shape, *,
+                 modules: bool = True) -> list[tuple[Start, np.ndarray, np.ndarray | None]]:
+  """Where each mutant's forward pass can start, finer than
+  :func:`prefix_groups`: ``[(Start, mutant indices, signs or None), ...]``.
+
+  Each mutant starts at its :func:`prefix_starts` split point; on a backend
+  with sub-module starts (NNX), also at its first changed ``Conv``/``Linear``
+  (the one whose input reads no changed parameter, called once per forward
+  pass): ``kind="negated"`` when the mutant's parameters of that module are
+  the original's with whole output channels negated (``signs``: +1/-1 per
+  channel, one row per mutant), else ``kind="input"`` when that module's
+  input lies deeper than the split point. The rest start at the split point.
+  ``modules=False``: split points only (the groups of :func:`prefix_groups`).
+  """
+  clf = _classifier_or_none(model)
+  n = check_mutants(mutants, clf.params)
+  x_spec = jax.ShapeDtypeStruct((1, *x_shape[1:]), jnp.float32)
+  paths, p_leaves, _ = _leaves(clf.params)
+  m_leaves = jax.tree.leaves(mutants)
+  changed = np.stack([np.asarray(m != p[None]).reshape(n, -1).any(1)
+                      for p, m in zip(p_leaves, m_leaves)], 1)  # (n, leaves)
+  layer_of = prefix_starts(clf, mutants, x_shape)
+  uses = _prefix_uses(clf, x_spec)
+  owner = [path.rsplit("/", 1)[0].replace("/", ".") if "/" in path else None for path in paths]
+  members: dict[str, list[int]] = {}
+  for i, mod in enumerate(owner):
+    if mod is not None:
+      members.setdefault(mod, []).append(i)
+  starts, signs = [], []
+  for i in range(n):
+    best, best_uses = None, -1
+    for mod, idx in (members.items() if modules else ()):
+      if not changed[i, idx].any():
+        continue
+      info = _module_info(clf, x_spec, mod)
+      if info is None or (changed[i] & info).any():
+        continue
+      if info.sum() > best_uses:
+        best, best_uses = mod, int(info.sum())
+    start, s = Start(layer_of[i]), None
+    if best is not None:
+      idx = members[best]
+      s = _negation_signs([p_leaves[j] for j in idx], [m_leaves[j][i] for j in idx])
+      prefix = uses[layer_of[i]].sum() if layer_of[i] is not None else 0
+      if s is not None:
+        start = Start(layer_of[i], best, "negated")
+      elif best_uses > prefix:
+        start = Start(layer_of[i], best, "input")
+    starts.append(start)
+    signs.append(s)
+  out = []
+  for start in dict.fromkeys(starts):  # first-seen order
+    idx = np.array([i for i, s_ in enumerate(starts) if s_ == start], int)
+    out.append((start, idx, np.stack([signs[i] for i in idx])
+                if start.kind == "negated" else None))
+  return out
+
+
 def _classifier_or_none(model):
   from explicable_jax import models  # the contract; models never imports mutation
   if isinstance(model, models.Classifier) or isinstance(
@@ -529,7 +647,8 @@ SHARE_PREFIX_MIN_PAIRS = 50_000  # (mutant, input) pairs from which share_prefix
 
 def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
                        batch_size: int = 500, strategy: str = "auto",
-                       mesh: str = "local", share_prefix: bool | None = None) -> np.ndarray:
+                       mesh: str = "local",
+                       share_prefix: bool | str | None = None) -> np.ndarray:
   """Predicted classes of every mutant on every input, ``(n_mutants, N)``;
   ``-1`` where the mutant's scores are not finite.
 
@@ -561,17 +680,26 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   split point unchanged (NAI and NS at low rates often do for the first
   blocks) starts there, from the original's activation, computed once per
   input batch for all mutants. The mutant's forward pass is the same
-  computation, so the predictions are the same (tested). ResNet-20, NAI rate
-  0.01, 100 mutants: 1.33x the full passes (``benchmarks/README.md``).
-  ``True`` needs a :class:`~explicable_jax.models.Classifier` with split
-  points; ``None`` (default) turns it on for such a classifier on one device
-  when there are at least ``SHARE_PREFIX_MIN_PAIRS`` (mutant, input) pairs,
-  since the program (one per set of group sizes) takes seconds to compile.
+  computation, so the predictions are the same (tested). On one device
+  with an NNX model, a mutant also starts *inside* the next stage, at its
+  first changed convolution (:func:`start_groups`): an NAI mutant takes the
+  original's output of that convolution with the negated channels' signs
+  flipped (``conv(x, -w) = -conv(x, w)`` exactly), other operators run the
+  changed convolution on the original's input to it. ResNet-20, NAI rate
+  0.01, 100 mutants: see ``benchmarks/README.md`` (``python -m
+  benchmarks.mutation``). ``True`` needs a
+  :class:`~explicable_jax.models.Classifier` with split points;
+  ``"layers"`` starts at split points only; ``None`` (default) is ``True``
+  for such a classifier on one device when there are at least
+  ``SHARE_PREFIX_MIN_PAIRS`` (mutant, input) pairs, since the program (one
+  per set of group sizes) takes seconds to compile.
   """
   _validation.check_positive("mutant_chunk", mutant_chunk, integer=True)
   _validation.check_positive("batch_size", batch_size, integer=True)
   _validation.check_choice("strategy", strategy, STRATEGIES)
   _validation.check_choice("mesh", mesh, MESHES)
+  if not (share_prefix is None or isinstance(share_prefix, bool) or share_prefix == "layers"):
+    raise ValueError(f"share_prefix must be None, True, False or 'layers'; got {share_prefix!r}.")
   if strategy == "auto":
     strategy = "map" if jax.default_backend() == "cpu" else "vmap"
   logits_fn, extra, _ = _as_logits(model)
@@ -594,15 +722,16 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
     share_prefix = (clf is not None and bool(clf.layers) and ndev == 1
                     and n * len(x) >= SHARE_PREFIX_MIN_PAIRS)
   if share_prefix and (clf is None or not clf.layers):
-    raise ValueError("share_prefix=True needs a models.Classifier with split points (layers); "
-                     f"got {type(model).__name__}.")
+    raise ValueError(f"share_prefix={share_prefix!r} needs a models.Classifier with split "
+                     f"points (layers); got {type(model).__name__}.")
   out = np.empty((n, len(x)), np.int32)
   if not share_prefix:
     _predict_group(logits_fn, extra, mutants, np.arange(n), x, out, strategy, devices,
                    mutant_chunk, batch_size)
     return out
   if ndev == 1:
-    return _predict_shared_prefix(clf, mutants, n, x, strategy, mutant_chunk, batch_size)
+    return _predict_shared_prefix(clf, mutants, n, x, strategy, mutant_chunk, batch_size,
+                                  modules=share_prefix is True)
   # Mutants sorted by how deep they can start, cut into full chunks; a chunk
   # starts where its shallowest mutant can (no chunk is padded but the last).
   start = prefix_starts(clf, mutants, x.shape)
@@ -622,31 +751,32 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
 
 
 def _predict_shared_prefix(clf, mutants, n, x, strategy, mutant_chunk,
-                           batch_size) -> np.ndarray:
+                           batch_size, modules: bool = True) -> np.ndarray:
   """``share_prefix`` on one device: for each input batch one jitted call
   computes the original's activation at every starting point in use once
   (XLA shares the common prefix of the ``features`` calls) and runs each
-  group of mutants (:func:`prefix_groups`) from its own starting point, so
+  group of mutants (:func:`start_groups`) from its own starting point, so
   no mutant starts earlier than it has to (``map``: ``lax.map`` over the
   group, no padding; ``vmap``: ``lax.map`` over chunks of ``mutant_chunk``
   vmapped mutants, the last chunk padded by repetition). The program depends
   on the group sizes: other mutants with other sizes compile again."""
-  groups = prefix_groups(clf, mutants, x.shape)
+  groups = start_groups(clf, mutants, x.shape, modules=modules)
   stacked = []
-  for _, idx in groups:
-    take = idx
+  for _, idx, signs in groups:
+    take = np.arange(len(idx))
     if strategy == "vmap":
       k = -(-len(idx) // mutant_chunk)
-      take = np.concatenate([idx, np.repeat(idx[:1], k * mutant_chunk - len(idx))])
-    g = jax.tree.map(lambda a: a[take], mutants)
+      take = np.concatenate([take, np.zeros(k * mutant_chunk - len(idx), int)])
+    g = (jax.tree.map(lambda a: a[idx[take]], mutants),
+         None if signs is None else jnp.asarray(signs[take]))
     if strategy == "vmap":  # (chunks, mutant_chunk, ...)
       g = jax.tree.map(lambda a: a.reshape(-1, mutant_chunk, *a.shape[1:]), g)
     stacked.append(g)
-  fn = _shared_predictor(clf.spec, tuple(layer for layer, _ in groups), strategy)
+  fn = _shared_predictor(clf.spec, tuple(start for start, _, _ in groups), strategy)
   preds = _batching.map_batches(fn, [x], batch_size=batch_size,
                                 args=(tuple(stacked), (clf.params, clf.state)), devices=1)
   out = np.empty((n, len(x)), np.int32)
-  for (_, idx), p in zip(groups, preds):  # (N, rows of the group, padding included)
+  for (_, idx, _), p in zip(groups, preds):  # (N, rows of the group, padding included)
     out[idx] = p[:, :len(idx)].T
   return out
 
@@ -658,25 +788,60 @@ def _labels(logits):
   return jnp.where(jnp.all(jnp.isfinite(logits), -1), out, -1)
 
 
+def _start_inputs(spec, start: Start, extra, xb):
+  """The original's activations a mutant starting at ``start`` needs:
+  ``(h, io)``, ``h`` at ``start.layer`` (the input when ``None``) and ``io``
+  the ``(inputs, output)`` of ``start.module`` (``None`` without one)."""
+  h = xb if start.layer is None else _HeadFrom(spec, start.layer).prefix(extra, xb)
+  if start.module is None:
+    return h, None
+  return h, spec.backend.module_io(extra[0], extra[1], xb, start.module)
+
+
+def _start_logits(spec, start: Start, extra, p, signs, h, io):
+  """Logits of the mutant ``p`` from the :func:`_start_inputs` ``(h, io)``;
+  ``signs`` (+1/-1 per channel) for ``kind="negated"``."""
+  state = extra[1]
+  if start.module is None:
+    if start.layer is None:
+      return _ClassifierLogits(spec)(p, state, h)
+    return _HeadFrom(spec, start.layer)(p, extra, h)
+  args, out = io
+  if start.kind == "negated":
+    def replace(child, *a, **k):
+      return out * signs.astype(out.dtype)
+  else:
+    def replace(child, *a, **k):
+      return child(*args)
+  n = jax.tree.leaves(h)[0].shape[0]
+  shape = spec.input_shape
+  in_spec = jax.ShapeDtypeStruct((n, *shape), jnp.float32) if shape is not None else None
+  return spec.backend.head_replacing(p, state, h, start.layer, in_spec, start.module, replace)
+
+
+def _start_head(spec, start: Start, extra, xb):
+  """``head(p, signs)``: a mutant's logits from ``start``, with the
+  original's activations it needs computed here (once per program: XLA
+  merges the common prefixes)."""
+  h, io = _start_inputs(spec, start, extra, xb)
+  return lambda p, s: _start_logits(spec, start, extra, p, s, h, io)
+
+
 @functools.lru_cache(maxsize=32)
-def _shared_predictor(spec, layers: tuple, strategy: str):
+def _shared_predictor(spec, starts: tuple, strategy: str):
   """Jitted ``(groups, (original, state), x_batch) -> ((batch, rows of each
   group), ...)``: the labels of :func:`_predict_shared_prefix` (``-1`` where
-  the scores are not finite)."""
+  the scores are not finite); each group is ``(mutants, signs or None)``."""
   def run(groups, extra, xb):
     outs = []
-    for layer, g in zip(layers, groups):
-      if layer is None:
-        h, head = xb, lambda p, h: _ClassifierLogits(spec)(p, extra[1], h)
-      else:
-        h = _HeadFrom(spec, layer).prefix(extra, xb)
-        head = lambda p, h, layer=layer: _HeadFrom(spec, layer)(p, extra, h)
+    for start, g in zip(starts, groups):
+      head = _start_head(spec, start, extra, xb)
       if strategy == "vmap":
         preds = jax.lax.map(
-            lambda c, h=h, head=head: jax.vmap(lambda p: _labels(head(p, h)))(c), g)
+            lambda c, head=head: jax.vmap(lambda p, s: _labels(head(p, s)))(*c), g)
         preds = preds.reshape(-1, preds.shape[-1])
       else:
-        preds = jax.lax.map(lambda p, h=h, head=head: _labels(head(p, h)), g)
+        preds = jax.lax.map(lambda c, head=head: _labels(head(*c)), g)
       outs.append(preds.T)
     return tuple(outs)
   return jax.jit(run)

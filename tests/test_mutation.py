@@ -410,3 +410,117 @@ def test_the_shared_program_computes_the_common_prefix_once():
   assert all_of_them == pytest.approx(deepest, rel=1e-3)
   # ...while the shallow prefixes alone are a real share of it (the check can fail).
   assert flops(layers[:1]) < 0.8 * deepest
+
+
+def _with_leaf(params, name_has, fn):
+  """A copy of ``params`` stacked as one mutant, ``fn`` applied to the
+  leaf whose path contains every string of ``name_has``."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  out = []
+  for path, a in leaves:
+    key = jax.tree_util.keystr(path)
+    out.append((fn(a) if all(h in key for h in name_has) else a)[None])
+  return jax.tree.unflatten(treedef, out)
+
+
+def _stack(*mutants):
+  return jax.tree.map(lambda *a: jnp.concatenate(a), *mutants)
+
+
+def test_module_starts_negated_and_input_give_the_full_passes():
+  """A mutant starts at its first changed convolution: after it when the
+  change negates whole filters (the original's output, signs flipped), at it
+  otherwise; at the split point when that convolution reads the split
+  point's activation directly. Predictions and logits are the full passes'."""
+  clf = models.classifier(jax.random.key(0), "resnet", input_shape=(16, 16, 3),
+                          num_classes=10, depth=8)
+  x = np.asarray(jax.random.uniform(jax.random.key(1), (20, 16, 16, 3)))
+  noise = lambda a: a + 0.3 * jax.random.normal(jax.random.key(5), a.shape)
+  both = _stack(
+      _with_leaf(clf.params, ("[1]", "conv2", "kernel"), lambda a: a.at[..., [0, 3]].multiply(-1)),
+      _with_leaf(clf.params, ("[1]", "conv2", "kernel"), noise),
+      _with_leaf(clf.params, ("[1]", "conv1", "kernel"), noise),
+      _with_leaf(clf.params, ("stem_conv", "kernel"), lambda a: a.at[..., 2].multiply(-1)))
+  groups = {tuple(i.tolist()): (s, signs)
+            for s, i, signs in mutation.start_groups(clf, both, x.shape)}
+  before = clf.layers[clf.layers.index("layer2.0") - 1]
+  assert groups[(0,)][0] == mutation.Start(before, "blocks.1.conv2", "negated")
+  want = np.ones(groups[(0,)][1].shape[1], np.float32)
+  want[[0, 3]] = -1
+  np.testing.assert_array_equal(groups[(0,)][1], want[None])
+  assert groups[(1,)][0] == mutation.Start(before, "blocks.1.conv2", "input")
+  assert groups[(2,)][0] == mutation.Start(before)  # conv1 reads the block's input
+  assert groups[(3,)][0] == mutation.Start(None, "stem_conv", "negated")
+  assert mutation.start_groups(clf, both, x.shape, modules=False)[0][0].module is None
+  full = mutation.mutant_predictions(clf, both, x, batch_size=8, share_prefix=False)
+  for strategy in ("map", "vmap"):
+    np.testing.assert_array_equal(mutation.mutant_predictions(
+        clf, both, x, mutant_chunk=3, batch_size=8, strategy=strategy, share_prefix=True), full)
+  # The logits themselves, against each mutant's own forward pass.
+  for start, idx, signs in mutation.start_groups(clf, both, x.shape):
+    head = mutation._start_head(clf.spec, start, (clf.params, clf.state), jnp.asarray(x))
+    for row, i in enumerate(idx):
+      p = jax.tree.map(lambda a: a[i], both)
+      got = head(p, None if signs is None else jnp.asarray(signs[row]))
+      np.testing.assert_allclose(got, clf.with_params(p).logits(jnp.asarray(x)),
+                                 rtol=1e-5, atol=1e-5)
+
+
+def test_module_starts_skip_the_work_they_claim():
+  """FLOPs of one mutant's part (the original's activations given): at the
+  changed conv2 is one conv1 less than from the block's input, after it
+  (negated filters) one conv2 less again."""
+  clf = models.classifier(jax.random.key(0), "resnet", input_shape=(16, 16, 3),
+                          num_classes=10, depth=8)
+  xb, extra = jnp.zeros((8, 16, 16, 3)), (clf.params, clf.state)
+  before = clf.layers[clf.layers.index("layer2.0") - 1]
+  signs = jnp.ones(32)
+
+  def flops(start):  # the mutant's part only: the original's activations are inputs
+    h, io = mutation._start_inputs(clf.spec, start, extra, xb)
+    fn = jax.jit(lambda e, h, io: mutation._start_logits(clf.spec, start, e, e[0], signs, h, io))
+    cost = fn.lower(extra, h, io).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
+
+  block = flops(mutation.Start(before))
+  at = flops(mutation.Start(before, "blocks.1.conv2", "input"))
+  after = flops(mutation.Start(before, "blocks.1.conv2", "negated"))
+  # XLA counts the taps that fall inside the image: along one axis of the 8
+  # outputs, 22 of 24 for the stride-1 conv2 and 23 of 24 for the stride-2 conv1.
+  conv1 = 2 * 8 * 23 * 23 * 16 * 32  # batch 8, 3x3, 16 to 32 channels
+  conv2 = 2 * 8 * 22 * 22 * 32 * 32  # 3x3, 32 to 32 channels
+  assert block - at == pytest.approx(conv1, rel=0.05)
+  assert at - after == pytest.approx(conv2, rel=0.05)
+
+
+def test_module_starts_only_where_exact():
+  """A user NNX model split at sub-module names: a module called twice never
+  starts a mutant; a Linear whose output columns are negated does."""
+  from flax import nnx
+
+  class Twice(nnx.Module):
+    def __init__(self, rngs):
+      self.a = nnx.Conv(3, 4, (3, 3), rngs=rngs)
+      self.b = nnx.Conv(4, 4, (3, 3), rngs=rngs)
+      self.out = nnx.Linear(4, 5, rngs=rngs)
+
+    def __call__(self, x):
+      h = jax.nn.relu(self.a(x))
+      h = jax.nn.relu(self.b(jax.nn.relu(self.b(h))))
+      return self.out(h.mean((1, 2)))
+
+  clf = models.from_nnx(Twice(nnx.Rngs(0)), layers=["a"], input_shape=(8, 8, 3))
+  x = np.asarray(jax.random.normal(jax.random.key(1), (12, 8, 8, 3)))
+  both = _stack(
+      _with_leaf(clf.params, ("'b'", "kernel"), lambda a: a.at[..., 1].multiply(-1)),
+      _with_leaf(clf.params, ("out", "kernel"), lambda a: a.at[..., 4].multiply(-1)),
+      _with_leaf(clf.params, ("out", "bias"), lambda a: a + 1.0))
+  starts = {tuple(i.tolist()): s for s, i, _ in mutation.start_groups(clf, both, x.shape)}
+  assert starts[(0,)] == mutation.Start("a")  # b is called twice
+  assert starts[(1,)] == mutation.Start("a", "out", "negated")
+  assert starts[(2,)] == mutation.Start("a", "out", "input")  # a bias shift is no negation
+  full = mutation.mutant_predictions(clf, both, x, share_prefix=False)
+  np.testing.assert_array_equal(
+      mutation.mutant_predictions(clf, both, x, batch_size=5, share_prefix=True), full)
+  with pytest.raises(ValueError, match="share_prefix must be None, True, False or 'layers'"):
+    mutation.mutant_predictions(clf, both, x, share_prefix="blocks")

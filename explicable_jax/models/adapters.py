@@ -58,6 +58,38 @@ class _Constant:
     return self.value
 
 
+class _CaptureIO:
+  """Carries a sub-module's positional inputs and its output out of a
+  forward pass cut short."""
+
+  def __init__(self, child):
+    self.child = child
+
+  def __call__(self, *args, **kwargs):
+    if kwargs:
+      raise ValueError("the sub-module is called with keyword arguments")
+    raise _Stop((args, self.child(*args)))
+
+
+class _Counted:
+  def __init__(self, child, box):
+    self.child, self.box = child, box
+
+  def __call__(self, *args, **kwargs):
+    self.box[0] += 1
+    return self.child(*args, **kwargs)
+
+
+class _Replaced:
+  """``fn(child, *args, **kwargs)`` in place of the sub-module ``child``."""
+
+  def __init__(self, child, fn):
+    self.child, self.fn = child, fn
+
+  def __call__(self, *args, **kwargs):
+    return self.fn(self.child, *args, **kwargs)
+
+
 def _names(layers) -> tuple[str, ...]:
   out = []
   for item in layers:
@@ -214,6 +246,64 @@ class NNXBackend(Backend):
   def check_split(self, params, state, layer, input_spec):
     if self.mode == "names":
       _check_clean(self, params, state, layer, input_spec)
+
+  # Sub-module starts, used by mutation.mutant_predictions to start a mutant
+  # at its first changed convolution rather than at the stage holding it.
+
+  def linear_module(self, params, state, path: str) -> bool:
+    """Whether the sub-module at ``path`` is an ``nnx.Conv`` or ``nnx.Linear``
+    (its output is linear in its parameters, channel by channel)."""
+    try:
+      child = _resolve(self.module(params, state), path)[2]
+    except ValueError:
+      return False
+    return type(child) in (nnx.Conv, nnx.Linear)
+
+  def module_calls(self, params, state, path: str, input_spec) -> int:
+    """How many times one evaluation-mode forward pass calls the sub-module."""
+    box = [0]
+
+    def run(x):
+      m = self.module(params, state)
+      parent, part, child = _resolve(m, path)
+      _set(parent, part, _Counted(child, box))
+      return self._forward(m, x, None)
+
+    jax.eval_shape(run, input_spec)
+    return box[0]
+
+  def module_io(self, params, state, x, path: str):
+    """``(positional inputs, output)`` of the sub-module at ``path`` in the
+    evaluation-mode forward pass on ``x`` (its first call)."""
+    m = self.module(params, state)
+    parent, part, child = _resolve(m, path)
+    _set(parent, part, _CaptureIO(child))
+    try:
+      self._forward(m, x, None)
+    except _Stop as stop:
+      return stop.value
+    raise ValueError(f"the sub-module {path!r} is never called by the model's forward pass.")
+
+  def head_replacing(self, params, state, h, layer, input_spec, path: str, fn):
+    """:meth:`head` from ``layer`` (``None``: the whole forward pass on
+    ``h``) with the sub-module at ``path`` computed as ``fn(module, *args)``."""
+    m = self.module(params, state)
+    parent, part, child = _resolve(m, path)
+    _set(parent, part, _Replaced(child, fn))
+    if layer is None:
+      return self._forward(m, h, None)
+    if self.mode == "staged":
+      return m.head(h, layer)
+    if self.mode == "stages":
+      for stage in self.stage_fns[self.layers.index(layer) + 1:]:
+        h = stage(m, h)
+      return h
+    if input_spec is None:
+      raise ValueError("input_shape is needed to split a model at a sub-module name: pass "
+                       "input_shape= to models.from_nnx.")
+    parent, part, _ = _resolve(m, layer)
+    _set(parent, part, _Constant(h))
+    return self._forward(m, jnp.zeros(input_spec.shape, input_spec.dtype), None)
 
   def describe(self):
     return {"adapter": "nnx", "mode": self.mode, "layers": list(self.layers)}

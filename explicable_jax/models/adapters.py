@@ -219,13 +219,17 @@ class NNXBackend(Backend):
       for fn in self.stage_fns[:i + 1]:
         x = fn(m, x)
       return x
-    parent, part, child = _resolve(m, layer)
-    _set(parent, part, _Capture(child))
+    return self._run_to(m, layer, _Capture, x, "layer")
+
+  def _run_to(self, m, path, capture, x, what):
+    """The value ``capture(sub-module)`` stops the forward pass of ``m`` with."""
+    parent, part, child = _resolve(m, path)
+    _set(parent, part, capture(child))
     try:
       self._forward(m, x, None)
     except _Stop as stop:
       return stop.value
-    raise ValueError(f"layer {layer!r} is never called by the model's forward pass.")
+    raise ValueError(f"{what} {path!r} is never called by the model's forward pass.")
 
   def _head_with_input(self, params, state, h, layer, x):
     m = self.module(params, state)
@@ -275,14 +279,7 @@ class NNXBackend(Backend):
   def module_io(self, params, state, x, path: str):
     """``(positional inputs, output)`` of the sub-module at ``path`` in the
     evaluation-mode forward pass on ``x`` (its first call)."""
-    m = self.module(params, state)
-    parent, part, child = _resolve(m, path)
-    _set(parent, part, _CaptureIO(child))
-    try:
-      self._forward(m, x, None)
-    except _Stop as stop:
-      return stop.value
-    raise ValueError(f"the sub-module {path!r} is never called by the model's forward pass.")
+    return self._run_to(self.module(params, state), path, _CaptureIO, x, "the sub-module")
 
   def head_replacing(self, params, state, h, layer, input_spec, path: str, fn):
     """:meth:`head` from ``layer`` (``None``: the whole forward pass on

@@ -36,6 +36,25 @@ from benchmarks.attribution import _flops, matmul_peak_gflops, write_readme_sect
 from explicable_jax import data, models, mutation
 
 README = os.path.join(os.path.dirname(__file__), "README.md")
+# Written above the results block when the README has none yet (no measured numbers).
+PROTOCOL = """Protocol (the authors' code is read, not run: `lcr_auc/mutated_testing.py` of
+dgl-prc/m_testing_adversatial_sample loads every saved mutant model into an
+`EnsembleModel` and feeds a `DataLoader` with its default batch of 1):
+
+| item | authors' code (Wang et al.) | PyTorch loop (peer) | JAX loop | ours (`mutant_predictions`) |
+|---|---|---|---|---|
+| model | their LeNet / GoogLeNet, saved mutants | ResNet-20 (option A), the same random weights as ours (`benchmarks/torch_resnet.py`) | ResNet-20, same weights | ResNet-20, same weights |
+| mutants | generated offline, one file each | ours (100 NAI, rate 0.01 on conv filters), copied into one network per mutant | the same 100 | the same 100, stacked |
+| inputs | one image per forward pass | CIFAR-10 test images (the JPEG-decoded copy in `../shared/data`; random inputs when it is absent: speed does not depend on the pixels), normalised, batches of 500 | same | same, batches of 500, chunks of 10 mutants |
+| timed | not timed by the authors | every (mutant, image) prediction, weight copies included | every prediction, one jitted forward per mutant and batch | every prediction, after compilation (one warm-up batch) |
+| metric | - | images x mutants per second; predictions compared pair by pair | same | same |
+
+The peer batches 500 images per forward pass where the authors' code runs
+one image at a time (that setting is not timed here); the full passes and
+the JAX loop, the simplest ways to do the same job in JAX, are on the same
+table.
+
+"""
 
 
 def _inputs(n: int) -> np.ndarray:
@@ -206,7 +225,7 @@ def write_readme(report: str) -> None:
   write_readme_section(
       "mutation", report,
       heading=("\n## Label change rate of 100 mutants: vmap vs loops\n\n"
-               "    python -m benchmarks.mutation --write    # needs torch\n\n"))
+               "    python -m benchmarks.mutation --write    # needs torch\n\n" + PROTOCOL))
 
 
 def main() -> None:

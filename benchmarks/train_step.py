@@ -60,8 +60,10 @@ def jax_rows(batch_size: int, repeats: int, form: str = "auto") -> dict[str, flo
 
     t_step = _time(train, repeats)
     t_fwd = _time(lambda: jax.block_until_ready(fwd(state, batch["x"])), repeats)
-    # FLOPs per image from XLA's cost analysis of the compiled programs.
-    flops = {"train": _flops(step, holder["s"], batch), "forward": _flops(fwd, state, batch["x"])}
+    # FLOPs per image from XLA's cost analysis of the compiled programs (a
+    # second compilation each: only for the form the table's peak fraction uses).
+    flops = ({"train": _flops(step, holder["s"], batch), "forward": _flops(fwd, state, batch["x"])}
+             if form == "auto" else {})
   finally:
     conv.KERNEL_GRAD = saved
   return {"train": batch_size / t_step, "forward": batch_size / t_fwd,

@@ -447,14 +447,30 @@ class _HeadFrom:
     return self.spec.backend.features(original, state, xb, self.layer)
 
   def __call__(self, p, extra, h):
-    _, state = extra
-    n = jax.tree.leaves(h)[0].shape[0]
-    shape = self.spec.input_shape
-    spec = jax.ShapeDtypeStruct((n, *shape), jnp.float32) if shape is not None else None
-    return self.spec.backend.head(p, state, h, self.layer, spec)
+    return self.spec.backend.head(p, extra[1], h, self.layer, _input_spec(self.spec, h))
+
+
+def _input_spec(spec, h):
+  """The model input's shape for a batch of activations ``h`` (backends that
+  run the unused prefix on a dummy need it), or ``None``."""
+  shape = spec.input_shape
+  if shape is None:
+    return None
+  return jax.ShapeDtypeStruct((jax.tree.leaves(h)[0].shape[0], *shape), jnp.float32)
 
 
 _PREFIX_USES: dict = {}
+
+
+def _abstract(params):
+  """The shapes and dtypes of ``params`` (for tracing, no values)."""
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), params)
+
+
+def _changed(params, mutants, n: int) -> np.ndarray:
+  """``(n, leaves)``: which parameter leaves each mutant changes."""
+  return np.stack([np.asarray(m != p[None]).reshape(n, -1).any(1)
+                   for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mutants))], 1)
 
 
 def _prefix_uses(clf, x_spec) -> dict[str, np.ndarray]:
@@ -464,7 +480,7 @@ def _prefix_uses(clf, x_spec) -> dict[str, np.ndarray]:
   from explicable_jax import _jaxpr
   key = (clf.spec, x_spec.shape[1:], str(x_spec.dtype))
   if key not in _PREFIX_USES:
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), clf.params)
+    abstract = _abstract(clf.params)
     n_leaves = len(jax.tree.leaves(abstract))
     uses = {}
     for layer in clf.layers:
@@ -488,11 +504,13 @@ def prefix_starts(model, mutants, x_shape) -> list[str | None]:
   """
   clf = _classifier_or_none(model)
   n = check_mutants(mutants, clf.params)
-  p_leaves, m_leaves = jax.tree.leaves(clf.params), jax.tree.leaves(mutants)
-  changed = np.stack([np.asarray(m != p[None]).reshape(n, -1).any(1)
-                      for p, m in zip(p_leaves, m_leaves)], 1)  # (n, leaves)
+  return _split_starts(clf, _changed(clf.params, mutants, n), x_shape)
+
+
+def _split_starts(clf, changed: np.ndarray, x_shape) -> list[str | None]:
+  """:func:`prefix_starts` from the ``(n, leaves)`` changed-leaf matrix."""
   uses = _prefix_uses(clf, jax.ShapeDtypeStruct((1, *x_shape[1:]), jnp.float32))
-  start = [None] * n
+  start = [None] * len(changed)
   for layer, u in uses.items():  # in the model's order: the last clean one wins
     for i in np.flatnonzero(~(changed & u[None]).any(1)):
       start[i] = layer
@@ -540,8 +558,7 @@ def _module_info(clf, x_spec, path: str):
     info = None
     if (hasattr(backend, "module_io") and backend.linear_module(clf.params, clf.state, path)
         and backend.module_calls(clf.params, clf.state, path, x_spec) == 1):
-      abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype),
-                              clf.params)
+      abstract = _abstract(clf.params)
       try:
         closed = jax.make_jaxpr(lambda p, xb: backend.module_io(
             p, clf.state, xb, path)[0])(abstract, x_spec)
@@ -588,9 +605,8 @@ def start_groups(model, mutants, x_shape, *,
   x_spec = jax.ShapeDtypeStruct((1, *x_shape[1:]), jnp.float32)
   paths, p_leaves, _ = _leaves(clf.params)
   m_leaves = jax.tree.leaves(mutants)
-  changed = np.stack([np.asarray(m != p[None]).reshape(n, -1).any(1)
-                      for p, m in zip(p_leaves, m_leaves)], 1)  # (n, leaves)
-  layer_of = prefix_starts(clf, mutants, x_shape)
+  changed = _changed(clf.params, mutants, n)
+  layer_of = _split_starts(clf, changed, x_shape)
   uses = _prefix_uses(clf, x_spec)
   owner = [path.rsplit("/", 1)[0].replace("/", ".") if "/" in path else None for path in paths]
   members: dict[str, list[int]] = {}
@@ -813,10 +829,8 @@ def _start_logits(spec, start: Start, extra, p, signs, h, io):
   else:
     def replace(child, *a, **k):
       return child(*args)
-  n = jax.tree.leaves(h)[0].shape[0]
-  shape = spec.input_shape
-  in_spec = jax.ShapeDtypeStruct((n, *shape), jnp.float32) if shape is not None else None
-  return spec.backend.head_replacing(p, state, h, start.layer, in_spec, start.module, replace)
+  return spec.backend.head_replacing(p, state, h, start.layer, _input_spec(spec, h),
+                                     start.module, replace)
 
 
 def _start_head(spec, start: Start, extra, xb):

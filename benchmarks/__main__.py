@@ -28,6 +28,7 @@ SUITE = {
     "mutation": [],
     "rrr": [],
     "deliberative": [],
+    "attribution_evaluation": [],
     "conv_attempts": ["--flags"],  # what was tried for the convolutions; no headline row
 }
 

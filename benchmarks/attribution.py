@@ -50,9 +50,10 @@ def _time(fn, repeats: int) -> float:
   return (time.perf_counter() - t) / repeats
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-  """float32 matmul GFLOP/s of this machine (best of ``repeats``)."""
-  a = jnp.ones((size, size), jnp.float32)
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype=jnp.float32) -> float:
+  """Matmul GFLOP/s of this machine in ``dtype`` (float32 by default; best of
+  ``repeats``), at the matmul precision in effect when it is called."""
+  a = jnp.ones((size, size), dtype)
   f = jax.jit(lambda a: a @ a)
   jax.block_until_ready(f(a))
   best = float("inf")
@@ -72,14 +73,19 @@ def _flops(jitted, *args) -> float | None:
     return None
 
 
-def jax_side(batch_size: int, repeats: int, peak: float):
-  model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
-                              num_classes=10, input_mean=None, input_std=None)
+def jax_side(batch_size: int, repeats: int, peak: float, *, model: str = "resnet20",
+             model_kwargs: dict | None = None, input_shape=(32, 32, 3)):
+  """Our attributions timed on a random network of the zoo (ResNet-20 by
+  default; conductance at its last residual block)."""
+  model = models.create_model(jax.random.key(0), model, input_shape=input_shape,
+                              num_classes=10, input_mean=None, input_std=None,
+                              **(model_kwargs or {}))
   clf = models.from_nnx(model)
-  x = jax.random.uniform(jax.random.key(1), (batch_size, 32, 32, 3))
+  x = jax.random.uniform(jax.random.key(1), (batch_size, *input_shape))
   logits_fn = jax.jit(clf.logits)
   target = jnp.argmax(logits_fn(x), -1)
-  features_fn, head_fn = clf.split("layer3.2")
+  last_block = [name for name in clf.layers if name.startswith("layer")][-1]
+  features_fn, head_fn = clf.split(last_block)
 
   def conductance(method, shortcut):
     return jax.jit(lambda x, t: attribution.layer_conductance(
@@ -107,7 +113,9 @@ def jax_side(batch_size: int, repeats: int, peak: float):
   return model, x, np.asarray(target), rates, fractions, outputs
 
 
-def torch_side(model, x, target, batch_size: int, repeats: int):
+def torch_side(model, x, target, batch_size: int, repeats: int, *, device: str = "cpu"):
+  """Captum's conductance and integrated gradients on the same weights;
+  ``device="cuda"``: on the GPU (each timed call waits for it)."""
   try:
     import torch
     from captum.attr import IntegratedGradients, LayerConductance
@@ -116,24 +124,28 @@ def torch_side(model, x, target, batch_size: int, repeats: int):
   except ImportError:
     return None
   torch.manual_seed(0)
-  net = from_flax(model)
-  xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
-  tt = torch.from_numpy(target.astype(np.int64))
+  net = from_flax(model).to(device)
+  xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).to(device)
+  tt = torch.from_numpy(target.astype(np.int64)).to(device)
   lc = LayerConductance(net, net.blocks[-1])
   ig = IntegratedGradients(net)
+  sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
   def run(name):
     if name[0] == "conductance":
-      return lc.attribute(xt, target=tt, n_steps=10, method=name[1])
-    return ig.attribute(xt, target=tt, n_steps=50, method=name[1],
-                        internal_batch_size=640)
+      out = lc.attribute(xt, target=tt, n_steps=10, method=name[1])
+    else:
+      out = ig.attribute(xt, target=tt, n_steps=50, method=name[1],
+                         internal_batch_size=640)
+    sync()
+    return out
 
   rates, outputs = {}, {}
   for name in (("conductance", "riemann_right"), ("conductance", "gausslegendre"),
                ("ig", "gausslegendre")):
-    outputs[name] = run(name).detach().numpy()
+    outputs[name] = run(name).detach().cpu().numpy()
     rates[name] = batch_size / _time(lambda: run(name), repeats)
-  outputs["riemann_trapezoid"] = run(("conductance", "riemann_trapezoid")).detach().numpy()
+  outputs["riemann_trapezoid"] = run(("conductance", "riemann_trapezoid")).detach().cpu().numpy()
   return {"rates": rates, "outputs": outputs, "version": torch.__version__,
           "threads": torch.get_num_threads()}
 
@@ -144,9 +156,11 @@ def _relative_error(ours_nhwc, theirs_nchw) -> float:
   return float(np.linalg.norm(ours_nhwc - theirs) / np.linalg.norm(theirs))
 
 
-def vgg16_head_weights(key: jax.Array, num_classes: int = 200) -> list[jax.Array]:
-  """He-initialised weights of VGG-16's classifier, 25088-4096-4096-``num_classes``."""
-  dims = [(7 * 7 * 512, 4096), (4096, 4096), (4096, num_classes)]
+def vgg16_head_weights(key: jax.Array, num_classes: int = 200, *, features: int = 7 * 7 * 512,
+                       hidden: int = 4096) -> list[jax.Array]:
+  """He-initialised weights of VGG-16's classifier, 25088-4096-4096-``num_classes``
+  (``features`` and ``hidden`` give a smaller head of the same form)."""
+  dims = [(features, hidden), (hidden, hidden), (hidden, num_classes)]
   keys = jax.random.split(key, len(dims))
   return [jax.random.normal(k, d) * np.sqrt(2.0 / d[0]) for k, d in zip(keys, dims)]
 

@@ -83,16 +83,22 @@ def _timed(fn, *args, repeats: int = 1) -> float:
   return (time.perf_counter() - t) / repeats
 
 
-def run(batch_size: int = 32, top_k: int = 5, chunk: int = 7, naive_positions: int = 2):
-  peak = matmul_peak_gflops()
-  w = vgg16_head_weights(jax.random.key(2))
-  a = jax.nn.relu(jax.random.normal(jax.random.key(3), (batch_size, 14, 14, 512)))
+def run(batch_size: int = 32, top_k: int = 5, chunk: int = 7, naive_positions: int = 2, *,
+        size: int = 14, channels: int = 512, hidden: int = 4096, classes: int = 200,
+        peak: float | None = None):
+  """Times ours and the naive loop on ``size x size x channels`` features
+  (VGG-16's conv5_3 by default) with a VGG-16-shaped head of ``hidden``
+  units and ``classes`` classes; ``peak``: a matmul peak already measured."""
+  peak = matmul_peak_gflops() if peak is None else peak
+  w = vgg16_head_weights(jax.random.key(2), classes, features=(size // 2) ** 2 * channels,
+                         hidden=hidden)
+  a = jax.nn.relu(jax.random.normal(jax.random.key(3), (batch_size, size, size, channels)))
   ours = ours_fn(top_k, chunk)
   ours_s = _timed(ours, a, w)
   # XLA's cost analysis counts a while-loop body once, so count the FLOPs of
   # one image with every chunk unrolled (28 positions per chunk: 7 chunks)
   # and scale by the batch: the work is linear in the batch.
-  flops = _flops(ours_fn(top_k, 28), a[:1], w)
+  flops = _flops(ours_fn(top_k, -(-size * size // 7)), a[:1], w)
   flops = flops * batch_size if flops else None
 
   naive = naive_fn()
@@ -100,7 +106,7 @@ def run(batch_size: int = 32, top_k: int = 5, chunk: int = 7, naive_positions: i
   t = [_timed(naive, one, w, jnp.int32(p), jnp.int32(0)) for p in range(naive_positions)]
   per_position = float(np.mean(t))
   maps = top_k + 1
-  naive_s = per_position * 14 * 14 * maps * batch_size
+  naive_s = per_position * size * size * maps * batch_size
   # Agreement on the slice: the naive quadratic equals ours' second-order term.
   terms = jax.jit(lambda a, w: second_order_attribution(
       lambda z: z, lambda z: vgg16_head(z, w), a, target=jnp.zeros(1, jnp.int32),
@@ -110,6 +116,7 @@ def run(batch_size: int = 32, top_k: int = 5, chunk: int = 7, naive_positions: i
                       for p in range(naive_positions)])
   rel = float(np.max(np.abs(ours_q - naive_q)) / (np.max(np.abs(naive_q)) + 1e-30))
   return dict(peak=peak, batch_size=batch_size, top_k=top_k, ours_s=ours_s, flops=flops,
+              size=size, channels=channels,
               per_position=per_position, naive_positions=naive_positions, naive_s=naive_s,
               rel=rel)
 

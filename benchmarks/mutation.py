@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmarks.attribution import _flops, matmul_peak_gflops, write_readme_section
 from explicable_jax import data, models, mutation
+from explicable_jax.mutation import _prefix
 
 README = os.path.join(os.path.dirname(__file__), "README.md")
 # Written above the results block when the README has none yet (no measured numbers).
@@ -101,7 +102,7 @@ def run(n_mutants: int, n_images: int, mutant_chunk: int, batch_size: int, rate:
   # first changed convolution (NAI: from the original's output of it, the
   # negated channels' signs flipped); "layers": at the split point (block)
   # before its first change, the previous version, timed in the same run.
-  strategy = "map" if jax.default_backend() == "cpu" else "vmap"
+  strategy = mutation.default_mutant_path().strategy
   for name, share in (("layers", "layers"), ("shared", True)):
     # Warm-up: the program for these groups (it depends on their sizes).
     mutation.mutant_predictions(clf, mutants, x[:batch_size], mutant_chunk=mutant_chunk,
@@ -111,8 +112,8 @@ def run(n_mutants: int, n_images: int, mutant_chunk: int, batch_size: int, rate:
         clf, mutants, x, mutant_chunk=mutant_chunk, batch_size=batch_size, strategy=strategy,
         share_prefix=share),
         time.perf_counter() - t)
-  groups = mutation.prefix_groups(clf, mutants, x.shape)
-  starts = mutation.start_groups(clf, mutants, x.shape)
+  groups = _prefix.prefix_groups(clf, mutants, x.shape)  # where the mutants start
+  starts = _prefix.start_groups(clf, mutants, x.shape)
   ours, t_ours = timed["shared"]
   t_map, t_vmap = timed["map"][1], timed["vmap"][1]
   vmap_work = len(jax.tree.leaves(first)[0]) * min(batch_size, n_images)

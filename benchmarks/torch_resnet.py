@@ -30,19 +30,21 @@ class Block(nn.Module):
 
 class ResNet20(nn.Module):
   """NCHW input already normalised (build the Flax side with
-  ``input_mean=None, input_std=None`` to compare outputs)."""
+  ``input_mean=None, input_std=None`` to compare outputs). ``blocks_per_stage``
+  and ``widths`` give the zoo's other depths (``resnet``, depth ``6n + 2``)."""
 
-  def __init__(self, num_classes: int = 10):
+  def __init__(self, num_classes: int = 10, blocks_per_stage: int = 3,
+               widths: tuple[int, int, int] = (16, 32, 64)):
     super().__init__()
-    self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False),
-                              nn.BatchNorm2d(16), nn.ReLU())
-    blocks, cin = [], 16
-    for s, cout in enumerate((16, 32, 64)):
-      for b in range(3):
+    self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False),
+                              nn.BatchNorm2d(widths[0]), nn.ReLU())
+    blocks, cin = [], widths[0]
+    for s, cout in enumerate(widths):
+      for b in range(blocks_per_stage):
         blocks.append(Block(cin, cout, 2 if s > 0 and b == 0 else 1))
         cin = cout
     self.blocks = nn.Sequential(*blocks)
-    self.fc = nn.Linear(64, num_classes)
+    self.fc = nn.Linear(widths[-1], num_classes)
 
   def forward(self, x):
     return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
@@ -62,8 +64,16 @@ def _copy_bn(dst: nn.BatchNorm2d, src) -> None:
 
 
 def from_flax(model) -> ResNet20:
-  """A torch ResNet-20 in eval mode holding the weights of our ``resnet20``."""
-  return copy_from_flax(ResNet20(model.num_classes), model).eval()
+  """A torch ResNet-20 in eval mode holding the weights of our ``resnet20``
+  (or of a ``resnet`` of another depth and widths)."""
+  return copy_from_flax(like_flax(model), model).eval()
+
+
+def like_flax(model) -> ResNet20:
+  """A torch network of our model's depth and widths (fresh weights)."""
+  n = len(model.blocks) // 3
+  widths = tuple(int(model.blocks[s * n].conv1.kernel.shape[-1]) for s in range(3))
+  return ResNet20(model.num_classes, n, widths)
 
 
 def copy_from_flax(net: ResNet20, model) -> ResNet20:

@@ -14,6 +14,7 @@ tap-wise form forced everywhere, and XLA's own convolution gradient.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -39,17 +40,26 @@ def _time(fn, repeats: int) -> float:
   return (time.perf_counter() - t) / repeats
 
 
-def jax_rows(batch_size: int, repeats: int, form: str = "auto") -> dict[str, float]:
+def jax_rows(batch_size: int, repeats: int, form: str = "auto", *,
+             compute_dtype: str = "float32", model: str = "resnet20",
+             model_kwargs: dict | None = None, input_shape=(32, 32, 3),
+             count_flops: bool | None = None) -> dict[str, float]:
+  """Images per second of our train step and forward pass (and, with
+  ``count_flops``, default for ``form="auto"``, FLOPs per image from XLA's
+  cost analysis). ``compute_dtype``: the train step's (``make_train_step``);
+  ``model``/``model_kwargs``/``input_shape``: another zoo network (the
+  accelerator check's small sizes)."""
   saved, conv.KERNEL_GRAD = conv.KERNEL_GRAD, form
   try:
-    model = models.create_model(jax.random.key(0), "resnet20", input_shape=(32, 32, 3),
-                                num_classes=10)
+    net = models.create_model(jax.random.key(0), model, input_shape=input_shape,
+                              num_classes=10, **(model_kwargs or {}))
     opt = optax.chain(optax.add_decayed_weights(5e-4),
                       optax.sgd(0.1, momentum=0.9, nesterov=True))
-    state = training.create_train_state(jax.random.key(1), model, opt)
-    step = jax.jit(training.make_train_step(losses.cross_entropy_loss, opt))
+    state = training.create_train_state(jax.random.key(1), net, opt)
+    step = jax.jit(training.make_train_step(losses.cross_entropy_loss, opt,
+                                            compute_dtype=compute_dtype))
     rng = np.random.default_rng(0)
-    batch = {"x": jnp.asarray(rng.random((batch_size, 32, 32, 3), np.float32)),
+    batch = {"x": jnp.asarray(rng.random((batch_size, *input_shape), np.float32)),
              "y": jnp.asarray(rng.integers(0, 10, batch_size).astype(np.int32))}
     fwd = jax.jit(lambda s, x: s.apply(x)[0])
     holder = {"s": state}
@@ -63,7 +73,7 @@ def jax_rows(batch_size: int, repeats: int, form: str = "auto") -> dict[str, flo
     # FLOPs per image from XLA's cost analysis of the compiled programs (a
     # second compilation each: only for the form the table's peak fraction uses).
     flops = ({"train": _flops(step, holder["s"], batch), "forward": _flops(fwd, state, batch["x"])}
-             if form == "auto" else {})
+             if (form == "auto" if count_flops is None else count_flops) else {})
   finally:
     conv.KERNEL_GRAD = saved
   return {"train": batch_size / t_step, "forward": batch_size / t_fwd,
@@ -133,7 +143,13 @@ def breakdown(batch_size: int, repeats: int) -> list[tuple[str, float]]:
           ("whole train step", 1000 * _time(train, repeats))]
 
 
-def torch_rows(batch_size: int, repeats: int) -> dict[str, float] | None:
+def torch_rows(batch_size: int, repeats: int, *, device: str = "cpu",
+               autocast: bool = False, blocks_per_stage: int = 3,
+               widths=(16, 32, 64), input_shape=(32, 32, 3)) -> dict[str, float] | None:
+  """The same network's train step and forward pass in PyTorch (``None``
+  without torch). ``device``: ``"cpu"`` or ``"cuda"`` (each timed call then
+  waits for the GPU); ``autocast``: bfloat16 mixed precision
+  (``torch.autocast``), PyTorch's counterpart of ``compute_dtype="bfloat16"``."""
   try:
     import torch
     import torch.nn.functional as F
@@ -142,22 +158,32 @@ def torch_rows(batch_size: int, repeats: int) -> dict[str, float] | None:
     return None
 
   torch.manual_seed(0)
-  net = ResNet20()
+  net = ResNet20(10, blocks_per_stage, widths).to(device)
   opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-  x = torch.rand(batch_size, 3, 32, 32)
-  y = torch.randint(0, 10, (batch_size,))
+  x = torch.rand(batch_size, input_shape[2], *input_shape[:2], device=device)
+  y = torch.randint(0, 10, (batch_size,), device=device)
+  sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+  cast = (lambda: torch.autocast(device.split(":")[0], dtype=torch.bfloat16)) if autocast else (
+      contextlib.nullcontext)
 
   def train():
     opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(net(x), y)
+    with cast():
+      loss = F.cross_entropy(net(x), y)
     loss.backward()
     opt.step()
+    sync()
+
+  def forward():
+    with cast():
+      net(x)
+    sync()
 
   net.train()
   t_step = _time(train, repeats)
   net.eval()
   with torch.no_grad():
-    t_fwd = _time(lambda: net(x), repeats)
+    t_fwd = _time(forward, repeats)
   return {"train": batch_size / t_step, "forward": batch_size / t_fwd,
           "version": torch.__version__, "threads": torch.get_num_threads()}
 

@@ -50,7 +50,7 @@ clf = models.classifier(jax.random.key(0), "cnn", input_shape=train.input_shape,
                         widths=[16, 32], dense=64)
 opt = optax.adam(3e-3)
 state = training.create_train_state(jax.random.key(1), clf, opt)
-state = training.fit(state, train, train_step=training.make_train_step(losses.cross_entropy_loss, opt),
+state, history = training.fit(state, train, train_step=training.make_train_step(losses.cross_entropy_loss, opt),
                      epochs=6, batch_size=64, progress=False)
 clf = state.classifier          # the trained model: clf.logits, clf.split(layer), clf.params
 print(training.evaluate(clf, test))"""),
@@ -63,7 +63,7 @@ WordNet installed, `similarity.wordnet_similarity(similarity.CIFAR10_SYNSETS.val
 gives the same)."""),
     ("code", """W = similarity.cifar10_wordnet_similarity()
 loss = losses.make_weighted_loss(W, target="l1")
-tuned = training.fit(training.create_train_state(jax.random.key(2), clf, optax.adam(1e-3)),
+tuned, _ = training.fit(training.create_train_state(jax.random.key(2), clf, optax.adam(1e-3)),
                      train, train_step=training.make_train_step(loss, optax.adam(1e-3)),
                      epochs=3, batch_size=64, progress=False)
 preds = {"cce": training.predict(clf, test.x).argmax(-1),
@@ -120,7 +120,7 @@ for name, loss in (("plain", losses.cross_entropy_loss), ("rrr", losses.make_rrr
     st = training.create_train_state(jax.random.key(6), make(jax.random.key(5)), optax.adam(1e-3))
     ds = dtrain if name == "rrr" else data.Dataset(dtrain.x, dtrain.y, 10, dtrain.class_names,
         extras={"annotation": np.zeros(dtrain.x.shape, np.float32)})
-    st = training.fit(st, ds, train_step=training.make_train_step(loss, optax.adam(1e-3)),
+    st, _ = training.fit(st, ds, train_step=training.make_train_step(loss, optax.adam(1e-3)),
                       epochs=15, batch_size=128, progress=False)
     g = np.abs(rrr.model_input_gradients(st, dtest.x))
     results[name] = (training.evaluate(st, dtest)["accuracy"],

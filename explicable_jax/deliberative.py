@@ -36,7 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax import _validation
+from explicable_jax import attribution as attribution_lib
 from explicable_jax.attribution import layer as layer_attr
 from explicable_jax.attribution import second_order as second_order_attr
 
@@ -55,12 +57,14 @@ def _check_classes(logits) -> None:
                      f"{tuple(jnp.shape(logits))}.")
 
 
+@conventions.boundary(logits="logits")
 def hesitancy(logits: jax.Array) -> jax.Array:
   """``1 - max_y p_y``: 0 for a certain prediction, ``1 - 1/C`` at most."""
   _check_classes(logits)
   return 1.0 - jax.nn.softmax(logits, axis=-1).max(axis=-1)
 
 
+@conventions.boundary(logits="logits")
 def normalized_entropy(logits: jax.Array) -> jax.Array:
   """``-1/log C * sum_y p_y log p_y``, in ``[0, 1]`` (1 = uniform)."""
   _check_classes(logits)
@@ -98,7 +102,7 @@ def _input_path_gradients(features_fn, head_fn, x, target, n_steps, baseline=0.0
   the target score at the ``n_steps + 1`` input-space points
   ``x0 + (i / n_steps)(x - x0)``, ``i = 0..n_steps``, averaged, times the
   activation difference ``a(x) - a(x0)`` (per channel)."""
-  x0 = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
+  x0 = attribution_lib._common.resolve_baselines(baseline, x)
   alphas = jnp.arange(n_steps + 1, dtype=x.dtype) / n_steps
 
   def layer_grad(alpha):
@@ -171,7 +175,8 @@ def _model_args(model, args, layer):
     if layer is None:
       raise ValueError(f"layer is required with a Classifier; one of {', '.join(model.layers)}.")
     features_fn, head_fn = model.split(layer)
-    return features_fn, head_fn, args[0], model
+    return features_fn, head_fn, conventions.check_images(
+        "x", args[0], input_shape=model.input_shape, strict_range=False), model
   if layer is not None:
     raise ValueError("layer= is only for a Classifier; with (features_fn, head_fn, x) the "
                      "split is already made.")
@@ -179,7 +184,12 @@ def _model_args(model, args, layer):
     raise TypeError(
         f"pass (features_fn, head_fn, x) or (clf, x, layer=...); got {1 + len(args)} "
         "positional arguments.")
-  return model, args[0], args[1], None
+  x = conventions.check_batch("x", args[1])
+  if np.ndim(x) != 4:
+    raise conventions.ConventionError(
+        f"x must be an image batch (N, H, W, C); got shape {np.shape(x)}"
+        + (" (one image? add the batch axis: x[None])" if np.ndim(x) == 3 else "") + ".")
+  return model, args[0], x, None
 
 
 def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy",
@@ -245,11 +255,10 @@ def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy
                  second_order=second_order)
   # At the attribution precision, entered outside the jitted maps so that the
   # setting is part of their compilation cache key.
-  from explicable_jax.attribution import _common
   if clf is not None:
-    return _common._with_precision(
+    return attribution_lib.at_precision(
         lambda: _maps_of_classifier(clf, x, layer=layer, **options))
-  return _common._with_precision(lambda: _maps_of_pair(features_fn, head_fn, x, **options))
+  return attribution_lib.at_precision(lambda: _maps_of_pair(features_fn, head_fn, x, **options))
 
 
 def _maps(features_fn, head_fn, x, *, difficulty, method, top_k, n_steps,
@@ -276,6 +285,7 @@ def _maps_of_classifier(clf, x, *, layer, **options):
   return _maps(*clf.split(layer), x, **options)
 
 
+@conventions.boundary(x="batch")
 def check_attribution_args(features_fn, x, *, top_k: int, num_classes: int) -> None:
   """Host-side checks of :func:`attribution_maps`' arguments."""
   _validation.check_positive("top_k", top_k, integer=True)
@@ -348,8 +358,6 @@ def insecurities(model, *args, layer: str | None = None, r: float = 0.2,
   """
   features_fn, head_fn, x, clf = _model_args(model, args, layer)
   x = jnp.asarray(x)
-  if x.ndim != 4:
-    raise ValueError(f"x must be a batch of NHWC images (rank 4); got shape {tuple(x.shape)}.")
   logits_shape = jax.eval_shape(lambda v: head_fn(features_fn(v)), x).shape
   check_attribution_args(features_fn, x, top_k=top_k,
                          num_classes=num_classes or logits_shape[-1])
@@ -466,6 +474,7 @@ def hardness_difficulty(num_classes: int) -> Callable[[jax.Array], jax.Array]:
 # Scoring insecurities against known parts (Wang and Vasconcelos, sec. 5).
 
 
+@conventions.boundary(mask="mask")
 def score_insecurity(mask, shared_slots, part_centers, part_segments=None) -> dict | None:
   """Precision, recall (and IoU) of one insecurity against ground-truth parts.
 

@@ -15,9 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from explicable_jax import conventions
 from explicable_jax import _validation, similarity
 
 
+@conventions.boundary(logits="logits", labels="labels")
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Softmax cross-entropy with integer labels, one value per example.
 
@@ -28,6 +30,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+@conventions.boundary(logits="logits")
 def cross_entropy_loss(logits: jax.Array, batch: dict, params=None) -> jax.Array:
   """Training-loss form of :func:`cross_entropy`: reads ``batch["y"]``."""
   del params
@@ -89,6 +92,7 @@ def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0,
   return jax.nn.softmax(scale * w, axis=1)
 
 
+@conventions.boundary(logits="logits", labels="labels")
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights, *,
                            target: str = "l1", scale: float = 1.0,
                            kind: str | None = None) -> jax.Array:
@@ -222,6 +226,7 @@ GRADIENT_SCALES = ("log", "linear")
 GRADIENT_CLASSES = ("sum", "max", "true")
 
 
+@conventions.boundary(labels="labels")
 def input_gradients(model_fn: Callable, x: jax.Array, *, scale: str = "log",
                     classes: str = "sum", labels: jax.Array | None = None) -> jax.Array:
   """``d/dx f(x)`` for every example, with ``f`` built from the model's
@@ -275,6 +280,7 @@ def _log_probability_of(z: jax.Array, k: jax.Array) -> jax.Array:
   return -jax.nn.logsumexp(jnp.where(onehot, 0.0, z - zk), axis=-1)
 
 
+@conventions.boundary(annotation="mask", labels="labels")
 def input_gradient_penalty(model_fn: Callable, x: jax.Array, annotation, *,
                            scale: str = "log", classes: str = "sum",
                            labels: jax.Array | None = None,

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax import _validation, losses, similarity
 
 
@@ -57,11 +58,13 @@ def _logits(name: str, logits, n: int | None = None) -> np.ndarray:
   return z
 
 
+@conventions.boundary(logits="logits")
 def predictions(logits) -> jax.Array:
   """The top-1 class of each row of ``logits`` ``(N, C)``."""
   return jnp.argmax(jnp.asarray(_logits("logits", logits)), axis=-1)
 
 
+@conventions.boundary(logits="logits", labels="labels")
 def top1_accuracy(logits, labels) -> float:
   """Fraction of rows whose largest logit is the true class.
 
@@ -79,6 +82,7 @@ def top1_accuracy(logits, labels) -> float:
   return float(jnp.mean(jnp.argmax(z, -1) == y))
 
 
+@conventions.boundary(labels="labels", preds="labels")
 def confusion_matrix(labels, preds, num_classes: int, *,
                      normalize: str | None = None) -> np.ndarray:
   """``C[i, j]``: how many inputs of true class ``i`` were predicted ``j``.
@@ -112,6 +116,7 @@ def confusion_matrix(labels, preds, num_classes: int, *,
   return np.nan_to_num(c)
 
 
+@conventions.boundary(logits="logits", labels="labels")
 def explicability_losses(logits, labels, matrices: Mapping[str, np.ndarray], *,
                          target: str = "softmax", scale: float = 1.0) -> dict[str, float]:
   """Mean weighted cross-entropy of one model under each matrix.
@@ -154,6 +159,7 @@ def explicability_losses(logits, labels, matrices: Mapping[str, np.ndarray], *,
   return out
 
 
+@conventions.boundary(logits_by_model="logits{}", labels="labels")
 def explicability_loss_table(logits_by_model: Mapping[str, np.ndarray], labels,
                              matrices: Mapping[str, np.ndarray], *,
                              target: str = "softmax",
@@ -182,6 +188,7 @@ def _stack_predictions(preds_by_model: Mapping[str, np.ndarray], labels,
   return names, np.stack(rows), y
 
 
+@conventions.boundary(preds_by_model="labels{}", labels="labels")
 def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels,
                      similarity_matrix) -> dict:
   """Olmo et al.'s hard and soft explicability scores of a set of models.
@@ -216,6 +223,7 @@ def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels,
           "num_common_mistakes": int(common.sum())}
 
 
+@conventions.boundary(labels="labels", preds="labels")
 def mean_mistake_similarity(labels, preds, similarity_matrix) -> float:
   """Mean ``S[y, pred]`` over the misclassified inputs: how reasonable the
   mistakes are (higher = more explicable; the "mistake severity" of
@@ -238,6 +246,7 @@ def mean_mistake_similarity(labels, preds, similarity_matrix) -> float:
   return float(jnp.mean(jnp.asarray(s)[y[wrong], p[wrong]]))
 
 
+@conventions.boundary(scores="scores", is_positive="mask")
 def auroc(scores, is_positive) -> float:
   """Area under the ROC curve: the probability that a random positive scores
   higher than a random negative, ties counting one half (Mann-Whitney U).
@@ -301,6 +310,7 @@ def _tie_blocks(s: np.ndarray, t: np.ndarray):
   return counts, positives
 
 
+@conventions.boundary(scores="scores", is_positive="mask")
 def aupr(scores, is_positive) -> float:
   """Area under the precision-recall curve as average precision, errors (the
   positives) ranked by ``scores``, higher first:
@@ -321,6 +331,7 @@ def aupr(scores, is_positive) -> float:
   return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+@conventions.boundary(scores="scores", is_positive="mask")
 def fpr_at_tpr(scores, is_positive, tpr: float = 0.95) -> float:
   """The false positive rate at the first threshold (highest scores first)
   whose true positive rate reaches ``tpr`` (FPR95 for ``tpr = 0.95``; Liang
@@ -336,6 +347,7 @@ def fpr_at_tpr(scores, is_positive, tpr: float = 0.95) -> float:
   return float(fp[k] / fp[-1])
 
 
+@conventions.boundary(error_scores="scores", is_wrong="mask")
 def risk_coverage_curve(error_scores, is_wrong) -> tuple[np.ndarray, np.ndarray]:
   """Selective risk against coverage (Geifman and El-Yaniv, NeurIPS 2017).
 
@@ -360,6 +372,7 @@ def risk_coverage_curve(error_scores, is_wrong) -> tuple[np.ndarray, np.ndarray]
   return k / len(s), errors / k
 
 
+@conventions.boundary(error_scores="scores", is_wrong="mask")
 def aurc(error_scores, is_wrong) -> float:
   """Area under the risk-coverage curve, the mean selective risk over the
   ``N`` coverages ``k / N`` (Geifman, Uziel and El-Yaniv, ICLR 2019):
@@ -371,6 +384,7 @@ def aurc(error_scores, is_wrong) -> float:
   return float(np.mean(risk_coverage_curve(error_scores, is_wrong)[1]))
 
 
+@conventions.boundary(error_scores="scores", is_wrong="mask")
 def e_aurc(error_scores, is_wrong) -> float:
   """Excess AURC: :func:`aurc` minus that of the perfect ordering (every right
   prediction before every wrong one) on the same predictions (Geifman, Uziel
@@ -381,6 +395,7 @@ def e_aurc(error_scores, is_wrong) -> float:
   return aurc(s, t) - aurc(t.astype(np.float64), t)
 
 
+@conventions.boundary(error_scores="scores", is_wrong="mask")
 def selective_accuracy(error_scores, is_wrong, coverage: float) -> float:
   """Accuracy on the ``round(coverage * N)`` predictions with the lowest error
   scores (at least one): one minus the selective risk at that coverage
@@ -391,6 +406,7 @@ def selective_accuracy(error_scores, is_wrong, coverage: float) -> float:
   return float(1.0 - risk[k - 1])
 
 
+@conventions.boundary(scores="scores", baseline_scores="scores", is_positive="mask")
 def bootstrap_auroc_difference(key: jax.Array, scores, baseline_scores, is_positive, *,
                                n_resamples: int = 1000, level: float = 0.95
                                ) -> dict[str, float]:
@@ -411,6 +427,7 @@ def bootstrap_auroc_difference(key: jax.Array, scores, baseline_scores, is_posit
                                      n_resamples=n_resamples, level=level)["scores"]
 
 
+@conventions.boundary(scores="scores{}", baseline_scores="scores", is_positive="mask")
 def bootstrap_auroc_differences(key: jax.Array, scores: Mapping[str, np.ndarray],
                                 baseline_scores, is_positive, *, n_resamples: int = 1000,
                                 level: float = 0.95) -> dict[str, dict[str, float]]:

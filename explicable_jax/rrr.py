@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from explicable_jax import conventions
 from explicable_jax import _batching, _validation, losses, models, training
 from explicable_jax.data import Dataset
 from explicable_jax.data.rrr import explanation_mask
@@ -31,6 +32,7 @@ def _input_gradients_batch(clf, xb, yb, *, options):
   return losses.input_gradients(clf.logits, training.to_float(xb), labels=yb, **dict(options))
 
 
+@conventions.boundary(x="inputs")
 def model_input_gradients(model, x, *, batch_size: int = 1000, **options) -> np.ndarray:
   """:func:`explicable_jax.losses.input_gradients` of a model (evaluation
   mode) for every row of ``x``, in batches.
@@ -146,7 +148,7 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
                                             "annotation": annotation.astype(np.float32)})
     state = training.create_train_state(jax.random.fold_in(kk, 1),
                                         make_model(jax.random.fold_in(kk, 0)), optimizer)
-    state = training.fit(state, ds, train_step=step, epochs=epochs, batch_size=batch_size,
+    state, _ = training.fit(state, ds, train_step=step, epochs=epochs, batch_size=batch_size,
                          seed=int(jax.random.randint(kk, (), 0, 2**31 - 1)),
                          progress=progress, **(fit_options or {}))
     grads = model_input_gradients(state, train.x, scale=mask_scale, classes=mask_classes,

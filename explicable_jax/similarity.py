@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax import _validation
 
 METRICS = ("path", "wup", "lch")
@@ -281,6 +282,7 @@ def row_normalize(weights) -> np.ndarray:
   return w / w.sum(axis=1, keepdims=True)
 
 
+@conventions.boundary(labels="labels")
 def from_soft_labels(probs, labels, num_classes: int) -> np.ndarray:
   """IHL: the mean human soft label of each true class, ``(C, C)``.
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from explicable_jax import conventions
+
 __all__ = ["heatmap", "attribution_overlay", "insecurity_outline", "roc_curves",
            "risk_coverage_curves", "new_axes", "save"]
 
@@ -112,6 +114,7 @@ def attribution_overlay(image, attribution, *, ax=None, title: str = "",
   return ax
 
 
+@conventions.boundary(mask="mask")
 def insecurity_outline(image, mask, *, ax=None, title: str = "", color: str = "yellow",
                        dim: float = 0.6):
   """The region ``mask`` (``(H, W)`` bool) outlined on ``image``, the rest of
@@ -142,6 +145,7 @@ def _curve_axes(ax):
   return ax
 
 
+@conventions.boundary(scores="scores{}", is_wrong="mask")
 def roc_curves(scores: Mapping[str, np.ndarray], is_wrong, *, ax=None, title: str = ""):
   """ROC curve of each error score (higher = more likely wrong) on the same
   predictions, its AUROC in the legend, and the chance diagonal."""
@@ -158,6 +162,7 @@ def roc_curves(scores: Mapping[str, np.ndarray], is_wrong, *, ax=None, title: st
   return ax
 
 
+@conventions.boundary(scores="scores{}", is_wrong="mask")
 def risk_coverage_curves(scores: Mapping[str, np.ndarray], is_wrong, *, ax=None,
                          title: str = ""):
   """Selective risk against coverage for each error score (the least

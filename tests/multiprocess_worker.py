@@ -40,8 +40,7 @@ def fit(epochs, workdir=None):
   ds, state, step = _setup()
   state, history = training.fit(
       state, ds, train_step=step, epochs=int(epochs), batch_size=64, progress=False,
-      log_every=5, workdir=workdir or None, checkpoint_every=10, eval_ds=ds.take(np.arange(300)),
-      return_history=True)
+      log_every=5, workdir=workdir or None, checkpoint_every=10, eval_ds=ds.take(np.arange(300)))
   ev = training.evaluate(state, ds)
   return {f"p{i}": np.asarray(jax.device_get(a))
           for i, a in enumerate(jax.tree.leaves(state.params))} | {

@@ -577,15 +577,16 @@ def test_attributions_run_at_the_set_precision_and_keep_their_deltas(key):
   for fn in (ig, sec, maps):
     assert precisions(fn) == {"HIGHEST"}, fn
   assert precisions(clf.logits) == {"DEFAULT"}  # a plain forward pass is untouched
-  try:
-    A.set_precision("default")
+  with A.precision("default"):
     # A new function (a traced one keeps the precision it was traced with).
     assert precisions(lambda v: A.layer_conductance(f, h, v, target=0, n_steps=8)) == {
         "DEFAULT"}
-  finally:
-    A.set_precision("highest")
+  assert A.get_precision() == "highest"  # scoped: restored on leaving the block
   _, delta = A.layer_conductance(f, h, x, target=0, n_steps=200, method="gausslegendre",
                                  return_convergence_delta=True)
   np.testing.assert_allclose(delta, 0.0, atol=1e-4)
   with pytest.raises(ValueError, match="precision must be one of"):
-    A.set_precision("float64")
+    with A.precision("float64"):
+      pass
+  with pytest.warns(DeprecationWarning, match="attribution.precision"):
+    A.set_precision("highest")

@@ -12,6 +12,8 @@ import pytest
 
 from explicable_jax import data, detection, losses, metrics, mutation, rrr, training
 from explicable_jax.app import audit, cli
+from explicable_jax.app.audit import context
+from explicable_jax.detection import pipeline
 
 import test_classifier
 
@@ -52,7 +54,7 @@ def users_model(tmp_path_factory):
   clf = test_classifier.MAKERS["linen"]()
   opt = optax.adam(1e-2)
   state = training.create_train_state(jax.random.key(1), clf, opt)
-  state = training.fit(state, train, train_step=training.make_train_step(
+  state, _ = training.fit(state, train, train_step=training.make_train_step(
       losses.cross_entropy_loss, opt), epochs=4, batch_size=64, progress=False)
   folder = tmp_path_factory.mktemp("users_data")
   npz = str(folder / "digits.npz")
@@ -80,8 +82,7 @@ def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
   assert set(r) >= {"summary", "mistakes", "detection", "reliance", "hesitation", "robustness",
                     "command", "wall_seconds", "data"}
   # Against a hand computation on the same test half.
-  splits, _ = __import__("explicable_jax.app.detect", fromlist=["x"]).load_splits(
-      None, npz, None, 0, None)
+  splits, _ = pipeline.load_splits(None, npz, None, 0, None)
   x, y = splits["test"]
   logits = np.asarray(training.predict(clf, x))
   wrong = logits.argmax(-1) != y
@@ -152,6 +153,110 @@ def test_audit_bad_arguments_get_one_line_errors(argv, message, saved_model, tmp
   assert len(err.splitlines()) == 1 and message in err, err
 
 
+def _audit_cli(argv, capsys):
+  try:
+    code = cli.main(["audit", *argv, "--no-progress"])
+  except SystemExit as e:
+    code = e.code
+  return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_rates_that_select_no_unit_are_called_too_low(saved_model, tmp_path, capsys):
+  """The small CNN has 4 filters: every default rate changes no filter. The
+  error says the rates are too low (and from what rate one works), not that
+  lower rates are needed."""
+  code, err = _audit_cli(["--model", saved_model, "--dataset", "digits", "--sections",
+                          "detection", "--limit", "200", "--out", str(tmp_path / "o")], capsys)
+  assert code == 2 and len(err) == 1, err
+  assert "too low" in err[0] and "Give higher rates" in err[0] and "rate >= 0.25" in err[0]
+  assert "lower" not in err[0], err
+
+
+def test_trials_rejected_by_the_gate_ask_for_lower_rates():
+  trials = [pipeline.failed_trial(r, mutation.GateRejectedError("too high", drawn=20,
+                                                                 accepted=0))
+            for r in (0.5, 0.9)]
+  with pytest.raises(ValueError, match="too high.*Give lower rates"):
+    pipeline.choose_rate(trials, operator="NAI")
+  low = pipeline.failed_trial(0.001, ValueError("rate=0.001 selects no unit: use rate >= 0.1."))
+  with pytest.raises(ValueError, match=r"\[0.001\] change no unit.*\[0.5, 0.9\] give mutants"):
+    pipeline.choose_rate([low, *trials], operator="NAI")
+  ok = {"rate": 0.2, "validation_auroc": 0.7, "drawn": 10}
+  assert pipeline.choose_rate([low, ok, {**ok, "rate": 0.3, "validation_auroc": 0.8}],
+                              operator="NAI") == 0.3
+
+
+def test_missing_wordnet_is_one_line_with_the_fix(saved_model, tmp_path, capsys,
+                                                  monkeypatch):
+  from explicable_jax import similarity
+
+  def missing(*args, **kwargs):
+    raise similarity.WordNetNotFoundError("The WordNet corpus was not found. Get it with "
+                                          "nltk.download('wordnet').")
+  monkeypatch.setattr(similarity, "wordnet", missing)
+  monkeypatch.setattr(data, "network_reachable", lambda *a, **k: False)
+  code, err = _audit_cli(["--model", saved_model, "--dataset", "digits", "--out",
+                          str(tmp_path / "o")], capsys)
+  assert code == 2 and len(err) == 1, err
+  assert "WordNet" in err[0] and "nltk.download" in err[0] and "--similarity" in err[0]
+
+
+def test_the_cli_reads_the_section_registry(saved_model, tmp_path, capsys):
+  """A section registered from outside is a --sections choice, runs, and has
+  its summary row, its numbers in results.json and its part of the report."""
+
+  class Count(audit.Section):
+    name = "count"
+    title = "Count: how many test images?"
+
+    def run(self, config, ctx):
+      return {"images": int(len(ctx.splits["test"][1])), "limit": config.limit}
+
+    def summary(self, result, ctx):
+      return [("How many test images?", str(result["images"]))]
+
+    def report(self, page, result, figure):
+      page.table(["measure", "value"], [["test images", result["images"]]])
+
+  argv = ["--model", saved_model, "--dataset", "digits", "--sections", "count", "--limit",
+          "50", "--out", str(tmp_path / "o")]
+  assert _audit_cli(argv, capsys)[0] == 2  # not registered yet
+  audit.register_section(Count(), after="mistakes")
+  try:
+    assert audit.section_names()[:3] == ("mistakes", "count", "detection")
+    code, err = _audit_cli(argv, capsys)
+  finally:
+    audit.SECTIONS.remove(audit.section.section("count"))
+  assert code == 0, err
+  r = json.loads((tmp_path / "o" / "results.json").read_text())
+  assert r["count"] == {"images": 50, "limit": 50}
+  assert r["summary"] == {"How many test images?": "50"}
+  assert r["settings"]["sections"] == ["count"] and "mistakes" not in r
+  html = (tmp_path / "o" / "report.html").read_text()
+  assert 'id="count"' in html and "1. Count: how many test images?" in html
+  with pytest.raises(ValueError, match="already an audit section"):
+    audit.register_section(audit.SECTIONS[0])
+
+
+def test_config_is_the_clis_defaults_and_the_command_round_trips():
+  """The parser's defaults are AuditConfig's; the equivalent command written
+  into the report parses back to the same settings (fractions exactly)."""
+  import shlex
+  from explicable_jax.app import _options
+  parser = cli.build_parser()
+  args = parser.parse_args(["audit", "--model", "m", "--dataset", "digits", "--out", "o"])
+  assert _options.from_args(audit.AuditConfig, args) == audit.AuditConfig(dataset="digits")
+  config = audit.AuditConfig(dataset="digits", classes=tuple("abcdefghij"), rates=(0.05,),
+                             fgsm=(1 / 255, 0.1), scores=("entropy",), layer="conv_0",
+                             limit=40)
+  command = audit.equivalent_command("m", config, "o")
+  assert "--fgsm 1/255,0.1" in command
+  back = parser.parse_args(shlex.split(command)[1:])
+  assert _options.from_args(audit.AuditConfig, back) == config
+  with pytest.raises(TypeError, match="unknown settings ratez"):
+    audit.audit("m", "o", dataset="digits", ratez=(0.1,))
+
+
 def test_annotations_take_one_mask_for_all_or_one_per_test_image(tmp_path):
   x = np.zeros((3, 4, 4, 2), np.float32)
   splits = {"test": (x, np.zeros(3, int))}
@@ -159,20 +264,20 @@ def test_annotations_take_one_mask_for_all_or_one_per_test_image(tmp_path):
   one = np.zeros((4, 4), np.float32)
   one[0, 0] = 1
   np.savez(tmp_path / "one.npz", mask=one)
-  m = audit._load_annotations(str(tmp_path / "one.npz"), splits, index)
+  m = context.load_annotations(str(tmp_path / "one.npz"), splits, index)
   assert m.shape == x.shape and m[:, 0, 0].sum() == 3 * 2 and m.sum() == 3 * 2
   per = np.zeros((5, 4, 4), np.float32)
   per[np.arange(5), np.arange(5) % 4, 0] = 1  # image i marks row i % 4
   np.savez(tmp_path / "per.npz", mask=per)
-  m = audit._load_annotations(str(tmp_path / "per.npz"), splits, index)
+  m = context.load_annotations(str(tmp_path / "per.npz"), splits, index)
   # The test half's images are 4, 0 and 2 of the whole test set.
   assert [int(np.argwhere(m[j, :, 0, 0])[0, 0]) for j in range(3)] == [0, 0, 2]
   np.savez(tmp_path / "bad.npz", mask=np.zeros((2, 4, 4)))
   with pytest.raises(ValueError, match="one per test image"):
-    audit._load_annotations(str(tmp_path / "bad.npz"), splits, index)
+    context.load_annotations(str(tmp_path / "bad.npz"), splits, index)
   np.savez(tmp_path / "none.npz", other=one)
   with pytest.raises(ValueError, match="must hold an array 'mask'"):
-    audit._load_annotations(str(tmp_path / "none.npz"), splits, index)
+    context.load_annotations(str(tmp_path / "none.npz"), splits, index)
 
 
 def test_resnet20_audit_page_is_current_and_its_same_setting_rows_agree():

@@ -84,7 +84,7 @@ def multilayer(pre=lambda x: x):
   splits = {n: (lambda p, x, i=i: _chain(names[:i + 1])(pre(x)),
                 lambda p, h, i=i: _chain(names[i + 1:])(h)) for i, n in enumerate(names)}
   return models.from_functions(lambda p, x: _chain(names)(pre(x)), {}, splits=splits,
-                               num_classes=2)
+                               num_classes=2, input_range=None)
 
 
 def multilayer_multi_relu():
@@ -93,7 +93,7 @@ def multilayer_multi_relu():
   features = lambda p, x: (relu(x @ W1.T + B1), relu(x @ W1.T + B1))
   head = lambda p, h: (h[0] + h[1]) @ W2.T + B2
   return models.from_functions(lambda p, x: head(p, features(p, x)), {},
-                               splits={"multi_relu": (features, head)}, num_classes=2)
+                               splits={"multi_relu": (features, head)}, num_classes=2, input_range=None)
 
 
 # BasicModel_ConvNet_One_Conv: conv 1 -> 2 channels, 3x3, weights 1, biases -50, -75;
@@ -119,7 +119,7 @@ def one_conv(pre=lambda x: x):
             "conv1": (lambda p, x: _conv1(pre(x)), lambda p, h: _conv_head(relu(h))),
             "relu1": (lambda p, x: relu(_conv1(pre(x))), lambda p, h: _conv_head(h))}
   return models.from_functions(lambda p, x: _conv_head(relu(_conv1(pre(x)))), {},
-                               splits=splits, num_classes=4)
+                               splits=splits, num_classes=4, input_range=None)
 
 
 def nchw_to_nhwc(a):
@@ -339,7 +339,7 @@ MULTI_X2 = jnp.array([[3.0, 3.5, 23.2], [2.3, 1.2, 0.3]])
 def _model5_clf():
   return models.from_functions(
       lambda p, v: jnp.stack([basic_model5(v[0], v[1], [2, 3], 1)] * 2, -1), {},
-      num_classes=2)
+      num_classes=2, input_range=None)
 
 
 def test_saliency_multi_variable_vanilla():
@@ -623,11 +623,11 @@ def test_layer_integrated_gradients_of_two_parallel_layers_on_tuple_inputs():
   features = lambda p, v: (m1(v[0]), m234(v[1], v[2], v[0]))
   head = lambda p, h: h[0] + h[1]
   clf = models.from_functions(lambda p, v: head(p, features(p, v)), {},
-                              splits={"m1, m234": (features, head)}, num_classes=2)
+                              splits={"m1, m234": (features, head)}, num_classes=2, input_range=None)
   k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
   x = tuple(jax.random.normal(k, (5, 3)) for k in (k1, k2, k3))
   lig = batched.layer_integrated_gradients(clf, x, layer="m1, m234", target=0)
-  sum_clf = models.from_functions(lambda p, v: v[0] + v[1], {}, num_classes=2)
+  sum_clf = models.from_functions(lambda p, v: v[0] + v[1], {}, num_classes=2, input_range=None)
   ends = features(None, x)
   ref = batched.integrated_gradients(sum_clf, ends, target=0,
                                      baselines=features(None, tuple(map(jnp.zeros_like, x))))

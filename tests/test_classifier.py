@@ -97,7 +97,7 @@ def test_every_method_runs_on_a_users_model(kind, digits, tmp_path):
   opt = optax.adam(1e-2)
   state = training.create_train_state(jax.random.key(1), clf, opt)
   step = training.make_train_step(losses.cross_entropy_loss, opt)
-  state = training.fit(state, train, train_step=step, epochs=8, batch_size=64, progress=False)
+  state, _ = training.fit(state, train, train_step=step, epochs=8, batch_size=64, progress=False)
   clf = state.classifier
   acc = training.evaluate(clf, test)["accuracy"]
   assert acc > 0.5, acc  # chance is 0.1
@@ -150,7 +150,7 @@ def test_every_method_runs_on_a_users_model(kind, digits, tmp_path):
   def annotated_gradient_mass(lam):
     o = optax.adam(3e-3)
     st = training.create_train_state(jax.random.key(3), clf, o)
-    st = training.fit(st, annotated, epochs=2, batch_size=64, progress=False,
+    st, _ = training.fit(st, annotated, epochs=2, batch_size=64, progress=False,
                       train_step=training.make_train_step(losses.make_rrr_loss(lam), o))
     g = rrr.model_input_gradients(st.classifier, train.x[:200])
     return float((g[:, :, :4] ** 2).sum())

@@ -51,3 +51,19 @@ def test_console_command_and_quickstart_run():
                         "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "test accuracy" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["detect", "audit"])
+def test_operator_choices_are_the_mutation_registry(command, capsys):
+  """--operator takes its choices from explicable_jax.mutation's registry
+  when the parser is built: a registered operator is accepted."""
+  from explicable_jax import mutation
+  argv = [command, "--model", "m", "--dataset", "digits", "--out", "o", "--operator", "ZERO"]
+  with pytest.raises(SystemExit):
+    cli.build_parser().parse_args(argv)
+  assert "invalid choice: 'ZERO'" in capsys.readouterr().err
+  mutation.register_operator("ZERO", lambda key, params, rate: params)
+  try:
+    assert cli.build_parser().parse_args(argv).operator == "ZERO"
+  finally:
+    del mutation.OPERATORS["ZERO"]

@@ -77,6 +77,67 @@ def test_auto_times_each_large_convolution_once_and_caches_the_choice(tmp_path, 
     jax.grad(f, argnums=1)(x, w)
 
 
+def _primitives(jaxpr, out):
+  for eqn in jaxpr.eqns:
+    out.add(eqn.primitive.name)
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (list, tuple)) else [value]:
+        if hasattr(sub, "eqns"):
+          _primitives(sub, out)
+        elif hasattr(sub, "jaxpr"):
+          _primitives(sub.jaxpr, out)
+  return out
+
+
+def test_the_default_is_xlas_rule_untimed_and_writes_nothing(tmp_path, monkeypatch):
+  """By default (issue 31) training a large convolution times nothing, writes
+  no cache file and traces XLA's own convolution (no custom rule)."""
+  assert conv.DEFAULT_KERNEL_GRAD == "xla"
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  monkeypatch.setattr(conv, "KERNEL_GRAD", conv.DEFAULT_KERNEL_GRAD)
+  monkeypatch.setattr(conv, "_choices", {})
+  monkeypatch.setattr(conv, "CALIBRATE_MIN_FLOPS", 1.0)
+  monkeypatch.setattr(conv, "calibrate", lambda *a, **k: pytest.fail("timed a convolution"))
+  x = jax.random.normal(jax.random.key(0), (8, 12, 12, 8))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 8, 8))
+  f = lambda w: jnp.sum(conv.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2)
+  prims = _primitives(jax.make_jaxpr(jax.grad(f))(w).jaxpr, set())
+  assert "conv_general_dilated" in prims and not any("custom" in p for p in prims), prims
+  assert conv._choices == {} and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("process", [0, 1])
+def test_auto_in_several_processes_uses_process_0s_choice(process, tmp_path, monkeypatch):
+  """"auto" with several processes: each process takes part in one broadcast
+  per shape and uses process 0's choice; only process 0 reads its cache or
+  times, so every process compiles the same program."""
+  from jax.experimental import multihost_utils
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  monkeypatch.setattr(conv, "KERNEL_GRAD", "auto")
+  monkeypatch.setattr(conv, "_choices", {})
+  monkeypatch.setattr(conv, "CALIBRATE_MIN_FLOPS", 1.0)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax, "process_index", lambda: process)
+  timed, sent = [], []
+  monkeypatch.setattr(conv, "calibrate", lambda *a, **k: timed.append(a[:2]) or {
+      "xla": 2.0, "tapwise": 1.0, "choice": "tapwise"})
+  process_0_says = "tapwise"
+
+  def broadcast(value):  # what process 0 sends reaches every process
+    sent.append(conv.KERNEL_GRAD_FORMS[int(value)])
+    return np.int32(conv.KERNEL_GRAD_FORMS.index(process_0_says))
+  monkeypatch.setattr(multihost_utils, "broadcast_one_to_all", broadcast)
+  shape = ((8, 12, 12, 8), (3, 3, 8, 8), (1, 1), ((1, 1), (1, 1)), jnp.float32)
+  assert conv.kernel_grad_form(*shape) == "tapwise"
+  assert conv.kernel_grad_form(*shape) == "tapwise"  # decided once per shape
+  assert len(sent) == 1
+  if process == 0:
+    assert timed == [shape[:2]] and sent == ["tapwise"]
+  else:  # never timed here; its own cache is not read either
+    assert timed == [] and sent == ["xla"] and list(tmp_path.iterdir()) == []
+
+
 def test_a_zoo_models_gradient_is_the_same_with_either_form(monkeypatch):
   """Through a whole zoo ResNet (stride-1 and stride-2 convolutions, batch
   norm in training mode), the parameter gradient with the tap-wise form
@@ -99,7 +160,7 @@ def test_a_zoo_models_gradient_is_the_same_with_either_form(monkeypatch):
     g = jax.jit(jax.grad(loss))(clf.params)  # a new trace per form
     return g, len(used)
 
-  (tap, n_tap), (xla, n_xla) = grads("tapwise"), grads("xla")
+  (tap, n_tap), (xla, n_xla) = grads("tapwise"), grads(conv.DEFAULT_KERNEL_GRAD)
   assert n_tap >= 19 and n_xla == 0  # every conv took the form asked for
   for a, b in zip(jax.tree.leaves(tap), jax.tree.leaves(xla)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

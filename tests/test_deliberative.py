@@ -107,7 +107,7 @@ def test_insecurities_end_to_end():
     (lambda f, h, x: deliberative.insecurities(f, h, x, top_k=9), "top_k must be between 2"),
     (lambda f, h, x: deliberative.insecurities(f, h, x, r=0.0), r"r must be a number in \(0, 1\)"),
     (lambda f, h, x: deliberative.insecurities(f, h, x, r=1.5), "r must be"),
-    (lambda f, h, x: deliberative.insecurities(f, h, x[0]), "rank 4"),
+    (lambda f, h, x: deliberative.insecurities(f, h, x[0]), "image batch \\(N, H, W, C\\)"),
     (lambda f, h, x: deliberative.class_ambiguities(jnp.ones((1, 3, 2, 2)), top=4),
      "top must be between 2"),
     (lambda f, h, x: deliberative.attribution_maps(f, h, x, difficulty="doubt"), "difficulty"),

@@ -45,7 +45,7 @@ def test_bootstrap_difference_matches_a_hand_loop_with_the_same_indices():
 
 def test_bootstrap_difference_rejects_bad_arguments():
   wrong, good, noise = _toy()
-  with pytest.raises(ValueError, match="baseline_scores must match"):
+  with pytest.raises(ValueError, match="baseline_scores"):
     metrics.bootstrap_auroc_difference(jax.random.key(0), good, noise[:10], wrong)
   with pytest.raises(ValueError, match="n_resamples"):
     metrics.bootstrap_auroc_difference(jax.random.key(0), good, noise, wrong, n_resamples=1)
@@ -98,7 +98,7 @@ def _user_model(tmp_path):
   # Labels that the model's own predictions give for most images, so that it
   # makes both right and wrong predictions.
   rng = np.random.default_rng(0)
-  x = rng.normal(size=(360, *SHAPE)).astype(np.float32)
+  x = rng.random((360, *SHAPE)).astype(np.float32)  # images in [0, 1]
   pred = np.asarray(clf.logits(x)).argmax(-1)
   y = np.where(rng.random(360) < 0.7, pred, rng.integers(0, 3, 360))
   np.savez(tmp_path / "data.npz", x_train=x[:200], y_train=y[:200], x_test=x[200:],
@@ -110,7 +110,7 @@ def test_detect_command_on_a_users_own_model(tmp_path, capsys):
   _user_model(tmp_path)
   out = tmp_path / "out"
   argv = ["detect", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "data.npz"),
-          "--scores", "mahalanobis,lcr,conductance", "--mutants", "3", "--rate", "0.2",
+          "--scores", "mahalanobis,lcr,conductance", "--mutants", "3", "--rate", "0.1",
           "--out", str(out), "--no-progress"]
   try:
     assert cli.main(argv) == 0
@@ -118,11 +118,11 @@ def test_detect_command_on_a_users_own_model(tmp_path, capsys):
     del models.MODELS["detect_test_cnn"]
   res = json.loads((out / "results.json").read_text())
   assert res["layer"] == "conv2"  # the last split point with a feature map
-  assert set(res["table"]) == set(detect.SCORES)
-  assert set(res["auroc_minus_msp"]) == set(detect.SCORES) - {"msp"}
+  assert set(res["table"]) == set(detect.score_names())
+  assert set(res["auroc_minus_msp"]) == set(detect.score_names()) - {"msp"}
   with np.load(out / "scores.npz") as f:
     wrong = f["test_wrong"]
-    for name in detect.SCORES:
+    for name in detect.score_names():
       assert res["table"][name]["auroc"] == pytest.approx(
           metrics.auroc(f[f"test_{name}"], wrong))
     # MSP is one minus the top softmax probability of the saved model.
@@ -148,6 +148,65 @@ def test_detect_command_rejects_bad_arguments(tmp_path, capsys):
     detect.load_splits(None, str(tmp_path / "bad.npz"), None, 0, None)
 
 
+def test_detect_names_the_data_argument_when_labels_are_out_of_range(tmp_path, capsys):
+  """A 3-class model on data labelled 0..9: the labels are named as the
+  problem (argument, values given, range expected), not the predictions."""
+  _user_model(tmp_path)
+  try:
+    with np.load(tmp_path / "data.npz") as f:
+      arrays = dict(f)
+    arrays["y_test"] = np.arange(len(arrays["y_test"])) % 10
+    np.savez(tmp_path / "ten.npz", **arrays)
+    rc = cli.main(["detect", "--model", str(tmp_path / "model"), "--data",
+                   str(tmp_path / "ten.npz"), "--out", str(tmp_path / "o"), "--no-progress"])
+  finally:
+    del models.MODELS["detect_test_cnn"]
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and len(err) == 1, err
+  assert "--data" in err[0] and "y_test" in err[0] and "[0, 3)" in err[0], err
+  assert "from 0 to 9" in err[0] and "wrong predictions" not in err[0], err
+
+
+def test_the_cli_and_detect_read_the_one_logit_score_registry(tmp_path, capsys):
+  """A score registered in detection.scores is a --scores choice of detect
+  and audit, and detect computes it: its table row is its AUROC on the
+  saved scores."""
+  from explicable_jax.detection import scores
+  argv = ["--model", "m", "--dataset", "digits", "--out", str(tmp_path), "--scores",
+          "top_logit"]
+  with pytest.raises(SystemExit):  # not registered yet
+    cli.build_parser().parse_args(["detect", *argv])
+  assert "top_logit" in capsys.readouterr().err
+  scores.register_score("top_logit", lambda z, *, temperature=1.0: -z.max(-1) / temperature)
+  try:
+    for command in ("detect", "audit"):
+      assert cli.build_parser().parse_args([command, *argv]).scores == ("top_logit",)
+    _user_model(tmp_path)
+    out = tmp_path / "out"
+    assert cli.main(["detect", "--model", str(tmp_path / "model"), "--data",
+                     str(tmp_path / "data.npz"), "--out", str(out), "--no-progress"]) == 0
+  finally:
+    del scores.LOGIT_SCORES["top_logit"]
+    del models.MODELS["detect_test_cnn"]
+  res = json.loads((out / "results.json").read_text())
+  assert set(res["table"]) == {*scores.score_names(), "top_logit"}
+  with np.load(out / "scores.npz") as f:
+    assert res["table"]["top_logit"]["auroc"] == pytest.approx(
+        metrics.auroc(f["test_top_logit"], f["test_wrong"]))
+  with pytest.raises(ValueError, match="temperature"):
+    scores.register_score("plain", lambda z: z.max(-1))
+
+
+def test_detect_config_is_the_clis_defaults():
+  """The parser's defaults are DetectConfig's (built from its fields)."""
+  args = cli.build_parser().parse_args(["detect", "--model", "m", "--data", "d.npz",
+                                        "--out", "o"])
+  from explicable_jax.app import _options
+  assert _options.from_args(detect.DetectConfig, args) == detect.DetectConfig(data_file="d.npz")
+  with pytest.raises(TypeError, match="unknown settings rates"):
+    detect.run_detect("m", "o", rates=(0.1,))
+
+
 @pytest.mark.skipif(not os.path.exists(os.path.join(
     os.environ.get("EXPLICABLE_JAX_DATA", "../shared/data"), "cifar10_test.npz")),
     reason="needs the local CIFAR-10 copy")
@@ -156,7 +215,7 @@ def test_detect_command_on_the_committed_resnet20(tmp_path):
   res = detect.run_detect(os.path.join(root, "experiments/checkpoints/resnet20_cifar10"),
                           str(tmp_path), dataset="cifar10", limit=300, n_resamples=50,
                           progress=False)
-  assert res["layer"] is None and set(res["table"]) == set(detect.LOGIT_SCORES)
+  assert res["layer"] is None and set(res["table"]) == set(detect.logit_score_names())
   # The 300 first test-half images of the committed model (86.8% on the half).
   assert 0.8 < res["accuracy"]["test"] < 0.95
   # MSP ranks this model's errors far better than chance.

@@ -98,12 +98,18 @@ def test_results_pages_are_what_their_committed_outputs_give(script):
 def test_olmo_page_sentences_follow_the_numbers(tmp_path):
   """The ResNet-20 Olmo page's claims are computed: a loss 3 points below its
   control with a significant paired test reads "detectably lower", an equal
-  one "no detectable difference"; the paper row says its settings differ."""
+  one "no detectable difference"; a mistake-similarity or soft-score gap
+  whose bootstrap interval covers 0 is "no detectable difference"; two runs
+  that differ on one image are one model; the paper row says its settings
+  differ; seeds not yet published are pending."""
   sys.path.insert(0, os.path.join(ROOT, "experiments", "explicable_cifar10"))
   try:
     import make_page_resnet20 as page
   finally:
     sys.path.pop(0)
+
+  def boot(est, lo, hi, p):
+    return {"estimate": est, "low": lo, "high": hi, "p_value": p, "dropped": 0}
 
   def model(top1, sim, vs=None):
     m = {"top1": top1, "mean_mistake_similarity_M": sim, "gaussian_noise_0.2": 0.2,
@@ -111,25 +117,59 @@ def test_olmo_page_sentences_follow_the_numbers(tmp_path):
          "bn_stats_change_max": 2.0}
     return m | ({"vs_control": vs} if vs else {})
 
-  res = {"models": {
+  def vs(d, better, worse, p, dm):
+    return {"delta_top1": d, "better": better, "worse": worse, "mcnemar_p": p,
+            "M_difference": dm}
+
+  soft = {"authors/cce_s0": 20.0, "authors/ihl_s0": 25.0, "authors/chl_s0": 20.0,
+          "authors/ekl_s0": 10.0}
+  res = {"test_images": 5000, "corrupted_images": 30000, "models": {
       "base/cce_s0": model(0.868, 0.07),
       "authors/cce_s0": model(0.84, 0.07),
-      "authors/ihl_s0": model(0.81, 0.08, {"better": 10, "worse": 160, "mcnemar_p": 1e-30}),
-      "authors/chl_s0": model(0.84, 0.07, {"better": 5, "worse": 5, "mcnemar_p": 1.0}),
-      "authors/ekl_s0": model(0.845, 0.06, {"better": 30, "worse": 5, "mcnemar_p": 1e-5})},
+      "authors/ihl_s0": model(0.81, 0.08, vs(-0.03, 10, 160, 1e-30,
+                                              boot(0.01, 0.004, 0.016, 0.001))),
+      "authors/chl_s0": model(0.84, 0.07, vs(0.0, 5, 5, 1.0, boot(0.0, -0.002, 0.002, 0.9))),
+      "authors/ekl_s0": model(0.845, 0.0695, vs(0.005, 30, 5, 1e-5,
+                                                 boot(-0.0005, -0.002, 0.001, 0.4)))},
+      "disagreements": {"authors/ihl_s0 vs authors/ekl_s0": {"test": 1, "corrupted": 3},
+                        "authors/cce_s0 vs authors/chl_s0": {"test": 40, "corrupted": 90}},
       "hard_soft": {"authors_s0": {w: {"num_common_mistakes": 100, "hard": {
-          f"authors/{l}_s0": 3 for l in ("cce", "ihl", "chl", "ekl")}, "soft": {
-          "authors/cce_s0": 20.0, "authors/ihl_s0": 25.0, "authors/chl_s0": 20.0,
-          "authors/ekl_s0": 10.0}} for w in ("in_distribution", "corrupted")}}}
+          f"authors/{l}_s0": 3 for l in ("cce", "ihl", "chl", "ekl")}, "soft": soft,
+          "soft_vs_control": {"authors/ihl_s0": boot(5.0, 1.0, 9.0, 0.01),
+                              "authors/chl_s0": boot(0.0, -2.0, 2.0, 1.0),
+                              "authors/ekl_s0": boot(-10.0, -14.0, -6.0, 0.0)}}
+          for w in ("in_distribution", "corrupted")}},
+      "over_seeds": {"ours/ihl": {"seeds": [0, 1], "delta_top1": {
+          "mean": -0.002, "sd": 0.001, "n": 2, "t": -2.8, "p_value": 0.22,
+          "values": [-0.001, -0.003]}, "delta_M": {"mean": 0.0, "sd": 0.0001, "n": 2, "t": 0.0,
+                                                 "p_value": 1.0, "values": [0.0001, -0.0001]}}},
+      "pending": {"ours/ihl": [2]}}
   text = page.comparisons(res)
-  assert "IHL: top-1 81.00% (-3.00 points against the control; detectably lower" in text
-  assert "higher: its mistakes are more explicable" in text.split("IHL:")[1].split("\n")[0]
-  assert "CHL: top-1 84.00% (+0.00 points against the control; no detectable difference" in text
-  assert "EKL: top-1 84.50% (+0.50 points against the control; detectably higher" in text
-  assert "IHL above the control (20.0)" in text
-  assert "IHL: paper -8.24 points; ours (authors' recipe) -3.00 points: the same sign, " \
-         "smaller in size." in text
-  assert "CHL: paper -0.68 points; ours (authors' recipe) +0.00 points: no change" in text
+  ihl = text.split("  * IHL:")[1].split("\n")[0]
+  assert "top-1 81.00% against the control's 84.00% (-3.00 points; detectably lower" in ihl
+  assert "it alone gets 10 right, the control alone 160" in ihl
+  assert "(+0.0100 [95% CI +0.0040, +0.0160]" in ihl
+  assert "higher: its mistakes are more explicable" in ihl
+  chl = text.split("  * CHL:")[1].split("\n")[0]
+  assert "(+0.00 points; no detectable difference" in chl
+  ekl = text.split("  * EKL:")[1].split("\n")[0]
+  assert "(+0.50 points; detectably higher" in ekl
+  assert "(-0.0005 [95% CI -0.0020, +0.0010], paired bootstrap over the test images, " \
+         "p = 0.4: no detectable difference)" in ekl
+  assert "IHL 25.0 (+5.0 [95% CI +1.0, +9.0], p = 0.01: detectably above)" in text
+  assert "CHL 20.0 (+0.0 [95% CI -2.0, +2.0], p = 1: no detectable difference)" in text
+  assert "EKL 10.0 (-10.0 [95% CI -14.0, -6.0], p = 0: detectably below)" in text
+  assert ("authors/ihl_s0 and authors/ekl_s0 are practically one model:** their predictions "
+          "differ on 1 of 5000 test images") in text
+  assert "authors/cce_s0 and authors/chl_s0 are practically" not in text
+  assert ("IHL over seeds 0, 1** (seeds 2 pending): top-1 minus the same seed's control "
+          "-0.20 points ± 0.10") in text
+  assert "t-test over the 2 seeds p = 0.22: no detectable difference" in text
+  assert "IHL: paper -8.24 points; ours (authors' recipe, seed 0) -3.00 points " \
+         "(detectably lower, p = 1e-30): the same sign, smaller in size." in text
+  assert "CHL: paper -0.68 points; ours (authors' recipe, seed 0) +0.00 points " \
+         "(no detectable difference, p = 1): no detectable change, where the paper reports " \
+         "a loss." in text
   for line in page.paper_table(res).splitlines()[2:]:
     assert line.endswith("checkpoint on the validation half not the test set |")
   bn = {"base_accuracy": {"validation": 0.868, "test": 0.868},
@@ -138,3 +178,59 @@ def test_olmo_page_sentences_follow_the_numbers(tmp_path):
           "within 2.50 points of that") in page.comparisons(res, bn)
   assert "| base, statistics re-estimated for 3 epoch(s), weights fixed | 83.00% | 83.50% |" \
       in page.statistics_only(bn)
+  res["summary"] = {"ours/ihl": {"seeds": [0, 1], "top1": {"mean": 0.868, "std": 0.001},
+                                 "mean_mistake_similarity_M": {"mean": 0.07, "std": 0.0001}}}
+  res["models"]["ours/ihl_s0"] = res["models"]["authors/chl_s0"]
+  res["models"]["ours/ihl_s1"] = res["models"]["authors/chl_s0"]
+  res["pending"]["ours/chl"] = [1, 2]
+  table = page.seeds_table(res)
+  assert "| ours/ihl | 0, 1 (2 pending) | 86.80% ± 0.10% |" in table
+  assert "| ours/chl | pending: 1, 2 |" in table
+
+
+def _import_page(folder, name="make_page"):
+  """An experiment's page maker as a module of its own name (several are
+  called make_page.py)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      f"{folder}_{name}", os.path.join(ROOT, "experiments", folder, f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_deliberative_orderings_need_a_significant_paired_test():
+  """A paired difference is "agrees" / "differs" only when its t-test over
+  the seeds gives p < 0.05: a consistent +1 point over three seeds agrees
+  with a positive paper difference, the same mean with a large spread is
+  "not resolved"."""
+  page = _import_page("deliberative")
+  rs = page.RS
+
+  def seed(iou_a, iou_b):
+    row = lambda v: {r: {"iou": v} for r in rs}
+    return {"results": {"random": {"a": row(iou_a), "b": row(iou_b)}}}
+
+  steady = {"seeds": [0, 1, 2], "per_seed": {
+      "0": seed(0.21, 0.20), "1": seed(0.25, 0.239), "2": seed(0.18, 0.171)}}
+  t = page.pair_test(steady, "random", "a", "b")
+  assert t["p_value"] < 0.05 and page.verdict(t, +0.5) == "agrees"
+  assert page.verdict(t, -0.5) == "differs" and "resolved" in page.pair_cell(t)
+  noisy = {"seeds": [0, 1, 2], "per_seed": {
+      "0": seed(0.23, 0.20), "1": seed(0.20, 0.23), "2": seed(0.23, 0.20)}}
+  t = page.pair_test(noisy, "random", "a", "b")
+  assert t["p_value"] > 0.05 and page.verdict(t, +0.5) == "not resolved"
+  assert "resolved" not in page.pair_cell(t)
+
+
+def test_rrr_claims_test_our_seeds_against_their_single_run():
+  """R-row verdicts come from a t-test of our seeds against the authors'
+  number: three seeds far above it are "detectably above their run", three
+  seeds around it "no detectable difference"."""
+  page = _import_page("rrr")
+  far = page.vs_their_run({"values": [0.55, 0.56, 0.565]}, "0.5155")
+  near = page.vs_their_run({"values": [0.955, 0.962, 0.96]}, "0.9607")
+  assert page.word(far, "above their run") == "detectably above their run"
+  assert page.word(near) == "no detectable difference"
+  same = page.vs_their_run({"values": [1.0, 1.0, 1.0]}, "1.0")
+  assert page.word(same) == "no detectable difference"

@@ -114,10 +114,10 @@ def test_auroc_closed_forms():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: metrics.top1_accuracy(np.zeros((3, 2)), np.array([0, 1])), "one entry per row"),
+    (lambda: metrics.top1_accuracy(np.zeros((3, 2)), np.array([0, 1])), "logits has 3, labels has 2"),
     (lambda: metrics.top1_accuracy(np.array([[np.nan, 0.0]]), np.array([0])), "finite"),
     (lambda: metrics.top1_accuracy(np.zeros((2, 2)), np.array([0, 2])), r"\[0, 2\)"),
-    (lambda: metrics.confusion_matrix([0, 1], [0], 2), "preds must match"),
+    (lambda: metrics.confusion_matrix([0, 1], [0], 2), "labels has 2, preds has 1"),
     (lambda: metrics.confusion_matrix([0, 1], [0, 1], 2, normalize="row"), "normalize"),
     (lambda: metrics.explicability_losses(np.zeros((2, 3)), [0, 1], {"W": np.eye(2)}),
      r"matrices\['W'\] must be 3x3"),
@@ -128,7 +128,7 @@ def test_auroc_closed_forms():
     (lambda: metrics.mean_mistake_similarity([0, 1], [0, 1], np.eye(2)), "no mistakes"),
     (lambda: metrics.auroc([0.1, 0.2], [1, 1]), "both classes"),
     (lambda: metrics.auroc([0.1, np.nan], [1, 0]), "finite"),
-    (lambda: metrics.auroc([0.1, 0.2], [1, 2]), "booleans or 0/1"),
+    (lambda: metrics.auroc([0.1, 0.2], [1, 2]), "is_positive must be boolean or hold only 0 and 1"),
 ])
 def test_bad_input_is_named(call, match):
   with pytest.raises(ValueError, match=match):

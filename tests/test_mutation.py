@@ -1,4 +1,5 @@
 """Mutation operators change exactly what they say; LCR and SPRT against loops."""
+import dataclasses
 import math
 
 import jax
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from explicable_jax import models, mutation
+from explicable_jax.mutation import _common, _prefix, ensembles, predictions
 
 
 def _params(seed=0):
@@ -154,7 +156,7 @@ def test_mutate_many_is_the_operator_vmapped_over_split_keys():
   for i in range(4):
     one = mutation.neuron_activation_inverse(keys[i], p, 0.2)
     np.testing.assert_array_equal(stacked["conv2"]["kernel"][i], one["conv2"]["kernel"])
-  assert mutation.check_mutants(stacked, p) == 4
+  assert _common.check_mutants(stacked, p) == 4
 
 
 def _linear(params, x):
@@ -192,7 +194,7 @@ def test_make_mutants_gate_keeps_only_accurate_mutants_and_draws_more():
   muts, info = mutation.make_mutants(jax.random.key(0), p, 5, "NAI", 0.34, layers="kernels",
                                      accuracy_fn=accuracy_fn, min_relative_accuracy=0.5,
                                      batch=3)
-  assert mutation.check_mutants(muts, p) == 5
+  assert _common.check_mutants(muts, p) == 5
   assert bool(jnp.all(muts["dense"]["kernel"][:, :, 0] > 0))  # no failing mutant kept
   assert np.all(info["accuracies"] == 1.0) and info["original_accuracy"] == 1.0
   assert info["drawn"] > info["accepted"] >= 5  # some were rejected, more were drawn
@@ -206,9 +208,9 @@ def test_make_mutants_gate_keeps_only_accurate_mutants_and_draws_more():
 
 def test_mutate_many_compiles_once_for_every_draw_of_the_same_kind():
   p = _params(6)
-  mutation._vmapped_operator.cache_clear()
+  ensembles._vmapped_operator.cache_clear()
   first = mutation.mutate_many(jax.random.key(0), p, 3, "GF", 0.2, granularity="neuron")
-  fn = mutation._vmapped_operator(mutation.gaussian_fuzzing, 0.2, (("granularity", "neuron"),))
+  fn = ensembles._vmapped_operator(mutation.gaussian_fuzzing, 0.2, (("granularity", "neuron"),))
   compiled = fn._cache_size()
   second = mutation.mutate_many(jax.random.key(1), p, 3, "GF", 0.2, granularity="neuron")
   assert fn._cache_size() == compiled == 1  # the second draw reused the first's program
@@ -262,7 +264,7 @@ def test_sprt_matches_wang_et_al_loop():
     (lambda: mutation.mutate_many(jax.random.key(0), _params(), 0, "GF", 0.1), "n must be"),
     (lambda: mutation.mutate_many(jax.random.key(0), _params(), 2, "XX", 0.1),
      "Unknown operator"),
-    (lambda: mutation.check_mutants(_params(), _params()), r"must have shape \(n, \*"),
+    (lambda: _common.check_mutants(_params(), _params()), r"must have shape \(n, \*"),
     (lambda: mutation.sprt_detect(np.zeros((5, 3)), 0.05, indifference=0.1), "must lie in"),
 ])
 def test_bad_input_is_named(call, match):
@@ -344,7 +346,7 @@ def test_shared_prefix_groups_and_predictions_equal_full_passes():
   tail[last] = tail[last].at[1, ..., 0].multiply(-1.0)
   tail = jax.tree.unflatten(treedef, tail)
   both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), muts, tail)
-  groups = dict(mutation.prefix_groups(clf, both, x.shape))
+  groups = dict(_prefix.prefix_groups(clf, both, x.shape))
   assert sorted(np.concatenate(list(groups.values())).tolist()) == list(range(8))
   assert 6 in groups[clf.layers[-1]]  # unchanged: starts at the logits
   deepest_block = [l for l in clf.layers if l.startswith("layer")][-1]
@@ -376,13 +378,13 @@ def test_share_prefix_by_default_only_from_enough_pairs(monkeypatch):
   x = np.asarray(jax.random.uniform(jax.random.key(1), (5, 16, 16, 3)))
   muts = mutation.mutate_many(jax.random.key(2), clf.params, 4, "NAI", 0.05)
   calls = []
-  real = mutation._predict_shared_prefix
-  monkeypatch.setattr(mutation, "_predict_shared_prefix",
+  real = _prefix.predict_shared_prefix
+  monkeypatch.setattr(_prefix, "predict_shared_prefix",
                       lambda *a, **k: calls.append(1) or real(*a, **k))
-  monkeypatch.setattr(mutation, "SHARE_PREFIX_MIN_PAIRS", 21)
+  monkeypatch.setattr(predictions, "SHARE_PREFIX_MIN_PAIRS", 21)
   full = mutation.mutant_predictions(clf, muts, x)  # 20 pairs: full passes
   assert calls == []
-  monkeypatch.setattr(mutation, "SHARE_PREFIX_MIN_PAIRS", 20)
+  monkeypatch.setattr(predictions, "SHARE_PREFIX_MIN_PAIRS", 20)
   np.testing.assert_array_equal(mutation.mutant_predictions(clf, muts, x), full)
   assert calls == [1]
   mutation.mutant_predictions(lambda p, xb: clf.with_params(p).logits(xb), muts, x)
@@ -390,17 +392,17 @@ def test_share_prefix_by_default_only_from_enough_pairs(monkeypatch):
 
 
 def test_the_shared_program_computes_the_common_prefix_once():
-  """_predict_shared_prefix asks for the original's activation at every
+  """predict_shared_prefix asks for the original's activation at every
   starting point from the input; XLA must merge those prefixes: the program
   costs no more FLOPs than the deepest prefix alone."""
   clf = models.classifier(jax.random.key(0), "resnet", input_shape=(16, 16, 3),
                           num_classes=10, depth=8)
   x_spec = jax.ShapeDtypeStruct((1, 16, 16, 3), jnp.float32)
-  layers = [l for l in mutation._prefix_uses(clf, x_spec) if l.startswith("layer")]
+  layers = [l for l in _prefix.prefix_uses(clf, x_spec) if l.startswith("layer")]
   xb, extra = jnp.zeros((8, 16, 16, 3)), (clf.params, clf.state)
 
   def flops(names):
-    fn = jax.jit(lambda e, x: tuple(mutation._HeadFrom(clf.spec, l).prefix(e, x)
+    fn = jax.jit(lambda e, x: tuple(_prefix.HeadFrom(clf.spec, l).prefix(e, x)
                                     for l in names))
     cost = fn.lower(extra, xb).compile().cost_analysis()
     return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
@@ -442,23 +444,23 @@ def test_module_starts_negated_and_input_give_the_full_passes():
       _with_leaf(clf.params, ("[1]", "conv1", "kernel"), noise),
       _with_leaf(clf.params, ("stem_conv", "kernel"), lambda a: a.at[..., 2].multiply(-1)))
   groups = {tuple(i.tolist()): (s, signs)
-            for s, i, signs in mutation.start_groups(clf, both, x.shape)}
+            for s, i, signs in _prefix.start_groups(clf, both, x.shape)}
   before = clf.layers[clf.layers.index("layer2.0") - 1]
-  assert groups[(0,)][0] == mutation.Start(before, "blocks.1.conv2", "negated")
+  assert groups[(0,)][0] == _prefix.Start(before, "blocks.1.conv2", "negated")
   want = np.ones(groups[(0,)][1].shape[1], np.float32)
   want[[0, 3]] = -1
   np.testing.assert_array_equal(groups[(0,)][1], want[None])
-  assert groups[(1,)][0] == mutation.Start(before, "blocks.1.conv2", "input")
-  assert groups[(2,)][0] == mutation.Start(before)  # conv1 reads the block's input
-  assert groups[(3,)][0] == mutation.Start(None, "stem_conv", "negated")
-  assert mutation.start_groups(clf, both, x.shape, modules=False)[0][0].module is None
+  assert groups[(1,)][0] == _prefix.Start(before, "blocks.1.conv2", "input")
+  assert groups[(2,)][0] == _prefix.Start(before)  # conv1 reads the block's input
+  assert groups[(3,)][0] == _prefix.Start(None, "stem_conv", "negated")
+  assert _prefix.start_groups(clf, both, x.shape, modules=False)[0][0].module is None
   full = mutation.mutant_predictions(clf, both, x, batch_size=8, share_prefix=False)
   for strategy in ("map", "vmap"):
     np.testing.assert_array_equal(mutation.mutant_predictions(
         clf, both, x, mutant_chunk=3, batch_size=8, strategy=strategy, share_prefix=True), full)
   # The logits themselves, against each mutant's own forward pass.
-  for start, idx, signs in mutation.start_groups(clf, both, x.shape):
-    head = mutation._start_head(clf.spec, start, (clf.params, clf.state), jnp.asarray(x))
+  for start, idx, signs in _prefix.start_groups(clf, both, x.shape):
+    head = _prefix.start_head(clf.spec, start, (clf.params, clf.state), jnp.asarray(x))
     for row, i in enumerate(idx):
       p = jax.tree.map(lambda a: a[i], both)
       got = head(p, None if signs is None else jnp.asarray(signs[row]))
@@ -477,14 +479,14 @@ def test_module_starts_skip_the_work_they_claim():
   signs = jnp.ones(32)
 
   def flops(start):  # the mutant's part only: the original's activations are inputs
-    h, io = mutation._start_inputs(clf.spec, start, extra, xb)
-    fn = jax.jit(lambda e, h, io: mutation._start_logits(clf.spec, start, e, e[0], signs, h, io))
+    h, io = _prefix.start_inputs(clf.spec, start, extra, xb)
+    fn = jax.jit(lambda e, h, io: _prefix.start_logits(clf.spec, start, e, e[0], signs, h, io))
     cost = fn.lower(extra, h, io).compile().cost_analysis()
     return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
 
-  block = flops(mutation.Start(before))
-  at = flops(mutation.Start(before, "blocks.1.conv2", "input"))
-  after = flops(mutation.Start(before, "blocks.1.conv2", "negated"))
+  block = flops(_prefix.Start(before))
+  at = flops(_prefix.Start(before, "blocks.1.conv2", "input"))
+  after = flops(_prefix.Start(before, "blocks.1.conv2", "negated"))
   # XLA counts the taps that fall inside the image: along one axis of the 8
   # outputs, 22 of 24 for the stride-1 conv2 and 23 of 24 for the stride-2 conv1.
   conv1 = 2 * 8 * 23 * 23 * 16 * 32  # batch 8, 3x3, 16 to 32 channels
@@ -515,12 +517,154 @@ def test_module_starts_only_where_exact():
       _with_leaf(clf.params, ("'b'", "kernel"), lambda a: a.at[..., 1].multiply(-1)),
       _with_leaf(clf.params, ("out", "kernel"), lambda a: a.at[..., 4].multiply(-1)),
       _with_leaf(clf.params, ("out", "bias"), lambda a: a + 1.0))
-  starts = {tuple(i.tolist()): s for s, i, _ in mutation.start_groups(clf, both, x.shape)}
-  assert starts[(0,)] == mutation.Start("a")  # b is called twice
-  assert starts[(1,)] == mutation.Start("a", "out", "negated")
-  assert starts[(2,)] == mutation.Start("a", "out", "input")  # a bias shift is no negation
+  starts = {tuple(i.tolist()): s for s, i, _ in _prefix.start_groups(clf, both, x.shape)}
+  assert starts[(0,)] == _prefix.Start("a")  # b is called twice
+  assert starts[(1,)] == _prefix.Start("a", "out", "negated")
+  assert starts[(2,)] == _prefix.Start("a", "out", "input")  # a bias shift is no negation
   full = mutation.mutant_predictions(clf, both, x, share_prefix=False)
   np.testing.assert_array_equal(
       mutation.mutant_predictions(clf, both, x, batch_size=5, share_prefix=True), full)
   with pytest.raises(ValueError, match="share_prefix must be None, True, False or 'layers'"):
     mutation.mutant_predictions(clf, both, x, share_prefix="blocks")
+
+
+# ---------------------------------------------------------------------------
+# The package's seams: the operator registry, the per-platform path, the
+# bounded caches, the backend protocol, the doctests.
+
+
+def _zero_half(key, params, rate):
+  """A test operator: zero every kernel (rate and key unused)."""
+  return jax.tree.map(lambda w: 0 * w, params)
+
+
+def test_register_operator_reaches_make_mutants_and_refuses_a_taken_name():
+  p = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}
+  try:
+    mutation.register_operator("ZERO_TEST", _zero_half)
+    assert "ZERO_TEST" in mutation.operator_names()
+    muts, info = mutation.make_mutants(jax.random.key(0), p, 2, "ZERO_TEST", 0.5)
+    assert info["drawn"] == 2
+    np.testing.assert_array_equal(muts["dense"]["kernel"], 0.0)
+    with pytest.raises(ValueError, match="already a registered mutation operator"):
+      mutation.register_operator("ZERO_TEST", _zero_half)
+    mutation.register_operator("ZERO_TEST", mutation.neuron_switch, overwrite=True)
+    assert mutation.OPERATORS["ZERO_TEST"] is mutation.neuron_switch
+  finally:
+    mutation.OPERATORS.pop("ZERO_TEST", None)
+  assert "ZERO_TEST" not in mutation.operator_names()
+  with pytest.raises(TypeError, match="fn must be a function"):
+    mutation.register_operator("BAD", "not callable")
+  assert mutation.operator_names()[:4] == ("NAI", "GF", "WS", "NS")
+
+
+@pytest.mark.parametrize("command", ["audit", "detect"])
+def test_the_cli_reads_the_operator_registry(command, capsys):
+  """A registered operator is a valid --operator of the parsers built after
+  it; an unregistered name is refused (exit status 2)."""
+  from explicable_jax.app import cli
+  argv = [command, "--model", "m", "--dataset", "digits", "--out", "o", "--operator"]
+  with pytest.raises(SystemExit) as refused:
+    cli.build_parser().parse_args([*argv, "ZERO_TEST"])
+  assert refused.value.code == 2 and "ZERO_TEST" in capsys.readouterr().err
+  try:
+    mutation.register_operator("ZERO_TEST", _zero_half)
+    try:
+      args = cli.build_parser().parse_args([*argv, "ZERO_TEST"])
+    except SystemExit:
+      pytest.fail(f"the CLI's {command} --operator refuses a registered operator")
+    assert args.operator == "ZERO_TEST"
+  finally:
+    mutation.OPERATORS.pop("ZERO_TEST", None)
+
+
+def test_default_mutant_path_keeps_the_cpu_choice_and_the_plain_path_on_accelerators():
+  cpu = mutation.MutantPath("map", mutation.SHARE_PREFIX_MIN_PAIRS)
+  plain = mutation.MutantPath("vmap", None)
+  assert mutation.default_mutant_path("cpu") == cpu
+  assert mutation.default_mutant_path("gpu") == plain
+  assert mutation.default_mutant_path("tpu") == plain
+  if jax.default_backend() == "cpu":
+    assert mutation.default_mutant_path() == cpu
+
+
+def test_mutant_predictions_follows_the_platform_path(monkeypatch):
+  """``strategy="auto"`` and ``share_prefix=None`` take what
+  default_mutant_path says: the CPU path shares from its pair count with
+  lax.map, the accelerator path runs the plain vmap even past it."""
+  clf = models.classifier(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=10,
+                          widths=[4], dense=8)
+  x = np.asarray(jax.random.normal(jax.random.key(1), (6, 8, 8, 1)))
+  muts = mutation.mutate_many(jax.random.key(2), clf.params, 3, "NAI", 0.25)
+  seen = []
+  real_shared, real_chunk = _prefix.predict_shared_prefix, predictions._chunk_predictor
+  monkeypatch.setattr(_prefix, "predict_shared_prefix",
+                      lambda *a, **k: seen.append(("shared", a[4])) or real_shared(*a, **k))
+  monkeypatch.setattr(predictions, "_chunk_predictor",
+                      lambda f, s, d: seen.append(("plain", s)) or real_chunk(f, s, d))
+  results = {}
+  for platform in ("cpu", "gpu"):
+    path = mutation.default_mutant_path(platform)
+    if path.share_prefix_min_pairs is not None:  # 18 pairs: enough for the test
+      path = dataclasses.replace(path, share_prefix_min_pairs=18)
+    monkeypatch.setattr(predictions, "default_mutant_path", lambda platform=None, p=path: p)
+    seen.clear()
+    results[platform] = mutation.mutant_predictions(clf, muts, x)
+    assert seen == ([("shared", "map")] if platform == "cpu" else [("plain", "vmap")]), seen
+  np.testing.assert_array_equal(results["cpu"], results["gpu"])
+
+
+def test_the_structure_caches_are_bounded_and_reused(monkeypatch):
+  lru = _prefix.LRU(2)
+  made = []
+  make = lambda k: (lambda: made.append(k) or k.upper())  # noqa: E731
+  assert [lru.get(k, make(k)) for k in ("a", "b", "a", "c", "a", "b")] == list("ABACAB")
+  assert made == ["a", "b", "c", "b"]  # "b" was the least recently used when "c" came
+  assert len(lru) == 2
+  assert lru.get(["unhashable"], lambda: 1) == 1 and len(lru) == 2
+  # The real caches: one entry per model structure, never more than maxsize.
+  monkeypatch.setattr(_prefix.PREFIX_USES, "maxsize", 1)
+  _prefix.PREFIX_USES.clear()
+  clf = models.classifier(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=10,
+                          widths=[4], dense=8)
+  spec = jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32)
+  first = _prefix.prefix_uses(clf, spec)
+  assert _prefix.prefix_uses(clf.with_params(jax.tree.map(lambda a: a + 1, clf.params)),
+                             spec) is first  # new values, same structure: reused
+  _prefix.prefix_uses(clf, jax.ShapeDtypeStruct((1, 6, 6, 1), jnp.float32))
+  assert len(_prefix.PREFIX_USES) == 1
+  assert _prefix.MODULE_INFO.maxsize < 100
+
+
+def test_sub_module_starts_are_a_declared_capability():
+  """The NNX backend declares SubModuleStarts; a backend without it (plain
+  functions) gets split-point starts only, with the full passes' answer."""
+  from explicable_jax.models._protocols import SubModuleStarts
+  assert issubclass(models.NNXBackend, SubModuleStarts)
+  assert not issubclass(models.FunctionBackend, SubModuleStarts)
+  assert not issubclass(models.LinenBackend, SubModuleStarts)
+  k = jax.random.split(jax.random.key(3), 2)
+  p = {"a": {"kernel": jax.random.normal(k[0], (5, 6))},
+       "b": {"kernel": jax.random.normal(k[1], (6, 4))}}
+  feats = lambda q, x: jnp.tanh(x @ q["a"]["kernel"])  # noqa: E731
+  head = lambda q, h: h @ q["b"]["kernel"]  # noqa: E731
+  clf = models.from_functions(lambda q, x: head(q, feats(q, x)), p,
+                              splits={"a": (feats, head)}, input_shape=(5,), num_classes=4)
+  x = np.asarray(jax.random.normal(jax.random.key(4), (9, 5)))
+  muts = _stack(_with_leaf(p, ("'b'",), lambda a: a.at[..., 1].multiply(-1)),
+                _with_leaf(p, ("'a'",), lambda a: -a))
+  starts = [s for s, _, _ in _prefix.start_groups(clf, muts, x.shape)]
+  assert starts == [_prefix.Start("a"), _prefix.Start(None)]  # no module starts
+  np.testing.assert_array_equal(
+      mutation.mutant_predictions(clf, muts, x, share_prefix=True),
+      mutation.mutant_predictions(clf, muts, x, share_prefix=False))
+
+
+def test_the_package_docstring_examples_run():
+  import doctest
+  import importlib
+  for name in ("__init__", "operators", "ensembles", "predictions", "sprt"):
+    module = importlib.import_module("explicable_jax.mutation" + ("" if name == "__init__"
+                                                                   else f".{name}"))
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0, (name, result)

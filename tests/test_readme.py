@@ -107,7 +107,7 @@ def test_readme_method_examples_run_on_a_users_model(kind, tour, wordnet_availab
   namespace = dict(namespace)
   training = namespace["training"]
   user = MAKERS[kind]()
-  state = training.fit(training.create_train_state(jax.random.key(1), user, namespace["opt"]),
+  state, _ = training.fit(training.create_train_state(jax.random.key(1), user, namespace["opt"]),
                        namespace["train"], train_step=namespace["step"], epochs=3,
                        batch_size=64, progress=False)
   namespace["clf"] = state.classifier

@@ -112,7 +112,7 @@ BAD_INPUTS = [
     ("auroc one class", lambda: metrics.auroc([0.1, 0.2], [True, True]), ValueError,
      r"is_positive.*both"),
     ("auroc lengths", lambda: metrics.auroc([0.1, 0.2, 0.3], [True, False]), ValueError,
-     r"is_positive.*shape"),
+     r"scores has 3, is_positive has 2"),
     ("confusion_matrix labels", lambda: metrics.confusion_matrix([0, 12], [0, 1], 10),
      ValueError, r"labels.*\[0, 10\)"),
     # mutation
@@ -171,7 +171,7 @@ BAD_INPUTS = [
     ("insecurities top_k", lambda: deliberative.insecurities(_F, _H, _X, top_k=11), ValueError,
      r"top_k.*10"),
     ("insecurities x rank", lambda: deliberative.insecurities(_F, _H, _X[0]), ValueError,
-     r"x.*rank 4"),
+     r"x must be an image batch \(N, H, W, C\).*one image"),
     ("difficulty_score name", lambda: deliberative.difficulty_score("doubt"), ValueError,
      r"difficulty.*entropy"),
     ("top_fraction_mask r", lambda: deliberative.top_fraction_mask(jnp.zeros((2, 4, 4)), 0.0),
@@ -289,10 +289,10 @@ MORE_BAD_INPUTS = [
  # metrics
  ("top1_accuracy labels", lambda: metrics.top1_accuracy(_L, np.zeros(3, int)), ValueError, r"labels"),
  ("top1_accuracy labels range", lambda: metrics.top1_accuracy(_L, np.array([0, 1, 2, 10])), ValueError, r"labels.*\[0, 10\)"),
- ("aupr NaN", lambda: metrics.aupr([np.nan, 0.2], [True, False]), ValueError, r"scores must be finite"),
+ ("aupr NaN", lambda: metrics.aupr([np.nan, 0.2], [True, False]), ValueError, r"scores holds NaN"),
  ("fpr_at_tpr tpr", lambda: metrics.fpr_at_tpr(_S4, _W, 1.5), ValueError, r"tpr"),
  ("selective_accuracy coverage", lambda: metrics.selective_accuracy(_S4, _W, 0.0 - 1), ValueError, r"coverage"),
- ("risk_coverage_curve is_wrong", lambda: metrics.risk_coverage_curve(_S4, np.array([0, 1, 2, 0])), ValueError, r"is_wrong.*0/1"),
+ ("risk_coverage_curve is_wrong", lambda: metrics.risk_coverage_curve(_S4, np.array([0, 1, 2, 0])), ValueError, r"is_wrong must be boolean or hold only 0 and 1"),
  ("mean_mistake_similarity none", lambda: metrics.mean_mistake_similarity(np.array([0, 1]), np.array([0, 1]), np.eye(2)), ValueError, r"no mistakes"),
  ("hard_soft_scores empty", lambda: metrics.hard_soft_scores({}, np.array([0, 1]), np.eye(2)), ValueError, r"preds|model"),
  ("bootstrap level", lambda: metrics.bootstrap_auroc_difference(K, _S4, _S4, _W, level=0.0 - 1), ValueError, r"level"),
@@ -446,18 +446,39 @@ def test_non_finite_loss_leaves_the_state_and_stops_fit(tmp_path):
                  workdir=str(tmp_path), progress=False)
 
 
+def _poisoned(train, step, index):
+  """The data set with a ``poison`` flag on example ``index`` and a step that
+  turns that example's input into NaN inside the jitted step (a Dataset
+  refuses NaN inputs, so the NaN must appear in training, as a diverging
+  loss would)."""
+  flag = np.zeros(len(train), bool)
+  flag[index] = True
+  bad = data.Dataset(train.x, train.y, train.num_classes, train.class_names,
+                     extras={"poison": flag})
+
+  def poisoned_step(state, batch):
+    where = batch["poison"].reshape((-1,) + (1,) * (batch["x"].ndim - 1))
+    return step(state, {**batch, "x": jnp.where(where, jnp.nan, batch["x"])})
+  return bad, poisoned_step
+
+
+def test_a_dataset_refuses_nan_inputs():
+  _, train, _, _ = _small_setup()
+  x = train.x.copy()
+  x[5] = np.nan
+  with pytest.raises(ValueError, match=r"x holds NaN or inf in 1 example\(s\), indices 5"):
+    data.Dataset(x, train.y, train.num_classes, train.class_names)
+
+
 def test_nan_midway_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   """Examples of the 4th batch hold a NaN: steps 1-3 are saved (every step),
   step 4 stops the run with a message, and the checkpoint on disk equals an
   uninterrupted 3-step run."""
   _, train, state, step = _small_setup()
   bs = 64
-  poisoned = train.x.copy()
-  perm = data.epoch_permutation(len(train), 0, 0)
-  poisoned[perm[3 * bs]] = np.nan
-  bad = data.Dataset(poisoned, train.y, train.num_classes, train.class_names)
+  bad, poisoned_step = _poisoned(train, step, data.epoch_permutation(len(train), 0, 0)[3 * bs])
   with pytest.raises(training.NonFiniteLossError, match=r"step 4.*last good"):
-    training.fit(state, bad, train_step=step, epochs=1, batch_size=bs, seed=0,
+    training.fit(state, bad, train_step=poisoned_step, epochs=1, batch_size=bs, seed=0,
                  workdir=str(tmp_path), checkpoint_every=1, progress=False)
   # The same three updates, by hand, on the clean data.
   good, jstep = state, jax.jit(step)
@@ -504,7 +525,7 @@ cfg = training.TrainConfig(dataset="digits", model="mlp", epochs=6, batch_size=3
                            checkpoint_every=37, log_every=1)
 train = data.load("digits", "train")
 state, step = training.build(cfg, train)
-state = training.fit(state, train, train_step=step, epochs=cfg.epochs, batch_size=cfg.batch_size,
+state, _ = training.fit(state, train, train_step=step, epochs=cfg.epochs, batch_size=cfg.batch_size,
                      workdir=workdir, checkpoint_every=cfg.checkpoint_every, log_every=1,
                      progress=False)
 flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
@@ -635,7 +656,7 @@ def _params_after_fit(seed):
   cfg, train, _, _ = _small_setup(model_kwargs={"hidden": [16], "dropout_rate": 0.3},
                                   seed=seed)
   state, step = training.build(cfg, train)
-  state = training.fit(state, train, train_step=step, epochs=2, batch_size=64, seed=seed,
+  state, _ = training.fit(state, train, train_step=step, epochs=2, batch_size=64, seed=seed,
                        progress=False)
   return [np.asarray(a) for a in jax.tree.leaves(jax.device_get(state.params))]
 
@@ -847,11 +868,9 @@ def test_the_nan_guard_needs_no_host_sync_per_step_and_names_the_first_bad_step(
   from explicable_jax.training import loop
   _, train, state, step = _small_setup()
   bs = 64
-  poisoned = train.x.copy()
-  poisoned[data.epoch_permutation(len(train), 0, 0)[3 * bs]] = np.nan
-  bad = data.Dataset(poisoned, train.y, train.num_classes, train.class_names)
+  bad, poisoned_step = _poisoned(train, step, data.epoch_permutation(len(train), 0, 0)[3 * bs])
   with pytest.raises(training.NonFiniteLossError, match=r"not finite at step 4.*step 3"):
-    training.fit(state, bad, train_step=step, epochs=1, batch_size=bs, seed=0,
+    training.fit(state, bad, train_step=poisoned_step, epochs=1, batch_size=bs, seed=0,
                  workdir=str(tmp_path), checkpoint_every=3, log_every=1000, progress=False)
   ckpt = training.Checkpointer(tmp_path / "checkpoints")
   assert ckpt.latest_step() == 3

@@ -69,8 +69,8 @@ def test_pgd_unrolled_and_looped_agree(monkeypatch):
   x, y = _images(4), jnp.array([0, 1, 2, 3, 3])
   key = jax.random.key(7)
   unrolled = robustness.pgd(key, f, x, y, 0.05, steps=4)
-  monkeypatch.setattr(robustness, "MAX_UNROLLED_STEPS", 0)
-  robustness._pgd.clear_cache()
+  monkeypatch.setattr(robustness.attacks, "MAX_UNROLLED_STEPS", 0)
+  robustness.attacks._pgd.clear_cache()
   looped = robustness.pgd(key, f, x, y, 0.05, steps=4)
   np.testing.assert_allclose(unrolled, looped, atol=1e-6)
 

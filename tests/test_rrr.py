@@ -322,7 +322,7 @@ def test_fit_without_shuffling_visits_fixed_slices_and_keeps_the_last_partial_on
   clf = models.classifier(jax.random.key(0), "mlp", input_shape=(2,), num_classes=10,
                           hidden=(3,))
   state = training.create_train_state(jax.random.key(1), clf, optax.sgd(0.1))
-  out = training.fit(state, ds, train_step=step, epochs=2, batch_size=4, progress=False,
+  out, _ = training.fit(state, ds, train_step=step, epochs=2, batch_size=4, progress=False,
                      shuffle=False, drop_remainder=False, mesh=None)
   assert int(out.step) == 6
   ys = [y for y, _ in seen]

@@ -248,7 +248,7 @@ def test_fit_returns_its_history_and_calls_each_callback(tmp_path):
     def on_train_end(self, step):
       self.calls.append(("end", step))
   rec = Recorder()
-  state, history = _tiny_fit(tmp_path, callbacks=[rec], return_history=True)
+  state, history = _tiny_fit(tmp_path, callbacks=[rec])
   steps = 2 * (len(data.load("digits", "train")) // 64)
   assert rec.calls[0] == ("begin", 0) and rec.calls[-1] == ("end", steps)
   assert [c for c in rec.calls if c[0] == "eval"] == [("eval", 1), ("eval", 2)]
@@ -262,7 +262,10 @@ def test_fit_returns_its_history_and_calls_each_callback(tmp_path):
   assert [l for l in lines if "loss" in l] == history.logs
   assert [l for l in lines if "eval_accuracy" in l] == history.evals
   assert int(state.step) == steps
-  assert isinstance(_tiny_fit(), training.TrainState)  # the default return is the state
+  out = _tiny_fit()  # always (state, history)
+  assert isinstance(out, tuple) and isinstance(out[0], training.TrainState)
+  with pytest.raises(TypeError, match="always returns"):
+    _tiny_fit(return_history=True)
 
 
 def _read_events(folder):
@@ -285,8 +288,7 @@ def _read_events(folder):
 
 def test_tensorboard_writer_records_every_numeric_entry(tmp_path):
   pytest.importorskip("tensorboardX")
-  _, history = _tiny_fit(callbacks=[training.TensorBoardWriter(str(tmp_path / "tb"))],
-                         return_history=True)
+  _, history = _tiny_fit(callbacks=[training.TensorBoardWriter(str(tmp_path / "tb"))])
   events = _read_events(tmp_path / "tb")
   assert [s for s, _ in events["loss"]] == [r["step"] for r in history.logs]
   np.testing.assert_allclose([v for _, v in events["loss"]],

@@ -46,6 +46,28 @@ def comparison_rows(audit: dict, detection: dict, training: dict) -> list[list]:
   return rows
 
 
+def mistakes_against_chance(m) -> str:
+  """Each mistake's W[y, pred] minus the mean W[y, j] over the wrong classes
+  j of its true class (the chance baseline), from the audit's confusion and
+  similarity matrices, with a bootstrap over the mistakes."""
+  import jax
+  import numpy as np
+  from explicable_jax import stats
+  conf, w = np.asarray(m["confusion"]), np.asarray(m["similarity"], np.float64)
+  k = len(w)
+  off = (w.sum(1) - np.diag(w)) / (k - 1)
+  y, p = np.nonzero(conf * (1 - np.eye(k, dtype=int)))
+  counts = conf[y, p]
+  d = np.repeat(w[y, p] - off[y], counts)
+  b = stats.paired_bootstrap(jax.random.key(0), np.mean, [d])
+  word = stats.verdict(b["p_value"], b["estimate"], higher="above chance",
+                       lower="below chance")
+  return (f"Each mistake's W[y, pred] minus its true class's chance value, over the {d.size} "
+          f"mistakes: {b['estimate']:+.3f} [95% CI {b['low']:+.3f}, {b['high']:+.3f}] (bootstrap "
+          f"over the mistakes, 1000 resamples, p = {b['p_value']:.2g}): {word}. The interval "
+          "is over the mistakes this model made, not over retrainings.")
+
+
 def build(audit: dict) -> dict[str, str]:
   with open(DETECTION) as fh:
     detection = json.load(fh)
@@ -75,6 +97,7 @@ def build(audit: dict) -> dict[str, str]:
   conf = reporting.markdown_table(["true", "predicted", "count", "W (EKL)"],
                                   [[c["true"], c["predicted"], c["count"], f"{c['similarity']:.3f}"]
                                    for c in m["frequent_confusions"]])
+  mistake_test = mistakes_against_chance(m)
   trials = ", ".join(f"{tr['rate']}: {tr['validation_auroc']:.3f}"
                      for tr in audit["detection"]["rate_trials"] if tr["validation_auroc"])
   import re
@@ -86,6 +109,7 @@ def build(audit: dict) -> dict[str, str]:
           "SUMMARY": summary, "COMPARISON": cmp_, "DETECTION": det, "ROBUSTNESS": rob,
           "CONFUSIONS": conf, "MEAN_W": f"{m['mean_similarity_of_mistakes']:.3f}",
           "CHANCE_W": f"{m['chance_similarity_of_mistakes']:.3f}", "TRIALS": trials,
+          "MISTAKE_TEST": mistake_test,
           "RATE": str(audit["detection"]["rate"]), "LAYER": str(s["layer"]),
           "DATA": audit["data"]}
 

@@ -80,7 +80,7 @@ def _train(ds, key, *, epochs, predictor_loss, workdir):
   state = training.create_train_state(jax.random.fold_in(key, 1), model, opt)
   # With a workdir the trained model is a checkpoint: a rerun restores it.
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt), epochs=epochs,
-                      batch_size=128, progress=False, workdir=workdir)
+                      batch_size=128, progress=False, workdir=workdir)[0]
 
 
 def _score(states, test, table, idx, difficulty, attribution, *, batch, rng_seed,

@@ -104,7 +104,7 @@ def main(argv=None) -> None:
   done = json.load(open(epochs_path)) if os.path.exists(epochs_path) else []
   t0 = time.time()
   for epoch in range(len(done), args.epochs):
-    state = fit(state, train, train_step=step, epochs=epoch + 1, batch_size=128,
+    state, _ = fit(state, train, train_step=step, epochs=epoch + 1, batch_size=128,
                 seed=args.seed, workdir=args.workdir, checkpoint_every=100, log_every=50,
                 progress=False)
     v = evaluate(state, val)

@@ -10,6 +10,10 @@ committed page differs from what the outputs give.
 """
 import sys
 
+import numpy as np
+
+from explicable_jax import stats
+
 RESULTS = "experiments/results/rrr/results.json"
 TEMPLATE = "experiments/rrr/page_template.md"
 PAGE = "experiments/results/rrr.md"
@@ -58,17 +62,131 @@ def ms(stat, digits=4):
   return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
+ALPHA = 0.05
+PROTOCOL_NAMES = {"paper": "authors' protocol", "ours": "our defaults"}
+
+
+def vs_their_run(stat, theirs):
+  """Our seeds against the authors' single run: a one-sample t-test of our
+  values minus their number (their run's own noise is not counted)."""
+  return stats.t_test_over_seeds(np.asarray(stat["values"]) - float(theirs))
+
+
+def vs_protocol(s, part, key):
+  """Our defaults minus the authors' protocol, paired by seed (same data)."""
+  a, b = s[part]["ours"].get(key), s[part]["paper"].get(key)
+  if a is None or b is None:
+    return None
+  return stats.t_test_over_seeds(np.asarray(a["values"]) - np.asarray(b["values"]))
+
+
+def cell(t, digits=4):
+  if t is None:
+    return "—"
+  txt = f"{t['mean']:+.{digits}f}"
+  return txt + ("" if t["p_value"] is None else f" (p = {t['p_value']:.2g})")
+
+
+def word(t, higher="above", lower="below"):
+  return stats.verdict(None if t is None else t["p_value"], 0.0 if t is None else t["mean"],
+                       higher=higher, lower=lower)
+
+
+def _lam(v):
+  e = int(round(np.log10(v)))
+  return f"1e{e}" if v == 10 ** e and e > 1 else f"{v:g}"
+
+
+def claims(res) -> str:
+  """The sentences under "What agrees and what does not", computed from the
+  tables: each comparison names what it pairs and its test."""
+  s = res["summary"]
+  n = len(res["seeds"])
+  out = []
+  groups = {}
+  for i, (label, part, key, theirs) in enumerate(ROWS, 1):
+    stat = s.get(part, {}).get("paper", {}).get(key)
+    if theirs is None or stat is None:
+      continue
+    t = vs_their_run(stat, theirs)
+    groups.setdefault(word(t, "above their run", "below their run"), []).append(
+        f"R{i} {stat['mean']:.4f} against {theirs}, {cell(t)}")
+  out.append(f"* **The authors' protocol against their notebooks' single runs** (test accuracy, "
+             f"our {n} seeds minus their number, one-sample t-test over the seeds; their run's "
+             "own noise is not counted, so a detectable difference can still be within the "
+             "spread of their runs): "
+             + "; ".join(f"**{k}**: {', '.join(v)}" for k, v in groups.items()) + ".")
+  groups = {}
+  for i, (label, part, key, _) in enumerate(ROWS, 1):
+    t = vs_protocol(s, part, key)
+    if t is not None:
+      groups.setdefault(word(t, "higher under our defaults", "lower under our defaults"), []).append(
+          f"R{i} {cell(t)}")
+  out.append(f"* **Our defaults against the authors' protocol** (test accuracy, paired by seed, "
+             f"t-test over the {n} seeds): "
+             + "; ".join(f"**{k}**: {', '.join(v)}" for k, v in groups.items()) + ".")
+  t = s["toy_colors"]
+  rule = lambda p, k: (t[p][k + " / rule1"]["mean"], t[p][k + " / rule2"]["mean"])
+  for p, name in (("paper", "authors' protocol"), ("ours", "our defaults")):
+    r1, r2 = rule(p, "penalise rule 1 (corners), lambda 1e3"), rule(
+        p, "penalise rule 2 (top middle), lambda 1e3")
+    both = rule(p, "penalise both rules, lambda 1e6")
+    out.append(f"* **Toy Colors rule scores, {name}** (rule-score table, means over seeds): "
+               f"penalising the corners gives rule 1 / rule 2 scores {r1[0]:.3f} / {r1[1]:.3f}, "
+               f"penalising the top middle {r2[0]:.3f} / {r2[1]:.3f}, both at lambda 1e6 "
+               f"{both[0]:.3f} / {both[1]:.3f} with mean top probability "
+               f"{t[p]['penalise both rules, lambda 1e6 / mean_max_probability']['mean']:.3f}.")
+  sds = [(v["std"], f"R{i}, " + PROTOCOL_NAMES[p]) for i, (label, part, key, _) in enumerate(ROWS, 1)
+         for p in ("paper", "ours") if (v := s.get(part, {}).get(p, {}).get(key))
+         and v["std"] is not None]
+  big = max(sds)
+  out.append(f"* **Seeds matter at the second decimal**: the largest standard deviation over "
+             f"the {n} seeds is {big[0]:.3f} ({big[1]}), so a single run's second decimal is "
+             "not a result; every row is a mean over seeds.")
+  first = str(res["seeds"][0])
+  for p, name in (("paper", "authors' protocol"), ("ours", "our defaults")):
+    sweep = res["per_seed"]["toy_colors"][p][first]["lambda sweep (corners)"]
+    low = [f"{_lam(x['lambda'])} ({x['test_accuracy']:.3f})" for x in sweep
+           if x["test_accuracy"] < 0.9]
+    switch = next((x["lambda"] for x in sweep if x["rule2"] > x["rule1"]), None)
+    out.append(f"* **Lambda sweep, {name}** (seed {first}, one run per cell, no test): the rule 2 "
+               f"score first exceeds rule 1 at lambda {_lam(switch)}" if switch is not None else
+               f"* **Lambda sweep, {name}** (seed {first}, one run per cell, no test): rule 2 "
+               "never exceeds rule 1")
+    out[-1] += ("; test accuracy below 0.9 at lambda " + ", ".join(low) if low else
+                "; test accuracy stays at or above 0.9 at every lambda") + "."
+  cert = s.get("certainty", {}).get("ours")
+  if cert:
+    eps = res["per_seed"]["certainty"]["ours"][first]["eps"]
+    parts = []
+    for i, e in enumerate(eps):
+      a = np.asarray(cert[f"certainty-regularised CNN / accuracy_under_fgsm / {i}"]["values"])
+      b = np.asarray(cert[f"plain CNN / accuracy_under_fgsm / {i}"]["values"])
+      tt = stats.t_test_over_seeds(a - b)
+      parts.append(f"epsilon {e:g}: {cell(tt, 3)} {word(tt)}")
+    out.append("* **Certainty regularisation** (our defaults only; certainty table; the "
+               "regularised CNN minus the plain one, paired by seed, t-test over the seeds): "
+               + "; ".join(parts) + ". The paper's network for this figure is not in its "
+               "code, so there is no number of theirs to set beside ours.")
+  return "\n".join(out)
+
+
 def build(res) -> dict:
   s = res["summary"]
   n = len(res["seeds"])
   out = {}
   lines = ["| row | authors' notebook output (one run) | authors' protocol, ours "
-           f"(mean ± sd, {n} seeds) | our defaults (mean ± sd, {n} seeds) |",
-           "|---|---|---|---|"]
+           f"(mean ± sd, {n} seeds) | ours minus their run (t-test p) | our defaults (mean ± "
+           f"sd, {n} seeds) | our defaults minus authors' protocol, paired by seed (p) |",
+           "|---|---|---|---|---|---|"]
   for i, (label, part, key, theirs) in enumerate(ROWS, 1):
     cells = [ms(s.get(part, {}).get(p, {}).get(key)) for p in ("paper", "ours")]
-    lines.append(f"| R{i}. {label} | {theirs or 'n/a'} | {cells[0]} | {cells[1]} |")
+    stat = s.get(part, {}).get("paper", {}).get(key)
+    mine = cell(vs_their_run(stat, theirs)) if theirs and stat else "—"
+    lines.append(f"| R{i}. {label} | {theirs or 'n/a'} | {cells[0]} | {mine} | {cells[1]} | "
+                 f"{cell(vs_protocol(s, part, key))} |")
   out["COMPARISON"] = "\n".join(lines)
+  out["CLAIMS"] = claims(res)
 
   lines = ["| Toy Colors model | authors' protocol: rule 1 / rule 2 score | our defaults: "
            "rule 1 / rule 2 score | mean top probability: authors' protocol / our defaults |",

@@ -101,7 +101,7 @@ def _fit(key, ds, proto, *, lam, epochs, batch_size=256, model="mlp", model_kwar
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt),
                       epochs=epochs, batch_size=batch_size,
                       seed=int(jax.random.randint(key, (), 0, 2**30)), progress=False,
-                      shuffle=proto["shuffle"], drop_remainder=proto["shuffle"])
+                      shuffle=proto["shuffle"], drop_remainder=proto["shuffle"])[0]
 
 
 def _acc(state, ds):

@@ -96,19 +96,21 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument("--init-from", default=None,
                  help="fine-tune: start from the weights of a trained model (a train "
                       "--workdir or a save_model folder) with a fresh optimiser")
+  p.add_argument("--compute-dtype", default=d.compute_dtype, choices=training.COMPUTE_DTYPES,
+                 help="dtype of the forward and backward passes: bfloat16 is mixed "
+                      "precision (float32 weights and optimiser) (default: %(default)s)")
   p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                  help="steps between checkpoints (default: %(default)s)")
   p.add_argument("--log-every", type=int, default=d.log_every,
                  help="steps between lines of metrics.jsonl (default: %(default)s)")
 
 
-def _add_model_and_data(p: argparse.ArgumentParser) -> None:
-  """``--model`` and one of ``--dataset`` / ``--data`` (detect, audit)."""
+def _add_model_and_out(p: argparse.ArgumentParser, out_help: str) -> None:
+  """``--model`` and ``--out`` (detect, audit); their other options come from
+  their config's fields (:mod:`explicable_jax.app._options`)."""
   p.add_argument("--model", required=True,
                  help="a train --workdir, or a folder written by models.save")
-  src = p.add_mutually_exclusive_group(required=True)
-  src.add_argument("--dataset", help="a dataset of the registry (its test set is halved)")
-  src.add_argument("--data", help="an .npz with x_train, y_train, x_test, y_test")
+  p.add_argument("--out", required=True, help=out_help)
 
 
 def _config_from_args(args) -> "training.TrainConfig":
@@ -146,52 +148,21 @@ def cmd_evaluate(args) -> int:
   return 0
 
 
-def _score_list(text: str) -> tuple[str, ...]:
-  from explicable_jax.app import detect
-  names = tuple(v.strip() for v in text.split(",") if v.strip())
-  bad = [v for v in names if v not in detect.SCORES]
-  if bad or not names:
-    raise argparse.ArgumentTypeError(
-        f"expected a comma-separated list of {', '.join(detect.SCORES)}; got {text!r}")
-  return names
-
-
 def cmd_detect(args) -> int:
-  from explicable_jax.app import detect
-  detect.run_detect(args.model, args.out, dataset=args.dataset, data_file=args.data,
-                    scores=args.scores, layer=args.layer, mutants=args.mutants,
-                    operator=args.operator, rate=args.rate, train_limit=args.train_limit,
-                    threshold=args.threshold, seed=args.seed, data_dir=args.data_dir,
-                    limit=args.limit, progress=not args.no_progress)
+  from explicable_jax.app import _options, detect
+  config = _options.from_args(detect.DetectConfig, args)
+  detect.run_detect(args.model, args.out, config, progress=not args.no_progress)
   print(f"scores, table.md, results.json, roc.png and risk_coverage.png written to {args.out}")
   return 0
 
 
-def _list_of(kind, name):
-  def parse(text: str):
-    items = [v.strip() for v in text.split(",") if v.strip()]
-    try:
-      return tuple(kind(v) for v in items)
-    except ValueError:
-      raise argparse.ArgumentTypeError(
-          f"expected a comma-separated list of {name}; got {text!r}") from None
-  return parse
-
-
 def cmd_audit(args) -> int:
-  from explicable_jax.app import audit
   import shlex
-  command = shlex.join(["explicable-jax", *sys.argv[1:]]) if args.argv is None else \
-      shlex.join(["explicable-jax", *args.argv])
-  res = audit.audit(args.model, args.out, dataset=args.dataset, data_file=args.data,
-                    classes=args.classes, similarity=args.similarity,
-                    annotations=args.annotations, reference=args.reference, layer=args.layer,
-                    mutants=args.mutants, operator=args.operator, rates=args.rates,
-                    coverage=args.coverage, train_limit=args.train_limit,
-                    hardest=args.hardest, noise=args.noise, fgsm=args.fgsm,
-                    corruptions=args.corruptions, severities=args.severities,
-                    seed=args.seed, data_dir=args.data_dir, limit=args.limit,
-                    progress=not args.no_progress, command=command)
+  from explicable_jax.app import _options, audit
+  argv = sys.argv[1:] if args.argv is None else args.argv
+  config = _options.from_args(audit.AuditConfig, args)
+  res = audit.audit(args.model, args.out, config, progress=not args.no_progress,
+                    command=shlex.join(["explicable-jax", *argv]))
   for q, a in res.summary.items():
     print(f"{q} {a}")
   print(f"report written to {res.report} ({res.wall_seconds:.0f} s); numbers in {res.results}")
@@ -278,81 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--data-dir", default=None, help="local data folder")
   e.set_defaults(func=cmd_evaluate)
 
-  from explicable_jax.app import detect
+  from explicable_jax.app import _options, audit, detect
   d = sub.add_parser("detect", help="error-detection scores and table of a trained model",
                      description=detect.__doc__.split("\n\n")[0] + " Thresholds are "
                      "chosen on the validation half, the table is on the test half; a "
                      "rerun of the same command resumes from the caches in --out.")
-  _add_model_and_data(d)
-  d.add_argument("--scores", type=_score_list, default=detect.LOGIT_SCORES,
-                 help=f"comma-separated, from {', '.join(detect.SCORES)}; the logit scores "
-                      "are always computed (default: the logit scores)")
-  d.add_argument("--layer", default=None,
-                 help="split point for mahalanobis and conductance (default: the last)")
-  d.add_argument("--mutants", type=int, default=20, help="mutants for lcr (default: %(default)s)")
-  d.add_argument("--operator", default="NAI", choices=("NAI", "GF", "WS", "NS"),
-                 help="mutation operator for lcr (default: %(default)s)")
-  d.add_argument("--rate", type=float, default=0.01,
-                 help="mutation rate for lcr (default: %(default)s)")
-  d.add_argument("--train-limit", type=int, default=10000,
-                 help="training images for the conductance detector (default: %(default)s)")
-  d.add_argument("--threshold", default="youden", choices=("youden", "equal_recall"),
-                 help="threshold rule on the validation half (default: %(default)s)")
-  d.add_argument("--seed", type=int, default=0, help="seed of the split and mutants")
-  d.add_argument("--data-dir", default=None, help="local data folder")
-  d.add_argument("--limit", type=int, default=None,
-                 help="first LIMIT images of each split only (quick checks)")
-  d.add_argument("--out", required=True, help="folder for the outputs and caches")
+  _add_model_and_out(d, "folder for the outputs and caches")
+  _options.add_arguments(d, detect.DetectConfig)
   d.add_argument("--no-progress", action="store_true", help="print nothing but the result")
   d.set_defaults(func=cmd_detect)
 
-  from explicable_jax.app import audit
   a = sub.add_parser("audit", help="examine a trained model; one HTML report",
-                     description=audit.__doc__.split("\n\n")[0] + " Five sections: "
-                     "mistakes, error detection, reliance, hesitation, robustness. A rerun "
-                     "of the same command resumes from the caches in --out.")
-  _add_model_and_data(a)
-  a.add_argument("--classes", type=_list_of(str, "class names"), default=None,
-                 help="comma-separated class names (default: the model's or the dataset's)")
-  a.add_argument("--similarity", default="ekl",
-                 help="ekl (WordNet, from the class names), ihl or chl (CIFAR-10's human "
-                      "labels) or a (C, C) .npy file (default: %(default)s)")
-  a.add_argument("--annotations", default=None,
-                 help="an .npz whose 'mask' marks the features the model should not use")
-  a.add_argument("--reference", default=None,
-                 help="a second model folder for the hard/soft explicability scores")
-  a.add_argument("--layer", default=None,
-                 help="split point for conductance and insecurities (default: the last "
-                      "spatial one)")
-  a.add_argument("--mutants", type=int, default=20, help="mutants for LCR (default: %(default)s)")
-  a.add_argument("--operator", default="NAI", choices=("NAI", "GF", "WS", "NS"),
-                 help="mutation operator (default: %(default)s)")
-  a.add_argument("--rates", type=_list_of(float, "numbers"), default=(0.005, 0.01, 0.02),
-                 help="candidate mutation rates, the best chosen on the validation half "
-                      "(default: 0.005,0.01,0.02)")
-  a.add_argument("--coverage", type=float, default=0.9,
-                 help="share of validation predictions each threshold accepts (default: "
-                      "%(default)s)")
-  a.add_argument("--train-limit", type=int, default=5000,
-                 help="training images for the conductance detector (default: %(default)s)")
-  a.add_argument("--hardest", type=int, default=8,
-                 help="hardest test images drawn with their insecurities (default: %(default)s)")
-  a.add_argument("--noise", type=_list_of(float, "numbers"), default=(0.02, 0.05, 0.1),
-                 help="Gaussian noise stddevs for inputs in [0, 1] (default: 0.02,0.05,0.1)")
-  a.add_argument("--fgsm", type=_list_of(float, "numbers"), default=(1 / 255, 2 / 255, 4 / 255),
-                 help="FGSM epsilons for inputs in [0, 1] (default: 1/255, 2/255, 4/255)")
-  from explicable_jax.robustness import CORRUPTIONS
-  a.add_argument("--corruptions", type=_list_of(str, "corruption names"),
-                 default=audit.DEFAULT_CORRUPTIONS,
-                 help=f"from {', '.join(CORRUPTIONS)} (default: "
-                      f"{','.join(audit.DEFAULT_CORRUPTIONS)})")
-  a.add_argument("--severities", type=_list_of(int, "integers 1-5"), default=(1, 3, 5),
-                 help="corruption severities (default: 1,3,5)")
-  a.add_argument("--seed", type=int, default=0, help="seed of the split, mutants and noise")
-  a.add_argument("--data-dir", default=None, help="local data folder")
-  a.add_argument("--limit", type=int, default=None,
-                 help="first LIMIT images of each split only (quick checks)")
-  a.add_argument("--out", required=True, help="folder for the report, results and caches")
+                     description=audit.__doc__.split("\n\n")[0] + " Sections: "
+                     + ", ".join(audit.section_names()) + ". A rerun of the same command "
+                     "resumes from the caches in --out.")
+  _add_model_and_out(a, "folder for the report, results and caches")
+  _options.add_arguments(a, audit.AuditConfig)
   a.add_argument("--no-progress", action="store_true", help="hide progress bars")
   a.set_defaults(func=cmd_audit, argv=None)
   return parser
@@ -366,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
   if not getattr(args, "func", None):
     parser.print_help()
     return 2
+  from explicable_jax.similarity import WordNetNotFoundError
   from explicable_jax.training import NonFiniteLossError, TrainingInterrupted
   try:
     return args.func(args)
@@ -376,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"explicable-jax {args.command}: interrupted; rerun the same command to resume "
           "from its caches", file=sys.stderr)
     return 130
-  except (ValueError, TypeError, FileNotFoundError, NonFiniteLossError) as e:
+  except (ValueError, TypeError, FileNotFoundError, NonFiniteLossError,
+          WordNetNotFoundError) as e:
     # Expected errors: one line, exit status 2. EXPLICABLE_JAX_DEBUG=1 shows the traceback.
     if os.environ.get("EXPLICABLE_JAX_DEBUG"):
       raise

@@ -25,7 +25,6 @@ tests; the numbers are not meaningful).
 from __future__ import annotations
 
 import os
-import shlex
 import time
 
 import jax
@@ -78,7 +77,7 @@ def train_models(out_dir: str, *, epochs: int, seed: int = 0, progress: bool = F
                             class_names=train.class_names, **MLP_KWARGS)
     opt = optax.adam(3e-3)
     state = training.create_train_state(jax.random.fold_in(key, 1), clf, opt)
-    state = training.fit(state, train, train_step=training.make_train_step(loss, opt),
+    state, _ = training.fit(state, train, train_step=training.make_train_step(loss, opt),
                          epochs=epochs, batch_size=64, seed=seed, progress=progress)
     models.save(path, state.classifier, meta={"dataset": "decoy_digits", "epochs": epochs,
                                               "trained_by": f"explicable-jax demo ({name})"})
@@ -100,26 +99,21 @@ def run_demo(out_dir: str = "explicable_jax_demo", *, quick: bool = False, seed:
   w, source = _similarity_matrix()
   sim = os.path.join(out_dir, "cifar10_ekl_standin.npy")
   np.save(sim, w)
-  args = ["audit", "--model", paths["model"], "--dataset", "decoy_digits",
-          "--similarity", sim, "--annotations", ann, "--reference", paths["reference"],
-          "--rates", "0.05,0.1" if not quick else "0.1", "--seed", str(seed), "--out", out_dir]
-  if quick:
-    args += ["--mutants", "5", "--noise", "0.1", "--fgsm", "0.05", "--severities", "3",
-             "--corruptions", "gaussian_noise,contrast", "--hardest", "4"]
+  config = audit.AuditConfig(
+      dataset="decoy_digits", similarity=sim, annotations=ann, reference=paths["reference"],
+      rates=(0.1,) if quick else (0.05, 0.1), seed=seed,
+      **({"mutants": 5, "noise": (0.1,), "fgsm": (0.05,), "severities": (3,),
+          "corruptions": ("gaussian_noise", "contrast"), "hardest": 4} if quick else {}))
+  # The report and command.txt record the equivalent `explicable-jax audit` command.
   res = audit.audit(
-      paths["model"], out_dir, dataset="decoy_digits", similarity=sim, annotations=ann,
-      reference=paths["reference"], rates=(0.1,) if quick else (0.05, 0.1), seed=seed,
-      progress=progress,
-      command=shlex.join(["explicable-jax", *args]),
+      paths["model"], out_dir, config, progress=progress,
       note=("The demo: a MLP trained with cross-entropy on Decoy digits (a 2x2 swatch whose "
             "shade encodes the label in training and a random digit at test), audited with "
             "the swatch as the annotation and, as the reference, the same MLP trained with "
             "the RRR loss on the swatch. W is CIFAR-10's WordNet matrix standing in for the "
             f"digits ({source}): digit k plays CIFAR-10 class k, so the mistakes section "
             "shows the mechanics, not a finding about digits."
-            + (" Quick mode: a few epochs, the numbers are not meaningful." if quick else "")),
-      **({"mutants": 5, "noise": (0.1,), "fgsm": (0.05,), "severities": (3,),
-          "corruptions": ("gaussian_noise", "contrast"), "hardest": 4} if quick else {}))
+            + (" Quick mode: a few epochs, the numbers are not meaningful." if quick else "")))
   if progress:
     print(f"demo: {time.time() - t0:.0f} s")
   return res.report

@@ -12,9 +12,10 @@ head_fn)`` pair (``clf.split(layer)`` of a
 form, on a :class:`~explicable_jax.models.Classifier`: ``method(clf, x,
 target=..., [layer=...])``.
 """
-from explicable_jax.attribution import batched
-from explicable_jax.attribution._common import (METHODS, PRECISIONS, get_precision,
-                                                integration_points, set_precision)
+from explicable_jax.attribution import batched, evaluation
+from explicable_jax.attribution._common import (METHODS, PRECISIONS, at_precision,
+                                                get_precision, integration_points, precision,
+                                                set_precision)
 from explicable_jax.attribution.input import (NOISE_TUNNEL_TYPES, class_score_fn,
                                               gradient, gradient_x_input,
                                               integrated_gradients, smoothgrad)
@@ -28,7 +29,8 @@ from explicable_jax.attribution.second_order import (SecondOrderTerms,
                                                      second_order_attribution)
 
 __all__ = [
-    "batched", "PRECISIONS", "get_precision", "set_precision",
+    "batched", "evaluation", "PRECISIONS", "precision", "get_precision", "at_precision",
+    "set_precision",
     "METHODS", "NOISE_TUNNEL_TYPES", "integration_points", "class_score_fn",
     "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
     "layer_conductance", "per_feature_map", "neuron_conductance",

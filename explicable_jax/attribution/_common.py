@@ -2,6 +2,9 @@
 targets and chunked evaluation along a path."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 from collections.abc import Callable
 from typing import Any
 
@@ -157,6 +160,20 @@ def scan_chunks(body: Callable, carry: Any, xs: Any) -> tuple[Any, Any]:
   return carry, jax.tree.map(lambda *v: jnp.stack(v), *ys)
 
 
+def pad_to_chunks(values, chunk: int, fill=None) -> np.ndarray:
+  """``values`` ``(n, ...)`` padded to a whole number of chunks and reshaped
+  to ``(n_chunks, chunk, ...)``: the one padding rule of the chunked loops.
+  The padding repeats the last value (``fill=None``) or is ``fill``; callers
+  give padded entries zero weight or drop their rows."""
+  values = np.asarray(values)
+  n = len(values)
+  n_chunks = -(-n // chunk)
+  pad = n_chunks * chunk - n
+  extra = (np.repeat(values[-1:], pad, axis=0) if fill is None
+           else np.full((pad,) + values.shape[1:], fill, values.dtype))
+  return np.concatenate([values, extra]).reshape((n_chunks, chunk) + values.shape[1:])
+
+
 def sum_over_chunks(chunk_sum: Callable[[jax.Array, jax.Array], Any],
                     alphas: np.ndarray, weights: np.ndarray, chunk: int) -> Any:
   """``sum_k weights[k] * f(alphas[k])``, ``chunk`` nodes at a time.
@@ -166,11 +183,9 @@ def sum_over_chunks(chunk_sum: Callable[[jax.Array, jax.Array], Any],
   with ``chunk``, not with the number of nodes. Padding nodes (when ``chunk``
   does not divide it) repeat the last node with weight 0.
   """
-  n = len(alphas)
-  n_chunks = -(-n // chunk)
-  pad = n_chunks * chunk - n
-  alphas = np.concatenate([alphas, np.full(pad, alphas[-1])]).reshape(n_chunks, chunk)
-  weights = np.concatenate([weights, np.zeros(pad)]).reshape(n_chunks, chunk)
+  alphas = pad_to_chunks(alphas, chunk)
+  weights = pad_to_chunks(np.asarray(weights, np.float64), chunk, fill=0.0)
+  n_chunks = len(alphas)
   first = chunk_sum(jnp.asarray(alphas[0]), jnp.asarray(weights[0]))
   if n_chunks == 1:
     return first
@@ -309,28 +324,55 @@ PRECISIONS = ("highest", "high", "default", None)
 """Matmul and convolution precisions an attribution can run at (``None``: the
 caller's setting, e.g. ``jax.default_matmul_precision`` or the backend's)."""
 
-_PRECISION = {"value": "highest"}
+_PRECISION = contextvars.ContextVar("explicable_jax_attribution_precision", default="highest")
+
+
+@contextlib.contextmanager
+def precision(value: str | None):
+  """Runs the attribution methods traced inside the block at ``value``.
+
+  Default (outside any block) ``"highest"``: float32 products everywhere.
+  On TPU the backend's default passes matmul inputs as bfloat16, and recent
+  NVIDIA GPUs use TF32; both cost integrated gradients and conductance their
+  completeness (the convergence delta grows from about 1e-6 to about 1e-2 of
+  the score gap) and blur Hessian-vector products. Training keeps the
+  backend's default (it is not an attribution). ``None`` leaves the
+  caller's setting (``jax.default_matmul_precision``, the backend) alone.
+  The value is read when a method is traced, so a jitted function keeps the
+  precision it was traced with. Scoped (a ``contextvars`` variable): no
+  global state, safe across threads.
+
+  Example:
+    >>> from explicable_jax import attribution
+    >>> with attribution.precision("default"):
+    ...   attribution.get_precision()
+    'default'
+    >>> attribution.get_precision()
+    'highest'
+  """
+  check_choice_precision(value)
+  token = _PRECISION.set(value)
+  try:
+    yield value
+  finally:
+    _PRECISION.reset(token)
 
 
 def set_precision(precision: str | None) -> None:
-  """Sets the matmul/convolution precision of every attribution method.
-
-  Default ``"highest"``: float32 products everywhere. On TPU the backend's
-  default passes matmul inputs as bfloat16, and recent NVIDIA GPUs use TF32;
-  both cost integrated gradients and conductance their completeness (the
-  convergence delta grows from about 1e-6 to about 1e-2 of the score gap)
-  and blur Hessian-vector products. Training keeps the backend's default
-  (it is not an attribution). ``None`` leaves the caller's setting alone.
-  The setting is read when a method is traced, so a jitted function keeps
-  the precision it was traced with.
-  """
+  """Deprecated: use ``with attribution.precision(value):``. Sets the
+  precision of the current context (what :func:`precision` scopes)."""
+  import warnings
+  warnings.warn("attribution.set_precision is deprecated: use `with "
+                "attribution.precision(value): ...` (see CHANGELOG.md).", DeprecationWarning,
+                stacklevel=2)
   check_choice_precision(precision)
-  _PRECISION["value"] = precision
+  _PRECISION.set(precision)
 
 
 def get_precision() -> str | None:
-  """The precision set by :func:`set_precision` (``"highest"`` by default)."""
-  return _PRECISION["value"]
+  """The attribution precision of the current context (``"highest"`` by
+  default; see :func:`precision`)."""
+  return _PRECISION.get()
 
 
 def check_choice_precision(precision) -> None:
@@ -338,12 +380,18 @@ def check_choice_precision(precision) -> None:
   _validation.check_choice("precision", precision, PRECISIONS)
 
 
-def _with_precision(call):
-  value = _PRECISION["value"]
+def at_precision(call):
+  """``call()`` at the attribution precision of the current context: every
+  attribution method (and any code that computes one, e.g. the deliberative
+  maps) runs through this one place."""
+  value = _PRECISION.get()
   if value is None:
     return call()
   with jax.default_matmul_precision(value):
     return call()
+
+
+_with_precision = at_precision  # The name the evaluation metrics use.
 
 
 def accepts_tuple_inputs(*, x_index: int, batched: bool, input_shaped_output: bool,
@@ -365,7 +413,7 @@ def accepts_tuple_inputs(*, x_index: int, batched: bool, input_shaped_output: bo
     @functools.wraps(core)
     def wrapped(*args, **kwargs):
       # Every attribution core passes here: run it at the set precision.
-      return _with_precision(lambda: _tuples(*args, **kwargs))
+      return at_precision(lambda: _tuples(*args, **kwargs))
 
     def _tuples(*args, **kwargs):
       if len(args) <= x_index or not is_multi(args[x_index]):

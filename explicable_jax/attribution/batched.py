@@ -25,6 +25,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from explicable_jax import conventions
 from explicable_jax import _validation, models
 from explicable_jax.attribution import _common, input as input_lib
 from explicable_jax.attribution import layer as layer_lib
@@ -59,22 +60,20 @@ def _finite_examples(result, name: str) -> None:
 
 
 def _checked(fn: Callable) -> Callable:
-  """Adds ``check_finite=True``: a concrete input ``x`` or result (outside
-  ``jax.jit``) with NaN or inf raises ``ValueError`` naming the examples
-  (a NaN input can give finite, meaningless attributions, e.g. zero
-  gradients through a ReLU); under tracing the check is skipped and the
-  caller checks on the host."""
+  """Declares ``x`` an input batch (:mod:`~explicable_jax.conventions`: a
+  concrete ``x`` with NaN or inf, off-scale images or a channel-first batch
+  raise; a NaN input can give finite, meaningless attributions, e.g. zero
+  gradients through a ReLU) and adds ``check_finite=True``: a concrete result
+  (outside ``jax.jit``) with NaN or inf raises ``ValueError`` naming the
+  examples; under tracing the check is skipped and the caller checks on the
+  host."""
   import functools
+  fn = conventions.boundary(x="inputs")(fn)
 
   @functools.wraps(fn)
   def wrapped(*args, check_finite: bool = True, **kwargs):
     if not isinstance(check_finite, bool):
       raise TypeError(f"check_finite must be True or False; got {check_finite!r}.")
-    if check_finite:
-      x = kwargs.get("x", args[2 if fn.__name__ == "smoothgrad" else 1]
-                     if len(args) > (2 if fn.__name__ == "smoothgrad" else 1) else None)
-      if x is not None:
-        _finite_examples(x, "x")
     out = fn(*args, **kwargs)
     if check_finite:
       _finite_examples(out, f"{fn.__name__}'s result")
@@ -82,6 +81,7 @@ def _checked(fn: Callable) -> Callable:
   return wrapped
 
 
+@conventions.boundary(x="inputs")
 def targets(clf, x, target) -> jax.Array:
   """Per-example class indices ``(N,)`` for ``target`` (int, ``(N,)`` array
   or ``"predicted"``), checked against ``clf``'s number of classes."""
@@ -187,6 +187,7 @@ def smoothgrad(key: jax.Array, clf, x, *, target, **kwargs) -> jax.Array:
       k, input_lib.class_score_fn(clf.logits, ti), xi, **kwargs))(keys, x, t)
 
 
+@conventions.boundary(x="inputs")
 def compute_convergence_delta(clf, attributions, x, *, target, baselines=None) -> jax.Array:
   """Captum's ``compute_convergence_delta``: per example,
 

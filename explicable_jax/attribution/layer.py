@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax import _jaxpr, _validation
 from explicable_jax.attribution import _common
 
@@ -213,6 +214,7 @@ def head_gradient_is_constant(head_fn: BatchFn, activations: jax.ShapeDtypeStruc
   return not any(_jaxpr.dependent_outputs(closed.jaxpr, [True] * len(closed.jaxpr.invars)))
 
 
+@conventions.boundary(x="batch")
 @_accepts_tuples()
 def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
                       target, baselines=None, n_steps: int = 10,
@@ -318,12 +320,10 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
     unflat = lambda v: v.reshape((c, batch) + v.shape[1:])
     return unflat(a), (unflat(g) if with_grads else None)
 
-  n_chunks = -(-n // chunk)
-  pad = n_chunks * chunk - n
-  ends = np.concatenate([nodes[1:], np.full(pad, nodes[-1])]).reshape(n_chunks, chunk)
-  mids = np.concatenate([(nodes[1:] + nodes[:-1]) / 2,
-                         np.full(pad, nodes[-1])]).reshape(n_chunks, chunk)
-  mask = np.concatenate([np.ones(n), np.zeros(pad)]).reshape(n_chunks, chunk)
+  ends = _common.pad_to_chunks(nodes[1:], chunk)
+  mids = _common.pad_to_chunks((nodes[1:] + nodes[:-1]) / 2, chunk, fill=nodes[-1])
+  mask = _common.pad_to_chunks(np.ones(n), chunk, fill=0.0)
+  n_chunks = len(ends)
 
   if exact_ends and ends_needed:
     a0 = baseline_activations()
@@ -371,6 +371,7 @@ def per_feature_map(attributions: jax.Array, *, reduce: str = "sum") -> jax.Arra
   return attributions.sum(axes) if reduce == "sum" else attributions.mean(axes)
 
 
+@conventions.boundary(x="batch")
 @_accepts_tuples(input_shaped_output=True, tuple_layers=False)
 def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
                        neuron_index, target, baselines=None, n_steps: int = 50,
@@ -430,6 +431,7 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   return (x - baseline) * avg if multiply_by_inputs else avg
 
 
+@conventions.boundary(x="batch")
 @_accepts_tuples()
 def layer_gradient_x_activation(features_fn: BatchFn, head_fn: BatchFn,
                                 x: jax.Array, *, target) -> jax.Array:
@@ -444,6 +446,7 @@ def layer_gradient_x_activation(features_fn: BatchFn, head_fn: BatchFn,
   return a * _layer_grad(head_fn, a, t)
 
 
+@conventions.boundary(x="batch")
 @_accepts_tuples()
 def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
                                x: jax.Array, *, target, baselines=None,
@@ -494,6 +497,7 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
 
 @_common.accepts_tuple_inputs(x_index=2, fn_index=0, batched=True,
                               input_shaped_output=False)
+@conventions.boundary(x="batch")
 def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
              relu: bool = True, attr_dim_summation: bool = True) -> jax.Array:
   """Grad-CAM (Selvaraju et al., ICCV 2017) at a convolutional layer.

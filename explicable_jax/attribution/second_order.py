@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax.attribution import _common
 from explicable_jax.attribution.layer import BatchFn, _accepts_tuples, _setup
 
@@ -17,6 +18,7 @@ class SecondOrderTerms(NamedTuple):
   second: jax.Array
 
 
+@conventions.boundary(x="batch")
 @_accepts_tuples(tuple_layers=False)
 def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array,
                              *, target, internal_batch_size: int | None = None,
@@ -88,12 +90,11 @@ def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Arra
     per_c = (masked.reshape(flat_a.shape) * hv).sum(axis=1)  # (N, C): only p is nonzero
     return per_c if per_channel else per_c.sum(axis=-1)
 
-  n_chunks = -(-num_positions // chunk)
   # Padding positions repeat the last one; their rows are dropped below.
-  index = np.minimum(np.arange(n_chunks * chunk), num_positions - 1)
+  index = _common.pad_to_chunks(np.arange(num_positions), chunk)
+  n_chunks = len(index)
   _, second = _common.scan_chunks(
-      lambda carry, p: (carry, jax.vmap(quadratic_at)(p)), None,
-      jnp.asarray(index.reshape(n_chunks, chunk)))
+      lambda carry, p: (carry, jax.vmap(quadratic_at)(p)), None, jnp.asarray(index))
   second = second.reshape(n_chunks * chunk, *second.shape[2:])[:num_positions]
   second = jnp.moveaxis(second, 0, 1).reshape(first.shape)
   if return_terms:

@@ -25,9 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from explicable_jax import _validation
+from explicable_jax import _validation, conventions
 
 DATA_ENV = "EXPLICABLE_JAX_DATA"
+
+
+MASK_EXTRAS = ("annotation",)
+"""Side arrays that are masks (:mod:`explicable_jax.conventions`): Right for
+the Right Reasons' annotation ``A`` (1 where the input must not matter)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,14 +59,17 @@ class Dataset:
     if self.class_names and len(self.class_names) != self.num_classes:
       raise ValueError(f"class_names must name the {self.num_classes} classes; got "
                        f"{len(self.class_names)} names.")
-    if len(self.y):
-      _validation.check_labels("y", self.y, self.num_classes)
+    conventions.check_labels("y", self.y, self.num_classes, n=len(self.x))
+    if len(self.x):
+      conventions.check_inputs("x", self.x, convert=False)
     for k, v in self.extras.items():
       if k in ("x", "y", "mask"):
         raise ValueError(f"extras may not be named {k!r} (a batch key of its own).")
       if len(v) != len(self.y):
         raise ValueError(f"extras[{k!r}] must have one row per example ({len(self.y)}); "
                          f"got {len(v)}.")
+      if k in MASK_EXTRAS:
+        conventions.check_mask(f"extras[{k!r}]", v)
 
   def __len__(self) -> int:
     return len(self.y)
@@ -144,10 +152,22 @@ def _from_tfds(name: str, split: str, *, download: bool,
 # Local folder in the layout of shared/data.
 
 
+def _stored_images(source: str, x: np.ndarray) -> np.ndarray:
+  """Images read from a file, checked once: NHWC (a channel axis is added to
+  ``(N, H, W)``), integer pixels kept as ``uint8``, float images in [0, 1]
+  kept as ``float32``; anything else raises naming the file."""
+  x = np.asarray(x)
+  if x.ndim == 3:
+    x = x[..., None]
+  conventions.check_images(source, x, convert=False)
+  return x.astype(np.uint8) if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)
+
+
 def _local_mnist(folder: str, split: str) -> Dataset:
-  with np.load(os.path.join(folder, "mnist.npz")) as f:
+  path = os.path.join(folder, "mnist.npz")
+  with np.load(path) as f:
     x, y = f[f"x_{split}"], f[f"y_{split}"]
-  return Dataset(x[..., None].astype(np.uint8), y.astype(np.int32), 10,
+  return Dataset(_stored_images(f"{path}: x_{split}", x), y.astype(np.int32), 10,
                  tuple(str(i) for i in range(10)), "mnist")
 
 
@@ -157,9 +177,9 @@ def _local_cifar10(folder: str, split: str) -> Dataset:
   xs, ys = [], []
   for fname in files:
     with np.load(os.path.join(folder, fname)) as f:
-      xs.append(f["x"])
+      xs.append(_stored_images(f"{os.path.join(folder, fname)}: x", f["x"]))
       ys.append(f["y"])
-  return Dataset(np.concatenate(xs).astype(np.uint8),
+  return Dataset(np.concatenate(xs),
                  np.concatenate(ys).astype(np.int32), 10, CIFAR10_CLASSES,
                  "cifar10", note=JPEG_CAVEAT)
 
@@ -389,13 +409,11 @@ def load_human_labels(name: str, *, data_dir: str | None = None) -> np.ndarray:
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
-  """Images to ``float32`` in ``[0, 1]`` (``uint8`` is divided by 255)."""
-  x = np.asarray(x)
-  if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-    raise TypeError(f"x must hold numbers (uint8 or float images); got dtype {x.dtype}.")
-  if x.dtype == np.uint8:
-    return x.astype(np.float32) / 255.0
-  return x.astype(np.float32)
+  """A model's inputs as ``float32``, images in ``[0, 1]``: the checked
+  :func:`explicable_jax.conventions.check_inputs` (integer pixels are divided
+  by 255; float images off the [0, 1] scale and ambiguous integer vectors
+  raise)."""
+  return conventions.check_inputs("x", np.asarray(x) if not hasattr(x, "shape") else x)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.data import Dataset, DataNotFoundError, load
 
@@ -68,6 +69,7 @@ def _toy_colors_indices(rng: np.random.Generator, labels: np.ndarray) -> np.ndar
   return img
 
 
+@conventions.boundary(images="images")
 def toy_colors_rules(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Whether rule 1 (equal corners) and rule 2 (distinct top middle) hold,
   for ``(N, 5, 5, 3)`` images."""
@@ -99,7 +101,12 @@ def explanation_mask(input_gradients: np.ndarray, cutoff: float = 0.67) -> np.nd
   """Ross et al.'s explanation: the features whose |gradient| exceeds
   ``cutoff`` times the example's largest |gradient| (per example)."""
   _validation.check_fraction("cutoff", cutoff)
-  g = np.abs(np.asarray(input_gradients))
+  g = np.asarray(input_gradients)
+  if g.ndim < 2:
+    raise conventions.ConventionError(
+        f"input_gradients must be a batch (N, ...) of gradients; got shape {g.shape}.")
+  conventions.check_finite("input_gradients", g)
+  g = np.abs(g)
   top = g.reshape(len(g), -1).max(axis=1).reshape((-1,) + (1,) * (g.ndim - 1))
   return g > cutoff * top
 

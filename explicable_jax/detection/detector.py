@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from explicable_jax import conventions
 from explicable_jax import _validation, metrics
 
 THRESHOLD_METHODS = ("youden", "equal_recall", "recall")
@@ -143,6 +144,7 @@ def _detector_epoch(carry, xs, ys, w_pos, w_neg, key, *, batch_size, dropout, le
   return carry, losses.mean()
 
 
+@conventions.boundary(is_wrong="mask")
 def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] = (200, 200),
                    dropout: float = 0.5, epochs: int = 50, batch_size: int = 128,
                    learning_rate: float = 1e-3, weight_decay: float = 0.0,
@@ -216,6 +218,7 @@ def detector_scores(detector: Detector, features) -> np.ndarray:
 # ROC, thresholds, recalls.
 
 
+@conventions.boundary(scores="scores", is_positive="mask")
 def roc_curve(scores, is_positive) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """``(fpr, tpr, thresholds)``: one point per distinct score, highest
   threshold first, starting at ``(0, 0)`` with threshold ``+inf``; a point
@@ -235,6 +238,7 @@ def roc_curve(scores, is_positive) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   return fpr, tpr, np.r_[np.inf, s[last]]
 
 
+@conventions.boundary(scores="scores", is_wrong="mask")
 def choose_threshold(scores, is_wrong, *, method: str = "youden",
                      target_recall: float | None = None) -> float:
   """A decision threshold for "wrong" (``score >= threshold``), chosen on
@@ -266,6 +270,7 @@ def choose_threshold(scores, is_wrong, *, method: str = "youden",
   return float(thr[max(i, 1)])  # never +inf: at least the top score
 
 
+@conventions.boundary(scores="scores", is_wrong="mask")
 def recalls(scores, is_wrong, threshold: float) -> dict[str, float]:
   """Recall of right and of wrong predictions at ``threshold`` (wrong when
   ``score >= threshold``), their mean, and the accuracy of the split."""
@@ -279,6 +284,7 @@ def recalls(scores, is_wrong, threshold: float) -> dict[str, float]:
           "accuracy": float(np.mean(flag == w))}
 
 
+@conventions.boundary(scores="scores", is_wrong="mask")
 def evaluate_scores(scores, is_wrong, threshold: float) -> dict[str, float]:
   """AUROC (:func:`explicable_jax.metrics.auroc`) plus :func:`recalls`."""
   return {"auroc": metrics.auroc(scores, is_wrong), **recalls(scores, is_wrong, threshold)}
@@ -301,6 +307,7 @@ class Combiner:
     return self.model.predict_proba(x)[:, 1]
 
 
+@conventions.boundary(is_wrong="mask")
 def fit_combiner(kind: str, features, is_wrong, *, key: jax.Array | None = None,
                  **options) -> Combiner:
   """Wu et al.'s unified classifier of ``features`` (e.g. ``[LCR, detector

@@ -18,12 +18,14 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax import _validation, metrics
 from explicable_jax.detection import detector
 
 METRICS = ("auroc", "aupr", "fpr95", "aurc", "e_aurc")
 
 
+@conventions.boundary(scores="scores", is_wrong="mask")
 def score_row(scores, is_wrong, *, threshold: float | None = None,
               coverages: Sequence[float] = (0.8, 0.9, 0.95)) -> dict[str, float]:
   """The metrics of one error score: ``auroc``, ``aupr``, ``fpr95``,
@@ -41,6 +43,7 @@ def score_row(scores, is_wrong, *, threshold: float | None = None,
   return row
 
 
+@conventions.boundary(scores="scores{}", is_wrong="mask")
 def score_table(scores: Mapping[str, np.ndarray], is_wrong, *,
                 thresholds: Mapping[str, float] | None = None,
                 coverages: Sequence[float] = (0.8, 0.9, 0.95)) -> dict[str, dict]:
@@ -64,6 +67,7 @@ def score_table(scores: Mapping[str, np.ndarray], is_wrong, *,
           for name, s in scores.items()}
 
 
+@conventions.boundary(scores="scores{}", is_wrong="mask")
 def compare_to_baseline(key: jax.Array, scores: Mapping[str, np.ndarray], is_wrong, *,
                         baseline: str = "msp", n_resamples: int = 1000,
                         level: float = 0.95) -> dict[str, dict]:

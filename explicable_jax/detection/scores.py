@@ -28,18 +28,29 @@ one shared covariance of a layer's features fitted on the training set
 feature-ensemble regression of Lee et al.
 
 Pure ``jax.numpy`` functions of arrays: jit them, or call them on host arrays.
+
+The logit scores form one registry, :data:`LOGIT_SCORES` (name to function):
+``explicable-jax detect`` computes every one of them and takes its
+``--scores`` choices from it, and the audit takes its baseline (``msp``) and
+its optional ``--scores`` from it. Add a score with :func:`register_score`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax import _validation
 
-LOGIT_SCORES = ("msp", "entropy", "margin", "doctor_alpha", "doctor_beta", "energy")
+__all__ = [
+    "LOGIT_SCORES", "SCORE_FUNCTIONS", "BASELINE", "register_score", "score_names", "msp",
+    "entropy", "margin", "doctor_alpha", "doctor_beta", "energy", "logit_scores",
+    "GaussianFit", "fit_mahalanobis", "mahalanobis",
+]
 
 
 def _logits(logits) -> jax.Array:
@@ -57,6 +68,7 @@ def _probabilities(logits, temperature: float) -> jax.Array:
   return jax.nn.softmax(_logits(logits) / temperature, axis=-1)
 
 
+@conventions.boundary(logits="logits")
 def msp(logits, *, temperature: float = 1.0) -> jax.Array:
   """``1 - max_c softmax(z / T)_c``: one minus the maximum softmax probability,
   the model's own confidence (Hendrycks and Gimpel, "A Baseline for Detecting
@@ -64,6 +76,7 @@ def msp(logits, *, temperature: float = 1.0) -> jax.Array:
   return 1.0 - _probabilities(logits, temperature).max(-1)
 
 
+@conventions.boundary(logits="logits")
 def entropy(logits, *, temperature: float = 1.0) -> jax.Array:
   """Predictive entropy ``-sum_c p_c log p_c`` in nats (``0 log 0 = 0``)."""
   z = _logits(logits) / _checked(temperature)
@@ -71,6 +84,7 @@ def entropy(logits, *, temperature: float = 1.0) -> jax.Array:
   return -jnp.sum(jnp.where(logp > -jnp.inf, jnp.exp(logp) * logp, 0.0), axis=-1)
 
 
+@conventions.boundary(logits="logits")
 def margin(logits, *, temperature: float = 1.0) -> jax.Array:
   """``-(p_(1) - p_(2))``: minus the gap between the two largest softmax
   probabilities (0 when they tie, -1 for a one-hot prediction)."""
@@ -78,6 +92,7 @@ def margin(logits, *, temperature: float = 1.0) -> jax.Array:
   return -(top2[:, 0] - top2[:, 1])
 
 
+@conventions.boundary(logits="logits")
 def doctor_alpha(logits, *, temperature: float = 1.0) -> jax.Array:
   """DOCTOR's ``D_alpha`` statistic (Granese, Romanelli, Gorla, Palamidessi and
   Piantanida, "DOCTOR: A Simple Method for Detecting Misclassification Errors",
@@ -91,6 +106,7 @@ def doctor_alpha(logits, *, temperature: float = 1.0) -> jax.Array:
   return (1.0 - g) / g
 
 
+@conventions.boundary(logits="logits")
 def doctor_beta(logits, *, temperature: float = 1.0) -> jax.Array:
   """DOCTOR's ``D_beta`` statistic (Granese et al., NeurIPS 2021): with the
   estimated error probability ``P_e(x) = 1 - max_c p_c``,
@@ -99,6 +115,7 @@ def doctor_beta(logits, *, temperature: float = 1.0) -> jax.Array:
   return pe / (1.0 - pe)
 
 
+@conventions.boundary(logits="logits")
 def energy(logits, *, temperature: float = 1.0) -> jax.Array:
   """The free energy ``E(x) = -T logsumexp_c(z_c / T)`` (Liu, Wang, Owens and
   Li, "Energy-based Out-of-distribution Detection", NeurIPS 2020); low energy
@@ -112,17 +129,80 @@ def _checked(temperature):
   return temperature
 
 
-SCORE_FUNCTIONS = {"msp": msp, "entropy": entropy, "margin": margin,
-                   "doctor_alpha": doctor_alpha, "doctor_beta": doctor_beta,
-                   "energy": energy}
+# ---------------------------------------------------------------------------
+# The registry.
+
+LOGIT_SCORES: dict[str, Callable[..., jax.Array]] = {
+    "msp": msp, "entropy": entropy, "margin": margin, "doctor_alpha": doctor_alpha,
+    "doctor_beta": doctor_beta, "energy": energy,
+}
+"""Error scores of the logits by name, ``fn(logits, *, temperature) -> (N,)``,
+higher = more likely wrong. The one list of logit scores: ``explicable-jax
+detect`` computes them all and the CLI's ``--scores`` choices (detect and
+audit) are its names (:func:`score_names`); extend it with
+:func:`register_score`."""
+
+SCORE_FUNCTIONS = LOGIT_SCORES
+"""The same registry under its earlier name."""
+
+BASELINE = "msp"
+"""The score every other is set against (the model's own confidence)."""
 
 
-def logit_scores(logits, *, names=LOGIT_SCORES, temperature: float = 1.0
-                 ) -> dict[str, np.ndarray]:
-  """Every logit-based error score in ``names`` as host arrays ``(N,)``."""
+def register_score(name: str, fn: Callable[..., jax.Array], *, overwrite: bool = False
+                   ) -> None:
+  """Makes ``fn`` available as the logit error score ``name`` everywhere.
+
+  ``fn(logits, *, temperature=1.0)`` maps ``(N, C)`` logits to ``(N,)``
+  scores, higher = more likely wrong, in ``jax.numpy`` (it may be jitted).
+  After this call ``name`` is computed by ``explicable-jax detect`` and
+  :func:`logit_scores`, and accepted by the CLI's ``--scores`` (detect and
+  audit; parsers built after the call).
+
+  Args:
+    name: the score's name (``"msp"``, ``"energy"``...).
+    fn: the score function.
+    overwrite: replace a score of that name.
+
+  Raises:
+    ValueError: ``name`` is taken (pass ``overwrite=True``) or not a string,
+      or ``fn`` takes no ``temperature`` keyword.
+    TypeError: ``fn`` is not callable.
+
+  >>> import jax.numpy as jnp
+  >>> register_score("top_logit", lambda z, *, temperature=1.0: -jnp.max(z, -1) / temperature)
+  >>> float(logit_scores(jnp.array([[2.0, 0.0]]), names=("top_logit",))["top_logit"][0])
+  -2.0
+  >>> _ = LOGIT_SCORES.pop("top_logit")
+  """
+  if callable(fn) and not _validation.accepts_keyword(fn, "temperature"):
+    raise ValueError(f"fn must take a keyword argument temperature (fn(logits, *, "
+                     f"temperature=1.0)); {getattr(fn, '__name__', fn)!r} does not.")
+  _validation.register("logit score", LOGIT_SCORES, name, fn, arg="fn", overwrite=overwrite)
+
+
+def score_names() -> tuple[str, ...]:
+  """The registered logit score names, in registration order (``msp``, the
+  baseline, first); read this when building a CLI's choices."""
+  return tuple(LOGIT_SCORES)
+
+
+@conventions.boundary(logits="logits")
+def logit_scores(logits, *, names=None, temperature: float = 1.0) -> dict[str, np.ndarray]:
+  """Every logit-based error score in ``names`` as host arrays ``(N,)``.
+
+  Args:
+    logits: ``(N, C)`` class scores.
+    names: names of :data:`LOGIT_SCORES` (default: every registered one).
+    temperature: ``T`` of ``softmax(z / T)``.
+
+  Returns:
+    ``{name: (N,) scores}``, higher = more likely wrong.
+  """
+  names = score_names() if names is None else tuple(names)
   for n in names:
     _validation.check_choice("names", n, LOGIT_SCORES)
-  return {n: np.asarray(SCORE_FUNCTIONS[n](logits, temperature=temperature)) for n in names}
+  return {n: np.asarray(LOGIT_SCORES[n](logits, temperature=temperature)) for n in names}
 
 
 class GaussianFit(NamedTuple):
@@ -131,6 +211,7 @@ class GaussianFit(NamedTuple):
   precision: jax.Array
 
 
+@conventions.boundary(labels="labels")
 def fit_mahalanobis(features, labels, num_classes: int, *, ridge: float = 1e-6
                     ) -> GaussianFit:
   """Class-conditional Gaussians with one shared covariance (Lee, Lee, Lee and

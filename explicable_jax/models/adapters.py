@@ -28,7 +28,9 @@ from flax import nnx
 
 from explicable_jax import _jaxpr, _validation
 from explicable_jax.models.base import StagedModel
-from explicable_jax.models.classifier import Backend, Classifier, Spec
+from explicable_jax.models._protocols import SubModuleStarts
+from explicable_jax.models.classifier import (Backend, Classifier, Spec, check_input_range,
+                                              dummy_batch)
 
 __all__ = ["from_nnx", "from_linen", "from_functions", "NNXBackend",
            "LinenBackend", "FunctionBackend"]
@@ -164,7 +166,7 @@ def _set(parent, part, value) -> None:
     setattr(parent, part, value)
 
 
-class NNXBackend(Backend):
+class NNXBackend(Backend, SubModuleStarts):
   """An NNX module as ``(graphdef, params, state)``.
 
   ``mode``: ``"staged"`` (a zoo :class:`StagedModel`), ``"stages"``
@@ -251,8 +253,9 @@ class NNXBackend(Backend):
     if self.mode == "names":
       _check_clean(self, params, state, layer, input_spec)
 
-  # Sub-module starts, used by mutation.mutant_predictions to start a mutant
-  # at its first changed convolution rather than at the stage holding it.
+  # Sub-module starts (the SubModuleStarts protocol), used by
+  # mutation.mutant_predictions to start a mutant at its first changed
+  # convolution rather than at the stage holding it.
 
   def linear_module(self, params, state, path: str) -> bool:
     """Whether the sub-module at ``path`` is an ``nnx.Conv`` or ``nnx.Linear``
@@ -306,7 +309,8 @@ class NNXBackend(Backend):
     return {"adapter": "nnx", "mode": self.mode, "layers": list(self.layers)}
 
 
-def _spec(backend, class_names, input_shape, num_classes, recipe=None) -> Spec:
+def _spec(backend, class_names, input_shape, num_classes, recipe=None,
+          input_range=(0.0, 1.0)) -> Spec:
   names = tuple(str(c) for c in class_names) if class_names is not None else None
   shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
   if num_classes is not None:
@@ -315,23 +319,39 @@ def _spec(backend, class_names, input_shape, num_classes, recipe=None) -> Spec:
     if names is not None and len(names) != num_classes:
       raise ValueError(
           f"class_names must have num_classes={num_classes} entries; got {len(names)}.")
-  return Spec(backend, names, shape, num_classes, recipe)
+  return Spec(backend, names, shape, num_classes, recipe, check_input_range(input_range))
 
 
 def _classifier(params, state, spec: Spec) -> Classifier:
-  """The classifier, with its number of classes found once (one trace on
-  ``input_shape``) when neither it nor the class names were given, so that
-  ``clf.num_classes`` never traces the model again."""
+  """The classifier, its contract checked once where ``input_shape`` is known:
+  on an abstract batch, logits ``(N, C)`` with ``C`` the declared number of
+  classes (found from that trace when none was given, so that
+  ``clf.num_classes`` never traces the model again); on a concrete dummy
+  batch, every user-given split composes to the logits."""
   clf = Classifier(params, state, spec)
-  if spec.num_classes is None and spec.class_names is None and spec.input_shape is not None:
-    clf = clf.replace(num_classes=clf.num_classes)
+  if spec.input_shape is None:
+    return clf
+  try:
+    out = jax.eval_shape(clf.logits, jax.ShapeDtypeStruct((2, *spec.input_shape), jnp.float32))
+  except ValueError as e:
+    if "class scores" in str(e):
+      raise
+    raise ValueError(
+        f"the model cannot take a batch of input_shape={spec.input_shape}: "
+        f"{str(e).splitlines()[0]}") from e
+  if spec.num_classes is None and spec.class_names is None:
+    clf = clf.replace(num_classes=int(out.shape[-1]))
+  if isinstance(spec.backend, FunctionBackend):
+    for layer in clf.layers:
+      spec.backend.verify_split(params, state, layer, dummy_batch(spec.input_shape))
   return clf
 
 
 def from_nnx(module: nnx.Module, *, layers: Sequence[Any] | None = None,
              class_names: Sequence[str] | None = None,
              input_shape: Sequence[int] | None = None,
-             num_classes: int | None = None, recipe: str | None = None) -> Classifier:
+             num_classes: int | None = None, recipe: str | None = None,
+             input_range: tuple[float, float] | None = (0.0, 1.0)) -> Classifier:
   """Any ``nnx.Module`` as a :class:`Classifier` (its current weights).
 
   The module is called as ``module(x)`` (``module(x, rngs=...)`` when its
@@ -348,6 +368,9 @@ def from_nnx(module: nnx.Module, *, layers: Sequence[Any] | None = None,
     class_names, input_shape, num_classes: static facts; ``input_shape`` (one
       example) is needed for splits at sub-module names.
     recipe: how to rebuild it (set by :func:`explicable_jax.models.classifier`).
+    input_range: the scale of image-shaped float inputs, ``(0, 1)`` (the
+      library's convention, checked at every entry) or ``None`` for a model
+      that takes another scale (standardised images): no range check.
 
   Returns:
     The classifier; its params and state are copies of the module's arrays.
@@ -380,7 +403,7 @@ def from_nnx(module: nnx.Module, *, layers: Sequence[Any] | None = None,
         "layers must be all sub-module names or all (name, stage_fn) pairs; got "
         f"{list(layers)!r}.")
   return _classifier(params, state, _spec(backend, class_names, input_shape,
-                                          num_classes, recipe))
+                                          num_classes, recipe, input_range))
 
 
 # ---------------------------------------------------------------------------
@@ -479,7 +502,8 @@ def from_linen(module, variables: Mapping[str, Any], *,
                input_shape: Sequence[int] | None = None,
                num_classes: int | None = None,
                train_keyword: str | None | type(...) = ...,
-               rng_name: str = "dropout", recipe: str | None = None) -> Classifier:
+               rng_name: str = "dropout", recipe: str | None = None,
+               input_range: tuple[float, float] | None = (0.0, 1.0)) -> Classifier:
   """A ``flax.linen`` module and its variables as a :class:`Classifier`.
 
   ``params`` is ``variables["params"]``; every other collection (e.g.
@@ -497,6 +521,7 @@ def from_linen(module, variables: Mapping[str, Any], *,
       ``deterministic`` or ``use_running_average`` that ``__call__`` takes
       (the last two are passed negated); ``None`` for a model without one.
     rng_name: the RNG collection of dropout.
+    input_range: as in :func:`from_nnx`.
   """
   import flax.linen as nn
   if not isinstance(module, nn.Module):
@@ -516,7 +541,7 @@ def from_linen(module, variables: Mapping[str, Any], *,
   names = _names(layers or ())
   backend = LinenBackend(module, names, train_keyword, rng_name)
   return _classifier(params, state, _spec(backend, class_names, input_shape,
-                                          num_classes, recipe))
+                                          num_classes, recipe, input_range))
 
 
 # ---------------------------------------------------------------------------
@@ -535,6 +560,7 @@ class FunctionBackend(Backend):
     self.splits = dict(splits)
     self.layers = tuple(self.splits)
     self.stateful = stateful
+    self._verified = set()
 
   def apply(self, params, state, x, *, train, key):
     if self.stateful:
@@ -549,6 +575,25 @@ class FunctionBackend(Backend):
     g = self.splits[layer][1]
     return g(params, state, h) if self.stateful else g(params, h)
 
+  def verify_split(self, params, state, layer, x):
+    """The user's ``(features, head)`` pair must compose to ``apply_fn``:
+    checked once per layer, on the first two examples of the first concrete
+    batch (else conductance would explain another model)."""
+    if layer in self._verified:
+      return
+    x = jax.tree.map(lambda a: jnp.asarray(a)[:2], x)
+    whole = self.apply(params, state, x, train=False, key=None)[0]
+    parts = self.head(params, state, self.features(params, state, x, layer), layer, None)
+    whole, parts = jnp.asarray(whole), jnp.asarray(parts)
+    if whole.shape != parts.shape or not jnp.allclose(whole, parts, rtol=1e-4, atol=1e-4):
+      gap = (float(jnp.max(jnp.abs(whole - parts))) if whole.shape == parts.shape
+             else f"shape {tuple(parts.shape)} against {tuple(whole.shape)}")
+      raise ValueError(
+          f"splits[{layer!r}] does not compose to the model: head(features(x)) differs "
+          f"from apply_fn(x) (largest difference {gap}); give the (features, head) pair "
+          "whose composition is the model.")
+    self._verified.add(layer)
+
   def describe(self):
     return {"adapter": "functions", "layers": list(self.layers),
             "stateful": self.stateful}
@@ -559,7 +604,8 @@ def from_functions(apply_fn: Callable, params, state=None, *,
                    class_names: Sequence[str] | None = None,
                    input_shape: Sequence[int] | None = None,
                    num_classes: int | None = None,
-                   recipe: str | None = None) -> Classifier:
+                   recipe: str | None = None,
+                   input_range: tuple[float, float] | None = (0.0, 1.0)) -> Classifier:
   """A plain-JAX model as a :class:`Classifier`.
 
   Args:
@@ -571,6 +617,7 @@ def from_functions(apply_fn: Callable, params, state=None, *,
       ``head(params, h) -> logits`` (``(params, state, ...)`` with state),
       input side first.
     class_names, input_shape, num_classes: static facts.
+    input_range: as in :func:`from_nnx` (``None`` for inputs on another scale).
   """
   if not callable(apply_fn):
     raise TypeError(f"apply_fn must be a function; got {type(apply_fn).__name__}.")
@@ -581,4 +628,4 @@ def from_functions(apply_fn: Callable, params, state=None, *,
           f"splits[{name!r}] must be a (features, head) pair of functions; got {pair!r}.")
   backend = FunctionBackend(apply_fn, splits, stateful=state is not None)
   return _classifier(params, state, _spec(backend, class_names, input_shape,
-                                          num_classes, recipe))
+                                          num_classes, recipe, input_range))

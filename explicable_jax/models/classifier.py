@@ -58,6 +58,11 @@ class Backend:
   def check_split(self, params, state, layer: str, input_spec) -> None:
     """Raises ``ValueError`` when ``layer`` cannot split the model cleanly."""
 
+  def verify_split(self, params, state, layer: str, x) -> None:
+    """Raises ``ValueError`` unless ``head(features(x)) == apply(x)`` on the
+    concrete batch ``x``; backends whose splits compose by construction (the
+    NNX and linen ones: the head runs the same forward pass) do nothing."""
+
   def describe(self) -> dict:
     """A JSON-able description saved beside the weights."""
     return {"adapter": self.kind, "layers": list(self.layers)}
@@ -71,6 +76,10 @@ class Spec:
   input_shape: tuple[int, ...] | None = None
   num_classes: int | None = None
   recipe: str | None = None  # JSON: how to rebuild (see models.save)
+  input_range: tuple[float, float] | None = (0.0, 1.0)
+  """The scale of image-shaped float inputs (:mod:`explicable_jax.conventions`):
+  ``(0, 1)``, the library's convention, or ``None`` for a model that takes
+  another scale (standardised images, raw measurements): no range check."""
 
 
 @jax.tree_util.register_pytree_node_class
@@ -149,11 +158,37 @@ class Classifier:
         "class_names= or input_shape= when adapting the model.")
 
   # -- computation ------------------------------------------------------------
+  def _declared_classes(self) -> int | None:
+    if self.spec.num_classes is not None:
+      return self.spec.num_classes
+    if self.spec.class_names is not None:
+      return len(self.spec.class_names)
+    return None
+
+  def check_logits(self, logits, x) -> None:
+    """Raises ``ValueError`` unless ``logits`` are ``(N, C)`` for ``x``'s ``N``
+    examples with ``C`` the declared number of classes: the model contract,
+    checked from shapes alone (free under ``jit``)."""
+    shape = tuple(getattr(logits, "shape", ()))
+    leaves = jax.tree.leaves(x)
+    n = leaves[0].shape[0] if leaves and getattr(leaves[0], "ndim", 0) else None
+    c = self._declared_classes()
+    if len(shape) != 2 or (n is not None and shape[0] != n) or (c is not None and shape[1] != c):
+      want = f"({n if n is not None else 'N'}, {c if c is not None else 'C'})"
+      why = (f" (num_classes={c})" if c is not None and len(shape) == 2
+             and shape[1] != c else "")
+      raise ValueError(
+          f"the model must return class scores of shape {want}{why}; it returns shape "
+          f"{shape} for inputs of shape {tuple(leaves[0].shape) if leaves else ()}. Adapt "
+          "it so that its output is (batch, classes), or pass the num_classes it has.")
+
   def apply(self, x: jax.Array, *, train: bool = False,
             key: jax.Array | None = None):
     """``(logits, new_state)`` of a batch; ``new_state`` is ``state`` in
     evaluation mode."""
-    return self.spec.backend.apply(self.params, self.state, x, train=train, key=key)
+    logits, state = self.spec.backend.apply(self.params, self.state, x, train=train, key=key)
+    self.check_logits(logits, x)
+    return logits, state
 
   def logits(self, x: jax.Array) -> jax.Array:
     """Evaluation-mode class scores ``(N, C)`` of a batch ``(N, ...)``."""
@@ -186,26 +221,33 @@ class Classifier:
     if shape is not None:
       backend.check_split(params, state, layer,
                           jax.ShapeDtypeStruct((1, *shape), jax.numpy.float32))
+      backend.verify_split(params, state, layer, dummy_batch(shape))
 
     def features_fn(x):
+      if not any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(x)):
+        backend.verify_split(params, state, layer, x)
       return backend.features(params, state, x, layer)
 
     def head_fn(h):
       n = jax.tree.leaves(h)[0].shape[0]
       spec = (jax.ShapeDtypeStruct((n, *shape), jax.numpy.float32)
               if shape is not None else None)
-      return backend.head(params, state, h, layer, spec)
+      out = backend.head(params, state, h, layer, spec)
+      self.check_logits(out, h)
+      return out
 
     return features_fn, head_fn
 
   # -- swapping ---------------------------------------------------------------
   def replace(self, **changes) -> "Classifier":
     """A copy with some of ``params``, ``state``, ``class_names`` replaced."""
-    unknown = set(changes) - {"params", "state", "class_names", "num_classes"}
+    unknown = set(changes) - {"params", "state", "class_names", "num_classes", "input_range"}
     if unknown:
       raise TypeError(
-          f"replace takes params, state, class_names or num_classes; got "
+          f"replace takes params, state, class_names, num_classes or input_range; got "
           f"{', '.join(sorted(unknown))}.")
+    if "input_range" in changes:
+      spec = dataclasses.replace(spec, input_range=check_input_range(changes.pop("input_range")))
     spec = self.spec
     if "class_names" in changes or "num_classes" in changes:
       names = changes.pop("class_names", spec.class_names)
@@ -234,6 +276,25 @@ class Classifier:
     return make(self.params, self.state)
 
 
+def check_input_range(value):
+  """``(lo, hi)`` floats with ``lo < hi``, or ``None``."""
+  if value is None:
+    return None
+  try:
+    lo, hi = (float(v) for v in value)
+  except (TypeError, ValueError):
+    lo = hi = None
+  if lo is None or not lo < hi:
+    raise ValueError(f"input_range must be (low, high) with low < high, or None; got {value!r}.")
+  return (lo, hi)
+
+
+def dummy_batch(input_shape: tuple[int, ...], n: int = 2) -> jax.Array:
+  """A fixed concrete batch of ``n`` examples, uniform in ``[0, 1]`` (the
+  images' scale), on which the adapters check the model contract."""
+  return jax.random.uniform(jax.random.key(0), (n, *input_shape), jax.numpy.float32)
+
+
 def as_classifier(name: str, model: Any) -> Classifier:
   """``model`` as a :class:`Classifier`: a Classifier as is, a training state
   through its ``classifier`` property, an ``nnx.Module`` through
@@ -254,4 +315,4 @@ def as_classifier(name: str, model: Any) -> Classifier:
       "models.from_linen or models.from_functions.")
 
 
-__all__ = ["Backend", "Spec", "Classifier", "as_classifier"]
+__all__ = ["Backend", "Spec", "Classifier", "as_classifier", "dummy_batch", "check_input_range"]

@@ -12,21 +12,25 @@ matrix product per kernel tap,
 (``x~`` the padded input, ``s`` the stride, ``delta`` the output gradient)
 halves that cost on some shapes and machines and loses on others (issue 22:
 on this machine it lost on two of ResNet-20's three shapes with jax 0.10).
-So the form is chosen per shape and per machine from a measurement:
-:data:`KERNEL_GRAD` (or the environment variable
-``EXPLICABLE_JAX_CONV_KERNEL_GRAD``) is
+So the form is a choice, :data:`KERNEL_GRAD` (or the environment variable
+``EXPLICABLE_JAX_CONV_KERNEL_GRAD``, read at import):
 
-* ``"auto"`` (default): the first time the kernel gradient of a convolution
-  costing at least :data:`CALIBRATE_MIN_FLOPS` is traced (training; never
-  inference or input gradients), time both forms once on this machine
+* ``"xla"`` (default): XLA's own rule, here and on every backend; nothing is
+  timed and nothing is written to disk.
+* ``"tapwise"``: the tap-wise kernel gradient for every convolution (CPU).
+* ``"auto"`` (opt-in, CPU): the first time the kernel gradient of a
+  convolution costing at least :data:`CALIBRATE_MIN_FLOPS` is traced
+  (training; never inference or input gradients), time both forms once
   (:func:`calibrate`, about a second per shape) and keep the faster; the
   choice is cached in memory and on disk
   (``$XDG_CACHE_HOME/explicable_jax/conv_kernel_grad.json``, keyed by the CPU,
-  core count and jax version). Smaller convolutions use XLA's rule.
-* ``"tapwise"`` or ``"xla"``: that form for every convolution.
+  core count and jax version). Smaller convolutions use XLA's rule. In a
+  multi-process run, process 0 decides (from its cache or a timing) and
+  broadcasts its choice, so every process compiles the same program.
 
 The forward pass and the input gradient stay XLA's. On other backends
-(GPU/TPU) this is plain ``lax.conv_general_dilated``.
+(GPU/TPU) this is always plain ``lax.conv_general_dilated``: the tap-wise
+form is a workaround for XLA:CPU's kernel-gradient routine only.
 """
 from __future__ import annotations
 
@@ -45,9 +49,11 @@ from jax.custom_derivatives import SymbolicZero
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
-KERNEL_GRAD_FORMS = ("auto", "tapwise", "xla")
-#: Read at trace time: "auto", "tapwise" or "xla" (see the module docstring).
-KERNEL_GRAD = os.environ.get("EXPLICABLE_JAX_CONV_KERNEL_GRAD", "auto")
+KERNEL_GRAD_FORMS = ("xla", "tapwise", "auto")
+#: XLA's own rule: no timing, no cache file, the same program on every machine.
+DEFAULT_KERNEL_GRAD = "xla"
+#: Read at trace time: "xla" (default), "tapwise" or "auto" (see the module docstring).
+KERNEL_GRAD = os.environ.get("EXPLICABLE_JAX_CONV_KERNEL_GRAD", DEFAULT_KERNEL_GRAD)
 #: "auto" measures only convolutions whose kernel gradient costs at least this
 #: many floating-point operations (2 N H_out W_out k_h k_w C_in C_out); a
 #: ResNet-20 convolution at batch 128 costs 0.3-0.6 GFLOP.
@@ -115,14 +121,18 @@ def calibrate(x_shape, w_shape, strides=(1, 1), pads=((1, 1), (1, 1)), dtype=jnp
           "choice": "tapwise" if t_tap < 0.95 * t_xla else "xla"}
 
 
+def _checked_mode() -> str:
+  if KERNEL_GRAD not in KERNEL_GRAD_FORMS:
+    raise ValueError(f"KERNEL_GRAD (EXPLICABLE_JAX_CONV_KERNEL_GRAD) must be one of "
+                     f"{KERNEL_GRAD_FORMS}; got {KERNEL_GRAD!r}.")
+  return KERNEL_GRAD
+
+
 def kernel_grad_form(x_shape, w_shape, strides, pads, dtype) -> str:
   """The kernel-gradient form used for this convolution: ``"tapwise"`` or
   ``"xla"``, as :data:`KERNEL_GRAD` says (measured and cached under
   ``"auto"``)."""
-  mode = KERNEL_GRAD
-  if mode not in KERNEL_GRAD_FORMS:
-    raise ValueError(f"KERNEL_GRAD (EXPLICABLE_JAX_CONV_KERNEL_GRAD) must be one of "
-                     f"{KERNEL_GRAD_FORMS}; got {mode!r}.")
+  mode = _checked_mode()
   if mode != "auto":
     return mode
   n, kh, kw, ci, co = x_shape[0], w_shape[0], w_shape[1], w_shape[2], w_shape[3]
@@ -134,36 +144,67 @@ def kernel_grad_form(x_shape, w_shape, strides, pads, dtype) -> str:
   with _lock:
     if key in _choices:
       return _choices[key]
-    path, machine = _cache_file(), _machine()
-    try:
-      with open(path) as f:
-        table = json.load(f)
-    except (OSError, ValueError):
-      table = {}
-    entry = table.get(machine, {}).get(key)
-    if entry is None:
-      # In a thread of its own: this runs while a model is being traced, and
-      # JAX's trace state is per thread, so the timings run eagerly there.
-      out = {}
-      worker = threading.Thread(target=lambda: out.update(
-          calibrate(x_shape, w_shape, strides, pads, dtype)))
-      worker.start()
-      worker.join()
-      if "choice" not in out:
-        raise RuntimeError(f"could not time the convolution kernel gradient for {key}; "
-                           "set explicable_jax.models.conv.KERNEL_GRAD to 'xla' or 'tapwise'.")
-      entry = out
-      table.setdefault(machine, {})[key] = entry
-      try:  # a read-only home only loses the cache, never the run
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-          json.dump(table, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-      except OSError:
-        pass
-    _choices[key] = entry["choice"]
-    return _choices[key]
+    if jax.process_count() > 1:
+      choice = _agreed_choice(key, x_shape, w_shape, strides, pads, dtype)
+    else:
+      choice = _measured_choice(key, x_shape, w_shape, strides, pads, dtype)
+    _choices[key] = choice
+    return choice
+
+
+def _in_thread(fn):
+  # This runs while a model is being traced, and JAX's trace state is per
+  # thread: in a thread of its own, the timings (and a broadcast) run eagerly.
+  out = {}
+  worker = threading.Thread(target=lambda: out.update(value=fn()))
+  worker.start()
+  worker.join()
+  if "value" not in out:
+    raise RuntimeError("could not time the convolution kernel gradient; set "
+                       "explicable_jax.models.conv.KERNEL_GRAD to 'xla' or 'tapwise'.")
+  return out["value"]
+
+
+def _measured_choice(key, x_shape, w_shape, strides, pads, dtype) -> str:
+  """This machine's choice: from the disk cache, else timed and cached."""
+  path, machine = _cache_file(), _machine()
+  try:
+    with open(path) as f:
+      table = json.load(f)
+  except (OSError, ValueError):
+    table = {}
+  entry = table.get(machine, {}).get(key)
+  if entry is None:
+    entry = _in_thread(lambda: calibrate(x_shape, w_shape, strides, pads, dtype))
+    table.setdefault(machine, {})[key] = entry
+    try:  # a read-only home only loses the cache, never the run
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      tmp = f"{path}.{os.getpid()}.tmp"
+      with open(tmp, "w") as f:
+        json.dump(table, f, indent=1, sort_keys=True)
+      os.replace(tmp, path)
+    except OSError:
+      pass
+  return entry["choice"]
+
+
+def _agreed_choice(key, x_shape, w_shape, strides, pads, dtype) -> str:
+  """Process 0's choice, on every process of a multi-process run.
+
+  Every process traces the same program, so each reaches this point for the
+  same shapes in the same order, and each takes part in the broadcast; only
+  process 0 reads its cache or times. Choices made per process could differ
+  (other machines, other loads) and compile different programs."""
+  from jax.experimental import multihost_utils
+
+  def decide():
+    mine = (_measured_choice(key, x_shape, w_shape, strides, pads, dtype)
+            if jax.process_index() == 0 else "xla")
+    code = multihost_utils.broadcast_one_to_all(
+        np.int32(KERNEL_GRAD_FORMS.index(mine)))
+    return KERNEL_GRAD_FORMS[int(code)]
+
+  return _in_thread(decide)
 
 
 def _pads(padding, x_shape, w_shape, strides):
@@ -228,9 +269,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          precision=None, preferred_element_type=None,
                          **kwargs):
   """Drop-in for ``lax.conv_general_dilated`` (the ``conv_general_dilated``
-  argument of ``nnx.Conv``): on CPU, plain NHWC/HWIO convolutions take the
-  kernel-gradient form :func:`kernel_grad_form` picks (tap-wise or XLA's)."""
-  plain = (jax.default_backend() == "cpu"
+  argument of ``nnx.Conv``): with :data:`KERNEL_GRAD` ``"tapwise"`` or
+  ``"auto"`` on CPU, plain NHWC/HWIO convolutions take the kernel-gradient
+  form :func:`kernel_grad_form` picks; otherwise (the default, and on every
+  other backend) ``lax.conv_general_dilated`` itself."""
+  plain = (_checked_mode() != "xla" and jax.default_backend() == "cpu"
+           and precision is None
            and tuple(dimension_numbers or ()) in (_NHWC, lax.ConvDimensionNumbers(
                (0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2)))
            and all(d == 1 for d in (lhs_dilation or (1, 1)))

@@ -19,37 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from explicable_jax import _paths
+from explicable_jax import _paths, _plain
 from explicable_jax.models.classifier import Classifier, as_classifier
 
 
-def _to_plain(tree):
-  """A checkpointable tree: ``nnx.State`` to dicts, PRNG keys to their data."""
-  if isinstance(tree, nnx.State):
-    tree = nnx.to_pure_dict(tree)
-  def leaf(x):
-    if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-      return np.asarray(jax.random.key_data(x))
-    return np.asarray(x)
-  return jax.tree.map(leaf, jax.device_get(tree))
-
-
-def _from_plain(template, restored):
-  """``restored`` (plain arrays) in ``template``'s structure and key types."""
-  def leaf(t, r):
-    if hasattr(t, "dtype") and jnp.issubdtype(t.dtype, jax.dtypes.prng_key):
-      return jax.random.wrap_key_data(jnp.asarray(r), impl=jax.random.key_impl(t))
-    return jnp.asarray(r)
-  if isinstance(template, nnx.State):
-    pure = jax.tree.map(leaf, nnx.to_pure_dict(template), restored)
-    out = jax.tree.map(lambda x: x, template)
-    nnx.replace_by_pure_dict(out, pure)
-    return out
-  return jax.tree.map(leaf, template, restored)
-
-
-def _abstract(tree):
-  return jax.tree.map(lambda x: np.zeros(np.shape(x), x.dtype), _to_plain(tree))
+_to_plain, _from_plain, _abstract = _plain.to_plain, _plain.from_plain, _plain.abstract
 
 
 def save(path: str | os.PathLike, model, *, meta: Mapping[str, Any] | None = None) -> None:
@@ -148,14 +122,30 @@ def load(path: str | os.PathLike, *, like=None) -> Classifier:
         "registered through models.register_model.")
   abstract = {"params": _abstract(template.params),
               "model_state": _abstract(template.state or {})}
+  weights = _paths.resolve(path) / "weights"
   with ocp.StandardCheckpointer() as ckptr:
     try:
-      tree = ckptr.restore(_paths.resolve(path) / "weights",
-                           abstract)
-    except (ValueError, KeyError) as e:
+      stored = ckptr.metadata(weights)
+      stored = getattr(getattr(stored, "item_metadata", stored), "tree", stored)
+    except Exception as e:  # noqa: BLE001 - any failure here means unreadable
       raise ValueError(
-          f"the weights in {os.fspath(path)!r} do not fit the template "
-          f"classifier's structure: {e}"[:600]) from None
+          f"the weights in {os.fspath(path)!r} cannot be read (missing or damaged "
+          f"metadata: {type(e).__name__}: {str(e)[:200]}); save the model again."
+      ) from None
+    wrong = _plain.mismatches(
+        abstract, jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), stored,
+                               is_leaf=lambda m: hasattr(m, "shape")))
+    if wrong:
+      raise ValueError(
+          f"the weights in {os.fspath(path)!r} do not fit the template classifier's "
+          f"structure: {'; '.join(wrong)}.")
+    try:
+      tree = ckptr.restore(weights, abstract)
+    except Exception as e:  # noqa: BLE001 - shapes matched, so the data is damaged
+      raise ValueError(
+          f"the weights in {os.fspath(path)!r} have the right structure but cannot be "
+          f"read: the file is damaged or truncated ({type(e).__name__}: "
+          f"{str(e).splitlines()[0][:200]}); save or copy the model again.") from None
   params = _from_plain(template.params, tree["params"])
   state = (_from_plain(template.state, tree["model_state"])
            if template.state is not None else None)

@@ -4,9 +4,8 @@ from __future__ import annotations
 import os
 
 import jax
-import numpy as np
 
-from explicable_jax import _paths
+from explicable_jax import _paths, _plain
 from explicable_jax.training.state import TrainState
 
 
@@ -44,7 +43,7 @@ class Checkpointer:
     if step in self.all_steps():
       return
     self.manager.save(step, args=self._ocp.args.StandardSave(
-        jax.device_get(state.checkpoint_tree())), force=force)
+        _plain.to_plain(state.checkpoint_tree())), force=force)
     self.manager.wait_until_finished()
 
   def restore(self, template: TrainState, step: int | None = None) -> TrainState:
@@ -52,16 +51,23 @@ class Checkpointer:
     steps = [step] if step is not None else self.all_steps()[::-1]
     if not steps:
       raise FileNotFoundError(f"No checkpoint in {self.directory!r}.")
-    abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), x.dtype),
-                            jax.device_get(template.checkpoint_tree()))
+    target = template.checkpoint_tree()
+    abstract = _plain.abstract(target)
     errors = []
     for s in steps:
       try:
         tree = self.manager.restore(
             s, args=self._ocp.args.StandardRestore(abstract))
-        return template.with_checkpoint_tree(tree)
       except Exception as e:  # Damaged checkpoint: try the one before.
-        errors.append(f"step {s}: {type(e).__name__}: {e}")
+        errors.append(f"step {s}: {type(e).__name__}: {str(e)[:300]}")
+        continue
+      wrong = _plain.mismatches(abstract, tree)
+      if wrong:
+        raise ValueError(
+            f"the checkpoint at step {s} in {self.directory!r} holds another model or "
+            f"optimiser: {'; '.join(wrong)}. Train into an empty workdir, or resume with "
+            "the model and optimiser that wrote it.")
+      return template.with_checkpoint_tree(_plain.from_plain(target, tree))
     raise RuntimeError(
         f"No checkpoint in {self.directory!r} could be read: " + "; ".join(errors))
 

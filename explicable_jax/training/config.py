@@ -9,6 +9,7 @@ from explicable_jax import _validation
 from explicable_jax import data as data_lib
 from explicable_jax import losses as losses_lib
 from explicable_jax import models as models_lib
+from explicable_jax.training.step import COMPUTE_DTYPES
 
 SCHEDULES = ("constant", "cosine", "one_cycle", "step")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -79,6 +80,7 @@ class TrainConfig:
   log_every: int = 50
   validation: str = "test"
   init_from: str | None = None
+  compute_dtype: str = "float32"
 
   def validate(self) -> None:
     _validation.lookup("dataset", self.dataset, data_lib.DATASETS)
@@ -90,9 +92,14 @@ class TrainConfig:
     _validation.check_positive("checkpoint_every", self.checkpoint_every, integer=True)
     _validation.check_positive("log_every", self.log_every, integer=True)
     _validation.check_nonnegative("warmup_epochs", self.warmup_epochs)
+    if self.warmup_epochs >= self.epochs:
+      raise ValueError(
+          f"warmup_epochs must be less than epochs ({self.epochs}): the schedule would "
+          f"never leave its warmup; got {self.warmup_epochs}.")
     _validation.check_choice("schedule", self.schedule, SCHEDULES)
     _validation.check_choice("optimizer", self.optimizer, OPTIMIZERS)
     _validation.check_choice("augment", self.augment, ("auto", "none", "crop_flip"))
     _validation.check_choice("validation", self.validation,
                              ("test", "paper", "none"))
+    _validation.check_choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
 

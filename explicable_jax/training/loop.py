@@ -1,4 +1,10 @@
-"""The fit loop, evaluation and prediction."""
+"""The fit loop, evaluation and prediction.
+
+:func:`fit` is assembled from parts: :class:`FitConfig` (every setting and
+its default, checked once), :func:`_open_run` (the workdir: run record,
+resume, metrics), :func:`_run_epoch` (one pass of jitted steps),
+:func:`_evaluate_epoch` and :func:`_stop_on_interrupt`.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -16,10 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from explicable_jax import _batching, _paths, _validation
+from explicable_jax import _batching, _paths, _validation, conventions
 from explicable_jax import data as data_lib
 from explicable_jax import losses as losses_lib
 from explicable_jax import models as models_lib
+from explicable_jax.training import resume as resume_lib
+from explicable_jax.training.callbacks import (Callback, History, JsonlLogger, MetricsWriter,
+                                               TensorBoardWriter)
 from explicable_jax.training.checkpoint import Checkpointer
 from explicable_jax.training.parallel import (data_mesh, data_parallel, process_rows,
                                               replicate, shard_batch)
@@ -76,117 +85,6 @@ def _deferred_sigint():
     signal.signal(signal.SIGINT, previous)
 
 
-class JsonlLogger:
-  """Appends one JSON object per line to ``path`` (and flushes each line).
-
-  ``path`` may be local or a URI such as ``gs://bucket/run/metrics.jsonl``
-  (see ``explicable_jax._paths``)."""
-
-  def __init__(self, path: str):
-    self.path = _paths.resolve(path)
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-
-  def truncate_after(self, step: int) -> None:
-    """Drops the records of steps after ``step`` (and a line cut short by a
-    kill), so that a run resumed from the checkpoint at ``step`` logs each
-    step once; records without a step are kept."""
-    if not self.path.exists():
-      return
-    keep = []
-    for line in self.path.read_text().splitlines():
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if not isinstance(record.get("step"), int) or record["step"] <= step:
-        keep.append(json.dumps(record) + "\n")
-    _paths.write_text(self.path, "".join(keep))
-
-  def write(self, **record) -> None:
-    record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
-    _paths.append_line(self.path, json.dumps(record) + "\n")
-
-
-class Callback:
-  """Hooks of :func:`fit`; override any of them. ``fit`` calls them on process
-  0 only (``jax.process_index() == 0``), with plain Python numbers.
-
-  * ``on_train_begin(step)``: before the first step (``step`` > 0 when the
-    run resumed);
-  * ``on_log(record)``: every ``log_every`` steps: ``step``, ``epoch``,
-    ``loss``, ``accuracy``, the loss's auxiliary metrics, ``images_per_s``;
-  * ``on_eval(record)``: after each evaluation: ``step``, ``epoch``,
-    ``eval_accuracy``, ``eval_loss``;
-  * ``on_train_end(step)``: after the last step, or when the run stops early.
-  """
-
-  def on_train_begin(self, step: int) -> None:
-    pass
-
-  def on_log(self, record: dict) -> None:
-    pass
-
-  def on_eval(self, record: dict) -> None:
-    pass
-
-  def on_train_end(self, step: int) -> None:
-    pass
-
-
-class MetricsWriter(Callback):
-  """Writes every log and evaluation record as one line of a JSON-lines file
-  (``workdir/metrics.jsonl`` in :func:`fit`)."""
-
-  def __init__(self, path: str):
-    self.logger = JsonlLogger(path)
-
-  def on_log(self, record: dict) -> None:
-    self.logger.write(**record)
-
-  on_eval = on_log
-
-
-class TensorBoardWriter(Callback):
-  """An example writer: each numeric entry of the log and evaluation records
-  as a TensorBoard scalar at its step (``tensorboardX``, installed with
-  ``pip install explicable-jax[tensorboard]``). One writer per ``fit``: it is
-  closed when training ends."""
-
-  def __init__(self, logdir: str):
-    try:
-      from tensorboardX import SummaryWriter
-    except ImportError as e:
-      raise ImportError("TensorBoardWriter needs tensorboardX: pip install "
-                        "'explicable-jax[tensorboard]' (or tensorboardX).") from e
-    self.writer = SummaryWriter(logdir)
-
-  def on_log(self, record: dict) -> None:
-    step = int(record["step"])
-    for k, v in record.items():
-      if k not in ("step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool):
-        self.writer.add_scalar(k, v, step)
-
-  on_eval = on_log
-
-  def on_train_end(self, step: int) -> None:
-    self.writer.close()
-
-
-@dataclasses.dataclass
-class History:
-  """What :func:`fit` logged: ``logs`` (one record per ``log_every`` steps)
-  and ``evals`` (one per evaluation), as the callbacks saw them."""
-  logs: list = dataclasses.field(default_factory=list)
-  evals: list = dataclasses.field(default_factory=list)
-
-  def series(self, key: str, *, evals: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, values)`` of one metric, e.g. ``history.series("loss")``."""
-    recs = [r for r in (self.evals if evals else self.logs) if key in r]
-    return (np.array([r["step"] for r in recs]), np.array([r[key] for r in recs]))
-
-
-
-
 def _guarded(train_step: Callable) -> Callable:
   """``train_step`` carrying ``bad``, the first non-finite step (-1: none):
   after it, every step returns its input state unchanged."""
@@ -228,15 +126,30 @@ def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
           "count": int(len(correct))}
 
 
+@conventions.boundary(x="inputs")
 def predict(model, x: np.ndarray, *, batch_size: int = 500,
-            across_processes: bool = False) -> np.ndarray:
-  """Evaluation-mode logits of a model for every row of ``x`` (uint8 images
-  are scaled to [0, 1]); ``model`` is a Classifier or a TrainState.
-  ``across_processes``: as in :func:`evaluate`."""
+            across_processes: bool = False, check_finite: bool = True) -> np.ndarray:
+  """Evaluation-mode logits of a model for every row of ``x``.
+
+  Args:
+    model: a Classifier or a TrainState.
+    x: a batch of inputs (:mod:`~explicable_jax.conventions`: integer pixels
+      are scaled to [0, 1]; float images must already be).
+    batch_size: rows per jitted call.
+    across_processes: as in :func:`evaluate`.
+    check_finite: raise naming the rows whose logits hold NaN or inf (the
+      library's policy outside jit); ``False`` returns them as they are.
+
+  Returns:
+    ``(N, C)`` logits (numpy).
+  """
   clf = models_lib.as_classifier("model", model)
-  return _batching.map_batches(logits_batch, [np.asarray(x)],
-                               batch_size=batch_size, args=(clf,),
-                               across_processes=across_processes)
+  _validation.check_positive("batch_size", batch_size, integer=True)
+  out = _batching.map_batches(logits_batch, [x], batch_size=batch_size, args=(clf,),
+                              across_processes=across_processes)
+  if check_finite:
+    conventions.check_finite("the model's logits", out)
+  return out
 
 
 def check_model_input(model, ds: data_lib.Dataset) -> None:
@@ -254,44 +167,109 @@ def check_model_input(model, ds: data_lib.Dataset) -> None:
         f"for dataset {ds.name!r}; it returns shape {tuple(out.shape)} for a batch of 2.")
 
 
-def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
-        epochs: int, batch_size: int, seed: int = 0,
-        eval_ds: data_lib.Dataset | None = None, workdir: str | None = None,
-        checkpoint_every: int = 500, keep_checkpoints: int = 3,
-        log_every: int = 50, resume: bool = True, progress: bool = True,
-        mesh: Mesh | None = None, eval_every: int = 1, shuffle: bool = True,
-        drop_remainder: bool = True, callbacks=(), return_history: bool = False):
-  """Trains ``state`` for ``epochs`` passes over ``train_ds``.
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+  """How :func:`fit` runs: every setting and its default, checked once.
 
-  Deterministic given ``seed``: epoch ``e`` visits the examples in the order
-  ``epoch_permutation(n, seed, e)`` (with ``shuffle=False``: the data set's
-  own order every epoch, as the fixed slices of Ross et al.'s code); the last
-  partial batch is dropped unless ``drop_remainder=False``, which pads it and
-  masks the padding out of the loss; and
-  step ``t`` draws its randomness from ``fold_in(key, t)``. With a
-  ``workdir``, checkpoints are written every ``checkpoint_every`` steps and at
-  the end, metrics go to ``workdir/metrics.jsonl``, and with ``resume`` a run
-  restarts from the newest checkpoint, ending with the same parameters as an
-  uninterrupted run.
-
-  ``callbacks`` (:class:`Callback`) see every log and evaluation record; the
-  ``metrics.jsonl`` writer is one of them (:class:`MetricsWriter`), and
-  :class:`TensorBoardWriter` is another. In a multi-process run only process
-  0 calls them, writes ``metrics.jsonl`` and shows the progress bar. With
-  ``return_history`` fit returns ``(state, History)``, else the state.
-
-  Raises:
-    NonFiniteLossError: a step produced a NaN/inf loss or gradient; the last
-      checkpoint is the last good state.
+  Attributes:
+    epochs: passes over the training set (may grow when a run is resumed).
+    batch_size: examples per step (part of the run's identity).
+    seed: the data order's seed (epoch ``e`` visits
+      ``data.epoch_permutation(n, seed, e)``).
+    workdir: folder for checkpoints, ``metrics.jsonl`` and ``run.json``;
+      ``None`` keeps nothing on disk.
+    checkpoint_every: steps between checkpoints (and at the end).
+    keep_checkpoints: how many checkpoints to keep.
+    log_every: steps between log records.
+    resume: ``True``: continue the run in ``workdir`` when there is one,
+      refusing a call that differs from it (:mod:`~explicable_jax.training.resume`);
+      ``False``: start afresh, refusing a workdir that already holds
+      checkpoints; ``"allow_changes"``: continue even if settings changed.
+    progress: show a progress bar.
+    eval_every: epochs between evaluations on ``eval_ds`` (and at the end).
+    shuffle: reshuffle every epoch (``False``: the data set's own order).
+    drop_remainder: drop the last partial batch (``False``: pad and mask it).
+    run_info: JSON-able facts that define the run beyond what the library
+      sees (learning rate, schedule, loss weights); recorded in ``run.json``
+      and compared on resume.
   """
-  from tqdm.auto import tqdm  # Host-side only.
-  _validation.check_positive("epochs", epochs, integer=True)
-  _validation.check_positive("batch_size", batch_size, integer=True)
-  if batch_size > len(train_ds):
+  epochs: int
+  batch_size: int
+  seed: int = 0
+  workdir: str | os.PathLike | None = None
+  checkpoint_every: int = 500
+  keep_checkpoints: int = 3
+  log_every: int = 50
+  resume: bool | str = True
+  progress: bool = True
+  eval_every: int = 1
+  shuffle: bool = True
+  drop_remainder: bool = True
+  run_info: dict | None = None
+
+  def __post_init__(self):
+    for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints",
+                 "log_every", "eval_every"):
+      _validation.check_positive(name, getattr(self, name), integer=True)
+    if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+      raise ValueError(f"seed must be an integer; got {self.seed!r}.")
+    if self.resume not in resume_lib.RESUME_MODES or isinstance(self.resume, (int, float)) \
+        and not isinstance(self.resume, bool):
+      raise ValueError(f"resume must be True, False or 'allow_changes'; got {self.resume!r}.")
+    for name in ("progress", "shuffle", "drop_remainder"):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
+    if self.run_info is not None:
+      try:
+        json.dumps(dict(self.run_info))
+      except (TypeError, ValueError):
+        raise ValueError(f"run_info must be a JSON-able mapping; got {self.run_info!r}.") from None
+
+  def replace(self, **changes) -> "FitConfig":
+    return dataclasses.replace(self, **changes)
+
+
+FIT_SETTINGS = tuple(f.name for f in dataclasses.fields(FitConfig))
+
+
+def _fit_config(config: FitConfig | None, settings: dict) -> FitConfig:
+  """``config`` with keyword ``settings`` applied (unknown names refused)."""
+  if "return_history" in settings:
+    raise TypeError("fit no longer takes return_history: it always returns (state, history); "
+                    "write `state, history = fit(...)` (see CHANGELOG.md).")
+  unknown = sorted(set(settings) - set(FIT_SETTINGS))
+  if unknown:
+    raise TypeError(f"fit got unknown setting(s) {', '.join(unknown)}; the settings are the "
+                    f"fields of FitConfig: {', '.join(FIT_SETTINGS)}.")
+  if config is None:
+    missing = [k for k in ("epochs", "batch_size") if k not in settings]
+    if missing:
+      raise TypeError(f"fit needs {' and '.join(missing)} (as keywords or in config=FitConfig(...)).")
+    return FitConfig(**settings)
+  if not isinstance(config, FitConfig):
+    raise TypeError(f"config must be a training.FitConfig; got {type(config).__name__}.")
+  return config.replace(**settings) if settings else config
+
+
+def _check_fit_args(state, train_ds, train_step, cfg: FitConfig) -> None:
+  """The arguments :func:`fit` takes, against each other."""
+  if not isinstance(state, TrainState):
+    raise TypeError(f"state must be a training.TrainState (create_train_state(key, model, "
+                    f"optimizer)); got {type(state).__name__}.")
+  if not isinstance(train_ds, data_lib.Dataset):
+    got = type(train_ds).__name__
+    hint = (" (an (x, y) tuple: wrap it as data.Dataset(x, y, num_classes, class_names))"
+            if isinstance(train_ds, tuple) else "")
+    raise TypeError(f"train_ds must be a data.Dataset; got {got}{hint}.")
+  if cfg.batch_size > len(train_ds):
     raise ValueError(
         f"batch_size must be at most the {len(train_ds)} training examples; "
-        f"got {batch_size}.")
+        f"got {cfg.batch_size}.")
+  if not callable(train_step):
+    raise TypeError(f"train_step must be a step function (training.make_train_step(loss, "
+                    f"optimizer)); got {type(train_step).__name__}.")
   _validation.check_labels("labels", train_ds.y, state.num_classes)
+  check_model_input(state, train_ds)
   step_classes = getattr(getattr(train_step, "__wrapped__", train_step), "num_classes", None)
   if step_classes is not None and step_classes != train_ds.num_classes:
     raise ValueError(
@@ -305,62 +283,215 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
         "scores, so the training accuracy would count the extra outputs; give the loss a "
         f"num_classes={train_ds.num_classes} attribute (make_hardness_loss does) or build "
         f"the model with {train_ds.num_classes} outputs.")
-  mesh = data_mesh() if mesh is None else mesh
-  # Several processes: each gathers only the rows of every batch that its
-  # devices hold (a bad batch size gets shard_batch's error instead).
-  local_rows = global_size = None
-  if jax.process_count() > 1 and batch_size % mesh.devices.size == 0:
-    local_rows, global_size = process_rows(mesh, batch_size), batch_size
-  steps_per_epoch = data_lib.num_batches(len(train_ds), batch_size, drop_remainder)
-  total = steps_per_epoch * epochs
-  main = jax.process_index() == 0
-  callbacks = list(callbacks)
-  history = History()
-  ckpt = None
-  if workdir is not None:
-    ckpt = Checkpointer(_paths.resolve(workdir) / "checkpoints",
-                        max_to_keep=keep_checkpoints)
-    resumed = resume and ckpt.latest_step() is not None
-    if resumed:
-      state = ckpt.restore(state)
-    if main:
-      writer = MetricsWriter(_paths.resolve(workdir) / "metrics.jsonl")
-      # Steps after the restored one (all of them on a fresh start) will be
-      # run, and logged, again: drop their old records so each step is
-      # logged once.
-      writer.logger.truncate_after(int(state.step))
-      if resumed:
-        writer.logger.write(event="resumed", step=int(state.step))
-      callbacks.insert(0, writer)
-  if not main:
-    callbacks = []
 
-  def emit(kind, record):
-    (history.evals if kind == "on_eval" else history.logs).append(record)
-    for cb in callbacks:
+
+def _open_run(state, train_ds, train_step, cfg: FitConfig, main: bool):
+  """The workdir's part of a run: ``(state, checkpointer, metrics writer)``.
+
+  A fresh run records its identity in ``run.json``; a resumed one is checked
+  against it first (a folder from before run records: against the
+  checkpoint's shapes, then recorded)."""
+  if cfg.workdir is None:
+    return state, None, None
+  workdir = _paths.resolve(cfg.workdir)
+  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=cfg.keep_checkpoints)
+  try:
+    current = resume_lib.describe_run(
+        state, train_ds, batch_size=cfg.batch_size, shuffle=cfg.shuffle,
+        drop_remainder=cfg.drop_remainder, seed=cfg.seed, train_step=train_step,
+        run_info=cfg.run_info)
+    has_checkpoint = ckpt.latest_step() is not None
+    recorded = resume_lib.read_run(workdir)
+    if has_checkpoint and not cfg.resume:
+      raise ValueError(
+          f"workdir {os.fspath(workdir)!r} already holds checkpoints (steps "
+          f"{ckpt.all_steps()}) and resume=False: choose an empty workdir for a new run, or "
+          "pass resume=True to continue that one.")
+    if has_checkpoint:
+      if recorded is not None:
+        resume_lib.check_resume(os.fspath(workdir), recorded, current, cfg.resume)
+      state = ckpt.restore(state)  # Refuses other shapes (folders without run.json).
+    if main and (recorded is None or not has_checkpoint or cfg.resume == "allow_changes"):
+      resume_lib.write_run(workdir, current)
+  except BaseException:
+    ckpt.close()
+    raise
+  writer = None
+  if main:
+    writer = MetricsWriter(workdir / "metrics.jsonl")
+    # Steps after the restored one (all of them on a fresh start) will be
+    # run, and logged, again: drop their old records so each is logged once.
+    writer.logger.truncate_after(int(state.step))
+    if has_checkpoint:
+      writer.logger.write(event="resumed", step=int(state.step))
+  return state, ckpt, writer
+
+
+class _Run:
+  """The mutable part of one :func:`fit` call: the device state, the NaN
+  carry, the host's step count, the reporting hooks."""
+
+  def __init__(self, state, mesh, callbacks, history, ckpt, batch_size):
+    self.state = replicate(state, mesh)
+    # The NaN guard lives on the device: once a step is not finite, every
+    # later step leaves the state as it is (the last good update) and
+    # ``bad`` keeps the first bad step's number. The host reads ``bad`` only
+    # where it syncs anyway (logging, checkpoints, evaluation, the end).
+    self.bad = replicate(jnp.asarray(-1, jnp.int32), mesh)
+    self.start = int(jax.device_get(self.state.step))
+    self.seen = 0
+    self.callbacks, self.history, self.ckpt = callbacks, history, ckpt
+    self.batch_size = batch_size
+    self.t0 = time.time()
+
+  @property
+  def step(self) -> int:
+    return self.start + self.seen  # Host-side count: no device round trip.
+
+  def emit(self, kind: str, record: dict) -> None:
+    (self.history.evals if kind == "on_eval" else self.history.logs).append(record)
+    for cb in self.callbacks:
       getattr(cb, kind)(record)
-  state = replicate(state, mesh)
-  # The NaN guard lives on the device: once a step is not finite, every later
-  # step leaves the state as it is (the last good update) and ``bad`` keeps
-  # the first bad step's number. The host reads ``bad`` only where it syncs
-  # anyway (logging, checkpoints, evaluation, the end), never once per step.
-  step_fn = data_parallel(_guarded(train_step), mesh)
-  bad = replicate(jnp.asarray(-1, jnp.int32), mesh)
-  start = int(jax.device_get(state.step))
 
-  def stop_if_bad():
-    first = int(jax.device_get(bad))
+  def stop_if_bad(self) -> None:
+    first = int(jax.device_get(self.bad))
     if first >= 0:
       raise NonFiniteLossError(
           f"Training stopped: the loss or a gradient was not finite at step {first}; "
           f"the state was left at the last good update (step {first - 1})"
-          + (f" and the newest checkpoint in {ckpt.directory!r} is intact."
-             if ckpt else "."))
+          + (f" and the newest checkpoint in {self.ckpt.directory!r} is intact."
+             if self.ckpt else "."))
+
+
+def _run_epoch(run: _Run, step_fn, train_ds, epoch: int, cfg: FitConfig, *, total: int,
+               steps_per_epoch: int, mesh, local_rows, global_size, bar, check_interrupt):
+  """One epoch of jitted steps (from the resumed position in the first)."""
+  offset = run.start - epoch * steps_per_epoch if epoch == run.start // steps_per_epoch else 0
+  for batch in data_lib.batches(train_ds, cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed,
+                                epoch=epoch, drop_remainder=cfg.drop_remainder,
+                                start=max(offset, 0), rows=local_rows):
+    (run.state, run.bad), metrics = step_fn(
+        (run.state, run.bad), shard_batch(batch, mesh, global_size=global_size))
+    run.seen += 1
+    step = run.step
+    bar.update(1)
+    saving = run.ckpt is not None and step % cfg.checkpoint_every == 0
+    logging = step % cfg.log_every == 0 or step == total
+    if saving or logging:
+      run.stop_if_bad()
+    if logging:
+      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.3f}")
+      run.emit("on_log", {"step": step, "epoch": epoch, **m,
+                          "images_per_s": run.seen * cfg.batch_size / (time.time() - run.t0)})
+    if saving:
+      run.ckpt.save(run.state)
+    check_interrupt()
+  run.stop_if_bad()
+
+
+def _evaluate_epoch(run: _Run, eval_ds, epoch: int, cfg: FitConfig, *, main: bool, bar) -> None:
+  if eval_ds is None or not ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+    return
+  ev = evaluate(run.state, eval_ds, across_processes=True)
+  line = (f"epoch {epoch + 1}/{cfg.epochs}: eval accuracy {ev['accuracy']:.4f} "
+          f"loss {ev['loss']:.4f} ({time.time() - run.t0:.0f}s)")
+  if main:
+    bar.write(line) if cfg.progress else print(line, flush=True)
+  run.emit("on_eval", {"step": int(jax.device_get(run.state.step)), "epoch": epoch + 1,
+                       "eval_accuracy": ev["accuracy"], "eval_loss": ev["loss"]})
+
+
+def _stop_on_interrupt(run: _Run) -> TrainingInterrupted:
+  """Saves what can be saved after an interrupt; the error that says where
+  the run stopped and how to resume it."""
+  done = int(jax.device_get(run.state.step))  # the last completed step
+  saved = None
+  if run.ckpt:
+    try:
+      run.ckpt.save(run.state)
+      saved = run.ckpt.latest_step()
+    except BaseException:  # a second Ctrl-C while saving: report what is on disk
+      saved = run.ckpt.latest_step()
+  return TrainingInterrupted(
+      f"interrupted at step {done}; "
+      + (f"the last checkpoint is step {saved}; rerun the same command to resume"
+         if saved is not None else "no checkpoint was written (no workdir)"),
+      done, saved)
+
+
+def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
+        config: FitConfig | None = None, eval_ds: data_lib.Dataset | None = None,
+        callbacks=(), mesh: Mesh | None = None, **settings) -> tuple[TrainState, History]:
+  """Trains ``state`` for ``config.epochs`` passes over ``train_ds``.
+
+  Deterministic given the seed: epoch ``e`` visits the examples in the
+  order ``epoch_permutation(n, seed, e)`` (with ``shuffle=False``: the data
+  set's own order every epoch, as the fixed slices of Ross et al.'s code);
+  the last partial batch is dropped unless ``drop_remainder=False``, which
+  pads it and masks the padding out of the loss; and step ``t`` draws its
+  randomness from ``fold_in(key, t)``. With a ``workdir``, checkpoints are
+  written every ``checkpoint_every`` steps and at the end, metrics go to
+  ``workdir/metrics.jsonl``, the run's identity to ``workdir/run.json``, and
+  a rerun resumes from the newest checkpoint (ending with the same parameters
+  as an uninterrupted run) after checking that it is the same run.
+
+  Args:
+    state: the training state (:func:`create_train_state`).
+    train_ds: the training set (a :class:`~explicable_jax.data.Dataset`).
+    train_step: ``step(state, batch) -> (state, metrics)``
+      (:func:`make_train_step`).
+    config: a :class:`FitConfig`; or give its fields as keywords
+      (``epochs=2, batch_size=64``), which also override ``config``'s.
+    eval_ds: evaluated every ``eval_every`` epochs and at the end.
+    callbacks: :class:`Callback` s that see every log and evaluation record
+      (on process 0 only; ``metrics.jsonl``'s writer is one of them).
+    mesh: the device mesh (default: every local device on a ``"data"`` axis).
+
+  Returns:
+    ``(state, history)``: the trained state and the :class:`History` of
+    what was logged.
+
+  Raises:
+    NonFiniteLossError: a step produced a NaN/inf loss or gradient; the last
+      checkpoint is the last good state.
+    TrainingInterrupted: Ctrl-C or SIGINT; the state was checkpointed.
+    ResumeMismatchError: ``workdir`` holds a different run.
+
+  Example:
+    >>> import jax, optax
+    >>> from explicable_jax import data, losses, models, training
+    >>> ds = data.load("digits", "train")
+    >>> clf = models.classifier(jax.random.key(0), "mlp", input_shape=ds.input_shape,
+    ...                         num_classes=10)
+    >>> opt = optax.adam(1e-2)
+    >>> state, history = training.fit(
+    ...     training.create_train_state(jax.random.key(1), clf, opt), ds,
+    ...     train_step=training.make_train_step(losses.cross_entropy_loss, opt),
+    ...     epochs=1, batch_size=64, progress=False)
+    >>> int(state.step)
+    21
+  """
+  from tqdm.auto import tqdm  # Host-side only.
+  cfg = _fit_config(config, settings)
+  _check_fit_args(state, train_ds, train_step, cfg)
+  mesh = data_mesh() if mesh is None else mesh
+  # Several processes: each gathers only the rows of every batch that its
+  # devices hold (a bad batch size gets shard_batch's error instead).
+  local_rows = global_size = None
+  if jax.process_count() > 1 and cfg.batch_size % mesh.devices.size == 0:
+    local_rows, global_size = process_rows(mesh, cfg.batch_size), cfg.batch_size
+  steps_per_epoch = data_lib.num_batches(len(train_ds), cfg.batch_size, cfg.drop_remainder)
+  total = steps_per_epoch * cfg.epochs
+  main = jax.process_index() == 0
+  state, ckpt, writer = _open_run(state, train_ds, train_step, cfg, main)
+  callbacks = ([writer] if writer else []) + list(callbacks) if main else []
+  run = _Run(state, mesh, callbacks, History(), ckpt, cfg.batch_size)
+  step_fn = data_parallel(_guarded(train_step), mesh)
   for cb in callbacks:
-    cb.on_train_begin(start)
-  bar = tqdm(total=total, initial=start, disable=not (progress and main), unit="step",
-             dynamic_ncols=True)
-  t0, seen = time.time(), 0
+    cb.on_train_begin(run.start)
+  bar = tqdm(total=total, initial=run.start, disable=not (cfg.progress and main),
+             unit="step", dynamic_ncols=True)
   interrupt = contextlib.ExitStack()
   try:
     stop_requested = interrupt.enter_context(_deferred_sigint())
@@ -368,63 +499,24 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
     def check_interrupt():
       if stop_requested.is_set():
         raise KeyboardInterrupt
-    for epoch in range(start // steps_per_epoch, epochs):
-      offset = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
-      for batch in data_lib.batches(train_ds, batch_size, shuffle=shuffle, seed=seed,
-                                    epoch=epoch, drop_remainder=drop_remainder,
-                                    start=max(offset, 0), rows=local_rows):
-        (state, bad), metrics = step_fn((state, bad),
-                                        shard_batch(batch, mesh, global_size=global_size))
-        seen += 1
-        step = start + seen  # Host-side count: no device round trip per step.
-        bar.update(1)
-        saving = ckpt is not None and step % checkpoint_every == 0
-        logging = step % log_every == 0 or step == total
-        if saving or logging:
-          stop_if_bad()
-        if logging:
-          m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.3f}")
-          emit("on_log", {"step": step, "epoch": epoch, **m,
-                          "images_per_s": seen * batch_size / (time.time() - t0)})
-        if saving:
-          ckpt.save(state)
-        check_interrupt()
-      stop_if_bad()
-      if eval_ds is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
-        ev = evaluate(state, eval_ds, across_processes=True)
-        line = (f"epoch {epoch + 1}/{epochs}: eval accuracy {ev['accuracy']:.4f} "
-                f"loss {ev['loss']:.4f} ({time.time() - t0:.0f}s)")
-        if main:
-          bar.write(line) if progress else print(line, flush=True)
-        emit("on_eval", {"step": int(jax.device_get(state.step)), "epoch": epoch + 1,
-                         "eval_accuracy": ev["accuracy"], "eval_loss": ev["loss"]})
+    for epoch in range(run.start // steps_per_epoch, cfg.epochs):
+      _run_epoch(run, step_fn, train_ds, epoch, cfg, total=total,
+                 steps_per_epoch=steps_per_epoch, mesh=mesh, local_rows=local_rows,
+                 global_size=global_size, bar=bar, check_interrupt=check_interrupt)
+      _evaluate_epoch(run, eval_ds, epoch, cfg, main=main, bar=bar)
       check_interrupt()
     if ckpt:
-      ckpt.save(state)
+      ckpt.save(run.state)
   except KeyboardInterrupt as e:
     if isinstance(e, TrainingInterrupted):
       raise
-    done = int(jax.device_get(state.step))  # the last completed step
-    saved = None
-    if ckpt:
-      try:
-        ckpt.save(state)
-        saved = ckpt.latest_step()
-      except BaseException:  # a second Ctrl-C while saving: report what is on disk
-        saved = ckpt.latest_step()
-    raise TrainingInterrupted(
-        f"interrupted at step {done}; "
-        + (f"the last checkpoint is step {saved}; rerun the same command to resume"
-           if saved is not None else "no checkpoint was written (no workdir)"),
-        done, saved) from None
+    raise _stop_on_interrupt(run) from None
   finally:
     interrupt.close()
     bar.close()
     if ckpt:
       ckpt.close()
-    last = int(jax.device_get(state.step))
+    last = int(jax.device_get(run.state.step))
     for cb in callbacks:
       cb.on_train_end(last)
-  return (state, history) if return_history else state
-
+  return run.state, run.history

@@ -64,7 +64,8 @@ def build(config: TrainConfig, train_ds: data_lib.Dataset):
   loss_fn = losses_lib.make_loss(config.loss, **config.loss_kwargs)
   state = create_train_state(jax.random.fold_in(jax.random.key(config.seed), 1), clf, optimizer)
   step = make_train_step(loss_fn, optimizer,
-                         augment=default_augment(config, train_ds))
+                         augment=default_augment(config, train_ds),
+                         compute_dtype=config.compute_dtype)
   return state, step
 
 
@@ -99,14 +100,19 @@ def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
   if workdir:
     workdir = _paths.resolve(workdir)  # local (made absolute) or gs://, s3://
     workdir.mkdir(parents=True, exist_ok=True)
-    if main:
-      _paths.write_text(workdir / "config.json", json.dumps(dataclasses.asdict(config), indent=2))
+  # What defines the run beyond what fit sees (it records and checks it on
+  # resume); epochs may grow, and the cadence settings may change.
+  run_info = {k: v for k, v in dataclasses.asdict(config).items()
+              if k not in ("epochs", "checkpoint_every", "keep_checkpoints", "log_every",
+                           "data_dir")}
   t0 = time.time()
-  state = fit(state, train, train_step=step, epochs=config.epochs,
-              batch_size=config.batch_size, seed=config.seed, eval_ds=val,
-              workdir=workdir, checkpoint_every=config.checkpoint_every,
-              keep_checkpoints=config.keep_checkpoints,
-              log_every=config.log_every, resume=resume, progress=progress)
+  state, _ = fit(state, train, train_step=step, epochs=config.epochs,
+                 batch_size=config.batch_size, seed=config.seed, eval_ds=val,
+                 workdir=workdir, checkpoint_every=config.checkpoint_every,
+                 keep_checkpoints=config.keep_checkpoints, log_every=config.log_every,
+                 resume=resume, progress=progress, run_info=run_info)
+  if workdir and main:  # After fit: a refused resume leaves the folder's record as it was.
+    _paths.write_text(workdir / "config.json", json.dumps(dataclasses.asdict(config), indent=2))
   result = {"dataset": config.dataset, "model": config.model,
             "train_seconds": time.time() - t0,
             "train": evaluate(state, train, across_processes=True),

@@ -1,6 +1,7 @@
 """Pure training and evaluation steps."""
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,14 +33,61 @@ def to_float(x: jax.Array) -> jax.Array:
   return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+"""What a train step can compute its forward and backward passes in (see
+:func:`make_train_step`'s ``compute_dtype``)."""
+
+
+def _cast_floats(tree, dtype):
+  """Every float32 leaf of ``tree`` as ``dtype`` (integer leaves unchanged)."""
+  return jax.tree.map(lambda a: a.astype(dtype) if a.dtype == jnp.float32 else a, tree)
+
+
+def _computing_in(backend, params, model_state, dtype):
+  """``backend`` with every NNX layer that has a ``dtype`` (convolutions,
+  dense layers, normalisations) computing in ``dtype``; other backends as
+  they are.
+
+  Casting the parameters is not enough for batch norm: Flax promotes its
+  input with the float32 running statistics, so its output (and every layer
+  after it) would be float32 again. With the layer's ``dtype`` set, Flax
+  still computes the batch statistics in float32 and updates the float32
+  running averages, and returns ``dtype``."""
+  if getattr(backend, "kind", None) != "nnx":
+    return backend
+  from flax import nnx  # the NNX backend's own library
+  module = nnx.merge(backend.graphdef, params, model_state, copy=True)
+  for _, node in nnx.iter_graph(module):
+    if isinstance(node, nnx.Module) and "dtype" in vars(node):
+      node.dtype = jnp.dtype(dtype)
+  graphdef = nnx.split(module, nnx.Param, ...)[0]
+  if graphdef == backend.graphdef:
+    return backend
+  new = copy.copy(backend)
+  new.graphdef, new._checked = graphdef, set()
+  return new
+
+
 def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                    *, augment: Callable | None = None) -> Callable:
+                    *, augment: Callable | None = None,
+                    compute_dtype: str = "float32") -> Callable:
   """A pure training step ``step(state, batch) -> (state, metrics)``.
 
   .. math:: \\theta_{t+1} = \\mathrm{opt}\\big(\\nabla_\\theta
      \\tfrac{1}{|B|}\\textstyle\\sum_{i \\in B} m_i\\, \\ell(f_\\theta(x_i), y_i)\\big)
 
   where ``m`` is the batch's ``mask`` (padding excluded).
+
+  Mixed precision (``compute_dtype="bfloat16"``, Micikevicius et al., ICLR
+  2018, with bfloat16 instead of float16, so no loss scaling): the parameters
+  and the optimiser state stay float32; inside the loss, the parameters and
+  the inputs are cast to bfloat16, so every convolution and matrix product
+  runs in bfloat16, and the logits come back to float32 before the loss. The
+  gradients therefore arrive in float32 (the cast's transpose), and the
+  update is float32. Batch-norm statistics are computed and kept in float32
+  (the model state is not cast; Flax computes them in at least float32).
+  Attributions never use this step: they run on the float32 classifier at
+  their own precision.
 
   Args:
     loss_fn: ``loss_fn(logits, batch, params) -> (batch,)`` per-example
@@ -48,11 +96,15 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
       penalties on input gradients.
     optimizer: an optax gradient transformation.
     augment: optional ``augment(key, x) -> x`` applied to the (float) inputs.
+    compute_dtype: ``"float32"`` (default) or ``"bfloat16"`` (mixed
+      precision, above); one of :data:`COMPUTE_DTYPES`.
 
   Returns:
     The step. A non-finite loss or gradient leaves the state unchanged and
     reports ``metrics["finite"] == False`` so that the caller can stop.
   """
+  _validation.check_choice("compute_dtype", compute_dtype, COMPUTE_DTYPES)
+  mixed = compute_dtype != "float32"
   wants_model_fn = _validation.accepts_keyword(loss_fn, "model_fn")
   # A loss may say that only its first ``num_classes`` outputs are class
   # scores (a hardness predictor's extra output): accuracy reads those.
@@ -68,13 +120,22 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     mask = batch.get("mask", jnp.ones(x.shape[0], bool))
     backend = state.spec.backend
 
+    def forward(params, xx):
+      if not mixed:
+        return backend.apply(params, state.model_state, xx, train=True, key=k_drop)
+      low = _cast_floats(params, compute_dtype)
+      logits, new_model_state = _computing_in(backend, low, state.model_state, compute_dtype).apply(
+          low, state.model_state, _cast_floats(xx, compute_dtype), train=True, key=k_drop)
+      # Statistics back in their stored dtype, whatever the model returned.
+      new_model_state = jax.tree.map(lambda new, old: new.astype(old.dtype),
+                                     new_model_state, state.model_state)
+      return logits.astype(jnp.float32), new_model_state
+
     def objective(params):
-      logits, new_model_state = backend.apply(
-          params, state.model_state, x, train=True, key=k_drop)
+      logits, new_model_state = forward(params, x)
       kwargs = {}
       if wants_model_fn:
-        kwargs["model_fn"] = lambda xx: backend.apply(
-            params, state.model_state, xx, train=True, key=k_drop)[0]
+        kwargs["model_fn"] = lambda xx: forward(params, xx)[0]
       out = loss_fn(logits, batch, params, **kwargs)
       per_example, aux = out if isinstance(out, tuple) else (out, {})
       return _masked_mean(per_example, mask), (logits, new_model_state, aux)
@@ -94,6 +155,7 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     return new, metrics
 
   step.num_classes = classes
+  step.loss_fn = loss_fn  # The run record (training.resume) names the loss.
   return step
 
 

@@ -1,0 +1,153 @@
+"""Properties of the maps alone: complexity (sparseness, entropy) and
+localisation against a ground-truth mask (relevance mass and rank accuracy,
+pointing game)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from explicable_jax import conventions
+
+
+def _rows(name: str, attributions) -> jax.Array:
+  a = jnp.asarray(attributions)
+  if a.ndim < 2 or not jnp.issubdtype(a.dtype, jnp.floating):
+    raise ValueError(f"{name} must be a float batch of maps (N, ...); got shape "
+                     f"{tuple(a.shape)}, dtype {a.dtype}.")
+  return a.reshape(a.shape[0], -1)
+
+
+@jax.jit
+def sparseness(attributions) -> jax.Array:
+  """Sparseness: the Gini index of the absolute attributions (Chalasani et
+  al., ICML 2020; Hurley and Rickard, 2009).
+
+  .. math::
+
+     G(\\phi) = \\frac{\\sum_{k=1}^{D} (2k - D - 1)\\,|\\phi|_{(k)}}
+                     {D \\sum_{k=1}^{D} |\\phi|_{(k)}}
+
+  with ``|phi|_(k)`` sorted ascending: 0 for a constant map, ``1 - 1/D`` for
+  a map with one non-zero entry; higher is sparser.
+
+  Args:
+    attributions: ``(N, ...)`` maps (pass pixel maps to count pixels).
+
+  Returns:
+    ``(N,)`` in ``[0, 1 - 1/D]``; NaN for an all-zero map.
+  """
+  a = jnp.sort(jnp.abs(_rows("attributions", attributions)), axis=1)
+  d = a.shape[1]
+  k = jnp.arange(1, d + 1, dtype=a.dtype)
+  return ((2 * k - d - 1) * a).sum(1) / (d * a.sum(1))
+
+
+@jax.jit
+def entropy(attributions) -> jax.Array:
+  """Complexity: the entropy of the attributions' shares of the total
+  (Bhatt, Weller and Moura, IJCAI 2020).
+
+  .. math::
+
+     H(\\phi) = -\\sum_i p_i \\log p_i,\\quad p_i = |\\phi_i| / \\sum_j |\\phi_j|
+
+  0 for one non-zero entry, ``log D`` for a constant map; lower is simpler.
+
+  Args:
+    attributions: ``(N, ...)`` maps.
+
+  Returns:
+    ``(N,)`` entropies in nats; NaN for an all-zero map.
+  """
+  a = jnp.abs(_rows("attributions", attributions))
+  p = a / a.sum(1, keepdims=True)
+  return -jax.scipy.special.xlogy(p, p).sum(1)
+
+
+def _with_mask(attributions, mask) -> tuple[jax.Array, jax.Array]:
+  a = jnp.asarray(attributions)
+  s = jnp.asarray(mask)
+  if a.ndim < 2 or not jnp.issubdtype(a.dtype, jnp.floating):
+    raise ValueError(f"attributions must be a float batch of maps (N, ...); got shape "
+                     f"{tuple(a.shape)}, dtype {a.dtype}.")
+  if s.dtype != jnp.bool_:
+    raise ValueError(f"mask must be boolean (True on the ground truth); got dtype {s.dtype}.")
+  if s.ndim > a.ndim and s.shape[:a.ndim] == a.shape:  # an input-shaped mask of pixel maps
+    s = s.reshape(a.shape + (-1,)).any(-1)
+  try:
+    s = jnp.broadcast_to(s, a.shape)
+  except ValueError:
+    raise ValueError(f"mask must broadcast to the attributions' shape {tuple(a.shape)} (or "
+                     f"have it as its leading axes); got shape {tuple(s.shape)}.") from None
+  n = a.shape[0]
+  return a.reshape(n, -1), s.reshape(n, -1)
+
+
+_MASK_ARGS = """
+  Args:
+    attributions: ``(N, ...)`` maps; relevance is taken as given, so pass
+      ``|phi|`` or ``relu(phi)`` for unsigned relevance.
+    mask: boolean ground truth (``True`` inside), of the maps' shape,
+      broadcastable to it (``(N, H, W, 1)`` for ``(N, H, W, C)`` maps), or
+      with the maps' shape as its leading axes (an input-shaped mask of pixel
+      maps: a pixel is inside when any of its channels is).
+"""
+
+
+@conventions.boundary(mask="mask")
+@jax.jit
+def relevance_mass_accuracy(attributions, mask) -> jax.Array:
+  """Relevance mass accuracy (Arras, Osman and Samek, Information Fusion 2022):
+  the share of the relevance that lies inside the ground-truth mask.
+
+  .. math:: \\mathrm{RMA} = \\sum_{i \\in GT} R_i \\Big/ \\sum_i R_i
+
+  Returns:
+    ``(N,)``; NaN where the mask is empty or the total relevance is 0.
+  """
+  a, s = _with_mask(attributions, mask)
+  inside = jnp.where(s, a, 0).sum(1)
+  return jnp.where(s.any(1), inside / a.sum(1), jnp.nan)
+
+
+@conventions.boundary(mask="mask")
+@jax.jit
+def relevance_rank_accuracy(attributions, mask) -> jax.Array:
+  """Relevance rank accuracy (Arras, Osman and Samek, Information Fusion 2022):
+  of the ``K = |GT|`` most relevant entries, the fraction inside the mask.
+
+  .. math:: \\mathrm{RRA} = |P_{\\mathrm{top}\\text{-}K} \\cap GT| \\,/\\, |GT|
+
+  Ties are broken by index (as Quantus' ``argsort``).
+
+  Returns:
+    ``(N,)`` in ``[0, 1]``; NaN where the mask is empty.
+  """
+  a, s = _with_mask(attributions, mask)
+  rank = jnp.argsort(jnp.argsort(-a, axis=1, stable=True), axis=1)
+  k = s.sum(1, keepdims=True)
+  hits = (s & (rank < k)).sum(1)
+  return jnp.where(k[:, 0] > 0, hits / jnp.maximum(k[:, 0], 1), jnp.nan)
+
+
+@conventions.boundary(mask="mask")
+@jax.jit
+def pointing_game(attributions, mask) -> jax.Array:
+  """Pointing game (Zhang et al., ECCV 2016 / IJCV 2018): a hit when the
+  map's maximum lies inside the ground-truth mask (any of tied maxima, as
+  Quantus' ``PointingGame``).
+
+  .. math:: \\mathrm{hit} = \\mathbb 1\\big[\\arg\\max_i R_i \\in GT\\big]
+
+  Returns:
+    ``(N,)`` of 1.0 (hit) or 0.0; NaN where the mask is empty.
+  """
+  a, s = _with_mask(attributions, mask)
+  top = a == a.max(1, keepdims=True)
+  return jnp.where(s.any(1), (top & s).any(1).astype(a.dtype), jnp.nan)
+
+
+for _f in (relevance_mass_accuracy, relevance_rank_accuracy, pointing_game):
+  head, _, tail = _f.__doc__.partition("\n  Returns:")
+  _f.__doc__ = head.rstrip() + "\n" + _MASK_ARGS + "\n  Returns:" + tail
+del _f

@@ -1,0 +1,235 @@
+"""What every evaluation metric shares: the model's target scores, per-example
+keys, inputs given as one array or Captum's tuple of arrays, maps whose shape
+is a prefix of the input's, and the loop over chunks of perturbation samples."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax import _validation, models
+from explicable_jax.attribution import _common
+
+
+def model_value(name: str, model):
+  """``model`` as a :class:`~explicable_jax.models.Classifier` (anything
+  :func:`~explicable_jax.models.as_classifier` takes) or, failing that, the
+  batch function it is."""
+  try:
+    return models.as_classifier(name, model)
+  except TypeError:
+    if callable(model):
+      return model
+    raise
+
+
+def forward(model) -> Callable:
+  """The batch function of a :func:`model_value`: a classifier's logits."""
+  return model.logits if isinstance(model, models.Classifier) else model
+
+
+def jit_call(core: Callable, *, dynamic: dict, static: dict):
+  """``core(**dynamic, **static)`` as one jitted computation, at the
+  attribution precision: ``dynamic`` holds arrays and classifiers (traced, so
+  new weights or inputs of the same shapes reuse the compilation),
+  ``static`` functions and options (hashed: pass long-lived functions to
+  reuse a compilation across calls). A classifier is dynamic, a plain model
+  function static: :func:`split_model` sorts them."""
+  items = tuple(sorted(static.items(), key=lambda kv: kv[0]))
+  return with_precision(lambda: _jitted(core, items, dynamic))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _jitted(core, static_items, dynamic):
+  return core(**dynamic, **dict(static_items))
+
+
+def split_model(name: str, model) -> tuple[dict, dict]:
+  """``({"model": clf}, {})`` for a classifier, ``({}, {"model": fn})`` for a
+  function: the ``dynamic`` and ``static`` parts for :func:`jit_call`."""
+  m = model_value(name, model)
+  return ({"model": m}, {}) if isinstance(m, models.Classifier) else ({}, {"model": m})
+
+
+def split_target(target) -> tuple[dict, dict]:
+  """``target`` as a :func:`jit_call` part: names, ints and ``None`` static,
+  arrays dynamic."""
+  if target is None or isinstance(target, (str, int, np.integer)):
+    return {}, {"target": target if not isinstance(target, np.integer) else int(target)}
+  return {"target": jnp.asarray(target)}, {}
+
+
+def check_target(fn: Callable, inputs: Inputs, target) -> None:
+  """Checks ``target`` against the model's output shape on the host (no
+  forward pass): inside the jitted metric a traced target is not checked."""
+  if isinstance(target, str):
+    _validation.check_choice("target", target, ("predicted",))
+    return
+  out = jax.eval_shape(fn, inputs.value)
+  if target is None or len(out.shape) != 2:
+    targets(fn, inputs, target)
+    return
+  _common.resolve_target(target, out.shape, lambda: None)
+
+
+class Inputs:
+  """A batch given as one array or as Captum's tuple of arrays (one leading
+  axis ``N`` for all); ``wrap`` gives a user's function what it was given."""
+
+  def __init__(self, name: str, x):
+    self.multi = _common.is_multi(x)
+    leaves = _common._leaves(name, x, batched=True) if self.multi else (
+        _common.check_input(name, x, min_rank=1),)
+    self.leaves = tuple(_common.check_input(f"{name}[{i}]" if self.multi else name, a,
+                                            min_rank=1)
+                        for i, a in enumerate(leaves))
+    self.n = self.leaves[0].shape[0]
+
+  def wrap(self, leaves):
+    return tuple(leaves) if self.multi else leaves[0]
+
+  def unwrap(self, x) -> tuple:
+    return tuple(x) if self.multi else (x,)
+
+  @property
+  def value(self):
+    return self.wrap(self.leaves)
+
+
+def like_inputs(name: str, values, inputs: Inputs, *, prefix: bool = False) -> tuple:
+  """``values`` (an array, or a tuple like the inputs) as a tuple of arrays,
+  one per input, each of that input's shape (or, with ``prefix``, a shape that
+  is a leading part of it: a pixel map ``(N, H, W)`` of ``(N, H, W, C)``
+  images)."""
+  parts = tuple(values) if inputs.multi else (values,)
+  if inputs.multi and (not _common.is_multi(values) or len(parts) != len(inputs.leaves)):
+    raise ValueError(f"{name} must be a tuple of {len(inputs.leaves)} arrays, one per input; "
+                     f"got {type(values).__name__}.")
+  out = []
+  for i, (v, x) in enumerate(zip(parts, inputs.leaves)):
+    v = jnp.asarray(v)
+    ok = v.shape == x.shape or (prefix and v.ndim >= 1 and v.shape == x.shape[:v.ndim])
+    if not ok:
+      want = (f"{tuple(x.shape)} or a leading part of it (e.g. {tuple(x.shape[:-1])})"
+              if prefix else f"{tuple(x.shape)}")
+      label = f"{name}[{i}]" if inputs.multi else name
+      raise ValueError(f"{label} must have shape {want}, the input's; got shape "
+                       f"{tuple(v.shape)}.")
+    out.append(v)
+  return tuple(out)
+
+
+def expand(a: jax.Array, ndim: int) -> jax.Array:
+  """``a`` with trailing axes added up to ``ndim`` (a prefix-shaped map
+  broadcast over the input's remaining axes)."""
+  return a.reshape(a.shape + (1,) * (ndim - a.ndim))
+
+
+def per_example_baselines(baselines, inputs: Inputs) -> tuple:
+  """Captum's baselines as one ``(N, ...)`` array per input: ``None`` (zeros),
+  a scalar, one example's shape (shared) or one per example."""
+  parts = (tuple(baselines) if inputs.multi and _common.is_multi(baselines)
+           else (baselines,) * len(inputs.leaves))
+  if len(parts) != len(inputs.leaves):
+    raise ValueError(f"baselines must have one entry per input ({len(inputs.leaves)}); "
+                     f"got {len(parts)}.")
+  out = []
+  for b, x in zip(parts, inputs.leaves):
+    if b is None:
+      out.append(jnp.zeros_like(x))
+      continue
+    b = jnp.asarray(b, x.dtype)
+    try:
+      out.append(jnp.broadcast_to(b, x.shape))
+    except ValueError:
+      raise ValueError(
+          f"baselines must be a scalar, one example of shape {tuple(x.shape[1:])} or one "
+          f"per example {tuple(x.shape)}; got shape {tuple(b.shape)}.") from None
+  return tuple(out)
+
+
+def targets(fn: Callable, inputs: Inputs, target) -> jax.Array | None:
+  """Per-example class indices ``(N,)``, or ``None`` for a model that returns
+  one score per example (Captum's ``target=None``)."""
+  out = jax.eval_shape(fn, inputs.value)
+  if target is None:
+    if out.shape not in ((inputs.n,), (inputs.n, 1)):
+      raise ValueError(
+          f"target=None needs a model that returns one score per example, ({inputs.n},); "
+          f"it returns shape {tuple(out.shape)}: pass target= (a class, {inputs.n} classes "
+          "or 'predicted').")
+    return None
+  if len(out.shape) != 2 or out.shape[0] != inputs.n:
+    raise ValueError(f"the model must return (batch, classes) scores; got shape "
+                     f"{tuple(out.shape)} for a batch of {inputs.n}.")
+  return _common.resolve_target(target, out.shape, lambda: fn(inputs.value))
+
+
+def scores(fn: Callable, x, t: jax.Array | None, *, softmax: bool = False) -> jax.Array:
+  """``(M,)`` target scores of a batch (probabilities with ``softmax``)."""
+  out = fn(x)
+  if t is None:
+    return out.reshape(out.shape[0])
+  if softmax:
+    out = jax.nn.softmax(out, axis=-1)
+  return jnp.take_along_axis(out, t[:, None], axis=-1)[:, 0]
+
+
+def example_keys(key: jax.Array, n: int) -> jax.Array:
+  """``fold_in(key, i)`` for every example ``i``: an example's draws do not
+  depend on how the batch was cut."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+
+
+def sample_keys(key: jax.Array, n: int, js: jax.Array, n_samples: int) -> jax.Array:
+  """``(k, n)`` keys: draw ``j`` of example ``i`` uses
+  ``fold_in(key, i * n_samples + j)`` (one hash per draw; an example's draws
+  do not depend on how the batch or the draws were cut)."""
+  return jax.vmap(lambda j: jax.vmap(lambda i: jax.random.fold_in(key, i * n_samples + j))(
+      jnp.arange(n)))(js)
+
+
+def samples_per_chunk(max_examples_per_batch: int | None, n: int, n_samples: int) -> int:
+  """Captum's ``max_examples_per_batch``: rows (examples x samples) per forward
+  pass, at least one sample of every example and at most all of them."""
+  if max_examples_per_batch is None:
+    return n_samples
+  _validation.check_positive("max_examples_per_batch", max_examples_per_batch, integer=True)
+  return int(min(max(int(max_examples_per_batch) // n, 1), n_samples))
+
+
+def over_samples(fn: Callable[[jax.Array], Any], n_samples: int, per_chunk: int) -> Any:
+  """``fn(js)`` for the sample indices ``0..n_samples-1``, ``per_chunk`` at a
+  time; ``fn`` returns a pytree of ``(k, ...)`` arrays, and the result stacks
+  them to ``(n_samples, ...)``. Chunks run one after another (unrolled when
+  few, see ``_common.scan_chunks``); a last partial chunk is padded with
+  extra samples whose results are dropped."""
+  n_chunks = -(-n_samples // per_chunk)
+  js = jnp.arange(n_chunks * per_chunk).reshape(n_chunks, per_chunk)
+  _, out = _common.scan_chunks(lambda c, j: (c, fn(j)), 0, js)
+  return jax.tree.map(lambda o: o.reshape((-1,) + o.shape[2:])[:n_samples], out)
+
+
+def check_samples(name: str, value) -> int:
+  _validation.check_positive(name, value, integer=True)
+  return int(value)
+
+
+def flat(parts: tuple, n: int) -> jax.Array:
+  """One ``(n, D)`` row per example: the inputs' values side by side."""
+  return jnp.concatenate([p.reshape(n, -1) for p in parts], axis=1)
+
+
+def safe_div(num: jax.Array, den: jax.Array, default: float = 1.0) -> jax.Array:
+  """``num / den``, dividing by ``default`` where ``den == 0`` (Captum's
+  ``safe_div``)."""
+  return num / jnp.where(den == 0, jnp.asarray(default, den.dtype), den)
+
+
+def with_precision(call: Callable):
+  """Runs ``call`` at the attribution precision (``attribution.set_precision``)."""
+  return _common._with_precision(call)

@@ -1,0 +1,572 @@
+"""The library's conventions, written once, each with the one helper that checks it.
+
+Every public function that takes one of these kinds of argument declares it
+with :func:`boundary`; the declaration runs the kind's check (and its one
+conversion) before the function's body, so a mistaken call gets the same clear
+error from every entry point, and a function added tomorrow is covered by the
+same test (``tests/test_conventions.py`` walks the public API).
+
+=================  ===========================================================
+kind               convention
+=================  ===========================================================
+``images``         a batch ``(N, H, W, C)``, channel last (NHWC); ``float`` in
+                   ``[0, 1]``, or integers in ``0..255`` (``uint8`` usually),
+                   converted to ``float32 / 255`` by :func:`to_unit_float`.
+                   Float images in ``0..255`` are refused, not guessed.
+``inputs``         what a classifier takes: an image batch as above, a batch
+                   of feature vectors ``(N, D)`` (``float``; ``uint8`` pixels
+                   are converted), or integer ids ``(N, T)`` (kept as they
+                   are); for image-shaped inputs the images rules hold.
+``batch``          what a user's plain function takes (the ``(features_fn,
+                   head_fn)`` pair of the layer methods): numbers with a
+                   leading batch axis, finite; dtype and scale as given.
+``labels``         integer class indices ``(N,)`` in ``[0, C)``; ``(N, 1)``,
+                   one-hot ``(N, C)``, fractional or bool labels are refused.
+``mask``           boolean, or numbers in ``{0, 1}`` (``0/255`` is refused).
+``logits``         class scores ``(N, C)``.
+``scores``         one score per example ``(N,)`` (detection scores, errors).
+``perturbation``   a size in the images' units (``[0, 1]``): ``epsilon=8``
+                   on ``[0, 1]`` images is refused (``8 / 255`` was meant).
+=================  ===========================================================
+
+Non-finite values: a concrete argument (outside ``jax.jit``) holding NaN or
+inf raises ``ValueError`` naming the argument and the examples; under tracing
+values are not checked (only shapes and dtypes) and the caller checks on the
+host. The batched attribution methods add ``check_finite=False`` to opt out.
+
+Every error is a :class:`ConventionError` (a ``ValueError``) whose message
+names the argument, what was given and what was expected, with the fix.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "ConventionError", "KINDS", "boundary", "declared", "to_unit_float",
+    "check_images", "check_inputs", "check_batch", "check_labels", "check_mask", "check_logits",
+    "check_scores", "check_perturbation", "check_finite", "check_same_length",
+]
+
+# A float image may stray this far outside [0, 1] (noise, an attack's
+# overshoot before clipping, interpolation) and still be a [0, 1] image;
+# beyond it, it is on another scale.
+_UNIT_SLACK = 0.5
+
+
+class ConventionError(ValueError):
+  """A public argument breaks one of the library's conventions."""
+
+
+def _is_traced(x) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def _describe(x) -> str:
+  if hasattr(x, "shape") and hasattr(x, "dtype"):
+    return f"shape {tuple(x.shape)}, dtype {x.dtype}"
+  return type(x).__name__
+
+
+def _as_array(name: str, x, what: str):
+  """``x`` as a numpy array (concrete) or a jax array (traced)."""
+  if _is_traced(x):
+    return x
+  if isinstance(x, (str, bytes, dict)) or x is None:
+    raise ConventionError(f"{name} must be {what}; got {type(x).__name__}.")
+  try:
+    arr = np.asarray(x)
+  except Exception:
+    raise ConventionError(f"{name} must be {what}; got {type(x).__name__}.") from None
+  if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    raise ConventionError(f"{name} must be {what} of numbers; got {_describe(arr)}.")
+  return arr
+
+
+def _keep_kind(original, arr):
+  """``arr`` as a jax array when ``original`` was one (results stay on device)."""
+  if isinstance(original, jax.Array) and not isinstance(arr, jax.Array):
+    return jnp.asarray(arr)
+  return arr
+
+
+def to_unit_float(x):
+  """The one conversion of images to ``float32`` in ``[0, 1]``.
+
+  .. math:: x \\mapsto x / 255 \\text{ for integer pixels}, \\quad x
+     \\text{ unchanged for floats}
+
+  Works on numpy and (traced) jax arrays; checks nothing (see
+  :func:`check_images` for the checked entry).
+
+  Args:
+    x: images, integer pixels in ``0..255`` or floats in ``[0, 1]``.
+
+  Returns:
+    ``float32`` images in ``[0, 1]``.
+
+  Example:
+    >>> import numpy as np
+    >>> to_unit_float(np.array([0, 51, 255], np.uint8)).tolist()
+    [0.0, 0.20000000298023224, 1.0]
+  """
+  xp = jnp if isinstance(x, jax.Array) else np
+  x = xp.asarray(x)
+  if xp.issubdtype(x.dtype, xp.integer) or x.dtype == bool:
+    if x.dtype == bool:
+      return x.astype(xp.float32)
+    return x.astype(xp.float32) / xp.float32(255.0)
+  if xp.issubdtype(x.dtype, xp.floating):
+    return x if x.dtype == xp.float32 else x.astype(xp.float32)
+  return x.astype(xp.float32)
+
+
+def _nonfinite(name: str, arr) -> None:
+  if _is_traced(arr) or not np.issubdtype(arr.dtype, np.inexact):
+    return
+  finite = np.isfinite(arr)
+  if finite.all():
+    return
+  if arr.ndim >= 1:
+    bad = np.flatnonzero(~finite.reshape(arr.shape[0], -1).all(axis=1))
+    where = (f" in {bad.size} example(s), indices {', '.join(map(str, bad[:10]))}"
+             f"{' ...' if bad.size > 10 else ''}")
+  else:
+    where = ""
+  raise ConventionError(
+      f"{name} holds NaN or inf{where}; the library refuses non-finite values "
+      "outside jit: drop or repair those rows first.")
+
+
+def check_finite(name: str, x) -> None:
+  """Raises :class:`ConventionError` when concrete ``x`` holds NaN or inf,
+  naming the examples (first axis); tracers are not checked."""
+  for i, leaf in enumerate(jax.tree.leaves(x)):
+    if _is_traced(leaf):
+      continue
+    arr = np.asarray(leaf)
+    _nonfinite(name if len(jax.tree.leaves(x)) == 1 else f"{name}[{i}]", arr)
+
+
+_CHANNELS = (1, 2, 3, 4)
+
+
+def _check_layout(name: str, shape: tuple[int, ...], expected: tuple[int, ...] | None) -> None:
+  """NHWC: refuses a channel-first batch, and a shape other than ``expected``."""
+  if expected is not None:
+    if tuple(shape[1:]) != tuple(expected):
+      hint = ""
+      if (len(shape) == 4 and len(expected) == 3
+          and (shape[2], shape[3], shape[1]) == tuple(expected)):
+        hint = " It is channel-first (N, C, H, W): pass x.transpose(0, 2, 3, 1)."
+      raise ConventionError(
+          f"{name} must be a batch of examples of shape {tuple(expected)} (the "
+          f"model's input_shape); got {tuple(shape)}.{hint}")
+    return
+  if len(shape) == 4 and shape[1] in _CHANNELS and shape[3] not in _CHANNELS:
+    raise ConventionError(
+        f"{name} must be channel-last (N, H, W, C); got shape {tuple(shape)}, which "
+        "looks channel-first (N, C, H, W): pass x.transpose(0, 2, 3, 1).")
+
+
+def _unit_range(name: str, arr, *, strict: bool) -> None:
+  """Float images must be on the ``[0, 1]`` scale."""
+  if _is_traced(arr) or arr.size == 0 or not np.issubdtype(arr.dtype, np.floating):
+    return
+  lo, hi = float(np.min(arr)), float(np.max(arr))
+  slack = 1e-4 if strict else _UNIT_SLACK
+  if lo >= -slack and hi <= 1 + slack:
+    return
+  if lo >= 0 and hi <= 255:
+    hint = ("it looks like 0..255 pixels stored as floats: pass x / 255, or the "
+            "uint8 images themselves")
+  else:
+    hint = ("it looks standardised or on another scale: the library's models take "
+            "[0, 1] images and standardise inside the model (input_mean/input_std); a "
+            "model of yours that takes this scale is adapted with input_range=None")
+  raise ConventionError(
+      f"{name} must be float images in [0, 1] (or integer pixels in 0..255); got "
+      f"values from {lo:.4g} to {hi:.4g}: {hint}.")
+
+
+def _pixels(name: str, arr) -> None:
+  if _is_traced(arr) or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+    return
+  lo, hi = int(np.min(arr)), int(np.max(arr))
+  if lo < 0 or hi > 255:
+    raise ConventionError(
+        f"{name} holds integer pixels, which must lie in 0..255; got values from {lo} "
+        f"to {hi}.")
+
+
+def check_images(name: str, x, *, input_shape: tuple[int, ...] | None = None,
+                 strict_range: bool = True, convert: bool = True):
+  """``x`` as ``float32`` images in ``[0, 1]``, NHWC, after the images checks.
+
+  Refuses: anything but numbers; a rank other than 4 (``(N, H, W, C)``); a
+  channel-first batch; integer pixels outside ``0..255``; float images off
+  the ``[0, 1]`` scale (``0..255`` floats, standardised images); NaN or inf.
+
+  Args:
+    name: the argument's name, for the message.
+    x: the images.
+    input_shape: one example's shape, when a model fixes it.
+    strict_range: ``False`` lets floats stray a little outside ``[0, 1]``
+      (noisy or perturbed images before clipping).
+    convert: ``False`` checks only and returns ``x`` as it is (a dataset
+      keeps its compact ``uint8`` storage).
+
+  Returns:
+    ``float32`` images (numpy for numpy input, jax for jax input).
+
+  Example:
+    >>> import numpy as np
+    >>> check_images("x", np.zeros((2, 8, 8, 3), np.uint8)).dtype
+    dtype('float32')
+  """
+  arr = _as_array(name, x, "an image batch (N, H, W, C)")
+  if arr.ndim != 4:
+    raise ConventionError(
+        f"{name} must be an image batch (N, H, W, C); got {_describe(arr)}"
+        + (" (one image? add the batch axis: x[None])" if arr.ndim == 3 else "") + ".")
+  _check_layout(name, arr.shape, input_shape)
+  if arr.dtype == bool:
+    raise ConventionError(f"{name} must be images (float or uint8); got {_describe(arr)}.")
+  _pixels(name, arr)
+  _nonfinite(name, arr)
+  _unit_range(name, arr, strict=strict_range)
+  return _keep_kind(x, to_unit_float(arr)) if convert else x
+
+
+def check_inputs(name: str, x, *, input_shape: tuple[int, ...] | None = None,
+                 convert: bool = True, unit_range: bool = True):
+  """``x`` as a classifier's input batch: images as :func:`check_images`
+  (relaxed range), feature vectors ``(N, D)``, or integer ids.
+
+  Integer inputs: image-shaped ones (rank >= 3) and ``uint8`` ones are
+  pixels (``0..255``, divided by 255); other integer vectors ``(N, T)`` are
+  token ids or counts and go to the model as they are (flattened pixels:
+  pass ``uint8``). Float inputs of image shape (``(N, H, W, C)`` with ``C``
+  in 1..4) must be on the ``[0, 1]`` scale; a channel-first batch, or one
+  that does not match the model's ``input_shape``, is refused.
+
+  Args:
+    name: the argument's name, for the message.
+    x: the batch (leading axis: examples).
+    input_shape: one example's shape, when the model fixes it.
+    convert: ``False`` checks only and returns ``x`` as it is.
+    unit_range: ``False`` for a model declared to take another scale
+      (``input_range=None`` in the adapters): no range check.
+
+  Returns:
+    The batch, ``float32`` (integer ids unchanged); numpy for numpy input,
+    jax for jax input.
+  """
+  arr = _as_array(name, x, "a batch of inputs (leading axis: examples)")
+  if arr.ndim < 1:
+    raise ConventionError(
+        f"{name} must be a batch (leading axis: examples); got a scalar.")
+  if input_shape is not None and tuple(arr.shape[1:]) != tuple(input_shape):
+    _check_layout(name, arr.shape, input_shape)
+  if input_shape is None and arr.ndim == 4:
+    _check_layout(name, arr.shape, None)
+  ids = False
+  if np.issubdtype(arr.dtype, np.integer):
+    if arr.ndim < 3 and arr.dtype != np.uint8:
+      ids = True
+    else:
+      _pixels(name, arr)
+  elif arr.dtype != bool:
+    _nonfinite(name, arr)
+    if unit_range and arr.ndim == 4 and arr.shape[-1] in _CHANNELS:
+      _unit_range(name, arr, strict=False)
+  if not convert or ids:
+    return x if not convert else _keep_kind(x, arr)
+  return _keep_kind(x, to_unit_float(arr))
+
+
+def check_batch(name: str, x):
+  """``x`` as a batch for a user's function: numbers (an array, or Captum's
+  tuple of arrays) with a leading batch axis, finite when concrete; no
+  conversion and no scale rule (the function defines its inputs)."""
+  if isinstance(x, (tuple, list)):
+    return tuple(check_batch(f"{name}[{i}]", v) for i, v in enumerate(x))
+  arr = _as_array(name, x, "a batch (leading axis: examples)")
+  if arr.ndim < 1:
+    raise ConventionError(f"{name} must be a batch (leading axis: examples); got a scalar.")
+  _nonfinite(name, arr)
+  return x if isinstance(x, jax.Array) or _is_traced(x) else arr
+
+
+def check_labels(name: str, labels, num_classes: int | None = None, *,
+                 n: int | None = None):
+  """``labels`` as ``int32`` class indices ``(N,)`` in ``[0, num_classes)``.
+
+  Refuses ``(N, 1)`` and one-hot ``(N, C)`` labels (with the fix), bool and
+  fractional or non-finite values, values outside ``[0, num_classes)`` and,
+  with ``n``, a length other than ``n``. Integral floats (``3.0``) are
+  accepted. Tracers: only the shape is checked.
+
+  Returns:
+    ``int32`` labels (numpy for numpy input, jax for jax input).
+
+  Example:
+    >>> check_labels("labels", [0, 2, 1], num_classes=3).tolist()
+    [0, 2, 1]
+  """
+  arr = _as_array(name, labels, "integer class indices (N,)")
+  if arr.ndim == 2 and arr.shape[1] == 1:
+    raise ConventionError(
+        f"{name} must be class indices of shape (N,); got shape {tuple(arr.shape)}: "
+        "pass labels.ravel().")
+  if arr.ndim == 2:
+    raise ConventionError(
+        f"{name} must be class indices of shape (N,); got shape {tuple(arr.shape)}, "
+        "which looks one-hot or soft: pass labels.argmax(-1) (hard labels).")
+  if arr.ndim != 1:
+    raise ConventionError(
+        f"{name} must be class indices of shape (N,); got {_describe(arr)}.")
+  if n is not None and arr.shape[0] != n:
+    raise ConventionError(
+        f"{name} must hold one label per example ({n}); got {arr.shape[0]}.")
+  if arr.dtype == bool:
+    raise ConventionError(f"{name} must be integer class indices; got dtype bool.")
+  if _is_traced(arr):
+    if not jnp.issubdtype(arr.dtype, jnp.integer):
+      raise ConventionError(f"{name} must be integer class indices; got dtype {arr.dtype}.")
+    return arr
+  if np.issubdtype(arr.dtype, np.floating):
+    if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+      raise ConventionError(
+          f"{name} must be integer class indices; got {arr.dtype} values that are not "
+          "whole numbers (NaN or fractional): soft labels belong elsewhere.")
+  if num_classes is not None and arr.size:
+    lo, hi = int(np.min(arr)), int(np.max(arr))
+    if lo < 0 or hi >= num_classes:
+      raise ConventionError(
+          f"{name} must lie in [0, {num_classes}) for {num_classes} classes; got values "
+          f"from {lo} to {hi}.")
+  elif arr.size and int(np.min(arr)) < 0:
+    raise ConventionError(
+        f"{name} must be non-negative class indices; got a minimum of {int(np.min(arr))}.")
+  return _keep_kind(labels, arr.astype(np.int32))
+
+
+def check_mask(name: str, mask, *, shape: tuple[int, ...] | None = None):
+  """``mask`` as a boolean array: bool, or numbers in ``{0, 1}``.
+
+  Refuses ``0/255`` masks (pass ``mask > 0``), other values, NaN, and a shape
+  other than ``shape`` (broadcasting is not guessed).
+
+  Example:
+    >>> check_mask("mask", [0, 1, 1]).tolist()
+    [False, True, True]
+  """
+  arr = _as_array(name, mask, "a mask (bool or 0/1)")
+  if shape is not None and tuple(arr.shape) != tuple(shape):
+    raise ConventionError(
+        f"{name} must have shape {tuple(shape)}; got {tuple(arr.shape)}.")
+  if _is_traced(arr):
+    return arr if arr.dtype == bool else arr != 0
+  if arr.dtype != bool:
+    values = np.unique(arr)
+    if not np.all(np.isin(values, (0, 1))):
+      shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if values.size > 6 else "")
+      raise ConventionError(
+          f"{name} must be boolean or hold only 0 and 1; got values {shown}"
+          + (": pass mask > 0" if np.all(values >= 0) and np.all(np.isfinite(values)) else "")
+          + ".")
+  return _keep_kind(mask, arr.astype(bool))
+
+
+def check_logits(name: str, logits, *, num_classes: int | None = None):
+  """``logits`` as class scores ``(N, C)`` (float), finite when concrete."""
+  arr = _as_array(name, logits, "class scores (N, C)")
+  if arr.ndim != 2:
+    hint = (" (one score per example is not a classifier's output; a binary model "
+            "returns (N, 2))" if arr.ndim == 1 else "")
+    raise ConventionError(
+        f"{name} must be class scores of shape (N, C); got {_describe(arr)}{hint}.")
+  if num_classes is not None and arr.shape[1] != num_classes:
+    raise ConventionError(
+        f"{name} must have {num_classes} columns (one per class); got shape "
+        f"{tuple(arr.shape)}.")
+  if not (np.issubdtype(arr.dtype, np.floating) or
+          (_is_traced(arr) and jnp.issubdtype(arr.dtype, jnp.floating))):
+    arr = arr.astype(np.float32)
+  _nonfinite(name, arr)
+  return _keep_kind(logits, arr)
+
+
+def check_scores(name: str, scores):
+  """``scores`` as one float score per example ``(N,)``, finite when concrete."""
+  arr = _as_array(name, scores, "one score per example (N,)")
+  if arr.ndim != 1:
+    raise ConventionError(
+        f"{name} must hold one score per example, shape (N,); got {_describe(arr)}.")
+  if arr.dtype == bool:
+    raise ConventionError(f"{name} must be numeric scores; got dtype bool.")
+  if not _is_traced(arr) and not np.issubdtype(arr.dtype, np.floating):
+    arr = arr.astype(np.float64)
+  _nonfinite(name, arr)
+  return _keep_kind(scores, arr)
+
+
+def check_perturbation(name: str, value, *, allow_zero: bool = True) -> float:
+  """A perturbation size in the images' units: a finite number in ``[0, 1]``.
+
+  ``epsilon=8`` on ``[0, 1]`` images would saturate every pixel; ``8 / 255``
+  was meant, and the message says so.
+  """
+  ok = (isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool) and np.isfinite(value))
+  if not ok or value < 0 or (value == 0 and not allow_zero):
+    raise ConventionError(
+        f"{name} must be a {'non-negative' if allow_zero else 'positive'} number in the "
+        f"images' units ([0, 1]); got {value!r}.")
+  if value > 1:
+    raise ConventionError(
+        f"{name} is in the images' units, [0, 1]; got {value!r}, which would move every "
+        f"pixel across its whole range: on the 0..255 scale pass {value!r} / 255 "
+        f"= {value / 255:.4g}.")
+  return float(value)
+
+
+def check_same_length(names_and_lengths: dict[str, int]) -> None:
+  """Raises unless every named batch has the same number of examples."""
+  lengths = {k: v for k, v in names_and_lengths.items() if v is not None}
+  if len(set(lengths.values())) > 1:
+    shown = ", ".join(f"{k} has {v}" for k, v in lengths.items())
+    raise ConventionError(f"the batches must have one row per example; {shown}.")
+
+
+# ---------------------------------------------------------------------------
+# Declarations at the boundary.
+
+KINDS = ("images", "inputs", "batch", "labels", "mask", "logits", "scores", "perturbation")
+
+
+def _model_facts(bound: dict):
+  """``(num_classes, input_shape, unit_range)`` known without tracing, from
+  the first classifier among the arguments (or a ``num_classes`` argument)."""
+  from explicable_jax.models.classifier import Classifier
+  n = bound.get("num_classes")
+  if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0:
+    return int(n), None, True
+  for value in bound.values():
+    clf = value if isinstance(value, Classifier) else getattr(value, "classifier", None)
+    if isinstance(clf, Classifier):
+      n = clf.spec.num_classes
+      if n is None and clf.spec.class_names is not None:
+        n = len(clf.spec.class_names)
+      return n, clf.spec.input_shape, getattr(clf.spec, "input_range", (0.0, 1.0)) is not None
+  return None, None, True
+
+
+def _length(value) -> int | None:
+  shape = getattr(value, "shape", None)
+  return int(shape[0]) if shape else None
+
+
+def _check_one(param: str, kind: str, value, num_classes, input_shape, unit_range=True):
+  """One argument through its kind's check."""
+  if kind == "images":
+    return check_images(param, value, input_shape=input_shape)
+  if kind == "inputs":
+    if isinstance(value, tuple):  # Captum's tuple of inputs: each checked.
+      return tuple(check_inputs(f"{param}[{i}]", v, unit_range=unit_range)
+                   for i, v in enumerate(value))
+    return check_inputs(param, value, input_shape=input_shape, unit_range=unit_range)
+  if kind == "batch":
+    return check_batch(param, value)
+  if kind == "labels":
+    if isinstance(value, str) or (np.ndim(value) == 0 and not _is_traced(value)):
+      return value  # target="predicted", or one class for every example
+    return check_labels(param, value, num_classes)
+  if kind == "mask":
+    return check_mask(param, value)
+  if kind == "logits":
+    return check_logits(param, value)
+  if kind == "scores":
+    return check_scores(param, value)
+  return check_perturbation(param, value)
+
+
+def boundary(**kinds: str) -> Callable[[Callable], Callable]:
+  """Declares which arguments of a public function follow which convention.
+
+  The wrapper binds the call, runs each declared argument (when given, not
+  ``None``) through its kind's check, passes the converted value on, and
+  checks that the declared batches have one row per example. Labels are
+  checked against the number of classes, and inputs against the input shape,
+  of the first classifier among the arguments (when known without tracing).
+
+  Args:
+    **kinds: ``parameter=kind`` with kind one of :data:`KINDS`, or
+      ``kind + "{}"`` for a mapping ``name -> value of that kind`` (a table of
+      scores by method, say).
+
+  Example:
+    >>> @boundary(x="images")
+    ... def brightest(x):
+    ...   return x.max()
+    >>> import numpy as np
+    >>> float(brightest(np.full((1, 2, 2, 3), 255, np.uint8)))
+    1.0
+  """
+  for param, kind in kinds.items():
+    if kind.removesuffix("{}") not in KINDS:
+      raise ValueError(f"kind of {param!r} must be one of {', '.join(KINDS)} (a mapping "
+                       f"name -> that kind with a '{{}}' suffix); got {kind!r}.")
+
+  def decorate(fn: Callable) -> Callable:
+    sig = inspect.signature(fn)
+    missing = set(kinds) - set(sig.parameters)
+    if missing:
+      raise TypeError(f"{fn.__qualname__} has no parameter(s) {sorted(missing)}.")
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+      try:
+        bound = sig.bind(*args, **kwargs)
+      except TypeError:
+        return fn(*args, **kwargs)  # Python's own message for a wrong call.
+      args_ = bound.arguments
+      num_classes, input_shape, unit_range = _model_facts(args_)
+      lengths = {}
+      for param, kind in kinds.items():
+        value = args_.get(param)
+        if value is None:
+          continue
+        if kind.endswith("{}"):
+          if not isinstance(value, Mapping) or not value:
+            raise ConventionError(
+                f"{param} must be a non-empty mapping of name to {kind[:-2]}; got "
+                f"{type(value).__name__}{' (empty)' if isinstance(value, Mapping) else ''}.")
+          value = {k: _check_one(f"{param}[{k!r}]", kind[:-2], v, num_classes, input_shape,
+                                 unit_range) for k, v in value.items()}
+        else:
+          value = _check_one(param, kind, value, num_classes, input_shape, unit_range)
+        args_[param] = value
+        if kind in ("images", "inputs", "batch", "labels", "logits", "scores", "mask") \
+            and not isinstance(value, tuple):
+          lengths[param] = _length(value)
+      check_same_length(lengths)
+      return fn(*bound.args, **bound.kwargs)
+
+    wrapped.__conventions__ = dict(kinds)
+    return wrapped
+
+  return decorate
+
+
+def declared(fn: Callable) -> dict[str, str]:
+  """The ``parameter -> kind`` declarations of a public function (empty when
+  it declares none)."""
+  return dict(getattr(fn, "__conventions__", {}))

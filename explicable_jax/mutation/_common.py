@@ -1,0 +1,101 @@
+"""Private helpers shared by the mutation package's modules: the model as a
+function of its parameters, stacked-mutant checks, labels."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax.mutation.operators import _leaves
+
+
+def classifier_or_none(model):
+  """``model`` as a Classifier (a Classifier or a TrainState), else ``None``."""
+  from explicable_jax import models  # the contract; models never imports mutation
+  if isinstance(model, models.Classifier) or isinstance(
+      getattr(model, "classifier", None), models.Classifier):
+    return models.as_classifier("model", model)
+  return None
+
+
+def params_of(name: str, model_or_params):
+  """A Classifier's (or TrainState's) params, or the pytree itself."""
+  clf = classifier_or_none(model_or_params)
+  return clf.params if clf is not None else model_or_params
+
+
+def check_mutants(mutants, params) -> int:
+  """The number of mutants in a stacked pytree, or a ``ValueError`` saying
+  which leaf does not match ``params`` with a leading mutant axis."""
+  p_paths, p_leaves, p_def = _leaves(params)
+  m_paths, m_leaves, m_def = _leaves(mutants)
+  if p_def != m_def:
+    raise ValueError(
+        "mutants must have the structure of params with a leading mutant axis; "
+        f"got {len(m_leaves)} leaves for the model's {len(p_leaves)}.")
+  n = None
+  for path, p, m in zip(p_paths, p_leaves, m_leaves):
+    if np.ndim(m) != np.ndim(p) + 1 or np.shape(m)[1:] != np.shape(p):
+      raise ValueError(
+          f"mutants[{path}] must have shape (n, *{tuple(np.shape(p))}); "
+          f"got {tuple(np.shape(m))}.")
+    if n is None:
+      n = np.shape(m)[0]
+    elif np.shape(m)[0] != n:
+      raise ValueError(f"mutants hold different counts: {path} has {np.shape(m)[0]}, "
+                       f"earlier leaves {n}.")
+  return int(n)
+
+
+def chunks(n: int, size: int):
+  """``(start, stop)`` of consecutive chunks of ``size`` covering ``range(n)``."""
+  for s in range(0, n, size):
+    yield s, min(n, s + size)
+
+
+def labels(logits):
+  """argmax labels; -1 marks a prediction from non-finite scores (argmax
+  would say 0)."""
+  out = jnp.argmax(logits, -1).astype(jnp.int32)
+  return jnp.where(jnp.all(jnp.isfinite(logits), -1), out, -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamsLogits:
+  """``logits_fn(params, x)`` given by the user: ``(params, extra, x) -> logits``."""
+  fn: Callable
+
+  def __call__(self, p, extra, xb):
+    return self.fn(p, xb)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierLogits:
+  """A classifier's evaluation-mode logits as a function of its params,
+  with its state passed in (never a constant folded into the program)."""
+  spec: Any
+
+  def __call__(self, p, state, xb):
+    return self.spec.backend.apply(p, state, xb, train=False, key=None)[0]
+
+
+def as_logits(model):
+  """``(fn(params, extra, x), extra, original_params or None)`` for a
+  Classifier (or TrainState) or a ``logits_fn(params, x)``."""
+  clf = classifier_or_none(model)
+  if clf is not None:
+    return ClassifierLogits(clf.spec), clf.state, clf.params
+  if not callable(model):
+    raise TypeError(
+        f"model must be a models.Classifier or a function logits_fn(params, x); got "
+        f"{type(model).__name__}.")
+  return ParamsLogits(model), None, None
+
+
+def abstract(params):
+  """The shapes and dtypes of ``params`` (for tracing, no values)."""
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), params)

@@ -1,0 +1,196 @@
+"""Mutant ensembles: many mutants as one stacked pytree, and the accuracy gate.
+
+An ensemble is the operator ``jax.vmap``-ed over split keys (one program per
+operator, rate and options, the parameters an argument), kept only where the
+mutant keeps most of the original's accuracy, as Wang et al. (ICSE 2019) and
+Wu et al. (2019) do.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicable_jax import conventions
+from explicable_jax import _validation
+from explicable_jax.mutation._common import params_of
+from explicable_jax.mutation.operators import _operator
+from explicable_jax.mutation.predictions import mutant_predictions
+
+__all__ = ["mutate_many", "make_mutants", "accuracy_gate", "GateRejectedError"]
+
+
+@functools.lru_cache(maxsize=32)
+def _vmapped_operator(op: Callable, rate: float, options: tuple) -> Callable:
+  """The operator vmapped over keys and jitted, params an argument (not a
+  constant folded into the program), so that every draw of the same kind
+  reuses one compilation."""
+  kwargs = dict(options)
+  return jax.jit(jax.vmap(lambda k, p: op(k, p, rate, **kwargs), in_axes=(0, None)))
+
+
+def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options):
+  """``n`` mutants as one stacked pytree: the operator vmapped over split keys.
+
+  .. math:: \\theta_m = \\mathrm{op}(k_m, \\theta, \\mathrm{rate}),\\quad
+            (k_1, \\dots, k_n) = \\mathrm{split}(\\mathrm{key}, n)
+
+  Args:
+    key: PRNG key.
+    params: a parameter pytree or a Classifier (its params).
+    n: mutants.
+    operator: a name of :data:`~explicable_jax.mutation.OPERATORS` (``"NAI"``,
+      ``"GF"``, ``"WS"``, ``"NS"``...) or an operator function.
+    rate: the operator's mutation rate.
+    **options: the operator's keyword options (``layers``, ``granularity``...).
+
+  Returns:
+    The pytree of ``params``' structure, every leaf with a leading axis ``n``
+    (mutant ``m`` is ``operator(split(key, n)[m], params, rate)``).
+
+  >>> import jax, jax.numpy as jnp
+  >>> params = {"dense": {"kernel": jnp.eye(2), "bias": jnp.zeros(2)}}
+  >>> mutants = mutate_many(jax.random.key(0), params, 4, "NAI", 0.5, layers="kernels")
+  >>> mutants["dense"]["kernel"].shape
+  (4, 2, 2)
+  """
+  key = _validation.check_key("key", key, call="mutate_many(key, ...)")
+  _validation.check_positive("n", n, integer=True)
+  params = params_of("params", params)
+  op = _operator(operator)
+  keys = jax.random.split(key, int(n))
+  try:
+    fn = _vmapped_operator(op, rate, tuple(sorted(options.items())))
+  except TypeError:  # an unhashable option (a list, an array): compile for this call only
+    fn = jax.jit(jax.vmap(lambda k, p: op(k, p, rate, **options), in_axes=(0, None)))
+  return fn(keys, params)
+
+
+class GateRejectedError(ValueError):
+  """:func:`make_mutants` gave up: fewer than ``n`` of the ``drawn`` mutants
+  passed the accuracy gate (``accepted`` did); the rate is too high."""
+
+  def __init__(self, message: str, *, drawn: int, accepted: int):
+    super().__init__(message)
+    self.drawn, self.accepted = drawn, accepted
+
+
+def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
+                 accuracy_fn: Callable[[Any], np.ndarray] | None = None,
+                 min_relative_accuracy: float = 0.9, max_draws: int | None = None,
+                 batch: int | None = None, **options):
+  """``n`` mutants that pass the accuracy gate, as one stacked pytree.
+
+  Mutants are drawn ``batch`` at a time (one vmapped call each); with
+  ``accuracy_fn``, only mutants ``m`` with
+
+  .. math:: \\mathrm{acc}(m) \\ge \\tau \\cdot \\mathrm{acc}(f)
+
+  (``tau = min_relative_accuracy``, ``acc(f)`` is ``accuracy_fn`` of the
+  original) are kept, as Wang et al. (ICSE 2019) and Wu et al. do, and more
+  are drawn until ``n`` pass.
+
+  Args:
+    key: PRNG key; draw ``d`` uses ``fold_in(key, d)``.
+    model: the trained :class:`~explicable_jax.models.Classifier` (its
+      params are mutated) or the parameter pytree itself.
+    n: mutants wanted.
+    operator: a name of :data:`~explicable_jax.mutation.OPERATORS` or an
+      operator function.
+    rate: the operator's mutation rate.
+    accuracy_fn: stacked mutants -> ``(batch,)`` validation accuracies
+      (:func:`accuracy_gate`), or ``None`` to keep every mutant.
+    min_relative_accuracy: the gate's threshold (0.9 in both papers).
+    max_draws: give up after this many mutants drawn (default ``20 n``),
+      raising :class:`GateRejectedError` (a ``ValueError``) that says the
+      rate is too high and carries ``drawn`` and ``accepted``.
+    batch: mutants per vmapped draw (default ``n``).
+    **options: the operator's keyword options (``layers``, ``granularity``...).
+
+  Returns:
+    ``(mutants, info)``: the stacked pytree (leading axis ``n``) and a dict
+    with ``drawn``, ``accepted``, ``original_accuracy`` and the kept
+    mutants' ``accuracies``.
+
+  >>> import jax, jax.numpy as jnp
+  >>> params = {"dense": {"kernel": jnp.eye(2), "bias": jnp.zeros(2)}}
+  >>> mutants, info = make_mutants(jax.random.key(0), params, 4, "NAI", 0.5, layers="kernels")
+  >>> mutants["dense"]["kernel"].shape, info["drawn"], info["accepted"]
+  ((4, 2, 2), 4, 4)
+  """
+  key = _validation.check_key("key", key, call="make_mutants(key, ...)")
+  _validation.check_positive("n", n, integer=True)
+  _validation.check_fraction("min_relative_accuracy", min_relative_accuracy)
+  max_draws = 20 * n if max_draws is None else max_draws
+  _validation.check_positive("max_draws", max_draws, integer=True)
+  batch = n if batch is None else batch
+  _validation.check_positive("batch", batch, integer=True)
+  params = params_of("model", model)
+  kept, accs, drawn, draw = [], [], 0, 0
+  original = None
+  if accuracy_fn is not None:
+    original = float(np.asarray(accuracy_fn(jax.tree.map(lambda a: a[None], params)))[0])
+  while sum(len(a) for a in accs) < n and drawn < max_draws:
+    m = mutate_many(jax.random.fold_in(key, draw), params, batch, operator, rate, **options)
+    draw += 1
+    drawn += batch
+    if accuracy_fn is None:
+      acc = np.full(batch, np.nan)
+      ok = np.ones(batch, bool)
+    else:
+      acc = np.asarray(accuracy_fn(m), np.float64)
+      ok = acc >= min_relative_accuracy * original
+    sel = np.flatnonzero(ok)
+    if sel.size:
+      kept.append(jax.tree.map(lambda a: a[sel], m))
+      accs.append(acc[sel])
+  got = sum(len(a) for a in accs)
+  if got < n:
+    op_name = operator if isinstance(operator, str) else operator.__name__
+    message = (
+        f"rate={rate} is too high for operator {op_name}: only {got} of {drawn} mutants "
+        f"kept {min_relative_accuracy:.0%} of the original accuracy {original:.4f} "
+        f"(wanted n={n}); lower the rate or raise max_draws." if original is not None else
+        f"only {got} mutants of operator {op_name} were drawn within max_draws={max_draws} "
+        f"(wanted n={n}); raise max_draws.")
+    raise GateRejectedError(message, drawn=drawn, accepted=got)
+  stacked = jax.tree.map(lambda *a: jnp.concatenate(a)[:n], *kept)
+  return stacked, {"drawn": drawn, "accepted": got, "original_accuracy": original,
+                   "accuracies": np.concatenate(accs)[:n]}
+
+
+@conventions.boundary(x="inputs", y="labels")
+def accuracy_gate(model, x, y, *, mutant_chunk: int = 10,
+                  batch_size: int = 500) -> Callable:
+  """An ``accuracy_fn`` for :func:`make_mutants`: every stacked mutant's
+  accuracy on a validation set ``(x, y)``.
+
+  .. math:: \\mathrm{acc}(m) = \\frac{1}{N} \\sum_i [m(x_i) = y_i]
+
+  Args:
+    model: a Classifier or ``logits_fn(params, x)``.
+    x: ``(N, ...)`` validation inputs.
+    y: ``(N,)`` integer labels.
+    mutant_chunk, batch_size: see
+      :func:`~explicable_jax.mutation.mutant_predictions`.
+
+  Returns:
+    ``accuracy_fn(stacked) -> (n_mutants,)`` accuracies (Wang et al., ICSE
+    2019, keep mutants with at least 90% of the original's).
+  """
+  y = np.asarray(y)
+  if y.ndim != 1 or len(y) != len(x):
+    raise ValueError(f"y must hold one label per input of x ({len(x)}); got shape {y.shape}.")
+  if len(y) and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0):
+    raise ValueError(f"y must hold class indices (integers >= 0); got dtype {y.dtype}"
+                     + (f" and minimum {y.min()}." if y.size else "."))
+
+  def accuracy_fn(stacked):
+    preds = mutant_predictions(model, stacked, x, mutant_chunk=mutant_chunk,
+                               batch_size=batch_size)
+    return (preds == y[None, :]).mean(axis=1)
+  return accuracy_fn

@@ -1,0 +1,85 @@
+"""Private helpers shared by the attacks and the corruptions: argument
+checks, clipping, the loss gradient and how a model crosses ``jax.jit``."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from explicable_jax import _validation
+
+LogitsFn = Callable[[jax.Array], jax.Array]
+
+
+def _check_images(name: str, x) -> None:
+  shape = tuple(np.shape(x))
+  if len(shape) != 4:
+    raise ValueError(f"{name} must be a batch of NHWC images (rank 4); got shape {shape}.")
+
+
+def _check_labels(labels, n: int, logits_fn=None, x=None) -> None:
+  """``labels`` must be ``(n,)``; with the model, also in ``[0, classes)``
+  (checked when concrete; traced labels are the caller's to check)."""
+  shape = tuple(np.shape(labels))
+  if shape != (n,):
+    raise ValueError(f"labels must have shape ({n},), one per image; got {shape}.")
+  if logits_fn is None or isinstance(labels, jax.core.Tracer):
+    return  # traced labels (inside jit/vmap) are the caller's to check
+  from explicable_jax.models import Classifier
+  if isinstance(logits_fn, Classifier):
+    classes = logits_fn.num_classes  # static: no trace
+  else:
+    classes = int(jax.eval_shape(lambda v: logits_fn(v),
+                                 jax.ShapeDtypeStruct(np.shape(x), jnp.float32)).shape[-1])
+  _validation.check_labels("labels", labels, classes)
+
+
+def _check_clip(clip) -> tuple[float, float] | None:
+  if clip is None:
+    return None
+  try:
+    lo, hi = (float(c) for c in clip)
+  except (TypeError, ValueError):
+    raise ValueError(f"clip must be None or a pair (low, high); got {clip!r}.") from None
+  if not lo < hi:
+    raise ValueError(f"clip must satisfy low < high; got {clip!r}.")
+  return lo, hi
+
+
+def _clip(x, clip):
+  return x if clip is None else jnp.clip(x, clip[0], clip[1])
+
+
+def _loss_gradient(logits_fn: LogitsFn, x: jax.Array, labels: jax.Array) -> jax.Array:
+  """Gradient of each example's own cross-entropy with respect to its input.
+
+  The sum over the batch has the per-example gradients as its gradient
+  because examples do not interact in evaluation mode (no batch statistics).
+  """
+  def total(x):
+    return optax.softmax_cross_entropy_with_integer_labels(logits_fn(x), labels).sum()
+  return jax.grad(total)(x)
+
+
+
+def _by_model(static_fn, classifier_fn, model):
+  """The jitted attack for ``model``: a Classifier crosses ``jit`` as an
+  argument (one compilation for any params, none kept alive in the cache);
+  any other ``logits_fn`` is a static argument."""
+  from explicable_jax.models import Classifier
+  return classifier_fn if isinstance(model, Classifier) else static_fn
+
+
+def _logits_and_jacobian(logits_fn, x: jax.Array):
+  """``(logits, J)``: ``(N, C)`` scores and ``(N, C, *x.shape[1:])`` the
+  input gradient of every class score of every example, from one forward
+  pass and ``C`` VJPs of the batch (exact because examples do not interact
+  in evaluation mode)."""
+  logits, vjp = jax.vjp(logits_fn, x)
+  eye = jnp.eye(logits.shape[-1], dtype=logits.dtype)
+  cotangents = jnp.broadcast_to(eye[:, None, :], (logits.shape[-1], *logits.shape))
+  jac = jax.vmap(lambda ct: vjp(ct)[0])(cotangents)
+  return logits, jnp.moveaxis(jac, 0, 1)

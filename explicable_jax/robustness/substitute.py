@@ -1,0 +1,200 @@
+"""Papernot et al.'s black-box attack: a substitute trained on the target's labels.
+
+Papernot, McDaniel, Goodfellow, Jha, Celik and Swami, "Practical Black-Box
+Attacks against Machine Learning" (AsiaCCS 2017). The attacker sees only the
+target's labels (the *oracle*). Starting from a small seed set it repeats
+``rounds`` times: label the set with the oracle, train a substitute on it,
+and double the set by Jacobian-based dataset augmentation (their eq. 4)
+
+.. math:: S_{\\rho+1} = S_\\rho \\cup \\{x + \\lambda\\,
+          \\mathrm{sign}(\\nabla_x F_{O(x)}(x)) : x \\in S_\\rho\\}
+
+where ``F`` is the substitute's logits and ``O(x)`` the oracle's label. The
+adversarial images are then crafted on the substitute (FGSM here) and
+transfer to the target.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from explicable_jax import _batching, _validation
+from explicable_jax.robustness._common import (
+  _check_clip,
+  _check_images,
+  _check_labels,
+  _clip,
+)
+
+
+def jacobian_augmentation(logits_fn: Callable[[jax.Array], jax.Array], x, labels,
+                          step_size: float, *,
+                          clip: tuple[float, float] | None = None) -> jax.Array:
+  """New points ``x + step_size * sign(d F_label / dx)`` (Papernot et al.
+  2017, eq. 4): each ``x`` moved along the sign of the gradient of the
+  substitute's score for the oracle's label ``labels``, clipped to ``clip``.
+  """
+  _check_images("x", x)
+  _check_labels(labels, np.shape(x)[0])
+  clip = _check_clip(clip)
+  return _augment(logits_fn, jnp.asarray(x), jnp.asarray(labels), float(step_size), clip)
+
+
+def _augment_impl(logits_fn, x, labels, step_size, clip):
+  def score(v):
+    return jnp.take_along_axis(logits_fn(v), labels[:, None], axis=1).sum()
+  return _clip(x + step_size * jnp.sign(jax.grad(score)(x)), clip)
+
+
+_augment = jax.jit(_augment_impl, static_argnums=(0, 4))
+
+
+@dataclasses.dataclass(frozen=True)
+class Substitute:
+  """A trained substitute: ``apply_fn(params, x) -> logits`` with its
+  ``params``; ``history`` holds one dict per round (``size`` of the training
+  set, the substitute's ``agreement`` with the oracle on it)."""
+  apply_fn: Callable[[Any, jax.Array], jax.Array]
+  params: Any
+  history: tuple = ()
+
+  def logits(self, x: jax.Array) -> jax.Array:
+    return self.apply_fn(self.params, x)
+
+
+def _oracle_labels(oracle, x: np.ndarray, batch_size: int) -> np.ndarray:
+  from explicable_jax.robustness._common import _by_model
+  model = oracle if _by_model(False, True, oracle) else None
+  static = None if model is not None else oracle
+
+  def labels(m, xb):
+    return jnp.argmax((m if m is not None else static)(xb), -1)
+  return _batching.map_batches(jax.jit(labels), [x], batch_size=batch_size, args=(model,))
+
+
+def _epoch_impl(apply_fn, learning_rate, momentum, batch_size, params, opt_state, key, x, y):
+  n = x.shape[0]
+  steps = -(-n // batch_size)
+  pad = steps * batch_size - n
+  optimizer = optax.sgd(learning_rate, momentum=momentum)
+  order = jnp.concatenate([jax.random.permutation(key, n), jnp.zeros(pad, int)])
+  valid = (jnp.arange(steps * batch_size) < n).reshape(steps, batch_size)
+
+  def step(carry, batch):
+    params, opt_state = carry
+    idx, mask = batch
+
+    def loss(p):
+      ce = optax.softmax_cross_entropy_with_integer_labels(apply_fn(p, x[idx]), y[idx])
+      return jnp.sum(ce * mask) / jnp.sum(mask)
+    updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), None
+
+  (params, opt_state), _ = jax.lax.scan(step, (params, opt_state),
+                                        (order.reshape(steps, batch_size), valid))
+  return params, opt_state
+
+
+_epoch = jax.jit(_epoch_impl, static_argnums=(0, 1, 2, 3))
+
+
+def _fit(key, apply_fn, params, x, y, *, epochs, learning_rate, momentum, batch_size):
+  """Mini-batch SGD with momentum on the mean cross-entropy (torch's
+  ``SGD(lr, momentum)`` and ``CrossEntropyLoss``), reshuffled every epoch;
+  the last, smaller batch of an epoch is kept (a mask), as torch's
+  ``DataLoader`` keeps it. One jitted call per epoch."""
+  opt_state = optax.sgd(learning_rate, momentum=momentum).init(params)
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  for e in range(epochs):
+    params, opt_state = _epoch(apply_fn, float(learning_rate), float(momentum), int(batch_size),
+                               params, opt_state, jax.random.fold_in(key, e), x, y)
+  return params
+
+
+def _augment_with(apply_fn, params, x, labels, step_size, clip):
+  return _augment_impl(lambda v: apply_fn(params, v), x, labels, step_size, clip)
+
+
+_augment_params = jax.jit(_augment_with, static_argnums=(0, 5))
+
+
+def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any],
+                     apply_fn: Callable[[Any, jax.Array], jax.Array], x_seed, *,
+                     rounds: int = 6, epochs: int = 10, step_size: float = 0.1,
+                     learning_rate: float = 0.01, momentum: float = 0.5,
+                     batch_size: int = 64,
+                     clip: tuple[float, float] | None = None) -> Substitute:
+  """Trains a substitute of ``oracle`` by Jacobian-based dataset augmentation.
+
+  Each of the ``rounds`` substitute epochs labels the current set with the
+  oracle's argmax, trains the substitute from ``init_fn(key)`` (the same
+  start every round, as Wang et al.'s ``attacks/attack_type/blackBox.py``
+  deep-copies one untrained model) for ``epochs`` epochs, and, except after
+  the last round, doubles the set with :func:`jacobian_augmentation`.
+  Defaults are Wang et al.'s MNIST setting (``scripts/craftAdvSamples.sh``:
+  6 rounds, 10 epochs, ``lambda = 0.1``, a seed of 200 test images; SGD with
+  learning rate 0.01 and momentum 0.5, batches of 64).
+
+  Args:
+    key: PRNG key (initialisation and the order of the mini-batches).
+    oracle: the target, ``x -> logits`` or a
+      :class:`~explicable_jax.models.Classifier`; only its labels are used.
+    init_fn: ``key -> params`` of the substitute.
+    apply_fn: ``(params, x) -> logits`` of the substitute.
+    x_seed: ``(N, H, W, C)`` the attacker's initial images.
+    rounds: substitute epochs ``rho``.
+    epochs: training epochs per round.
+    step_size: ``lambda`` of the augmentation.
+    learning_rate, momentum, batch_size: the SGD of each round.
+    clip: valid input range of the augmented points, or ``None`` (Wang et
+      al. do not clip).
+
+  Returns:
+    The :class:`Substitute` of the last round.
+  """
+  key = _validation.check_key("key", key, call="train_substitute(key, oracle, ...)")
+  _check_images("x_seed", x_seed)
+  for name, value in (("rounds", rounds), ("epochs", epochs), ("batch_size", batch_size)):
+    _validation.check_positive(name, value, integer=True)
+  for name, value in (("step_size", step_size), ("learning_rate", learning_rate)):
+    _validation.check_positive(name, value)
+  _validation.check_fraction("momentum", momentum)
+  clip = _check_clip(clip)
+  x = np.asarray(x_seed, np.float32)
+  init_key, fit_key = jax.random.split(key)
+  history, params = [], None
+  for r in range(rounds):
+    y = np.asarray(_oracle_labels(oracle, x, 500), np.int32)
+    params = _fit(jax.random.fold_in(fit_key, r), apply_fn, init_fn(init_key), x, y,
+                  epochs=epochs, learning_rate=learning_rate, momentum=momentum,
+                  batch_size=batch_size)
+    agree = float(np.mean(np.asarray(jnp.argmax(apply_fn(params, jnp.asarray(x)), -1)) == y))
+    history.append({"round": r, "size": len(x), "agreement": agree})
+    if r < rounds - 1:
+      new = _augment_params(apply_fn, params, jnp.asarray(x), jnp.asarray(y), float(step_size),
+                            clip)
+      x = np.concatenate([x, np.asarray(new)])
+  return Substitute(apply_fn, params, tuple(history))
+
+
+def black_box(key: jax.Array, oracle, x, labels, epsilon: float, *,
+              init_fn: Callable[[jax.Array], Any],
+              apply_fn: Callable[[Any, jax.Array], jax.Array], x_seed,
+              clip: tuple[float, float] | None = (0.0, 1.0), **training) -> jax.Array:
+  """Papernot et al.'s black-box attack: :func:`train_substitute` on
+  ``oracle``'s labels of ``x_seed``, then FGSM with budget ``epsilon`` on the
+  substitute, raising its loss for ``labels``; the images are meant to
+  transfer to ``oracle``.
+
+  ``training`` holds :func:`train_substitute`'s keyword options.
+  """
+  from explicable_jax.robustness.attacks import fgsm
+  key = _validation.check_key("key", key, call="black_box(key, oracle, x, labels, epsilon, ...)")
+  sub = train_substitute(key, oracle, init_fn, apply_fn, x_seed, **training)
+  return fgsm(sub.logits, x, labels, epsilon, clip=clip)

@@ -1,0 +1,335 @@
+"""The conventions are checked once, at every public entry (issue 32).
+
+The public functions are found from the API (every module's public names), so
+a function added tomorrow is covered the day it is added: a parameter whose
+name says it is an image batch, labels, a mask, logits, scores or a
+perturbation size must be declared with ``conventions.boundary`` (or be listed
+below, with the reason it is not a boundary), and every declared parameter is
+fed each wrong form of its kind and must raise ``ConventionError`` naming it.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import explicable_jax
+from explicable_jax import conventions, data, models, training
+from explicable_jax.conventions import ConventionError
+
+# Parameter names that say what kind of argument a parameter is.
+NAME_KINDS = {
+    "x": {"inputs", "images", "batch"}, "images": {"images", "inputs"},
+    "inputs": {"inputs", "batch"},
+    "labels": {"labels"}, "y": {"labels"}, "preds": {"labels"},
+    "mask": {"mask"}, "masks": {"mask"}, "is_wrong": {"mask"}, "is_positive": {"mask"},
+    "annotation": {"mask"},
+    "logits": {"logits"},
+    "scores": {"scores"}, "error_scores": {"scores"}, "baseline_scores": {"scores"},
+    "epsilon": {"perturbation"}, "eps": {"perturbation"},
+}
+
+# Public functions with such a parameter that are not a boundary, and why.
+NOT_A_BOUNDARY = {
+    "explicable_jax.attribution.input.gradient": "one example under vmap (x is not a batch); "
+        "the batched methods declare x",
+    "explicable_jax.attribution.input.gradient_x_input": "one example under vmap",
+    "explicable_jax.attribution.input.integrated_gradients": "one example under vmap",
+    "explicable_jax.attribution.input.smoothgrad": "one example under vmap",
+    "explicable_jax.data.augment.random_crop_flip": "one image inside a jitted step",
+    "explicable_jax.models.apply_model": "the pure forward pass inside jitted steps",
+    "explicable_jax.models.base.check_image_input": "the zoo models' own shape check",
+    "explicable_jax.models.base.normalize_input": "inside the zoo models' forward pass",
+    "explicable_jax.training.step.eval_batch": "jitted; evaluate() checks the data set",
+    "explicable_jax.training.step.logits_batch": "jitted; predict() declares x",
+    "explicable_jax.training.step.to_float": "jitted conversion (conventions.to_unit_float)",
+    "explicable_jax.detection.detector.mlp_logit": "the detector network's forward pass",
+    "explicable_jax.viz.heatmap": "labels are tick names, not class indices",
+    "explicable_jax.data.to_float": "is conventions.check_inputs",
+    "explicable_jax.data.augment.augment_cifar": "scale-agnostic crop and flip inside jitted "
+        "steps (the data reached fit through a checked Dataset)",
+    "explicable_jax.losses.input_gradients": "x is whatever model_fn takes, inside a jitted "
+        "loss (labels and the annotation mask are declared)",
+    "explicable_jax.losses.input_gradient_penalty": "as input_gradients",
+    "explicable_jax.losses.certainty_penalty": "as input_gradients",
+}
+
+
+# Functions whose x is not a batch of model inputs, though their other
+# arguments are declared.
+NOT_A_BOUNDARY_X = {k for k in NOT_A_BOUNDARY if k.startswith("explicable_jax.losses.")}
+
+
+def _public_functions():
+  out = {}
+  for info in pkgutil.walk_packages(explicable_jax.__path__, "explicable_jax."):
+    parts = info.name.split(".")
+    if (any(p.startswith("_") for p in parts) or info.name.endswith("__main__")
+        or info.name == "explicable_jax.conventions"):
+      continue
+    mod = importlib.import_module(info.name)
+    names = getattr(mod, "__all__", None) or [n for n in vars(mod) if not n.startswith("_")]
+    for name in names:
+      fn = getattr(mod, name, None)
+      if not inspect.isfunction(fn) and not (callable(fn) and hasattr(fn, "__wrapped__")):
+        continue
+      if inspect.isclass(fn):
+        continue
+      # Defined here, or re-exported from a private module of the package
+      # (a public name of a package whose code lives in _private.py).
+      home = getattr(fn, "__module__", "") or ""
+      if not home.startswith("explicable_jax") or home == "explicable_jax.conventions":
+        continue
+      if home != info.name and not any(p.startswith("_") for p in home.split(".")):
+        continue
+      out[f"{home}.{fn.__name__}"] = fn
+  return out
+
+
+PUBLIC = _public_functions()
+
+
+def _kind_params(fn):
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return {}
+  return {p: NAME_KINDS[p] for p in params if p in NAME_KINDS}
+
+
+CANDIDATES = sorted(name for name, fn in PUBLIC.items() if _kind_params(fn))
+
+
+def test_the_walk_finds_the_api():
+  # The walk is not vacuous: it sees the functions the issue names.
+  for name in ("explicable_jax.training.loop.predict", "explicable_jax.metrics.auroc",
+               "explicable_jax.losses.cross_entropy",
+               "explicable_jax.attribution.batched.integrated_gradients"):
+    assert name in CANDIDATES, name
+  assert len(CANDIDATES) > 40
+
+
+@pytest.mark.parametrize("name", CANDIDATES)
+def test_every_public_function_declares_its_conventions(name):
+  fn = PUBLIC[name]
+  if name in NOT_A_BOUNDARY and name not in NOT_A_BOUNDARY_X:
+    return
+  declared = conventions.declared(fn)
+  for param, kinds in _kind_params(fn).items():
+    if param in ("x", "images") and name in NOT_A_BOUNDARY_X:
+      continue
+    assert (declared.get(param) or "").removesuffix("{}") in kinds, (
+        f"{name}: parameter {param!r} looks like {'/'.join(sorted(kinds))} but is not "
+        f"declared with conventions.boundary (declared: {declared}); declare it, or list "
+        "the function in NOT_A_BOUNDARY with the reason")
+
+
+WRONG = {
+    "images": {
+        "channel-first": np.random.default_rng(0).random((2, 3, 8, 8)).astype(np.float32),
+        "0..255 floats": np.full((2, 8, 8, 3), 200.0, np.float32),
+        "NaN": np.full((2, 8, 8, 3), np.nan, np.float32),
+        "int pixels > 255": np.full((2, 8, 8, 3), 300, np.int32),
+        "one image": np.zeros((8, 8, 3), np.float32),
+        "strings": np.array([["a", "b"]]),
+    },
+    "inputs": {
+        "channel-first": np.random.default_rng(0).random((2, 3, 8, 8)).astype(np.float32),
+        "0..255 floats": np.full((2, 8, 8, 3), 200.0, np.float32),
+        "NaN": np.full((2, 4), np.nan, np.float32),
+        "int pixels > 255": np.full((2, 8, 8, 3), 300, np.int32),
+        "strings": np.array([["a", "b"]]),
+    },
+    "batch": {
+        "NaN": np.full((2, 4), np.nan, np.float32),
+        "strings": np.array([["a", "b"]]),
+        "scalar": np.float32(1.0),
+    },
+    "labels": {
+        "(N, 1)": np.zeros((4, 1), np.int32),
+        "one-hot": np.eye(3, dtype=np.float32)[[0, 1, 2, 0]],
+        "fractional": np.array([0.5, 1.0, 0.0, 1.0]),
+        "NaN": np.array([np.nan, 1.0, 0.0, 1.0]),
+        "negative": np.array([-1, 0, 1, 0]),
+        "bool": np.array([True, False, True, False]),
+    },
+    "mask": {
+        "0/255": np.array([0, 255, 255, 0]),
+        "values 0..2": np.array([0, 1, 2, 0]),
+        "NaN": np.array([np.nan, 1.0, 0.0, 1.0]),
+    },
+    "logits": {
+        "(N,)": np.zeros(4, np.float32),
+        "(N, C, 1)": np.zeros((4, 3, 1), np.float32),
+        "NaN": np.full((4, 3), np.nan, np.float32),
+    },
+    "scores": {
+        "(N, 2)": np.zeros((4, 2), np.float32),
+        "NaN": np.array([np.nan, 1.0, 0.0, 1.0]),
+        "bool": np.array([True, False, True, False]),
+    },
+    "perturbation": {
+        "0..255 units": 8,
+        "negative": -0.1,
+        "NaN": float("nan"),
+    },
+}
+
+DECLARED = sorted((name, param, kind) for name, fn in PUBLIC.items()
+                  for param, kind in conventions.declared(fn).items())
+CASES = [(name, param, kind, form) for name, param, kind in DECLARED
+         for form in WRONG[kind.removesuffix("{}")]]
+
+
+def _placeholder_call(fn, param, value):
+  """``fn`` called with ``value`` for ``param`` and ``None`` for every other
+  required parameter: the declaration checks before the body runs."""
+  args, kwargs = [], {}
+  for p in inspect.signature(fn).parameters.values():
+    if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+      continue
+    if p.name == param:
+      v = value
+    elif p.default is not p.empty:
+      continue
+    else:
+      v = None
+    if p.kind == p.KEYWORD_ONLY:
+      kwargs[p.name] = v
+    else:
+      args.append(v)
+  return fn(*args, **kwargs)
+
+
+def test_every_kind_is_exercised():
+  assert {kind.removesuffix("{}") for _, _, kind in DECLARED} == set(conventions.KINDS)
+
+
+@pytest.mark.parametrize("name,param,kind,form", CASES,
+                         ids=[f"{n.split('explicable_jax.')[1]}-{p}-{f}" for n, p, _, f in CASES])
+def test_every_declared_argument_refuses_each_wrong_form(name, param, kind, form):
+  fn = PUBLIC[name]
+  value = WRONG[kind.removesuffix("{}")][form]
+  if kind.endswith("{}"):
+    value = {"method": value}
+  with pytest.raises(ConventionError) as err:
+    _placeholder_call(fn, param, value)
+  assert param in str(err.value)
+
+
+# ---------------------------------------------------------------------------
+# The checks themselves: known answers.
+
+def test_images_convert_integer_pixels_the_same_whatever_the_dtype():
+  u8 = np.arange(0, 256, 17, dtype=np.uint8).reshape(1, 4, 4, 1)
+  for dtype in (np.uint8, np.int32, np.int64, np.uint16):
+    out = conventions.check_images("x", u8.astype(dtype))
+    np.testing.assert_allclose(out, u8 / 255.0, rtol=1e-6)
+    assert out.dtype == np.float32
+  # jax in, jax out; float [0, 1] images unchanged.
+  x = jnp.linspace(0, 1, 16).reshape(1, 4, 4, 1)
+  out = conventions.check_images("x", x)
+  assert isinstance(out, jax.Array) and np.allclose(out, x)
+
+
+def test_check_inputs_keeps_token_ids_and_converts_pixel_vectors():
+  ids = np.array([[1, 2, 300]], np.int32)
+  assert conventions.check_inputs("x", ids).dtype == np.int32
+  np.testing.assert_allclose(conventions.check_inputs("x", np.array([[255]], np.uint8)), [[1.0]])
+  with pytest.raises(ConventionError, match="input_shape"):
+    conventions.check_inputs("x", np.zeros((2, 5, 5, 3), np.float32), input_shape=(4, 4, 3))
+  with pytest.raises(ConventionError, match="transpose"):
+    conventions.check_inputs("x", np.zeros((2, 3, 4, 4), np.float32), input_shape=(4, 4, 3))
+
+
+def test_labels_are_checked_against_the_number_of_classes():
+  assert conventions.check_labels("y", [0.0, 2.0], 3).tolist() == [0, 2]
+  with pytest.raises(ConventionError, match=r"\[0, 3\).*from 0 to 3"):
+    conventions.check_labels("y", [0, 3], 3)
+  with pytest.raises(ConventionError, match="one label per example"):
+    conventions.check_labels("y", [0, 1], 3, n=3)
+
+
+def test_perturbation_names_the_fix():
+  with pytest.raises(ConventionError, match=r"8 / 255 = 0.03137"):
+    conventions.check_perturbation("epsilon", 8)
+  assert conventions.check_perturbation("epsilon", 8 / 255) == pytest.approx(8 / 255)
+
+
+# ---------------------------------------------------------------------------
+# The conventions through real calls, with a model.
+
+@pytest.fixture(scope="module")
+def digits_model():
+  ds = data.load("digits", "test")
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=ds.input_shape,
+                          num_classes=10, hidden=(8,))
+  return ds, clf
+
+
+def test_predict_treats_every_integer_pixel_dtype_alike(digits_model):
+  ds, clf = digits_model
+  u8 = np.round(ds.x[:8] * 255).astype(np.uint8)
+  a = training.predict(clf, u8)
+  b = training.predict(clf, u8.astype(np.int32))
+  c = training.predict(clf, u8.astype(np.float32) / 255)
+  np.testing.assert_allclose(a, b, rtol=1e-6)
+  np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ConventionError, match="0..255 pixels stored as floats"):
+    training.predict(clf, u8.astype(np.float32))
+
+
+def test_labels_outside_the_models_classes_are_refused(digits_model):
+  from explicable_jax import losses, metrics
+  ds, clf = digits_model
+  logits = training.predict(clf, ds.x[:4])
+  with pytest.raises(ConventionError, match=r"\[0, 10\)"):
+    metrics.confusion_matrix(np.array([0, 1, 10, 2]), np.array([0, 1, 2, 3]), 10)
+  with pytest.raises(ConventionError, match="labels"):
+    losses.cross_entropy(logits, np.array([[0], [1], [2], [3]]))
+  with pytest.raises(ConventionError, match=r"y must lie in \[0, 10\)"):
+    data.Dataset(ds.x[:3], np.array([0, 1, 10]), 10, tuple("0123456789"))
+
+
+def test_nan_logits_from_the_model_are_reported_not_passed_on():
+  def apply(p, x):
+    return jnp.where(x[:, :1] > 0.5, jnp.nan, 0.0) * jnp.ones((1, 3))
+  clf = models.from_functions(apply, {}, input_shape=(2,), num_classes=3)
+  x = np.array([[0.0, 0.0], [1.0, 0.0]], np.float32)
+  with pytest.raises(ConventionError, match="indices 1"):
+    training.predict(clf, x)
+  assert np.isnan(training.predict(clf, x, check_finite=False)[1]).all()
+
+
+def test_a_rrr_annotation_must_be_a_mask():
+  x = np.zeros((4, 2), np.float32)
+  with pytest.raises(ConventionError, match=r"extras\['annotation'\].*mask > 0"):
+    data.Dataset(x, np.zeros(4, np.int32), 2, ("a", "b"),
+                 extras={"annotation": np.full((4, 2), 255)})
+
+
+def test_channel_first_mnist_file_is_refused_naming_the_file(tmp_path):
+  rng = np.random.default_rng(0)
+  np.savez(tmp_path / "mnist.npz", x_train=rng.random((5, 1, 28, 28)).astype(np.float32),
+           y_train=np.zeros(5, np.int64), x_test=rng.random((5, 1, 28, 28)).astype(np.float32),
+           y_test=np.zeros(5, np.int64))
+  with pytest.raises(ConventionError, match=r"mnist.npz: x_test.*transpose|channel"):
+    data.load("mnist", "test", data_dir=str(tmp_path), source="local")
+
+
+def test_a_model_declared_with_another_input_scale_skips_the_range_rule():
+  apply = lambda p, x: x.reshape(x.shape[0], -1)[:, :3]
+  x = np.random.default_rng(0).normal(size=(4, 4, 4, 3)).astype(np.float32) * 2  # standardised
+  strict = models.from_functions(apply, {}, input_shape=(4, 4, 3), num_classes=3)
+  with pytest.raises(ConventionError, match="input_range=None"):
+    training.predict(strict, x)
+  free = models.from_functions(apply, {}, input_shape=(4, 4, 3), num_classes=3,
+                               input_range=None)
+  np.testing.assert_allclose(training.predict(free, x), x.reshape(4, -1)[:, :3])
+  with pytest.raises(ConventionError, match="NaN"):  # the other rules still hold
+    training.predict(free, np.full_like(x, np.nan))

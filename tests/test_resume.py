@@ -1,0 +1,152 @@
+"""A run folder is resumed only by the run that wrote it, and model state of
+any pytree type (dropout's typed PRNG keys included) checkpoints, restores,
+saves and loads (issue 32, items 3 and 4)."""
+from __future__ import annotations
+
+import json
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from explicable_jax import data, losses, models, training
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return data.load("digits", "train").take(np.arange(512))
+
+
+class DropoutNet(nnx.Module):
+  def __init__(self, rngs):
+    self.hidden = nnx.Linear(64, 16, rngs=rngs)
+    self.drop = nnx.Dropout(0.5, rngs=rngs)  # holds its own RNG stream (typed keys)
+    self.out = nnx.Linear(16, 10, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(self.drop(jax.nn.relu(self.hidden(x.reshape(x.shape[0], -1)))))
+
+
+class LinenDropoutNet(nn.Module):
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.relu(nn.Dense(16)(x.reshape(x.shape[0], -1)))
+    x = nn.Dropout(0.5, deterministic=not train)(x)
+    return nn.Dense(10)(x)
+
+
+def _nnx(ds):
+  return models.from_nnx(DropoutNet(nnx.Rngs(0)), input_shape=ds.input_shape, num_classes=10)
+
+
+def _linen(ds):
+  module = LinenDropoutNet()
+  variables = module.init(jax.random.key(0), jnp.zeros((1, *ds.input_shape)))
+  return models.from_linen(module, variables, input_shape=ds.input_shape, num_classes=10)
+
+
+def _fit(clf, ds, workdir, *, epochs, batch_size=128, opt=None, **kw):
+  opt = opt or optax.adam(1e-2)
+  state = training.create_train_state(jax.random.key(1), clf, opt)
+  step = training.make_train_step(losses.cross_entropy_loss, opt)
+  return training.fit(state, ds, train_step=step, epochs=epochs, batch_size=batch_size,
+                      progress=False, workdir=str(workdir), **kw)
+
+
+@pytest.mark.parametrize("make", [_nnx, _linen], ids=["nnx", "linen"])
+def test_dropout_models_resume_and_round_trip(make, digits, tmp_path):
+  """Two epochs in two calls end where two epochs in one call end (dropout
+  masks included: they are drawn from fold_in(key, step)), and the model
+  saves and loads."""
+  resumed, _ = _fit(make(digits), digits, tmp_path / "a", epochs=1)
+  resumed, _ = _fit(make(digits), digits, tmp_path / "a", epochs=2)
+  straight, _ = _fit(make(digits), digits, tmp_path / "b", epochs=2)
+  assert int(resumed.step) == int(straight.step) == 2 * (512 // 128)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               resumed.params, straight.params)
+  assert json.loads((tmp_path / "a" / "run.json").read_text())["batch_size"] == 128
+  models.save(tmp_path / "m", resumed.classifier)
+  back = models.load(tmp_path / "m", like=make(digits))
+  x = digits.x[:8]
+  np.testing.assert_allclose(back.logits(x), resumed.classifier.logits(x), rtol=1e-6)
+
+
+def test_a_resume_that_differs_is_refused_naming_each_difference(digits, tmp_path):
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=digits.input_shape,
+                          num_classes=10, hidden=(8,))
+  _fit(clf, digits, tmp_path, epochs=1)
+  with pytest.raises(training.ResumeMismatchError, match=r"batch_size: 128 .* 64 now"):
+    _fit(clf, digits, tmp_path, epochs=2, batch_size=64)
+  with pytest.raises(training.ResumeMismatchError, match=r"data.examples: 512 .* 256 now"):
+    _fit(clf, digits.take(np.arange(256)), tmp_path, epochs=2)
+  other = models.classifier(jax.random.key(0), "mlp", input_shape=digits.input_shape,
+                            num_classes=10, hidden=(5,))
+  with pytest.raises(training.ResumeMismatchError, match=r"model\.params"):
+    _fit(other, digits, tmp_path, epochs=2)
+  with pytest.raises(training.ResumeMismatchError, match=r"optimizer_state"):
+    _fit(clf, digits, tmp_path, epochs=2, opt=optax.sgd(0.1))
+  with pytest.raises(training.ResumeMismatchError, match=r"run_info.learning_rate"):
+    _fit(clf, digits, tmp_path, epochs=2, run_info={"learning_rate": 0.1})
+  # Nothing was trained by the refused calls; the right one resumes.
+  state, _ = _fit(clf, digits, tmp_path, epochs=2)
+  assert int(state.step) == 8
+  # Explicitly allowed: continues, with a warning listing the change.
+  with pytest.warns(UserWarning, match="batch_size"):
+    state, _ = _fit(clf, digits, tmp_path, epochs=3, batch_size=64, resume="allow_changes")
+  # A fresh run into a folder that holds one is refused too.
+  with pytest.raises(ValueError, match="already holds checkpoints"):
+    _fit(clf, digits, tmp_path, epochs=1, resume=False)
+
+
+def test_a_folder_without_a_run_record_is_checked_against_its_checkpoint(digits, tmp_path):
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=digits.input_shape,
+                          num_classes=10, hidden=(8,))
+  _fit(clf, digits, tmp_path, epochs=1)
+  os.remove(tmp_path / "run.json")  # a folder written before run records
+  other = models.classifier(jax.random.key(0), "mlp", input_shape=digits.input_shape,
+                            num_classes=10, hidden=(5,))
+  with pytest.raises(ValueError, match=r"holds another model.*\(64, 8\).*\(64, 5\)"):
+    _fit(other, digits, tmp_path, epochs=2)
+  state, _ = _fit(clf, digits, tmp_path, epochs=2)  # the same model resumes
+  assert int(state.step) == 8 and (tmp_path / "run.json").exists()
+
+
+def test_fit_settings_are_checked_once_in_fit_config(digits):
+  for bad, match in [({"checkpoint_every": -1}, "checkpoint_every"),
+                     ({"epochs": 0}, "epochs"), ({"resume": "yes"}, "resume"),
+                     ({"log_every": 2.5}, "log_every")]:
+    with pytest.raises(ValueError, match=match):
+      training.FitConfig(**{"epochs": 1, "batch_size": 8, **bad})
+  with pytest.raises(TypeError, match="unknown setting.*epoch_count"):
+    training.fit(None, digits, train_step=None, epochs=1, batch_size=8, epoch_count=3)
+  with pytest.raises(TypeError, match=r"\(x, y\) tuple"):
+    training.fit(training.create_train_state(
+        jax.random.key(0), models.classifier(jax.random.key(0), "mlp", input_shape=(8, 8, 1),
+                                             num_classes=10), optax.sgd(0.1)),
+        (digits.x, digits.y), train_step=lambda s, b: (s, {}), epochs=1, batch_size=8)
+  with pytest.raises(ValueError, match="warmup_epochs must be less than epochs"):
+    training.TrainConfig(epochs=1, warmup_epochs=5).validate()
+
+
+def test_a_truncated_weights_file_is_reported_as_damaged_not_as_another_model(tmp_path):
+  import glob
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=(8, 8, 1), num_classes=10,
+                          hidden=(8,))
+  models.save(tmp_path / "m", clf)
+  other = models.classifier(jax.random.key(0), "mlp", input_shape=(8, 8, 1), num_classes=10,
+                            hidden=(5,))
+  with pytest.raises(ValueError, match=r"do not fit.*\(64, 8\).*\(64, 5\)"):
+    models.load(tmp_path / "m", like=other)
+  big = [f for f in glob.glob(str(tmp_path / "m" / "weights" / "**"), recursive=True)
+         if os.path.isfile(f) and os.path.getsize(f) > 2000]
+  assert big
+  for f in big:
+    content = open(f, "rb").read()
+    open(f, "wb").write(content[:len(content) // 2])
+  with pytest.raises(ValueError, match="damaged or truncated"):
+    models.load(tmp_path / "m")

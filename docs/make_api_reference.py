@@ -46,7 +46,8 @@ def public_names(module) -> list[str]:
 
 
 def summary(obj) -> str:
-  doc = inspect.getdoc(obj) if (inspect.isfunction(obj) or inspect.isclass(obj)) else None
+  doc = (inspect.getdoc(obj)
+         if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismodule(obj) else None)
   if not doc:
     return ""
   first = doc.strip().split("\n\n")[0].replace("\n", " ")
@@ -63,12 +64,12 @@ def render() -> str:
     names = public_names(module)
     if not names:
       continue
-    head = (inspect.getdoc(module) or "").strip().split("\n")[0]
+    head = (inspect.getdoc(module) or "").strip().split("\n\n")[0].replace("\n", " ")
     lines += [f"## `{name}`", "", head, "", "| name | kind | summary |", "|---|---|---|"]
     for n in names:
       obj = getattr(module, n)
-      kind = ("class" if inspect.isclass(obj) else "function" if callable(obj)
-              else "constant")
+      kind = ("module" if inspect.ismodule(obj) else "class" if inspect.isclass(obj)
+              else "function" if callable(obj) else "constant")
       lines.append(f"| `{n}` | {kind} | {summary(obj).replace('|', '/')} |")
     lines.append("")
   return "\n".join(lines)

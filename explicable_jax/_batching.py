@@ -21,6 +21,10 @@ import numpy as np
 
 from explicable_jax import _validation
 
+__all__ = [
+    "local_copy", "map_batches", "pad_to",
+]
+
 
 def _mesh(n: int):
   from jax.sharding import Mesh

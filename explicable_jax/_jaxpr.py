@@ -7,6 +7,10 @@ from collections.abc import Callable, Sequence
 import jax
 from jax.extend.core import Literal
 
+__all__ = [
+    "dependent_outputs", "depends_on_first", "used_inputs",
+]
+
 
 def dependent_outputs(jaxpr, dependent_inputs: Sequence[bool]) -> list[bool]:
   """Which outputs of ``jaxpr`` depend on the inputs flagged in ``dependent_inputs``.

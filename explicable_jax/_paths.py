@@ -14,6 +14,10 @@ import os
 
 from etils import epath
 
+__all__ = [
+    "append_line", "is_uri", "resolve", "write_text",
+]
+
 
 def is_uri(path: str | os.PathLike) -> bool:
   """True for ``scheme://...`` paths (remote file systems)."""

@@ -11,6 +11,11 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "accepts_keyword", "check_choice", "check_fraction", "check_key", "check_labels",
+    "check_nonnegative", "check_positive", "check_rank", "lookup", "register",
+]
+
 
 def check_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
   """Raises ``ValueError`` unless ``value`` is one of ``valid``."""

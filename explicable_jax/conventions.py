@@ -42,7 +42,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -296,10 +295,17 @@ def check_batch(name: str, x):
   tuple of arrays) with a leading batch axis, finite when concrete; no
   conversion and no scale rule (the function defines its inputs)."""
   if isinstance(x, (tuple, list)):
-    return tuple(check_batch(f"{name}[{i}]", v) for i, v in enumerate(x))
+    return tuple(_check_member(f"{name}[{i}]", v) for i, v in enumerate(x))
   arr = _as_array(name, x, "a batch (leading axis: examples)")
   if arr.ndim < 1:
     raise ConventionError(f"{name} must be a batch (leading axis: examples); got a scalar.")
+  _nonfinite(name, arr)
+  return x if isinstance(x, jax.Array) or _is_traced(x) else arr
+
+
+def _check_member(name: str, x):
+  """One input of a tuple: finite numbers (a scalar is an extra argument)."""
+  arr = _as_array(name, x, "an array of numbers")
   _nonfinite(name, arr)
   return x if isinstance(x, jax.Array) or _is_traced(x) else arr
 
@@ -539,6 +545,11 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
         return fn(*args, **kwargs)  # Python's own message for a wrong call.
       args_ = bound.arguments
       num_classes, input_shape, unit_range = _model_facts(args_)
+      if num_classes is None:  # Labels beside logits: the logits' width is the class count.
+        for param, kind in kinds.items():
+          width = np.shape(args_.get(param)) if kind == "logits" else ()
+          if len(width) == 2:
+            num_classes = int(width[1])
       lengths = {}
       for param, kind in kinds.items():
         value = args_.get(param)
@@ -554,13 +565,15 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
         else:
           value = _check_one(param, kind, value, num_classes, input_shape, unit_range)
         args_[param] = value
-        if kind in ("images", "inputs", "batch", "labels", "logits", "scores", "mask") \
+        if kind in ("images", "inputs", "batch", "labels", "logits", "scores") \
             and not isinstance(value, tuple):
+          lengths[param] = _length(value)
+        elif kind == "mask" and np.ndim(value) == 1:  # One flag per example.
           lengths[param] = _length(value)
       check_same_length(lengths)
       return fn(*bound.args, **bound.kwargs)
 
-    wrapped.__conventions__ = dict(kinds)
+    setattr(wrapped, "__conventions__", dict(kinds))  # read by declared()
     return wrapped
 
   return decorate

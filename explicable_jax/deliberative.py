@@ -42,6 +42,14 @@ from explicable_jax import attribution as attribution_lib
 from explicable_jax.attribution import layer as layer_attr
 from explicable_jax.attribution import second_order as second_order_attr
 
+__all__ = [
+    "ATTRIBUTIONS", "DIFFICULTIES", "HARDNESS_LOSSES", "IG_SPACES", "MAP_FLOOR", "MAP_METHODS",
+    "SECOND_ORDER_TERMS", "attribution_maps", "check_attribution_args", "class_ambiguities",
+    "difficulty_score", "hardness_difficulty", "hesitancy", "insecurities",
+    "make_hardness_loss", "normalized_entropy", "random_region", "score_insecurity",
+    "split_hardness_output", "top_fraction_mask",
+]
+
 DIFFICULTIES = ("hesitancy", "entropy")
 ATTRIBUTIONS = ("gradient", "integrated_gradients", "gradient_hessian")
 MAP_FLOOR = 1e-7
@@ -355,6 +363,39 @@ def insecurities(model, *args, layer: str | None = None, r: float = 0.2,
   :func:`attribution_maps`, :func:`insecurity_maps` and
   :func:`top_fraction_mask` directly. Call as ``insecurities(features_fn,
   head_fn, x, ...)`` or ``insecurities(clf, x, layer=..., ...)``.
+
+  .. math:: \\mathrm{ins}_{ab} = m_a \\, m_b \\, d
+
+  Args:
+    model: a :class:`~explicable_jax.models.Classifier` (then ``x`` and
+      ``layer=``) or ``features_fn`` (then ``head_fn, x``).
+    *args: ``x`` ``(N, H, W, C)``, or ``head_fn, x``.
+    layer: the layer whose activations are attributed (with a classifier).
+    r: the fraction of each insecurity map kept as its region.
+    difficulty: the difficulty score (``"entropy"``, ...) whose map is ``d``.
+    method: how class maps ``m_a`` are computed (:data:`MAP_METHODS`).
+    top_k: the number of top-scoring classes mapped.
+    top: the number of classes among them paired as ambiguities.
+    num_classes: the number of classes (defaults to the head's outputs).
+
+  Returns:
+    Per image, a list of ``{"mask", "class_a", "class_b", "strength"}``
+    dicts, strongest first.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> features = lambda x: x  # the "layer" is the input itself
+    >>> head = lambda a: a.mean((1, 2)) @ jnp.diag(jnp.array([2.0, 2.0, 1.5]))
+    >>> x = jnp.zeros((1, 4, 4, 3)).at[0, :2, :, 0].set(1.0)  # class 0: top rows
+    >>> x = x.at[0, :, :2, 1].set(1.0).at[0, :, :, 2].set(1.0)  # class 1: left columns
+    >>> found = insecurities(features, head, x, top_k=3, top=2, r=0.25)
+    >>> sorted((d["class_a"], d["class_b"]) for d in found[0])
+    [(0, 1), (2, 0), (2, 1)]
+    >>> found[0][0]["mask"].astype(int).tolist()  # where the evidence overlaps
+    [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+
+  Wang and Vasconcelos, "Deliberative explanations: visualizing network
+  insecurities" (NeurIPS 2019).
   """
   features_fn, head_fn, x, clf = _model_args(model, args, layer)
   x = jnp.asarray(x)
@@ -452,15 +493,15 @@ def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0,
       p = jnp.where(right, jnp.maximum(p_true, bonus), p_true)
       real = batch.get("mask", jnp.ones(p.shape, bool)).astype(p.dtype)
       n = jnp.maximum(real.sum(), 1.0)
-      w1 = ((p < 0.5) * real).sum() / n
-      w2 = ((p > 0.5) * real).sum() / n
+      w1 = ((p < 0.5).astype(real.dtype) * real).sum() / n
+      w2 = ((p > 0.5).astype(real.dtype) * real).sum() / n
       omega = jnp.where(p > 0.5, w1 / press, jnp.where(p < 0.5, w2 * press, 0.0)) * 2.0
       hp = omega * (1.0 - ((1.0 - p) * s + (1.0 - s) * p))
     total = jax.lax.stop_gradient(s) * ce + predictor_weight * hp
     return total, {"cross_entropy": ce.mean(), "hardness": s.mean()}
   # The class logits are the first num_classes outputs: training and
   # evaluation count accuracy on them only, never on the hardness logit.
-  loss.num_classes = num_classes
+  setattr(loss, "num_classes", num_classes)
   return loss
 
 

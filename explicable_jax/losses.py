@@ -18,6 +18,13 @@ import optax
 from explicable_jax import conventions
 from explicable_jax import _validation, similarity
 
+__all__ = [
+    "GRADIENT_CLASSES", "GRADIENT_SCALES", "LOSSES", "WEIGHTED_TARGETS", "certainty_penalty",
+    "cross_entropy", "cross_entropy_loss", "input_gradient_penalty", "input_gradients",
+    "make_certainty_loss", "make_label_smoothing_loss", "make_loss", "make_rrr_loss",
+    "make_weighted_loss", "register_loss", "weighted_cross_entropy", "weighted_targets",
+]
+
 
 @conventions.boundary(logits="logits", labels="labels")
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -78,15 +85,15 @@ def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0,
       raise ValueError(f"target='authors' needs kind= (one of "
                        f"{', '.join(similarity.AUTHORS_KINDS)}): the authors store each "
                        "matrix differently.")
-    w = similarity.as_stored_by_authors(kind, np.asarray(weights))
-    return jax.nn.softmax(scale * jnp.asarray(w, jnp.float32), axis=1)
+    stored = similarity.as_stored_by_authors(kind, np.asarray(weights))
+    return jax.nn.softmax(scale * jnp.asarray(stored, jnp.float32), axis=1)
   if kind is not None:
     raise ValueError(f"kind= is only for target='authors'; got target={target!r}.")
   try:
-    w = similarity.check_weight_matrix("weights", np.asarray(weights))
+    checked = similarity.check_weight_matrix("weights", np.asarray(weights))
   except jax.errors.TracerArrayConversionError:
-    w = weights  # Traced: validated by the caller on the host.
-  w = jnp.asarray(w, jnp.float32)
+    checked = weights  # Traced: validated by the caller on the host.
+  w = jnp.asarray(checked, jnp.float32)
   if target == "l1":
     return w / w.sum(axis=1, keepdims=True)
   return jax.nn.softmax(scale * w, axis=1)
@@ -116,6 +123,19 @@ def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights, *,
       code, with ``kind``) or ``softmax``; see :func:`weighted_targets`.
     scale: softmax temperature inverse, for ``authors`` / ``softmax``.
     kind: ``ihl``, ``chl`` or ``ekl``, for ``target="authors"``.
+
+  Returns:
+    ``(N,)`` losses, unreduced (the caller takes the mean).
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> logits, labels = jnp.array([[2.0, 1.0, 0.0]]), jnp.array([0])
+    >>> bool(jnp.allclose(weighted_cross_entropy(logits, labels, jnp.eye(3)),  # W = I
+    ...                   optax.softmax_cross_entropy_with_integer_labels(logits, labels)))
+    True
+    >>> w = jnp.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    >>> weighted_cross_entropy(logits, labels, w).round(4).tolist()  # targets (2/3, 1/3, 0)
+    [0.7409]
   """
   targets = weighted_targets(weights, target=target, scale=scale, kind=kind)
   if targets.shape[0] != logits.shape[-1]:
@@ -142,7 +162,7 @@ def make_weighted_loss(weights, *, target: str = "l1", scale: float = 1.0,
           f"scores; give a {logits.shape[-1]}x{logits.shape[-1]} similarity matrix.")
     return optax.softmax_cross_entropy(logits, targets[batch["y"]])
   # Checked by training.fit against the dataset before the first step.
-  loss.num_classes = classes
+  setattr(loss, "num_classes", classes)
   return loss
 
 

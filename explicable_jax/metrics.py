@@ -34,6 +34,13 @@ import numpy as np
 from explicable_jax import conventions
 from explicable_jax import _validation, losses, similarity
 
+__all__ = [
+    "aupr", "aurc", "auroc", "bootstrap_auroc_difference", "bootstrap_auroc_differences",
+    "confusion_matrix", "e_aurc", "explicability_loss_table", "explicability_losses",
+    "fpr_at_tpr", "hard_soft_scores", "mean_mistake_similarity", "predictions",
+    "risk_coverage_curve", "selective_accuracy", "top1_accuracy",
+]
+
 
 def _labels(name: str, labels, num_classes: int | None = None) -> np.ndarray:
   y = np.asarray(labels)
@@ -101,8 +108,7 @@ def confusion_matrix(labels, preds, num_classes: int, *,
   p = _labels("preds", preds, num_classes)
   if y.shape != p.shape:
     raise ValueError(f"preds must match labels' shape {y.shape}; got {p.shape}.")
-  counts = jnp.zeros((num_classes, num_classes), jnp.int32).at[y, p].add(1)
-  counts = np.asarray(counts)
+  counts = np.asarray(jnp.zeros((num_classes, num_classes), jnp.int32).at[y, p].add(1))
   if normalize is None:
     return counts
   c = counts.astype(np.float64)
@@ -217,7 +223,8 @@ def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels,
   is_best = sims == sims.max(axis=0, keepdims=True)
   n_best = is_best.sum(axis=0)
   hard = jnp.sum(is_best & (n_best == 1) & common, axis=1)
-  soft = jnp.sum(jnp.where(common, is_best / n_best, 0.0), axis=1)
+  soft = jnp.sum(jnp.where(common, is_best.astype(jnp.float32) / n_best.astype(jnp.float32), 0.0),
+                 axis=1)
   return {"hard": {n: int(h) for n, h in zip(names, hard)},
           "soft": {n: float(s) for n, s in zip(names, soft)},
           "num_common_mistakes": int(common.sum())}
@@ -260,6 +267,13 @@ def auroc(scores, is_positive) -> float:
   Args:
     scores: ``(N,)`` real scores, higher = more likely positive.
     is_positive: ``(N,)`` booleans (or 0/1), e.g. "this prediction is wrong".
+
+  Returns:
+    The AUROC, a float in ``[0, 1]`` (0.5 = chance).
+
+  Example:
+    >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])  # 3 of the 4 pairs ordered
+    0.75
   """
   s, t = _scores_and_labels(scores, is_positive, "is_positive", both=True)
   n_pos, n_neg = int(t.sum()), int((~t).sum())

@@ -11,10 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -123,7 +122,7 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
   """
   key = _validation.check_key("key", key, call="find_another_explanation(key, ...)")
   _validation.check_positive("n_models", n_models, integer=True)
-  lams = [lam] * n_models if np.ndim(lam) == 0 else list(lam)
+  lams: list[Any] = [lam] * n_models if np.ndim(lam) == 0 else list(cast(Sequence[float], lam))
   if len(lams) != n_models:
     raise ValueError(f"lam must be one number or a sequence of n_models={n_models} numbers; "
                      f"got {len(lams)}: {lam!r}.")

@@ -27,6 +27,13 @@ import numpy as np
 from explicable_jax import conventions
 from explicable_jax import _validation
 
+__all__ = [
+    "AUTHORS_KINDS", "CIFAR100_SYNSETS", "CIFAR10_CLASSES", "CIFAR10_SYNSETS",
+    "CIFAR10_WORDNET_PATH_LENGTHS", "METRICS", "WordNetNotFoundError", "as_stored_by_authors",
+    "check_weight_matrix", "cifar10_wordnet_similarity", "explicability_matrix", "from_ratings",
+    "from_soft_labels", "resolve_synset", "row_normalize", "wordnet", "wordnet_similarity",
+]
+
 METRICS = ("path", "wup", "lch")
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
@@ -230,6 +237,14 @@ def wordnet_similarity(classes: Sequence[str], *, metric: str = "path",
       for CIFAR pass ``CIFAR10_SYNSETS.values()``.
     metric: ``path``, ``wup`` or ``lch``.
     data_dir: a local folder with the WordNet zip (see :func:`wordnet`).
+
+  Returns:
+    ``(C, C)`` float64 similarities, symmetric, in class order.
+
+  Example (needs the WordNet corpus, so not run as a doctest;
+  tests/test_similarity.py checks dog-cat's 0.2):
+    >>> wordnet_similarity(["dog.n.01", "cat.n.01", "car.n.01"]).round(3).tolist()  # doctest: +SKIP
+    [[1.0, 0.2, 0.077], [0.2, 1.0, 0.056], [0.077, 0.056, 1.0]]
   """
   _validation.check_choice("metric", metric, METRICS)
   if isinstance(classes, str):

@@ -28,6 +28,11 @@ import numpy as np
 
 from explicable_jax import _validation, conventions, metrics
 
+__all__ = [
+    "NO_DIFFERENCE", "bootstrap_mistake_similarity_difference", "mcnemar_exact",
+    "paired_bootstrap", "t_test_over_seeds", "verdict",
+]
+
 # The verdict words of a paired comparison, one place for every results page.
 NO_DIFFERENCE = "no detectable difference"
 
@@ -113,7 +118,7 @@ def paired_bootstrap(key: jax.Array, statistic: Callable[..., float], arrays: Se
   if kept.size < 2:
     raise ValueError("statistic was finite on fewer than 2 resamples; it cannot be bootstrapped.")
   lo, hi = np.quantile(kept, [(1 - level) / 2, (1 + level) / 2])
-  p = min(1.0, 2 * min(np.mean(kept <= 0), np.mean(kept >= 0)))
+  p = min(1.0, 2 * min(float(np.mean(kept <= 0)), float(np.mean(kept >= 0))))
   return {"estimate": float(statistic(*arrays)), "low": float(lo), "high": float(hi),
           "p_value": float(p), "dropped": int(draws.size - kept.size)}
 

@@ -407,7 +407,7 @@ def test_decoy_swatch_holds_the_decoy_models_gradients_not_the_rrr_models(decoy_
      ValueError, r"subset_size must be less than the number of features \(6\)"),
     (lambda k: E.deletion_curve(affine(), (X, X), X, target=0),
      ValueError, "inputs must be one array"),
-    (lambda k: E.pointing_game(X, jnp.ones_like(X)),
+    (lambda k: E.pointing_game(X, jnp.full_like(X, 0.5)),
      ValueError, "mask must be boolean"),
     (lambda k: E.ssim(X, X), ValueError, r"\(N, H, W\) maps"),
     (lambda k: E.model_parameter_randomisation(k, saliency, lambda v: v, X, target=0),
@@ -416,3 +416,70 @@ def test_decoy_swatch_holds_the_decoy_models_gradients_not_the_rrr_models(decoy_
 def test_bad_input_is_named(call, error, match, key):
   with pytest.raises(error, match=match):
     call(key)
+
+
+# ---------------------------------------------------------------------------
+# the results page (experiments/attribution_evaluation)
+
+
+def _page_maker():
+  import os
+  import sys
+  root = os.path.join(os.path.dirname(__file__), "..")
+  sys.path.insert(0, os.path.join(root, "experiments", "attribution_evaluation"))
+  try:
+    import make_page
+  finally:
+    sys.path.pop(0)
+  return make_page, root
+
+
+def test_results_page_is_what_its_committed_outputs_give():
+  """Every number and sentence of attribution_evaluation.md is written by
+  make_page.py from the committed results: an edit by hand, or a rerun
+  without the page, fails."""
+  import subprocess
+  import sys
+  _, root = _page_maker()
+  r = subprocess.run([sys.executable, "experiments/attribution_evaluation/make_page.py",
+                      "--check"], cwd=root, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_results_page_sentences_follow_the_numbers():
+  """The best method and its ties come from paired intervals: a method whose
+  per-image difference from the best straddles 0 is "no detectable
+  difference"; one consistently worse is not tied; the sanity verdicts are
+  the table's; the decoy is localised only when the relevance mass beats
+  both a uniform map and the RRR model's."""
+  from explicable_jax.app.audit import faithfulness as F
+  page, _ = _page_maker()
+
+  def row(values, passes=True, metric="deletion AUC"):
+    return {"passes": passes, "per_image": {metric: values},
+            "intervals": {metric: F.interval(values)}}
+
+  best = [0.10, 0.20, 0.30, 0.20, 0.15]
+  res = {"threshold": 0.5, "methods": {
+      "a": row(best), "tied": row([0.12, 0.18, 0.31, 0.21, 0.14]),
+      "worse": row([v + 0.2 for v in best], passes=False),
+      F.RANDOM: row([0.6, 0.7, 0.5, 0.6, 0.65], passes=False)}}
+  s = page.best_sentence("model", res, "deletion AUC")
+  assert "the best on the model is a" in s
+  assert "no detectable difference from it for tied (" in s and "worse" not in s.split(".")[0]
+  assert "3 of 3 methods beat the random ranking" in s
+  sanity = page.sanity_sentence("model", {"threshold": 0.5, "methods": {
+      k: {**v, "intervals": {"randomisation": F.interval([0.9, 1.0])}}
+      for k, v in res["methods"].items()}})
+  assert "2 of 3 methods pass" in sanity and "worse fail" in sanity and "fails, as it must" in sanity
+
+  def loc(decoy_mass, rrr_mass):
+    one = lambda v: {"per_image": {"relevance mass": v, "pointing game": [0.0] * len(v)},
+                     "intervals": {"relevance mass": F.interval(v),
+                                   "pointing game": F.interval([0.0] * len(v))}}
+    return ({"methods": {"m": one(decoy_mass), F.RANDOM: one([0.02] * len(decoy_mass))}},
+            {"methods": {"m": one(rrr_mass), F.RANDOM: one([0.02] * len(rrr_mass))}})
+  table, sentences = page.localisation_rows(*loc([0.3, 0.4, 0.35], [0.01, 0.02, 0.01]), 0.02)
+  assert "| yes |" in table and "1 of 1 methods localise the decoy" in sentences[0]
+  table, sentences = page.localisation_rows(*loc([0.3, 0.01, 0.2], [0.2, 0.3, 0.01]), 0.02)
+  assert "| no detectable difference |" in table and "0 of 1 methods" in sentences[0]

@@ -70,7 +70,7 @@ def users_model(tmp_path_factory):
 
 QUICK = dict(mutants=4, rates=(0.05,), noise=(0.1,), fgsm=(0.05,),
              corruptions=("contrast",), severities=(3,), hardest=3, train_limit=400,
-             progress=False)
+             faithfulness_images=8, progress=False)
 
 
 def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
@@ -80,7 +80,7 @@ def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
                     classes=[f"d{i}" for i in range(10)], **QUICK)
   r = json.load(open(res.results))
   assert set(r) >= {"summary", "mistakes", "detection", "reliance", "hesitation", "robustness",
-                    "command", "wall_seconds", "data"}
+                    "faithfulness", "command", "wall_seconds", "data"}
   # Against a hand computation on the same test half.
   splits, _ = pipeline.load_splits(None, npz, None, 0, None)
   x, y = splits["test"]
@@ -103,8 +103,28 @@ def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
   assert 0.9 <= cov["validation"]["coverage"] < 0.93
   assert len(r["hesitation"]["images"]) == 3
   assert r["detection"]["layer"] in clf.layers and "conductance detector" in r["detection"]["table"]
+  # Faithfulness: every map the audit reads, the sanity check and the
+  # insertion AUC against a hand computation on the first 8 test images.
+  f = r["faithfulness"]
+  assert f["images"] == 8 and set(f["methods"]) == {"input gradient", "class map",
+                                                     "conductance", "random ranking"}
+  assert f["methods"]["conductance"]["layer"] == r["detection"]["layer"]
+  # A map that ignores the model keeps Spearman 1 under randomisation: it fails.
+  rnd = f["methods"]["random ranking"]
+  assert rnd["randomisation"]["mean"] == pytest.approx(1.0) and not rnd["passes"]
+  from explicable_jax.attribution import evaluation
+  x8, t8 = x[:8], logits[:8].argmax(-1)
+  g8 = np.abs(np.asarray(jax.grad(lambda v: jax.nn.log_softmax(clf.logits(v)).sum())(x8)))
+  auc = evaluation.area_under_curve(evaluation.insertion_curve(clf, x8, g8.sum(-1),
+                                                               target=t8))
+  grad = f["methods"]["input gradient"]
+  assert grad["insertion"]["mean"] == pytest.approx(float(np.mean(auc)), abs=1e-5)
+  assert grad["insertion"]["low"] <= grad["insertion"]["mean"] <= grad["insertion"]["high"]
+  assert grad["passes"] == (grad["randomisation"]["high"] < 0.5)
+  assert "Are its explanations faithful?" in r["summary"]
   html = open(res.report).read()
-  for anchor in ("summary", "mistakes", "detection", "reliance", "hesitation", "robustness"):
+  for anchor in ("summary", "mistakes", "detection", "reliance", "hesitation", "robustness",
+                 "faithfulness"):
     assert f'id="{anchor}"' in html
   assert html.count("<img ") >= 4
   # The caches are keyed by the weights: another model audited into the same

@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from explicable_jax import (_batching, attribution, data, deliberative, losses,
+from explicable_jax import (_batching, data, deliberative, losses,
                             models, mutation, robustness, rrr, training)
 from explicable_jax.attribution import batched
 

@@ -67,3 +67,65 @@ def test_operator_choices_are_the_mutation_registry(command, capsys):
     assert cli.build_parser().parse_args(argv).operator == "ZERO"
   finally:
     del mutation.OPERATORS["ZERO"]
+
+
+def test_evaluate_attributions_writes_the_method_by_metric_table(tmp_path, capsys,
+                                                                  monkeypatch):
+  """``evaluate-attributions`` on a saved CNN: results.json and table.md with
+  one row per method and one column per metric; the numbers are the
+  evaluation package's on the same images; a map that ignores the model
+  fails the sanity check; a rerun reads the per-method caches."""
+  import jax
+  import numpy as np
+  from explicable_jax import models
+  from explicable_jax.attribution import evaluation
+  from explicable_jax.detection import pipeline
+  path = str(tmp_path / "m")
+  clf = models.classifier(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=10,
+                          widths=[4], dense=8)
+  models.save(path, clf)
+  out = tmp_path / "o"
+  argv = ["evaluate-attributions", "--model", path, "--dataset", "digits", "--images", "6",
+          "--methods", "gradient,Grad-CAM,random ranking (reference)",
+          "--metrics", "randomisation,deletion AUC", "--out", str(out), "--no-progress"]
+  assert cli.main(argv) == 0
+  printed = capsys.readouterr().out
+  r = json.loads((out / "results.json").read_text())
+  table = (out / "table.md").read_text()
+  assert table in printed and r["command"].startswith("explicable-jax evaluate-attributions")
+  assert list(r["methods"]) == ["gradient", "Grad-CAM", "random ranking (reference)"]
+  assert table.splitlines()[0].startswith("| method | layer | randomisation ↓ | deletion AUC ↓")
+  assert len(table.splitlines()) == 2 + 3 and r["images"] == 6
+  assert r["methods"]["Grad-CAM"]["layer"] == r["layer"] == "conv_0"
+  rnd = r["methods"]["random ranking (reference)"]
+  assert rnd["intervals"]["randomisation"]["mean"] == pytest.approx(1.0) and not rnd["passes"]
+  assert "| random ranking (reference) | - | 1 [1, 1] |" in table
+  # The gradient's deletion AUC, by hand on the same six images.
+  splits, _ = pipeline.load_splits("digits", None, None, 0, None)
+  x = splits["test"][0][:6]
+  t = np.asarray(clf.logits(x)).argmax(-1)
+  g = np.abs(np.asarray(jax.vmap(jax.grad(
+      lambda v, c: clf.logits(v[None])[0, c]))(x, t))).sum(-1)
+  auc = np.asarray(evaluation.area_under_curve(evaluation.deletion_curve(clf, x, g, target=t)))
+  got = r["methods"]["gradient"]
+  assert got["per_image"]["deletion AUC"] == pytest.approx(auc.tolist(), abs=1e-6)
+  c = got["intervals"]["deletion AUC"]
+  half = 1.96 * auc.std(ddof=1) / np.sqrt(6)
+  assert (c["mean"], c["low"], c["high"]) == pytest.approx(
+      (auc.mean(), auc.mean() - half, auc.mean() + half), abs=1e-6)
+  # A rerun resumes from the caches.
+  from explicable_jax.app.audit import faithfulness
+  monkeypatch.setattr(faithfulness, "score_explanations",
+                      lambda *a, **k: pytest.fail("recomputed"))
+  assert cli.main(argv) == 0
+  assert json.loads((out / "results.json").read_text())["methods"] == r["methods"]
+  # A layer method on a model without a spatial layer: one line naming --layer.
+  mlp = str(tmp_path / "mlp")
+  models.save(mlp, models.classifier(jax.random.key(0), "mlp", input_shape=(8, 8, 1),
+                                     num_classes=10, hidden=[8]))
+  capsys.readouterr()
+  assert cli.main(["evaluate-attributions", "--model", mlp, "--dataset", "digits",
+                   "--methods", "Grad-CAM", "--out", str(tmp_path / "o2"),
+                   "--no-progress"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "--layer" in err[0], err

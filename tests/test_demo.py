@@ -24,10 +24,11 @@ def report(tmp_path_factory):
 def test_demo_report_is_the_audit_with_every_section(report):
   text = report.read_text()
   for anchor in ("summary", "mistakes", "detection", "reliance", "hesitation", "robustness",
-                 "settings"):
+                 "faithfulness", "settings"):
     assert f'id="{anchor}"' in text and f'href="#{anchor}"' in text
   assert text.count("<img ") >= 4  # mistakes, detection, reliance, hesitation
   assert "hard score" in text and "AUROC" in text and "gradient share on the annotation" in text
+  assert "Spearman, randomised model" in text and "insertion AUC" in text
   # Self-contained: no file, http or relative references.
   assert not re.search(r'(src|href)="(?!data:image/png;base64,|#)', text)
   # The summary comes first and the detection table starts with the baseline.

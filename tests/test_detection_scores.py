@@ -93,7 +93,7 @@ def test_mahalanobis_rejects_bad_input():
 
 
 def test_scores_reject_bad_logits_and_temperature():
-  with pytest.raises(ValueError, match="logits must be \\(N, classes\\)"):
+  with pytest.raises(ValueError, match="logits must be class scores of shape \\(N, C\\)"):
     S.msp(np.zeros(3))
   with pytest.raises(ValueError, match="temperature"):
     S.energy(LOGITS, temperature=0.0)

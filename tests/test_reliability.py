@@ -612,7 +612,7 @@ def test_sigint_says_where_the_run_stopped_and_the_rerun_resumes(tmp_path):
   assert m, last
   assert int(m.group(1)) == int(m.group(2)) >= 60  # saved on the way out
   assert "Traceback" not in err
-  out = subprocess.run(cmd[:cmd.index("--epochs") + 1] + ["1"] + cmd[cmd.index("--epochs") + 2:],
+  subprocess.run(cmd[:cmd.index("--epochs") + 1] + ["1"] + cmd[cmd.index("--epochs") + 2:],
                        env=env, capture_output=True, text=True, timeout=300)
   # The rerun (here with fewer epochs, so it ends at once) starts from the checkpoint.
   events = [json.loads(l) for l in open(tmp_path / "w" / "metrics.jsonl")]
@@ -803,9 +803,11 @@ def test_inputs_that_used_to_pass_silently_now_raise():
   with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
     robustness.fgsm(f, jnp.zeros((2, 4, 4, 3)), jnp.array([0, 10]), 0.1)
   with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
+    robustness.pgd(jax.random.key(0), f, jnp.zeros((2, 4, 4, 3)), jnp.array([1, 10]), 0.1)
+  with pytest.raises(ValueError, match=r"labels must be non-negative"):
     robustness.pgd(jax.random.key(0), f, jnp.zeros((2, 4, 4, 3)), jnp.array([-1, 0]), 0.1)
   # A Dataset whose x and y differ in length.
-  with pytest.raises(ValueError, match="3 inputs and 2 labels"):
+  with pytest.raises(ValueError, match=r"3 inputs and 2 labels|one label per example \(3\); got 2"):
     data.Dataset(np.zeros((3, 2)), np.zeros(2, int), 2, ("a", "b"))
   # A 1-column input to a 5-feature detector broadcast after standardising.
   det = detection.Detector(params=detection.init_mlp(jax.random.key(0), [5, 4, 1]),

@@ -150,3 +150,22 @@ def test_a_truncated_weights_file_is_reported_as_damaged_not_as_another_model(tm
     open(f, "wb").write(content[:len(content) // 2])
   with pytest.raises(ValueError, match="damaged or truncated"):
     models.load(tmp_path / "m")
+
+
+def test_the_train_command_refuses_a_resume_that_differs(tmp_path, capsys):
+  from explicable_jax.app import cli
+  args = ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "1",
+          "--workdir", str(tmp_path), "--no-progress"]
+  assert cli.main(args + ["--batch-size", "128"]) == 0
+  capsys.readouterr()
+  assert cli.main(args + ["--batch-size", "64", "--epochs", "2"]) == 2
+  err = capsys.readouterr().err
+  assert "batch_size: 128 in the workdir's run, 64 now" in err and "Traceback" not in err
+  assert cli.main(args + ["--lr", "0.05", "--batch-size", "128", "--epochs", "2"]) == 2
+  assert "run_info.learning_rate" in capsys.readouterr().err
+  with pytest.warns(UserWarning, match="learning_rate"):
+    assert cli.main(args + ["--lr", "0.05", "--batch-size", "128", "--epochs", "2",
+                            "--allow-changes"]) == 0
+  assert cli.main(["train", "--epochs", "1", "--warmup-epochs", "5",
+                   "--workdir", str(tmp_path / "w")]) == 2
+  assert "warmup_epochs must be less than epochs" in capsys.readouterr().err

@@ -173,11 +173,12 @@ def test_decoy_mnist_swatch_encodes_the_label_in_training_only():
 
 def test_extras_follow_take_and_batches_with_padding():
   x = np.arange(10, dtype=np.float32)[:, None]
-  ds = data.Dataset(x, np.arange(10) % 2, 2, ("a", "b"), extras={"annotation": x * 10})
+  # (Any side array: "annotation" itself must be a mask, data.MASK_EXTRAS.)
+  ds = data.Dataset(x, np.arange(10) % 2, 2, ("a", "b"), extras={"weight": x * 10})
   sub = ds.take(np.array([3, 7]))
-  np.testing.assert_array_equal(sub.extras["annotation"][:, 0], [30, 70])
+  np.testing.assert_array_equal(sub.extras["weight"][:, 0], [30, 70])
   last = list(data.batches(ds, 4))[-1]
-  np.testing.assert_array_equal(last["annotation"][:, 0], [80, 90, 80, 80])
+  np.testing.assert_array_equal(last["weight"][:, 0], [80, 90, 80, 80])
   np.testing.assert_array_equal(last["mask"], [True, True, False, False])
   with pytest.raises(ValueError, match="one row per example"):
     data.Dataset(x, np.arange(10) % 2, 2, ("a", "b"), extras={"annotation": x[:3]})

@@ -1,5 +1,4 @@
 """Paired statistics (explicable_jax.stats) against references and known answers."""
-import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -201,14 +201,24 @@ def attack_deepfool(params, x, y, s):
   return fn
 
 
-def attack_bb(key, params, x_train, y_train, x_test, y_test, s, seed):
+def attack_bb(key, params, x_train, y_train, x_test, y_test, s, seed, workdir):
   perm = np.random.default_rng(seed).permutation(len(x_test))
   seed_ids, rest = perm[:s["seed_size"]], perm[s["seed_size"]:]
   oracle = lambda v: models.lenet_apply(params, v)
-  sub = robustness.train_substitute(
-      key, oracle, models.subst_init, models.subst_apply, x_test[seed_ids],
-      rounds=s["rounds"], epochs=s["epochs"], step_size=s["step_size"] * STD,
-      learning_rate=s["learning_rate"], momentum=s["momentum"], batch_size=s["batch_size"])
+
+  def train():
+    sub = robustness.train_substitute(
+        key, oracle, models.subst_init, models.subst_apply, x_test[seed_ids],
+        rounds=s["rounds"], epochs=s["epochs"], step_size=s["step_size"] * STD,
+        learning_rate=s["learning_rate"], momentum=s["momentum"], batch_size=s["batch_size"])
+    return {**_flatten(sub.params), "_size": np.array([h["size"] for h in sub.history]),
+            "_agreement": np.array([h["agreement"] for h in sub.history])}
+
+  flat = reporting.cached_arrays(os.path.join(workdir, "bb_substitute.npz"), train)
+  sub = robustness.Substitute(models.subst_apply, _unflatten(
+      {k: v for k, v in flat.items() if not k.startswith("_")}),
+      tuple({"size": int(a), "agreement": float(b)}
+            for a, b in zip(flat["_size"], flat["_agreement"])))
   _log(f"bb substitute: {sub.history}")
   pool_x = np.concatenate([x_train, x_test[rest]])
   pool_y = np.concatenate([y_train, y_test[rest]])
@@ -368,7 +378,7 @@ def main():
     elif name == "bb":
       res = reporting.cached_arrays(os.path.join(args.workdir, "adv_bb.npz"), lambda: attack_bb(
           jax.random.fold_in(key, 3), params, x_train, y_train, x_test, y_test, s["bb"],
-          rng_seed))
+          rng_seed, args.workdir))
     else:
       raise ValueError(f"unknown attack {name!r}")
     pick = np.random.default_rng(rng_seed + 3).permutation(len(res["true"]))[:args.max_adv]

@@ -98,6 +98,8 @@ def _fit(key, ds, proto, *, lam, epochs, batch_size=256, model="mlp", model_kwar
       ds = _with_annotation(ds, np.zeros(ds.x.shape))
     loss = losses.make_rrr_loss(lam, l2=l2)
   state = training.create_train_state(jax.random.fold_in(key, 1), make, opt)
+  if proto["pixels"] != 1:  # The original's 0..255 inputs: the model declares that scale.
+    state = state.replace(spec=dataclasses.replace(state.spec, input_range=None))
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt),
                       epochs=epochs, batch_size=batch_size,
                       seed=int(jax.random.randint(key, (), 0, 2**30)), progress=False,
@@ -162,9 +164,10 @@ def toy_colors(args, proto_name, seed, rec: Records):
   def chain():
     found = rrr.find_another_explanation(
         _name_key(key, "find another explanation"), train, n_models=3,
-        make_model=lambda k: models.create_model(k, "mlp", input_shape=train.input_shape,
-                                                 num_classes=2, hidden=(50, 30),
-                                                 init=proto["init"]),
+        make_model=lambda k: models.from_nnx(
+            models.create_model(k, "mlp", input_shape=train.input_shape, num_classes=2,
+                                hidden=(50, 30), init=proto["init"]),
+            input_range=None if proto["pixels"] != 1 else (0.0, 1.0)),
         optimizer=optax.adam(1e-3), lam=[l * scale for l in args.fae_lambdas],
         epochs=args.epochs, batch_size=256, eval_ds=test,
         mask_scale=proto["mask"][0], mask_classes=proto["mask"][1],

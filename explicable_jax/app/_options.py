@@ -22,6 +22,11 @@ import fractions
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+__all__ = [
+    "add_arguments", "cli_fields", "flag_of", "format_value", "from_args", "list_parser",
+    "names", "overridden", "scalar_parser", "setting", "to_argv",
+]
+
 
 def setting(default: Any, help: str, *, flag: str | None = None,  # noqa: A002
             items: type | None = None, parse: Callable | None = None,

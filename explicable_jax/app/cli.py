@@ -1,5 +1,5 @@
 """The ``explicable-jax`` command: ``demo``, ``quickstart``, ``train``, ``evaluate``,
-``detect``, ``audit``.
+``detect``, ``audit``, ``evaluate-attributions``.
 
 Run ``explicable-jax COMMAND --help`` for every option.
 """
@@ -11,6 +11,15 @@ import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+  from explicable_jax import training
+
+__all__ = [
+    "DESCRIPTION", "build_parser", "cmd_audit", "cmd_demo", "cmd_detect", "cmd_evaluate",
+    "cmd_evaluate_attributions", "cmd_quickstart", "cmd_train", "main",
+]
 
 DESCRIPTION = """\
 explicable_jax: classifiers whose mistakes humans can understand.
@@ -23,7 +32,12 @@ commands:
   detect      error scores of a trained model (MSP, entropy, ..., Mahalanobis, LCR,
               conductance) on the test half: one table, ROC and risk-coverage plots
   audit       examine a trained model: explicable mistakes, error detection, reliance on
-              annotated features, insecurities, robustness; one HTML report and a JSON
+              annotated features, insecurities, robustness, faithful explanations; one
+              HTML report and a JSON
+  evaluate-attributions
+              are a model's explanations right? every attribution method x every
+              metric (sanity checks, deletion, infidelity, ...) with intervals over
+              images, as JSON and Markdown
 """
 
 
@@ -113,7 +127,7 @@ def _add_model_and_out(p: argparse.ArgumentParser, out_help: str) -> None:
   p.add_argument("--out", required=True, help=out_help)
 
 
-def _config_from_args(args) -> "training.TrainConfig":
+def _config_from_args(args) -> training.TrainConfig:
   from explicable_jax import training
   fields = {f.name for f in dataclasses.fields(training.TrainConfig)}
   return training.TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
@@ -123,7 +137,8 @@ def cmd_train(args) -> int:
   from explicable_jax import training
   config = _config_from_args(args)
   config.validate()
-  result = training.train_and_evaluate(config, args.workdir, resume=args.resume,
+  resume = "allow_changes" if (args.resume and args.allow_changes) else args.resume
+  result = training.train_and_evaluate(config, args.workdir, resume=resume,
                                        progress=not args.no_progress)
   print(json.dumps(result, indent=2))
   if args.workdir:
@@ -169,6 +184,19 @@ def cmd_audit(args) -> int:
   return 0
 
 
+def cmd_evaluate_attributions(args) -> int:
+  import shlex
+  from explicable_jax.app import _options, attributions
+  argv = sys.argv[1:] if args.argv is None else args.argv
+  config = _options.from_args(attributions.AttributionEvaluationConfig, args)
+  res = attributions.evaluate_attributions(args.model, args.out, config,
+                                           progress=not args.no_progress,
+                                           command=shlex.join(["explicable-jax", *argv]))
+  print(attributions.markdown_table(res), end="")
+  print(f"results.json and table.md written to {args.out} ({res['wall_seconds']:.0f} s)")
+  return 0
+
+
 def cmd_quickstart(args) -> int:
   from explicable_jax import training
   t0 = time.time()
@@ -191,7 +219,7 @@ def cmd_demo(args) -> int:
   from explicable_jax.app import demo
   print("explicable_jax demo: an MLP trained on built-in Decoy digits, then "
         "`explicable-jax audit` of it (mistakes, error detection, reliance, hesitation, "
-        "robustness)")
+        "robustness, faithfulness of its explanations)")
   path = demo.run_demo(args.out, quick=args.quick, seed=args.seed,
                        progress=not args.no_progress)
   print(f"report written to {path}")
@@ -231,7 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
                  help="folder for checkpoints, metrics.jsonl, config.json, "
                       "result.json and the exported model")
   t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                 help="continue from the newest checkpoint in --workdir (default: on)")
+                 help="continue from the newest checkpoint in --workdir, if it holds the "
+                      "same run (its run.json); --no-resume refuses a workdir that holds "
+                      "checkpoints (default: on)")
+  t.add_argument("--allow-changes", action="store_true",
+                 help="resume the run in --workdir even where its settings differ from "
+                      "this command's (they are listed as a warning)")
   t.add_argument("--no-progress", action="store_true",
                  help="hide the progress bar (epoch lines are still printed)")
   t.set_defaults(func=cmd_train)
@@ -267,13 +300,24 @@ def build_parser() -> argparse.ArgumentParser:
   _options.add_arguments(a, audit.AuditConfig)
   a.add_argument("--no-progress", action="store_true", help="hide progress bars")
   a.set_defaults(func=cmd_audit, argv=None)
+
+  from explicable_jax.app import attributions
+  ea = sub.add_parser("evaluate-attributions",
+                      help="score a model's attribution methods (sanity, faithfulness)",
+                      description=attributions.__doc__.split("\n\n")[0] + " A rerun of "
+                      "the same command resumes from the per-method caches in --out.")
+  _add_model_and_out(ea, "folder for results.json, table.md and the caches")
+  _options.add_arguments(ea, attributions.AttributionEvaluationConfig)
+  ea.add_argument("--no-progress", action="store_true", help="print nothing but the table")
+  ea.set_defaults(func=cmd_evaluate_attributions, argv=None)
   return parser
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
-  if argv is not None and getattr(args, "command", None) == "audit":
+  if argv is not None and getattr(args, "command", None) in ("audit",
+                                                             "evaluate-attributions"):
     args.argv = list(argv)
   if not getattr(args, "func", None):
     parser.print_help()

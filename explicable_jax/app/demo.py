@@ -33,6 +33,10 @@ import optax
 
 from explicable_jax import data, losses, models, similarity, training
 
+__all__ = [
+    "MLP_KWARGS", "RRR_LAMBDA", "run_demo", "train_models",
+]
+
 MLP_KWARGS = {"hidden": [50, 30]}  # Ross et al.'s Decoy MNIST model
 RRR_LAMBDA = 1000.0 / 255 ** 2  # the original's lambda, for inputs in [0, 1]
 

@@ -20,6 +20,10 @@ import os
 import re
 from collections.abc import Sequence
 
+__all__ = [
+    "HtmlReport",
+]
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto;
        padding: 0 1rem; color: #222; line-height: 1.45; }

@@ -5,6 +5,10 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 
+__all__ = [
+    "cached_arrays", "cached_json", "make_page", "markdown_table", "save_results",
+]
+
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
   """A GitHub Markdown table; cells are formatted with ``str``."""

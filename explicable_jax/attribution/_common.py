@@ -14,6 +14,14 @@ import numpy as np
 
 from explicable_jax import _validation
 
+__all__ = [
+    "MAX_UNROLLED_CHUNKS", "METHODS", "PRECISIONS", "accepts_tuple_inputs", "at_precision",
+    "check_choice_precision", "check_chunk", "check_input", "get_precision",
+    "integration_points", "interpolate", "is_multi", "pad_to_chunks", "precision",
+    "ravel_inputs", "ravel_like", "resolve_baselines", "resolve_target", "scan_chunks",
+    "set_precision", "sum_over_chunks", "target_score", "unraveller", "weighted_sum_along_path",
+]
+
 METHODS = ("riemann_left", "riemann_right", "riemann_middle",
            "riemann_trapezoid", "gausslegendre")
 
@@ -213,7 +221,7 @@ def weighted_sum_along_path(fn: Callable[[jax.Array], Any], alphas: np.ndarray,
       values = jax.vmap(fn)(a)
       return jax.tree.map(lambda v: jnp.tensordot(w.astype(v.dtype), v, axes=1), values)
     return sum_over_chunks(chunk_sum, alphas, weights, chunk)
-  reference = []
+  reference: list[jax.Array] = []
 
   def centred_chunk_sum(a, w):
     values = jax.vmap(fn)(a)
@@ -324,7 +332,8 @@ PRECISIONS = ("highest", "high", "default", None)
 """Matmul and convolution precisions an attribution can run at (``None``: the
 caller's setting, e.g. ``jax.default_matmul_precision`` or the backend's)."""
 
-_PRECISION = contextvars.ContextVar("explicable_jax_attribution_precision", default="highest")
+_PRECISION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "explicable_jax_attribution_precision", default="highest")
 
 
 @contextlib.contextmanager

@@ -165,9 +165,37 @@ def gradient_x_input(clf, x, *, target) -> jax.Array:
 
 @_checked
 def integrated_gradients(clf, x, *, target, baselines=None, **kwargs):
-  """Integrated gradients of a batch
+  r"""Integrated gradients of a batch
   (:func:`~explicable_jax.attribution.integrated_gradients`; same options,
-  ``baselines`` one per example ``(N, ...)`` or shared)."""
+  ``baselines`` one per example ``(N, ...)`` or shared).
+
+  .. math:: \phi_i = (x_i - x'_i) \int_0^1 \partial_i F_t(x' + \alpha (x - x'))\, d\alpha
+
+  Args:
+    clf: a :class:`~explicable_jax.models.Classifier` (or a model
+      :func:`~explicable_jax.models.as_classifier` accepts).
+    x: ``(N, ...)`` inputs, or Captum's tuple of batches.
+    target: a class index, ``N`` indices, or ``"predicted"``.
+    baselines: ``x'``: ``None`` (zeros), one shared example, or ``(N, ...)``.
+    **kwargs: ``n_steps``, ``method``, ``internal_batch_size``,
+      ``return_convergence_delta``, ... as the one-example method.
+
+  Returns:
+    ``(N, ...)`` attributions shaped like ``x`` (and the convergence deltas
+    ``(N,)`` with ``return_convergence_delta=True``).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from explicable_jax import models
+    >>> w = jnp.array([[1.0, -1.0], [2.0, 0.0], [0.0, 3.0]])  # 3 features, 2 classes
+    >>> clf = models.from_functions(lambda p, x: x @ p, w, input_shape=(3,), num_classes=2)
+    >>> x = jnp.array([[1.0, 1.0, 1.0], [0.0, 0.5, 1.0]])
+    >>> integrated_gradients(clf, x, target=0).round(4).tolist()  # linear: w[:, 0] * x
+    [[1.0, 2.0, 0.0], [0.0, 1.0, 0.0]]
+
+  Sundararajan, Taly and Yan, "Axiomatic attribution for deep networks"
+  (ICML 2017).
+  """
   return _per_example(input_lib.integrated_gradients, clf, x, target, baselines, **kwargs)
 
 
@@ -201,7 +229,7 @@ def compute_convergence_delta(clf, attributions, x, *, target, baselines=None) -
   x = _check_batch(x, integer_ok=True)
   n = _batch_size(x)
   parts = tuple(attributions) if _common.is_multi(attributions) else (attributions,)
-  total = 0.0
+  total: jax.Array | float = 0.0
   for a in parts:
     a = jnp.asarray(a)
     if a.ndim < 1 or a.shape[0] != n:
@@ -210,17 +238,18 @@ def compute_convergence_delta(clf, attributions, x, *, target, baselines=None) -
           f"{tuple(a.shape)}.")
     total = total + a.reshape(n, -1).sum(1)
   t = targets(clf, x, target)
+  ref: jax.Array | tuple[jax.Array, ...]
   if _common.is_multi(x):
-    if baselines is None or not _common.is_multi(baselines):
-      baselines = (baselines,) * len(x)
-    ref = tuple(_common.resolve_baselines(b, xi) for b, xi in zip(baselines, x))
+    per_input = (baselines if baselines is not None and _common.is_multi(baselines)
+                 else (baselines,) * len(x))
+    ref = tuple(_common.resolve_baselines(b, xi) for b, xi in zip(per_input, x))
   else:
     ref = _common.resolve_baselines(baselines, x)
   scores = lambda v: jnp.take_along_axis(clf.logits(v), t[:, None], axis=-1)[:, 0]
   return total - (scores(x) - scores(ref))
 
 
-def _layer_method(core: Callable) -> Callable:
+def _layer_method(core: Callable, details: str = "") -> Callable:
   def method(clf, x, *, layer, **kwargs):
     clf = models.as_classifier("clf", clf)
     if _common.is_multi(layer):  # Captum's list of layers: one result each
@@ -235,16 +264,46 @@ def _layer_method(core: Callable) -> Callable:
       f"Call as ``{core.__name__}(clf, x, layer=..., target=..., ...)``; the "
       f"options are those of :func:`explicable_jax.attribution.{core.__name__}`. "
       "``layer`` may be a list of layer names (one result each, in a tuple) "
-      "and ``x`` a tuple of inputs.")
+      "and ``x`` a tuple of inputs." + details)
   method.__name__ = method.__qualname__ = core.__name__
-  method = _checked(method)
-  method.__doc__ += (" A concrete result with NaN or inf raises naming the examples "
-                     "(``check_finite=False`` to skip; skipped under ``jax.jit``).")
-  method.core = core
-  return method
+  checked = _checked(method)
+  checked.__doc__ = (checked.__doc__ or "") + (
+      " A concrete result with NaN or inf raises naming the examples "
+      "(``check_finite=False`` to skip; skipped under ``jax.jit``).")
+  setattr(checked, "core", core)  # the unbatched method, for introspection
+  return checked
 
 
-layer_conductance = _layer_method(layer_lib.layer_conductance)
+layer_conductance = _layer_method(layer_lib.layer_conductance, """
+
+.. math:: \\mathrm{Cond}_j = \\int_0^1 \\frac{\\partial F_t}{\\partial h_j}
+          \\frac{\\partial h_j(x' + \\alpha (x - x'))}{\\partial \\alpha}\\, d\\alpha
+
+Args:
+  clf: a :class:`~explicable_jax.models.Classifier` with the layer in ``clf.layers``.
+  x: ``(N, ...)`` inputs.
+  layer: the layer ``h`` (a name of ``clf.layers``), or a list of names.
+  target: a class index, ``N`` indices, or ``"predicted"``.
+  **kwargs: ``baselines``, ``n_steps``, ``method``, ``internal_batch_size``,
+    ``return_convergence_delta``, ... as the unbatched method.
+
+Returns:
+  ``(N, *h.shape[1:])`` conductances that add up to ``F_t(x) - F_t(x')``
+  (a tuple with a list of layers).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from explicable_jax import models
+  >>> p = {"w1": jnp.array([[1.0, 0.0], [0.0, 2.0]]), "w2": jnp.array([[1.0, -1.0], [0.0, 1.0]])}
+  >>> hidden = lambda p, x: jax.nn.relu(x @ p["w1"])
+  >>> head = lambda p, h: h @ p["w2"]
+  >>> clf = models.from_functions(lambda p, x: head(p, hidden(p, x)), p, input_shape=(2,),
+  ...                             num_classes=2, splits={"hidden": (hidden, head)})
+  >>> layer_conductance(clf, jnp.array([[1.0, 1.0]]), layer="hidden", target=1).tolist()
+  [[-1.0, 2.0]]
+
+Dhamdhere, Yan and Sundararajan, "How important is a neuron?" (ICLR 2019).
+""")
 neuron_conductance = _layer_method(layer_lib.neuron_conductance)
 layer_gradient_x_activation = _layer_method(layer_lib.layer_gradient_x_activation)
 layer_integrated_gradients = _layer_method(layer_lib.layer_integrated_gradients)

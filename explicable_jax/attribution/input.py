@@ -19,6 +19,11 @@ import numpy as np
 from explicable_jax import _validation
 from explicable_jax.attribution import _common
 
+__all__ = [
+    "NOISE_TUNNEL_TYPES", "class_score_fn", "gradient", "gradient_x_input",
+    "integrated_gradients", "smoothgrad",
+]
+
 ScoreFn = Callable[[jax.Array], jax.Array]
 
 NOISE_TUNNEL_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")

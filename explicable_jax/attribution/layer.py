@@ -32,6 +32,11 @@ from explicable_jax import conventions
 from explicable_jax import _jaxpr, _validation
 from explicable_jax.attribution import _common
 
+__all__ = [
+    "grad_cam", "head_gradient_is_constant", "layer_conductance", "layer_gradient_x_activation",
+    "layer_integrated_gradients", "neuron_conductance", "per_feature_map", "upsample",
+]
+
 BatchFn = Callable[[jax.Array], jax.Array]
 
 # Gradient weights (left end, right end) of each step's rule; the midpoint
@@ -75,7 +80,7 @@ def _setup(features_fn, head_fn, x, target, baselines=_NO_BASELINE, *,
         f"{tuple(logits.shape)}.")
   with_baseline = baselines is not _NO_BASELINE
   baseline = _common.resolve_baselines(baselines, x) if with_baseline else None
-  memo = []
+  memo: list[jax.Array] = []
 
   def both():
     if not memo:
@@ -300,8 +305,8 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
     if exact_ends:
       a_first, a_last = baseline_activations(), activations()
     else:
-      ends = jnp.asarray(nodes[[0, -1]], x.dtype).reshape((2,) + (1,) * x.ndim)
-      xs = _common.interpolate(baseline[None], x[None], ends)
+      end_alphas = jnp.asarray(nodes[[0, -1]], x.dtype).reshape((2,) + (1,) * x.ndim)
+      xs = _common.interpolate(baseline[None], x[None], end_alphas)
       a = features_fn(xs.reshape((2 * batch,) + x.shape[1:]))
       a_first, a_last = a[:batch], a[batch:]
     conductance = _layer_grad(head_fn, a_last, t) * (a_last - a_first)
@@ -323,7 +328,6 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   ends = _common.pad_to_chunks(nodes[1:], chunk)
   mids = _common.pad_to_chunks((nodes[1:] + nodes[:-1]) / 2, chunk, fill=nodes[-1])
   mask = _common.pad_to_chunks(np.ones(n), chunk, fill=0.0)
-  n_chunks = len(ends)
 
   if exact_ends and ends_needed:
     a0 = baseline_activations()

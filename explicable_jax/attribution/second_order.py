@@ -11,6 +11,10 @@ from explicable_jax import conventions
 from explicable_jax.attribution import _common
 from explicable_jax.attribution.layer import BatchFn, _accepts_tuples, _setup
 
+__all__ = [
+    "SecondOrderTerms", "second_order_attribution",
+]
+
 
 class SecondOrderTerms(NamedTuple):
   """The two Taylor terms of :func:`second_order_attribution`, each ``(N, *positions)``."""

@@ -61,7 +61,9 @@ class Dataset:
                        f"{len(self.class_names)} names.")
     conventions.check_labels("y", self.y, self.num_classes, n=len(self.x))
     if len(self.x):
-      conventions.check_inputs("x", self.x, convert=False)
+      # Layout and finiteness here; the scale belongs to the model (its
+      # input_range), checked where a model meets the data.
+      conventions.check_inputs("x", self.x, convert=False, unit_range=False)
     for k, v in self.extras.items():
       if k in ("x", "y", "mask"):
         raise ValueError(f"extras may not be named {k!r} (a batch key of its own).")
@@ -78,7 +80,7 @@ class Dataset:
   def input_shape(self) -> tuple[int, ...]:
     return tuple(self.x.shape[1:])
 
-  def take(self, index: Any) -> "Dataset":
+  def take(self, index: Any) -> Dataset:
     """The examples at ``index`` (an index array, mask or slice)."""
     return dataclasses.replace(self, x=self.x[index], y=self.y[index],
                                extras={k: v[index] for k, v in self.extras.items()})
@@ -401,9 +403,11 @@ def load_human_labels(name: str, *, data_dir: str | None = None) -> np.ndarray:
   if not path or not os.path.exists(path):
     where = f"the folder {folder!r}" if folder else (
         f"a folder given as data_dir= or in ${DATA_ENV}")
+    source = ("github.com/jcpeterson/cifar-10h (data/cifar10h-probs.npy)" if name == "cifar10h"
+              else "github.com/aOlmo/weighted-misclassifications "
+                   "(confusion_matrices/cifar10_CHL_cmat.npy)")
     raise DataNotFoundError(
-        f"Could not find {fname} for {name!r} in {where}; download it from "
-        f"{'github.com/jcpeterson/cifar-10h (data/cifar10h-probs.npy)' if name == 'cifar10h' else 'github.com/aOlmo/weighted-misclassifications (confusion_matrices/cifar10_CHL_cmat.npy)'} "
+        f"Could not find {fname} for {name!r} in {where}; download it from {source} "
         f"and save it there as {fname}.")
   return np.load(path)
 

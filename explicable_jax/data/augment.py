@@ -8,6 +8,10 @@ import jax.numpy as jnp
 
 from explicable_jax import _validation
 
+__all__ = [
+    "random_crop_flip",
+]
+
 
 def random_crop_flip(key: jax.Array, image: jax.Array, *, padding: int = 4,
                      flip: bool = True) -> jax.Array:

@@ -20,11 +20,17 @@ at each pixel, -1 for background).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
 from explicable_jax import _validation
 from explicable_jax.data import Dataset
+
+__all__ = [
+    "PALETTE", "PART_RADIUS", "SIZE", "SLOT_CENTERS", "class_part_table", "load_cub_parts",
+    "parts_dataset", "shared_parts",
+]
 
 SIZE = 32
 SLOT_CENTERS = ((8, 8), (8, 24), (24, 8), (24, 24))
@@ -69,7 +75,8 @@ def class_part_table(num_classes: int = 10, num_parts: int = 8, parts_per_class:
   if num_parts < 2:
     raise ValueError(f"num_parts must be at least 2; got {num_parts}.")
   rng = np.random.default_rng([seed, 7])
-  table, seen = [], set()
+  table: list[np.ndarray] = []
+  seen: set[tuple[Any, ...]] = set()
   while len(table) < num_classes:
     row = np.full(slots, -1)
     used = rng.choice(slots, parts_per_class, replace=False)

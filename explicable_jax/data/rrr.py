@@ -23,6 +23,12 @@ from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.data import Dataset, DataNotFoundError, load
 
+__all__ = [
+    "CORNERS", "NEWSGROUPS_CATEGORIES", "NEWSGROUPS_FILE", "TOP_MIDDLE", "TOY_COLORS",
+    "decoy_digits", "decoy_mnist", "explanation_mask", "newsgroups", "toy_colors",
+    "toy_colors_rule_mask", "toy_colors_rule_scores", "toy_colors_rules",
+]
+
 TOY_COLORS = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255], [128, 0, 255]], np.uint8)
 """The four colours the original draws from (its 'r', 'g', 'b', 'v')."""
 

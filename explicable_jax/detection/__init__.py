@@ -17,7 +17,8 @@ against a baseline.
 """
 from explicable_jax.detection import evaluation, scores
 from explicable_jax.detection.detector import (COMBINERS, THRESHOLD_METHODS, Combiner,
-                                               Detector, _detector_epoch, choose_threshold,
+                                               Detector, _detector_epoch as _detector_epoch,
+                                               choose_threshold,
                                                detector_scores, evaluate_scores,
                                                fit_combiner, init_mlp, mlp_logit, recalls,
                                                roc_curve, train_detector)

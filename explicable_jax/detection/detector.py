@@ -35,6 +35,12 @@ import optax
 from explicable_jax import conventions
 from explicable_jax import _validation, metrics
 
+__all__ = [
+    "COMBINERS", "Combiner", "Detector", "NORMALIZATIONS", "THRESHOLD_METHODS",
+    "choose_threshold", "detector_scores", "evaluate_scores", "fit_combiner", "init_mlp",
+    "mlp_logit", "recalls", "roc_curve", "train_detector",
+]
+
 THRESHOLD_METHODS = ("youden", "equal_recall", "recall")
 COMBINERS = ("nn", "rf", "lda", "qda", "logreg")
 NORMALIZATIONS = ("standard", "range")

@@ -22,6 +22,10 @@ from explicable_jax import conventions
 from explicable_jax import _validation, metrics
 from explicable_jax.detection import detector
 
+__all__ = [
+    "METRICS", "compare_to_baseline", "score_row", "score_table",
+]
+
 METRICS = ("auroc", "aupr", "fpr95", "aurc", "e_aurc")
 
 

@@ -92,13 +92,27 @@ def load_splits(dataset: str | None, data_file: str | None, data_dir: str | None
   if data_file is not None:
     if not os.path.exists(data_file):
       raise FileNotFoundError(f"data_file {data_file!r} does not exist.")
-    with np.load(data_file, allow_pickle=False) as f:
-      need = ("x_train", "y_train", "x_test", "y_test")
-      missing = [k for k in need if k not in f.files]
-      if missing:
-        raise ValueError(f"data_file {data_file!r} must hold arrays {', '.join(need)}; "
-                         f"it lacks {', '.join(missing)} (it holds {', '.join(f.files)}).")
-      arrays = {k: f[k] for k in need}
+    import zipfile
+    need = ("x_train", "y_train", "x_test", "y_test")
+    try:
+      with np.load(data_file, allow_pickle=False) as f:
+        missing = [k for k in need if k not in f.files]
+        if missing:
+          raise ValueError(f"data_file {data_file!r} must hold arrays {', '.join(need)}; "
+                           f"it lacks {', '.join(missing)} (it holds {', '.join(f.files)}).")
+        arrays = {k: f[k] for k in need}
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+      raise ValueError(f"data_file {data_file!r} cannot be read as an .npz file "
+                       f"({type(e).__name__}: {e}); it may be truncated: write it again "
+                       "with numpy.savez.") from None
+    # The file's arrays follow the conventions, checked once here.
+    for part in ("train", "test"):
+      x_name, y_name = f"x_{part}", f"y_{part}"
+      arrays[x_name] = conventions.check_inputs(f"data_file {data_file!r}: {x_name}",
+                                                arrays[x_name], convert=False)
+      if len(arrays[y_name]) != len(arrays[x_name]):
+        raise ValueError(f"data_file {data_file!r}: {y_name} must hold one label per row of "
+                         f"{x_name} ({len(arrays[x_name])}); got {len(arrays[y_name])}.")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(arrays["y_test"]))
     half = len(order) // 2
@@ -106,8 +120,7 @@ def load_splits(dataset: str | None, data_file: str | None, data_dir: str | None
     splits = {"train": (arrays["x_train"], arrays["y_train"]),
               "validation": (arrays["x_test"][order[:half]], arrays["y_test"][order[:half]]),
               "test": (arrays["x_test"][order[half:]], arrays["y_test"][order[half:]])}
-    splits = {k: (data.to_float(x) if x.dtype == np.uint8 else np.asarray(x, np.float32),
-                  np.asarray(y)) for k, (x, y) in splits.items()}
+    splits = {k: (conventions.to_unit_float(x), np.asarray(y)) for k, (x, y) in splits.items()}
     note = f"{data_file} (test arrays halved at random, seed {seed})"
   else:
     split = data.paper_split(dataset, data_dir=data_dir, seed=seed)

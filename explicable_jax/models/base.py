@@ -16,6 +16,10 @@ from flax import nnx
 
 from explicable_jax import _validation
 
+__all__ = [
+    "StagedModel", "check_image_input", "normalize_input",
+]
+
 # Weights drawn as in He et al. (2015) and in torch's ``kaiming_normal_``.
 he_normal = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
 

@@ -171,7 +171,8 @@ class Classifier:
     checked from shapes alone (free under ``jit``)."""
     shape = tuple(getattr(logits, "shape", ()))
     leaves = jax.tree.leaves(x)
-    n = leaves[0].shape[0] if leaves and getattr(leaves[0], "ndim", 0) else None
+    first_ndim = getattr(leaves[0], "ndim", 0) if leaves else 0
+    n = leaves[0].shape[0] if first_ndim else None
     c = self._declared_classes()
     if len(shape) != 2 or (n is not None and shape[0] != n) or (c is not None and shape[1] != c):
       want = f"({n if n is not None else 'N'}, {c if c is not None else 'C'})"
@@ -239,16 +240,16 @@ class Classifier:
     return features_fn, head_fn
 
   # -- swapping ---------------------------------------------------------------
-  def replace(self, **changes) -> "Classifier":
+  def replace(self, **changes) -> Classifier:
     """A copy with some of ``params``, ``state``, ``class_names`` replaced."""
     unknown = set(changes) - {"params", "state", "class_names", "num_classes", "input_range"}
     if unknown:
       raise TypeError(
           f"replace takes params, state, class_names, num_classes or input_range; got "
           f"{', '.join(sorted(unknown))}.")
+    spec = self.spec
     if "input_range" in changes:
       spec = dataclasses.replace(spec, input_range=check_input_range(changes.pop("input_range")))
-    spec = self.spec
     if "class_names" in changes or "num_classes" in changes:
       names = changes.pop("class_names", spec.class_names)
       spec = dataclasses.replace(
@@ -257,7 +258,7 @@ class Classifier:
     return Classifier(changes.get("params", self.params),
                       changes.get("state", self.state), spec)
 
-  def with_params(self, params) -> "Classifier":
+  def with_params(self, params) -> Classifier:
     """The same model with other weights (a mutant, a training step): no
     rebuild, and jitted functions of it do not recompile."""
     return Classifier(params, self.state, self.spec)

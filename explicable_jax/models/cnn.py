@@ -10,6 +10,10 @@ from explicable_jax.models.conv import conv_general_dilated
 from explicable_jax.models.base import (StagedModel, check_image_input,
                                         he_normal, normalize_input)
 
+__all__ = [
+    "SmallCNN",
+]
+
 
 class SmallCNN(StagedModel):
   """``[Conv3x3 -> ReLU -> MaxPool2]`` per width, pooling, Dense, logits.

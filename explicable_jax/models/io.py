@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from explicable_jax import _paths, _plain
 from explicable_jax.models.classifier import Classifier, as_classifier
+
+__all__ = [
+    "load", "model_folder", "read_meta", "save",
+]
 
 
 _to_plain, _from_plain, _abstract = _plain.to_plain, _plain.from_plain, _plain.abstract
@@ -82,7 +84,11 @@ def read_meta(path: str | os.PathLike) -> dict:
     raise FileNotFoundError(
         f"path must be a folder written by models.save, holding model.json and "
         f"weights/; {os.fspath(path)!r} has no model.json.")
-  return json.loads((path / "model.json").read_text())
+  try:
+    return json.loads((path / "model.json").read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"path {os.fspath(path)!r} holds a damaged model.json ({e}); save the "
+                     "model again.") from None
 
 
 def load(path: str | os.PathLike, *, like=None) -> Classifier:
@@ -123,6 +129,9 @@ def load(path: str | os.PathLike, *, like=None) -> Classifier:
   abstract = {"params": _abstract(template.params),
               "model_state": _abstract(template.state or {})}
   weights = _paths.resolve(path) / "weights"
+  if not weights.exists():
+    raise ValueError(f"path {os.fspath(path)!r} has a model.json but no weights/ folder; "
+                     "save the model again.")
   with ocp.StandardCheckpointer() as ckptr:
     try:
       stored = ckptr.metadata(weights)

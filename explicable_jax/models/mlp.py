@@ -9,6 +9,10 @@ from flax import nnx
 from explicable_jax import _validation
 from explicable_jax.models.base import StagedModel, he_normal
 
+__all__ = [
+    "MLP",
+]
+
 
 class MLP(StagedModel):
   """``Dense -> ReLU (-> Dropout)`` per hidden width, then a linear read-out.

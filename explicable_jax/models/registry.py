@@ -17,6 +17,10 @@ from explicable_jax.models.mlp import MLP
 from explicable_jax.models.resnet import CifarResNet, PreActResNetV2
 from explicable_jax.models.vgg import VGG16BN
 
+__all__ = [
+    "MODELS", "classifier", "create_model", "register_model",
+]
+
 
 def _image_kwargs(input_shape, kwargs):
   _validation.check_rank("input_shape", tuple(input_shape), (3,))
@@ -145,7 +149,25 @@ def classifier(key: jax.Array, name: str, *, input_shape: Sequence[int], num_cla
   """A registered model as a :class:`~explicable_jax.models.Classifier` that
   :func:`~explicable_jax.models.save` can rebuild by name.
 
-  Args: as :func:`create_model`, plus ``class_names``.
+  Args:
+    key: PRNG key for the initial weights.
+    name: a registered model name (:data:`MODELS`, or one added with
+      :func:`register_model`).
+    input_shape: one example's shape, e.g. ``(64,)`` or ``(32, 32, 3)``.
+    num_classes: number of outputs.
+    class_names: optional names of the classes, in output order.
+    **kwargs: the model's own options (see :func:`create_model`).
+
+  Returns:
+    A :class:`~explicable_jax.models.Classifier` whose recipe records
+    ``name``, ``kwargs``, ``input_shape`` and ``num_classes``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from explicable_jax import models
+    >>> clf = models.classifier(jax.random.key(0), "mlp", input_shape=(64,), num_classes=10)
+    >>> clf.logits(jnp.zeros((2, 64))).shape
+    (2, 10)
   """
   built = create_model(key, name, input_shape=input_shape, num_classes=num_classes, **kwargs)
   recipe = json.dumps({"model": name, "model_kwargs": kwargs,

@@ -20,6 +20,11 @@ from explicable_jax.models.base import (StagedModel, check_image_input,
                                         he_normal, normalize_input)
 from explicable_jax.models.conv import conv_general_dilated
 
+__all__ = [
+    "BasicBlock", "Bottleneck", "CIFAR10_MEAN", "CIFAR10_STD", "CifarResNet", "PreActResNetV2",
+    "resnet20",
+]
+
 # Per-channel statistics of the CIFAR-10 training images (in [0, 1]).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)

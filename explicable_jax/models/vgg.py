@@ -13,6 +13,10 @@ from explicable_jax.models.base import (StagedModel, check_image_input,
                                         he_normal, normalize_input)
 from explicable_jax.models.resnet import CIFAR10_MEAN, CIFAR10_STD, _bn, _conv
 
+__all__ = [
+    "VGG16BN", "VGG16_BLOCKS",
+]
+
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512),
                 (512, 512, 512))
 

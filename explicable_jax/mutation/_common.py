@@ -12,6 +12,11 @@ import numpy as np
 
 from explicable_jax.mutation.operators import _leaves
 
+__all__ = [
+    "ClassifierLogits", "ParamsLogits", "abstract", "as_logits", "check_mutants", "chunks",
+    "classifier_or_none", "labels", "params_of",
+]
+
 
 def classifier_or_none(model):
   """``model`` as a Classifier (a Classifier or a TrainState), else ``None``."""

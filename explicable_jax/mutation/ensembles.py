@@ -130,8 +130,10 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
   batch = n if batch is None else batch
   _validation.check_positive("batch", batch, integer=True)
   params = params_of("model", model)
-  kept, accs, drawn, draw = [], [], 0, 0
-  original = None
+  kept: list[Any] = []
+  accs: list[np.ndarray] = []
+  drawn, draw = 0, 0
+  original: float | None = None
   if accuracy_fn is not None:
     original = float(np.asarray(accuracy_fn(jax.tree.map(lambda a: a[None], params)))[0])
   while sum(len(a) for a in accs) < n and drawn < max_draws:
@@ -142,6 +144,7 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
       acc = np.full(batch, np.nan)
       ok = np.ones(batch, bool)
     else:
+      assert original is not None  # set above whenever accuracy_fn is given
       acc = np.asarray(accuracy_fn(m), np.float64)
       ok = acc >= min_relative_accuracy * original
     sel = np.flatnonzero(ok)
@@ -163,7 +166,7 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
                    "accuracies": np.concatenate(accs)[:n]}
 
 
-@conventions.boundary(x="inputs", y="labels")
+@conventions.boundary(x="batch", y="labels")
 def accuracy_gate(model, x, y, *, mutant_chunk: int = 10,
                   batch_size: int = 500) -> Callable:
   """An ``accuracy_fn`` for :func:`make_mutants`: every stacked mutant's

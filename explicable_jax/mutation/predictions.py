@@ -152,7 +152,7 @@ def _chunk_predictor(logits_fn, strategy: str, devices: tuple):
                                 out_specs=P(), check_vma=False)), place)
 
 
-@conventions.boundary(x="inputs")
+@conventions.boundary(x="batch")
 def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
                        batch_size: int = 500, strategy: str = "auto",
                        mesh: str = "local",
@@ -276,7 +276,7 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   return out
 
 
-@conventions.boundary(x="inputs")
+@conventions.boundary(x="batch")
 def label_change_rate(model, mutants, x, *, params=None,
                       original_predictions=None, mutant_chunk: int = 10,
                       batch_size: int = 500, check_finite: bool = True) -> np.ndarray:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.attribution import _common as _attribution_common
 from explicable_jax.robustness._common import (
@@ -30,6 +31,7 @@ from explicable_jax.robustness._common import (
 )
 
 
+@conventions.boundary(x="images", labels="labels", epsilon="perturbation")
 def fgsm(logits_fn: LogitsFn, x, labels, epsilon: float, *,
          clip: tuple[float, float] | None = (0.0, 1.0)) -> jax.Array:
   """Fast gradient sign method (Goodfellow, Shlens and Szegedy, ICLR 2015).
@@ -67,6 +69,7 @@ suite's rule: on XLA:CPU a conv's input gradient inside a ``lax`` loop runs
 several times slower (``python -m benchmarks.attribution`` measures it)."""
 
 
+@conventions.boundary(x="images", labels="labels", epsilon="perturbation", step_size="perturbation")
 def pgd(key: jax.Array, logits_fn: LogitsFn, x, labels, epsilon: float, *,
         steps: int = 10, step_size: float | None = None, random_start: bool = True,
         clip: tuple[float, float] | None = (0.0, 1.0)) -> jax.Array:
@@ -124,6 +127,7 @@ _pgd = jax.jit(_pgd_impl, static_argnums=(0, 6, 7, 8))
 _pgd_classifier = jax.jit(_pgd_impl, static_argnums=(6, 7, 8))
 
 
+@conventions.boundary(x="images", labels="labels")
 def accuracy_under(logits_fn: LogitsFn, x, labels, *, batch_size: int = 500,
                    perturb: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None,
                    key: jax.Array | None = None) -> float:
@@ -172,6 +176,7 @@ def accuracy_under(logits_fn: LogitsFn, x, labels, *, batch_size: int = 500,
   return float(np.mean(hits))
 
 
+@conventions.boundary(labels="labels")
 def random_targets(key: jax.Array, labels, num_classes: int) -> jax.Array:
   """A target class for each label, uniform over the other ``num_classes - 1``
   classes (cleverhans' ``random_targets``; Wang et al.'s JSMA targets).
@@ -190,6 +195,7 @@ def random_targets(key: jax.Array, labels, num_classes: int) -> jax.Array:
 JSMA_PIXELS = (1, 2)
 
 
+@conventions.boundary(x="images", labels="labels")
 def jsma(logits_fn: LogitsFn, x, labels, *, theta: float = 1.0, gamma: float = 0.1,
          pixels: int = 2, clip: tuple[float, float] | None = (0.0, 1.0)) -> jax.Array:
   """Jacobian saliency map attack (Papernot et al., EuroS&P 2016), targeted.

@@ -21,10 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.robustness._common import _check_clip, _check_images, _clip
 
 
+@conventions.boundary(x="images")
 def gaussian_noise(key: jax.Array, x, stddev: float, *,
                    clip: tuple[float, float] | None = None) -> jax.Array:
   """``x + stddev * N(0, I)``, optionally clipped.
@@ -124,6 +126,7 @@ def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
   return out
 
 
+@conventions.boundary(x="images")
 def corrupt(key: jax.Array, x, corruption: str, severity: int) -> jax.Array:
   """One CIFAR-10-C corruption of a batch of ``[0, 1]`` NHWC images.
 
@@ -174,6 +177,7 @@ def _corrupt_jax(key, x, corruption, c):
   return jnp.clip(y, 0.0, 1.0)
 
 
+@conventions.boundary(x="images")
 def corruption_suite(key: jax.Array, x, *, corruptions: Sequence[str] = CORRUPTIONS,
                      severities: Sequence[int] = SEVERITIES):
   """Yields ``(corruption, severity, images)`` for every pair, each with its

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.robustness._common import (
   LogitsFn,
@@ -36,6 +37,7 @@ Wang et al.'s ``attacks/attack_type/deepfool.py``), so a step crosses the
 linearised boundary rather than stopping on it."""
 
 
+@conventions.boundary(x="images", labels="labels")
 def deepfool(logits_fn: LogitsFn, x, labels, *, overshoot: float = 0.02, max_iter: int = 50,
              candidates: int | None = None,
              clip: tuple[float, float] | None = (0.0, 1.0)) -> jax.Array:
@@ -128,6 +130,7 @@ CW_BOX_SHRINK = 0.999999
 the image by this factor before it (``l2_attack.py``)."""
 
 
+@conventions.boundary(x="images", labels="labels")
 def carlini_wagner_l2(logits_fn: LogitsFn, x, labels, *, targeted: bool = False,
                       confidence: float = 0.0, initial_const: float = 1e-3,
                       binary_search_steps: int = 9, max_iterations: int = 1000,

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from explicable_jax import conventions
 from explicable_jax import _batching, _validation
 from explicable_jax.robustness._common import (
   _check_clip,
@@ -33,6 +34,7 @@ from explicable_jax.robustness._common import (
 )
 
 
+@conventions.boundary(x="images", labels="labels", step_size="perturbation")
 def jacobian_augmentation(logits_fn: Callable[[jax.Array], jax.Array], x, labels,
                           step_size: float, *,
                           clip: tuple[float, float] | None = None) -> jax.Array:
@@ -159,7 +161,7 @@ def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any]
     The :class:`Substitute` of the last round.
   """
   key = _validation.check_key("key", key, call="train_substitute(key, oracle, ...)")
-  _check_images("x_seed", x_seed)
+  x_seed = conventions.check_images("x_seed", x_seed)
   for name, value in (("rounds", rounds), ("epochs", epochs), ("batch_size", batch_size)):
     _validation.check_positive(name, value, integer=True)
   for name, value in (("step_size", step_size), ("learning_rate", learning_rate)):
@@ -183,6 +185,7 @@ def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any]
   return Substitute(apply_fn, params, tuple(history))
 
 
+@conventions.boundary(x="images", labels="labels", epsilon="perturbation")
 def black_box(key: jax.Array, oracle, x, labels, epsilon: float, *,
               init_fn: Callable[[jax.Array], Any],
               apply_fn: Callable[[Any, jax.Array], jax.Array], x_seed,

@@ -8,6 +8,10 @@ import jax
 from explicable_jax import _paths, _plain
 from explicable_jax.training.state import TrainState
 
+__all__ = [
+    "Checkpointer",
+]
+
 
 class Checkpointer:
   """Orbax checkpoints of a :class:`TrainState` in ``directory``.

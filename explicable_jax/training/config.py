@@ -11,6 +11,10 @@ from explicable_jax import losses as losses_lib
 from explicable_jax import models as models_lib
 from explicable_jax.training.step import COMPUTE_DTYPES
 
+__all__ = [
+    "OPTIMIZERS", "SCHEDULES", "TrainConfig", "make_optimizer", "make_schedule",
+]
+
 SCHEDULES = ("constant", "cosine", "one_cycle", "step")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 

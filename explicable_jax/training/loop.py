@@ -27,13 +27,17 @@ from explicable_jax import data as data_lib
 from explicable_jax import losses as losses_lib
 from explicable_jax import models as models_lib
 from explicable_jax.training import resume as resume_lib
-from explicable_jax.training.callbacks import (Callback, History, JsonlLogger, MetricsWriter,
-                                               TensorBoardWriter)
+from explicable_jax.training.callbacks import History, MetricsWriter
 from explicable_jax.training.checkpoint import Checkpointer
 from explicable_jax.training.parallel import (data_mesh, data_parallel, process_rows,
                                               replicate, shard_batch)
 from explicable_jax.training.state import TrainState
 from explicable_jax.training.step import eval_batch, logits_batch
+
+__all__ = [
+    "FIT_SETTINGS", "FitConfig", "NonFiniteLossError", "TrainingInterrupted",
+    "check_model_input", "evaluate", "fit", "predict",
+]
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss or gradient."""
@@ -95,7 +99,7 @@ def _guarded(train_step: Callable) -> Callable:
     new = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state)
     bad = jnp.where((bad < 0) & ~metrics["finite"], state.step + 1, bad).astype(jnp.int32)
     return (new, bad), metrics
-  step.num_classes = getattr(train_step, "num_classes", None)
+  setattr(step, "num_classes", getattr(train_step, "num_classes", None))
   return step
 
 
@@ -225,7 +229,7 @@ class FitConfig:
       except (TypeError, ValueError):
         raise ValueError(f"run_info must be a JSON-able mapping; got {self.run_info!r}.") from None
 
-  def replace(self, **changes) -> "FitConfig":
+  def replace(self, **changes) -> FitConfig:
     return dataclasses.replace(self, **changes)
 
 
@@ -251,7 +255,7 @@ def _fit_config(config: FitConfig | None, settings: dict) -> FitConfig:
   return config.replace(**settings) if settings else config
 
 
-def _check_fit_args(state, train_ds, train_step, cfg: FitConfig) -> None:
+def _check_fit_args(state, train_ds, train_step, cfg: FitConfig, eval_ds=None) -> None:
   """The arguments :func:`fit` takes, against each other."""
   if not isinstance(state, TrainState):
     raise TypeError(f"state must be a training.TrainState (create_train_state(key, model, "
@@ -270,6 +274,13 @@ def _check_fit_args(state, train_ds, train_step, cfg: FitConfig) -> None:
                     f"optimizer)); got {type(train_step).__name__}.")
   _validation.check_labels("labels", train_ds.y, state.num_classes)
   check_model_input(state, train_ds)
+  if eval_ds is not None:
+    if not isinstance(eval_ds, data_lib.Dataset):
+      raise TypeError(f"eval_ds must be a data.Dataset; got {type(eval_ds).__name__}.")
+    if eval_ds.input_shape != train_ds.input_shape:
+      raise ValueError(f"eval_ds must hold examples of the training set's shape "
+                       f"{train_ds.input_shape}; got {eval_ds.input_shape}.")
+    _validation.check_labels("eval_ds labels", eval_ds.y, state.num_classes)
   step_classes = getattr(getattr(train_step, "__wrapped__", train_step), "num_classes", None)
   if step_classes is not None and step_classes != train_ds.num_classes:
     raise ValueError(
@@ -474,7 +485,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   """
   from tqdm.auto import tqdm  # Host-side only.
   cfg = _fit_config(config, settings)
-  _check_fit_args(state, train_ds, train_step, cfg)
+  _check_fit_args(state, train_ds, train_step, cfg, eval_ds)
   mesh = data_mesh() if mesh is None else mesh
   # Several processes: each gathers only the rows of every batch that its
   # devices hold (a bad batch size gets shard_batch's error instead).

@@ -16,6 +16,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+__all__ = [
+    "data_mesh", "data_parallel", "process_rows", "replicate", "shard_batch",
+]
+
 Batch = Mapping[str, Any]
 
 

@@ -80,7 +80,17 @@ def read_run(workdir) -> dict | None:
   path = _paths.resolve(workdir) / RUN_FILE
   if not path.exists():
     return None
-  return json.loads(path.read_text())
+  try:
+    record = json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError):
+    record = None
+  if not isinstance(record, dict):
+    # A damaged record (a kill while writing): the resume falls back to
+    # checking the checkpoint's shapes, and a new record is written.
+    warnings.warn(f"{path!s} is damaged; resuming with the checkpoint's shapes checked "
+                  "instead, and writing a new run record.", stacklevel=3)
+    return None
+  return record
 
 
 def write_run(workdir, record: dict) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 
@@ -17,6 +16,10 @@ from explicable_jax.training.config import TrainConfig, make_optimizer, make_sch
 from explicable_jax.training.loop import check_model_input, evaluate, fit
 from explicable_jax.training.state import TrainState, create_train_state
 from explicable_jax.training.step import make_train_step
+
+__all__ = [
+    "build", "default_augment", "load_model", "save_model", "train_and_evaluate",
+]
 
 
 def default_augment(config: TrainConfig, ds: data_lib.Dataset) -> Callable | None:
@@ -90,7 +93,7 @@ def _initial_weights(config: TrainConfig, clf: models_lib.Classifier):
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
-                       resume: bool = True, progress: bool = True) -> dict:
+                       resume: bool | str = True, progress: bool = True) -> dict:
   """Trains as ``config`` says, evaluates, and exports the model to
   ``workdir/model``. Returns the final metrics (also in ``workdir/result.json``)."""
   config.validate()

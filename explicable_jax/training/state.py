@@ -13,6 +13,10 @@ from explicable_jax import _validation
 from explicable_jax import models as models_lib
 from explicable_jax.models import Classifier, Spec
 
+__all__ = [
+    "TrainState", "create_train_state",
+]
+
 
 @struct.dataclass
 class TrainState:
@@ -71,7 +75,7 @@ class TrainState:
             "model_state": self.model_state, "opt_state": self.opt_state,
             "key_data": self.key_data}
 
-  def with_checkpoint_tree(self, tree: Mapping) -> "TrainState":
+  def with_checkpoint_tree(self, tree: Mapping) -> TrainState:
     return self.replace(**tree)
 
 

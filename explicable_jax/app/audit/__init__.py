@@ -4,7 +4,7 @@ For an exported model (the zoo, or any model adapted through the contract of
 :mod:`explicable_jax.models`) and a dataset (a name of the registry, or an
 ``.npz`` with ``x_train, y_train, x_test, y_test``), on the paper split (the
 training set; the test set halved at random into a validation and a test
-half, ``seed``), :func:`audit` answers five questions and writes one report:
+half, ``seed``), :func:`audit` answers six questions and writes one report:
 
 1. **Mistakes** (:mod:`.mistakes`; Olmo, Sengupta and Kambhampati, ICCV 2021):
    the confusion matrix of the test half; a class-similarity matrix ``W``
@@ -26,6 +26,10 @@ half, ``seed``), :func:`audit` answers five questions and writes one report:
    the insecurities of the ``hardest`` test images, drawn.
 5. **Robustness** (:mod:`.robustness`): accuracy of the test half under
    Gaussian noise, FGSM and the CIFAR-10-C-style corruptions.
+6. **Faithfulness** (:mod:`.faithfulness`; Adebayo et al., NeurIPS 2018):
+   for each attribution map the sections above read, on the first
+   ``faithfulness_images`` test images, the model-parameter randomisation
+   check and the insertion AUC against a random ranking.
 
 Each section is a :class:`~.section.Section` (its run, summary rows, report
 part and figure) in the one list :data:`SECTIONS`; every setting and default
@@ -52,7 +56,8 @@ from typing import Any
 import jax
 
 from explicable_jax.app import _options
-from explicable_jax.app.audit import error_detection, hesitation, mistakes, reliance, robustness
+from explicable_jax.app.audit import (error_detection, faithfulness, hesitation, mistakes,
+                                      reliance, robustness)
 from explicable_jax.app.audit.config import (DEFAULT_CORRUPTIONS, SIMILARITIES, AuditConfig,
                                              equivalent_command)
 from explicable_jax.app.audit.context import AuditContext, similarity_matrix
@@ -75,7 +80,7 @@ __all__ = [
 
 # The audit's sections, in the report's order: the one list.
 for _section in (mistakes.SECTION, error_detection.SECTION, reliance.SECTION,
-                 hesitation.SECTION, robustness.SECTION):
+                 hesitation.SECTION, robustness.SECTION, faithfulness.SECTION):
   if _section.name not in section_names():
     register_section(_section)
 

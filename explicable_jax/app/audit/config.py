@@ -56,7 +56,8 @@ class AuditConfig:
   ``operator``, ``rates``, ``coverage``, ``train_limit``, ``scores``,
   ``layer``); 3. reliance (``annotations``); 4. hesitation (``hardest``,
   ``layer``); 5. robustness (``noise``, ``fgsm``, ``corruptions``,
-  ``severities``); which sections run (``sections``).
+  ``severities``); 6. faithfulness (``faithfulness_images``); which sections
+  run (``sections``).
   """
   dataset: str | None = setting(None, "a dataset of the registry (its test set is halved)",
                                 group="data")
@@ -92,6 +93,8 @@ class AuditConfig:
   corruptions: tuple[str, ...] = setting(DEFAULT_CORRUPTIONS, "corruptions", items=str,
                                          choices=_corruptions)
   severities: tuple[int, ...] = setting((1, 3, 5), "corruption severities (1-5)", items=int)
+  faithfulness_images: int = setting(32, "test images for the attribution sanity and "
+                                     "faithfulness checks")
   sections: tuple[str, ...] | None = setting(
       None, "the sections to run (default: all)", items=str, choices=section_names)
   seed: int = setting(0, "seed of the split, mutants and noise")
@@ -130,6 +133,7 @@ class AuditConfig:
     v.check_positive("mutants", self.mutants, integer=True)
     v.check_positive("train_limit", self.train_limit, integer=True)
     v.check_positive("hardest", self.hardest, integer=True)
+    v.check_positive("faithfulness_images", self.faithfulness_images, integer=True)
     v.check_fraction("coverage", self.coverage)
     if not 0 < self.coverage < 1:
       raise ValueError(f"coverage must lie strictly between 0 and 1; got {self.coverage}.")

@@ -8,6 +8,10 @@ import jax.numpy as jnp
 
 from explicable_jax import conventions
 
+__all__ = [
+    "pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy",
+]
+
 
 def _rows(name: str, attributions) -> jax.Array:
   a = jnp.asarray(attributions)

@@ -12,6 +12,10 @@ from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.attribution.evaluation import _shared
 
+__all__ = [
+    "Curve", "area_under_curve", "deletion_curve", "faithfulness_correlation", "insertion_curve",
+]
+
 
 class Curve(NamedTuple):
   """A deletion or insertion curve: the target score after each step.

@@ -12,6 +12,11 @@ from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.attribution.evaluation import _shared
 
+__all__ = [
+    "NORM_ORDS", "default_perturb_func", "gaussian_perturb_func", "infidelity",
+    "infidelity_perturb_func_decorator", "sensitivity_max",
+]
+
 NORM_ORDS = ("fro", 1, 2, np.inf)
 
 

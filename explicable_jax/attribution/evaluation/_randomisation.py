@@ -16,6 +16,11 @@ from explicable_jax import conventions
 from explicable_jax import _jaxpr, _validation, models
 from explicable_jax.attribution.evaluation import _faithfulness, _shared
 
+__all__ = [
+    "Randomisation", "SIMILARITIES", "layer_groups", "model_parameter_randomisation",
+    "random_logit",
+]
+
 SIMILARITIES = ("ssim", "spearman")
 
 

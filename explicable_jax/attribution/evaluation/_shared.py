@@ -14,6 +14,13 @@ import numpy as np
 from explicable_jax import _validation, models
 from explicable_jax.attribution import _common
 
+__all__ = [
+    "Inputs", "check_samples", "check_target", "example_keys", "expand", "flat", "forward",
+    "jit_call", "like_inputs", "model_value", "over_samples", "per_example_baselines",
+    "safe_div", "sample_keys", "samples_per_chunk", "scores", "split_model", "split_target",
+    "targets", "with_precision",
+]
+
 
 def model_value(name: str, model):
   """``model`` as a :class:`~explicable_jax.models.Classifier` (anything
@@ -231,5 +238,5 @@ def safe_div(num: jax.Array, den: jax.Array, default: float = 1.0) -> jax.Array:
 
 
 def with_precision(call: Callable):
-  """Runs ``call`` at the attribution precision (``attribution.set_precision``)."""
+  """Runs ``call`` at the attribution precision (``attribution.precision``)."""
   return _common._with_precision(call)

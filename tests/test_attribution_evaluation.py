@@ -426,9 +426,15 @@ def _page_maker():
   import os
   import sys
   root = os.path.join(os.path.dirname(__file__), "..")
-  sys.path.insert(0, os.path.join(root, "experiments", "attribution_evaluation"))
+  import importlib.util
+  folder = os.path.join(root, "experiments", "attribution_evaluation")
+  sys.path.insert(0, folder)  # for its own imports of sibling modules
   try:
-    import make_page
+    # By path under its own name: other experiments have a make_page.py too.
+    spec = importlib.util.spec_from_file_location(
+        "attribution_evaluation_make_page", os.path.join(folder, "make_page.py"))
+    make_page = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_page)
   finally:
     sys.path.pop(0)
   return make_page, root

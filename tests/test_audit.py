@@ -310,8 +310,14 @@ def test_resnet20_audit_page_is_current_and_its_same_setting_rows_agree():
   r = subprocess.run([sys.executable, "experiments/audit_resnet20/make_page.py", "--check"],
                      cwd=root, capture_output=True, text=True, timeout=120)
   assert r.returncode == 0, r.stdout + r.stderr
-  sys.path.insert(0, os.path.join(root, "experiments", "audit_resnet20"))
-  import make_page
+  import importlib.util
+  # Loaded by path under its own name: other page tests import other
+  # experiments' make_page.py, and sys.modules would hand back theirs.
+  spec = importlib.util.spec_from_file_location(
+      "audit_resnet20_make_page", os.path.join(root, "experiments", "audit_resnet20",
+                                               "make_page.py"))
+  make_page = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(make_page)
   with open(make_page.RESULTS) as f:
     res = json.load(f)
   with open(make_page.DETECTION) as f:

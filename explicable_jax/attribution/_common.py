@@ -400,8 +400,6 @@ def at_precision(call):
     return call()
 
 
-_with_precision = at_precision  # The name the evaluation metrics use.
-
 
 def accepts_tuple_inputs(*, x_index: int, batched: bool, input_shaped_output: bool,
                          fn_index: int | None = None,

@@ -81,9 +81,17 @@ class Dataset:
     return tuple(self.x.shape[1:])
 
   def take(self, index: Any) -> Dataset:
-    """The examples at ``index`` (an index array, mask or slice)."""
-    return dataclasses.replace(self, x=self.x[index], y=self.y[index],
-                               extras={k: v[index] for k, v in self.extras.items()})
+    """The examples at ``index`` (an index array, mask or slice).
+
+    Rows of a checked dataset are checked: the conventions are not scanned
+    again for every split or subset."""
+    out = object.__new__(Dataset)
+    for f in dataclasses.fields(self):
+      object.__setattr__(out, f.name, getattr(self, f.name))
+    object.__setattr__(out, "x", self.x[index])
+    object.__setattr__(out, "y", self.y[index])
+    object.__setattr__(out, "extras", {k: v[index] for k, v in self.extras.items()})
+    return out
 
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",

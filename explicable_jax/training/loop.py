@@ -342,7 +342,7 @@ class _Run:
   """The mutable part of one :func:`fit` call: the device state, the NaN
   carry, the host's step count, the reporting hooks."""
 
-  def __init__(self, state, mesh, callbacks, history, ckpt, batch_size):
+  def __init__(self, state, mesh, callbacks, history, ckpt):
     self.state = replicate(state, mesh)
     # The NaN guard lives on the device: once a step is not finite, every
     # later step leaves the state as it is (the last good update) and
@@ -352,7 +352,6 @@ class _Run:
     self.start = int(jax.device_get(self.state.step))
     self.seen = 0
     self.callbacks, self.history, self.ckpt = callbacks, history, ckpt
-    self.batch_size = batch_size
     self.t0 = time.time()
 
   @property
@@ -497,7 +496,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   main = jax.process_index() == 0
   state, ckpt, writer = _open_run(state, train_ds, train_step, cfg, main)
   callbacks = ([writer] if writer else []) + list(callbacks) if main else []
-  run = _Run(state, mesh, callbacks, History(), ckpt, cfg.batch_size)
+  run = _Run(state, mesh, callbacks, History(), ckpt)
   step_fn = data_parallel(_guarded(train_step), mesh)
   for cb in callbacks:
     cb.on_train_begin(run.start)

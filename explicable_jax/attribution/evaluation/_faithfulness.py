@@ -49,14 +49,22 @@ def _map_and_inputs(inputs, attributions, baselines):
   return x, x.leaves[0], m.reshape(x.n, -1), b
 
 
-def _curve(model, inputs, attributions, *, target, baselines, n_steps, softmax,
-           internal_batch_size, insert: bool) -> Curve:
-  n_steps = _shared.check_samples("n_steps", n_steps)
+def _checked_setup(model, inputs, attributions, baselines, target, softmax: bool):
+  """What every feature-removal metric checks and derives first: the model's
+  dynamic and static parts, the inputs, the flat maps and the baselines."""
   if not isinstance(softmax, bool):
     raise TypeError(f"softmax must be True or False; got {softmax!r}.")
   model_dyn, model_static = _shared.split_model("model", model)
   x, xa, m, b = _map_and_inputs(inputs, attributions, baselines)
   _shared.check_target(_shared.forward({**model_dyn, **model_static}["model"]), x, target)
+  return model_dyn, model_static, x, xa, m, b
+
+
+def _curve(model, inputs, attributions, *, target, baselines, n_steps, softmax,
+           internal_batch_size, insert: bool) -> Curve:
+  n_steps = _shared.check_samples("n_steps", n_steps)
+  model_dyn, model_static, x, xa, m, b = _checked_setup(model, inputs, attributions,
+                                                         baselines, target, softmax)
   n, d = m.shape
   counts = tuple(int(c) for c in np.round(np.arange(n_steps + 1) * d / n_steps))
   per_chunk = (n_steps + 1 if internal_batch_size is None else
@@ -202,11 +210,8 @@ def faithfulness_correlation(key: jax.Array, model, inputs, attributions, *, tar
   key = _validation.check_key("key", key, call="faithfulness_correlation(key, model, inputs, "
                                                 "attributions, ...)")
   n_samples = _shared.check_samples("n_perturb_samples", n_perturb_samples)
-  if not isinstance(softmax, bool):
-    raise TypeError(f"softmax must be True or False; got {softmax!r}.")
-  model_dyn, model_static = _shared.split_model("model", model)
-  x, xa, m, b = _map_and_inputs(inputs, attributions, baselines)
-  _shared.check_target(_shared.forward({**model_dyn, **model_static}["model"]), x, target)
+  model_dyn, model_static, x, xa, m, b = _checked_setup(model, inputs, attributions,
+                                                         baselines, target, softmax)
   n, d = m.shape
   s = _shared.check_samples("subset_size", subset_size)
   if s >= d:

@@ -239,4 +239,4 @@ def safe_div(num: jax.Array, den: jax.Array, default: float = 1.0) -> jax.Array:
 
 def with_precision(call: Callable):
   """Runs ``call`` at the attribution precision (``attribution.precision``)."""
-  return _common._with_precision(call)
+  return _common.at_precision(call)

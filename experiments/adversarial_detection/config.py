@@ -79,3 +79,14 @@ BU_RATE = 0.5
 # utils/model_trainer.py train_mnist_model: SGD lr 0.01 momentum 0.5, batch 64,
 # CrossEntropyLoss; the epoch count is not in the repository (we use 10).
 TRAIN = {"learning_rate": 0.01, "momentum": 0.5, "batch_size": 64, "epochs": 10}
+
+# Their SPRT thresholds for MNIST at rate 0.05 (mean normal LCR + 99% CI, from
+# the comment block of detect/adv_detect.py, commit 82b1e3d, and
+# detect/detector.py, commit 7ddea4f): operator -> rt.
+THEIR_THRESHOLDS = {"NAI": 0.0441, "NS": 0.0124, "WS": 0.0425, "GF": 0.0308}
+# The only SPRT output of theirs that could be read here: README (commit
+# cad9237), the expected output of detect.sh (MNIST, NAI 5e-2p, JSMA,
+# rt 0.0441): "adverage accuracy:0.998, avgerage mutated used:35.814". The
+# paper's per-attack table (ICSE 2019) is not in ../shared/papers and no full
+# text of it could be reached from this machine.
+THEIR_SPRT = {("NAI", "jsma"): {"accuracy": 0.998, "mutants_used": 35.814}}

@@ -492,6 +492,11 @@ def main():
         "kde": metrics.auroc(-np.concatenate([kde[a], kde["normal"]]), pos),
         "bu": metrics.auroc(np.concatenate([bu[a], bu["normal"]]), pos),
         "kde_bu_lr_in_sample": _lr_in_sample(kde["normal"], kde[a], bu["normal"], bu[a])}
+  # The baselines' per-input scores, beside lcr_<op>.npz: the page's paired
+  # bootstrap (LCR vs MSP on the same inputs) reads them.
+  np.savez(os.path.join(args.out, "baseline_scores.npz"),
+           **{f"{b}_{k}": np.asarray(v[k]) for b, v in (("msp", msp), ("kde", kde), ("bu", bu))
+              for k in names})
   results["wall_seconds_this_run"] = time.time() - t_start
   results["date"] = datetime.date.today().isoformat()
   results["command"] = "python " + " ".join(sys.argv)

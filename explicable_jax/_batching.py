@@ -1,7 +1,7 @@
 """The one host-side batching helper: a padded, jitted map over a batch axis.
 
 :func:`map_batches` cuts host arrays into batches of one size (the last one
-padded by repeating its first row, the padding cut off the outputs), so a
+padded by :func:`pad_to`, the padding cut off the outputs), so a
 jitted function compiles once per shape, however many examples and calls;
 with several local devices each batch is split over them along a ``"data"``
 mesh axis. Every loop over examples in the library (evaluation, prediction,
@@ -22,7 +22,7 @@ import numpy as np
 from explicable_jax import _validation
 
 __all__ = [
-    "local_copy", "map_batches", "pad_to",
+    "local_copy", "map_batches", "pad_to", "pad_to_chunks",
 ]
 
 
@@ -47,11 +47,45 @@ def local_copy(tree):
   return jax.tree.map(local, tree)
 
 
-def pad_to(x: np.ndarray, size: int) -> np.ndarray:
-  """``x`` with rows appended (copies of its first row) up to ``size`` rows."""
+def pad_to(x: Any, size: int, fill: Any = None) -> Any:
+  """``x`` with rows appended up to ``size`` rows: the one padding rule of the
+  library's batched and chunked loops, whose callers drop the padded rows'
+  results or give them zero weight.
+
+  Args:
+    x: an ``(n, ...)`` numpy or jax array, ``n >= 1`` when ``fill`` is ``None``.
+    size: the number of rows wanted; ``x`` is returned as it is when it has
+      that many or more.
+    fill: the padding rows' value; ``None`` repeats the last row (a real
+      input, so the padded rows compute what the real ones do).
+
+  Returns:
+    ``(max(n, size), ...)``, numpy for numpy ``x``, jax for jax ``x``.
+
+  Example:
+    >>> pad_to(np.array([1, 2, 3]), 5).tolist()
+    [1, 2, 3, 3, 3]
+  """
   if len(x) >= size:
     return x
-  return np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
+  xp = jax.numpy if isinstance(x, jax.Array) else np
+  pad = size - len(x)
+  extra = (xp.repeat(x[-1:], pad, axis=0) if fill is None
+           else xp.full((pad,) + tuple(x.shape[1:]), fill, x.dtype))
+  return xp.concatenate([x, extra])
+
+
+def pad_to_chunks(x: Any, chunk: int, fill: Any = None) -> Any:
+  """``x`` ``(n, ...)`` padded (:func:`pad_to`) to a whole number of chunks and
+  reshaped to ``(ceil(n / chunk), chunk, ...)``.
+
+  Example:
+    >>> pad_to_chunks(np.arange(5), 2, fill=-1).tolist()
+    [[0, 1], [2, 3], [4, -1]]
+  """
+  n_chunks = -(-len(x) // chunk)
+  x = pad_to(x, n_chunks * chunk, fill)
+  return x.reshape((n_chunks, chunk) + tuple(x.shape[1:]))
 
 
 def map_batches(fn: Callable, inputs: Sequence[Any], *, batch_size: int,

@@ -20,10 +20,17 @@ kind               convention
 ``batch``          what a user's plain function takes (the ``(features_fn,
                    head_fn)`` pair of the layer methods): numbers with a
                    leading batch axis, finite; dtype and scale as given.
+                   When a classifier is among the arguments (a function
+                   taking a Classifier or a ``logits_fn``), the batch is
+                   that classifier's input and the ``inputs`` rules hold.
 ``labels``         integer class indices ``(N,)`` in ``[0, C)``; ``(N, 1)``,
                    one-hot ``(N, C)``, fractional or bool labels are refused.
 ``mask``           boolean, or numbers in ``{0, 1}`` (``0/255`` is refused).
-``logits``         class scores ``(N, C)``.
+``logits``         class scores ``(N, C)``: unnormalised (log-probabilities
+                   are logits); a batch of probabilities (every row in
+                   ``[0, 1]`` summing to 1) or one-hot rows is refused.
+``class_scores``   ``(N, C)`` scores read only through their order (an
+                   argmax): logits or probabilities.
 ``scores``         one score per example ``(N,)`` (detection scores, errors).
 ``perturbation``   a size in the images' units (``[0, 1]``): ``epsilon=8``
                    on ``[0, 1]`` images is refused (``8 / 255`` was meant).
@@ -36,6 +43,11 @@ host. The batched attribution methods add ``check_finite=False`` to opt out.
 
 Every error is a :class:`ConventionError` (a ``ValueError``) whose message
 names the argument, what was given and what was expected, with the fix.
+
+One module, not a package (over 500 lines): it is the one place where the
+conventions are written and checked (the house rule that makes every entry
+point give the same error), and most of it is the table above and one short
+check per kind.
 """
 from __future__ import annotations
 
@@ -48,9 +60,10 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "ConventionError", "KINDS", "boundary", "declared", "to_unit_float",
-    "check_images", "check_inputs", "check_batch", "check_labels", "check_mask", "check_logits",
-    "check_scores", "check_perturbation", "check_finite", "check_same_length",
+    "ConventionError", "KINDS", "boundary", "declared", "to_unit_float", "inputs_to_float",
+    "check_images", "check_inputs", "check_model_inputs", "check_batch", "check_labels",
+    "check_mask", "check_logits", "check_scores", "check_perturbation", "check_finite",
+    "check_same_length",
 ]
 
 # A float image may stray this far outside [0, 1] (noise, an attack's
@@ -126,6 +139,31 @@ def to_unit_float(x):
   return x.astype(xp.float32)
 
 
+def _integer_pixels(x) -> bool:
+  """Whether an integer batch is pixels (image-shaped, or ``uint8``) rather
+  than token ids or counts (the ``inputs`` rule)."""
+  return x.dtype == np.uint8 or x.ndim >= 3
+
+
+def inputs_to_float(x):
+  """The one conversion of a classifier's input batch (the ``inputs`` rule):
+  integer pixels (image-shaped integer batches, and ``uint8`` ones) become
+  ``float32 / 255`` by :func:`to_unit_float`; integer ids ``(N, T)`` and
+  floats are kept. Works on numpy and (traced) jax arrays; checks nothing.
+
+  Example:
+    >>> import numpy as np
+    >>> inputs_to_float(np.full((1, 2, 2, 1), 255, np.int32)).max()
+    np.float32(1.0)
+    >>> inputs_to_float(np.array([[3, 700]])).tolist()
+    [[3, 700]]
+  """
+  dtype = getattr(x, "dtype", None)
+  if dtype is None or not (np.issubdtype(dtype, np.integer) and _integer_pixels(x)):
+    return x
+  return to_unit_float(x)
+
+
 def _nonfinite(name: str, arr) -> None:
   if _is_traced(arr) or not np.issubdtype(arr.dtype, np.inexact):
     return
@@ -164,9 +202,13 @@ def _check_layout(name: str, shape: tuple[int, ...], expected: tuple[int, ...] |
       if (len(shape) == 4 and len(expected) == 3
           and (shape[2], shape[3], shape[1]) == tuple(expected)):
         hint = " It is channel-first (N, C, H, W): pass x.transpose(0, 2, 3, 1)."
+      elif tuple(shape) == tuple(expected):
+        hint = " It is one example: add the batch axis, x[None]."
+      what = " (H, W, C)" if len(expected) == 3 else ""
       raise ConventionError(
-          f"{name} must be a batch of examples of shape {tuple(expected)} (the "
-          f"model's input_shape); got {tuple(shape)}.{hint}")
+          f"{name} must be a batch of examples of the shape the model was built for: it "
+          f"expects{what} {tuple(expected)} (its input_shape); got a batch of shape "
+          f"{tuple(shape)}.{hint}")
     return
   if len(shape) == 4 and shape[1] in _CHANNELS and shape[3] not in _CHANNELS:
     raise ConventionError(
@@ -277,7 +319,7 @@ def check_inputs(name: str, x, *, input_shape: tuple[int, ...] | None = None,
     _check_layout(name, arr.shape, None)
   ids = False
   if np.issubdtype(arr.dtype, np.integer):
-    if arr.ndim < 3 and arr.dtype != np.uint8:
+    if not _integer_pixels(arr):
       ids = True
     else:
       _pixels(name, arr)
@@ -288,6 +330,27 @@ def check_inputs(name: str, x, *, input_shape: tuple[int, ...] | None = None,
   if not convert or ids:
     return x if not convert else _keep_kind(x, arr)
   return _keep_kind(x, to_unit_float(arr))
+
+
+def check_model_inputs(name: str, x, model, *, convert: bool = True):
+  """``x`` as the input batch of ``model`` (a Classifier, or anything with a
+  ``classifier``): :func:`check_inputs` against the model's ``input_shape``
+  and, unless the model was adapted with ``input_range=None``, the ``[0, 1]``
+  scale of image-shaped floats. The check every public entry that takes a
+  model's inputs shares (:func:`boundary` with ``x="inputs"``, the
+  :class:`~explicable_jax.models.Classifier` methods, ``fit`` and
+  ``evaluate`` on a data set's first examples). A Captum-style tuple of
+  inputs is checked member by member; a mapping is left to the model.
+  """
+  _, input_shape, unit_range = _model_facts({"model": model})
+  if isinstance(x, Mapping):
+    check_finite(name, x)
+    return x
+  if isinstance(x, tuple):
+    return tuple(check_inputs(f"{name}[{i}]", v, unit_range=unit_range, convert=convert)
+                 for i, v in enumerate(x))
+  return check_inputs(name, x, input_shape=input_shape, unit_range=unit_range,
+                      convert=convert)
 
 
 def check_batch(name: str, x):
@@ -391,8 +454,36 @@ def check_mask(name: str, mask, *, shape: tuple[int, ...] | None = None):
   return _keep_kind(mask, arr.astype(bool))
 
 
-def check_logits(name: str, logits, *, num_classes: int | None = None):
-  """``logits`` as class scores ``(N, C)`` (float), finite when concrete."""
+def _probability_rows(arr) -> bool:
+  """Whether a concrete ``(N, C)`` batch is almost surely probabilities: at
+  least 2 rows and 2 classes, every entry in ``[0, 1]`` and every row summing
+  to 1 (to ``1e-5``, or the dtype's rounding over ``C`` terms). Logits of a
+  real model practically never meet that on every row."""
+  if _is_traced(arr) or arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 2:
+    return False
+  if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+    return False
+  if arr.min() < 0 or arr.max() > 1:
+    return False
+  tol = max(1e-5, 2 * np.sqrt(arr.shape[1]) * float(np.finfo(arr.dtype).eps))
+  return bool(np.all(np.abs(arr.sum(axis=1, dtype=np.float64) - 1) <= tol))
+
+
+def check_logits(name: str, logits, *, num_classes: int | None = None,
+                 probabilities: bool = False):
+  """``logits`` as class scores ``(N, C)`` (float), finite when concrete.
+
+  Refuses a concrete batch of probabilities (or one-hot rows): at least 2
+  rows of at least 2 classes, every entry in ``[0, 1]``, every row summing
+  to 1. The losses and scores take logits and apply the softmax themselves,
+  so probabilities would be squashed a second time (a silently wrong
+  number); ``log(p)`` is a valid logit. ``probabilities=True`` accepts them
+  (the ``class_scores`` kind: functions that only take an argmax).
+
+  Example:
+    >>> check_logits("logits", [[2.0, -1.0], [0.5, 0.3]]).shape
+    (2, 2)
+  """
   arr = _as_array(name, logits, "class scores (N, C)")
   if arr.ndim != 2:
     hint = (" (one score per example is not a classifier's output; a binary model "
@@ -407,6 +498,17 @@ def check_logits(name: str, logits, *, num_classes: int | None = None):
           (_is_traced(arr) and jnp.issubdtype(arr.dtype, jnp.floating))):
     arr = arr.astype(np.float32)
   _nonfinite(name, arr)
+  if not probabilities and _probability_rows(arr):
+    onehot = bool(np.all((arr == 0) | (arr == 1)))
+    raise ConventionError(
+        f"{name} must hold logits (unnormalised class scores); got {arr.shape[0]} rows that "
+        "all lie in [0, 1] and sum to 1, which are "
+        + ("one-hot rows (labels?): pass the model's logits, and class indices as labels "
+           "(labels.argmax(-1))" if onehot else
+           "probabilities (a softmax output): pass the logits, or jnp.log(probabilities) "
+           "(log-probabilities are logits); a model whose last layer is a softmax should "
+           "drop it")
+        + ".")
   return _keep_kind(logits, arr)
 
 
@@ -455,7 +557,8 @@ def check_same_length(names_and_lengths: dict[str, int]) -> None:
 # ---------------------------------------------------------------------------
 # Declarations at the boundary.
 
-KINDS = ("images", "inputs", "batch", "labels", "mask", "logits", "scores", "perturbation")
+KINDS = ("images", "inputs", "batch", "labels", "mask", "logits", "class_scores", "scores",
+         "perturbation")
 
 
 def _model_facts(bound: dict):
@@ -473,6 +576,13 @@ def _model_facts(bound: dict):
         n = len(clf.spec.class_names)
       return n, clf.spec.input_shape, getattr(clf.spec, "input_range", (0.0, 1.0)) is not None
   return None, None, True
+
+
+def _classifier_among(bound: dict) -> bool:
+  """Whether a classifier (or a training state holding one) is an argument."""
+  from explicable_jax.models.classifier import Classifier
+  return any(isinstance(v, Classifier) or isinstance(getattr(v, "classifier", None), Classifier)
+             for v in bound.values())
 
 
 def _length(value) -> int | None:
@@ -497,8 +607,8 @@ def _check_one(param: str, kind: str, value, num_classes, input_shape, unit_rang
     return check_labels(param, value, num_classes)
   if kind == "mask":
     return check_mask(param, value)
-  if kind == "logits":
-    return check_logits(param, value)
+  if kind in ("logits", "class_scores"):
+    return check_logits(param, value, probabilities=kind == "class_scores")
   if kind == "scores":
     return check_scores(param, value)
   return check_perturbation(param, value)
@@ -545,9 +655,11 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
         return fn(*args, **kwargs)  # Python's own message for a wrong call.
       args_ = bound.arguments
       num_classes, input_shape, unit_range = _model_facts(args_)
+      # A "batch" beside a classifier is that classifier's input.
+      model_inputs = _classifier_among(args_)
       if num_classes is None:  # Labels beside logits: the logits' width is the class count.
         for param, kind in kinds.items():
-          width = np.shape(args_.get(param)) if kind == "logits" else ()
+          width = np.shape(args_.get(param)) if kind in ("logits", "class_scores") else ()
           if len(width) == 2:
             num_classes = int(width[1])
       lengths = {}
@@ -555,6 +667,8 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
         value = args_.get(param)
         if value is None:
           continue
+        if model_inputs and kind.removesuffix("{}") == "batch":
+          kind = kind.replace("batch", "inputs")
         if kind.endswith("{}"):
           if not isinstance(value, Mapping) or not value:
             raise ConventionError(
@@ -565,7 +679,7 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
         else:
           value = _check_one(param, kind, value, num_classes, input_shape, unit_range)
         args_[param] = value
-        if kind in ("images", "inputs", "batch", "labels", "logits", "scores") \
+        if kind in ("images", "inputs", "batch", "labels", "logits", "class_scores", "scores") \
             and not isinstance(value, tuple):
           lengths[param] = _length(value)
         elif kind == "mask" and np.ndim(value) == 1:  # One flag per example.

@@ -26,15 +26,21 @@ contributions (for ``gradient``: the gradient clipped at 0, times the
 activation), so it is non-negative and high where the image is hard; class
 maps are clipped below at a small positive value (the original's ``1e-7``)
 so that products stay meaningful.
+
+One module, not a package (over 500 lines): the four steps above are one
+pipeline whose functions call each other in order, and each is short; the
+attribution methods it uses live in :mod:`explicable_jax.attribution`.
 """
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _validation
@@ -66,15 +72,16 @@ def _check_classes(logits) -> None:
 
 
 @conventions.boundary(logits="logits")
-def hesitancy(logits: jax.Array) -> jax.Array:
+def hesitancy(logits: ArrayLike) -> jax.Array:
   """``1 - max_y p_y``: 0 for a certain prediction, ``1 - 1/C`` at most."""
   _check_classes(logits)
   return 1.0 - jax.nn.softmax(logits, axis=-1).max(axis=-1)
 
 
 @conventions.boundary(logits="logits")
-def normalized_entropy(logits: jax.Array) -> jax.Array:
+def normalized_entropy(logits: ArrayLike) -> jax.Array:
   """``-1/log C * sum_y p_y log p_y``, in ``[0, 1]`` (1 = uniform)."""
+  logits = jnp.asarray(logits)
   _check_classes(logits)
   logp = jax.nn.log_softmax(logits, axis=-1)
   return -(jnp.exp(logp) * logp).sum(axis=-1) / jnp.log(logits.shape[-1])
@@ -200,9 +207,11 @@ def _model_args(model, args, layer):
   return model, args[0], x, None
 
 
-def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy",
+def attribution_maps(model: Any, *args, layer: str | None = None,
+                     difficulty: str | Callable = "entropy",
                      method: str = "gradient", top_k: int = 5, n_steps: int = 20,
-                     difficulty_head_fn=None, internal_batch_size: int | None = None,
+                     difficulty_head_fn: Callable | None = None,
+                     internal_batch_size: int | None = None,
                      ig_space: str = "layer", second_order: str = "signed"):
   """Class maps of the top-K predicted classes and the difficulty map.
 
@@ -212,6 +221,10 @@ def attribution_maps(model, *args, layer: str | None = None, difficulty="entropy
   ``jit`` as an argument (one compilation for any params); a
   ``(features_fn, head_fn)`` pair is a static argument, so pass long-lived
   functions (a new closure per call compiles per call).
+
+  Its keyword-only parameters are the settings of Wang and Vasconcelos's maps (layer,
+  difficulty, method, ``top_k``, path steps, integrated-gradients space, second-order terms),
+  shared with :func:`insecurities`.
 
   Args:
     features_fn, head_fn: the model split at the feature layer
@@ -294,7 +307,8 @@ def _maps_of_classifier(clf, x, *, layer, **options):
 
 
 @conventions.boundary(x="batch")
-def check_attribution_args(features_fn, x, *, top_k: int, num_classes: int) -> None:
+def check_attribution_args(features_fn: Callable, x: ArrayLike, *, top_k: int,
+                           num_classes: int) -> None:
   """Host-side checks of :func:`attribution_maps`' arguments."""
   _validation.check_positive("top_k", top_k, integer=True)
   if not 2 <= top_k <= num_classes:
@@ -306,13 +320,14 @@ def check_attribution_args(features_fn, x, *, top_k: int, num_classes: int) -> N
 # Ambiguities and insecurities.
 
 
-def class_ambiguities(class_maps: jax.Array, top: int = 3) -> jax.Array:
+def class_ambiguities(class_maps: ArrayLike, top: int = 3) -> jax.Array:
   """Candidate ambiguities: ``(N, K, K)`` booleans, ``[n, a, b]`` (``a < b``)
   true when classes ``a`` and ``b`` (indices into the top-K list) are both
   among the ``top`` largest class maps at some location of image ``n``.
 
   A fixed-shape (jittable) form of the original's unique list of pairs.
   """
+  class_maps = jnp.asarray(class_maps)
   k = class_maps.shape[1]
   if not 2 <= top <= k:
     raise ValueError(f"top must be between 2 and the {k} class maps; got {top}.")
@@ -324,9 +339,10 @@ def class_ambiguities(class_maps: jax.Array, top: int = 3) -> jax.Array:
   return pairs & jnp.triu(jnp.ones((k, k), bool), 1)[None]
 
 
-def top_fraction_mask(maps: jax.Array, r: float) -> jax.Array:
+def top_fraction_mask(maps: ArrayLike, r: float) -> jax.Array:
   """Boolean masks keeping exactly ``round(r * H * W)`` (at least 1) pixels
   of each ``(..., H, W)`` map: its largest values, ties broken by position."""
+  maps = jnp.asarray(maps)
   _validation.check_fraction("r", r, closed=False)
   h, w = maps.shape[-2:]
   k = max(1, int(round(r * h * w)))
@@ -337,19 +353,21 @@ def top_fraction_mask(maps: jax.Array, r: float) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("size",))
-def insecurity_maps(class_maps: jax.Array, difficulty_map: jax.Array,
+def insecurity_maps(class_maps: ArrayLike, difficulty_map: ArrayLike,
                     size: tuple[int, int]) -> jax.Array:
   """``(N, K, K, *size)``: ``m_a * m_b * d`` for every class pair, resized
   bilinearly to ``size`` (the input's height and width)."""
+  class_maps = jnp.asarray(class_maps)
+  difficulty_map = jnp.asarray(difficulty_map)
   n, k, h, w = class_maps.shape
   prod = class_maps[:, :, None] * class_maps[:, None, :] * difficulty_map[:, None, None]
   return jax.image.resize(prod, (n, k, k, *size), "bilinear")
 
 
-def insecurities(model, *args, layer: str | None = None, r: float = 0.2,
-                 difficulty="entropy",
+def insecurities(model: Any, *args, layer: str | None = None, r: float = 0.2,
+                 difficulty: str | Callable = "entropy",
                  method: str = "gradient", top_k: int = 5, top: int = 3,
-                 num_classes: int | None = None, difficulty_head_fn=None,
+                 num_classes: int | None = None, difficulty_head_fn: Callable | None = None,
                  internal_batch_size: int | None = None) -> list[list[dict]]:
   """The insecurities of every image of a batch.
 
@@ -365,6 +383,10 @@ def insecurities(model, *args, layer: str | None = None, r: float = 0.2,
   head_fn, x, ...)`` or ``insecurities(clf, x, layer=..., ...)``.
 
   .. math:: \\mathrm{ins}_{ab} = m_a \\, m_b \\, d
+
+  Its keyword-only parameters are the settings of Wang and Vasconcelos's procedure (layer,
+  region fraction ``r``, difficulty, attribution method, ``top_k`` and ``top`` classes), with
+  the original's values as defaults, shared with :func:`attribution_maps`.
 
   Args:
     model: a :class:`~explicable_jax.models.Classifier` (then ``x`` and
@@ -429,10 +451,11 @@ def insecurities(model, *args, layer: str | None = None, r: float = 0.2,
 # predictors", ECCV 2018).
 
 
-def split_hardness_output(outputs: jax.Array, num_classes: int):
+def split_hardness_output(outputs: ArrayLike, num_classes: int):
   """``(class_logits, hardness)`` of a model with ``num_classes + 1``
   outputs whose last output is the hardness predictor's logit;
   ``hardness = sigmoid(last)`` in ``(0, 1)``."""
+  outputs = jnp.asarray(outputs)
   if outputs.shape[-1] != num_classes + 1:
     raise ValueError(f"outputs must have num_classes + 1 = {num_classes + 1} columns "
                      f"(class logits, then the hardness logit); got {outputs.shape[-1]}.")
@@ -516,7 +539,8 @@ def hardness_difficulty(num_classes: int) -> Callable[[jax.Array], jax.Array]:
 
 
 @conventions.boundary(mask="mask")
-def score_insecurity(mask, shared_slots, part_centers, part_segments=None) -> dict | None:
+def score_insecurity(mask: ArrayLike, shared_slots: ArrayLike, part_centers: ArrayLike,
+                     part_segments: ArrayLike | None = None) -> dict | None:
   """Precision, recall (and IoU) of one insecurity against ground-truth parts.
 
   As in the original's ``insecurity_extraction``: with ``C`` the centre

@@ -9,11 +9,13 @@ into :func:`explicable_jax.training.make_train_step` through the signature
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _validation, similarity
@@ -27,7 +29,7 @@ __all__ = [
 
 
 @conventions.boundary(logits="logits", labels="labels")
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   """Softmax cross-entropy with integer labels, one value per example.
 
   .. math:: \\ell(z, y) = -\\log \\mathrm{softmax}(z)_y
@@ -38,7 +40,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 @conventions.boundary(logits="logits")
-def cross_entropy_loss(logits: jax.Array, batch: dict, params=None) -> jax.Array:
+def cross_entropy_loss(logits: ArrayLike, batch: dict, params: Any = None) -> jax.Array:
   """Training-loss form of :func:`cross_entropy`: reads ``batch["y"]``."""
   del params
   return cross_entropy(logits, batch["y"])
@@ -58,7 +60,7 @@ def make_label_smoothing_loss(alpha: float) -> Callable:
 WEIGHTED_TARGETS = ("l1", "softmax", "authors")
 
 
-def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0,
+def weighted_targets(weights: ArrayLike, *, target: str = "l1", scale: float = 1.0,
                      kind: str | None = None) -> jax.Array:
   """The target distribution of every true class: row ``y`` is ``t(W_y)``.
 
@@ -89,6 +91,7 @@ def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0,
     return jax.nn.softmax(scale * jnp.asarray(stored, jnp.float32), axis=1)
   if kind is not None:
     raise ValueError(f"kind= is only for target='authors'; got target={target!r}.")
+  checked: ArrayLike
   try:
     checked = similarity.check_weight_matrix("weights", np.asarray(weights))
   except jax.errors.TracerArrayConversionError:
@@ -100,7 +103,7 @@ def weighted_targets(weights, *, target: str = "l1", scale: float = 1.0,
 
 
 @conventions.boundary(logits="logits", labels="labels")
-def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights, *,
+def weighted_cross_entropy(logits: ArrayLike, labels: ArrayLike, weights: ArrayLike, *,
                            target: str = "l1", scale: float = 1.0,
                            kind: str | None = None) -> jax.Array:
   r"""Weighted loss function WLF(y, p) = L(t(W_y), p), one value per example.
@@ -137,6 +140,7 @@ def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights, *,
     >>> weighted_cross_entropy(logits, labels, w).round(4).tolist()  # targets (2/3, 1/3, 0)
     [0.7409]
   """
+  logits = jnp.asarray(logits)
   targets = weighted_targets(weights, target=target, scale=scale, kind=kind)
   if targets.shape[0] != logits.shape[-1]:
     raise ValueError(
@@ -145,7 +149,7 @@ def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights, *,
   return optax.softmax_cross_entropy(logits, targets[labels])
 
 
-def make_weighted_loss(weights, *, target: str = "l1", scale: float = 1.0,
+def make_weighted_loss(weights: ArrayLike, *, target: str = "l1", scale: float = 1.0,
                        kind: str | None = None) -> Callable:
   """Training-loss form of :func:`weighted_cross_entropy` for ``make_train_step``.
 
@@ -247,8 +251,8 @@ GRADIENT_CLASSES = ("sum", "max", "true")
 
 
 @conventions.boundary(labels="labels")
-def input_gradients(model_fn: Callable, x: jax.Array, *, scale: str = "log",
-                    classes: str = "sum", labels: jax.Array | None = None) -> jax.Array:
+def input_gradients(model_fn: Callable, x: ArrayLike, *, scale: str = "log",
+                    classes: str = "sum", labels: ArrayLike | None = None) -> jax.Array:
   """``d/dx f(x)`` for every example, with ``f`` built from the model's
   (log-)probabilities as in Ross et al.'s ``input_gradients``:
 
@@ -301,9 +305,9 @@ def _log_probability_of(z: jax.Array, k: jax.Array) -> jax.Array:
 
 
 @conventions.boundary(annotation="mask", labels="labels")
-def input_gradient_penalty(model_fn: Callable, x: jax.Array, annotation, *,
+def input_gradient_penalty(model_fn: Callable, x: ArrayLike, annotation: ArrayLike, *,
                            scale: str = "log", classes: str = "sum",
-                           labels: jax.Array | None = None,
+                           labels: ArrayLike | None = None,
                            normalize: bool = False) -> jax.Array:
   """The "right reasons" penalty of every example (Ross et al., eq. 1):
 
@@ -311,10 +315,30 @@ def input_gradient_penalty(model_fn: Callable, x: jax.Array, annotation, *,
             \\sum_k \\log p_k(x)\\Big)^2
 
   with ``A`` marking the features that must not matter (1 = irrelevant).
-  ``scale`` / ``classes`` choose the differentiated function
-  (:func:`input_gradients`); ``normalize`` divides by the number of
-  annotated features of the example (at least 1). Returns ``(N,)``.
+
+  Args:
+    model_fn: a batch ``(N, ...)`` -> logits or log-probabilities ``(N, C)``.
+    x: the inputs ``(N, ...)``.
+    annotation: ``A``, ``(N, ...)`` like ``x`` (or broadcastable to it),
+      1 where a feature must not matter.
+    scale, classes, labels: the differentiated function
+      (:func:`input_gradients`).
+    normalize: divide by the number of annotated features of the example
+      (at least 1).
+
+  Returns:
+    ``(N,)``, one penalty per example (the caller reduces).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> model_fn = lambda x: x @ jnp.array([[1.0, -1.0], [0.0, 0.0]])  # feature 1 unused
+    >>> x = jnp.array([[1.0, 0.0]])
+    >>> input_gradient_penalty(model_fn, x, jnp.array([[0.0, 1.0]])).tolist()
+    [0.0]
+    >>> input_gradient_penalty(model_fn, x, jnp.array([[1.0, 0.0]])).round(4).tolist()
+    [2.3201]
   """
+  x = jnp.asarray(x)
   a = jnp.asarray(annotation)
   if a.shape != x.shape:
     raise ValueError(f"annotation must have the input's shape {tuple(x.shape)}; "
@@ -328,7 +352,7 @@ def input_gradient_penalty(model_fn: Callable, x: jax.Array, annotation, *,
   return pen
 
 
-def certainty_penalty(model_fn: Callable, x: jax.Array, **options) -> jax.Array:
+def certainty_penalty(model_fn: Callable, x: ArrayLike, **options) -> jax.Array:
   """Certainty regularisation: :func:`input_gradient_penalty` with every
   feature annotated (``A = 1``), which flattens the model's log-probabilities
   around the data (Ross et al., section 5)."""

@@ -22,6 +22,11 @@ Failure Modes are Created Equal: Training Deep Neural Networks for Explicable
 
 Inputs are host or device arrays; every function validates its arguments on
 the host and computes with ``jax.numpy``.
+
+One module, not a package (over 500 lines): the error-detection metrics share
+one grouping of tied scores (``_tie_blocks``: ROC, AUROC, AUPR, FPR at a TPR,
+risk-coverage) and one argument check, and the explicability metrics are short;
+a reader finds every metric of the paper tables in one file.
 """
 from __future__ import annotations
 
@@ -30,15 +35,17 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _validation, losses, similarity
 
 __all__ = [
     "aupr", "aurc", "auroc", "bootstrap_auroc_difference", "bootstrap_auroc_differences",
-    "confusion_matrix", "e_aurc", "explicability_loss_table", "explicability_losses",
-    "fpr_at_tpr", "hard_soft_scores", "mean_mistake_similarity", "predictions",
-    "risk_coverage_curve", "selective_accuracy", "top1_accuracy",
+    "confusion_matrix", "coverage_threshold", "e_aurc", "explicability_loss_table",
+    "explicability_losses", "fpr_at_tpr", "hard_soft_scores", "mean_mistake_similarity",
+    "predictions", "risk_coverage_curve", "roc_curve", "roc_point_at_tpr",
+    "selective_accuracy", "top1_accuracy",
 ]
 
 
@@ -65,14 +72,14 @@ def _logits(name: str, logits, n: int | None = None) -> np.ndarray:
   return z
 
 
-@conventions.boundary(logits="logits")
-def predictions(logits) -> jax.Array:
+@conventions.boundary(logits="class_scores")
+def predictions(logits: ArrayLike) -> jax.Array:
   """The top-1 class of each row of ``logits`` ``(N, C)``."""
   return jnp.argmax(jnp.asarray(_logits("logits", logits)), axis=-1)
 
 
-@conventions.boundary(logits="logits", labels="labels")
-def top1_accuracy(logits, labels) -> float:
+@conventions.boundary(logits="class_scores", labels="labels")
+def top1_accuracy(logits: ArrayLike, labels: ArrayLike) -> float:
   """Fraction of rows whose largest logit is the true class.
 
   Args:
@@ -90,7 +97,7 @@ def top1_accuracy(logits, labels) -> float:
 
 
 @conventions.boundary(labels="labels", preds="labels")
-def confusion_matrix(labels, preds, num_classes: int, *,
+def confusion_matrix(labels: ArrayLike, preds: ArrayLike, num_classes: int, *,
                      normalize: str | None = None) -> np.ndarray:
   """``C[i, j]``: how many inputs of true class ``i`` were predicted ``j``.
 
@@ -123,8 +130,9 @@ def confusion_matrix(labels, preds, num_classes: int, *,
 
 
 @conventions.boundary(logits="logits", labels="labels")
-def explicability_losses(logits, labels, matrices: Mapping[str, np.ndarray], *,
-                         target: str = "softmax", scale: float = 1.0) -> dict[str, float]:
+def explicability_losses(logits: ArrayLike, labels: ArrayLike,
+                         matrices: Mapping[str, np.ndarray], *, target: str = "softmax",
+                         scale: float = 1.0) -> dict[str, float]:
   """Mean weighted cross-entropy of one model under each matrix.
 
   .. math:: \\bar L_W = \\frac1N \\sum_n -\\sum_k t_k(W_{y_n}) \\log p_k(x_n)
@@ -166,7 +174,7 @@ def explicability_losses(logits, labels, matrices: Mapping[str, np.ndarray], *,
 
 
 @conventions.boundary(logits_by_model="logits{}", labels="labels")
-def explicability_loss_table(logits_by_model: Mapping[str, np.ndarray], labels,
+def explicability_loss_table(logits_by_model: Mapping[str, np.ndarray], labels: ArrayLike,
                              matrices: Mapping[str, np.ndarray], *,
                              target: str = "softmax",
                              scale: float = 1.0) -> dict[str, dict[str, float]]:
@@ -195,8 +203,8 @@ def _stack_predictions(preds_by_model: Mapping[str, np.ndarray], labels,
 
 
 @conventions.boundary(preds_by_model="labels{}", labels="labels")
-def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels,
-                     similarity_matrix) -> dict:
+def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels: ArrayLike,
+                     similarity_matrix: ArrayLike) -> dict:
   """Olmo et al.'s hard and soft explicability scores of a set of models.
 
   On the inputs every model misclassifies, each model's mistake scores
@@ -215,6 +223,13 @@ def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels,
   Returns:
     ``{"hard": {name: int}, "soft": {name: float}, "num_common_mistakes": int}``.
     The soft scores add up to ``num_common_mistakes``.
+
+  Example:
+    >>> import numpy as np
+    >>> m = np.array([[1.0, 0.5, 0.1], [0.5, 1.0, 0.1], [0.1, 0.1, 1.0]])
+    >>> # both inputs are class 0; model a says 1 (similar) then 2, model b says 2 twice
+    >>> hard_soft_scores({"a": [1, 2], "b": [2, 2]}, [0, 0], m)
+    {'hard': {'a': 1, 'b': 0}, 'soft': {'a': 1.5, 'b': 0.5}, 'num_common_mistakes': 2}
   """
   m = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
   names, preds, y = _stack_predictions(preds_by_model, labels, m.shape[0])
@@ -231,7 +246,8 @@ def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels,
 
 
 @conventions.boundary(labels="labels", preds="labels")
-def mean_mistake_similarity(labels, preds, similarity_matrix) -> float:
+def mean_mistake_similarity(labels: ArrayLike, preds: ArrayLike,
+                            similarity_matrix: ArrayLike) -> float:
   """Mean ``S[y, pred]`` over the misclassified inputs: how reasonable the
   mistakes are (higher = more explicable; the "mistake severity" of
   hierarchy-aware classification with a similarity instead of a distance).
@@ -254,7 +270,7 @@ def mean_mistake_similarity(labels, preds, similarity_matrix) -> float:
 
 
 @conventions.boundary(scores="scores", is_positive="mask")
-def auroc(scores, is_positive) -> float:
+def auroc(scores: ArrayLike, is_positive: ArrayLike) -> float:
   """Area under the ROC curve: the probability that a random positive scores
   higher than a random negative, ties counting one half (Mann-Whitney U).
 
@@ -314,18 +330,80 @@ def _scores_and_labels(scores, labels, name: str, *, both: bool):
   return s, t
 
 
-def _tie_blocks(s: np.ndarray, t: np.ndarray):
-  """Distinct scores, highest first: ``(counts, positives)`` per block of ties."""
+def _tie_blocks(s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Distinct scores, highest first: ``(values, counts, positives)`` per block
+  of ties. The one grouping of ties behind every ranking metric here (ROC,
+  AUPR, FPR at a TPR, risk-coverage)."""
   order = np.argsort(-s, kind="stable")
   s, t = s[order], t[order]
   starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
   counts = np.diff(np.r_[starts, len(s)])
   positives = np.add.reduceat(t.astype(np.float64), starts)
-  return counts, positives
+  return s[starts], counts, positives
 
 
 @conventions.boundary(scores="scores", is_positive="mask")
-def aupr(scores, is_positive) -> float:
+def roc_curve(scores: ArrayLike, is_positive: ArrayLike
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The ROC curve, one point per distinct score (ties are one point).
+
+  .. math:: \\mathrm{TPR}(\\tau) = \\frac{|\\{i \\in + : s_i \\ge \\tau\\}|}{n_+},
+            \\qquad
+            \\mathrm{FPR}(\\tau) = \\frac{|\\{j \\in - : s_j \\ge \\tau\\}|}{n_-}
+
+  Because tied scores move both rates at once, the curve crosses a block of
+  ties on a diagonal, and the trapezoid area under it is :func:`auroc`, the
+  Mann-Whitney statistic with ties counted one half. Same points as
+  ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``.
+
+  Args:
+    scores: ``(N,)`` real scores, higher = more likely positive.
+    is_positive: ``(N,)`` booleans (or 0/1); both classes must occur.
+
+  Returns:
+    ``(fpr, tpr, thresholds)``, each ``(B + 1,)`` for ``B`` distinct scores,
+    highest threshold first, starting at ``(0, 0)`` with threshold ``+inf``;
+    a point counts ``score >= threshold`` as positive.
+
+  Example:
+    >>> fpr, tpr, thr = roc_curve([0.1, 0.4, 0.4, 0.8], [0, 1, 0, 1])
+    >>> fpr.tolist(), tpr.tolist(), thr.tolist()
+    ([0.0, 0.0, 0.5, 1.0], [0.0, 0.5, 1.0, 1.0], [inf, 0.8, 0.4, 0.1])
+  """
+  s, t = _scores_and_labels(scores, is_positive, "is_positive", both=True)
+  values, counts, positives = _tie_blocks(s, t)
+  tps, fps = np.cumsum(positives), np.cumsum(counts - positives)
+  return (np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]], np.r_[np.inf, values])
+
+
+@conventions.boundary(scores="scores", is_positive="mask")
+def roc_point_at_tpr(scores: ArrayLike, is_positive: ArrayLike,
+                     tpr: float) -> tuple[float, float, float]:
+  """The first point of :func:`roc_curve` (highest threshold first) whose true
+  positive rate reaches ``tpr``: the one threshold rule behind
+  :func:`fpr_at_tpr` and ``detection.choose_threshold(method="recall")``.
+
+  Args:
+    scores: ``(N,)`` real scores, higher = more likely positive.
+    is_positive: ``(N,)`` booleans (or 0/1); both classes must occur.
+    tpr: the true positive rate to reach, in ``[0, 1]``.
+
+  Returns:
+    ``(fpr, tpr, threshold)`` at that point; never the ``+inf`` start (a
+    ``tpr`` of 0 gives the top score's point).
+
+  Example:
+    >>> roc_point_at_tpr([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], 0.9)
+    (0.5, 1.0, 0.35)
+  """
+  _validation.check_fraction("tpr", tpr)
+  fpr_c, tpr_c, thr_c = roc_curve(scores, is_positive)
+  i = max(int(np.argmax(tpr_c >= tpr - 1e-12)), 1)
+  return float(fpr_c[i]), float(tpr_c[i]), float(thr_c[i])
+
+
+@conventions.boundary(scores="scores", is_positive="mask")
+def aupr(scores: ArrayLike, is_positive: ArrayLike) -> float:
   """Area under the precision-recall curve as average precision, errors (the
   positives) ranked by ``scores``, higher first:
 
@@ -338,7 +416,7 @@ def aupr(scores, is_positive) -> float:
   Hendrycks and Gimpel, ICLR 2017).
   """
   s, t = _scores_and_labels(scores, is_positive, "is_positive", both=True)
-  counts, positives = _tie_blocks(s, t)
+  _, counts, positives = _tie_blocks(s, t)
   tp, flagged = np.cumsum(positives), np.cumsum(counts)
   recall = tp / tp[-1]
   precision = tp / flagged
@@ -346,23 +424,18 @@ def aupr(scores, is_positive) -> float:
 
 
 @conventions.boundary(scores="scores", is_positive="mask")
-def fpr_at_tpr(scores, is_positive, tpr: float = 0.95) -> float:
+def fpr_at_tpr(scores: ArrayLike, is_positive: ArrayLike, tpr: float = 0.95) -> float:
   """The false positive rate at the first threshold (highest scores first)
   whose true positive rate reaches ``tpr`` (FPR95 for ``tpr = 0.95``; Liang
   et al., ICLR 2018): the share of right predictions flagged when 95% of the
   errors are caught. Ties are one threshold, as in
   ``sklearn.metrics.roc_curve``."""
-  _validation.check_fraction("tpr", tpr)
-  s, t = _scores_and_labels(scores, is_positive, "is_positive", both=True)
-  counts, positives = _tie_blocks(s, t)
-  tp = np.cumsum(positives)
-  fp = np.cumsum(counts - positives)
-  k = int(np.searchsorted(tp / tp[-1], tpr - 1e-12))
-  return float(fp[k] / fp[-1])
+  return roc_point_at_tpr(scores, is_positive, tpr)[0]
 
 
 @conventions.boundary(error_scores="scores", is_wrong="mask")
-def risk_coverage_curve(error_scores, is_wrong) -> tuple[np.ndarray, np.ndarray]:
+def risk_coverage_curve(error_scores: ArrayLike,
+                        is_wrong: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
   """Selective risk against coverage (Geifman and El-Yaniv, NeurIPS 2017).
 
   Predictions are accepted from the lowest error score up; accepting the
@@ -379,7 +452,7 @@ def risk_coverage_curve(error_scores, is_wrong) -> tuple[np.ndarray, np.ndarray]
     ``(coverage, risk)``, each ``(N,)``, for ``k = 1 .. N``.
   """
   s, t = _scores_and_labels(error_scores, is_wrong, "is_wrong", both=False)
-  counts, positives = _tie_blocks(-s, t)  # lowest error score first
+  _, counts, positives = _tie_blocks(-s, t)  # lowest error score first
   rate = np.repeat(positives / counts, counts)
   errors = np.cumsum(rate)
   k = np.arange(1, len(s) + 1)
@@ -387,7 +460,7 @@ def risk_coverage_curve(error_scores, is_wrong) -> tuple[np.ndarray, np.ndarray]
 
 
 @conventions.boundary(error_scores="scores", is_wrong="mask")
-def aurc(error_scores, is_wrong) -> float:
+def aurc(error_scores: ArrayLike, is_wrong: ArrayLike) -> float:
   """Area under the risk-coverage curve, the mean selective risk over the
   ``N`` coverages ``k / N`` (Geifman, Uziel and El-Yaniv, ICLR 2019):
 
@@ -399,7 +472,7 @@ def aurc(error_scores, is_wrong) -> float:
 
 
 @conventions.boundary(error_scores="scores", is_wrong="mask")
-def e_aurc(error_scores, is_wrong) -> float:
+def e_aurc(error_scores: ArrayLike, is_wrong: ArrayLike) -> float:
   """Excess AURC: :func:`aurc` minus that of the perfect ordering (every right
   prediction before every wrong one) on the same predictions (Geifman, Uziel
   and El-Yaniv, ICLR 2019). It removes the part of AURC due to the error
@@ -410,7 +483,7 @@ def e_aurc(error_scores, is_wrong) -> float:
 
 
 @conventions.boundary(error_scores="scores", is_wrong="mask")
-def selective_accuracy(error_scores, is_wrong, coverage: float) -> float:
+def selective_accuracy(error_scores: ArrayLike, is_wrong: ArrayLike, coverage: float) -> float:
   """Accuracy on the ``round(coverage * N)`` predictions with the lowest error
   scores (at least one): one minus the selective risk at that coverage
   (ties as in :func:`risk_coverage_curve`)."""
@@ -420,8 +493,31 @@ def selective_accuracy(error_scores, is_wrong, coverage: float) -> float:
   return float(1.0 - risk[k - 1])
 
 
+@conventions.boundary(error_scores="scores")
+def coverage_threshold(error_scores: ArrayLike, coverage: float) -> float:
+  """The threshold ``t`` that accepts (``score <= t``) the ``ceil(coverage
+  n)`` lowest of ``n`` error scores (more on ties): a selective classifier's
+  threshold, chosen on validation scores and applied to others.
+
+  Args:
+    error_scores: ``(n,)`` error scores, higher = more likely wrong.
+    coverage: the share to accept, in ``(0, 1]``.
+
+  Returns:
+    ``t``, the ``ceil(coverage n)``-th smallest score.
+
+  Example:
+    >>> coverage_threshold([0.3, 0.1, 0.9, 0.2], 0.5)  # accepts 0.1 and 0.2
+    0.2
+  """
+  _validation.check_fraction("coverage", coverage)
+  s = np.sort(np.asarray(error_scores, np.float64))
+  return float(s[max(int(np.ceil(coverage * len(s))) - 1, 0)])
+
+
 @conventions.boundary(scores="scores", baseline_scores="scores", is_positive="mask")
-def bootstrap_auroc_difference(key: jax.Array, scores, baseline_scores, is_positive, *,
+def bootstrap_auroc_difference(key: jax.Array, scores: ArrayLike, baseline_scores: ArrayLike,
+                               is_positive: ArrayLike, *,
                                n_resamples: int = 1000, level: float = 0.95
                                ) -> dict[str, float]:
   """The AUROC of ``scores`` minus that of ``baseline_scores`` on the same
@@ -443,7 +539,8 @@ def bootstrap_auroc_difference(key: jax.Array, scores, baseline_scores, is_posit
 
 @conventions.boundary(scores="scores{}", baseline_scores="scores", is_positive="mask")
 def bootstrap_auroc_differences(key: jax.Array, scores: Mapping[str, np.ndarray],
-                                baseline_scores, is_positive, *, n_resamples: int = 1000,
+                                baseline_scores: ArrayLike, is_positive: ArrayLike, *,
+                                n_resamples: int = 1000,
                                 level: float = 0.95) -> dict[str, dict[str, float]]:
   """:func:`bootstrap_auroc_difference` for several named scores against one
   baseline, on the same resamples: the indices are drawn once from ``key``

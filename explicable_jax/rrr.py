@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import jax
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _batching, _validation, losses, models, training
@@ -32,7 +33,8 @@ def _input_gradients_batch(clf, xb, yb, *, options):
 
 
 @conventions.boundary(x="inputs")
-def model_input_gradients(model, x, *, batch_size: int = 1000, **options) -> np.ndarray:
+def model_input_gradients(model: Any, x: ArrayLike, *,
+                          batch_size: int = 1000, **options) -> np.ndarray:
   """:func:`explicable_jax.losses.input_gradients` of a model (evaluation
   mode) for every row of ``x``, in batches.
 
@@ -73,9 +75,11 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
                              optimizer: optax.GradientTransformation,
                              lam: float | Sequence[float] = 1000.0,
                              epochs: int = 10, batch_size: int = 256, cutoff: float = 0.67,
-                             eval_ds: Dataset | None = None, initial_annotation=None,
+                             eval_ds: Dataset | None = None,
+                             initial_annotation: ArrayLike | None = None,
                              progress: bool = False, mask_scale: str | None = None,
-                             mask_classes: str | None = None, fit_options=None,
+                             mask_classes: str | None = None,
+                             fit_options: Mapping[str, Any] | None = None,
                              **loss_options) -> list[FoundModel]:
   """Trains ``n_models`` models in turn, each penalised (``lam``, RRR loss)
   on the union of the explanation masks of all earlier ones, so that each
@@ -92,6 +96,11 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
   ``n_models=3, lam=(0, 1e3, 1e6)``, with masks from the gradient of the
   largest probability (``mask_scale="linear", mask_classes="max"``, their
   ``largest_gradient_mask``) on raw 0-255 pixels.
+
+  Its parameters are the settings of Ross et al.'s procedure (number of models, penalty weight,
+  epochs, batch size, mask cutoff), one keyword each, all keyword-only after the data; other
+  training settings go in ``fit_options`` (:class:`~explicable_jax.training.FitConfig`'s fields)
+  and loss options in ``**loss_options``.
 
   Args:
     key: PRNG key; model ``k`` uses ``fold_in(key, k)`` for weights, order
@@ -166,7 +175,8 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
   return found
 
 
-def mlp_factory(input_shape, num_classes: int, hidden=(50, 30)) -> Callable[[jax.Array], Any]:
+def mlp_factory(input_shape: Sequence[int], num_classes: int,
+                hidden: Sequence[int] = (50, 30)) -> Callable[[jax.Array], Any]:
   """``key -> MLP`` of the original experiments (50-30 ReLU by default)."""
   _validation.check_positive("num_classes", num_classes, integer=True)
   for i, h in enumerate(hidden):

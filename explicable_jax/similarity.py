@@ -21,8 +21,10 @@ import difflib
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _validation
@@ -149,7 +151,7 @@ def _install_local_wordnet(data_dir: str | None) -> bool:
   return False
 
 
-def wordnet(data_dir: str | None = None, *, download: bool = True):
+def wordnet(data_dir: str | None = None, *, download: bool = True) -> Any:
   """nltk's WordNet reader, loaded.
 
   Looks in order at nltk's own data folders (``NLTK_DATA``,
@@ -187,7 +189,7 @@ def wordnet(data_dir: str | None = None, *, download: bool = True):
       "data_dir / $EXPLICABLE_JAX_DATA at a folder holding wordnet.zip.")
 
 
-def resolve_synset(name: str, wn=None):
+def resolve_synset(name: str, wn: Any = None) -> Any:
   """The synset for a class name.
 
   Accepts a synset name (``"dog.n.01"``), an ImageNet wnid (``"n02084071"``)
@@ -268,7 +270,8 @@ def wordnet_similarity(classes: Sequence[str], *, metric: str = "path",
   return out
 
 
-def check_weight_matrix(name: str, weights, num_classes: int | None = None) -> np.ndarray:
+def check_weight_matrix(name: str, weights: ArrayLike,
+                        num_classes: int | None = None) -> np.ndarray:
   """``weights`` as a float array, or a ``ValueError`` saying what is wrong.
 
   A weight matrix is square, ``num_classes`` wide when given, finite,
@@ -291,14 +294,14 @@ def check_weight_matrix(name: str, weights, num_classes: int | None = None) -> n
   return w
 
 
-def row_normalize(weights) -> np.ndarray:
+def row_normalize(weights: ArrayLike) -> np.ndarray:
   """L1 row normalisation, ``W_ij / sum_k W_ik``: each row a distribution."""
   w = check_weight_matrix("weights", weights)
   return w / w.sum(axis=1, keepdims=True)
 
 
 @conventions.boundary(labels="labels")
-def from_soft_labels(probs, labels, num_classes: int) -> np.ndarray:
+def from_soft_labels(probs: ArrayLike, labels: ArrayLike, num_classes: int) -> np.ndarray:
   """IHL: the mean human soft label of each true class, ``(C, C)``.
 
   .. math:: W_{yj} = \\frac{1}{|\\{n: y_n = y\\}|} \\sum_{n: y_n = y} p_{nj}
@@ -334,7 +337,7 @@ def from_soft_labels(probs, labels, num_classes: int) -> np.ndarray:
   return out / counts[:, None]
 
 
-def from_ratings(ratings, *, scale_max: float | None = None) -> np.ndarray:
+def from_ratings(ratings: ArrayLike, *, scale_max: float | None = None) -> np.ndarray:
   """CHL: a class-level rating matrix scaled to ``[0, 1]``.
 
   ``ratings[i, j]`` is how reasonable humans found "an image of class i
@@ -354,7 +357,7 @@ def from_ratings(ratings, *, scale_max: float | None = None) -> np.ndarray:
 AUTHORS_KINDS = ("ihl", "chl", "ekl")
 
 
-def as_stored_by_authors(kind: str, weights) -> np.ndarray:
+def as_stored_by_authors(kind: str, weights: ArrayLike) -> np.ndarray:
   """The matrix of kind ``ihl``, ``chl`` or ``ekl`` as Olmo et al.'s code
   stores it (``aOlmo/weighted-misclassifications``,
   ``confusion_matrices/cifar10_*_cmat.npy``), the input of their
@@ -388,9 +391,25 @@ def as_stored_by_authors(kind: str, weights) -> np.ndarray:
   return w
 
 
-def explicability_matrix(*matrices) -> np.ndarray:
+def explicability_matrix(*matrices: ArrayLike) -> np.ndarray:
   """``M``: the mean of the row-normalised matrices (the authors average
-  IHL, CHL and EKL), the similarity behind hard and soft scores."""
+  IHL, CHL and EKL), the similarity behind hard and soft scores.
+
+  .. math:: M = \\frac1K \\sum_{k=1}^K \\operatorname{rownorm}(W_k), \\qquad
+            \\operatorname{rownorm}(W)_{ij} = W_{ij} / \\textstyle\\sum_l W_{il}
+
+  Args:
+    *matrices: ``K >= 1`` non-negative ``(C, C)`` similarity matrices (row =
+      true class), e.g. the IHL, CHL and EKL matrices.
+
+  Returns:
+    ``(C, C)`` float64, each row summing to 1.
+
+  Example:
+    >>> import numpy as np
+    >>> explicability_matrix(np.eye(2), np.ones((2, 2))).tolist()
+    [[0.75, 0.25], [0.25, 0.75]]
+  """
   if not matrices:
     raise ValueError("explicability_matrix needs at least one weight matrix.")
   normed = [row_normalize(m) for m in matrices]

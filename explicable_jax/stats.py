@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
+from jax.typing import ArrayLike
 
 from explicable_jax import _validation, conventions, metrics
 
@@ -38,7 +39,7 @@ NO_DIFFERENCE = "no detectable difference"
 
 
 @conventions.boundary(correct_a="mask", correct_b="mask")
-def mcnemar_exact(correct_a, correct_b) -> dict:
+def mcnemar_exact(correct_a: ArrayLike, correct_b: ArrayLike) -> dict:
   """McNemar's exact test of two classifiers on the same examples.
 
   With ``b`` the examples only ``a`` gets right and ``c`` those only ``b``
@@ -124,8 +125,10 @@ def paired_bootstrap(key: jax.Array, statistic: Callable[..., float], arrays: Se
 
 
 @conventions.boundary(labels="labels", preds_a="labels", preds_b="labels")
-def bootstrap_mistake_similarity_difference(key: jax.Array, labels, preds_a, preds_b,
-                                            similarity_matrix, *, n_resamples: int = 1000,
+def bootstrap_mistake_similarity_difference(key: jax.Array, labels: ArrayLike, preds_a: ArrayLike,
+                                            preds_b: ArrayLike,
+                                            similarity_matrix: ArrayLike, *,
+                                            n_resamples: int = 1000,
                                             level: float = 0.95) -> dict:
   """Mean ``S[y, pred]`` of model ``a``'s mistakes minus model ``b``'s, with a
   paired bootstrap over the examples (:func:`paired_bootstrap`).
@@ -155,7 +158,7 @@ def bootstrap_mistake_similarity_difference(key: jax.Array, labels, preds_a, pre
                           [y, pa, pb], n_resamples=n_resamples, level=level)
 
 
-def t_test_over_seeds(differences) -> dict:
+def t_test_over_seeds(differences: ArrayLike) -> dict:
   """One-sample two-sided t-test that per-seed paired differences average 0.
 
   .. math:: t = \\frac{\\bar d}{s_d / \\sqrt{k}}, \\quad p = 2\\,(1 - F_{t, k-1}(|t|))

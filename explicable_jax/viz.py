@@ -57,7 +57,11 @@ def heatmap(matrix, labels: Sequence[str] | None = None, *, ax=None, title: str 
             cmap: str = "viridis"):
   """A matrix as an image, rows = true class, columns = the other axis
   (prediction or similar class), each entry written in it when there are at
-  most 10 rows (``annotate`` forces either way)."""
+  most 10 rows (``annotate`` forces either way).
+
+  Its keyword-only parameters are matplotlib's (``ax``, ``vmin``, ``vmax``, ``cmap``) and the
+  title and annotation format, each optional.
+  """
   m = _matrix("matrix", matrix)
   if labels is not None and len(labels) != m.shape[0]:
     raise ValueError(f"labels must name the {m.shape[0]} rows; got {len(labels)} names.")

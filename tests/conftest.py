@@ -31,6 +31,8 @@ def pytest_configure(config):
     config._explicable_jax_cache = os.environ[_CACHE_ENV]
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  os.environ.setdefault(_PROMOTION_ENV, "strict")
+  jax.config.update("jax_numpy_dtype_promotion", os.environ[_PROMOTION_ENV])
   jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
   jax.config.update("jax_persistent_cache_min_compile_time_secs",
                     float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
@@ -44,34 +46,14 @@ def pytest_unconfigure(config):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-# Strict dtype promotion (equinox's habit: no silent int/bool -> float or
-# float32 -> float64 promotion). Applied to the test modules below, which pass
-# with it; the library fixes it needed were explicit casts (metrics.
-# hard_soft_scores, deliberative.make_hardness_loss). The other modules' tests
-# mix dtypes in their own code (e.g. `want += argmax(...) != orig`), so a
-# module joins this list once its tests are made strict-clean; a single test
-# can opt in with @pytest.mark.strict_dtype_promotion.
-STRICT_PROMOTION_MODULES = frozenset({
-    "test_conventions.py", "test_deliberative.py", "test_metrics.py", "test_stats.py",
-})
-# Tests of those modules left on standard promotion, with the reason.
-STANDARD_PROMOTION_TESTS = {
-    # The optimizer's update (optax, inside training.make_train_step) mixes a
-    # Python float with the int32 step count.
-    "test_hardness_predictor_learns_which_examples_are_hard",
-}
-
-
-@pytest.fixture(autouse=True)
-def _dtype_promotion(request):
-  path = getattr(request.node, "path", None)
-  if (request.node.get_closest_marker("strict_dtype_promotion")
-      or (path is not None and path.name in STRICT_PROMOTION_MODULES
-          and request.node.originalname not in STANDARD_PROMOTION_TESTS)):
-    with jax.numpy_dtype_promotion("strict"):
-      yield
-  else:
-    yield
+# Strict dtype promotion for the whole suite (equinox's habit): no silent
+# int/bool -> float or float32 -> float64 promotion, in the library or in the
+# tests. Set in pytest_configure for this process and through
+# $JAX_NUMPY_DTYPE_PROMOTION for the subprocesses the tests start (the CLI,
+# the notebook, the multi-process workers). Third-party code that is not
+# strict-clean (optax's updates mix Python floats with the int32 step count)
+# runs under standard promotion inside the library, where it is called.
+_PROMOTION_ENV = "JAX_NUMPY_DTYPE_PROMOTION"
 
 
 @pytest.fixture

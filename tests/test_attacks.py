@@ -1,7 +1,7 @@
 """JSMA, DeepFool, Carlini-Wagner L2 and the black-box substitute against
 known answers on affine models (closest boundary point, distance to the
-hyperplane, the saliency map's own choice), and against torchattacks on the
-same weights where torch imports."""
+hyperplane, the saliency map's own choice). The agreement with torchattacks
+and foolbox on the same weights is tests/test_attacks_agreement.py."""
 import itertools
 
 import jax
@@ -226,79 +226,3 @@ def test_bad_input_is_named(call, match):
   f, _, _ = _affine(0, 3)
   with pytest.raises(ValueError, match=match):
     call(f)
-
-
-# ---------------------------------------------------------------------------
-# Agreement with torchattacks on the same weights (skipped without torch).
-
-
-def _torch_pair(seed=9, classes=4, hidden=12):
-  """The same small MLP in JAX and in torch (NCHW there, NHWC here)."""
-  torch = pytest.importorskip("torch", reason="torch is not importable here")
-  pytest.importorskip("torchattacks", reason="torchattacks is not importable here")
-  rng = np.random.default_rng(seed)
-  w1 = rng.normal(size=(D, hidden)).astype(np.float32)
-  b1 = (0.1 * rng.normal(size=hidden)).astype(np.float32)
-  w2 = (rng.normal(size=(hidden, classes)) / np.sqrt(hidden)).astype(np.float32)
-  b2 = (0.1 * rng.normal(size=classes)).astype(np.float32)
-
-  def logits_fn(x):
-    return jnp.tanh(x.reshape(x.shape[0], -1) @ w1 + b1) @ w2 + b2
-
-  class Net(torch.nn.Module):
-    def forward(self, x):  # x: (N, 1, 2, 3) -> the NHWC order's flattening
-      h = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-      return torch.tanh(h @ torch.from_numpy(w1) + torch.from_numpy(b1)) @ torch.from_numpy(
-          w2) + torch.from_numpy(b2)
-  return torch, logits_fn, Net().eval()
-
-
-def _to_torch(torch, x):
-  return torch.from_numpy(np.array(x, np.float32)).permute(0, 3, 1, 2).contiguous()
-
-
-def _from_torch(x):
-  return np.asarray(x.detach().permute(0, 2, 3, 1).numpy())
-
-
-def test_deepfool_first_step_agrees_with_torchattacks():
-  torch, f, net = _torch_pair()
-  import torchattacks
-  x = _images(10, 6)
-  y = jnp.argmax(f(x), -1)
-  theirs = _from_torch(torchattacks.DeepFool(net, steps=1, overshoot=0.02)(
-      _to_torch(torch, x), torch.from_numpy(np.asarray(y)).long()))
-  ours = np.asarray(robustness.deepfool(f, x, y, max_iter=1))
-  # torchattacks has no 1e-4 stabiliser; everything else is the same step.
-  np.testing.assert_allclose(ours, theirs, atol=2e-4)
-
-
-def test_carlini_wagner_agrees_with_torchattacks_at_a_fixed_c():
-  torch, f, net = _torch_pair(seed=11)
-  import torchattacks
-  x = _images(11, 6)
-  y = jnp.argmax(f(x), -1)
-  theirs = _from_torch(torchattacks.CW(net, c=5.0, kappa=0.0, steps=50, lr=0.01)(
-      _to_torch(torch, x), torch.from_numpy(np.asarray(y)).long()))
-  ours = np.asarray(robustness.carlini_wagner_l2(f, x, y, initial_const=5.0,
-                                                 binary_search_steps=1, max_iterations=50))
-  np.testing.assert_allclose(ours, theirs, atol=1e-3)
-
-
-def test_jsma_agrees_with_torchattacks():
-  torch, f, net = _torch_pair(seed=13, classes=3)
-  import torchattacks
-  x = _images(13, 12, lo=0.05, hi=0.9)   # inside torchattacks' (0.01, 0.99) domain
-  t = robustness.random_targets(jax.random.key(2), jnp.argmax(f(x), -1), 3)
-  atk = torchattacks.JSMA(net, theta=0.2, gamma=4 / D)   # 2 iterations both ways
-  atk.set_mode_targeted_by_label(quiet=True)
-  theirs = _from_torch(atk(_to_torch(torch, x), torch.from_numpy(np.asarray(t)).long()))
-  ours = np.asarray(robustness.jsma(f, x, t, theta=0.2, gamma=4 / D))
-  # Where no pair has a positive saliency torchattacks (like cleverhans)
-  # raises feature 0 twice and we stop; compare the examples with a valid
-  # pair at every step (both iterations spent, or the target reached).
-  changed = (ours != np.asarray(x)).reshape(len(x), -1).sum(1)
-  reached = np.asarray(jnp.argmax(f(ours), -1)) == np.asarray(t)
-  rows = (changed == 4) | (reached & (changed > 0))
-  assert rows.sum() >= 4
-  np.testing.assert_allclose(ours[rows], theirs[rows], atol=1e-6)

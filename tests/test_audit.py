@@ -70,7 +70,7 @@ def users_model(tmp_path_factory):
 
 QUICK = dict(mutants=4, rates=(0.05,), noise=(0.1,), fgsm=(0.05,),
              corruptions=("contrast",), severities=(3,), hardest=3, train_limit=400,
-             faithfulness_images=8, progress=False)
+             faithfulness_images=8, adversarial_images=30, progress=False)
 
 
 def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
@@ -98,6 +98,7 @@ def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
   assert r["reliance"]["gradient_share_on_annotation"] == pytest.approx(share.mean(), rel=1e-4)
   assert r["reliance"]["annotated_share_of_input"] == pytest.approx(4 / 64)
   assert r["robustness"]["rows"][0]["accuracy"] == pytest.approx(1 - wrong.mean())
+  _check_adversarial_detection(r, clf, x, y, logits, splits["validation"])
   # The coverage threshold accepts about 90% of the validation half.
   cov = r["detection"]["at_coverage"]["MSP"]
   assert 0.9 <= cov["validation"]["coverage"] < 0.93
@@ -127,13 +128,17 @@ def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
                  "faithfulness"):
     assert f'id="{anchor}"' in html
   assert html.count("<img ") >= 4
+  robustness_part = html[html.index('id="robustness"'):html.index('id="faithfulness"')]
+  assert "AUROC of LCR" in robustness_part and "DeepFool" in robustness_part
+  assert "Can its adversarial inputs be told from normal ones?" in r["summary"]
   # The caches are keyed by the weights: another model audited into the same
   # folder gets its own numbers, not the first model's.
   other = clf.with_params(jax.tree.map(lambda a: a * 0.5, clf.params))
   second = audit.audit(other, out, data_file=npz, similarity=w_path, annotations=ann,
-                       classes=[f"d{i}" for i in range(10)], **QUICK)
+                       classes=[f"d{i}" for i in range(10)], **{**QUICK, "adversarial_images": 0})
   acc = float(np.mean(np.asarray(training.predict(other, x)).argmax(-1) == y))
   assert second.mistakes["accuracy"] == pytest.approx(acc)
+  assert "adversarial_detection" not in second.robustness  # adversarial_images=0 skips it
   assert second.detection["table"]["MSP"] != res.detection["table"]["MSP"]
   # A rerun resumes from the caches: no mutant is drawn again.
   monkeypatch.setattr(mutation, "make_mutants", lambda *a, **k: pytest.fail("recomputed"))
@@ -141,6 +146,45 @@ def test_audit_of_a_users_linen_model(users_model, tmp_path, monkeypatch):
                       classes=[f"d{i}" for i in range(10)], **QUICK)
   assert again.detection["table"] == res.detection["table"]
   assert again.hesitation == res.hesitation and again.robustness == res.robustness
+
+
+def _check_adversarial_detection(r, clf, x, y, logits, validation):
+  """The robustness section's adversarial rows against a direct computation
+  on the same inputs: the first 30 correctly classified test images, FGSM at
+  the largest epsilon and DeepFool on them, the successful ones kept, LCR over
+  the error-detection section's mutants (same key, operator, rate, count and
+  gate), MSP by hand, AUROC by scikit-learn."""
+  from sklearn.metrics import roc_auc_score
+  from explicable_jax import robustness
+  adv = r["robustness"]["adversarial_detection"]
+  keep = np.flatnonzero(logits.argmax(-1) == y)[:30]
+  xn, yn = x[keep], y[keep]
+  attacked = {"FGSM": robustness.fgsm(clf, xn, yn, 0.05),
+              "DeepFool": robustness.deepfool(clf, xn, yn, overshoot=0.02, max_iter=50)}
+  sets = {"normal": xn}
+  for name, xa in attacked.items():
+    xa = np.asarray(xa)
+    sets[name] = xa[np.asarray(training.predict(clf, xa)).argmax(-1) != yn]
+  assert adv["normal"] == 30 and adv["mutants"] == QUICK["mutants"]
+  assert adv["rate"] == r["detection"]["rate"] and "same ensemble" in adv["mutants_from"]
+  z = {k: np.asarray(training.predict(clf, v)) for k, v in sets.items()}
+  lcr, _ = pipeline.lcr_scores(
+      jax.random.key(0), clf, sets, {k: v.argmax(-1) for k, v in z.items()},
+      pipeline.Mutants(QUICK["mutants"], "NAI", adv["rate"], pipeline.mutated_layers(clf)),
+      pipeline.accuracy_gate(clf, validation))
+  p = {k: np.exp(v - v.max(-1, keepdims=True)) for k, v in z.items()}
+  msp = {k: 1 - (v / v.sum(-1, keepdims=True)).max(-1) for k, v in p.items()}
+  rows = {row["attack"]: row for row in adv["attacks"]}
+  assert set(rows) == {"FGSM", "DeepFool"} and rows["FGSM"]["strength"] == "epsilon 12.75/255"
+  for name in rows:
+    n = len(sets[name])
+    assert rows[name]["adversarial"] == n and rows[name]["attacked"] == 30 and n > 0
+    truth = np.r_[np.ones(n), np.zeros(30)]
+    for score, s in (("LCR", lcr), ("MSP", msp)):
+      want = roc_auc_score(truth, np.concatenate([s[name], s["normal"]]))
+      assert rows[name]["auroc"][score] == pytest.approx(want, abs=1e-6), (name, score)
+  assert adv["normal_mean"]["LCR"] == pytest.approx(lcr["normal"].mean())
+  assert rows["DeepFool"]["adversarial"] >= 25  # DeepFool nearly always succeeds
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +204,8 @@ def saved_model(tmp_path_factory):
     (["--dataset", "digits", "--rates", "0.01,x"], "comma-separated list of numbers"),
     (["--dataset", "digits", "--severities", "9"], "severities"),
     (["--dataset", "digits", "--annotations", "/nope.npz"], "annotations file"),
+    (["--dataset", "digits", "--adversarial-images", "-1"], "adversarial_images"),
+    (["--dataset", "digits", "--adversarial-mutants", "0"], "adversarial_mutants"),
 ])
 def test_audit_bad_arguments_get_one_line_errors(argv, message, saved_model, tmp_path, capsys):
   if "--model" not in argv:
@@ -266,11 +312,14 @@ def test_config_is_the_clis_defaults_and_the_command_round_trips():
   parser = cli.build_parser()
   args = parser.parse_args(["audit", "--model", "m", "--dataset", "digits", "--out", "o"])
   assert _options.from_args(audit.AuditConfig, args) == audit.AuditConfig(dataset="digits")
+  default = audit.AuditConfig(dataset="digits")
+  assert (default.adversarial_images, default.adversarial_mutants) == (200, None)
   config = audit.AuditConfig(dataset="digits", classes=tuple("abcdefghij"), rates=(0.05,),
                              fgsm=(1 / 255, 0.1), scores=("entropy",), layer="conv_0",
-                             limit=40)
+                             limit=40, adversarial_images=0, adversarial_mutants=50)
   command = audit.equivalent_command("m", config, "o")
   assert "--fgsm 1/255,0.1" in command
+  assert "--adversarial-images 0" in command and "--adversarial-mutants 50" in command
   back = parser.parse_args(shlex.split(command)[1:])
   assert _options.from_args(audit.AuditConfig, back) == config
   with pytest.raises(TypeError, match="unknown settings ratez"):

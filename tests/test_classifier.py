@@ -1,6 +1,7 @@
 """The one model contract on a user's own models: an NNX CNN, a linen CNN and
 a plain-function model go through every method with no glue."""
 import dataclasses
+import re
 
 import chex
 import jax
@@ -313,3 +314,47 @@ def test_no_module_writes_another_modules_registry():
     for name, owner in owners.items():
       if re.search(rf"^{name}\[.*\]\s*=|^{name}\.update\(", text, re.M):
         assert str(path.relative_to(root)) == owner, (path, name)
+
+
+def test_with_params_refuses_another_structure_naming_the_first_difference():
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=SHAPE, num_classes=10,
+                          hidden=(8,))
+  wider = models.classifier(jax.random.key(0), "mlp", input_shape=SHAPE, num_classes=10,
+                            hidden=(16,))
+  deeper = models.classifier(jax.random.key(0), "mlp", input_shape=SHAPE, num_classes=10,
+                             hidden=(8, 8))
+  with pytest.raises(ValueError, match=r"params\['hidden_layers'\]\[0\]\['bias'\].* model's "
+                                       r"shape \(8,\); got \(16,\)"):
+    clf.with_params(wider.params)
+  with pytest.raises(ValueError, match=r"params must have the model's structure \(4 arrays\); "
+                                       r"got 6 arrays.*\['hidden_layers'\]\[1\]"):
+    clf.with_params(deeper.params)
+  with pytest.raises(ValueError, match=r"params\['hidden_layers'\]\[0\]\['bias'\]"):
+    clf.replace(params=wider.params)
+  with pytest.raises(ValueError, match="params"):
+    clf.logits_with(wider.params, np.zeros((1, *SHAPE), np.float32))
+  # The same structure is taken, inside vmap too (a mutant has the model's shapes).
+  doubled = clf.with_params(jax.tree.map(lambda a: 2 * a, clf.params))
+  chex.assert_trees_all_close(doubled.params, jax.tree.map(lambda a: 2 * a, clf.params))
+  stacked = jax.tree.map(lambda a: jnp.stack([a, a]), clf.params)
+  x = np.zeros((1, *SHAPE), np.float32)
+  out = jax.vmap(lambda p: clf.with_params(p).logits(x))(stacked)
+  np.testing.assert_allclose(out[1], clf.logits(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("hidden,widths", [(8, (8,)), ([8, 4], (8, 4)), ((), ())])
+def test_mlp_hidden_takes_an_int_as_one_layer(hidden, widths):
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=SHAPE, num_classes=10,
+                          hidden=hidden)
+  assert tuple(layer.out_features for layer in clf.module().hidden_layers) == widths
+  assert clf.logits(np.zeros((2, *SHAPE), np.float32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name,option,value", [
+    ("mlp", "hidden", "8"), ("mlp", "hidden", 8.0), ("mlp", "hidden", (8, 0)),
+    ("mlp", "hidden", [[8]]), ("cnn", "widths", 0), ("cnn", "dense", (8,)),
+    ("resnet", "widths", 16.5), ("mlp", "dropout_rate", 1.0)])
+def test_zoo_widths_that_are_not_widths_are_refused(name, option, value):
+  with pytest.raises(ValueError, match=rf"^{option} must .*got {re.escape(repr(value))}"):
+    models.classifier(jax.random.key(0), name, input_shape=(8, 8, 3), num_classes=10,
+                      **{option: value})

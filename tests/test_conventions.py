@@ -29,7 +29,7 @@ NAME_KINDS = {
     "labels": {"labels"}, "y": {"labels"}, "preds": {"labels"},
     "mask": {"mask"}, "masks": {"mask"}, "is_wrong": {"mask"}, "is_positive": {"mask"},
     "annotation": {"mask"},
-    "logits": {"logits"},
+    "logits": {"logits", "class_scores"},
     "scores": {"scores"}, "error_scores": {"scores"}, "baseline_scores": {"scores"},
     "epsilon": {"perturbation"}, "eps": {"perturbation"},
 }
@@ -164,6 +164,13 @@ WRONG = {
         "NaN": np.array([np.nan, 1.0, 0.0, 1.0]),
     },
     "logits": {
+        "(N,)": np.zeros(4, np.float32),
+        "(N, C, 1)": np.zeros((4, 3, 1), np.float32),
+        "NaN": np.full((4, 3), np.nan, np.float32),
+        "probabilities": np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [1 / 3, 1 / 3, 1 / 3],
+                                   [0.0, 1.0, 0.0]], np.float32),
+    },
+    "class_scores": {
         "(N,)": np.zeros(4, np.float32),
         "(N, C, 1)": np.zeros((4, 3, 1), np.float32),
         "NaN": np.full((4, 3), np.nan, np.float32),
@@ -333,3 +340,175 @@ def test_a_model_declared_with_another_input_scale_skips_the_range_rule():
   np.testing.assert_allclose(training.predict(free, x), x.reshape(4, -1)[:, :3])
   with pytest.raises(ConventionError, match="NaN"):  # the other rules still hold
     training.predict(free, np.full_like(x, np.nan))
+
+
+# ---------------------------------------------------------------------------
+# The classifier's own methods are entries too (issue 32, last trial).
+
+def _methods(clf):
+  features, head = clf.split("dense_0")
+  return {
+      "logits": clf.logits, "__call__": clf, "apply": lambda x: clf.apply(x)[0],
+      "features": features, "logits_with": lambda x: clf.logits_with(clf.params, x),
+  }
+
+
+METHOD_WRONG = {
+    "NaN": (np.full((2, 8, 8, 1), np.nan, np.float32), "NaN or inf"),
+    "0..255 floats": (np.full((2, 8, 8, 1), 200.0, np.float32), "0..255 pixels stored as floats"),
+    "channel-first": (np.zeros((2, 1, 8, 8), np.float32), "channel-first"),
+    "another input shape": (np.zeros((2, 32, 32, 3), np.float32),
+                            r"expects \(H, W, C\) \(8, 8, 1\).*\(2, 32, 32, 3\)"),
+}
+
+
+@pytest.fixture(scope="module")
+def image_mlp():
+  return models.classifier(jax.random.key(0), "mlp", input_shape=(8, 8, 1), num_classes=10,
+                           hidden=(8,))
+
+
+@pytest.mark.parametrize("method", ["logits", "__call__", "apply", "features", "logits_with"])
+@pytest.mark.parametrize("form", sorted(METHOD_WRONG))
+def test_classifier_methods_refuse_what_predict_refuses(image_mlp, method, form):
+  x, match = METHOD_WRONG[form]
+  fn = _methods(image_mlp)[method]
+  with pytest.raises(ConventionError, match=match) as err:
+    fn(x)
+  assert str(err.value).startswith("x ")
+  with pytest.raises(ConventionError, match=match):  # predict says the same
+    training.predict(image_mlp, x)
+
+
+def test_classifier_methods_convert_pixels_and_check_shapes_under_jit(image_mlp):
+  u8 = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 1)).astype(np.uint8)
+  unit = u8.astype(np.float32) / 255
+  for pixels in (u8, u8.astype(np.int32)):
+    np.testing.assert_allclose(image_mlp.logits(pixels), image_mlp.logits(unit), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(image_mlp.logits)(pixels), image_mlp.logits(unit),
+                               rtol=1e-5, atol=1e-6)
+  # Under jit values are not read (the policy outside jit only), shapes are.
+  assert jax.jit(image_mlp.logits)(np.full((2, 8, 8, 1), np.nan, np.float32)).shape == (2, 10)
+  with pytest.raises(ConventionError, match=r"\(8, 8, 1\)"):
+    jax.jit(image_mlp.logits)(np.zeros((2, 32, 32, 3), np.float32))
+  _, head = image_mlp.split("dense_0")
+  with pytest.raises(ConventionError, match=r"^h holds NaN"):
+    head(np.full((2, 8), np.nan, np.float32))
+
+
+def test_a_model_for_28x28x1_given_cifar_images_names_both_shapes():
+  mnist = data.Dataset(np.zeros((4, 28, 28, 1), np.float32), np.arange(4), 10,
+                       tuple("0123456789"))
+  cifar = data.Dataset(np.zeros((4, 32, 32, 3), np.float32), np.arange(4), 10,
+                       tuple("0123456789"))
+  for name in ("mlp", "cnn"):
+    clf = models.classifier(jax.random.key(0), name, input_shape=(28, 28, 1), num_classes=10,
+                            **({"hidden": (4,)} if name == "mlp" else {"widths": (4,),
+                                                                         "dense": 4}))
+    assert training.evaluate(clf, mnist)["count"] == 4
+    for call in (lambda: clf.logits(cifar.x), lambda: training.predict(clf, cifar.x),
+                 lambda: training.evaluate(clf, cifar)):
+      with pytest.raises(ConventionError,
+                         match=r"expects \(H, W, C\) \(28, 28, 1\).*\(4, 32, 32, 3\)"):
+        call()
+
+
+# ---------------------------------------------------------------------------
+# Probabilities where logits are expected.
+
+def test_probabilities_where_logits_are_expected_are_refused_with_the_fix():
+  from explicable_jax import losses, metrics
+  from explicable_jax.detection import scores
+  z = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+  p = np.asarray(jax.nn.softmax(z))
+  y = np.array([0, 1, 2, 3, 0])
+  for call in (lambda v: losses.cross_entropy(v, y), lambda v: scores.msp(v),
+               lambda v: metrics.explicability_losses(v, y, {"I": np.eye(4)})):
+    with pytest.raises(ConventionError, match=r"^logits must hold logits.*5 rows.*"
+                                              r"probabilities.*jnp.log\(probabilities\)"):
+      call(p)
+    call(np.log(p))  # the fix works: log-probabilities are logits
+  np.testing.assert_allclose(losses.cross_entropy(np.log(p), y), losses.cross_entropy(z, y),
+                             rtol=1e-5)
+  with pytest.raises(ConventionError, match="one-hot rows"):
+    losses.cross_entropy(np.eye(4, dtype=np.float32)[y], y)
+  # Functions that read only the argmax take probabilities (class_scores).
+  assert metrics.top1_accuracy(p, y) == metrics.top1_accuracy(z, y)
+  np.testing.assert_array_equal(metrics.predictions(p), metrics.predictions(z))
+  # One row, or logits that merely lie in [0, 1], are not guessed to be probabilities.
+  losses.cross_entropy(p[:1], y[:1])
+  losses.cross_entropy(np.full((3, 4), 0.5, np.float32), y[:3])
+
+
+# ---------------------------------------------------------------------------
+# Data sets against the model's scale.
+
+def test_fit_and_evaluate_refuse_0_255_float_data_for_a_unit_range_model():
+  import optax
+  from explicable_jax import losses
+  x = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 1)).astype(np.float32)
+  ds = data.Dataset(x, np.arange(16) % 10, 10, tuple("0123456789"), name="raw")
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=(8, 8, 1), num_classes=10,
+                          hidden=(4,))
+  opt = optax.sgd(0.1)
+  state = training.create_train_state(jax.random.key(1), clf, opt)
+  step = training.make_train_step(losses.cross_entropy_loss, opt)
+  match = r"train_ds\.x \(dataset 'raw'.*0\.\.255 pixels stored as floats: pass x / 255"
+  with pytest.raises(ConventionError, match=match):
+    training.fit(state, ds, train_step=step, epochs=1, batch_size=8, progress=False)
+  with pytest.raises(ConventionError, match=r"^ds\.x .*0\.\.255 pixels"):
+    training.evaluate(clf, ds)
+  ok = data.Dataset(x / 255, ds.y, 10, ds.class_names, name="unit")
+  with pytest.raises(ConventionError, match=r"eval_ds\.x .*0\.\.255 pixels"):
+    training.fit(state, ok, train_step=step, epochs=1, batch_size=8, progress=False,
+                 eval_ds=ds)
+  assert training.evaluate(clf, ok)["count"] == 16
+  # A model declared to take another scale takes them.
+  free = clf.replace(input_range=None)
+  assert training.evaluate(free, ds)["count"] == 16
+
+
+def test_inputs_to_float_is_the_one_inputs_rule():
+  ids = np.array([[3, 700]], np.int32)
+  assert conventions.inputs_to_float(ids) is ids
+  img = np.full((1, 2, 2, 1), 51, np.int64)
+  np.testing.assert_allclose(conventions.inputs_to_float(img), 0.2)
+  np.testing.assert_allclose(conventions.inputs_to_float(jnp.asarray(img)), 0.2)
+  np.testing.assert_allclose(conventions.inputs_to_float(np.array([[255]], np.uint8)), 1.0)
+
+
+# ---------------------------------------------------------------------------
+# The accuracy gate of an original model with accuracy 0.
+
+def test_an_accuracy_gate_whose_original_scores_zero_is_refused(image_mlp):
+  from explicable_jax import mutation
+  x = np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32)
+  preds = np.asarray(image_mlp.logits(x)).argmax(-1)
+  wrong = (preds + 1) % 10  # labels that the model gets all wrong
+  gate = mutation.accuracy_gate(image_mlp, x, wrong)
+  with pytest.raises(ValueError, match=r"accuracy of 0 .*keep every mutant.*labels"):
+    mutation.make_mutants(jax.random.key(0), image_mlp, 2, "NAI", 0.1, accuracy_fn=gate,
+                          layers="kernels")
+  gate = mutation.accuracy_gate(image_mlp, x, preds)  # accuracy 1: gates as before
+  _, info = mutation.make_mutants(jax.random.key(0), image_mlp, 2, "GF", 0.01,
+                                  accuracy_fn=gate, layers="kernels")
+  assert info["original_accuracy"] == 1.0
+
+
+def test_a_batch_beside_a_classifier_is_that_classifiers_input(image_mlp):
+  from explicable_jax import mutation
+  x = np.random.default_rng(0).random((4, 8, 8, 1)).astype(np.float32)
+  stacked = jax.tree.map(lambda a: a[None], image_mlp.params)
+  for call in (lambda v: mutation.label_change_rate(image_mlp, stacked, v),
+               lambda v: mutation.mutant_predictions(image_mlp, stacked, v),
+               lambda v: mutation.accuracy_gate(image_mlp, v, np.arange(4))):
+    with pytest.raises(ConventionError, match=r"^x .*0\.\.255 pixels stored as floats"):
+      call(x * 255)
+    with pytest.raises(ConventionError, match=r"expects \(H, W, C\) \(8, 8, 1\)"):
+      call(np.zeros((4, 32, 32, 3), np.float32))
+  u8 = np.round(x * 255).astype(np.uint8)
+  np.testing.assert_array_equal(mutation.mutant_predictions(image_mlp, stacked, u8),
+                                mutation.mutant_predictions(image_mlp, stacked, u8 / 255.0))
+  # A plain function's batch keeps its own scale (the function defines it).
+  logits_fn = lambda p, v: image_mlp.with_params(p).logits(v / 255)
+  assert mutation.mutant_predictions(logits_fn, stacked, x * 255).shape == (1, 4)

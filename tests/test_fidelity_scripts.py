@@ -139,10 +139,14 @@ def test_olmo_page_sentences_follow_the_numbers(tmp_path):
                               "authors/chl_s0": boot(0.0, -2.0, 2.0, 1.0),
                               "authors/ekl_s0": boot(-10.0, -14.0, -6.0, 0.0)}}
           for w in ("in_distribution", "corrupted")}},
-      "over_seeds": {"ours/ihl": {"seeds": [0, 1], "delta_top1": {
-          "mean": -0.002, "sd": 0.001, "n": 2, "t": -2.8, "p_value": 0.22,
-          "values": [-0.001, -0.003]}, "delta_M": {"mean": 0.0, "sd": 0.0001, "n": 2, "t": 0.0,
-                                                 "p_value": 1.0, "values": [0.0001, -0.0001]}}},
+      "over_seeds": {"ours/ihl": {"seeds": [0, 1], "measures": {
+          "top1": {"values": [-0.001, -0.003], "per_seed": [{"p_value": 0.8}, {"p_value": 0.4}],
+                   "t_test": {"mean": -0.002, "sd": 0.001414, "n": 2, "t": -2.0,
+                              "p_value": 0.3}, "pooled": boot(-0.002, -0.006, 0.002, 0.3)},
+          "M": {"values": [0.001, 0.003], "per_seed": [boot(0.001, -0.001, 0.003, 0.3),
+                                                        boot(0.003, 0.001, 0.005, 0.01)],
+                "t_test": {"mean": 0.002, "sd": 0.001414, "n": 2, "t": 2.0, "p_value": 0.3},
+                "pooled": boot(0.002, 0.0005, 0.0035, 0.01)}}}},
       "pending": {"ours/ihl": [2]}}
   text = page.comparisons(res)
   ihl = text.split("  * IHL:")[1].split("\n")[0]
@@ -152,7 +156,9 @@ def test_olmo_page_sentences_follow_the_numbers(tmp_path):
   assert "higher: its mistakes are more explicable" in ihl
   chl = text.split("  * CHL:")[1].split("\n")[0]
   assert "(+0.00 points; no detectable difference" in chl
-  ekl = text.split("  * EKL:")[1].split("\n")[0]
+  # EKL and IHL differ on 1 of 5000 images: the EKL line says it is IHL's model.
+  ekl = text.split("  * EKL (practically one model with IHL (1 differing test "
+                   "predictions)):")[1].split("\n")[0]
   assert "(+0.50 points; detectably higher" in ekl
   assert "(-0.0005 [95% CI -0.0020, +0.0010], paired bootstrap over the test images, " \
          "p = 0.4: no detectable difference)" in ekl
@@ -162,30 +168,94 @@ def test_olmo_page_sentences_follow_the_numbers(tmp_path):
   assert ("authors/ihl_s0 and authors/ekl_s0 are practically one model:** their predictions "
           "differ on 1 of 5000 test images") in text
   assert "authors/cce_s0 and authors/chl_s0 are practically" not in text
-  assert ("IHL over seeds 0, 1** (seeds 2 pending): top-1 minus the same seed's control "
-          "-0.20 points ± 0.10") in text
-  assert "t-test over the 2 seeds p = 0.22: no detectable difference" in text
+  assert "IHL against the control over seeds 0, 1** (seeds 2 pending)" in text
+  assert ("  * top-1: -0.20 points [-0.60, +0.20] (per seed -0.10, -0.30; same sign on 2 of 2 "
+          "seeds; t-test over the 2 seeds p = 0.3): no detectable difference (the pooled "
+          "interval includes 0).") in text
+  # Both seeds higher and the pooled interval above 0: claimed, with its interval.
+  assert ("  * mean M of mistakes: +0.0020 [+0.0005, +0.0035] (per seed +0.0010, +0.0030; same "
+          "sign on 2 of 2 seeds; t-test over the 2 seeds p = 0.3): detectably higher (the pooled "
+          "interval excludes 0 and every seed has its sign).") in text
   assert "IHL: paper -8.24 points; ours (authors' recipe, seed 0) -3.00 points " \
          "(detectably lower, p = 1e-30): the same sign, smaller in size." in text
   assert "CHL: paper -0.68 points; ours (authors' recipe, seed 0) +0.00 points " \
          "(no detectable difference, p = 1): no detectable change, where the paper reports " \
          "a loss." in text
-  for line in page.paper_table(res).splitlines()[2:]:
-    assert line.endswith("checkpoint on the validation half not the test set |")
+  for line in page.paper_table(res).splitlines()[2:6]:
+    assert "| no: ResNet-20 base (86.8%) not ResNet-29 v2 (91.85%)" in line
+  assert "| EKL | 86.03% | 84.50% (practically one model with IHL (1 differing test " \
+         "predictions)) |" in page.paper_table(res)
   bn = {"base_accuracy": {"validation": 0.868, "test": 0.868},
         "statistics_only": [{"epoch": 3, "validation_accuracy": 0.83, "test_accuracy": 0.835}]}
   assert ("takes its test top-1 from 86.80% to 83.50%; every authors'-recipe fine-tune is "
           "within 2.50 points of that") in page.comparisons(res, bn)
   assert "| base, statistics re-estimated for 3 epoch(s), weights fixed | 83.00% | 83.50% |" \
       in page.statistics_only(bn)
-  res["summary"] = {"ours/ihl": {"seeds": [0, 1], "top1": {"mean": 0.868, "std": 0.001},
-                                 "mean_mistake_similarity_M": {"mean": 0.07, "std": 0.0001}}}
-  res["models"]["ours/ihl_s0"] = res["models"]["authors/chl_s0"]
-  res["models"]["ours/ihl_s1"] = res["models"]["authors/chl_s0"]
   res["pending"]["ours/chl"] = [1, 2]
   table = page.seeds_table(res)
-  assert "| ours/ihl | 0, 1 (2 pending) | 86.80% ± 0.10% |" in table
-  assert "| ours/chl | pending: 1, 2 |" in table
+  assert ("| IHL - control | top-1 | s0: -0.10 (p = 0.8); s1: -0.30 (p = 0.4) | -0.20 ± 0.14 "
+          "(t-test p = 0.3) | -0.20 [-0.60, +0.20] | 2 of 2 | no detectable difference |") in table
+  assert "| IHL - control | mean M of mistakes |" in table
+  assert "|t| > 12.71" in table  # two seeds: 1 degree of freedom
+  assert "Pending: ours/ihl (seeds 2); ours/chl (seeds 1, 2)." in table
+
+
+def test_olmo_three_seed_rule_needs_the_interval_and_every_seed():
+  """A weighted loss differs from its control over seeds only when the pooled
+  bootstrap interval excludes 0 and every seed has the pooled sign: a
+  consistent drop is "detectably lower", the same interval with one seed of
+  the other sign, or an interval over 0, "no detectable difference"."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments", "explicable_cifar10"))
+  try:
+    import make_page_resnet20 as page
+  finally:
+    sys.path.pop(0)
+  pooled = {"estimate": -0.01, "low": -0.015, "high": -0.005, "p_value": 0.0}
+  steady = page.three_seed_verdict({"values": [-0.01, -0.012, -0.008], "pooled": pooled})
+  assert steady["claimed"] and steady["word"] == "detectably lower"
+  split = page.three_seed_verdict({"values": [-0.02, -0.012, 0.002], "pooled": pooled})
+  assert not split["claimed"] and split["same_sign"] == 2
+  assert split["word"] == "no detectable difference"
+  wide = page.three_seed_verdict({"values": [0.01, 0.012, 0.008], "pooled": {
+      "estimate": 0.01, "low": -0.001, "high": 0.02, "p_value": 0.06}})
+  assert not wide["claimed"] and wide["word"] == "no detectable difference"
+  assert round(page.t_threshold(3), 2) == 4.30
+
+
+def test_olmo_page_quotes_are_the_papers_words():
+  """Every passage the Olmo page quotes (lemmas, appendix claims) is in the
+  paper's text, up to spacing, a footnote line and its LaTeX, and the Table 1
+  numbers the page pairs with ours are the paper's CIFAR-10 rows."""
+  import re
+  path = os.path.join(os.path.dirname(ROOT), "shared", "papers",
+                      "olmo_explicable_misclassification_paper.md")
+  if not os.path.exists(path):
+    pytest.skip("the paper's text is not in ../shared/papers")
+  sys.path.insert(0, os.path.join(ROOT, "experiments", "explicable_cifar10"))
+  try:
+    import make_page_resnet20 as page
+  finally:
+    sys.path.pop(0)
+
+  def norm(t):
+    t = re.sub(r"(?m)^<sup>.*$", "", t)  # a footnote inside Lemma 1's sentence
+    t = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", t)
+    t = re.sub(r"\\(epsilon|tau|log)", r"\1", t)
+    return re.sub(r"[\s$*]", "", t)
+  text = open(path).read()
+  paper = norm(text)
+  ours = open(os.path.join(ROOT, "experiments/results/explicable_cifar10_resnet20.md")).read()
+  quotes = [page.LEMMA1, page.LEMMA2, *(q for pair in page.APPENDIX.values() for q in pair),
+            "where the condition in Lemma 1 holds", "where the condition in Lemma 2 does not hold",
+            page.PAPER_COMMON_QUOTE]
+  assert [q for q in quotes if norm(q) not in paper] == []
+  assert [q for q in quotes if q not in ours] == []
+  assert f"only {page.PAPER_COMMON} images" in page.PAPER_COMMON_QUOTE
+  flat = re.sub(r"\s+", " ", text)
+  for loss, name in (("cce", "CCE"), ("ihl", "IHL"), ("chl", "CHL"), ("ekl", "EKL")):
+    p = page.PAPER[loss]
+    row = re.search(rf"ResNet-v2 \({name}\) ([0-9.]+)% \S+ (\d+) (\d+)", flat)
+    assert (float(row[1]) / 100, int(row[2]), int(row[3])) == (p["top1"], *p["hard_soft"])
 
 
 def _import_page(folder, name="make_page"):

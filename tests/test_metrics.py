@@ -113,6 +113,45 @@ def test_auroc_closed_forms():
   assert metrics.auroc([0.5, 0.5, 0.5], [1, 0, 0]) == 0.5
 
 
+def test_roc_with_ties_gives_the_mann_whitney_auroc():
+  # Positives 0.4, 0.4, 0.8; negatives 0.1, 0.4. Of the 6 (positive, negative)
+  # pairs, 3 are ordered (against 0.1), 2 tie (0.4 vs 0.4) and 0.8 beats 0.4:
+  # U = 4 + 2 / 2 = 5, AUROC = 5 / 6.
+  s, t = [0.1, 0.4, 0.4, 0.4, 0.8], [0, 1, 0, 1, 1]
+  fpr, tpr, thr = metrics.roc_curve(s, t)
+  np.testing.assert_array_equal(thr, [np.inf, 0.8, 0.4, 0.1])
+  np.testing.assert_allclose(tpr, [0, 1 / 3, 1, 1])
+  np.testing.assert_allclose(fpr, [0, 0, 0.5, 1])  # the tie block is one diagonal step
+  area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+  assert area == pytest.approx(5 / 6, abs=1e-12)
+  assert metrics.auroc(s, t) == pytest.approx(5 / 6, abs=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 40))
+def test_roc_area_is_the_pairwise_mann_whitney_statistic(seed, n):
+  rng = np.random.default_rng(seed)
+  t = rng.random(n) < 0.5
+  t[0], t[1] = True, False
+  s = rng.integers(0, 4, n).astype(float)  # many ties
+  fpr, tpr, _ = metrics.roc_curve(s, t)
+  area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+  pos, neg = s[t][:, None], s[~t][None, :]
+  u = np.mean((pos > neg) + 0.5 * (pos == neg))
+  assert area == pytest.approx(u, abs=1e-12)
+  assert metrics.auroc(s, t) == pytest.approx(u, abs=1e-12)
+
+
+def test_threshold_rules_share_one_roc_point():
+  s, t = [0.1, 0.4, 0.35, 0.8, 0.6], [0, 0, 1, 1, 0]
+  # TPR reaches 1 at threshold 0.35, where 2 of the 3 negatives are flagged.
+  assert metrics.roc_point_at_tpr(s, t, 0.95) == (pytest.approx(2 / 3), 1.0, 0.35)
+  assert metrics.fpr_at_tpr(s, t, 0.95) == pytest.approx(2 / 3)
+  assert metrics.roc_point_at_tpr(s, t, 0.0)[2] == 0.8  # never the +inf start
+  assert metrics.coverage_threshold([0.3, 0.1, 0.9, 0.2], 0.5) == 0.2
+  assert metrics.coverage_threshold([0.3, 0.1, 0.9, 0.2], 0.51) == 0.3  # ceil(2.04) = 3
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: metrics.top1_accuracy(np.zeros((3, 2)), np.array([0, 1])), "logits has 3, labels has 2"),
     (lambda: metrics.top1_accuracy(np.array([[np.nan, 0.0]]), np.array([0])), "finite"),

@@ -169,3 +169,51 @@ def test_the_train_command_refuses_a_resume_that_differs(tmp_path, capsys):
   assert cli.main(["train", "--epochs", "1", "--warmup-epochs", "5",
                    "--workdir", str(tmp_path / "w")]) == 2
   assert "warmup_epochs must be less than epochs" in capsys.readouterr().err
+
+
+def test_a_resume_with_another_learning_rate_or_schedule_is_refused(digits, tmp_path):
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=digits.input_shape,
+                          num_classes=10, hidden=(8,))
+  _fit(clf, digits, tmp_path, epochs=1, opt=optax.adam(1e-2))
+  record = json.loads((tmp_path / "run.json").read_text())
+  assert record["optimizer"]["1/scale.step_size"] == -1e-2
+  assert record["optimizer"]["0/scale_by_adam.b1"] == 0.9
+  # Same optimiser state layout, another learning rate: only the fingerprint tells.
+  with pytest.raises(training.ResumeMismatchError,
+                     match=r"optimizer\.1/scale\.step_size: -0\.01 in the workdir's run, "
+                           r"-0\.001 now"):
+    _fit(clf, digits, tmp_path, epochs=2, opt=optax.adam(1e-3))
+  with pytest.raises(training.ResumeMismatchError, match=r"optimizer\.0/scale_by_adam\.b1"):
+    _fit(clf, digits, tmp_path, epochs=2, opt=optax.adam(1e-2, b1=0.5))
+  with pytest.warns(UserWarning, match=r"step_size"):
+    state, _ = _fit(clf, digits, tmp_path, epochs=2, opt=optax.adam(1e-3),
+                    resume="allow_changes")
+  assert int(state.step) == 8
+  # Schedules are compared by their values at a few steps.
+  sched = lambda peak: optax.sgd(optax.cosine_decay_schedule(peak, 100), momentum=0.9)
+  _fit(clf, digits, tmp_path / "s", epochs=1, opt=sched(0.1))
+  with pytest.raises(training.ResumeMismatchError, match=r"step_size_fn@steps"):
+    _fit(clf, digits, tmp_path / "s", epochs=2, opt=sched(0.2))
+  assert int(_fit(clf, digits, tmp_path / "s", epochs=2, opt=sched(0.1))[0].step) == 8
+
+
+def test_a_run_recorded_before_the_optimiser_fingerprint_still_resumes(digits, tmp_path):
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=digits.input_shape,
+                          num_classes=10, hidden=(8,))
+  _fit(clf, digits, tmp_path, epochs=1)
+  record = json.loads((tmp_path / "run.json").read_text())
+  del record["optimizer"]  # as an earlier version wrote it
+  (tmp_path / "run.json").write_text(json.dumps(record))
+  state, _ = _fit(clf, digits, tmp_path, epochs=2)
+  assert int(state.step) == 8
+
+
+def test_the_fingerprint_tells_optimisers_apart_and_matches_equal_ones():
+  fp = training.resume.optimizer_fingerprint
+  assert fp(optax.adam(1e-3)) == fp(optax.adam(1e-3))
+  assert fp(optax.adam(1e-3)) != fp(optax.adam(2e-3))
+  assert fp(optax.sgd(0.1, momentum=0.9)) != fp(optax.sgd(0.1, momentum=0.8))
+  injected = fp(optax.inject_hyperparams(optax.adam)(learning_rate=1e-3))
+  assert injected["inject_hyperparams.numeric_hps.learning_rate"] == 1e-3
+  assert fp("not an optimiser") is None
+  json.dumps(fp(optax.adamw(optax.warmup_cosine_decay_schedule(0.0, 0.1, 5, 50))))

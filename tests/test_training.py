@@ -371,3 +371,55 @@ def test_model_folders_and_json_files_accept_gs_uris(fake_gcs):
   assert (fake_gcs / "bucket/m/log.jsonl").read_text() == "a\nb\n"
   with pytest.raises(FileNotFoundError, match="gs://bucket/none"):
     models.model_folder("gs://bucket/none")
+
+
+@pytest.mark.parametrize("reduce,match", [
+    (lambda l: l.mean(), r"shape \(64,\) for this batch of 64; it returned shape \(\) \(a mean"),
+    (lambda l: l[:, None], r"returned shape \(64, 1\) \(drop the trailing axis"),
+    (lambda l: jnp.stack([l, l], 1), r"returned shape \(64, 2\) \(sum the class axis")])
+def test_a_loss_that_is_not_per_example_is_refused_where_training_calls_it(reduce, match):
+  _, train, state, _ = _small_setup()
+  opt = optax.sgd(0.1)
+  state = training.create_train_state(jax.random.key(0), state.classifier, opt)
+  loss = lambda logits, batch, params=None: reduce(losses.cross_entropy(logits, batch["y"]))
+  step = training.make_train_step(loss, opt)
+  with pytest.raises(ValueError, match=r"^loss_fn must return one loss per example, .*" + match):
+    jax.jit(step)(state, next(data.batches(train, 64)))
+  with pytest.raises(ValueError, match=match):
+    training.fit(state, train, train_step=step, epochs=1, batch_size=64, progress=False)
+  with pytest.raises(ValueError, match=r"loss_fn must return one loss per example"):
+    training.evaluate(state, train.take(np.arange(64)), batch_size=64, loss_fn=loss)
+
+
+def test_a_train_step_for_another_optimiser_is_refused_naming_both():
+  _, train, state, _ = _small_setup()
+  clf = state.classifier
+  adam_state = training.create_train_state(jax.random.key(0), clf, optax.adam(1e-3))
+  sgd_step = training.make_train_step(losses.cross_entropy_loss, optax.sgd(0.1, momentum=0.9))
+  match = r"another optimiser than the state's: .*ScaleByAdamState.*TraceState"
+  with pytest.raises(ValueError, match=match):
+    training.fit(adam_state, train, train_step=sgd_step, epochs=1, batch_size=64,
+                 progress=False)
+  with pytest.raises(ValueError, match=match):
+    jax.jit(sgd_step)(adam_state, next(data.batches(train, 64)))
+  # The same optimiser family with other hyperparameters has the same state: it trains.
+  other = training.make_train_step(losses.cross_entropy_loss, optax.adam(1e-2))
+  new, _ = jax.jit(other)(adam_state, next(data.batches(train, 64)))
+  assert int(new.step) == 1
+
+
+def test_integer_pixel_datasets_train_alike_whatever_the_dtype():
+  ds = data.load("digits", "train").take(np.arange(64))
+  u8 = np.round(ds.x * 255).astype(np.uint8)
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=ds.input_shape,
+                          num_classes=10, hidden=(8,))
+  opt = optax.sgd(0.1)
+  step = training.make_train_step(losses.cross_entropy_loss, opt)
+  out = []
+  for x in (u8, u8.astype(np.int32), u8.astype(np.float32) / 255):
+    state = training.create_train_state(jax.random.key(1), clf, opt)
+    state, _ = training.fit(state, data.Dataset(x, ds.y, 10, ds.class_names), train_step=step,
+                            epochs=1, batch_size=32, progress=False, shuffle=False)
+    out.append(state.params)
+  chex.assert_trees_all_close(out[0], out[1], rtol=1e-6)
+  chex.assert_trees_all_close(out[0], out[2], rtol=1e-5, atol=1e-6)

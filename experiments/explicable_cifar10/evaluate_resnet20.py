@@ -118,30 +118,100 @@ def _fmt(s, pct=False):
   return f(s["mean"]) + ("" if s["std"] is None else f" ± {f(s['std'])}")
 
 
-def soft_contributions(preds_by_model: dict, labels, similarity_matrix) -> dict:
-  """Each model's share of every image's soft score (Olmo et al.): on an image
-  every model misclassifies, ``1/n`` to each of the ``n`` models whose wrong
-  class is most similar to the truth under ``M``, else 0. Their sums are
-  ``metrics.hard_soft_scores``'s soft scores (checked), so a bootstrap over
-  images can resample them."""
+def score_contributions(preds_by_model: dict, labels, similarity_matrix) -> dict:
+  """Each model's share of every image's hard and soft score (Olmo et al.):
+  on an image every model misclassifies, the soft score gives ``1/n`` to each
+  of the ``n`` models whose wrong class is most similar to the truth under
+  ``M``, the hard score 1 to that model when it is the only one; else 0.
+  Their sums are ``metrics.hard_soft_scores``'s scores (checked), so a
+  bootstrap over images can resample them.
+
+  Returns ``{"hard": {name: (N,)}, "soft": {name: (N,)}}``."""
   names = list(preds_by_model)
   p = np.stack([np.asarray(preds_by_model[n]) for n in names])
   y = np.asarray(labels)
   common = (p != y[None]).all(0)
   sims = np.asarray(similarity_matrix)[y[None], p]
   best = sims == sims.max(0, keepdims=True)
-  contrib = np.where(common[None], best / best.sum(0, keepdims=True), 0.0)
-  soft = metrics.hard_soft_scores(preds_by_model, y, similarity_matrix)["soft"]
-  for n, c in zip(names, contrib):
-    if abs(c.sum() - soft[n]) > 1e-6 * max(1.0, soft[n]):
-      raise AssertionError(f"soft contributions of {n} sum to {c.sum()}, not {soft[n]}")
-  return dict(zip(names, contrib))
+  n_best = best.sum(0, keepdims=True)
+  contrib = {"soft": np.where(common[None], best / n_best, 0.0),
+             "hard": (best & (n_best == 1) & common[None]).astype(np.float64)}
+  scores = metrics.hard_soft_scores(preds_by_model, y, similarity_matrix)
+  for kind, c in contrib.items():
+    for n, row in zip(names, c):
+      if abs(row.sum() - scores[kind][n]) > 1e-6 * max(1.0, scores[kind][n]):
+        raise AssertionError(f"{kind} contributions of {n} sum to {row.sum()}, "
+                             f"not {scores[kind][n]}")
+  return {kind: dict(zip(names, c)) for kind, c in contrib.items()}
 
 
-def _soft_vs_control(key, contrib: dict, ctrl: str) -> dict:
-  return {n: stats.paired_bootstrap(jax.random.fold_in(key, i), lambda a, b: a.sum() - b.sum(),
-                                    [c, contrib[ctrl]])
-          for i, (n, c) in enumerate(contrib.items()) if n != ctrl}
+def _clusters(a, clusters: int | None):
+  """``(N, ...)`` -> ``(clusters, N / clusters, ...)`` images grouped by source
+  image: the corrupted set is corruption-major (``k * n + i``), so its row ``i``
+  keeps the 30 corrupted versions of test image ``i`` together."""
+  a = np.asarray(a)
+  if not clusters:
+    return a
+  return np.swapaxes(a.reshape(-1, clusters, *a.shape[1:]), 0, 1)
+
+
+def _scores_vs_control(key, contrib: dict, ctrl: str, clusters: int | None = None) -> dict:
+  """Per model, its hard and soft score minus the control's, with a paired
+  bootstrap over the images (over the source images, all their corrupted
+  versions together, when ``clusters`` is given)."""
+  out = {}
+  for kind, c in contrib.items():
+    out[kind] = {n: stats.paired_bootstrap(
+        jax.random.fold_in(key, 10 * i + (kind == "hard")), lambda a, b: a.sum() - b.sum(),
+        [_clusters(v, clusters), _clusters(c[ctrl], clusters)])
+        for i, (n, v) in enumerate(c.items()) if n != ctrl}
+  return out
+
+
+def _mean_of_mistakes(s, y, p) -> float:
+  wrong = y != p
+  return s[y[wrong], p[wrong]].mean() if wrong.any() else np.nan
+
+
+def pooled_over_seeds(key, labels, preds, ctrl_preds, contrib, ctrl_contrib, similarity_matrix,
+                      *, n_resamples: int = 1000) -> dict:
+  """A weighted loss against the same seed's control, pooled over seeds with
+  one paired bootstrap over the test images: each resample draws images and
+  keeps every seed's predictions of them (both models), and the statistic
+  is the mean over seeds of the per-seed difference:
+
+  .. math:: \\bar d = \\frac{1}{S} \\sum_s \\big(f(\\hat y^{loss}_s) - f(\\hat y^{cce}_s)\\big)
+
+  with ``f`` top-1, the mean ``M[y, pred]`` of mistakes, or the hard / soft
+  score (the sum of :func:`score_contributions`; "hard_corrupted" /
+  "soft_corrupted" resample the source images with all their corrupted
+  versions). The images are the unit resampled; the seeds enter only
+  through the mean, so the interval measures test-set noise, and the page
+  asks the per-seed signs for the training noise.
+
+  Args:
+    preds, ctrl_preds: ``(N, S)`` predictions of the loss and the control.
+    contrib, ctrl_contrib: ``{"hard" | "soft" | "hard_corrupted" |
+      "soft_corrupted": (N or N_c, S)}`` per-image score contributions.
+  """
+  s = np.asarray(similarity_matrix, np.float64)
+  y = np.asarray(labels)
+  seeds = range(preds.shape[1])
+  out = {"top1": stats.paired_bootstrap(
+      jax.random.fold_in(key, 0),
+      lambda yy, a, b: float(np.mean(a == yy[:, None]) - np.mean(b == yy[:, None])),
+      [y, preds, ctrl_preds], n_resamples=n_resamples),
+      "M": stats.paired_bootstrap(
+      jax.random.fold_in(key, 1),
+      lambda yy, a, b: float(np.mean([_mean_of_mistakes(s, yy, a[:, k]) -
+                                      _mean_of_mistakes(s, yy, b[:, k]) for k in seeds])),
+      [y, preds, ctrl_preds], n_resamples=n_resamples)}
+  for i, kind in enumerate(sorted(contrib)):
+    out[kind] = stats.paired_bootstrap(
+        jax.random.fold_in(key, 2 + i),
+        lambda a, b: float((a.sum() - b.sum()) / a.shape[-1]),
+        [contrib[kind], ctrl_contrib[kind]], n_resamples=n_resamples)
+  return out
 
 
 def _evaluate_cached(name, path, args, x, y, mats, raw, m_expl, key, base_clf, corrupted):
@@ -160,6 +230,43 @@ def _evaluate_cached(name, path, args, x, y, mats, raw, m_expl, key, base_clf, c
   r = reporting.cached_json(cache, compute)
   return r["metrics"] | {"evaluation_seconds": r["seconds"]}, np.asarray(r["pred"]), \
       np.asarray(r["ood"])
+
+
+def _over_seeds(key, recipe, loss, seeds, y, preds, per_model, hard_soft, contribs,
+                m_expl, clusters) -> dict:
+  """A weighted loss against the same seed's control over ``seeds``: per
+  measure (top-1, mean M of mistakes, hard and soft scores in distribution
+  and corrupted) the per-seed differences with their per-seed tests
+  (McNemar or the paired bootstrap over images), a t-test over the seeds,
+  and the paired bootstrap over images pooled over the seeds
+  (:func:`pooled_over_seeds`; the corrupted scores resample the ``clusters``
+  source images with all their corrupted versions)."""
+  name = lambda l, s: f"{recipe}/{l}_s{s}"
+  out = {"seeds": list(seeds), "measures": {}}
+  vs = [per_model[name(loss, s)]["vs_control"] for s in seeds]
+  per_seed = {"top1": ([v["delta_top1"] for v in vs],
+                       [{"only_a": v["better"], "only_b": v["worse"], "p_value": v["mcnemar_p"]}
+                        for v in vs]),
+              "M": ([v["M_difference"]["estimate"] for v in vs], [v["M_difference"] for v in vs])}
+  for kind in ("hard", "soft"):
+    for where, suffix in (("in_distribution", ""), ("corrupted", "_corrupted")):
+      hs = [hard_soft[f"{recipe}_s{s}"][where] for s in seeds]
+      per_seed[kind + suffix] = (
+          [h[kind][name(loss, s)] - h[kind][name("cce", s)] for h, s in zip(hs, seeds)],
+          [h[f"{kind}_vs_control"][name(loss, s)] for h, s in zip(hs, seeds)])
+  stack = lambda l: np.stack([preds[name(l, s)] for s in seeds], -1)
+  cs, cc = {}, {}
+  for kind in ("hard", "soft"):
+    for where, suffix, n in (("in_distribution", "", None), ("corrupted", "_corrupted", clusters)):
+      for side, loss_ in ((cs, loss), (cc, "cce")):
+        side[kind + suffix] = _clusters(
+            np.stack([contribs[(recipe, s, where)][kind][name(loss_, s)] for s in seeds], -1), n)
+  pooled = pooled_over_seeds(key, y, stack(loss), stack("cce"), cs, cc, m_expl)
+  for measure, (values, tests) in per_seed.items():
+    out["measures"][measure] = {"values": [float(v) for v in values], "per_seed": tests,
+                                "t_test": stats.t_test_over_seeds(values),
+                                "pooled": pooled[measure]}
+  return out
 
 
 def main(argv=None) -> None:
@@ -235,17 +342,23 @@ def main(argv=None) -> None:
         disagreements[f"{a} vs {b}"] = {"test": int(np.sum(preds[a] != preds[b])),
                                         "corrupted": int(np.sum(ood_preds[a] != ood_preds[b]))}
 
-  hard_soft = {}
+  # Hard / soft scores of the four fine-tunes of one recipe and seed, each
+  # weighted loss against the control with a paired bootstrap over images
+  # (corrupted: over the source images, their 30 versions together).
+  hard_soft, contribs = {}, {}
   for j, (recipe, seed) in enumerate(sorted({(r, s) for r, _, s in runs})):
     names = [f"{recipe}/{l}_s{seed}" for l in LOSSES]
     if all(n in preds for n in names):
       hs = {}
-      for where, pr, yy in (("in_distribution", preds, y), ("corrupted", ood_preds, y_ood)):
+      for where, pr, yy, clusters in (("in_distribution", preds, y, None),
+                                      ("corrupted", ood_preds, y_ood, len(yo))):
         sub = {n: pr[n] for n in names}
         hs[where] = metrics.hard_soft_scores(sub, yy, m_expl)
-        hs[where]["soft_vs_control"] = _soft_vs_control(
-            jax.random.fold_in(key, 200 + 2 * j + (where == "corrupted")),
-            soft_contributions(sub, yy, m_expl), names[0])
+        contribs[(recipe, seed, where)] = score_contributions(sub, yy, m_expl)
+        tests = _scores_vs_control(jax.random.fold_in(key, 200 + 2 * j + (where == "corrupted")),
+                                   contribs[(recipe, seed, where)], names[0], clusters)
+        hs[where]["soft_vs_control"] = tests["soft"]
+        hs[where]["hard_vs_control"] = tests["hard"]
       hard_soft[f"{recipe}_s{seed}"] = hs
 
   summary, over_seeds, pending = {}, {}, {}
@@ -262,17 +375,15 @@ def main(argv=None) -> None:
           k: summarize([r[k] for r in rows])
           for k in ("top1", "mean_mistake_similarity_M", "gaussian_noise_0.2", "fgsm_8/255",
                     "corrupted_top1", "validation_top1")} | {"seeds": seeds}
-      paired = [(s, per_model[f"{recipe}/{loss}_s{s}"]["vs_control"]) for s in seeds
-                if "vs_control" in per_model[f"{recipe}/{loss}_s{s}"]]
-      if paired:
-        over_seeds[f"{recipe}/{loss}"] = {
-            "seeds": [s for s, _ in paired],
-            "delta_top1": stats.t_test_over_seeds([v["delta_top1"] for _, v in paired])
-            | {"values": [v["delta_top1"] for _, v in paired]},
-            "delta_M": stats.t_test_over_seeds([v["M_difference"]["estimate"] for _, v in paired])
-            | {"values": [v["M_difference"]["estimate"] for _, v in paired]}}
+      # Over seeds: the seeds whose four fine-tunes are all published.
+      paired = [s for s in seeds if f"{recipe}_s{s}" in hard_soft]
+      if loss != "cce" and len(paired) >= 2:
+        over_seeds[f"{recipe}/{loss}"] = _over_seeds(
+            jax.random.fold_in(key, 300 + len(over_seeds)), recipe, loss, paired, y, preds,
+            per_model, hard_soft, contribs, m_expl, len(yo))
   res = {"date": datetime.date.today().isoformat(), "data": data.JPEG_CAVEAT,
          "test_images": int(len(y)), "corrupted_images": int(len(y_ood)),
+         "ood_source_images": int(len(yo)),
          "command_args": {k: v for k, v in vars(args).items() if k != "cache"},
          "models": per_model, "hard_soft": hard_soft, "disagreements": disagreements,
          "summary": summary, "over_seeds": over_seeds, "pending": pending,

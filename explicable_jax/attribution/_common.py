@@ -12,15 +12,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explicable_jax import _validation
+from jax.typing import ArrayLike
+
+from explicable_jax import _batching, _validation
 
 __all__ = [
-    "MAX_UNROLLED_CHUNKS", "METHODS", "PRECISIONS", "accepts_tuple_inputs", "at_precision",
+    "Baselines", "InputsLike", "MAX_UNROLLED_CHUNKS", "METHODS", "PRECISIONS", "Target",
+    "accepts_tuple_inputs", "at_precision",
     "check_choice_precision", "check_chunk", "check_input", "get_precision",
     "integration_points", "interpolate", "is_multi", "pad_to_chunks", "precision",
     "ravel_inputs", "ravel_like", "resolve_baselines", "resolve_target", "scan_chunks",
     "set_precision", "sum_over_chunks", "target_score", "unraveller", "weighted_sum_along_path",
 ]
+
+# The argument types of the attribution methods (Captum's conventions).
+InputsLike = ArrayLike | tuple[ArrayLike, ...]
+"""A batch ``(N, ...)``, or a tuple of batches with the same ``N`` (Captum's tuple inputs)."""
+Target = int | ArrayLike | str | None
+"""The class scored per example: an int (every example), ``(N,)`` class indices,
+``"predicted"`` (the model's argmax), or ``None`` for a model with one output."""
+Baselines = ArrayLike | tuple[ArrayLike, ...] | None
+"""``None`` (zeros), a scalar, one example's shape or one per example
+(:func:`resolve_baselines`); a tuple for tuple inputs."""
 
 METHODS = ("riemann_left", "riemann_right", "riemann_middle",
            "riemann_trapezoid", "gausslegendre")
@@ -61,21 +74,33 @@ def integration_points(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarra
   return (np.arange(n) + offset) / n, np.full(n, 1.0 / n)
 
 
-def resolve_baselines(baselines: Any, x: jax.Array) -> jax.Array:
-  """``baselines`` as an array of ``x``'s shape and dtype.
+def resolve_baselines(baselines: Any, x: Any, *, batched: bool = False) -> jax.Array:
+  """``baselines`` as an array of ``x``'s shape and dtype: the one broadcasting
+  rule of every baseline the library takes.
 
   ``None`` means zeros (Captum's default); a scalar fills; an array must
   broadcast to ``x.shape`` (one baseline per example, or one shared by all).
+
+  Args:
+    baselines: ``None``, a scalar or an array broadcastable to ``x.shape``.
+    x: the input (an array, or anything with ``shape`` and ``dtype``, e.g. a
+      ``jax.ShapeDtypeStruct``).
+    batched: ``x``'s first axis is examples; only the error message uses it
+      (it then names the shared and per-example shapes).
+
+  Returns:
+    ``(*x.shape)`` in ``x``'s dtype.
   """
   if baselines is None:
-    return jnp.zeros_like(x)
+    return jnp.zeros(x.shape, x.dtype)
   b = jnp.asarray(baselines, dtype=x.dtype)
   try:
     return jnp.broadcast_to(b, x.shape)
   except ValueError:
-    raise ValueError(
-        f"baselines must be a scalar or broadcast to the input's shape "
-        f"{tuple(x.shape)}; got shape {tuple(b.shape)}.") from None
+    shapes = (f"a scalar, one example of shape {tuple(x.shape[1:])} or one per example "
+              f"{tuple(x.shape)}" if batched else
+              f"a scalar or broadcast to the input's shape {tuple(x.shape)}")
+    raise ValueError(f"baselines must be {shapes}; got shape {tuple(b.shape)}.") from None
 
 
 def check_input(name: str, x: Any, *, min_rank: int, integer_ok: bool = False) -> jax.Array:
@@ -169,17 +194,12 @@ def scan_chunks(body: Callable, carry: Any, xs: Any) -> tuple[Any, Any]:
 
 
 def pad_to_chunks(values, chunk: int, fill=None) -> np.ndarray:
-  """``values`` ``(n, ...)`` padded to a whole number of chunks and reshaped
-  to ``(n_chunks, chunk, ...)``: the one padding rule of the chunked loops.
-  The padding repeats the last value (``fill=None``) or is ``fill``; callers
-  give padded entries zero weight or drop their rows."""
-  values = np.asarray(values)
-  n = len(values)
-  n_chunks = -(-n // chunk)
-  pad = n_chunks * chunk - n
-  extra = (np.repeat(values[-1:], pad, axis=0) if fill is None
-           else np.full((pad,) + values.shape[1:], fill, values.dtype))
-  return np.concatenate([values, extra]).reshape((n_chunks, chunk) + values.shape[1:])
+  """``values`` ``(n, ...)`` as numpy, padded to a whole number of chunks and
+  reshaped to ``(n_chunks, chunk, ...)`` (:func:`explicable_jax._batching.
+  pad_to_chunks`, the library's one padding rule). The padding repeats the
+  last value (``fill=None``) or is ``fill``; callers give padded entries zero
+  weight or drop their rows."""
+  return _batching.pad_to_chunks(np.asarray(values), chunk, fill)
 
 
 def sum_over_chunks(chunk_sum: Callable[[jax.Array, jax.Array], Any],

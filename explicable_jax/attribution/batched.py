@@ -21,6 +21,7 @@ result on the host.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -82,7 +83,7 @@ def _checked(fn: Callable) -> Callable:
 
 
 @conventions.boundary(x="inputs")
-def targets(clf, x, target) -> jax.Array:
+def targets(clf: Any, x: _common.InputsLike, target: _common.Target) -> jax.Array:
   """Per-example class indices ``(N,)`` for ``target`` (int, ``(N,)`` array
   or ``"predicted"``), checked against ``clf``'s number of classes."""
   clf = models.as_classifier("clf", clf)
@@ -116,8 +117,8 @@ def _per_example_baseline(b, xi):
   b = jnp.asarray(b, xi.dtype)
   if b.shape == xi.shape:
     return b, 0
-  try:
-    return jnp.broadcast_to(b, xi.shape[1:]), None
+  try:  # shared: kept as one example, not copied per example
+    return _common.resolve_baselines(b, jax.ShapeDtypeStruct(xi.shape[1:], xi.dtype)), None
   except ValueError:
     raise ValueError(
         f"baselines must broadcast to one example {tuple(xi.shape[1:])} or be one per "
@@ -151,20 +152,23 @@ def _per_example(core: Callable, clf, x, target, baselines, **kwargs):
 
 
 @_checked
-def saliency(clf, x, *, target, absolute: bool = False) -> jax.Array:
+def saliency(clf: Any, x: _common.InputsLike, *, target: _common.Target,
+             absolute: bool = False) -> jax.Array:
   """Input gradients of a batch (:func:`~explicable_jax.attribution.gradient`)."""
   return _per_example(input_lib.gradient, clf, x, target, None, absolute=absolute)
 
 
 @_checked
-def gradient_x_input(clf, x, *, target) -> jax.Array:
+def gradient_x_input(clf: Any, x: _common.InputsLike, *, target: _common.Target) -> jax.Array:
   """Gradient times input of a batch
   (:func:`~explicable_jax.attribution.gradient_x_input`)."""
   return _per_example(input_lib.gradient_x_input, clf, x, target, None)
 
 
 @_checked
-def integrated_gradients(clf, x, *, target, baselines=None, **kwargs):
+def integrated_gradients(clf: Any, x: _common.InputsLike, *, target: _common.Target,
+                         baselines: _common.Baselines = None,
+                         **kwargs) -> jax.Array | tuple[jax.Array, jax.Array]:
   r"""Integrated gradients of a batch
   (:func:`~explicable_jax.attribution.integrated_gradients`; same options,
   ``baselines`` one per example ``(N, ...)`` or shared).
@@ -200,7 +204,8 @@ def integrated_gradients(clf, x, *, target, baselines=None, **kwargs):
 
 
 @_checked
-def smoothgrad(key: jax.Array, clf, x, *, target, **kwargs) -> jax.Array:
+def smoothgrad(key: jax.Array, clf: Any, x: _common.InputsLike, *,
+               target: _common.Target, **kwargs) -> jax.Array | tuple[jax.Array, jax.Array]:
   """SmoothGrad of a batch (:func:`~explicable_jax.attribution.smoothgrad`);
   example ``i`` draws its noise from ``fold_in(key, i)``, so a result does
   not depend on how the examples were batched. With
@@ -216,7 +221,9 @@ def smoothgrad(key: jax.Array, clf, x, *, target, **kwargs) -> jax.Array:
 
 
 @conventions.boundary(x="inputs")
-def compute_convergence_delta(clf, attributions, x, *, target, baselines=None) -> jax.Array:
+def compute_convergence_delta(clf: Any, attributions: _common.InputsLike, x: _common.InputsLike, *,
+                              target: _common.Target,
+                              baselines: _common.Baselines = None) -> jax.Array:
   """Captum's ``compute_convergence_delta``: per example,
 
   .. math:: \\delta = \\sum_i \\phi_i - (F(x) - F(x'))
@@ -228,7 +235,8 @@ def compute_convergence_delta(clf, attributions, x, *, target, baselines=None) -
   clf = models.as_classifier("clf", clf)
   x = _check_batch(x, integer_ok=True)
   n = _batch_size(x)
-  parts = tuple(attributions) if _common.is_multi(attributions) else (attributions,)
+  parts = (tuple(cast(tuple, attributions)) if _common.is_multi(attributions)
+           else (attributions,))
   total: jax.Array | float = 0.0
   for a in parts:
     a = jnp.asarray(a)
@@ -240,9 +248,10 @@ def compute_convergence_delta(clf, attributions, x, *, target, baselines=None) -
   t = targets(clf, x, target)
   ref: jax.Array | tuple[jax.Array, ...]
   if _common.is_multi(x):
-    per_input = (baselines if baselines is not None and _common.is_multi(baselines)
-                 else (baselines,) * len(x))
-    ref = tuple(_common.resolve_baselines(b, xi) for b, xi in zip(per_input, x))
+    xs = cast(tuple, x)
+    per_input = (cast(tuple, baselines) if baselines is not None and _common.is_multi(baselines)
+                 else (baselines,) * len(xs))
+    ref = tuple(_common.resolve_baselines(b, xi) for b, xi in zip(per_input, xs))
   else:
     ref = _common.resolve_baselines(baselines, x)
   scores = lambda v: jnp.take_along_axis(clf.logits(v), t[:, None], axis=-1)[:, 0]

@@ -11,10 +11,12 @@ single-example score; batch any method with ``jax.vmap``::
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from explicable_jax import _validation
 from explicable_jax.attribution import _common
@@ -58,7 +60,7 @@ def class_score_fn(logits_fn: Callable[[jax.Array], jax.Array],
   return score
 
 
-def _check_score(score_fn, x):
+def _check_score(score_fn: Callable, x: Any) -> jax.Array:
   if not callable(score_fn):
     raise TypeError(
         f"score_fn must be a function x -> scalar; got {type(score_fn).__name__}.")
@@ -84,7 +86,7 @@ _one_example = _common.accepts_tuple_inputs
 
 
 @_one_example(x_index=1, batched=False, input_shaped_output=True)
-def gradient(score_fn: ScoreFn, x: jax.Array, *, absolute: bool = False) -> jax.Array:
+def gradient(score_fn: ScoreFn, x: _common.InputsLike, *, absolute: bool = False) -> jax.Array:
   """Saliency: the input gradient of the score (Simonyan et al., 2014).
 
   .. math:: \\phi_i(x) = \\partial F(x) / \\partial x_i
@@ -103,7 +105,7 @@ def gradient(score_fn: ScoreFn, x: jax.Array, *, absolute: bool = False) -> jax.
 
 
 @_one_example(x_index=1, batched=False, input_shaped_output=True)
-def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
+def gradient_x_input(score_fn: ScoreFn, x: _common.InputsLike) -> jax.Array:
   """Gradient times input (Shrikumar et al., 2016).
 
   .. math:: \\phi_i(x) = x_i\\,\\partial F(x) / \\partial x_i
@@ -115,11 +117,13 @@ def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
 
 
 @_one_example(x_index=1, batched=False, input_shaped_output=True)
-def integrated_gradients(score_fn: ScoreFn, x: jax.Array, *, baselines=None,
+def integrated_gradients(score_fn: ScoreFn, x: _common.InputsLike, *,
+                         baselines: _common.Baselines = None,
                          n_steps: int = 50, method: str = "gausslegendre",
                          internal_batch_size: int | None = None,
                          return_convergence_delta: bool = False,
-                         multiply_by_inputs: bool = True):
+                         multiply_by_inputs: bool = True) -> jax.Array | tuple[jax.Array,
+                         jax.Array]:
   """Integrated gradients (Sundararajan, Taly and Yan, ICML 2017).
 
   .. math::
@@ -152,6 +156,13 @@ def integrated_gradients(score_fn: ScoreFn, x: jax.Array, *, baselines=None,
 
   Returns:
     The attributions (``x``'s shape), and the scalar delta if asked for.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> w = jnp.array([1.0, -2.0, 0.5])
+    >>> ig = integrated_gradients(lambda x: jnp.dot(w, x), jnp.array([1.0, 1.0, 2.0]))
+    >>> ig.round(4).tolist()  # a linear score: w * (x - 0), summing to F(x) - F(0)
+    [1.0, -2.0, 1.0]
   """
   if not multiply_by_inputs and return_convergence_delta:
     raise ValueError(
@@ -173,11 +184,12 @@ def integrated_gradients(score_fn: ScoreFn, x: jax.Array, *, baselines=None,
   return attributions, delta
 
 
-def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: jax.Array, *,
-               n_samples: int = 50, stdevs=None, nt_type: str = "smoothgrad",
+def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: _common.InputsLike, *,
+               n_samples: int = 50, stdevs: ArrayLike | tuple[ArrayLike, ...] | None = None,
+               nt_type: str = "smoothgrad",
                attribution_fn: Callable[[ScoreFn, jax.Array], jax.Array] | None = None,
                internal_batch_size: int | None = None,
-               return_convergence_delta: bool = False):
+               return_convergence_delta: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
   """SmoothGrad (Smilkov et al., 2017): an attribution averaged over noisy copies.
 
   .. math::
@@ -187,6 +199,10 @@ def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: jax.Array, *,
 
   ``nt_type`` as in Captum's ``NoiseTunnel``: ``smoothgrad`` (the mean),
   ``smoothgrad_sq`` (the mean of squares) or ``vargrad`` (the variance).
+
+  Its parameters are Captum's, under Captum's names (``NoiseTunnel.attribute``: ``nt_samples``
+  is ``n_samples``), so a Captum call translates name for name; every one after the inputs is
+  keyword-only with Captum's default, and a config object would break that correspondence.
 
   Args:
     score_fn: scalar score of one example.
@@ -213,7 +229,7 @@ def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: jax.Array, *,
   key = _validation.check_key("key", key, call="smoothgrad(key, score_fn, x)")
   if _common.is_multi(x) and stdevs is None:
     stdevs = tuple(0.15 * (jnp.max(a) - jnp.min(a))
-                   for a in _common.check_input("x", tuple(x), min_rank=0))
+                   for a in _common.check_input("x", tuple(cast(tuple, x)), min_rank=0))
   return _smoothgrad(key, score_fn, x, n_samples=n_samples, stdevs=stdevs,
                      nt_type=nt_type, attribution_fn=attribution_fn,
                      internal_batch_size=internal_batch_size,

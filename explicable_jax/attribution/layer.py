@@ -17,16 +17,24 @@ Jit at the outermost boundary, e.g.::
     features_fn, head_fn = clf.split("layer3.2")
     conductance = jax.jit(lambda x: layer_conductance(
         features_fn, head_fn, x, target="predicted", n_steps=10))
+
+One module, not a package (over 500 lines): the conductance family, layer
+integrated gradients, Grad-CAM and gradient x activation share one setup (the
+split model, target, baselines: ``_setup``) and one path integral (the chunked
+sum), and conductance is defined through layer integrated gradients; split
+apart, each piece would import the others' private helpers.
 """
 from __future__ import annotations
 
 import functools
 
 from collections.abc import Callable
+from typing import cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _jaxpr, _validation
@@ -206,7 +214,7 @@ def _layer_grad(head_fn, a, t):
 
 
 def head_gradient_is_constant(head_fn: BatchFn, activations: jax.ShapeDtypeStruct,
-                              target: jax.Array) -> bool:
+                              target: ArrayLike) -> bool:
   """True when ``d head_fn(a)[target] / da`` does not depend on ``a``.
 
   This holds for an affine head (global average pooling and a dense layer,
@@ -215,18 +223,20 @@ def head_gradient_is_constant(head_fn: BatchFn, activations: jax.ShapeDtypeStruc
   points. Decided from the gradient's jaxpr, so it never guesses "constant"
   for a head that is not.
   """
+  target = jnp.asarray(target)
   closed = jax.make_jaxpr(lambda h: _layer_grad(head_fn, h, target))(activations)
   return not any(_jaxpr.dependent_outputs(closed.jaxpr, [True] * len(closed.jaxpr.invars)))
 
 
 @conventions.boundary(x="batch")
 @_accepts_tuples()
-def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
-                      target, baselines=None, n_steps: int = 10,
+def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsLike, *,
+                      target: _common.Target, baselines: _common.Baselines = None,
+                      n_steps: int = 10,
                       method: str = "riemann_right",
                       internal_batch_size: int | None = None,
                       return_convergence_delta: bool = False,
-                      shortcut_affine_head: bool = True):
+                      shortcut_affine_head: bool = True) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Conductance of every neuron of a layer (Dhamdhere, Yan and Sundararajan,
   ICLR 2019), in the fast form of Shrikumar, Su and Kundaje (2018).
 
@@ -259,6 +269,10 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
     end. The path then starts and stops short of ``x'`` and ``x``, so the
     delta does not vanish as ``n`` grows as fast as with the Riemann nodes.
 
+  Its parameters are Captum's, under Captum's names (``LayerConductance.attribute``), so a
+  Captum call translates name for name; every one after the inputs is keyword-only with Captum's
+  default, and a config object would break that correspondence.
+
   Args:
     features_fn: batch -> layer activations.
     head_fn: layer activations -> class scores ``(N, C)``.
@@ -284,9 +298,18 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   Returns:
     Conductances of shape ``(N, *layer)``, and the delta ``(N,)`` if asked.
     :func:`per_feature_map` reduces them to one value per channel.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> w = jnp.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])  # 3 units -> 2 classes
+    >>> x = jnp.array([[1.0, 1.0, 2.0]])
+    >>> c = layer_conductance(lambda x: x, lambda a: a @ w, x, target=0)
+    >>> c.round(4).tolist()  # a linear head: a * w[:, 0], summing to the class-0 score
+    [[1.0, 0.0, 6.0]]
   """
   x, t, layer, activations, baseline, baseline_activations = _setup(
       features_fn, head_fn, x, target, baselines, integer_inputs=False)
+  x = cast(jax.Array, x)  # the checked batch
   _validation.check_choice("method", method, _common.METHODS)
   _validation.check_positive("n_steps", n_steps, integer=True)
   n, batch = int(n_steps), x.shape[0]
@@ -356,7 +379,7 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   return _with_delta(conductance, gap, return_convergence_delta)
 
 
-def per_feature_map(attributions: jax.Array, *, reduce: str = "sum") -> jax.Array:
+def per_feature_map(attributions: ArrayLike, *, reduce: str = "sum") -> jax.Array:
   """One value per channel: ``(N, H, W, C) -> (N, C)``.
 
   Sums (``reduce="sum"``) or averages (``"mean"``) over every axis between
@@ -365,6 +388,7 @@ def per_feature_map(attributions: jax.Array, *, reduce: str = "sum") -> jax.Arra
   averages over positions (``np.mean(cond, axis=(2, 3))``), which is the sum
   divided by ``H * W``.
   """
+  attributions = jnp.asarray(attributions)
   _validation.check_choice("reduce", reduce, ("sum", "mean"))
   attributions = jnp.asarray(attributions)
   if attributions.ndim < 3:
@@ -377,8 +401,9 @@ def per_feature_map(attributions: jax.Array, *, reduce: str = "sum") -> jax.Arra
 
 @conventions.boundary(x="batch")
 @_accepts_tuples(input_shaped_output=True, tuple_layers=False)
-def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
-                       neuron_index, target, baselines=None, n_steps: int = 50,
+def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsLike, *,
+                       neuron_index: int | tuple[int, ...], target: _common.Target,
+                       baselines: _common.Baselines = None, n_steps: int = 50,
                        method: str = "riemann_trapezoid",
                        internal_batch_size: int | None = None,
                        multiply_by_inputs: bool = True) -> jax.Array:
@@ -392,6 +417,10 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
         \\frac{\\partial y}{\\partial x_i}(x_\\alpha)\\,d\\alpha
 
   Summed over the inputs ``i`` it is the layer conductance of ``y``.
+
+  Its parameters are Captum's, under Captum's names (``NeuronConductance.attribute``), so a
+  Captum call translates name for name; every one after the inputs is keyword-only with Captum's
+  default, and a config object would break that correspondence.
 
   Args:
     features_fn, head_fn, x, target, baselines: as in :func:`layer_conductance`.
@@ -408,6 +437,7 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
   """
   _check_local(multiply_by_inputs, False)
   x, t, layer, _ = _setup(features_fn, head_fn, x, target, integer_inputs=False)
+  x = cast(jax.Array, x)  # the checked batch
   layer_shape = layer.shape
   index = (neuron_index,) if isinstance(neuron_index, (int, np.integer)) else tuple(neuron_index)
   if len(index) != len(layer_shape) - 1 or any(
@@ -415,7 +445,7 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
     raise ValueError(
         f"neuron_index must index one example's activation of shape "
         f"{tuple(layer_shape[1:])}; got {neuron_index!r}.")
-  index = (slice(None),) + tuple(int(i) for i in index)
+  index = (slice(None),) + tuple(int(i) for i in index)  # type: ignore[assignment]
   baseline = _common.resolve_baselines(baselines, x)
   alphas, weights = _common.integration_points(method, n_steps)
   batch = x.shape[0]
@@ -438,7 +468,7 @@ def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *,
 @conventions.boundary(x="batch")
 @_accepts_tuples()
 def layer_gradient_x_activation(features_fn: BatchFn, head_fn: BatchFn,
-                                x: jax.Array, *, target) -> jax.Array:
+                                x: _common.InputsLike, *, target: _common.Target) -> jax.Array:
   """Gradient times activation at a layer: ``a_j * dF/da_j``, shape ``(N, *layer)``.
 
   The first-order Taylor term of the score in the layer's activation (Wang
@@ -453,11 +483,13 @@ def layer_gradient_x_activation(features_fn: BatchFn, head_fn: BatchFn,
 @conventions.boundary(x="batch")
 @_accepts_tuples()
 def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
-                               x: jax.Array, *, target, baselines=None,
+                               x: _common.InputsLike, *, target: _common.Target,
+                               baselines: _common.Baselines = None,
                                n_steps: int = 50, method: str = "gausslegendre",
                                internal_batch_size: int | None = None,
                                return_convergence_delta: bool = False,
-                               multiply_by_inputs: bool = True):
+                               multiply_by_inputs: bool = True) -> jax.Array | tuple[jax.Array,
+                               jax.Array]:
   """Integrated gradients of the head along a straight path in layer space
   (Captum's ``LayerIntegratedGradients``).
 
@@ -473,10 +505,15 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
   quadrature rule (:func:`integration_points`); ``multiply_by_inputs=False``
   returns the path-averaged gradient without the ``(a - a')`` factor
   (Captum's option of the same name; no convergence delta then).
+
+  Its parameters are Captum's, under Captum's names (``LayerIntegratedGradients.attribute``), so
+  a Captum call translates name for name; every one after the inputs is keyword-only with
+  Captum's default, and a config object would break that correspondence.
   """
   _check_local(multiply_by_inputs, return_convergence_delta)
   x, t, layer, activations, _, baseline_activations = _setup(
       features_fn, head_fn, x, target, baselines)
+  x = cast(jax.Array, x)  # the checked batch
   batch = x.shape[0]
   a, a_ref = activations(), baseline_activations()
   alphas, weights = _common.integration_points(method, n_steps)
@@ -502,7 +539,8 @@ def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
 @_common.accepts_tuple_inputs(x_index=2, fn_index=0, batched=True,
                               input_shaped_output=False)
 @conventions.boundary(x="batch")
-def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
+def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsLike, *,
+             target: _common.Target,
              relu: bool = True, attr_dim_summation: bool = True) -> jax.Array:
   """Grad-CAM (Selvaraju et al., ICCV 2017) at a convolutional layer.
 
@@ -543,10 +581,11 @@ def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array, *, target,
   return jax.tree.map(cam, a, grads)
 
 
-def upsample(maps: jax.Array, size: tuple[int, int], *,
+def upsample(maps: ArrayLike, size: tuple[int, int], *,
              method: str = "bilinear") -> jax.Array:
   """Resizes ``(N, h, w)`` maps to ``(N, *size)`` with ``jax.image.resize``,
   for overlaying a layer attribution on its input image."""
+  maps = jnp.asarray(maps)
   _validation.check_choice("method", method, ("nearest", "linear", "bilinear", "cubic",
                                               "bicubic", "lanczos3", "lanczos5"))
   maps = jnp.asarray(maps)

@@ -24,8 +24,8 @@ class SecondOrderTerms(NamedTuple):
 
 @conventions.boundary(x="batch")
 @_accepts_tuples(tuple_layers=False)
-def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: jax.Array,
-                             *, target, internal_batch_size: int | None = None,
+def second_order_attribution(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsLike,
+                             *, target: _common.Target, internal_batch_size: int | None = None,
                              return_terms: bool = False, per_channel: bool = False):
   """Second-order Taylor attribution of a class score to each position of a layer.
 

@@ -102,7 +102,11 @@ def parts_dataset(split: str = "train", data_dir=None, source="auto", seed: int 
   """The generated parts data set (see the module docstring); 20000 train /
   5000 test images by default. Slot ids stand for part ids in ``extras``:
   ``part_centers[n, s]`` is slot ``s``'s centre and ``part_segments`` holds
-  the slot id of each part pixel."""
+  the slot id of each part pixel.
+
+  Its first four parameters are every registered loader's (``split``, ``data_dir``, ``source``,
+  ``seed``); the keyword-only rest describe the generated task.
+  """
   del data_dir, source
   _validation.check_choice("split", split, ("train", "test"))
   n = (20000 if split == "train" else 5000) if n is None else n

@@ -234,7 +234,12 @@ def newsgroups(split: str = "train", data_dir=None, source="auto", seed: int = 0
   ``min_df``, ``max_features``, ``lowercase`` and ``sublinear_tf`` go to the
   vectoriser. Ross et al.'s notebook uses
   ``TfidfVectorizer(lowercase=False, max_features=5000)``, i.e.
-  ``min_df=1, max_features=5000, lowercase=False, sublinear_tf=False``."""
+  ``min_df=1, max_features=5000, lowercase=False, sublinear_tf=False``.
+
+  Its first four parameters are every registered loader's (``split``, ``data_dir``, ``source``,
+  ``seed``); the keyword-only rest are scikit-learn's ``fetch_20newsgroups`` and
+  ``TfidfVectorizer`` arguments under their own names.
+  """
   del source, seed
   from sklearn.feature_extraction.text import TfidfVectorizer
   _validation.check_choice("split", split, ("train", "test"))

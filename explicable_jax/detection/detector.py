@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from explicable_jax import conventions
-from explicable_jax import _validation, metrics
+from explicable_jax import _optax, _validation, metrics
 
 __all__ = [
     "COMBINERS", "Combiner", "Detector", "NORMALIZATIONS", "THRESHOLD_METHODS",
@@ -143,7 +143,7 @@ def _detector_epoch(carry, xs, ys, w_pos, w_neg, key, *, batch_size, dropout, le
     p, s = c
     idx, i = inp
     loss, g = jax.value_and_grad(loss_fn)(p, xs[idx], ys[idx], jax.random.fold_in(key, i + 1))
-    upd, s = opt.update(g, s, p)
+    upd, s = _optax.update(opt, g, s, p)
     return (optax.apply_updates(p, upd), s), loss
 
   carry, losses = jax.lax.scan(step, carry, (order, jnp.arange(steps)))
@@ -165,6 +165,10 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
   with ``w_1 = N / (2 N_1)``, ``w_0 = N / (2 N_0)`` for ``"balanced"``,
   using optax Adam, shuffled mini-batches (order from ``key``) and dropout.
 
+  Its keyword-only parameters are the detector's hyperparameters in Wu et al.'s code (hidden
+  sizes, dropout, epochs, batch size, learning rate, weight decay, class weights,
+  normalisation); :func:`fit_combiner` forwards them as ``**options``.
+
   Args:
     key: PRNG key for the weights, the batch order and dropout.
     features: ``(N, F)`` e.g. per-feature-map conductance of each prediction.
@@ -174,6 +178,21 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
     class_weight: ``"balanced"`` or ``None`` (unweighted, Wu et al.'s code).
     normalize: ``"standard"`` (``(x - mean) / std``) or ``"range"``
       (``(x - mean) / (max - min)``, Wu et al.'s), training-set statistics.
+
+  Returns:
+    A :class:`Detector`; ``detector.scores(features)`` gives ``P(wrong)``
+    ``(M,)`` for ``(M, F)`` features.
+
+  Example:
+    >>> import jax, numpy as np
+    >>> from explicable_jax import metrics
+    >>> f = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    >>> wrong = f[:, 0] > 0.5  # the errors lie on one side of feature 0
+    >>> det = train_detector(jax.random.key(0), f, wrong, hidden=(16,), dropout=0.0,
+    ...                      epochs=30, learning_rate=1e-2)
+    >>> s = det.scores(f)
+    >>> s.shape, metrics.auroc(s, wrong) > 0.95
+    ((200,), True)
   """
   key = _validation.check_key("key", key, call="train_detector(key, ...)")
   x = _features("features", features)
@@ -224,24 +243,9 @@ def detector_scores(detector: Detector, features) -> np.ndarray:
 # ROC, thresholds, recalls.
 
 
-@conventions.boundary(scores="scores", is_positive="mask")
-def roc_curve(scores, is_positive) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """``(fpr, tpr, thresholds)``: one point per distinct score, highest
-  threshold first, starting at ``(0, 0)`` with threshold ``+inf``; a point
-  counts ``score >= threshold`` as positive. Same points as
-  ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``."""
-  s = np.asarray(scores, np.float64)
-  if s.ndim != 1 or not np.all(np.isfinite(s)):
-    raise ValueError(f"scores must be a finite (N,) vector; got shape {s.shape}.")
-  t = _binary("is_positive", is_positive, len(s))
-  order = np.argsort(-s, kind="stable")
-  s, t = s[order], t[order]
-  last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
-  tps = np.cumsum(t)[last]
-  fps = (last + 1) - tps
-  tpr = np.r_[0.0, tps / t.sum()]
-  fpr = np.r_[0.0, fps / (~t).sum()]
-  return fpr, tpr, np.r_[np.inf, s[last]]
+roc_curve = metrics.roc_curve
+"""The ROC curve: :func:`explicable_jax.metrics.roc_curve` (one tie rule for
+every ranking metric)."""
 
 
 @conventions.boundary(scores="scores", is_wrong="mask")
@@ -260,19 +264,18 @@ def choose_threshold(scores, is_wrong, *, method: str = "youden",
   ``target_recall``.
   """
   _validation.check_choice("method", method, THRESHOLD_METHODS)
-  fpr, tpr, thr = roc_curve(scores, is_wrong)
   if method == "recall":
     if target_recall is None:
       raise ValueError("target_recall is required for method='recall'.")
     _validation.check_fraction("target_recall", target_recall)
-    i = int(np.argmax(tpr >= target_recall - 1e-12))
+    return metrics.roc_point_at_tpr(scores, is_wrong, target_recall)[2]
+  if target_recall is not None:
+    raise ValueError(f"target_recall applies to method='recall' only; got method={method!r}.")
+  fpr, tpr, thr = roc_curve(scores, is_wrong)
+  if method == "youden":
+    i = int(np.argmax(tpr - fpr))
   else:
-    if target_recall is not None:
-      raise ValueError(f"target_recall applies to method='recall' only; got method={method!r}.")
-    if method == "youden":
-      i = int(np.argmax(tpr - fpr))
-    else:
-      i = int(np.argmin(np.abs(tpr - (1.0 - fpr))))
+    i = int(np.argmin(np.abs(tpr - (1.0 - fpr))))
   return float(thr[max(i, 1)])  # never +inf: at least the top score
 
 

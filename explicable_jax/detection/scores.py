@@ -36,12 +36,13 @@ its optional ``--scores`` from it. Add a score with :func:`register_score`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _validation
@@ -69,7 +70,7 @@ def _probabilities(logits, temperature: float) -> jax.Array:
 
 
 @conventions.boundary(logits="logits")
-def msp(logits, *, temperature: float = 1.0) -> jax.Array:
+def msp(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """``1 - max_c softmax(z / T)_c``: one minus the maximum softmax probability,
   the model's own confidence (Hendrycks and Gimpel, "A Baseline for Detecting
   Misclassified and Out-of-Distribution Examples", ICLR 2017)."""
@@ -77,7 +78,7 @@ def msp(logits, *, temperature: float = 1.0) -> jax.Array:
 
 
 @conventions.boundary(logits="logits")
-def entropy(logits, *, temperature: float = 1.0) -> jax.Array:
+def entropy(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """Predictive entropy ``-sum_c p_c log p_c`` in nats (``0 log 0 = 0``)."""
   z = _logits(logits) / _checked(temperature)
   logp = jax.nn.log_softmax(z, axis=-1)
@@ -85,7 +86,7 @@ def entropy(logits, *, temperature: float = 1.0) -> jax.Array:
 
 
 @conventions.boundary(logits="logits")
-def margin(logits, *, temperature: float = 1.0) -> jax.Array:
+def margin(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """``-(p_(1) - p_(2))``: minus the gap between the two largest softmax
   probabilities (0 when they tie, -1 for a one-hot prediction)."""
   top2 = jax.lax.top_k(_probabilities(logits, temperature), 2)[0]
@@ -93,7 +94,7 @@ def margin(logits, *, temperature: float = 1.0) -> jax.Array:
 
 
 @conventions.boundary(logits="logits")
-def doctor_alpha(logits, *, temperature: float = 1.0) -> jax.Array:
+def doctor_alpha(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """DOCTOR's ``D_alpha`` statistic (Granese, Romanelli, Gorla, Palamidessi and
   Piantanida, "DOCTOR: A Simple Method for Detecting Misclassification Errors",
   NeurIPS 2021, eq. 4): with ``g(x) = sum_c p_c^2``,
@@ -107,7 +108,7 @@ def doctor_alpha(logits, *, temperature: float = 1.0) -> jax.Array:
 
 
 @conventions.boundary(logits="logits")
-def doctor_beta(logits, *, temperature: float = 1.0) -> jax.Array:
+def doctor_beta(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """DOCTOR's ``D_beta`` statistic (Granese et al., NeurIPS 2021): with the
   estimated error probability ``P_e(x) = 1 - max_c p_c``,
   ``P_e / (1 - P_e)``; an increasing function of :func:`msp`."""
@@ -116,7 +117,7 @@ def doctor_beta(logits, *, temperature: float = 1.0) -> jax.Array:
 
 
 @conventions.boundary(logits="logits")
-def energy(logits, *, temperature: float = 1.0) -> jax.Array:
+def energy(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """The free energy ``E(x) = -T logsumexp_c(z_c / T)`` (Liu, Wang, Owens and
   Li, "Energy-based Out-of-distribution Detection", NeurIPS 2020); low energy
   means a confident, in-distribution input, so higher = more likely wrong."""
@@ -188,7 +189,8 @@ def score_names() -> tuple[str, ...]:
 
 
 @conventions.boundary(logits="logits")
-def logit_scores(logits, *, names=None, temperature: float = 1.0) -> dict[str, np.ndarray]:
+def logit_scores(logits: ArrayLike, *, names: Sequence[str] | None = None,
+                 temperature: float = 1.0) -> dict[str, np.ndarray]:
   """Every logit-based error score in ``names`` as host arrays ``(N,)``.
 
   Args:
@@ -212,7 +214,7 @@ class GaussianFit(NamedTuple):
 
 
 @conventions.boundary(labels="labels")
-def fit_mahalanobis(features, labels, num_classes: int, *, ridge: float = 1e-6
+def fit_mahalanobis(features: ArrayLike, labels: ArrayLike, num_classes: int, *, ridge: float = 1e-6
                     ) -> GaussianFit:
   """Class-conditional Gaussians with one shared covariance (Lee, Lee, Lee and
   Shin, "A Simple Unified Framework for Detecting Out-of-Distribution Samples
@@ -255,7 +257,7 @@ def fit_mahalanobis(features, labels, num_classes: int, *, ridge: float = 1e-6
                      jnp.asarray(np.linalg.inv(cov), jnp.float32))
 
 
-def mahalanobis(fit: GaussianFit, features) -> jax.Array:
+def mahalanobis(fit: GaussianFit, features: ArrayLike) -> jax.Array:
   """``min_c (f - mu_c)^T S^-1 (f - mu_c)``: the squared Mahalanobis distance
   to the closest class mean (Lee et al.'s confidence score, negated)."""
   f = jnp.asarray(features, jnp.float32)

@@ -12,12 +12,13 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from explicable_jax import _validation
 
 __all__ = [
-    "StagedModel", "check_image_input", "normalize_input",
+    "StagedModel", "check_image_input", "check_widths", "normalize_input",
 ]
 
 # Weights drawn as in He et al. (2015) and in torch's ``kaiming_normal_``.
@@ -78,6 +79,27 @@ def normalize_input(x: jax.Array, mean: tuple[float, ...] | None,
   if mean is None:
     return x
   return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
+
+
+def check_widths(name: str, value, *, allow_empty: bool = True) -> tuple[int, ...]:
+  """Layer widths as a tuple of positive ints: one int is one layer
+  (``hidden=8`` is ``hidden=(8,)``); anything else (a float, a string, a
+  zero, a nested list) raises ``ValueError`` naming the argument, never a
+  model built from a guess.
+
+  Example:
+    >>> check_widths("hidden", 8), check_widths("hidden", [50, 30])
+    ((8,), (50, 30))
+  """
+  items = (value,) if isinstance(value, (int, np.integer)) else value
+  ok = isinstance(items, (tuple, list)) and all(
+      isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in items)
+  if not ok or (not allow_empty and not items):
+    raise ValueError(
+        f"{name} must be a positive int (one layer) or a sequence of positive ints (one "
+        f"width per layer, e.g. (50, 30)){'' if allow_empty else ', not empty'}; got "
+        f"{value!r}.")
+  return tuple(int(v) for v in items)
 
 
 def check_image_input(name: str, x: jax.Array, channels: int) -> None:

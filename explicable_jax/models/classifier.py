@@ -27,7 +27,9 @@ import dataclasses
 from typing import Any
 
 import jax
+import numpy as np
 
+from explicable_jax import conventions
 
 
 class Backend:
@@ -174,6 +176,12 @@ class Classifier:
     first_ndim = getattr(leaves[0], "ndim", 0) if leaves else 0
     n = leaves[0].shape[0] if first_ndim else None
     c = self._declared_classes()
+    if len(shape) == 2 and shape[1] < 2 and (n is None or shape[0] == n):
+      raise ValueError(
+          f"the model must return class scores of shape (N, C) with C >= 2; it returns shape "
+          f"{shape}, one score per example (a sigmoid's logit?): return both classes' "
+          "logits, jnp.concatenate([jnp.zeros_like(z), z], -1) for a logit z of class 1 "
+          "(softmax of that is the sigmoid).")
     if len(shape) != 2 or (n is not None and shape[0] != n) or (c is not None and shape[1] != c):
       want = f"({n if n is not None else 'N'}, {c if c is not None else 'C'})"
       why = (f" (num_classes={c})" if c is not None and len(shape) == 2
@@ -183,17 +191,30 @@ class Classifier:
           f"{shape} for inputs of shape {tuple(leaves[0].shape) if leaves else ()}. Adapt "
           "it so that its output is (batch, classes), or pass the num_classes it has.")
 
-  def apply(self, x: jax.Array, *, train: bool = False,
-            key: jax.Array | None = None):
-    """``(logits, new_state)`` of a batch; ``new_state`` is ``state`` in
-    evaluation mode."""
+  def _apply(self, x, *, train: bool = False, key: jax.Array | None = None):
     logits, state = self.spec.backend.apply(self.params, self.state, x, train=train, key=key)
     self.check_logits(logits, x)
     return logits, state
 
+  @conventions.boundary(x="inputs")
+  def apply(self, x: jax.Array, *, train: bool = False,
+            key: jax.Array | None = None):
+    """``(logits, new_state)`` of a batch; ``new_state`` is ``state`` in
+    evaluation mode.
+
+    ``x`` follows the ``inputs`` convention (:mod:`~explicable_jax.conventions`),
+    checked as :func:`~explicable_jax.training.predict` checks it: the
+    model's ``input_shape``, and outside ``jit`` the values (integer pixels
+    scaled to ``[0, 1]``, float images on the ``[0, 1]`` scale unless the
+    model was adapted with ``input_range=None``, no NaN or inf); under
+    ``jit`` only shapes and dtypes."""
+    return self._apply(x, train=train, key=key)
+
+  @conventions.boundary(x="inputs")
   def logits(self, x: jax.Array) -> jax.Array:
-    """Evaluation-mode class scores ``(N, C)`` of a batch ``(N, ...)``."""
-    return self.apply(x)[0]
+    """Evaluation-mode class scores ``(N, C)`` of a batch ``(N, ...)``
+    (``x`` checked as in :meth:`apply`)."""
+    return self._apply(x)[0]
 
   __call__ = logits
 
@@ -225,11 +246,14 @@ class Classifier:
       backend.verify_split(params, state, layer, dummy_batch(shape))
 
     def features_fn(x):
+      x = conventions.check_model_inputs("x", x, self)
       if not any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(x)):
         backend.verify_split(params, state, layer, x)
       return backend.features(params, state, x, layer)
 
     def head_fn(h):
+      if not isinstance(h, (dict, list)):
+        conventions.check_batch("h", h)
       n = jax.tree.leaves(h)[0].shape[0]
       spec = (jax.ShapeDtypeStruct((n, *shape), jax.numpy.float32)
               if shape is not None else None)
@@ -241,7 +265,8 @@ class Classifier:
 
   # -- swapping ---------------------------------------------------------------
   def replace(self, **changes) -> Classifier:
-    """A copy with some of ``params``, ``state``, ``class_names`` replaced."""
+    """A copy with some of ``params``, ``state``, ``class_names`` replaced
+    (``params`` and ``state`` of the model's structure and shapes)."""
     unknown = set(changes) - {"params", "state", "class_names", "num_classes", "input_range"}
     if unknown:
       raise TypeError(
@@ -255,17 +280,24 @@ class Classifier:
       spec = dataclasses.replace(
           spec, class_names=tuple(names) if names is not None else None,
           num_classes=changes.pop("num_classes", spec.num_classes))
+    for name in ("params", "state"):
+      if name in changes:
+        check_same_tree(name, changes[name], getattr(self, name))
     return Classifier(changes.get("params", self.params),
                       changes.get("state", self.state), spec)
 
   def with_params(self, params) -> Classifier:
     """The same model with other weights (a mutant, a training step): no
-    rebuild, and jitted functions of it do not recompile."""
+    rebuild, and jitted functions of it do not recompile. ``params`` must
+    have the model's structure and leaf shapes (:func:`check_same_tree`)."""
+    check_same_tree("params", params, self.params)
     return Classifier(params, self.state, self.spec)
 
+  @conventions.boundary(x="inputs")
   def logits_with(self, params, x: jax.Array) -> jax.Array:
     """``clf.with_params(params).logits(x)``: the model as a function of its
     weights, ``(params, x) -> logits`` (mutation testing)."""
+    check_same_tree("params", params, self.params)
     return self.spec.backend.apply(params, self.state, x, train=False, key=None)[0]
 
   def module(self):
@@ -275,6 +307,58 @@ class Classifier:
       raise TypeError(
           f"module() needs an NNX classifier; this one is {self.backend.kind}.")
     return make(self.params, self.state)
+
+
+def _shape(x) -> tuple[int, ...]:
+  shape = getattr(x, "shape", None)
+  return tuple(shape) if shape is not None else tuple(np.shape(x))
+
+
+def _leaf_paths(tree) -> dict[tuple, tuple[int, ...]]:
+  """``{path: shape}`` with paths as tuples of keys, the ``.value`` of NNX
+  variables dropped, so that ``nnx.State`` and its pure dict (which
+  ``nnx.merge`` takes alike) have the same paths."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    keys = []
+    for k in path:
+      if isinstance(k, jax.tree_util.GetAttrKey):
+        if k.name != "value":
+          keys.append(k.name)
+      elif isinstance(k, jax.tree_util.SequenceKey):
+        keys.append(k.idx)
+      else:
+        keys.append(getattr(k, "key", str(k)))
+    out[tuple(keys)] = _shape(leaf)
+  return out
+
+
+def _show(name: str, path: tuple) -> str:
+  return name + "".join(f"[{k!r}]" for k in path)
+
+
+def check_same_tree(name: str, given, expected) -> None:
+  """Raises ``ValueError`` unless ``given`` has the leaf paths and shapes of
+  ``expected`` (a model's params or state), naming the first path that
+  differs with the expected and the given shape. Containers may differ where
+  the paths agree (an ``nnx.State`` and its pure dict). Shapes only: free
+  under ``jit`` and ``vmap`` (a mutant inside ``vmap`` has the model's
+  shapes)."""
+  want, got = _leaf_paths(expected), _leaf_paths(given)
+  missing = [p for p in want if p not in got]
+  extra = [p for p in got if p not in want]
+  if missing or extra:
+    what = (f"the model's {_show(name, missing[0])} (shape {want[missing[0]]}) is missing from "
+            "it" if missing else f"it has {_show(name, extra[0])}, which the model does not")
+    raise ValueError(
+        f"{name} must have the model's structure ({len(want)} arrays); got {len(got)} arrays, "
+        f"and {what}. Pass a tree of the same model (its {name} of this architecture and "
+        "size).")
+  for path, shape in want.items():
+    if got[path] != shape:
+      raise ValueError(
+          f"{_show(name, path)} must have the model's shape {shape}; got {got[path]} (a tree "
+          "of another model size?).")
 
 
 def check_input_range(value):
@@ -287,6 +371,14 @@ def check_input_range(value):
     lo = hi = None
   if lo is None or not lo < hi:
     raise ValueError(f"input_range must be (low, high) with low < high, or None; got {value!r}.")
+  if (lo, hi) != (0.0, 1.0):
+    # The checks and the one pixel conversion (x / 255) know one scale: a
+    # declared (0, 255) would be refused at every entry, or divided again.
+    raise ValueError(
+        f"input_range must be (0, 1), the library's image scale (checked at every entry; "
+        f"integer pixels are divided by 255), or None for a model that takes another scale "
+        f"(no range check); got {value!r}. A model that wants {value!r} inputs takes (0, 1) "
+        "and rescales inside, or is adapted with input_range=None.")
   return (lo, hi)
 
 
@@ -316,4 +408,5 @@ def as_classifier(name: str, model: Any) -> Classifier:
       "models.from_linen or models.from_functions.")
 
 
-__all__ = ["Backend", "Spec", "Classifier", "as_classifier", "dummy_batch", "check_input_range"]
+__all__ = ["Backend", "Spec", "Classifier", "as_classifier", "dummy_batch", "check_input_range",
+           "check_same_tree"]

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
+from explicable_jax import _validation
 from explicable_jax.models.conv import conv_general_dilated
-from explicable_jax.models.base import (StagedModel, check_image_input,
+from explicable_jax.models.base import (StagedModel, check_image_input, check_widths,
                                         he_normal, normalize_input)
 
 __all__ = [
@@ -45,6 +46,8 @@ class SmallCNN(StagedModel):
     if pool == "flatten" and spatial is None:
       raise ValueError("pool='flatten' needs spatial=(H, W), the input's size.")
     self.pool = pool
+    widths = check_widths("widths", widths, allow_empty=False)
+    _validation.check_positive("dense", dense, integer=True)
     chans = [in_channels, *widths]
     self.in_channels = in_channels
     self.num_classes = num_classes

@@ -47,6 +47,11 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+__all__ = [
+    "CALIBRATE_MIN_FLOPS", "DEFAULT_KERNEL_GRAD", "KERNEL_GRAD", "KERNEL_GRAD_FORMS",
+    "calibrate", "conv_general_dilated", "kernel_grad_form",
+]
+
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 KERNEL_GRAD_FORMS = ("xla", "tapwise", "auto")
@@ -272,7 +277,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   argument of ``nnx.Conv``): with :data:`KERNEL_GRAD` ``"tapwise"`` or
   ``"auto"`` on CPU, plain NHWC/HWIO convolutions take the kernel-gradient
   form :func:`kernel_grad_form` picks; otherwise (the default, and on every
-  other backend) ``lax.conv_general_dilated`` itself."""
+  other backend) ``lax.conv_general_dilated`` itself.
+
+  Its signature is ``jax.lax.conv_general_dilated``'s, parameter for parameter, so that it
+  replaces that function unchanged (Flax's ``Conv(conv_general_dilated=...)``).
+  """
   plain = (_checked_mode() != "xla" and jax.default_backend() == "cpu"
            and precision is None
            and tuple(dimension_numbers or ()) in (_NHWC, lax.ConvDimensionNumbers(

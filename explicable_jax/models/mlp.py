@@ -7,7 +7,7 @@ import jax
 from flax import nnx
 
 from explicable_jax import _validation
-from explicable_jax.models.base import StagedModel, he_normal
+from explicable_jax.models.base import StagedModel, check_widths, he_normal
 
 __all__ = [
     "MLP",
@@ -22,7 +22,8 @@ class MLP(StagedModel):
 
   Args:
     in_features: size of one flattened input.
-    hidden: widths of the hidden layers, e.g. ``(50, 30)`` (Ross et al.).
+    hidden: widths of the hidden layers, e.g. ``(50, 30)`` (Ross et al.); an
+      int is one layer (``8`` is ``(8,)``), ``()`` a linear model.
     num_classes: number of outputs.
     dropout_rate: dropout after each hidden layer (needs ``rngs`` with a
       ``dropout`` stream when training).
@@ -36,11 +37,15 @@ class MLP(StagedModel):
 
   INITS = ("he", "normal")
 
-  def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int,
+  def __init__(self, in_features: int, hidden: Sequence[int] | int, num_classes: int,
                *, dropout_rate: float = 0.0, init: str = "he", init_stddev: float = 0.1,
                rngs: nnx.Rngs):
     _validation.check_choice("init", init, self.INITS)
     _validation.check_positive("init_stddev", init_stddev)
+    hidden = check_widths("hidden", hidden)
+    _validation.check_fraction("dropout_rate", dropout_rate)
+    if dropout_rate == 1:
+      raise ValueError(f"dropout_rate must be below 1 (1 drops every unit); got {dropout_rate!r}.")
     widths = [in_features, *hidden]
     self.in_features = in_features
     self.num_classes = num_classes

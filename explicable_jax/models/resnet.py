@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from explicable_jax.models.base import (StagedModel, check_image_input,
+from explicable_jax.models.base import (StagedModel, check_image_input, check_widths,
                                         he_normal, normalize_input)
 from explicable_jax.models.conv import conv_general_dilated
 
@@ -117,6 +117,10 @@ class CifarResNet(StagedModel):
     if shortcut not in ("A", "B"):
       raise ValueError(f"shortcut must be 'A' or 'B'; got {shortcut!r}.")
     n = (depth - 2) // 6
+    widths = check_widths("widths", widths, allow_empty=False)
+    if len(widths) != 3:  # depth = 6n + 2 counts three stages of n blocks
+      raise ValueError(f"widths must be the channels of the three stages, e.g. (16, 32, 64); "
+                       f"got {widths!r}.")
     self.in_channels = in_channels
     self.num_classes = num_classes
     self.input_mean = tuple(input_mean) if input_mean is not None else None

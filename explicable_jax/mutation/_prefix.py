@@ -350,13 +350,10 @@ def predict_shared_prefix(clf, mutants, n, x, strategy, mutant_chunk,
   stacked = []
   for _, idx, signs in groups:
     take = np.arange(len(idx))
-    if strategy == "vmap":
-      k = -(-len(idx) // mutant_chunk)
-      take = np.concatenate([take, np.zeros(k * mutant_chunk - len(idx), int)])
+    if strategy == "vmap":  # (chunks, mutant_chunk): the last chunk padded
+      take = _batching.pad_to_chunks(take, mutant_chunk)
     g = (jax.tree.map(lambda a: a[idx[take]], mutants),
          None if signs is None else jnp.asarray(signs[take]))
-    if strategy == "vmap":  # (chunks, mutant_chunk, ...)
-      g = jax.tree.map(lambda a: a.reshape(-1, mutant_chunk, *a.shape[1:]), g)
     stacked.append(g)
   fn = shared_predictor(clf.spec, tuple(start for start, _, _ in groups), strategy)
   preds = _batching.map_batches(fn, [x], batch_size=batch_size,

@@ -94,6 +94,9 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
   original) are kept, as Wang et al. (ICSE 2019) and Wu et al. do, and more
   are drawn until ``n`` pass.
 
+  Its parameters are the ensemble (``n`` mutants of ``operator`` at ``rate``) and, keyword-only,
+  the accuracy gate's settings (Wang et al.); the operator's own options go in ``**options``.
+
   Args:
     key: PRNG key; draw ``d`` uses ``fold_in(key, d)``.
     model: the trained :class:`~explicable_jax.models.Classifier` (its
@@ -136,6 +139,14 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
   original: float | None = None
   if accuracy_fn is not None:
     original = float(np.asarray(accuracy_fn(jax.tree.map(lambda a: a[None], params)))[0])
+    if not original > 0:  # 0, or NaN: the gate would keep (or refuse) every mutant
+      raise ValueError(
+          f"accuracy_fn gives the original model an accuracy of {original:g} on its "
+          f"validation set, so the gate (keep mutants with accuracy >= "
+          f"{min_relative_accuracy:g} x the original's) would keep every mutant and gate "
+          "nothing: check that the gate's labels are the true classes of its inputs (in the "
+          "model's class order, the inputs on the model's scale) and that the model is "
+          "trained; or pass accuracy_fn=None to keep every mutant knowingly.")
   while sum(len(a) for a in accs) < n and drawn < max_draws:
     m = mutate_many(jax.random.fold_in(key, draw), params, batch, operator, rate, **options)
     draw += 1

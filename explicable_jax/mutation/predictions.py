@@ -14,7 +14,6 @@ import dataclasses
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from explicable_jax import conventions
@@ -86,9 +85,8 @@ def _predict_group(logits_fn, extra, mutants, rows, x, out, strategy, devices, m
   fn, place = _chunk_predictor(logits_fn, strategy, devices)
   for m0, m1 in chunks(n, mutant_chunk):
     chunk = jax.tree.map(lambda a: a[m0:m1], mutants)
-    pad = mutant_chunk - (m1 - m0)
-    if pad:  # one compiled shape: repeat the first mutant
-      chunk = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]), chunk)
+    # One compiled shape: a last short chunk is padded (its extra rows dropped below).
+    chunk = jax.tree.map(lambda a: _batching.pad_to(a, mutant_chunk), chunk)
     chunk = place(chunk)  # on the devices once per chunk, not once per input batch
     # (n_chunk, batch) per call; the helper maps over the input axis.
     preds = _batching.map_batches(

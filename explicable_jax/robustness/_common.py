@@ -11,6 +11,10 @@ import optax
 
 from explicable_jax import _validation
 
+__all__ = [
+    "LogitsFn",
+]
+
 LogitsFn = Callable[[jax.Array], jax.Array]
 
 

@@ -30,6 +30,11 @@ from explicable_jax.robustness._common import (
   _loss_gradient,
 )
 
+__all__ = [
+    "JSMA_PIXELS", "MAX_UNROLLED_STEPS", "accuracy_under", "fgsm", "jsma", "pgd",
+    "random_targets",
+]
+
 
 @conventions.boundary(x="images", labels="labels", epsilon="perturbation")
 def fgsm(logits_fn: LogitsFn, x, labels, epsilon: float, *,
@@ -79,6 +84,9 @@ def pgd(key: jax.Array, logits_fn: LogitsFn, x, labels, epsilon: float, *,
             \\mathrm{clip}(x^t + \\alpha\\, \\mathrm{sign}(\\nabla_x L(f(x^t), y)))
 
   starting from ``x`` plus uniform noise in the ball (``random_start``).
+
+  Its keyword-only parameters are Madry et al.'s settings (steps, step size, random start, box)
+  under the names of the common attack libraries.
 
   Args:
     logits_fn: ``x -> logits`` of a model in evaluation mode, or a
@@ -249,7 +257,7 @@ def jsma(logits_fn: LogitsFn, x, labels, *, theta: float = 1.0, gamma: float = 0
 def _jsma_scores_pair(a, b, domain, increase):
   """cleverhans' pair scores: features out of the domain are pushed out of
   reach by twice the largest gradient, the diagonal is zeroed."""
-  coef = (4.0 * increase - 2.0) * (domain == 0)
+  coef = (4.0 * increase - 2.0) * (domain == 0).astype(a.dtype)
   a = a - coef * jnp.abs(a).max(axis=1, keepdims=True)
   b = b + coef * jnp.abs(b).max(axis=1, keepdims=True)
   a2 = a[:, :, None] + a[:, None, :]
@@ -292,7 +300,7 @@ def _jsma_impl(logits_fn, x, targets, theta, increase, max_iters, pixels, clip):
     chosen, found = (_jsma_scores_pair if pixels == 2 else _jsma_scores_single)(
         a, b, domain, increase)
     active = not_done & found & (domain.sum(axis=1) >= pixels)
-    chosen = chosen * active[:, None]
+    chosen = chosen * active[:, None].astype(chosen.dtype)
     xf = xf + theta * chosen
     if clip is not None:
       xf = jnp.minimum(xf, clip[1]) if increase else jnp.maximum(xf, clip[0])

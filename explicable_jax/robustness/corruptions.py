@@ -25,6 +25,11 @@ from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.robustness._common import _check_clip, _check_images, _clip
 
+__all__ = [
+    "CORRUPTIONS", "CORRUPTION_CONSTANTS", "SEVERITIES", "corrupt", "corruption_suite",
+    "defocus_kernel", "gaussian_noise",
+]
+
 
 @conventions.boundary(x="images")
 def gaussian_noise(key: jax.Array, x, stddev: float, *,

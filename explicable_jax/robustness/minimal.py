@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from explicable_jax import conventions
-from explicable_jax import _validation
+from explicable_jax import _optax, _validation
 from explicable_jax.robustness._common import (
   LogitsFn,
   _by_model,
@@ -30,6 +30,10 @@ from explicable_jax.robustness._common import (
   _clip,
   _logits_and_jacobian,
 )
+
+__all__ = [
+    "CW_BOX_SHRINK", "DEEPFOOL_STABILITY", "carlini_wagner_l2", "deepfool",
+]
 
 DEEPFOOL_STABILITY = 1e-4
 """Added to each step's length, as in the reference code (LTS4/DeepFool and
@@ -152,6 +156,10 @@ def carlini_wagner_l2(logits_fn: LogitsFn, x, labels, *, targeted: bool = False,
   ``argmax(Z + kappa e_t) == t`` targeted). Unlike the reference code there
   is no early abort, so every run takes ``max_iterations`` steps.
 
+  Its keyword-only parameters are Carlini and Wagner's settings (confidence, initial constant,
+  binary-search steps, iterations, learning rate, box) under the names of their code and of the
+  common attack libraries.
+
   Args:
     logits_fn: ``x -> logits`` in evaluation mode, or a
       :class:`~explicable_jax.models.Classifier`.
@@ -222,7 +230,7 @@ def _cw_impl(logits_fn, x, labels, confidence, initial_const, learning_rate, tar
       better = ok & (l2 < best_l2)
       best_l2 = jnp.where(better, l2, best_l2)
       best_adv = jnp.where(better.reshape((n,) + (1,) * len(axes)), adv, best_adv)
-      updates, opt_state = optimizer.update(g, opt_state)
+      updates, opt_state = _optax.update(optimizer, g, opt_state)
       return optax.apply_updates(w, updates), opt_state, hit | ok, best_l2, best_adv
 
     init = (w0, optimizer.init(w0), jnp.zeros(n, bool), best_l2, best_adv)

@@ -25,13 +25,17 @@ import numpy as np
 import optax
 
 from explicable_jax import conventions
-from explicable_jax import _batching, _validation
+from explicable_jax import _batching, _optax, _validation
 from explicable_jax.robustness._common import (
   _check_clip,
   _check_images,
   _check_labels,
   _clip,
 )
+
+__all__ = [
+    "Substitute", "black_box", "jacobian_augmentation", "train_substitute",
+]
 
 
 @conventions.boundary(x="images", labels="labels", step_size="perturbation")
@@ -82,10 +86,9 @@ def _oracle_labels(oracle, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 def _epoch_impl(apply_fn, learning_rate, momentum, batch_size, params, opt_state, key, x, y):
   n = x.shape[0]
-  steps = -(-n // batch_size)
-  pad = steps * batch_size - n
   optimizer = optax.sgd(learning_rate, momentum=momentum)
-  order = jnp.concatenate([jax.random.permutation(key, n), jnp.zeros(pad, int)])
+  order = _batching.pad_to_chunks(jax.random.permutation(key, n), batch_size, fill=0)
+  steps = order.shape[0]
   valid = (jnp.arange(steps * batch_size) < n).reshape(steps, batch_size)
 
   def step(carry, batch):
@@ -94,12 +97,14 @@ def _epoch_impl(apply_fn, learning_rate, momentum, batch_size, params, opt_state
 
     def loss(p):
       ce = optax.softmax_cross_entropy_with_integer_labels(apply_fn(p, x[idx]), y[idx])
-      return jnp.sum(ce * mask) / jnp.sum(mask)
-    updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
+      weight = mask.astype(ce.dtype)
+      return jnp.sum(ce * weight) / jnp.sum(weight)
+    updates, opt_state = _optax.update(optimizer, jax.grad(loss)(params), opt_state,
+                                       params)
     return (optax.apply_updates(params, updates), opt_state), None
 
   (params, opt_state), _ = jax.lax.scan(step, (params, opt_state),
-                                        (order.reshape(steps, batch_size), valid))
+                                        (order, valid))
   return params, opt_state
 
 
@@ -142,6 +147,10 @@ def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any]
   Defaults are Wang et al.'s MNIST setting (``scripts/craftAdvSamples.sh``:
   6 rounds, 10 epochs, ``lambda = 0.1``, a seed of 200 test images; SGD with
   learning rate 0.01 and momentum 0.5, batches of 64).
+
+  Its keyword-only parameters are Papernot et al.'s (2017) hyperparameters (substitute rounds,
+  epochs, the augmentation step lambda, learning rate, momentum, batch size, clipping), with
+  their values as defaults; :func:`black_box` passes them through.
 
   Args:
     key: PRNG key (initialisation and the order of the mini-batches).
@@ -196,6 +205,9 @@ def black_box(key: jax.Array, oracle, x, labels, epsilon: float, *,
   transfer to ``oracle``.
 
   ``training`` holds :func:`train_substitute`'s keyword options.
+
+  ``init_fn``, ``apply_fn`` and ``x_seed`` are :func:`train_substitute`'s own arguments
+  (keyword-only), passed through with ``**training``.
   """
   from explicable_jax.robustness.attacks import fgsm
   key = _validation.check_key("key", key, call="black_box(key, oracle, x, labels, epsilon, ...)")

@@ -4,6 +4,11 @@
 its default, checked once), :func:`_open_run` (the workdir: run record,
 resume, metrics), :func:`_run_epoch` (one pass of jitted steps),
 :func:`_evaluate_epoch` and :func:`_stop_on_interrupt`.
+
+One module, not a package (over 500 lines): its parts are private pieces of one
+loop (each a short function named above), and :func:`evaluate` and
+:func:`predict` share the loop's batching and data checks; the run record,
+callbacks, checkpoints and resume already live in their own modules.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ from explicable_jax.training.checkpoint import Checkpointer
 from explicable_jax.training.parallel import (data_mesh, data_parallel, process_rows,
                                               replicate, shard_batch)
 from explicable_jax.training.state import TrainState
-from explicable_jax.training.step import eval_batch, logits_batch
+from explicable_jax.training.step import check_optimizer_state, eval_batch, logits_batch
 
 __all__ = [
     "FIT_SETTINGS", "FitConfig", "NonFiniteLossError", "TrainingInterrupted",
@@ -115,10 +120,34 @@ def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
   every process must call it): each process evaluates ``1/P`` of ``ds`` and
   every process gets the whole result; ``fit`` and ``train_and_evaluate``
   evaluate this way.
+
+  Args:
+    model: a :class:`~explicable_jax.models.Classifier` or a
+      :class:`TrainState`.
+    ds: the examples, ``ds.x`` ``(N, ...)`` and ``ds.y`` ``(N,)``.
+    batch_size: rows per jitted call.
+    loss_fn: ``loss_fn(logits, batch, params)`` -> per-example losses ``(B,)``
+      (as :func:`make_train_step` takes it).
+    across_processes: split the work across processes, as above.
+
+  Returns:
+    ``{"accuracy": float, "loss": float, "count": int}``: the means over the
+    ``N`` examples, and ``N``.
+
+  Example:
+    >>> import numpy as np
+    >>> from explicable_jax import data, models
+    >>> clf = models.from_functions(lambda w, x: x @ w, np.eye(2, dtype=np.float32),
+    ...                             input_shape=(2,), num_classes=2)
+    >>> ds = data.Dataset(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], np.float32),
+    ...                   np.array([0, 1, 1]), 2, ("a", "b"))
+    >>> evaluate(clf, ds)["accuracy"]  # the third example is class 1, predicted 0
+    0.6667
   """
   clf = models_lib.as_classifier("model", model)
   if not isinstance(ds, data_lib.Dataset):
     raise TypeError(f"ds must be a data.Dataset; got {type(ds).__name__}.")
+  _check_data_for_model("ds", clf, ds)
   _validation.check_labels("labels", ds.y, clf.num_classes)
   # Accuracy over the dataset's classes only: a model with extra outputs (a
   # hardness predictor's logit, last) must not win an argmax with them.
@@ -146,6 +175,14 @@ def predict(model, x: np.ndarray, *, batch_size: int = 500,
 
   Returns:
     ``(N, C)`` logits (numpy).
+
+  Example:
+    >>> import numpy as np
+    >>> from explicable_jax import models
+    >>> clf = models.from_functions(lambda w, x: x @ w, np.eye(2, dtype=np.float32),
+    ...                             input_shape=(2,), num_classes=2)
+    >>> predict(clf, np.array([[0.2, 0.8]], np.float32)).round(4).tolist()
+    [[0.2, 0.8]]
   """
   clf = models_lib.as_classifier("model", model)
   _validation.check_positive("batch_size", batch_size, integer=True)
@@ -156,9 +193,29 @@ def predict(model, x: np.ndarray, *, batch_size: int = 500,
   return out
 
 
-def check_model_input(model, ds: data_lib.Dataset) -> None:
-  """Raises ``ValueError`` if ``ds``'s examples do not fit ``model``."""
+_SCALE_ROWS = 1024
+"""How many of a data set's first examples :func:`check_model_input` reads
+for the scale check (the scale is the whole set's; the first rows show it)."""
+
+
+def _check_data_for_model(name: str, clf, ds: data_lib.Dataset) -> None:
+  """``ds``'s inputs against the model's convention, without tracing: the
+  model's ``input_shape`` and, unless it was adapted with
+  ``input_range=None``, the ``[0, 1]`` scale of float images, read on the
+  first :data:`_SCALE_ROWS` examples (a Dataset checks layout and finiteness
+  only: the scale belongs to the model)."""
+  conventions.check_model_inputs(
+      f"{name}.x (dataset {ds.name!r}, first {min(len(ds), _SCALE_ROWS)} examples)",
+      ds.x[:_SCALE_ROWS], clf, convert=False)
+
+
+def check_model_input(model, ds: data_lib.Dataset, *, name: str = "ds") -> None:
+  """Raises ``ValueError`` if ``ds``'s examples do not fit ``model``: their
+  shape (traced once) and, for a model that declares ``input_range=(0, 1)``
+  (the default), their scale (:func:`~explicable_jax.conventions.check_model_inputs`
+  on the first examples)."""
   clf = models_lib.as_classifier("model", model)
+  _check_data_for_model(name, clf, ds)
   try:
     out = jax.eval_shape(clf.logits, jax.ShapeDtypeStruct((2, *ds.input_shape), jnp.float32))
   except (ValueError, TypeError) as e:
@@ -196,6 +253,11 @@ class FitConfig:
     run_info: JSON-able facts that define the run beyond what the library
       sees (learning rate, schedule, loss weights); recorded in ``run.json``
       and compared on resume.
+
+  Example:
+    >>> config = FitConfig(epochs=2, batch_size=64)
+    >>> config.epochs, config.batch_size  # fit(state, ds, train_step=..., config=config)
+    (2, 64)
   """
   epochs: int
   batch_size: int
@@ -273,14 +335,18 @@ def _check_fit_args(state, train_ds, train_step, cfg: FitConfig, eval_ds=None) -
     raise TypeError(f"train_step must be a step function (training.make_train_step(loss, "
                     f"optimizer)); got {type(train_step).__name__}.")
   _validation.check_labels("labels", train_ds.y, state.num_classes)
-  check_model_input(state, train_ds)
+  check_model_input(state, train_ds, name="train_ds")
   if eval_ds is not None:
     if not isinstance(eval_ds, data_lib.Dataset):
       raise TypeError(f"eval_ds must be a data.Dataset; got {type(eval_ds).__name__}.")
     if eval_ds.input_shape != train_ds.input_shape:
       raise ValueError(f"eval_ds must hold examples of the training set's shape "
                        f"{train_ds.input_shape}; got {eval_ds.input_shape}.")
+    _check_data_for_model("eval_ds", state.classifier, eval_ds)
     _validation.check_labels("eval_ds labels", eval_ds.y, state.num_classes)
+  optimizer = getattr(getattr(train_step, "__wrapped__", train_step), "optimizer", None)
+  if optimizer is not None:
+    check_optimizer_state(optimizer, state.params, state.opt_state)
   step_classes = getattr(getattr(train_step, "__wrapped__", train_step), "num_classes", None)
   if step_classes is not None and step_classes != train_ds.num_classes:
     raise ValueError(

@@ -13,8 +13,11 @@ extended epoch by epoch is one run).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -23,7 +26,7 @@ import numpy as np
 from explicable_jax import _paths
 
 __all__ = ["RUN_FILE", "ResumeMismatchError", "describe_run", "read_run", "write_run",
-           "differences", "check_resume"]
+           "differences", "check_resume", "optimizer_fingerprint", "closure_fingerprint"]
 
 RUN_FILE = "run.json"
 RESUME_MODES = (True, False, "allow_changes")
@@ -50,6 +53,161 @@ def _loss_name(train_step) -> str | None:
   return getattr(loss, "__qualname__", type(loss).__name__)
 
 
+def _loss_settings(train_step) -> dict[str, Any] | None:
+  """The numbers the loss closes over (label smoothing's alpha, a weight
+  matrix's digest), which its name does not tell."""
+  loss = getattr(getattr(train_step, "__wrapped__", train_step), "loss_fn", None)
+  return None if loss is None else closure_fingerprint(loss)
+
+
+def _step_settings(train_step) -> dict[str, Any] | None:
+  """How :func:`~explicable_jax.training.make_train_step` built the step
+  (compute dtype, augmentation), when it did."""
+  fn = getattr(train_step, "__wrapped__", train_step)
+  if not hasattr(fn, "compute_dtype"):
+    return None
+  augment = getattr(fn, "augment", None)
+  return {"compute_dtype": fn.compute_dtype,
+          "augment": None if augment is None else getattr(
+              augment, "__qualname__", type(augment).__name__)}
+
+
+# Steps at which a learning-rate schedule found in an optimiser is sampled.
+SCHEDULE_STEPS = (0, 1, 10, 100, 1000, 10000, 100000)
+# Closure variables of an optax transformation that hold a schedule (or a
+# number) for the step size.
+_SCHEDULE_NAMES = ("learning_rate", "step_size_fn", "step_size", "schedule", "lr",
+                   "schedule_fn")
+
+
+def _number(v):
+  """``v`` as a JSON number (or bool, str, None) when it is one, else ``...``."""
+  if v is None or isinstance(v, (bool, str)):
+    return v
+  if isinstance(v, (int, float, np.integer, np.floating)):
+    return v.item() if isinstance(v, np.generic) else v
+  if getattr(v, "shape", None) == () and hasattr(v, "dtype"):
+    try:
+      return np.asarray(v).item()
+    except Exception:  # a tracer or an abstract value: not a fingerprint
+      return ...
+  return ...
+
+
+def _sample(fn):
+  """A schedule's values at :data:`SCHEDULE_STEPS`, or ``None`` when ``fn``
+  is not a function of the step."""
+  try:
+    with jax.numpy_dtype_promotion("standard"):
+      return [float(np.asarray(fn(s))) for s in SCHEDULE_STEPS]
+  except Exception:
+    return None
+
+
+def _array_digest(v) -> str | None:
+  """A short digest of a concrete array (a loss's class-weight matrix)."""
+  if not (hasattr(v, "shape") and hasattr(v, "dtype")) or isinstance(v, jax.core.Tracer):
+    return None
+  try:
+    arr = np.asarray(v)
+  except Exception:
+    return None
+  if arr.dtype == object or arr.size > 2 ** 22:
+    return None
+  return (f"array{tuple(arr.shape)} {arr.dtype} sha1:"
+          f"{hashlib.sha1(np.ascontiguousarray(arr).tobytes()).hexdigest()[:12]}")
+
+
+def closure_fingerprint(*roots) -> dict[str, Any]:
+  """The numbers (and small arrays, by digest) that functions close over,
+  found by walking their closures: ``{"factory.variable": value}``, with
+  ``i/`` prefixes for the members of a tuple of functions (an optax chain).
+  A closed-over function is walked in turn; one held under a step-size name
+  (:data:`_SCHEDULE_NAMES`) is sampled at :data:`SCHEDULE_STEPS` instead.
+  What a factory's result does (``optax.adam(1e-3)``,
+  ``losses.make_label_smoothing_loss(0.1)``) is in its closure; nothing else
+  records it."""
+  out: dict[str, Any] = {}
+  seen: set[int] = set()
+
+  def factory(fn) -> str:
+    return getattr(fn, "__qualname__", type(fn).__name__).split(".<locals>")[0]
+
+  def walk(fn, prefix: str, depth: int) -> None:
+    if isinstance(fn, functools.partial):
+      for i, a in enumerate(fn.args):
+        visit(a, f"args[{i}]", prefix, factory(fn.func), depth)
+      for k, a in sorted(fn.keywords.items()):
+        visit(a, k, prefix, factory(fn.func), depth)
+      fn = fn.func
+    fn = getattr(fn, "__wrapped__", fn)
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None)
+    if code is None or not cells or depth > 8 or id(fn) in seen:
+      return
+    seen.add(id(fn))
+    for var, cell in zip(code.co_freevars, cells):
+      try:
+        v = cell.cell_contents
+      except ValueError:  # an empty cell
+        continue
+      visit(v, var, prefix, factory(fn), depth)
+
+  def visit(v, var: str, prefix: str, owner: str, depth: int) -> None:
+    key = f"{prefix}{owner}.{var}"
+    number = _number(v)
+    if number is not ...:
+      out[key] = number
+    elif (digest := _array_digest(v)) is not None:
+      out[key] = digest
+    elif isinstance(v, Mapping):  # inject_hyperparams: name -> value or schedule
+      for k, item in sorted(v.items(), key=lambda kv: str(kv[0])):
+        visit(item, f"{var}.{k}", prefix, owner, depth)
+    elif isinstance(v, (tuple, list)):
+      members = [f for f in v if callable(f) and not _is_init(f)]
+      for i, f in enumerate(members):
+        walk(getattr(f, "update", f), f"{prefix}{i}/" if len(members) > 1 else prefix,
+             depth + 1)
+    elif callable(v):
+      if var.split(".")[-1] in _SCHEDULE_NAMES:
+        values = _sample(getattr(v, "schedule_fn", v))  # inject_hyperparams wraps it
+        if values is not None:
+          out[f"{key}@steps{list(SCHEDULE_STEPS)}"] = values
+          return
+      if not _is_init(v):
+        walk(getattr(v, "update", v), prefix, depth + 1)
+
+  for root in roots:
+    walk(root, "", 0)
+  return out
+
+
+def optimizer_fingerprint(optimizer) -> dict[str, Any] | None:
+  """What an optax transformation does, as JSON: the hyperparameters its
+  update closes over (``b1``, ``eps``, ``decay``, ``step_size``...), keyed by
+  the transformation that holds them (``"1/scale.step_size"``: the second
+  member of a chain), and every learning-rate schedule sampled at
+  :data:`SCHEDULE_STEPS` (:func:`closure_fingerprint`; optax keeps no other
+  record); ``None`` for an object that is not a transformation. Two
+  optimisers built alike have the same fingerprint; another learning rate,
+  schedule or decay changes it.
+
+  Example:
+    >>> import optax
+    >>> optimizer_fingerprint(optax.sgd(0.1))["1/scale.step_size"]
+    -0.1
+  """
+  update = getattr(optimizer, "update", None)
+  if not callable(update) or not callable(getattr(optimizer, "init", None)):
+    return None
+  # inject_hyperparams keeps its numbers for init.
+  return closure_fingerprint(update, optimizer.init)
+
+
+def _is_init(fn) -> bool:
+  name = getattr(fn, "__qualname__", "")
+  return name.rsplit(".", 1)[-1] in ("init_fn", "init", "init_empty_state")
+
+
 def describe_run(state, train_ds, *, batch_size: int, shuffle: bool,
                  drop_remainder: bool, seed: int, train_step=None,
                  run_info: dict | None = None) -> dict[str, Any]:
@@ -63,7 +221,11 @@ def describe_run(state, train_ds, *, batch_size: int, shuffle: bool,
           "model_state": _shapes(state.model_state),
       },
       "optimizer_state": _shapes(state.opt_state),
+      "optimizer": optimizer_fingerprint(
+          getattr(getattr(train_step, "__wrapped__", train_step), "optimizer", None)),
       "loss": _loss_name(train_step),
+      "loss_settings": _loss_settings(train_step),
+      "train_step": _step_settings(train_step),
       "data": {"name": train_ds.name, "examples": len(train_ds),
                "input_shape": list(train_ds.input_shape),
                "num_classes": int(train_ds.num_classes)},
@@ -108,14 +270,28 @@ def _flat(record: dict, prefix: str = "") -> dict[str, Any]:
   return out
 
 
-def differences(recorded: dict, current: dict, *, limit: int = 8) -> list[str]:
-  """One line per entry that differs between two run records."""
+def differences(recorded: dict, current: dict, *, limit: int = 12,
+                per_section: int = 3) -> list[str]:
+  """One line per entry that differs between two run records, at most
+  ``per_section`` per top-level section (``model``, ``optimizer``...) and
+  ``limit`` in all, so that every differing section is named. A section
+  that the recorded run does not have at all (a record written before the
+  library recorded it, such as ``optimizer``) is not compared."""
   a, b = _flat(recorded), _flat(current)
-  out = []
+  by_section: dict[str, list[str]] = {}
   for key in sorted(set(a) | set(b)):
+    section = key.split(".", 1)[0]
+    if section not in recorded:
+      continue
     if a.get(key, "<absent>") != b.get(key, "<absent>"):
-      out.append(f"{key}: {a.get(key, '<absent>')!r} in the workdir's run, "
-                 f"{b.get(key, '<absent>')!r} now")
+      by_section.setdefault(section, []).append(
+          f"{key}: {a.get(key, '<absent>')!r} in the workdir's run, "
+          f"{b.get(key, '<absent>')!r} now")
+  out = []
+  for section, lines in by_section.items():
+    out += lines[:per_section]
+    if len(lines) > per_section:
+      out.append(f"... and {len(lines) - per_section} more {section} entries")
   if len(out) > limit:
     out = out[:limit] + [f"... and {len(out) - limit} more"]
   return out

@@ -10,9 +10,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from explicable_jax import _validation
+from explicable_jax import _optax, _validation, conventions
 from explicable_jax import losses as losses_lib
 from explicable_jax.training.state import TrainState
+
+__all__ = [
+    "COMPUTE_DTYPES", "eval_batch", "logits_batch", "make_eval_step",
+    "make_train_step", "to_float",
+]
 
 Batch = Mapping[str, Any]
 
@@ -29,13 +34,104 @@ def _all_finite(tree) -> jax.Array:
 
 
 def to_float(x: jax.Array) -> jax.Array:
-  """uint8 images to ``[0, 1]`` floats; other inputs unchanged."""
-  return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
+  """Integer pixels (``uint8``, or an integer image batch of rank >= 3) to
+  ``[0, 1]`` floats (:func:`explicable_jax.conventions.inputs_to_float`, the
+  ``inputs`` rule, through :func:`~explicable_jax.conventions.to_unit_float`,
+  the one conversion); other inputs unchanged, so integer token ids ``(N, T)``
+  and ``bfloat16`` inputs pass through. Unchecked, for inside jitted steps:
+  :func:`explicable_jax.data.to_float` is the checked entry on the host.
+
+  Args:
+    x: a batch, e.g. ``(N, H, W, C)`` ``uint8`` images.
+
+  Returns:
+    ``x / 255`` as ``float32`` for integer pixels, else ``x``.
+
+  Example:
+    >>> to_float(jnp.array([0, 255], jnp.uint8)).tolist()
+    [0.0, 1.0]
+  """
+  return conventions.inputs_to_float(x)
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 """What a train step can compute its forward and backward passes in (see
 :func:`make_train_step`'s ``compute_dtype``)."""
+
+
+def per_example_losses(out, n: int, *, name: str = "loss_fn"):
+  """``(losses, aux)`` from a loss's output, refusing anything but one loss
+  per example: ``(n,)``.
+
+  A scalar (a loss that already took the mean) would count padded rows and
+  ignore the mask; ``(n, 1)`` or ``(n, C)`` would broadcast against the
+  ``(n,)`` mask into an ``(n, n)`` or per-class sum, a loss scaled by ``n``
+  or ``C`` without a word. Checked from shapes, at trace time."""
+  per_example, aux = out if isinstance(out, tuple) else (out, {})
+  if isinstance(out, tuple) and (len(out) != 2 or not isinstance(aux, Mapping)):
+    raise ValueError(
+        f"{name} must return per-example losses (n,), or (losses, aux) with aux a dict of "
+        f"metrics; got a tuple of {len(out)} items"
+        + (f" whose second is a {type(aux).__name__}" if len(out) == 2 else "") + ".")
+  shape = tuple(jnp.shape(per_example))
+  if shape != (n,):
+    hint = (" (a mean? return the losses unreduced: the step takes the masked mean, so "
+            "padding is left out)" if shape == () else
+            " (drop the trailing axis: losses[:, 0])" if shape == (n, 1) else
+            " (sum the class axis: one loss per example)" if len(shape) == 2 and shape[0] == n
+            else "")
+    raise ValueError(
+        f"{name} must return one loss per example, shape ({n},) for this batch of {n}; it "
+        f"returned shape {shape}{hint}.")
+  return per_example, aux
+
+
+def _opt_kinds(tree) -> str:
+  """The optax state types in an optimiser state, in order (for messages)."""
+  out: list[str] = []
+
+  def visit(node):
+    fields = getattr(node, "_fields", None)
+    if fields is not None:
+      if type(node).__name__ not in out:
+        out.append(type(node).__name__)
+      for f in fields:
+        visit(getattr(node, f))
+    elif isinstance(node, (tuple, list)):
+      for v in node:
+        visit(v)
+    elif isinstance(node, Mapping):
+      for v in node.values():
+        visit(v)
+  visit(tree)
+  return "(" + ", ".join(out) + ")" if out else f"({type(tree).__name__})"
+
+
+def check_optimizer_state(optimizer: optax.GradientTransformation, params, opt_state) -> None:
+  """Raises ``ValueError`` unless ``opt_state`` is the state ``optimizer``
+  makes for ``params`` (structure and shapes): a step built for another
+  optimiser than the state's would otherwise fail inside optax, or, with
+  the same layout, update by another rule. Shapes only (trace time)."""
+  with jax.numpy_dtype_promotion("standard"):
+    want = jax.eval_shape(optimizer.init, jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), params))
+  want_l, want_def = jax.tree_util.tree_flatten_with_path(want)
+  got_l, got_def = jax.tree_util.tree_flatten_with_path(opt_state)
+  msg = None
+  if want_def != got_def:
+    msg = (f"the state's optimiser state is {_opt_kinds(opt_state)} with {len(got_l)} arrays; "
+           f"train_step's optimiser makes {_opt_kinds(want)} with {len(want_l)}")
+  else:
+    for (path, w), (_, g) in zip(want_l, got_l):
+      if tuple(w.shape) != tuple(jnp.shape(g)):
+        msg = (f"opt_state{jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(g))}; "
+               f"train_step's optimiser makes {tuple(w.shape)}")
+        break
+  if msg:
+    raise ValueError(
+        f"train_step was built for another optimiser than the state's: {msg}. Build both "
+        "from one optimiser: create_train_state(key, model, opt) and make_train_step(loss, "
+        "opt).")
 
 
 def _cast_floats(tree, dtype):
@@ -124,8 +220,13 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
       if not mixed:
         return backend.apply(params, state.model_state, xx, train=True, key=k_drop)
       low = _cast_floats(params, compute_dtype)
-      logits, new_model_state = _computing_in(backend, low, state.model_state, compute_dtype).apply(
-          low, state.model_state, _cast_floats(xx, compute_dtype), train=True, key=k_drop)
+      # Flax's batch norm promotes its low-precision input with its float32
+      # statistics (jnp.promote_types), which strict dtype promotion refuses;
+      # the library's own code is strict-clean.
+      with jax.numpy_dtype_promotion("standard"):
+        logits, new_model_state = _computing_in(
+            backend, low, state.model_state, compute_dtype).apply(
+                low, state.model_state, _cast_floats(xx, compute_dtype), train=True, key=k_drop)
       # Statistics back in their stored dtype, whatever the model returned.
       new_model_state = jax.tree.map(lambda new, old: new.astype(old.dtype),
                                      new_model_state, state.model_state)
@@ -137,12 +238,13 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
       if wants_model_fn:
         kwargs["model_fn"] = lambda xx: forward(params, xx)[0]
       out = loss_fn(logits, batch, params, **kwargs)
-      per_example, aux = out if isinstance(out, tuple) else (out, {})
+      per_example, aux = per_example_losses(out, x.shape[0])
       return _masked_mean(per_example, mask), (logits, new_model_state, aux)
 
+    check_optimizer_state(optimizer, state.params, state.opt_state)
     (loss, (logits, new_model_state, aux)), grads = jax.value_and_grad(
         objective, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    updates, opt_state = _optax.update(optimizer, grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(loss) & _all_finite(grads)
     new = state.replace(step=state.step + 1, params=params,
@@ -155,7 +257,9 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     return new, metrics
 
   step.num_classes = classes
-  step.loss_fn = loss_fn  # The run record (training.resume) names the loss.
+  step.loss_fn = loss_fn  # The run record (training.resume) names the loss,
+  step.optimizer = optimizer  # and fingerprints the optimiser,
+  step.compute_dtype, step.augment = compute_dtype, augment  # and records these.
   return step
 
 
@@ -169,7 +273,7 @@ def eval_batch(clf, x, y, *, loss_fn: Callable = losses_lib.cross_entropy_loss,
   x = to_float(x)
   logits = clf.logits(x)
   out = loss_fn(logits, {"x": x, "y": y}, clf.params)
-  per_example = out[0] if isinstance(out, tuple) else out
+  per_example = per_example_losses(out, x.shape[0])[0]
   return per_example, (jnp.argmax(logits[..., :num_classes], -1) == y).astype(jnp.float32)
 
 
@@ -188,7 +292,7 @@ def make_eval_step(loss_fn: Callable = losses_lib.cross_entropy_loss) -> Callabl
     logits, _ = state.apply(x)
     mask = batch.get("mask", jnp.ones(x.shape[0], bool)).astype(jnp.float32)
     out = loss_fn(logits, {**batch, "x": x}, state.params)
-    per_example = out[0] if isinstance(out, tuple) else out
+    per_example = per_example_losses(out, x.shape[0])[0]
     correct = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
     return {"loss_sum": jnp.sum(per_example * mask),
             "correct": jnp.sum(correct * mask), "count": jnp.sum(mask)}

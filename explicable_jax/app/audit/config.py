@@ -56,8 +56,13 @@ class AuditConfig:
   ``operator``, ``rates``, ``coverage``, ``train_limit``, ``scores``,
   ``layer``); 3. reliance (``annotations``); 4. hesitation (``hardest``,
   ``layer``); 5. robustness (``noise``, ``fgsm``, ``corruptions``,
-  ``severities``); 6. faithfulness (``faithfulness_images``); which sections
-  run (``sections``).
+  ``severities``, ``adversarial_images``, ``adversarial_mutants``); 6.
+  faithfulness (``faithfulness_images``); which sections run (``sections``).
+
+  Example:
+    >>> config = AuditConfig(dataset="cifar10", mutants=10)
+    >>> config.mutants, config.rates  # audit(model, out, config) reads the same object
+    (10, (0.005, 0.01, 0.02))
   """
   dataset: str | None = setting(None, "a dataset of the registry (its test set is halved)",
                                 group="data")
@@ -93,6 +98,13 @@ class AuditConfig:
   corruptions: tuple[str, ...] = setting(DEFAULT_CORRUPTIONS, "corruptions", items=str,
                                          choices=_corruptions)
   severities: tuple[int, ...] = setting((1, 3, 5), "corruption severities (1-5)", items=int)
+  adversarial_images: int = setting(
+      200, "correctly classified test images attacked with FGSM (the largest --fgsm epsilon) "
+      "and DeepFool, to measure how well LCR and MSP tell the adversarial inputs from normal "
+      "ones (0: skip)")
+  adversarial_mutants: int | None = setting(
+      None, "mutants for the LCR of the adversarial inputs (default: --mutants, the "
+      "error-detection section's ensemble)", parse=int)
   faithfulness_images: int = setting(32, "test images for the attribution sanity and "
                                      "faithfulness checks")
   sections: tuple[str, ...] | None = setting(
@@ -134,6 +146,9 @@ class AuditConfig:
     v.check_positive("train_limit", self.train_limit, integer=True)
     v.check_positive("hardest", self.hardest, integer=True)
     v.check_positive("faithfulness_images", self.faithfulness_images, integer=True)
+    v.check_nonnegative("adversarial_images", self.adversarial_images, integer=True)
+    if self.adversarial_mutants is not None:
+      v.check_positive("adversarial_mutants", self.adversarial_mutants, integer=True)
     v.check_fraction("coverage", self.coverage)
     if not 0 < self.coverage < 1:
       raise ValueError(f"coverage must lie strictly between 0 and 1; got {self.coverage}.")

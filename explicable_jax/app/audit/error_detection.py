@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from explicable_jax import detection
+from explicable_jax import detection, metrics
 from explicable_jax.app.audit.section import Section
 from explicable_jax.detection import pipeline
 from explicable_jax.detection import scores as logit_scores
@@ -30,19 +30,9 @@ BASELINE_NAME = "MSP"
 _HALVES = pipeline.HALVES
 
 
-def coverage_threshold(val_scores, coverage: float) -> float:
-  """The threshold ``t`` that accepts (``score <= t``) the ``ceil(coverage
-  n)`` lowest of ``n`` validation scores (more on ties).
-
-  Args:
-    val_scores: ``(n,)`` error scores of the validation half.
-    coverage: the share to accept, in ``(0, 1)``.
-
-  Returns:
-    ``t``, the ``ceil(coverage n)``-th smallest score.
-  """
-  s = np.sort(np.asarray(val_scores, np.float64))
-  return float(s[max(int(np.ceil(coverage * len(s))) - 1, 0)])
+coverage_threshold = metrics.coverage_threshold
+"""The threshold that accepts ``coverage`` of the validation scores:
+:func:`explicable_jax.metrics.coverage_threshold`."""
 
 
 def _at_threshold(scores, wrong, t):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 
@@ -22,7 +23,7 @@ def _rows(name: str, attributions) -> jax.Array:
 
 
 @jax.jit
-def sparseness(attributions) -> jax.Array:
+def sparseness(attributions: ArrayLike) -> jax.Array:
   """Sparseness: the Gini index of the absolute attributions (Chalasani et
   al., ICML 2020; Hurley and Rickard, 2009).
 
@@ -47,7 +48,7 @@ def sparseness(attributions) -> jax.Array:
 
 
 @jax.jit
-def entropy(attributions) -> jax.Array:
+def entropy(attributions: ArrayLike) -> jax.Array:
   """Complexity: the entropy of the attributions' shares of the total
   (Bhatt, Weller and Moura, IJCAI 2020).
 
@@ -100,7 +101,7 @@ _MASK_ARGS = """
 
 @conventions.boundary(mask="mask")
 @jax.jit
-def relevance_mass_accuracy(attributions, mask) -> jax.Array:
+def relevance_mass_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   """Relevance mass accuracy (Arras, Osman and Samek, Information Fusion 2022):
   the share of the relevance that lies inside the ground-truth mask.
 
@@ -116,7 +117,7 @@ def relevance_mass_accuracy(attributions, mask) -> jax.Array:
 
 @conventions.boundary(mask="mask")
 @jax.jit
-def relevance_rank_accuracy(attributions, mask) -> jax.Array:
+def relevance_rank_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   """Relevance rank accuracy (Arras, Osman and Samek, Information Fusion 2022):
   of the ``K = |GT|`` most relevant entries, the fraction inside the mask.
 
@@ -136,7 +137,7 @@ def relevance_rank_accuracy(attributions, mask) -> jax.Array:
 
 @conventions.boundary(mask="mask")
 @jax.jit
-def pointing_game(attributions, mask) -> jax.Array:
+def pointing_game(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   """Pointing game (Zhang et al., ECCV 2016 / IJCV 2018): a hit when the
   map's maximum lies inside the ground-truth mask (any of tied maxima, as
   Quantus' ``PointingGame``).

@@ -2,7 +2,7 @@
 flipping) and faithfulness correlation."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,7 @@ import numpy as np
 from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.attribution.evaluation import _shared
+from explicable_jax.attribution._common import Baselines, InputsLike, Target
 
 __all__ = [
     "Curve", "area_under_curve", "deletion_curve", "faithfulness_correlation", "insertion_curve",
@@ -126,7 +127,8 @@ _CURVE_ARGS = """
 
 
 @conventions.boundary(inputs="batch")
-def deletion_curve(model, inputs, attributions, *, target, baselines=None, n_steps: int = 20,
+def deletion_curve(model: Any, inputs: InputsLike, attributions: InputsLike, *, target: Target,
+                   baselines: Baselines = None, n_steps: int = 20,
                    softmax: bool = True, internal_batch_size: int | None = None) -> Curve:
   """Deletion curve (pixel flipping; Samek et al., IEEE TNNLS 2017; RISE's
   "deletion", Petsiuk et al., BMVC 2018): the target score as the most
@@ -145,7 +147,8 @@ def deletion_curve(model, inputs, attributions, *, target, baselines=None, n_ste
 
 
 @conventions.boundary(inputs="batch")
-def insertion_curve(model, inputs, attributions, *, target, baselines=None,
+def insertion_curve(model: Any, inputs: InputsLike, attributions: InputsLike, *, target: Target,
+                    baselines: Baselines = None,
                     n_steps: int = 20, softmax: bool = True,
                     internal_batch_size: int | None = None) -> Curve:
   """Insertion curve (RISE, Petsiuk et al., BMVC 2018): the target score as
@@ -176,8 +179,9 @@ def pearson(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 @conventions.boundary(inputs="batch")
-def faithfulness_correlation(key: jax.Array, model, inputs, attributions, *, target,
-                             baselines=None, n_perturb_samples: int = 100,
+def faithfulness_correlation(key: jax.Array, model: Any, inputs: InputsLike,
+                             attributions: InputsLike, *, target: Target,
+                             baselines: Baselines = None, n_perturb_samples: int = 100,
                              subset_size: int = 224, softmax: bool = False,
                              max_examples_per_batch: int | None = None) -> jax.Array:
   """Faithfulness correlation (Bhatt, Weller and Moura, IJCAI 2020).
@@ -193,6 +197,10 @@ def faithfulness_correlation(key: jax.Array, model, inputs, attributions, *, tar
   Defaults as Quantus' ``FaithfulnessCorrelation`` (100 subsets of 224,
   logits, baseline 0); 224 features suit 224x224 images, so pass a size that
   fits yours (e.g. a fifth of the features).
+
+  Its parameters follow Quantus's ``FaithfulnessCorrelation`` (``nr_runs`` is
+  ``n_perturb_samples``, ``subset_size``) and Captum's names for the rest (``target``,
+  ``baselines``, ``max_examples_per_batch``), keyword-only after the inputs.
 
   Args:
     key: PRNG key; subset ``j`` of example ``i`` draws from

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ import numpy as np
 from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.attribution.evaluation import _shared
+from explicable_jax.attribution._common import Baselines, InputsLike, Target
 
 __all__ = [
     "NORM_ORDS", "default_perturb_func", "gaussian_perturb_func", "infidelity",
@@ -82,8 +84,9 @@ def gaussian_perturb_func(stddev: float = 0.003) -> Callable:
 
 
 @conventions.boundary(inputs="batch")
-def infidelity(key: jax.Array, forward_func, perturb_func: Callable, inputs, attributions, *,
-               baselines=None, target=None, n_perturb_samples: int = 10,
+def infidelity(key: jax.Array, forward_func: Any, perturb_func: Callable, inputs: InputsLike,
+               attributions: InputsLike, *,
+               baselines: Baselines = None, target: Target = None, n_perturb_samples: int = 10,
                max_examples_per_batch: int | None = None, normalize: bool = False) -> jax.Array:
   """Explanation infidelity (Yeh et al., NeurIPS 2019), as Captum's ``infidelity``.
 
@@ -99,6 +102,10 @@ def infidelity(key: jax.Array, forward_func, perturb_func: Callable, inputs, att
   when the denominator is 0), which makes the value invariant to the scale of
   ``Phi``:
   ``E[(beta I^T Phi - (f(x) - f(x - I)))^2]``.
+
+  Its parameters are Captum's, under Captum's names (``captum.metrics.infidelity``), so a Captum
+  call translates name for name; every one after the inputs is keyword-only with Captum's
+  default, and a config object would break that correspondence.
 
   Args:
     key: PRNG key; sample ``j`` of example ``i`` draws from
@@ -125,6 +132,17 @@ def infidelity(key: jax.Array, forward_func, perturb_func: Callable, inputs, att
 
   Returns:
     ``(N,)`` infidelities.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> w = jnp.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    >>> model, x = (lambda x: x @ w), jnp.ones((2, 3))
+    >>> def perturb(key, xi):
+    ...   noise = 0.1 * jax.random.normal(key, xi.shape)
+    ...   return noise, xi - noise
+    >>> phi = jnp.tile(w[:, 0], (2, 1))  # class 0's gradient: exact for a linear model
+    >>> infidelity(jax.random.key(0), model, perturb, x, phi, target=0).round(6).tolist()
+    [0.0, 0.0]
   """
   key = _validation.check_key("key", key, call="infidelity(key, forward_func, perturb_func, "
                                                 "inputs, attributions, ...)")
@@ -193,7 +211,7 @@ def _to_input_rank(phi, x):
 
 
 @conventions.boundary(x="batch")
-def default_perturb_func(key: jax.Array, x, perturb_radius: float = 0.02):
+def default_perturb_func(key: jax.Array, x: jax.Array, perturb_radius: float = 0.02):
   """``x + U(-r, r)`` per entry: Captum's default perturbation of
   ``sensitivity_max`` (``r = perturb_radius``), for one example or a tuple."""
   leaves = tuple(x) if isinstance(x, (tuple, list)) else (x,)
@@ -208,10 +226,11 @@ def _norm(v: jax.Array, norm_ord) -> jax.Array:
 
 
 @conventions.boundary(inputs="batch")
-def sensitivity_max(key: jax.Array, explanation_func: Callable, model, inputs, *,
-                    target=None, perturb_func: Callable = default_perturb_func,
+def sensitivity_max(key: jax.Array, explanation_func: Callable, model: Any, inputs: InputsLike, *,
+                    target: Target = None, perturb_func: Callable = default_perturb_func,
                     perturb_radius: float = 0.02, n_perturb_samples: int = 10,
-                    norm_ord="fro", max_examples_per_batch: int | None = None) -> jax.Array:
+                    norm_ord: str | int | float = "fro",
+                    max_examples_per_batch: int | None = None) -> jax.Array:
   """Max-sensitivity of an explanation (Yeh et al., NeurIPS 2019), as Captum's
   ``sensitivity_max``.
 
@@ -226,6 +245,10 @@ def sensitivity_max(key: jax.Array, explanation_func: Callable, model, inputs, *
   recomputed on every perturbed input for the same target (Captum expands
   ``target`` with the inputs); with ``target="predicted"`` that is the
   prediction at the unperturbed input.
+
+  Its parameters are Captum's, under Captum's names (``captum.metrics.sensitivity_max``), so a
+  Captum call translates name for name; every one after the inputs is keyword-only with Captum's
+  default, and a config object would break that correspondence.
 
   Args:
     key: PRNG key; draw ``j`` of example ``i`` uses
@@ -249,6 +272,16 @@ def sensitivity_max(key: jax.Array, explanation_func: Callable, model, inputs, *
 
   Returns:
     ``(N,)`` sensitivities.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> w = jnp.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    >>> model, x = (lambda x: x @ w), jnp.array([[1.0, 1.0, 1.0], [2.0, 0.0, 1.0]])
+    >>> times_input = lambda m, x, t: x * w[:, 0]  # gradient x input of class 0
+    >>> s = sensitivity_max(jax.random.key(0), times_input, model, x, target=0)
+    >>> # ||w0 * d|| / ||w0 * x|| with |d_i| <= 0.02: at most 0.02 for these x
+    >>> s.shape, bool((s > 0).all() and (s <= 0.02).all())
+    ((2,), True)
   """
   key = _validation.check_key("key", key, call="sensitivity_max(key, explanation_func, "
                                                 "model, inputs, ...)")

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _jaxpr, _validation, models
 from explicable_jax.attribution.evaluation import _faithfulness, _shared
+from explicable_jax.attribution._common import InputsLike, Target
 
 __all__ = [
     "Randomisation", "SIMILARITIES", "layer_groups", "model_parameter_randomisation",
@@ -34,7 +36,7 @@ def _average_ranks(v: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def spearman_rank_correlation(a: jax.Array, b: jax.Array) -> jax.Array:
+def spearman_rank_correlation(a: ArrayLike, b: ArrayLike) -> jax.Array:
   """Spearman's rank correlation of two batches of maps, per example.
 
   .. math:: \\rho(a, b) = \\operatorname{corr}(\\mathrm{rank}(a), \\mathrm{rank}(b))
@@ -58,7 +60,8 @@ def spearman_rank_correlation(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("win_size",))
-def ssim(a: jax.Array, b: jax.Array, *, data_range=None, win_size: int = 7) -> jax.Array:
+def ssim(a: ArrayLike, b: ArrayLike, *, data_range: float | None = None,
+         win_size: int = 7) -> jax.Array:
   """Structural similarity (Wang et al., IEEE TIP 2004) of two batches of 2-D
   maps, as ``skimage.metrics.structural_similarity`` computes it (uniform
   ``win_size`` window, sample covariances, ``K1 = 0.01``, ``K2 = 0.03``,
@@ -107,7 +110,7 @@ def ssim(a: jax.Array, b: jax.Array, *, data_range=None, win_size: int = 7) -> j
 
 
 @functools.partial(jax.jit, static_argnames=("absolute",))
-def comparable_maps(maps: jax.Array, *, absolute: bool = True) -> jax.Array:
+def comparable_maps(maps: ArrayLike, *, absolute: bool = True) -> jax.Array:
   """Maps as Adebayo et al. compare them: absolute values (``absolute``),
   summed over the channels of ``(N, H, W, C)`` maps, each scaled to
   ``[0, 1]`` (min-max; a constant map becomes 0)."""
@@ -143,7 +146,7 @@ class Randomisation(NamedTuple):
   ssim: jax.Array | None
 
 
-def layer_groups(clf, example_shape) -> list[tuple[str, np.ndarray]]:
+def layer_groups(clf: Any, example_shape: Sequence[int] | None) -> list[tuple[str, np.ndarray]]:
   """The parameters of each layer of ``clf``, input side first.
 
   Layer ``k`` holds the parameter leaves that the model reads up to split
@@ -203,8 +206,9 @@ def _fresh_params(clf, init):
 
 
 @conventions.boundary(inputs="batch")
-def model_parameter_randomisation(key: jax.Array, explanation_func: Callable, model, inputs, *,
-                                  target, cascading: bool = True, absolute: bool = True,
+def model_parameter_randomisation(key: jax.Array, explanation_func: Callable, model: Any,
+                                  inputs: InputsLike, *,
+                                  target: Target, cascading: bool = True, absolute: bool = True,
                                   init: Callable | None = None) -> Randomisation:
   """Model-parameter randomisation test (Adebayo et al., NeurIPS 2018).
 
@@ -289,7 +293,8 @@ def _targets(*, model, inputs, target):
 
 
 @conventions.boundary(inputs="batch")
-def random_logit(key: jax.Array, explanation_func: Callable, model, inputs, *, target,
+def random_logit(key: jax.Array, explanation_func: Callable, model: Any, inputs: InputsLike, *,
+                 target: Target,
                  similarity: str = "ssim", absolute: bool = True) -> jax.Array:
   """Random-logit test (Sixt, Granz and Landgraf, ICML 2020; Quantus'
   ``RandomLogit``): the map for the target class against the map for another

@@ -144,19 +144,8 @@ def per_example_baselines(baselines, inputs: Inputs) -> tuple:
   if len(parts) != len(inputs.leaves):
     raise ValueError(f"baselines must have one entry per input ({len(inputs.leaves)}); "
                      f"got {len(parts)}.")
-  out = []
-  for b, x in zip(parts, inputs.leaves):
-    if b is None:
-      out.append(jnp.zeros_like(x))
-      continue
-    b = jnp.asarray(b, x.dtype)
-    try:
-      out.append(jnp.broadcast_to(b, x.shape))
-    except ValueError:
-      raise ValueError(
-          f"baselines must be a scalar, one example of shape {tuple(x.shape[1:])} or one "
-          f"per example {tuple(x.shape)}; got shape {tuple(b.shape)}.") from None
-  return tuple(out)
+  return tuple(_common.resolve_baselines(b, x, batched=True)
+               for b, x in zip(parts, inputs.leaves))
 
 
 def targets(fn: Callable, inputs: Inputs, target) -> jax.Array | None:
@@ -213,10 +202,9 @@ def over_samples(fn: Callable[[jax.Array], Any], n_samples: int, per_chunk: int)
   """``fn(js)`` for the sample indices ``0..n_samples-1``, ``per_chunk`` at a
   time; ``fn`` returns a pytree of ``(k, ...)`` arrays, and the result stacks
   them to ``(n_samples, ...)``. Chunks run one after another (unrolled when
-  few, see ``_common.scan_chunks``); a last partial chunk is padded with
-  extra samples whose results are dropped."""
-  n_chunks = -(-n_samples // per_chunk)
-  js = jnp.arange(n_chunks * per_chunk).reshape(n_chunks, per_chunk)
+  few, see ``_common.scan_chunks``); a last partial chunk is padded
+  (``_common.pad_to_chunks``) and the padding's results are dropped."""
+  js = jnp.asarray(_common.pad_to_chunks(np.arange(n_samples), per_chunk))  # jnp.arange's dtype
   _, out = _common.scan_chunks(lambda c, j: (c, fn(j)), 0, js)
   return jax.tree.map(lambda o: o.reshape((-1,) + o.shape[2:])[:n_samples], out)
 

@@ -3,8 +3,9 @@
 * ``quickstart.md``: README.md's "Two commands" and "A short tour of the API"
   sections, so the site and the README cannot disagree (tests/test_readme.py
   runs the README's code);
-* ``notebook.md``: experiments/quickstart.ipynb, cells in order, not executed
-  (mkdocs.yml says why);
+* ``notebook.md``: experiments/quickstart.ipynb, executed at build time
+  (nbclient, a fresh kernel) and shown with its outputs; a failing cell fails
+  the build. ``EXPLICABLE_JAX_DOCS_EXECUTE_NOTEBOOK=0`` skips the run;
 * ``reference/<module>.md``: one API page per public module, rendered by
   mkdocstrings from the docstrings; the same module list as docs/API.md.
 """
@@ -19,6 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART_SECTIONS = ("## Two commands", "## A short tour of the API")
 # README links to files of the repository, and where they live on the site.
 LINKS = {"experiments/quickstart.ipynb": "notebook.md", "docs/API.md": "API.md"}
+# Set to 0 for a quick local build that shows the notebook without running it.
+EXECUTE_ENV = "EXPLICABLE_JAX_DOCS_EXECUTE_NOTEBOOK"
 
 
 def _modules() -> list[str]:
@@ -67,19 +70,68 @@ def quickstart_page() -> str:
           + _relink(body))
 
 
+def _executed(path: str):
+  """The notebook at ``path`` run top to bottom in a fresh kernel (nbclient,
+  as tests/test_notebook.py runs it), in a temporary folder; a failing cell
+  fails the build, naming the cell."""
+  import tempfile
+
+  import nbclient
+  import nbformat
+  nb = nbformat.read(path, as_version=4)
+  with tempfile.TemporaryDirectory(prefix="explicable_jax_docs_nb_") as folder:
+    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": folder}}).execute()
+  return nb
+
+
+def _text(value) -> str:
+  return "".join(value) if isinstance(value, list) else value
+
+
+def _outputs(cell) -> list[str]:
+  """A code cell's outputs as Markdown: printed text in a plain block, PNG
+  figures inline (data URIs: the site needs no extra files); stderr (the
+  environment's warnings) is left out."""
+  parts = []
+  for out in cell.get("outputs", []):
+    data = out.get("data", {})
+    if out.get("output_type") == "stream":
+      if out.get("name") == "stderr":  # warnings of the environment, not results
+        continue
+      text = _text(out.get("text", ""))
+    elif "image/png" in data:
+      png = _text(data["image/png"]).replace("\n", "")
+      parts.append(f"![output](data:image/png;base64,{png})\n")
+      continue
+    else:
+      text = _text(data.get("text/plain", ""))
+    if text.strip():
+      parts.append(f"```text\n{text.rstrip()}\n```\n")
+  return parts
+
+
 def notebook_page() -> str:
-  with open(os.path.join(ROOT, "experiments", "quickstart.ipynb")) as f:
-    nb = json.load(f)
+  path = os.path.join(ROOT, "experiments", "quickstart.ipynb")
+  execute = os.environ.get(EXECUTE_ENV, "1") != "0"
+  if execute:
+    nb = _executed(path)
+  else:
+    with open(path) as f:
+      nb = json.load(f)
+  how = ("executed when this site was built, with its outputs" if execute else
+         f"shown without its outputs (built with {EXECUTE_ENV}=0)")
   parts = ["# Quickstart notebook\n",
-           "`experiments/quickstart.ipynb`, shown without its outputs: run it "
-           "(`jupyter lab experiments/quickstart.ipynb`, or in Colab) to see them. "
-           "tests/test_notebook.py executes it top to bottom in CI.\n"]
+           f"`experiments/quickstart.ipynb`, {how}: run it yourself with "
+           "`jupyter lab experiments/quickstart.ipynb`, or in Colab. "
+           "tests/test_notebook.py also executes it top to bottom in CI.\n"]
   for cell in nb["cells"]:
-    source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    source = _text(cell["source"])
     if cell["cell_type"] == "markdown":
       parts.append(_relink(_demote(source)) + "\n")
     elif cell["cell_type"] == "code":
       parts.append(f"```python\n{source.rstrip()}\n```\n")
+      parts.extend(_outputs(cell))
   return "\n".join(parts)
 
 

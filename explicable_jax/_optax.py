@@ -3,12 +3,13 @@ library (``fit``'s step, the error detector, the substitute model, the
 Carlini-Wagner attack)."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import optax
 
-__all__ = ["update"]
+__all__ = ["schedule", "update"]
 
 
 def update(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any,
@@ -32,3 +33,21 @@ def update(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any,
   """
   with jax.numpy_dtype_promotion("standard"):
     return optimizer.update(grads, opt_state, params)
+
+
+def schedule(fn: optax.Schedule) -> optax.Schedule:
+  """``fn`` (an optax schedule) evaluated under standard dtype promotion, so
+  that a user calling it directly under strict promotion gets the value (its
+  comparisons and products mix the step count with Python floats).
+
+  Args:
+    fn: ``count -> learning rate``.
+
+  Returns:
+    The same function of ``count``.
+  """
+  @functools.wraps(fn)  # keeps optax's name, which a run's fingerprint records
+  def wrapped(count: Any) -> Any:
+    with jax.numpy_dtype_promotion("standard"):
+      return fn(count)
+  return wrapped

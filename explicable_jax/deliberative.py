@@ -73,14 +73,28 @@ def _check_classes(logits) -> None:
 
 @conventions.boundary(logits="logits")
 def hesitancy(logits: ArrayLike) -> jax.Array:
-  """``1 - max_y p_y``: 0 for a certain prediction, ``1 - 1/C`` at most."""
+  """``1 - max_y p_y``: 0 for a certain prediction, ``1 - 1/C`` at most.
+
+  Args:
+    logits: ``(N, C)`` class scores.
+
+  Returns:
+    ``(N,)`` in ``[0, 1 - 1/C]``.
+  """
   _check_classes(logits)
   return 1.0 - jax.nn.softmax(logits, axis=-1).max(axis=-1)
 
 
 @conventions.boundary(logits="logits")
 def normalized_entropy(logits: ArrayLike) -> jax.Array:
-  """``-1/log C * sum_y p_y log p_y``, in ``[0, 1]`` (1 = uniform)."""
+  """``-1/log C * sum_y p_y log p_y``, in ``[0, 1]`` (1 = uniform).
+
+  Args:
+    logits: ``(N, C)`` class scores.
+
+  Returns:
+    ``(N,)`` in ``[0, 1]``.
+  """
   logits = jnp.asarray(logits)
   _check_classes(logits)
   logp = jax.nn.log_softmax(logits, axis=-1)
@@ -326,6 +340,13 @@ def class_ambiguities(class_maps: ArrayLike, top: int = 3) -> jax.Array:
   among the ``top`` largest class maps at some location of image ``n``.
 
   A fixed-shape (jittable) form of the original's unique list of pairs.
+
+  Args:
+    class_maps: ``(N, K, H, W)`` attribution maps of the top-K classes.
+    top: the classes kept at each location, ``2 <= top <= K``.
+
+  Returns:
+    ``(N, K, K)`` booleans, upper triangle only.
   """
   class_maps = jnp.asarray(class_maps)
   k = class_maps.shape[1]
@@ -341,7 +362,15 @@ def class_ambiguities(class_maps: ArrayLike, top: int = 3) -> jax.Array:
 
 def top_fraction_mask(maps: ArrayLike, r: float) -> jax.Array:
   """Boolean masks keeping exactly ``round(r * H * W)`` (at least 1) pixels
-  of each ``(..., H, W)`` map: its largest values, ties broken by position."""
+  of each ``(..., H, W)`` map: its largest values, ties broken by position.
+
+  Args:
+    maps: ``(..., H, W)`` maps.
+    r: the fraction kept, in ``(0, 1)``.
+
+  Returns:
+    Booleans of ``maps``' shape.
+  """
   maps = jnp.asarray(maps)
   _validation.check_fraction("r", r, closed=False)
   h, w = maps.shape[-2:]
@@ -356,7 +385,16 @@ def top_fraction_mask(maps: ArrayLike, r: float) -> jax.Array:
 def insecurity_maps(class_maps: ArrayLike, difficulty_map: ArrayLike,
                     size: tuple[int, int]) -> jax.Array:
   """``(N, K, K, *size)``: ``m_a * m_b * d`` for every class pair, resized
-  bilinearly to ``size`` (the input's height and width)."""
+  bilinearly to ``size`` (the input's height and width).
+
+  Args:
+    class_maps: ``(N, K, h, w)`` top-K class maps at the layer.
+    difficulty_map: ``(N, h, w)`` the difficulty score's map.
+    size: ``(H, W)``, the input's height and width.
+
+  Returns:
+    ``(N, K, K, H, W)``.
+  """
   class_maps = jnp.asarray(class_maps)
   difficulty_map = jnp.asarray(difficulty_map)
   n, k, h, w = class_maps.shape

@@ -35,13 +35,29 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   .. math:: \\ell(z, y) = -\\log \\mathrm{softmax}(z)_y
 
   Same as ``optax.softmax_cross_entropy_with_integer_labels``.
+
+  Args:
+    logits: ``(N, C)`` class scores.
+    labels: ``(N,)`` class indices.
+
+  Returns:
+    ``(N,)`` losses.
   """
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
 @conventions.boundary(logits="logits")
 def cross_entropy_loss(logits: ArrayLike, batch: dict, params: Any = None) -> jax.Array:
-  """Training-loss form of :func:`cross_entropy`: reads ``batch["y"]``."""
+  """Training-loss form of :func:`cross_entropy`: reads ``batch["y"]``.
+
+  Args:
+    logits: ``(N, C)`` class scores.
+    batch: a batch with ``"y"`` ``(N,)`` class indices.
+    params: unused (the loss signature of :func:`make_train_step`).
+
+  Returns:
+    ``(N,)`` losses.
+  """
   del params
   return cross_entropy(logits, batch["y"])
 
@@ -79,6 +95,13 @@ def weighted_targets(weights: ArrayLike, *, target: str = "l1", scale: float = 1
   0.43, EKL 0.52, IHL 0.95; ``softmax`` of CHL scaled to ``[0, 1]``:
   about 0.20. So the authors' form keeps most of the mass on the true class
   for CHL but spreads it almost uniformly for EKL and IHL.
+
+  Args:
+    weights: ``(C, C)`` non-negative similarity matrix ``W``, row = true class.
+    target, scale, kind: how a row becomes a distribution (above).
+
+  Returns:
+    ``(C, C)`` float32, each row a target distribution.
   """
   _validation.check_choice("target", target, WEIGHTED_TARGETS)
   _validation.check_positive("scale", scale)
@@ -266,6 +289,15 @@ def input_gradients(model_fn: Callable, x: ArrayLike, *, scale: str = "log",
   because examples do not interact (as with autograd's ``elementwise_grad``
   in the original); a model in training mode with batch norm would couple
   them.
+
+  Args:
+    model_fn: a batch ``(N, ...)`` -> ``(N, C)`` logits or log-probabilities.
+    x: ``(N, ...)`` inputs.
+    scale, classes: the differentiated function (above).
+    labels: ``(N,)`` class indices, for ``classes="true"``.
+
+  Returns:
+    ``(N, ...)`` gradients, ``x``'s shape.
   """
   _validation.check_choice("scale", scale, GRADIENT_SCALES)
   _validation.check_choice("classes", classes, GRADIENT_CLASSES)
@@ -319,8 +351,8 @@ def input_gradient_penalty(model_fn: Callable, x: ArrayLike, annotation: ArrayLi
   Args:
     model_fn: a batch ``(N, ...)`` -> logits or log-probabilities ``(N, C)``.
     x: the inputs ``(N, ...)``.
-    annotation: ``A``, ``(N, ...)`` like ``x`` (or broadcastable to it),
-      1 where a feature must not matter.
+    annotation: ``A``, ``x``'s shape ``(N, ...)``, 1 where a feature must
+      not matter.
     scale, classes, labels: the differentiated function
       (:func:`input_gradients`).
     normalize: divide by the number of annotated features of the example
@@ -348,14 +380,23 @@ def input_gradient_penalty(model_fn: Callable, x: ArrayLike, annotation: ArrayLi
   axes = tuple(range(1, x.ndim))
   pen = jnp.sum((a * g) ** 2, axis=axes)
   if normalize:
-    pen = pen / jnp.maximum(jnp.sum(a != 0, axis=axes), 1)
+    pen = pen / jnp.maximum(jnp.sum(a != 0, axis=axes).astype(pen.dtype), 1.0)
   return pen
 
 
 def certainty_penalty(model_fn: Callable, x: ArrayLike, **options) -> jax.Array:
   """Certainty regularisation: :func:`input_gradient_penalty` with every
   feature annotated (``A = 1``), which flattens the model's log-probabilities
-  around the data (Ross et al., section 5)."""
+  around the data (Ross et al., section 5).
+
+  Args:
+    model_fn: a batch ``(N, ...)`` -> ``(N, C)`` logits or log-probabilities.
+    x: ``(N, ...)`` inputs.
+    **options: :func:`input_gradients`'s ``scale``, ``classes``, ``labels``.
+
+  Returns:
+    ``(N,)`` penalties.
+  """
   return input_gradient_penalty(model_fn, x, jnp.ones_like(x), **options)
 
 

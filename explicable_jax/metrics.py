@@ -74,7 +74,14 @@ def _logits(name: str, logits, n: int | None = None) -> np.ndarray:
 
 @conventions.boundary(logits="class_scores")
 def predictions(logits: ArrayLike) -> jax.Array:
-  """The top-1 class of each row of ``logits`` ``(N, C)``."""
+  """The top-1 class of each row of ``logits`` ``(N, C)``.
+
+  Args:
+    logits: ``(N, C)`` class scores.
+
+  Returns:
+    ``(N,)`` class indices.
+  """
   return jnp.argmax(jnp.asarray(_logits("logits", logits)), axis=-1)
 
 
@@ -179,7 +186,16 @@ def explicability_loss_table(logits_by_model: Mapping[str, np.ndarray], labels: 
                              target: str = "softmax",
                              scale: float = 1.0) -> dict[str, dict[str, float]]:
   """The paper's cross table: ``table[model][matrix]`` = mean loss of that
-  model under that matrix's weighted loss (:func:`explicability_losses`)."""
+  model under that matrix's weighted loss (:func:`explicability_losses`).
+
+  Args:
+    logits_by_model: name -> ``(N, C)`` logits on the same test set.
+    labels: ``(N,)`` true classes.
+    matrices, target, scale: as in :func:`explicability_losses`.
+
+  Returns:
+    ``{model: {matrix: mean loss}}``.
+  """
   if not logits_by_model:
     raise ValueError("logits_by_model must name at least one model.")
   return {m: explicability_losses(z, labels, matrices, target=target, scale=scale)
@@ -254,6 +270,13 @@ def mean_mistake_similarity(labels: ArrayLike, preds: ArrayLike,
 
   .. math:: \\bar s = \\frac{1}{|E|} \\sum_{n \\in E} S_{y_n, \\hat y_n}, \\quad
             E = \\{n : \\hat y_n \\ne y_n\\}
+
+  Args:
+    labels, preds: ``(N,)`` true and predicted classes.
+    similarity_matrix: ``(C, C)`` ``S``, row = true class.
+
+  Returns:
+    The mean similarity of the mistakes, a float.
 
   Raises ``ValueError`` when there is no mistake: the mean over none is
   undefined, and a made-up number would mislead.
@@ -414,6 +437,13 @@ def aupr(scores: ArrayLike, is_positive: ArrayLike) -> float:
   it. Equals ``sklearn.metrics.average_precision_score``. Its chance level is
   the positive rate, so report it beside the error rate ("AUPR-Error" in
   Hendrycks and Gimpel, ICLR 2017).
+
+  Args:
+    scores: ``(N,)`` real scores, higher = more likely positive.
+    is_positive: ``(N,)`` booleans (or 0/1); both classes must occur.
+
+  Returns:
+    The average precision, a float in ``[0, 1]``.
   """
   s, t = _scores_and_labels(scores, is_positive, "is_positive", both=True)
   _, counts, positives = _tie_blocks(s, t)
@@ -429,7 +459,16 @@ def fpr_at_tpr(scores: ArrayLike, is_positive: ArrayLike, tpr: float = 0.95) -> 
   whose true positive rate reaches ``tpr`` (FPR95 for ``tpr = 0.95``; Liang
   et al., ICLR 2018): the share of right predictions flagged when 95% of the
   errors are caught. Ties are one threshold, as in
-  ``sklearn.metrics.roc_curve``."""
+  ``sklearn.metrics.roc_curve``.
+
+  Args:
+    scores: ``(N,)`` real scores, higher = more likely positive.
+    is_positive: ``(N,)`` booleans (or 0/1); both classes must occur.
+    tpr: the true positive rate to reach, in ``[0, 1]``.
+
+  Returns:
+    The false positive rate there, a float in ``[0, 1]``.
+  """
   return roc_point_at_tpr(scores, is_positive, tpr)[0]
 
 
@@ -467,7 +506,15 @@ def aurc(error_scores: ArrayLike, is_wrong: ArrayLike) -> float:
   .. math:: \\mathrm{AURC} = \\frac1N \\sum_{k=1}^N \\frac{1}{k}
             \\sum_{i \\le k} [\\text{wrong}_{(i)}]
 
-  with predictions ordered by increasing error score. Lower is better."""
+  with predictions ordered by increasing error score. Lower is better.
+
+  Args:
+    error_scores: ``(N,)`` error scores, higher = more likely wrong.
+    is_wrong: ``(N,)`` booleans (or 0/1).
+
+  Returns:
+    The AURC, a float in ``[0, 1]``.
+  """
   return float(np.mean(risk_coverage_curve(error_scores, is_wrong)[1]))
 
 
@@ -477,7 +524,15 @@ def e_aurc(error_scores: ArrayLike, is_wrong: ArrayLike) -> float:
   prediction before every wrong one) on the same predictions (Geifman, Uziel
   and El-Yaniv, ICLR 2019). It removes the part of AURC due to the error
   rate ``r``; the optimum is close to ``r + (1 - r) ln(1 - r)`` for large
-  ``N``."""
+  ``N``.
+
+  Args:
+    error_scores: ``(N,)`` error scores, higher = more likely wrong.
+    is_wrong: ``(N,)`` booleans (or 0/1).
+
+  Returns:
+    The excess AURC, a float ``>= 0`` (up to rounding).
+  """
   s, t = _scores_and_labels(error_scores, is_wrong, "is_wrong", both=False)
   return aurc(s, t) - aurc(t.astype(np.float64), t)
 
@@ -486,7 +541,16 @@ def e_aurc(error_scores: ArrayLike, is_wrong: ArrayLike) -> float:
 def selective_accuracy(error_scores: ArrayLike, is_wrong: ArrayLike, coverage: float) -> float:
   """Accuracy on the ``round(coverage * N)`` predictions with the lowest error
   scores (at least one): one minus the selective risk at that coverage
-  (ties as in :func:`risk_coverage_curve`)."""
+  (ties as in :func:`risk_coverage_curve`).
+
+  Args:
+    error_scores: ``(N,)`` error scores, higher = more likely wrong.
+    is_wrong: ``(N,)`` booleans (or 0/1).
+    coverage: the share of predictions accepted, in ``[0, 1]``.
+
+  Returns:
+    The accuracy of the accepted predictions, a float.
+  """
   _validation.check_fraction("coverage", coverage)
   cov, risk = risk_coverage_curve(error_scores, is_wrong)
   k = max(1, int(round(coverage * len(cov))))
@@ -529,6 +593,13 @@ def bootstrap_auroc_difference(key: jax.Array, scores: ArrayLike, baseline_score
   better than the baseline beyond resampling noise. Resamples that hold a
   single class are redrawn out (counted in ``"dropped"``).
 
+  Args:
+    key: PRNG key for the resampled indices.
+    scores, baseline_scores: ``(N,)`` two scores of the same examples.
+    is_positive: ``(N,)`` booleans (or 0/1).
+    n_resamples: bootstrap resamples (at least 2).
+    level: the interval's coverage, in ``[0, 1]``.
+
   Returns:
     ``{"difference", "low", "high", "p_not_better", "dropped"}``, where
     ``p_not_better`` is the share of resamples with a difference ``<= 0``.
@@ -544,7 +615,18 @@ def bootstrap_auroc_differences(key: jax.Array, scores: Mapping[str, np.ndarray]
                                 level: float = 0.95) -> dict[str, dict[str, float]]:
   """:func:`bootstrap_auroc_difference` for several named scores against one
   baseline, on the same resamples: the indices are drawn once from ``key``
-  and the baseline's resampled AUROCs are computed once, not once per score."""
+  and the baseline's resampled AUROCs are computed once, not once per score.
+
+  Args:
+    key: PRNG key for the resampled indices.
+    scores: name -> ``(N,)`` scores of the same examples.
+    baseline_scores: ``(N,)``.
+    is_positive: ``(N,)`` booleans (or 0/1).
+    n_resamples, level: as in :func:`bootstrap_auroc_difference`.
+
+  Returns:
+    name -> :func:`bootstrap_auroc_difference`'s dict.
+  """
   key = _validation.check_key("key", key, call="bootstrap_auroc_differences(key, ...)")
   _validation.check_fraction("level", level)
   if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:

@@ -358,3 +358,27 @@ def test_zoo_widths_that_are_not_widths_are_refused(name, option, value):
   with pytest.raises(ValueError, match=rf"^{option} must .*got {re.escape(repr(value))}"):
     models.classifier(jax.random.key(0), name, input_shape=(8, 8, 3), num_classes=10,
                       **{option: value})
+
+
+def test_the_contract_refuses_one_score_per_example_and_other_input_ranges():
+  one = lambda p, x: x.reshape(x.shape[0], -1)[:, :1]
+  with pytest.raises(ValueError, match=r"C >= 2; it returns shape \(2, 1\).*concatenate"):
+    models.from_functions(one, {}, input_shape=SHAPE)
+  two = lambda p, x: x.reshape(x.shape[0], -1)[:, :2]
+  with pytest.raises(ValueError, match=r"input_range must be \(0, 1\).*or None.*got \(0, 255\)"):
+    models.from_functions(two, {}, input_shape=SHAPE, input_range=(0, 255))
+  assert models.from_functions(two, {}, input_shape=SHAPE, input_range=None).num_classes == 2
+
+
+def test_a_split_head_names_the_activation_shape_and_training_mode_asks_for_a_key():
+  clf = models.classifier(jax.random.key(0), "mlp", input_shape=SHAPE, num_classes=10,
+                          hidden=(8,), dropout_rate=0.5)
+  features, head = clf.split("dense_0")
+  x = np.zeros((2, *SHAPE), np.float32)
+  np.testing.assert_allclose(head(features(x)), clf.logits(x), rtol=1e-6)
+  with pytest.raises(ValueError, match=r"^h must be activations of layer 'dense_0', a batch "
+                                       r"of shape \(N, 8\); got shape \(2, 16\)"):
+    head(np.zeros((2, 16), np.float32))
+  with pytest.raises(ValueError, match=r"train=True\) needs key="):
+    clf.apply(x, train=True)
+  assert clf.apply(x, train=True, key=jax.random.key(0))[0].shape == (2, 10)

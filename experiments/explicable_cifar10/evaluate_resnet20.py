@@ -32,9 +32,13 @@ split (IHL was built from the other half):
   steps x 1e-7, so its runs differ from the base mostly by re-estimated
   batch-norm statistics).
 
-With several seeds, ``summary`` holds each number's mean and standard
-deviation over them, and ``over_seeds`` each weighted loss's per-seed
-differences from its control (top-1 and M) with a t-test over the seeds;
+The hard / soft differences from the control carry a paired bootstrap over
+the images (corrupted: over the ``--ood-n`` source images, each with its 30
+corrupted versions). With several seeds, ``summary`` holds each number's
+mean and standard deviation over them, and ``over_seeds`` each weighted
+loss's per-seed differences from the same seed's control (top-1, M, hard and
+soft scores) with their per-seed tests, a t-test over the seeds and a paired
+bootstrap over the images pooled over the seeds (:func:`pooled_over_seeds`);
 ``pending`` lists the seeds of :data:`EXPECTED_SEEDS` not published yet.
 Each model's evaluation is cached in ``--cache`` (a rerun evaluates only new
 runs). Writes ``results.json`` and ``tables.md``.

@@ -436,9 +436,12 @@ def seeds_table(res: dict) -> str:
   """The three-seed section: levels, differences, and pending seeds."""
   pend = [f"{k} (seeds {', '.join(map(str, v))})" for k, v in res.get("pending", {}).items()]
   n = max((len(o["seeds"]) for o in res.get("over_seeds", {}).values()), default=0)
+  k = sum(len(o["measures"]) for o in res.get("over_seeds", {}).values())
   thr = (f"With {n} seeds the t-test has {n - 1} degrees of freedom: p < 0.05 needs "
          f"|t| > {t_threshold(n):.2f}, so it finds only large, steady effects; it is reported "
-         "beside the rule, not used alone." if n >= 2 else "")
+         f"beside the rule, not used alone. The table holds {k} comparisons and no correction "
+         "for their number: a claim whose interval only just excludes 0 is the weakest."
+         if n >= 2 else "")
   return "\n\n".join(x for x in (
       three_seed_levels(res), three_seed_differences(res), thr,
       ("Pending: " + "; ".join(pend) + ".") if pend else "") if x)
@@ -565,8 +568,10 @@ def appendix_verdict(name: str, r: dict) -> str:
     x = ("holds" if rising == 1 else f"holds on {rising:.0%} of each panel's range only (near "
          "p_f = 0 the loss falls)")
     shrinks = all(b < a - 1e-3 for a, b in zip(rises, rises[1:]))
-    t = ("holds" if shrinks else "does not hold for the penalty: the rise with p_f is "
-         f"{min(rises):.3f}-{max(rises):.3f} in every panel, and the loss at p_f = (1 - p_t)/2 "
+    span = (f"{min(rises):.3f}" if f"{min(rises):.3f}" == f"{max(rises):.3f}" else
+            f"{min(rises):.3f}-{max(rises):.3f}")
+    t = ("holds" if shrinks else f"does not hold for the penalty: the rise with p_f is {span} "
+         "in every panel, and the loss at p_f = (1 - p_t)/2 "
          + ("falls in every step of p_t" if all(falls) else "does not fall in every step of p_t"))
   elif name == "c and f both inexplicable":
     x = ("agrees: the loss is not monotonic in p_f" if rising < 1 else

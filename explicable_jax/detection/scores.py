@@ -73,13 +73,33 @@ def _probabilities(logits, temperature: float) -> jax.Array:
 def msp(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """``1 - max_c softmax(z / T)_c``: one minus the maximum softmax probability,
   the model's own confidence (Hendrycks and Gimpel, "A Baseline for Detecting
-  Misclassified and Out-of-Distribution Examples", ICLR 2017)."""
+  Misclassified and Out-of-Distribution Examples", ICLR 2017).
+
+  Args:
+    logits: ``(N, C)`` class scores.
+    temperature: ``T > 0``, dividing the logits first.
+
+  Returns:
+    ``(N,)`` error scores, higher = more likely wrong.
+
+  Example:
+    >>> msp([[2.0, 0.0], [0.0, 0.0]]).round(4).tolist()  # 1 - sigmoid(2), then a tie
+    [0.1192, 0.5]
+  """
   return 1.0 - _probabilities(logits, temperature).max(-1)
 
 
 @conventions.boundary(logits="logits")
 def entropy(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
-  """Predictive entropy ``-sum_c p_c log p_c`` in nats (``0 log 0 = 0``)."""
+  """Predictive entropy ``-sum_c p_c log p_c`` in nats (``0 log 0 = 0``).
+
+  Args:
+    logits: ``(N, C)`` class scores.
+    temperature: ``T > 0``, dividing the logits first.
+
+  Returns:
+    ``(N,)`` error scores, higher = more likely wrong.
+  """
   z = _logits(logits) / _checked(temperature)
   logp = jax.nn.log_softmax(z, axis=-1)
   return -jnp.sum(jnp.where(logp > -jnp.inf, jnp.exp(logp) * logp, 0.0), axis=-1)
@@ -88,7 +108,15 @@ def entropy(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
 @conventions.boundary(logits="logits")
 def margin(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """``-(p_(1) - p_(2))``: minus the gap between the two largest softmax
-  probabilities (0 when they tie, -1 for a one-hot prediction)."""
+  probabilities (0 when they tie, -1 for a one-hot prediction).
+
+  Args:
+    logits: ``(N, C)`` class scores.
+    temperature: ``T > 0``, dividing the logits first.
+
+  Returns:
+    ``(N,)`` error scores, higher = more likely wrong.
+  """
   top2 = jax.lax.top_k(_probabilities(logits, temperature), 2)[0]
   return -(top2[:, 0] - top2[:, 1])
 
@@ -101,7 +129,15 @@ def doctor_alpha(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
 
   .. math:: D_\\alpha(x) = \\frac{1 - g(x)}{g(x)}
 
-  (their detector flags ``x`` when it exceeds a threshold ``gamma``)."""
+  (their detector flags ``x`` when it exceeds a threshold ``gamma``).
+
+  Args:
+    logits: ``(N, C)`` class scores.
+    temperature: ``T > 0``, dividing the logits first.
+
+  Returns:
+    ``(N,)`` error scores, higher = more likely wrong.
+  """
   p = _probabilities(logits, temperature)
   g = jnp.sum(p * p, axis=-1)
   return (1.0 - g) / g
@@ -111,7 +147,15 @@ def doctor_alpha(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
 def doctor_beta(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """DOCTOR's ``D_beta`` statistic (Granese et al., NeurIPS 2021): with the
   estimated error probability ``P_e(x) = 1 - max_c p_c``,
-  ``P_e / (1 - P_e)``; an increasing function of :func:`msp`."""
+  ``P_e / (1 - P_e)``; an increasing function of :func:`msp`.
+
+  Args:
+    logits: ``(N, C)`` class scores.
+    temperature: ``T > 0``, dividing the logits first.
+
+  Returns:
+    ``(N,)`` error scores, higher = more likely wrong.
+  """
   pe = msp(logits, temperature=temperature)
   return pe / (1.0 - pe)
 
@@ -120,7 +164,15 @@ def doctor_beta(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
 def energy(logits: ArrayLike, *, temperature: float = 1.0) -> jax.Array:
   """The free energy ``E(x) = -T logsumexp_c(z_c / T)`` (Liu, Wang, Owens and
   Li, "Energy-based Out-of-distribution Detection", NeurIPS 2020); low energy
-  means a confident, in-distribution input, so higher = more likely wrong."""
+  means a confident, in-distribution input, so higher = more likely wrong.
+
+  Args:
+    logits: ``(N, C)`` class scores.
+    temperature: ``T > 0``, dividing the logits first.
+
+  Returns:
+    ``(N,)`` error scores, higher = more likely wrong.
+  """
   t = _checked(temperature)
   return -t * jax.nn.logsumexp(_logits(logits) / t, axis=-1)
 

@@ -192,7 +192,15 @@ class Classifier:
           "it so that its output is (batch, classes), or pass the num_classes it has.")
 
   def _apply(self, x, *, train: bool = False, key: jax.Array | None = None):
-    logits, state = self.spec.backend.apply(self.params, self.state, x, train=train, key=key)
+    try:
+      logits, state = self.spec.backend.apply(self.params, self.state, x, train=train, key=key)
+    except ValueError as e:
+      if train and key is None and "rngs" in str(e):  # Flax's word for a missing dropout key
+        raise ValueError(
+            "apply(x, train=True) needs key= for this model's dropout (training mode draws "
+            "its masks from the key): pass key=jax.random.key(seed), or train=False for "
+            f"evaluation mode ({str(e).splitlines()[0]}).") from None
+      raise
     self.check_logits(logits, x)
     return logits, state
 
@@ -245,6 +253,8 @@ class Classifier:
                           jax.ShapeDtypeStruct((1, *shape), jax.numpy.float32))
       backend.verify_split(params, state, layer, dummy_batch(shape))
 
+    activation: list[tuple[int, ...]] = []  # the activation's shape, once traced
+
     def features_fn(x):
       x = conventions.check_model_inputs("x", x, self)
       if not any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(x)):
@@ -254,6 +264,18 @@ class Classifier:
     def head_fn(h):
       if not isinstance(h, (dict, list)):
         conventions.check_batch("h", h)
+      if shape is not None and hasattr(h, "shape"):
+        want = activation[0] if activation else None
+        if want is None:  # Found once, by tracing the features on one example.
+          want = tuple(jax.eval_shape(
+              lambda v: backend.features(params, state, v, layer),
+              jax.ShapeDtypeStruct((1, *shape), jax.numpy.float32)).shape[1:])
+          activation.append(want)
+        if tuple(h.shape[1:]) != want:
+          raise conventions.ConventionError(
+              f"h must be activations of layer {layer!r}, a batch of shape (N, "
+              f"{', '.join(map(str, want))}); got shape {tuple(h.shape)}: pass "
+              "features_fn(x) of this split.")
       n = jax.tree.leaves(h)[0].shape[0]
       spec = (jax.ShapeDtypeStruct((n, *shape), jax.numpy.float32)
               if shape is not None else None)

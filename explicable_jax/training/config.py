@@ -5,7 +5,7 @@ import dataclasses
 
 import optax
 
-from explicable_jax import _validation
+from explicable_jax import _optax, _validation
 from explicable_jax import data as data_lib
 from explicable_jax import losses as losses_lib
 from explicable_jax import models as models_lib
@@ -32,14 +32,16 @@ def make_schedule(name: str, learning_rate: float, total_steps: int, *,
   _validation.check_positive("learning_rate", learning_rate)
   _validation.check_positive("total_steps", total_steps, integer=True)
   if name == "constant":
-    return optax.constant_schedule(learning_rate)
-  if name == "cosine":
-    return optax.warmup_cosine_decay_schedule(
+    schedule = optax.constant_schedule(learning_rate)
+  elif name == "cosine":
+    schedule = optax.warmup_cosine_decay_schedule(
         0.0, learning_rate, min(warmup_steps, total_steps - 1), total_steps)
-  if name == "one_cycle":
-    return optax.cosine_onecycle_schedule(total_steps, learning_rate)
-  return optax.piecewise_constant_schedule(
-      learning_rate, {int(total_steps * 0.5): 0.1, int(total_steps * 0.75): 0.1})
+  elif name == "one_cycle":
+    schedule = optax.cosine_onecycle_schedule(total_steps, learning_rate)
+  else:
+    schedule = optax.piecewise_constant_schedule(
+        learning_rate, {int(total_steps * 0.5): 0.1, int(total_steps * 0.75): 0.1})
+  return _optax.schedule(schedule)
 
 
 def make_optimizer(name: str, schedule: optax.Schedule, *,

@@ -86,7 +86,6 @@ if TYPE_CHECKING:
   from explicable_jax import (attribution, conventions, data, deliberative, detection,
                               losses, metrics, models, mutation, robustness, rrr, similarity,
                               stats, training, viz)
-  from explicable_jax.app.audit import AuditConfig, audit
   from explicable_jax.attribution import integrated_gradients, layer_conductance
   from explicable_jax.attribution.evaluation import infidelity, sensitivity_max
   from explicable_jax.deliberative import insecurities
@@ -97,6 +96,8 @@ if TYPE_CHECKING:
   from explicable_jax.mutation import label_change_rate, make_mutants, sprt_detect
   from explicable_jax.similarity import explicability_matrix
   from explicable_jax.training import FitConfig, evaluate, fit, predict
+  # audit and AuditConfig (explicable_jax.app.audit) are left to __getattr__:
+  # no module outside app/ imports the app layer (tests/test_readme.py).
 
 
 def __getattr__(name: str) -> Any:

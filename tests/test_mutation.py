@@ -173,7 +173,7 @@ def test_label_change_rate_matches_a_loop_over_mutants():
   want = np.zeros(len(x))
   for i in range(7):
     mi = jax.tree.map(lambda a: a[i], muts)
-    want += np.argmax(_linear(mi, x), -1) != orig
+    want += np.asarray(np.argmax(_linear(mi, x), -1) != orig)
   np.testing.assert_allclose(lcr, want / 7)
   # A mutant equal to the model changes nothing.
   same = jax.tree.map(lambda a: a[None], p)

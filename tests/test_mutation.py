@@ -514,7 +514,7 @@ def test_module_starts_only_where_exact():
       return self.out(h.mean((1, 2)))
 
   clf = models.from_nnx(Twice(nnx.Rngs(0)), layers=["a"], input_shape=(8, 8, 3))
-  x = np.asarray(jax.random.normal(jax.random.key(1), (12, 8, 8, 3)))
+  x = np.asarray(jax.random.uniform(jax.random.key(1), (12, 8, 8, 3)))
   both = _stack(
       _with_leaf(clf.params, ("'b'", "kernel"), lambda a: a.at[..., 1].multiply(-1)),
       _with_leaf(clf.params, ("out", "kernel"), lambda a: a.at[..., 4].multiply(-1)),
@@ -596,7 +596,7 @@ def test_mutant_predictions_follows_the_platform_path(monkeypatch):
   lax.map, the accelerator path runs the plain vmap even past it."""
   clf = models.classifier(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=10,
                           widths=[4], dense=8)
-  x = np.asarray(jax.random.normal(jax.random.key(1), (6, 8, 8, 1)))
+  x = np.asarray(jax.random.uniform(jax.random.key(1), (6, 8, 8, 1)))
   muts = mutation.mutate_many(jax.random.key(2), clf.params, 3, "NAI", 0.25)
   seen = []
   real_shared, real_chunk = _prefix.predict_shared_prefix, predictions._chunk_predictor

@@ -271,7 +271,7 @@ MORE_BAD_INPUTS = [
  ("evaluate ds", lambda: training.evaluate(_CLF, (_XB, _YB)), TypeError, r"ds must be a data.Dataset"),
  ("evaluate labels", lambda: training.evaluate(_CLF, data.Dataset(_XB, np.array([0, 1, 2, 11]), 12, tuple("abcdefghijkl"))), ValueError, r"labels.*\[0, 10\)"),
  ("create_train_state key", lambda: training.create_train_state(None, _CLF, optax.sgd(0.1)), TypeError, r"key"),
- ("check_model_input shape", lambda: training.check_model_input(_CLF, data.Dataset(np.zeros((2, 5)), np.array([0, 1]), 2, ("a", "b"), name="toy")), ValueError, r"toy.*do not fit"),
+ ("check_model_input shape", lambda: training.check_model_input(_CLF, data.Dataset(np.zeros((2, 5)), np.array([0, 1]), 2, ("a", "b"), name="toy")), ValueError, r"dataset .toy.*shape the model was built for.*\(8, 8, 1\).*\(2, 5\)"),
  # losses
  ("make_loss name", lambda: losses.make_loss("hinge"), ValueError, r"loss.*cross_entropy"),
  ("make_loss option", lambda: losses.make_loss("label_smoothing", alhpa=0.5), ValueError, r"alhpa.*alpha|alpha.*alhpa"),
@@ -612,9 +612,14 @@ def test_sigint_says_where_the_run_stopped_and_the_rerun_resumes(tmp_path):
   assert m, last
   assert int(m.group(1)) == int(m.group(2)) >= 60  # saved on the way out
   assert "Traceback" not in err
-  subprocess.run(cmd[:cmd.index("--epochs") + 1] + ["1"] + cmd[cmd.index("--epochs") + 2:],
-                       env=env, capture_output=True, text=True, timeout=300)
-  # The rerun (here with fewer epochs, so it ends at once) starts from the checkpoint.
+  fewer = cmd[:cmd.index("--epochs") + 1] + ["1"] + cmd[cmd.index("--epochs") + 2:]
+  # Fewer epochs change the schedule's total steps: the run record refuses it...
+  refused = subprocess.run(fewer, env=env, capture_output=True, text=True, timeout=300)
+  assert refused.returncode == 2 and "--allow-changes" in refused.stderr, refused.stderr[-2000:]
+  subprocess.run(fewer + ["--allow-changes"], env=env, capture_output=True, text=True,
+                 timeout=300)
+  # ...and the rerun that allows it (fewer epochs, so it ends at once) starts from the
+  # checkpoint.
   events = [json.loads(l) for l in open(tmp_path / "w" / "metrics.jsonl")]
   assert any(e.get("event") == "resumed" and e["step"] == int(m.group(2)) for e in events)
 

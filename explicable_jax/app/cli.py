@@ -138,8 +138,12 @@ def cmd_train(args) -> int:
   config = _config_from_args(args)
   config.validate()
   resume = "allow_changes" if (args.resume and args.allow_changes) else args.resume
-  result = training.train_and_evaluate(config, args.workdir, resume=resume,
-                                       progress=not args.no_progress)
+  try:
+    result = training.train_and_evaluate(config, args.workdir, resume=resume,
+                                         progress=not args.no_progress)
+  except training.ResumeMismatchError as e:  # the CLI spells the option, not the keyword
+    raise training.ResumeMismatchError(
+        str(e).replace("pass resume='allow_changes'", "add --allow-changes")) from None
   print(json.dumps(result, indent=2))
   if args.workdir:
     print(f"model exported to {os.path.join(args.workdir, 'model')}")

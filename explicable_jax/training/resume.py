@@ -284,8 +284,10 @@ def differences(recorded: dict, current: dict, *, limit: int = 12,
     if section not in recorded:
       continue
     if a.get(key, "<absent>") != b.get(key, "<absent>"):
+      what = ("learning-rate schedule (" + key + ")" if "step_size_fn" in key
+              or "learning_rate" in key else key)
       by_section.setdefault(section, []).append(
-          f"{key}: {a.get(key, '<absent>')!r} in the workdir's run, "
+          f"{what}: {a.get(key, '<absent>')!r} in the workdir's run, "
           f"{b.get(key, '<absent>')!r} now")
   out = []
   for section, lines in by_section.items():

@@ -168,11 +168,24 @@ def comparisons(res: dict, bn: dict | None = None) -> str:
     authors = {n: m for n, m in models.items() if n.startswith("authors/")}
     if authors:
       gap = max(abs(m["top1"] - last["test_accuracy"]) for m in authors.values())
+      n = res["test_images"]
+      k_bn, k_base = (round(v * n) for v in (last["test_accuracy"],
+                                             bn["base_accuracy"]["test"]))
+      sys.path.insert(0, HERE)
+      try:
+        import legacy_intervals  # this folder's interval helper (one copy of Newcombe's rule)
+      finally:
+        sys.path.remove(HERE)
+      _, lo, hi = legacy_intervals.newcombe_difference(k_bn, n, k_base, n)
       out.append(f"* **Batch-norm statistics alone.** Re-estimating only the base's running "
                  f"statistics for {last['epoch']} epochs of unaugmented batches (weights fixed) "
                  f"takes its test top-1 from {_pct(bn['base_accuracy']['test'])} to "
-                 f"{_pct(last['test_accuracy'])}; every authors'-recipe fine-tune is within "
-                 f"{100 * gap:.2f} points of that.")
+                 f"{_pct(last['test_accuracy'])} ({100 * (k_bn - k_base) / n:+.2f} points, "
+                 f"95% interval [{100 * lo:+.2f}, {100 * hi:+.2f}], unpaired (Newcombe): "
+                 f"{'detectably lower' if hi < 0 else 'detectably higher' if lo > 0 else stats.NO_DIFFERENCE}"
+                 f"); the largest gap between an authors'-recipe fine-tune and it is "
+                 f"{100 * gap:.2f} points (not tested: `bn_only.json` keeps no per-image "
+                 "predictions).")
   recipes = sorted({n.split("/")[0] for n in models if not n.startswith("base")})
   base = models.get("base/cce_s0")
   multi = {k.split("/")[0] for k in res.get("over_seeds", {})}

@@ -15,7 +15,7 @@ import os
 from etils import epath
 
 __all__ = [
-    "append_line", "is_uri", "resolve", "write_text",
+    "append_line", "check_folder", "check_npz", "is_uri", "resolve", "write_text",
 ]
 
 
@@ -49,3 +49,25 @@ def append_line(path: str | os.PathLike, line: str) -> None:
     return
   old = path.read_text() if path.exists() else ""
   path.write_text(old + line)
+
+
+def check_folder(name: str, path: str | os.PathLike) -> None:
+  """Raises ``NotADirectoryError`` when ``path`` (a folder to write into, which
+  may not exist yet) names an existing file. Local paths only (a URI is
+  checked by its file system when written)."""
+  s = os.fspath(path)
+  if not is_uri(s) and os.path.exists(s) and not os.path.isdir(s):
+    raise NotADirectoryError(
+        f"{name} {s!r} is a file; expected a folder (an existing one, or one to create): "
+        "choose another path.")
+
+
+def check_npz(name: str, path: str | os.PathLike, what: str = "arrays") -> None:
+  """Raises ``ValueError`` when ``path`` exists but is not an ``.npz`` file
+  (a zip archive, as ``numpy.savez`` writes), before ``numpy.load`` reads it
+  as a pickle. ``what`` names the arrays it must hold, for the message."""
+  import zipfile
+  s = os.fspath(path)
+  if not is_uri(s) and os.path.isfile(s) and not zipfile.is_zipfile(s):
+    raise ValueError(
+        f"{name} {s!r} is not an .npz file; expected an .npz (numpy.savez) holding {what}.")

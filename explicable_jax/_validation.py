@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = [
     "accepts_keyword", "check_choice", "check_fraction", "check_key", "check_labels",
-    "check_nonnegative", "check_positive", "check_rank", "lookup", "register",
+    "check_nonnegative", "check_positive", "check_rank", "check_seed", "lookup", "register",
 ]
 
 
@@ -57,6 +57,15 @@ def check_positive(name: str, value: Any, *, integer: bool = False) -> None:
 def check_nonnegative(name: str, value: Any, *, integer: bool = False) -> None:
   """Raises ``ValueError`` unless ``value`` is a finite number >= 0."""
   _check_number(name, value, integer=integer, strict=False)
+
+
+def check_seed(name: str, value: Any) -> None:
+  """Raises ``ValueError`` unless ``value`` is a random seed: an integer >= 0
+  (what ``np.random.default_rng`` and ``jax.random.key`` take), not a bool or
+  a string."""
+  if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+      or value < 0):
+    raise ValueError(f"{name} must be a non-negative integer; got {value!r}.")
 
 
 def check_fraction(name: str, value: Any, *, closed: bool = True) -> None:

@@ -33,7 +33,19 @@ kind               convention
                    argmax): logits or probabilities.
 ``scores``         one score per example ``(N,)`` (detection scores, errors).
 ``perturbation``   a size in the images' units (``[0, 1]``): ``epsilon=8``
-                   on ``[0, 1]`` images is refused (``8 / 255`` was meant).
+                   on ``[0, 1]`` images is refused (``8 / 255`` was meant);
+                   noise stddevs too (``stdevs=25.5`` -> ``0.1``). Not
+                   checked for a model adapted with ``input_range=None``.
+``baseline``       a reference input in the images' units: a scalar in
+                   ``[0, 1]`` (``255.`` is refused), or an array on the
+                   inputs' scale, finite.
+``maps``           attribution maps ``(N, ...)``: numbers, finite when
+                   concrete; no scale rule, no conversion.
+``number``         a finite real number (a threshold): NaN, inf, a bool
+                   or a string is refused.
+``probability``    a number in ``[0, 1]`` (a p-value, a level ``alpha``).
+``flag``           a bool option (``absolute=True``): ``True``/``False``
+                   (or 0/1); ``'no'`` is refused, not read as truthy.
 =================  ===========================================================
 
 Non-finite values: a concrete argument (outside ``jax.jit``) holding NaN or
@@ -63,7 +75,8 @@ __all__ = [
     "ConventionError", "KINDS", "boundary", "declared", "to_unit_float", "inputs_to_float",
     "check_images", "check_inputs", "check_model_inputs", "check_batch", "check_labels",
     "check_mask", "check_logits", "check_scores", "check_perturbation", "check_finite",
-    "check_same_length",
+    "check_same_length", "check_flag", "check_baseline", "check_maps", "check_number",
+    "check_probability",
 ]
 
 # A float image may stray this far outside [0, 1] (noise, an attack's
@@ -92,10 +105,16 @@ def _as_array(name: str, x, what: str):
     return x
   if isinstance(x, (str, bytes, dict)) or x is None:
     raise ConventionError(f"{name} must be {what}; got {type(x).__name__}.")
+  if type(x).__name__ == "Dataset" and hasattr(x, "x") and hasattr(x, "y"):
+    raise ConventionError(
+        f"{name} must be {what}; got a Dataset: pass ds.x (and ds.y where labels are "
+        "taken).")
   try:
     arr = np.asarray(x)
   except Exception:
     raise ConventionError(f"{name} must be {what}; got {type(x).__name__}.") from None
+  if arr.dtype != object and arr.dtype.kind == "V" and jnp.issubdtype(arr.dtype, jnp.floating):
+    arr = arr.astype(np.float32)  # bfloat16 (ml_dtypes): numbers, read as float32
   if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
     raise ConventionError(f"{name} must be {what} of numbers; got {_describe(arr)}.")
   return arr
@@ -526,24 +545,114 @@ def check_scores(name: str, scores):
   return _keep_kind(scores, arr)
 
 
-def check_perturbation(name: str, value, *, allow_zero: bool = True) -> float:
+def check_perturbation(name: str, value, *, allow_zero: bool = True,
+                       unit_scale: bool = True) -> float:
   """A perturbation size in the images' units: a finite number in ``[0, 1]``.
 
   ``epsilon=8`` on ``[0, 1]`` images would saturate every pixel; ``8 / 255``
-  was meant, and the message says so.
+  was meant, and the message says so. The same holds for noise stddevs
+  (``stdevs=25.5`` -> ``0.1``). ``unit_scale=False`` (inputs of another
+  scale) checks only that it is a finite, non-negative number.
   """
+  if _is_traced(value):
+    return value
+  if (isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0
+      and np.issubdtype(value.dtype, np.number)):
+    value = value.item()
   ok = (isinstance(value, (int, float, np.integer, np.floating))
         and not isinstance(value, bool) and np.isfinite(value))
   if not ok or value < 0 or (value == 0 and not allow_zero):
+    scalar = "" if ok or np.ndim(value) == 0 else (
+        " (one number: a sequence or array of sizes is not a size)")
     raise ConventionError(
         f"{name} must be a {'non-negative' if allow_zero else 'positive'} number in the "
-        f"images' units ([0, 1]); got {value!r}.")
-  if value > 1:
+        f"images' units ([0, 1], e.g. 0.1); got {value!r}{scalar}.")
+  if value > 1 and unit_scale:
     raise ConventionError(
-        f"{name} is in the images' units, [0, 1]; got {value!r}, which would move every "
-        f"pixel across its whole range: on the 0..255 scale pass {value!r} / 255 "
+        f"{name} is in the images' units, [0, 1] (e.g. 0.1); got {value!r}, which would "
+        f"move every pixel across its whole range: on the 0..255 scale pass {value!r} / 255 "
         f"= {value / 255:.4g}.")
   return float(value)
+
+
+def check_baseline(name: str, value, *, image_scale: bool = True):
+  """A reference input (integrated gradients' ``x'``) in the images' units.
+
+  A scalar must lie in ``[0, 1]`` (``baselines=255.`` on ``[0, 1]`` images
+  scales every attribution by 255); an array must be numbers, finite, and,
+  when float, on the ``[0, 1]`` scale (with the images' slack). With
+  ``image_scale=False`` (a model of another scale, or not images) only the
+  finiteness is checked. Tuples (one baseline per input) are checked member
+  by member; tracers are not checked.
+  """
+  if isinstance(value, (tuple, list)) and value and not np.isscalar(value[0]):
+    return type(value)(check_baseline(f"{name}[{i}]", v, image_scale=image_scale)
+                       for i, v in enumerate(value))
+  if _is_traced(value):
+    return value
+  arr = _as_array(name, value, "a baseline (a number or an array of the inputs' shape)")
+  _nonfinite(name, arr)
+  if not image_scale or arr.size == 0 or not np.issubdtype(arr.dtype, np.floating):
+    return value
+  lo, hi = float(np.min(arr)), float(np.max(arr))
+  slack = 0.0 if arr.ndim == 0 else _UNIT_SLACK
+  if lo < -slack or hi > 1 + slack:
+    what = f"{lo:g}" if arr.ndim == 0 else f"values from {lo:.4g} to {hi:.4g}"
+    fix = (f": on the 0..255 scale pass {hi:g} / 255 = {hi / 255:.4g}" if 1 < hi <= 255
+           and lo >= 0 else "")
+    raise ConventionError(
+        f"{name} must be in the images' units, [0, 1] (e.g. 0 for black); got {what}"
+        f"{fix}.")
+  return value
+
+
+def check_maps(name: str, maps):
+  """Attribution maps ``(N, ...)``: numbers with a batch axis, finite when
+  concrete (a NaN map gives a NaN score, not an error, otherwise); returned
+  as given (Captum's tuple of maps: each member checked)."""
+  if isinstance(maps, (tuple, list)):
+    return type(maps)(check_maps(f"{name}[{i}]", m) for i, m in enumerate(maps))
+  arr = _as_array(name, maps, "attribution maps (N, ...)")
+  if arr.ndim < 1:
+    raise ConventionError(f"{name} must be attribution maps (N, ...); got a scalar.")
+  _nonfinite(name, arr)
+  return maps
+
+
+def check_number(name: str, value) -> float:
+  """A finite real number (a threshold, say): refuses NaN, inf, bools,
+  strings and arrays of more than one value; tracers pass unchecked."""
+  if _is_traced(value):
+    return value
+  if (isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0
+      and np.issubdtype(value.dtype, np.number)):
+    value = value.item()
+  ok = (isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_)))
+  if not ok or not np.isfinite(value):
+    raise ConventionError(f"{name} must be a finite number; got {value!r}.")
+  return float(value)
+
+
+def check_probability(name: str, value) -> float:
+  """A probability (a p-value, a significance level): a number in ``[0, 1]``."""
+  value = check_number(name, value)
+  if not _is_traced(value) and not 0 <= value <= 1:
+    raise ConventionError(
+        f"{name} must be a probability in [0, 1]; got {value!r}"
+        + (" (a percentage? divide by 100)" if 1 < value <= 100 else "") + ".")
+  return value
+
+
+def check_flag(name: str, value) -> bool:
+  """A bool option: ``True``/``False`` (``numpy`` bools, and the ints 0 and
+  1, are accepted); a string such as ``'no'`` (truthy!) is refused."""
+  if isinstance(value, (bool, np.bool_)):
+    return bool(value)
+  if isinstance(value, (int, np.integer)) and value in (0, 1):
+    return bool(value)
+  raise ConventionError(
+      f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
 
 
 def check_same_length(names_and_lengths: dict[str, int]) -> None:
@@ -558,7 +667,7 @@ def check_same_length(names_and_lengths: dict[str, int]) -> None:
 # Declarations at the boundary.
 
 KINDS = ("images", "inputs", "batch", "labels", "mask", "logits", "class_scores", "scores",
-         "perturbation")
+         "perturbation", "baseline", "maps", "flag", "number", "probability")
 
 
 def _model_facts(bound: dict):
@@ -576,6 +685,20 @@ def _model_facts(bound: dict):
         n = len(clf.spec.class_names)
       return n, clf.spec.input_shape, getattr(clf.spec, "input_range", (0.0, 1.0)) is not None
   return None, None, True
+
+
+def _batch_shape(bound: dict, kinds: dict[str, str]) -> tuple[int, ...] | None:
+  """The per-example shape of the first declared input batch (``images``,
+  ``inputs`` or ``batch``) given as one array, or ``None``: without a model's
+  ``input_shape``, a perturbation size or a baseline follows the images' scale
+  rule only when the batch beside it is images (``(N, H, W, C)``), not flat
+  feature vectors."""
+  for param, kind in kinds.items():
+    value = bound.get(param)
+    if kind in ("images", "inputs", "batch") and value is not None \
+        and not isinstance(value, (tuple, list, str)) and np.ndim(value) >= 2:
+      return tuple(int(d) for d in np.shape(value)[1:])
+  return None
 
 
 def _classifier_among(bound: dict) -> bool:
@@ -611,6 +734,20 @@ def _check_one(param: str, kind: str, value, num_classes, input_shape, unit_rang
     return check_logits(param, value, probabilities=kind == "class_scores")
   if kind == "scores":
     return check_scores(param, value)
+  if kind == "maps":
+    return check_maps(param, value)
+  if kind == "flag":
+    return check_flag(param, value)
+  if kind == "number":
+    return check_number(param, value)
+  if kind == "probability":
+    return check_probability(param, value)
+  image_scale = unit_range and (input_shape is None or (
+      len(input_shape) == 3 and input_shape[-1] in _CHANNELS))
+  if kind == "baseline":
+    return check_baseline(param, value, image_scale=image_scale)
+  if not image_scale:  # another scale, or not images: only a non-negative number
+    return check_perturbation(param, value, unit_scale=False)
   return check_perturbation(param, value)
 
 
@@ -655,6 +792,8 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
         return fn(*args, **kwargs)  # Python's own message for a wrong call.
       args_ = bound.arguments
       num_classes, input_shape, unit_range = _model_facts(args_)
+      # Without a model's shape, sizes and baselines follow the declared batch's.
+      scale_shape = input_shape if input_shape is not None else _batch_shape(args_, kinds)
       # A "batch" beside a classifier is that classifier's input.
       model_inputs = _classifier_among(args_)
       if num_classes is None:  # Labels beside logits: the logits' width is the class count.
@@ -677,10 +816,11 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
           value = {k: _check_one(f"{param}[{k!r}]", kind[:-2], v, num_classes, input_shape,
                                  unit_range) for k, v in value.items()}
         else:
-          value = _check_one(param, kind, value, num_classes, input_shape, unit_range)
+          shape = scale_shape if kind in ("perturbation", "baseline") else input_shape
+          value = _check_one(param, kind, value, num_classes, shape, unit_range)
         args_[param] = value
-        if kind in ("images", "inputs", "batch", "labels", "logits", "class_scores", "scores") \
-            and not isinstance(value, tuple):
+        if kind in ("images", "inputs", "batch", "labels", "logits", "class_scores", "scores",
+                    "maps") and not isinstance(value, (tuple, list)):
           lengths[param] = _length(value)
         elif kind == "mask" and np.ndim(value) == 1:  # One flag per example.
           lengths[param] = _length(value)

@@ -303,6 +303,15 @@ def input_gradients(model_fn: Callable, x: ArrayLike, *, scale: str = "log",
   _validation.check_choice("classes", classes, GRADIENT_CLASSES)
   if classes == "true" and labels is None:
     raise ValueError("labels are required for classes='true'.")
+  if classes != "true" and labels is not None:
+    raise ValueError(
+        f"labels are read only with classes='true'; got labels with classes={classes!r}, "
+        "which ignores them: drop labels, or pass classes='true'.")
+  if labels is not None and not isinstance(labels, jax.core.Tracer):
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), x)
+    z = jax.eval_shape(model_fn, shapes)
+    if len(z.shape) == 2:  # labels against the logits' classes (C)
+      conventions.check_labels("labels", labels, int(z.shape[1]), n=int(z.shape[0]))
 
   def total(x):
     z = model_fn(x)
@@ -432,7 +441,9 @@ def make_rrr_loss(lam: float, *, l2: float = 0.0, scale: str = "log",
     total = ce
     if lam:  # lam = 0 (a plain model with the same l2) skips the double backward pass.
       pen = input_gradient_penalty(model_fn, batch["x"], annotation, scale=scale,
-                                   classes=classes, labels=batch["y"], normalize=normalize)
+                                   classes=classes,
+                                   labels=batch["y"] if classes == "true" else None,
+                                   normalize=normalize)
       total = total + lam * pen
       aux["gradient_penalty"] = pen.mean()
     if l2:

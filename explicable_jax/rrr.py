@@ -29,7 +29,9 @@ __all__ = ["explanation_mask", "model_input_gradients", "find_another_explanatio
 
 @functools.partial(jax.jit, static_argnames=("options",))
 def _input_gradients_batch(clf, xb, yb, *, options):
-  return losses.input_gradients(clf.logits, training.to_float(xb), labels=yb, **dict(options))
+  opts = dict(options)
+  return losses.input_gradients(clf.logits, training.to_float(xb),
+                                labels=yb if opts.get("classes") == "true" else None, **opts)
 
 
 @conventions.boundary(x="inputs")

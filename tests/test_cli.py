@@ -1,6 +1,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -129,3 +130,63 @@ def test_evaluate_attributions_writes_the_method_by_metric_table(tmp_path, capsy
                    "--no-progress"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "--layer" in err[0], err
+
+
+def _one_line_error(argv, capsys):
+  """``cli.main(argv)``'s exit status and its one stderr line (argparse's own
+  errors exit through SystemExit)."""
+  try:
+    rc = cli.main(argv)
+  except SystemExit as e:
+    rc = e.code
+  err = capsys.readouterr().err.strip().splitlines()
+  assert not any("Traceback" in line for line in err), err
+  assert len(err) == 1, err
+  return rc, err[0]
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--dataset", "digits", "--model", "mlp", "--workdir", "{file}"],
+    ["quickstart", "--workdir", "{file}"],
+    ["demo", "--quick", "--out", "{file}"],
+    ["detect", "--model", "m", "--dataset", "digits", "--out", "{file}"],
+    ["audit", "--model", "m", "--dataset", "digits", "--out", "{file}"],
+    ["evaluate-attributions", "--model", "m", "--dataset", "digits", "--out", "{file}"],
+], ids=lambda a: a[0])
+def test_a_folder_option_naming_a_file_is_refused(argv, tmp_path, capsys):
+  """Every --out / --workdir: an existing file is one error line, exit 2."""
+  afile = tmp_path / "afile"
+  afile.write_text("not a folder")
+  rc, line = _one_line_error([a.replace("{file}", str(afile)) for a in argv], capsys)
+  assert rc == 2
+  assert re.search(rf"explicable-jax {argv[0]}: error: argument --(out|workdir): path "
+                   rf"'{re.escape(str(afile))}' is a file; expected a folder", line), line
+  assert afile.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "demo", "quickstart"])
+def test_a_negative_seed_is_refused_naming_it(command, tmp_path, capsys):
+  extra = {"train": ["--workdir", str(tmp_path / "w")], "evaluate": [str(tmp_path / "m")]}
+  rc, line = _one_line_error([command, "--seed", "-1", *extra.get(command, [])], capsys)
+  assert rc == 2
+  assert "argument --seed: seed must be a non-negative integer; got -1" in line, line
+
+
+def test_evaluate_refuses_half_with_another_split(tmp_path, capsys):
+  """--half halves the test set: with --split train it would evaluate test
+  images labelled 'train'."""
+  rc, line = _one_line_error(["evaluate", str(tmp_path / "m"), "--split", "train",
+                              "--half", "test"], capsys)
+  assert rc == 2
+  assert re.search(r"--half test takes a half of the test set, so --split must be test; "
+                   r"got --split train", line), line
+
+
+def test_detect_data_that_is_not_an_npz_is_named(tmp_path, capsys):
+  bad = tmp_path / "notjson.json"
+  bad.write_text('{"x": 1}')
+  rc, line = _one_line_error(["detect", "--model", str(tmp_path / "m"), "--data", str(bad),
+                              "--out", str(tmp_path / "o")], capsys)
+  assert rc == 2
+  assert re.search(r"data_file '.*notjson\.json' is not an \.npz file; expected an \.npz "
+                   r"\(numpy\.savez\) holding x_train, y_train, x_test and y_test", line), line

@@ -32,6 +32,9 @@ NAME_KINDS = {
     "logits": {"logits", "class_scores"},
     "scores": {"scores"}, "error_scores": {"scores"}, "baseline_scores": {"scores"},
     "epsilon": {"perturbation"}, "eps": {"perturbation"},
+    "stdevs": {"perturbation"}, "stddev": {"perturbation"},
+    "attributions": {"maps"}, "label_changes": {"mask"},
+    "p_value": {"probability"}, "absolute": {"flag"},
 }
 
 # Public functions with such a parameter that are not a boundary, and why.
@@ -182,6 +185,32 @@ WRONG = {
     },
     "perturbation": {
         "0..255 units": 8,
+        "negative": -0.1,
+        "NaN": float("nan"),
+        "a sequence": (0.1, 0.2),
+    },
+    "baseline": {
+        "0..255 scalar": 255.0,
+        "0..255 floats": np.full((2, 8, 8, 3), 200.0, np.float32),
+        "NaN": np.full((2, 8, 8, 3), np.nan, np.float32),
+        "strings": np.array([["a", "b"]]),
+    },
+    "maps": {
+        "NaN": np.full((2, 4), np.nan, np.float32),
+        "strings": np.array([["a", "b"]]),
+        "scalar": np.float32(1.0),
+    },
+    "flag": {
+        "a string": "no",
+        "2": 2,
+    },
+    "number": {
+        "NaN": float("nan"),
+        "inf": float("inf"),
+        "a string": "0.5",
+    },
+    "probability": {
+        "5.0": 5.0,
         "negative": -0.1,
         "NaN": float("nan"),
     },
@@ -512,3 +541,114 @@ def test_a_batch_beside_a_classifier_is_that_classifiers_input(image_mlp):
   # A plain function's batch keeps its own scale (the function defines it).
   logits_fn = lambda p, v: image_mlp.with_params(p).logits(v / 255)
   assert mutation.mutant_predictions(logits_fn, stacked, x * 255).shape == (1, 4)
+
+
+# ---------------------------------------------------------------------------
+# Trial 32: conventions that existed but were not declared or not checked.
+
+def test_perturbation_sizes_in_pixel_units_are_refused_everywhere(image_mlp):
+  from explicable_jax import attribution, robustness
+  from explicable_jax.app.audit.config import AuditConfig
+  from explicable_jax.attribution import batched
+  x = np.random.default_rng(0).random((3, 8, 8, 1)).astype(np.float32)
+  y = np.array([0, 1, 2])
+  key = jax.random.key(0)
+  with pytest.raises(ConventionError, match=r"^baselines .*\[0, 1\].*got 255"):
+    batched.integrated_gradients(image_mlp, x, target=y, baselines=255.0)
+  with pytest.raises(ConventionError, match=r"^stdevs .*e\.g\. 0\.1.*25\.5 / 255 = 0\.1"):
+    batched.smoothgrad(key, image_mlp, x, target=y, stdevs=25.5)
+  score = attribution.class_score_fn(image_mlp.logits, 1)
+  with pytest.raises(ConventionError, match=r"^stdevs .*25\.5 / 255"):
+    attribution.smoothgrad(key, score, x[0], stdevs=25.5)
+  with pytest.raises(ConventionError, match=r"^stdevs must be one number.*\(0\.1, 0\.2\)"):
+    attribution.smoothgrad(key, score, x[0], stdevs=(0.1, 0.2))
+  with pytest.raises(ConventionError, match=r"^stddev .*25\.0 / 255"):
+    robustness.gaussian_noise(key, x, 25.0)
+  with pytest.raises(ConventionError, match=r"^noise .*25"):
+    AuditConfig(dataset="digits", noise=(25.0,)).validate()
+  # The images' units pass, and the results are the same as before.
+  ig = batched.integrated_gradients(image_mlp, x, target=y, baselines=0.0, n_steps=8)
+  np.testing.assert_allclose(ig, batched.integrated_gradients(image_mlp, x, target=y,
+                                                              n_steps=8), rtol=1e-6)
+  assert batched.smoothgrad(key, image_mlp, x, target=y, stdevs=0.1).shape == x.shape
+
+
+def test_input_gradients_check_labels_against_the_logits():
+  from explicable_jax import losses
+  f = lambda v: v @ jnp.ones((4, 3))
+  with pytest.raises(ConventionError, match=r"labels must lie in \[0, 3\).*0 to 12"):
+    losses.input_gradients(f, jnp.zeros((2, 4)), classes="true", labels=np.array([0, 12]))
+  with pytest.raises(ValueError, match="labels are read only with classes='true'"):
+    losses.input_gradients(f, jnp.zeros((2, 4)), classes="max", labels=np.array([0, 1]))
+
+
+def test_sprt_changes_must_be_a_mask():
+  from explicable_jax import mutation
+  with pytest.raises(ConventionError, match=r"^label_changes must be boolean.*0, 1, 2, 3, 5"):
+    mutation.sprt_detect(np.array([[0, 3, 5], [1, 2, 2]]), 0.05)
+  out = mutation.sprt_detect(np.ones((40, 2), np.int32), 0.1)  # 0/1 ints are a mask
+  assert out["suspicious"].tolist() == [True, True]
+
+
+def test_from_nnx_refuses_a_model_ending_in_softmax():
+  from flax import nnx
+
+  class Net(nnx.Module):
+    def __init__(self, rngs, softmax):
+      self.dense, self.softmax = nnx.Linear(4, 3, rngs=rngs), softmax
+
+    def __call__(self, x):
+      z = self.dense(x)
+      return jax.nn.softmax(z) if self.softmax else z
+
+  with pytest.raises(ConventionError, match="must return logits: drop the final softmax"):
+    models.from_nnx(Net(nnx.Rngs(0), True), input_shape=(4,))
+  assert models.from_nnx(Net(nnx.Rngs(0), False), input_shape=(4,)).num_classes == 3
+
+
+@pytest.mark.parametrize("momentum", [2.0, -0.5, 1.0, float("nan")])
+def test_momentum_must_lie_in_0_1(momentum):
+  from explicable_jax.training.config import TrainConfig, make_optimizer
+  with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\)"):
+    make_optimizer("sgd", lambda step: 0.1, momentum=momentum)
+  with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\)"):
+    TrainConfig(momentum=momentum).validate()
+  assert make_optimizer("sgd", lambda step: 0.1, momentum=0.0) is not None
+
+
+def test_grad_cam_of_an_image_model_needs_a_spatial_layer(image_mlp):
+  from explicable_jax.attribution import batched
+  x = np.zeros((2, 8, 8, 1), np.float32)
+  with pytest.raises(ValueError, match=r"layer 'dense_0' must have spatial maps.*\(2, 8\)"):
+    batched.grad_cam(image_mlp, x, layer="dense_0", target=0)
+
+
+def test_thresholds_p_values_maps_and_flags_are_checked(image_mlp):
+  from explicable_jax import detection, stats
+  from explicable_jax.attribution import batched
+  from explicable_jax.attribution import evaluation as ev
+  msp = np.array([0.1, 0.9, 0.3, 0.7])
+  wrong = np.array([True, False, True, False])
+  with pytest.raises(ConventionError, match=r"^threshold must be a finite number; got nan"):
+    detection.score_row(msp, wrong, threshold=float("nan"))
+  assert detection.score_row(msp, wrong, threshold=0.5)["threshold"] == 0.5
+  with pytest.raises(ConventionError, match=r"^p_value must be a probability in \[0, 1\]"):
+    stats.verdict(5.0, 0.1)
+  assert stats.verdict(0.01, 0.1) == "detectably higher"
+  maps = np.random.default_rng(0).random((3, 4, 4)).astype(np.float32)
+  maps[1, 0, 0] = np.nan
+  with pytest.raises(ConventionError, match=r"^attributions holds NaN .*indices 1"):
+    ev.sparseness(maps)
+  with pytest.raises(ConventionError, match=r"^absolute must be True or False; got 'no'"):
+    batched.saliency(image_mlp, np.zeros((2, 8, 8, 1), np.float32), target=0, absolute="no")
+
+
+def test_bfloat16_images_are_numbers_and_a_dataset_is_not_an_array(image_mlp):
+  x = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+  for dtype in (jnp.bfloat16, jnp.float16):
+    low = jnp.asarray(x, dtype)
+    np.testing.assert_allclose(image_mlp.logits(low),
+                               image_mlp.logits(np.asarray(low.astype(jnp.float32))), rtol=1e-5)
+  ds = data.Dataset(x, np.array([0, 1]), 10, tuple("0123456789"))
+  with pytest.raises(ConventionError, match=r"^x must be .*got a Dataset: pass ds\.x"):
+    training.predict(image_mlp, ds)

@@ -27,9 +27,10 @@ from hypothesis import given, settings, strategies as st
 
 from helpers import small_setup as _small_setup
 from explicable_jax import (attribution, data, deliberative, detection, losses, metrics, models,
-                            mutation, robustness, rrr, similarity, training)
+                            mutation, robustness, rrr, similarity, stats, training)
 from explicable_jax.app import cli, reporting
-from explicable_jax.attribution import batched as batched_
+from explicable_jax.attribution import batched as batched_, evaluation as ev
+from flax import nnx
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -204,6 +205,16 @@ def _ds():
   return data.load("digits", "train")
 
 
+class _SoftmaxModule(nnx.Module):
+  """A model that ends in a softmax (probabilities, not logits)."""
+
+  def __init__(self, rngs):
+    self.d = nnx.Linear(64, 10, rngs=rngs)
+
+  def __call__(self, x):
+    return jax.nn.softmax(self.d(x.reshape(x.shape[0], -1)))
+
+
 MORE_BAD_INPUTS = [
 
  # attribution (batched on the contract)
@@ -223,7 +234,7 @@ MORE_BAD_INPUTS = [
  ("batched_.smoothgrad stdevs", lambda: batched_.smoothgrad(K, _CLF, _XB, target=0, stdevs=-1.0), ValueError, r"stdevs"),
  ("batched_.grad_cam layer rank", lambda: batched_.grad_cam(_CLF, _XB, target=0, layer="conv_9"), ValueError, r"layer"),
  ("batched_.neuron_conductance neuron_index", lambda: batched_.neuron_conductance(_CLF, _XB, target=0, layer=_LAYER, neuron_index=(99, 0, 0)), ValueError, r"neuron_index"),
- ("batched_.compute_convergence_delta rows", lambda: batched_.compute_convergence_delta(_CLF, np.zeros((3, 8, 8, 1)), _XB, target=0), ValueError, r"attributions.*4"),
+ ("batched_.compute_convergence_delta rows", lambda: batched_.compute_convergence_delta(_CLF, np.zeros((3, 8, 8, 1)), _XB, target=0), ValueError, r"one row per example; x has 4, attributions has 3"),
  ("batched_.saliency NaN x", lambda: batched_.saliency(_CLF, np.full((2, 8, 8, 1), np.nan, np.float32), target=0), ValueError, r"x holds NaN.*indices 0, 1"),
  ("class_score_fn logits_fn", lambda: attribution.class_score_fn("f", 0)(jnp.zeros((8, 8, 1))), TypeError, r"logits_fn"),
  ("gradient score_fn", lambda: attribution.gradient("f", jnp.zeros(3)), TypeError, r"score_fn"),
@@ -356,8 +367,73 @@ MORE_BAD_INPUTS = [
  ("as_stored_by_authors IHL rows", lambda: similarity.as_stored_by_authors("ihl", np.ones((3, 3))), ValueError, r"row-stochastic IHL.*row sums"),
  ("as_stored_by_authors kind", lambda: similarity.as_stored_by_authors("wordnet", np.eye(3)), ValueError, r"kind must be one of.*ihl.*chl.*ekl"),
  ("explicability_losses authors name", lambda: metrics.explicability_losses(np.zeros((2, 3)), np.array([0, 1]), {"wordnet": np.eye(3)}, target="authors"), ValueError, r"kind from its name.*'wordnet'"),
+ # trial 32: crashes and silent wrong answers, now refused
+ ("Classifier.logits empty batch", lambda: _CLF.logits(np.zeros((0, 8, 8, 1), np.float32)), ValueError, r"x must hold at least one example.*\(0, 8, 8, 1\)"),
+ ("Classifier.apply empty batch", lambda: _CLF.apply(np.zeros((0, 8, 8, 1), np.float32)), ValueError, r"x must hold at least one example"),
+ ("Classifier.split features empty batch", lambda: _CLF.split(_LAYER)[0](np.zeros((0, 8, 8, 1), np.float32)), ValueError, r"x must hold at least one example"),
+ ("training.fit callbacks", lambda: _fit_with_callbacks([training.Callback(), object()]), TypeError, r"callbacks\[1\] must be a training.Callback.*got object.*on_train_begin"),
+ ("training.fit callbacks not a sequence", lambda: _fit_with_callbacks(training.Callback()), TypeError, r"callbacks must be a sequence.*got Callback"),
+ ("make_mutants accuracy_fn scalar", lambda: mutation.make_mutants(K, _CLF, 3, "GF", 0.1, accuracy_fn=lambda m: 0.9), ValueError, r"accuracy_fn must return one accuracy per stacked model.*\(1,\).*got float 0.9"),
+ ("make_mutants accuracy_fn shape", lambda: mutation.make_mutants(K, _CLF, 3, "GF", 0.1, accuracy_fn=lambda m: np.ones(7)), ValueError, r"accuracy_fn must return .*shape \(1,\).*got shape \(7,\)"),
+ ("make_mutants accuracy_fn not callable", lambda: mutation.make_mutants(K, _CLF, 3, "GF", 0.1, accuracy_fn=0.9), TypeError, r"accuracy_fn must be a function.*got float"),
+ ("data.batches start", lambda: list(data.batches(_ds(), 32, start=-1)), ValueError, r"start must be a non-negative integer; got -1"),
+ ("data.batches seed", lambda: list(data.batches(_ds(), 32, shuffle=True, seed=-1)), ValueError, r"seed must be a non-negative integer; got -1"),
+ ("data.epoch_permutation seed", lambda: data.epoch_permutation(10, -1, 0), ValueError, r"seed must be a non-negative integer; got -1"),
+ ("data.paper_split seed", lambda: data.paper_split("digits", seed=-1), ValueError, r"seed must be a non-negative integer; got -1"),
+ ("data.split_dataset seed str", lambda: data.split_dataset(_ds(), [0.5, 0.5], seed="0"), ValueError, r"seed must be a non-negative integer; got '0'"),
+ ("data.split_indices seed", lambda: data.split_indices(10, [5, 5], seed=-2), ValueError, r"seed must be a non-negative integer; got -2"),
+ ("TrainConfig seed", lambda: training.TrainConfig(seed=-3).validate(), ValueError, r"seed must be a non-negative integer; got -3"),
+ ("FitConfig seed", lambda: training.FitConfig(epochs=1, batch_size=8, seed=-3), ValueError, r"seed must be a non-negative integer; got -3"),
+ ("data.split_dataset mixed sizes", lambda: data.split_dataset(_ds(), [0.5, 700], seed=0), ValueError, r"sizes must be all counts .* or all fractions.*not a mix; got \[0.5, 700\]"),
+ ("data.split_indices fractions sum", lambda: data.split_indices(100, [0.3, 0.3, 0.3], seed=0), ValueError, r"fractions must sum to 1, each non-negative; got \[0.3, 0.3, 0.3\] \(sum 0.9\)"),
+ ("data.split_dataset fractions sum", lambda: data.split_dataset(_ds(), [0.5, 0.6], seed=0), ValueError, r"sum to 1.*\(sum 1.1\)"),
+ ("data.augment_cifar NCHW", lambda: data.augment_cifar(K, np.zeros((2, 3, 32, 32), np.float32)), ValueError, r"images must be channel-last \(N, H, W, C\); got shape \(2, 3, 32, 32\)"),
+ # Issue 32, fixes B: perturbation sizes and baselines in the images' units, labels that
+ # would be ignored, masks, a softmax model, momentum, Grad-CAM's layer, thresholds,
+ # p-values, NaN maps, bool flags and a Dataset passed as a batch.
+ ("batched_.smoothgrad stdevs 0..255", lambda: batched_.smoothgrad(K, _CLF, _XB, target=0, stdevs=25.5), ValueError, r"stdevs is in the images' units, \[0, 1\].*got 25.5.*25.5 / 255"),
+ ("attribution.smoothgrad stdevs sequence", lambda: attribution.smoothgrad(K, attribution.class_score_fn(_CLF.logits, 0), _XB[0], stdevs=[0.1, 0.2]), ValueError, r"stdevs must be one number"),
+ ("batched_.integrated_gradients baselines 255", lambda: batched_.integrated_gradients(_CLF, _XB, target=0, baselines=255.0), ValueError, r"baselines must be in the images' units, \[0, 1\].*got 255"),
+ ("robustness.gaussian_noise stddev 0..255", lambda: robustness.gaussian_noise(K, _XB, 25.0), ValueError, r"stddev is in the images' units"),
+ ("losses.input_gradients labels ignored", lambda: losses.input_gradients(_CLF.logits, _XB, classes="sum", labels=_YB), ValueError, r"labels are read only with classes='true'"),
+ ("losses.input_gradients labels range", lambda: losses.input_gradients(_CLF.logits, _XB, classes="true", labels=np.array([0, 1, 2, 10])), ValueError, r"labels"),
+ ("mutation.sprt_detect class ids", lambda: mutation.sprt_detect(np.array([[0, 3], [2, 1]]), 0.1), ValueError, r"label_changes"),
+ ("models.from_nnx softmax output", lambda: models.from_nnx(_SoftmaxModule(nnx.Rngs(0)), input_shape=(8, 8, 1), num_classes=10), ValueError, r"must return logits: drop the final softmax"),
+ ("training.make_optimizer momentum", lambda: training.make_optimizer("sgd", optax.constant_schedule(0.1), momentum=1.5), ValueError, r"momentum must be a number in \[0, 1\).*got 1.5"),
+ ("TrainConfig momentum", lambda: training.TrainConfig(momentum=1.0).validate(), ValueError, r"momentum must be a number in \[0, 1\).*got 1.0"),
+ ("batched_.grad_cam dense layer", lambda: batched_.grad_cam(_CLF, _XB, target=0, layer="dense"), ValueError, r"layer 'dense' must have spatial maps \(N, H, W, C\)"),
+ ("detection.score_row threshold NaN", lambda: detection.score_row(_S4, _W, threshold=float("nan")), ValueError, r"threshold must be a finite number; got nan"),
+ ("stats.verdict p_value percentage", lambda: stats.verdict(5.0, 0.1), ValueError, r"p_value must be a probability in \[0, 1\]; got 5.0 \(a percentage\? divide by 100\)"),
+ ("ev.sparseness NaN maps", lambda: ev.sparseness(np.full((2, 8, 8, 1), np.nan)), ValueError, r"attributions holds NaN"),
+ ("batched_.saliency absolute str", lambda: batched_.saliency(_CLF, _XB, target=0, absolute="no"), ValueError, r"absolute must be True or False; got 'no'"),
+ ("batched_.saliency Dataset as x", lambda: batched_.saliency(_CLF, _ds(), target=0), ValueError, r"x must be .*got a Dataset: pass ds.x"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
+
+
+def _fit_with_callbacks(callbacks):
+  from helpers import small_setup
+  _, train, state, step = small_setup(epochs=1)
+  return training.fit(state, train, train_step=step, epochs=1, batch_size=64,
+                      callbacks=callbacks, progress=False)
+
+
+def test_split_indices_takes_fractions_like_split_dataset():
+  """One sizes rule: fractions summing to 1 give the same parts in both."""
+  parts = data.split_indices(10, [0.3, 0.7], seed=0)
+  assert [len(p) for p in parts] == [3, 7]
+  assert [len(p) for p in data.split_indices(10, (3, 7), seed=0)] == [3, 7]
+  assert all((a == b).all() for a, b in zip(parts, data.split_indices(10, (3, 7), seed=0)))
+
+
+def test_fit_warns_when_the_workdir_run_is_longer_than_epochs(tmp_path):
+  """A finished 2-epoch run rerun with epochs=1 trains nothing: said so."""
+  _, train, state, step = _small_setup(epochs=2)
+  kw = dict(train_step=step, batch_size=64, progress=False, workdir=str(tmp_path / "w"))
+  done, _ = training.fit(state, train, epochs=2, **kw)
+  with pytest.warns(UserWarning, match=r"already trained for 2 epochs .*epochs=1.*nothing was trained"):
+    again, _ = training.fit(state, train, epochs=1, **kw)
+  assert int(again.step) == int(done.step)
 
 
 @pytest.mark.parametrize("call,error,pattern", [c[1:] for c in BAD_INPUTS],

@@ -38,7 +38,8 @@ def test_input_gradients_match_finite_differences(scale, classes):
     f = _mlp()
     x = np.asarray(jax.random.normal(jax.random.key(1), (4, 5)), np.float64)
     y = np.array([0, 2, 1, 1])
-    got = losses.input_gradients(f, jnp.asarray(x), scale=scale, classes=classes, labels=y)
+    got = losses.input_gradients(f, jnp.asarray(x), scale=scale, classes=classes,
+                                 labels=y if classes == "true" else None)
     for i in range(4):
       def one(xi, i=i):
         logp = np.asarray(jax.nn.log_softmax(f(jnp.asarray(xi)[None]))[0])
@@ -122,6 +123,12 @@ def test_rrr_training_moves_the_model_off_an_annotated_decoy():
     (lambda: losses.input_gradients(_mlp(), jnp.zeros((2, 5)), classes="true"),
      "labels are required"),
     (lambda: losses.input_gradients(_mlp(), jnp.zeros((2, 5)), scale="exp"), "scale"),
+    (lambda: losses.input_gradients(_mlp(), jnp.zeros((2, 5)), classes="true",
+                                    labels=np.array([0, 13])),
+     r"labels must lie in \[0, 3\) for 3 classes; got values from 0 to 13"),
+    (lambda: losses.input_gradients(_mlp(), jnp.zeros((2, 5)), classes="max",
+                                    labels=np.array([0, 1])),
+     "labels are read only with classes='true'"),
 ])
 def test_bad_input_is_named(call, match):
   with pytest.raises(ValueError, match=match):
@@ -267,7 +274,9 @@ def test_input_gradients_stay_exact_when_the_model_is_sure(scale, classes):
   labels = np.array([0, 1])
   g = np.asarray(losses.input_gradients(lambda v: v @ jnp.asarray(w, jnp.float32),
                                         jnp.asarray(x, jnp.float32), scale=scale,
-                                        classes=classes, labels=jnp.asarray(labels)))
+                                        classes=classes,
+                                        labels=jnp.asarray(labels) if classes == "true"
+                                        else None))
   z = x @ w
   for n in range(2):
     k = int(np.argmax(z[n])) if classes == "max" else int(labels[n])

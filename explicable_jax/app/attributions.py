@@ -33,7 +33,7 @@ import time
 import jax
 import numpy as np
 
-from explicable_jax import _validation
+from explicable_jax import _paths, _validation
 from explicable_jax.app import _options
 from explicable_jax.app._options import setting
 from explicable_jax.app.audit import faithfulness as F
@@ -88,7 +88,7 @@ class AttributionEvaluationConfig:
                                    else metric_names())
       object.__setattr__(self, name, v)
     _validation.check_positive("images", self.images, integer=True)
-    _validation.check_nonnegative("seed", self.seed, integer=True)
+    _validation.check_seed("seed", self.seed)
     if (self.dataset is None) == (self.data_file is None):
       raise ValueError(f"give exactly one of dataset or data_file; got dataset="
                        f"{self.dataset!r}, data_file={self.data_file!r}.")
@@ -175,6 +175,9 @@ def evaluate_attributions(model, out: str, config: AttributionEvaluationConfig |
   say = print if progress else (lambda *a, **k: None)
   clf, model_path = context._resolve_model("model", model)
   c = config
+  _paths.check_folder("out", out)
+  if c.data_file is not None:
+    _paths.check_npz("data_file", c.data_file, "x_train, y_train, x_test and y_test")
   splits, data_note, index = pipeline.load_splits(c.dataset, c.data_file, c.data_dir, c.seed,
                                                   None, with_index=True)
   pipeline.check_split_labels(splits, clf.num_classes, dataset=c.dataset,

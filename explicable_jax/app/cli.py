@@ -48,6 +48,33 @@ class _Parser(argparse.ArgumentParser):
     self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _folder(text: str) -> str:
+  """An argparse type: a folder to write into (``--out``, ``--workdir``), not an
+  existing file (:func:`explicable_jax._paths.check_folder`)."""
+  from explicable_jax import _paths
+  try:
+    _paths.check_folder("path", text)
+  except NotADirectoryError as e:
+    raise argparse.ArgumentTypeError(str(e).rstrip(".")) from None
+  return text
+
+
+def _seed(text: str) -> int:
+  """An argparse type: a seed, an integer >= 0
+  (:func:`explicable_jax._validation.check_seed`)."""
+  from explicable_jax import _validation
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"seed must be a non-negative integer; got {text!r}") \
+        from None
+  try:
+    _validation.check_seed("seed", value)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(str(e).rstrip(".")) from None
+  return value
+
+
 def _json_dict(text: str) -> dict:
   try:
     value = json.loads(text)
@@ -102,7 +129,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                  help="what to evaluate after each epoch: the test set, the paper "
                       "split's validation half (CIFAR-10 test = 5000 val + 5000 test), "
                       "or nothing (default: %(default)s)")
-  p.add_argument("--seed", type=int, default=d.seed,
+  p.add_argument("--seed", type=_seed, default=d.seed,
                  help="seed of the weights, the data order and augmentation (default: %(default)s)")
   p.add_argument("--data-dir", default=None,
                  help="local data folder used when tfds has no prepared copy "
@@ -124,7 +151,7 @@ def _add_model_and_out(p: argparse.ArgumentParser, out_help: str) -> None:
   their config's fields (:mod:`explicable_jax.app._options`)."""
   p.add_argument("--model", required=True,
                  help="a train --workdir, or a folder written by models.save")
-  p.add_argument("--out", required=True, help=out_help)
+  p.add_argument("--out", required=True, type=_folder, help=out_help)
 
 
 def _config_from_args(args) -> training.TrainConfig:
@@ -155,6 +182,10 @@ def cmd_evaluate(args) -> int:
   path = args.model
   if os.path.exists(os.path.join(path, "model")):
     path = os.path.join(path, "model")
+  if args.half and args.split != "test":
+    raise ValueError(f"--half {args.half} takes a half of the test set, so --split must be "
+                     f"test; got --split {args.split}: drop --half to evaluate the "
+                     f"{args.split} split, or --split to evaluate the {args.half} half.")
   clf, meta = models.load(path), models.read_meta(path)
   ds = data.load(args.dataset or meta["dataset"], args.split,
                  data_dir=args.data_dir)
@@ -238,18 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
   dm = sub.add_parser("demo", help="the audit of an MLP trained on built-in data")
-  dm.add_argument("--out", default="explicable_jax_demo",
+  dm.add_argument("--out", default="explicable_jax_demo", type=_folder,
                   help="folder for report.html (default: %(default)s)")
   dm.add_argument("--quick", action="store_true",
                   help="a few epochs only: checks the pipeline, numbers are not meaningful")
-  dm.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+  dm.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
   dm.add_argument("--no-progress", action="store_true", help="hide progress bars")
   dm.set_defaults(func=cmd_demo)
 
   q = sub.add_parser("quickstart", help="train on built-in digits and print results")
   q.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")
-  q.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-  q.add_argument("--workdir", default=None,
+  q.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
+  q.add_argument("--workdir", default=None, type=_folder,
                  help="folder for checkpoints, metrics.jsonl and the exported model")
   q.add_argument("--no-progress", action="store_true", help="hide progress bars")
   q.set_defaults(func=cmd_quickstart)
@@ -259,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "metrics.jsonl go to --workdir; rerunning the same command "
                      "resumes from the newest checkpoint.")
   _add_train_args(t)
-  t.add_argument("--workdir", required=True,
+  t.add_argument("--workdir", required=True, type=_folder,
                  help="folder for checkpoints, metrics.jsonl, config.json, "
                       "result.json and the exported model")
   t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
@@ -281,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="split (default: %(default)s)")
   e.add_argument("--half", default=None, choices=("validation", "test"),
                  help="for the paper split: evaluate on the validation or test half "
-                      "of the test set")
-  e.add_argument("--seed", type=int, default=0, help="seed of the paper split")
+                      "of the test set (with --split test only)")
+  e.add_argument("--seed", type=_seed, default=0, help="seed of the paper split")
   e.add_argument("--data-dir", default=None, help="local data folder")
   e.set_defaults(func=cmd_evaluate)
 
@@ -337,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"explicable-jax {args.command}: interrupted; rerun the same command to resume "
           "from its caches", file=sys.stderr)
     return 130
-  except (ValueError, TypeError, FileNotFoundError, NonFiniteLossError,
+  except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, NonFiniteLossError,
           WordNetNotFoundError) as e:
     # Expected errors: one line, exit status 2. EXPLICABLE_JAX_DEBUG=1 shows the traceback.
     if os.environ.get("EXPLICABLE_JAX_DEBUG"):

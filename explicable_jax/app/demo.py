@@ -31,7 +31,7 @@ import jax
 import numpy as np
 import optax
 
-from explicable_jax import data, losses, models, similarity, training
+from explicable_jax import _paths, data, losses, models, similarity, training
 
 __all__ = [
     "MLP_KWARGS", "RRR_LAMBDA", "run_demo", "train_models",
@@ -94,6 +94,7 @@ def run_demo(out_dir: str = "explicable_jax_demo", *, quick: bool = False, seed:
   returns ``out_dir/report.html``."""
   from explicable_jax.app import audit
   t0 = time.time()
+  _paths.check_folder("out_dir", out_dir)
   os.makedirs(out_dir, exist_ok=True)
   paths = train_models(os.path.join(out_dir, "models"), epochs=3 if quick else 30,
                        seed=seed, progress=progress)

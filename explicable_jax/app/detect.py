@@ -42,7 +42,7 @@ import jax
 import numpy as np
 
 from explicable_jax import conventions
-from explicable_jax import _batching, _validation, detection
+from explicable_jax import _batching, _paths, _validation, detection
 from explicable_jax.app import _options, reporting
 from explicable_jax.app._options import setting
 from explicable_jax.detection import pipeline
@@ -113,7 +113,7 @@ class DetectConfig:
     _validation.check_fraction("rate", self.rate)
     if self.rate <= 0:
       raise ValueError(f"rate must be a fraction in (0, 1]; got {self.rate!r}.")
-    _validation.check_nonnegative("seed", self.seed, integer=True)
+    _validation.check_seed("seed", self.seed)
     if self.limit is not None:
       _validation.check_positive("limit", self.limit, integer=True)
 
@@ -180,6 +180,9 @@ def run_detect(model: str, out: str, config: DetectConfig | None = None, *,
     with its bootstrap interval, the settings.
   """
   c = _options.overridden(config or DetectConfig(), overrides, what="run_detect()")
+  _paths.check_folder("out", out)
+  if c.data_file is not None:
+    _paths.check_npz("data_file", c.data_file, "x_train, y_train, x_test and y_test")
   t0 = time.time()
   from explicable_jax import models
   path = models.model_folder(model, name="model")

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from explicable_jax import conventions
 from explicable_jax import _validation, models
@@ -60,7 +61,7 @@ def _finite_examples(result, name: str) -> None:
         "inputs and the model's outputs on them, or pass check_finite=False.")
 
 
-def _checked(fn: Callable) -> Callable:
+def _checked(fn: Callable | None = None, **kinds: str) -> Callable:
   """Declares ``x`` an input batch (:mod:`~explicable_jax.conventions`: a
   concrete ``x`` with NaN or inf, off-scale images or a channel-first batch
   raise; a NaN input can give finite, meaningless attributions, e.g. zero
@@ -69,7 +70,9 @@ def _checked(fn: Callable) -> Callable:
   examples; under tracing the check is skipped and the caller checks on the
   host."""
   import functools
-  fn = conventions.boundary(x="inputs")(fn)
+  if fn is None:  # @_checked(param=kind, ...): more declared parameters
+    return lambda f: _checked(f, **kinds)
+  fn = conventions.boundary(x="inputs", **kinds)(fn)
 
   @functools.wraps(fn)
   def wrapped(*args, check_finite: bool = True, **kwargs):
@@ -151,7 +154,7 @@ def _per_example(core: Callable, clf, x, target, baselines, **kwargs):
   return jax.vmap(one, in_axes=(0, 0, b_axes))(x, t, b)
 
 
-@_checked
+@_checked(absolute="flag")
 def saliency(clf: Any, x: _common.InputsLike, *, target: _common.Target,
              absolute: bool = False) -> jax.Array:
   """Input gradients of a batch (:func:`~explicable_jax.attribution.gradient`)."""
@@ -165,7 +168,7 @@ def gradient_x_input(clf: Any, x: _common.InputsLike, *, target: _common.Target)
   return _per_example(input_lib.gradient_x_input, clf, x, target, None)
 
 
-@_checked
+@_checked(baselines="baseline")
 def integrated_gradients(clf: Any, x: _common.InputsLike, *, target: _common.Target,
                          baselines: _common.Baselines = None,
                          **kwargs) -> jax.Array | tuple[jax.Array, jax.Array]:
@@ -203,24 +206,27 @@ def integrated_gradients(clf: Any, x: _common.InputsLike, *, target: _common.Tar
   return _per_example(input_lib.integrated_gradients, clf, x, target, baselines, **kwargs)
 
 
-@_checked
+@_checked(stdevs="perturbation")
 def smoothgrad(key: jax.Array, clf: Any, x: _common.InputsLike, *,
-               target: _common.Target, **kwargs) -> jax.Array | tuple[jax.Array, jax.Array]:
+               target: _common.Target, stdevs: float | None = None,
+               **kwargs) -> jax.Array | tuple[jax.Array, jax.Array]:
   """SmoothGrad of a batch (:func:`~explicable_jax.attribution.smoothgrad`);
   example ``i`` draws its noise from ``fold_in(key, i)``, so a result does
   not depend on how the examples were batched. With
   ``return_convergence_delta=True`` (and an ``attribution_fn`` that has one)
-  the deltas come back as ``(N, n_samples)``."""
+  the deltas come back as ``(N, n_samples)``. ``stdevs`` is the noise's
+  standard deviation in the inputs' units (``[0, 1]`` images: e.g. ``0.1``,
+  not ``25.5``); ``None`` uses 15% of each example's range."""
   key = _validation.check_key("key", key, call="smoothgrad(key, clf, x, ...)")
   clf = models.as_classifier("clf", clf)
   x = _check_batch(x)
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(_batch_size(x)))
   t = targets(clf, x, target)
   return jax.vmap(lambda k, xi, ti: input_lib.smoothgrad(
-      k, input_lib.class_score_fn(clf.logits, ti), xi, **kwargs))(keys, x, t)
+      k, input_lib.class_score_fn(clf.logits, ti), xi, stdevs=stdevs, **kwargs))(keys, x, t)
 
 
-@conventions.boundary(x="inputs")
+@conventions.boundary(x="inputs", baselines="baseline", attributions="maps")
 def compute_convergence_delta(clf: Any, attributions: _common.InputsLike, x: _common.InputsLike, *,
                               target: _common.Target,
                               baselines: _common.Baselines = None) -> jax.Array:
@@ -258,9 +264,28 @@ def compute_convergence_delta(clf: Any, attributions: _common.InputsLike, x: _co
   return total - (scores(x) - scores(ref))
 
 
+def _spatial_layer(features_fn: Callable, x, layer: str) -> None:
+  """Grad-CAM of an image model needs a layer with spatial maps
+  ``(N, H, W, C)``: at a dense layer of such a model the "map" is one number
+  per example. (Captum's non-convolutional case, a layer of a model on
+  feature vectors, stays allowed.)"""
+  if _common.is_multi(x) or np.ndim(x) != 4:
+    return
+  shape = jax.eval_shape(features_fn, jax.ShapeDtypeStruct(np.shape(x), jnp.float32)).shape
+  if len(shape) != 4:
+    raise ValueError(
+        f"layer {layer!r} must have spatial maps (N, H, W, C) for Grad-CAM of images; its "
+        f"activation has shape {tuple(shape)} for a batch of shape {tuple(np.shape(x))}: "
+        "pick a convolutional layer (clf.layers lists them).")
+
+
 def _layer_method(core: Callable, details: str = "") -> Callable:
   def method(clf, x, *, layer, **kwargs):
     clf = models.as_classifier("clf", clf)
+    names = list(layer) if _common.is_multi(layer) else [layer]
+    if core is layer_lib.grad_cam:
+      for name in names:
+        _spatial_layer(clf.split(name)[0], x, name)
     if _common.is_multi(layer):  # Captum's list of layers: one result each
       if not layer:
         raise ValueError("layer must name at least one layer; got an empty list.")

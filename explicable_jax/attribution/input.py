@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from explicable_jax import _validation
+from explicable_jax import _validation, conventions
 from explicable_jax.attribution import _common
 
 __all__ = [
@@ -227,6 +227,17 @@ def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: _common.InputsLike, *,
     asked for.
   """
   key = _validation.check_key("key", key, call="smoothgrad(key, score_fn, x)")
+  unit = _unit_scale(x)
+  if stdevs is not None and _common.is_multi(x) and _common.is_multi(stdevs):
+    stdevs = tuple(conventions.check_perturbation(f"stdevs[{i}]", s, unit_scale=unit)
+                   for i, s in enumerate(cast(tuple, stdevs)))
+  elif stdevs is not None:
+    if not isinstance(stdevs, jax.core.Tracer) and np.ndim(cast(Any, stdevs)) != 0:
+      raise conventions.ConventionError(
+          f"stdevs must be one number (the noise's standard deviation in the inputs' units, "
+          f"e.g. 0.1) for one input; got {stdevs!r} (a sequence is one stdev per input, for "
+          "Captum's tuple of inputs).")
+    stdevs = conventions.check_perturbation("stdevs", stdevs, unit_scale=unit)
   if _common.is_multi(x) and stdevs is None:
     stdevs = tuple(0.15 * (jnp.max(a) - jnp.min(a))
                    for a in _common.check_input("x", tuple(cast(tuple, x)), min_rank=0))
@@ -234,6 +245,21 @@ def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: _common.InputsLike, *,
                      nt_type=nt_type, attribution_fn=attribution_fn,
                      internal_batch_size=internal_batch_size,
                      return_convergence_delta=return_convergence_delta)
+
+
+def _unit_scale(x) -> bool:
+  """Whether concrete float inputs lie on the ``[0, 1]`` scale (then a noise
+  stddev above 1 is in the wrong units); traced inputs were checked by the
+  caller."""
+  for a in (cast(tuple, x) if _common.is_multi(x) else (x,)):
+    if isinstance(a, jax.core.Tracer):
+      return False
+    a = np.asarray(a)
+    if a.size == 0 or not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all():
+      return False
+    if a.min() < -0.5 or a.max() > 1.5:
+      return False
+  return True
 
 
 @_one_example(x_index=2, batched=False, input_shaped_output=True,

@@ -379,6 +379,7 @@ def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsL
   return _with_delta(conductance, gap, return_convergence_delta)
 
 
+@conventions.boundary(attributions="maps")
 def per_feature_map(attributions: ArrayLike, *, reduce: str = "sum") -> jax.Array:
   """One value per channel: ``(N, H, W, C) -> (N, C)``.
 

@@ -328,32 +328,53 @@ def split_dataset(ds: Dataset, sizes, *, seed: int) -> list[Dataset]:
   Args:
     ds: the dataset.
     sizes: example counts (integers summing to at most ``len(ds)``) or
-      fractions (summing to 1).
-    seed: the permutation's seed; the same seed gives the same split.
+      fractions (floats summing to 1), not a mix of the two.
+    seed: the permutation's seed (an integer >= 0); the same seed gives the
+      same split.
   """
+  _validation.check_seed("seed", seed)
   n = len(ds)
+  return [ds.take(idx) for idx in split_indices(n, sizes, seed=seed)]
+
+
+def _split_counts(n: int, sizes) -> list[int]:
+  """The part sizes of a partition of ``n`` examples: ``sizes`` as integer
+  counts (non-negative, summing to at most ``n``), or as float fractions
+  summing to 1 (rounded; the last part takes the remainder). The rule
+  :func:`split_dataset` and :func:`split_indices` share."""
   sizes = list(sizes)
-  if sizes and all(isinstance(s, float) for s in sizes):
-    if not np.isclose(sum(sizes), 1.0):
-      raise ValueError(f"sizes given as fractions must sum to 1; got {sizes}.")
+  if not all(isinstance(s, (int, float, np.integer, np.floating)) and not isinstance(s, bool)
+             for s in sizes):
+    raise ValueError(f"sizes must be integer counts or float fractions; got {sizes}.")
+  floats = [isinstance(s, (float, np.floating)) for s in sizes]
+  if any(floats) and not all(floats):
+    raise ValueError(
+        f"sizes must be all counts (integers) or all fractions (floats summing to 1), not a "
+        f"mix; got {sizes}: write the counts as integers, or every size as a fraction.")
+  if sizes and all(floats):
+    total = float(sum(sizes))
+    if any(not np.isfinite(s) or s < 0 for s in sizes) or not np.isclose(total, 1.0):
+      raise ValueError(f"sizes given as fractions must sum to 1, each non-negative; got "
+                       f"{sizes} (sum {total:g}).")
     counts = [int(round(s * n)) for s in sizes]
     counts[-1] = n - sum(counts[:-1])
-  else:
-    counts = [int(s) for s in sizes]
-    if any(c < 0 for c in counts) or sum(counts) > n:
-      raise ValueError(
-          f"sizes must be non-negative counts summing to at most {n}; got {sizes}.")
-  return [ds.take(idx) for idx in split_indices(n, counts, seed=seed)]
+    return counts
+  counts = [int(s) for s in sizes]
+  if any(c < 0 for c in counts) or sum(counts) > n:
+    raise ValueError(
+        f"sizes must be non-negative counts summing to at most {n}; got {sizes}.")
+  return counts
 
 
 def split_indices(n: int, counts, *, seed: int) -> list[np.ndarray]:
   """The sorted example indices of each part of :func:`split_dataset`'s
   partition of ``n`` examples into ``counts`` (e.g. to align per-example side
-  data such as CIFAR-10H soft labels with a split)."""
-  counts = [int(c) for c in counts]
-  if any(c < 0 for c in counts) or sum(counts) > n:
-    raise ValueError(
-        f"counts must be non-negative and sum to at most n={n}; got {counts}.")
+  data such as CIFAR-10H soft labels with a split). ``counts`` follows
+  :func:`split_dataset`'s ``sizes`` rule: integer counts, or fractions
+  summing to 1."""
+  _validation.check_nonnegative("n", n, integer=True)
+  _validation.check_seed("seed", seed)
+  counts = _split_counts(int(n), counts)
   perm = np.random.default_rng(seed).permutation(n)
   out, start = [], 0
   for c in counts:
@@ -370,6 +391,7 @@ def paper_split(name: str, *, data_dir: str | None = None, seed: int = 0,
   at random into 5000 validation and 5000 test images. Other datasets: the
   training set, and the test set halved the same way.
   """
+  _validation.check_seed("seed", seed)
   train = load(name, "train", data_dir=data_dir, source=source, seed=seed)
   test = load(name, "test", data_dir=data_dir, source=source, seed=seed)
   half = len(test) // 2
@@ -379,6 +401,7 @@ def paper_split(name: str, *, data_dir: str | None = None, seed: int = 0,
 
 def paper_split_indices(num_test: int = 10000, *, seed: int = 0) -> dict[str, np.ndarray]:
   """Indices into the test set of :func:`paper_split`'s validation and test halves."""
+  _validation.check_seed("seed", seed)
   half = num_test // 2
   val, test = split_indices(num_test, (half, num_test - half), seed=seed)
   return {"validation": val, "test": test}
@@ -432,6 +455,7 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
   """The shuffling order of epoch ``epoch``: a pure function of its arguments."""
   _validation.check_nonnegative("n", n, integer=True)
   _validation.check_nonnegative("epoch", epoch, integer=True)
+  _validation.check_seed("seed", seed)
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
@@ -450,6 +474,9 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
   by each host for its share only.
   """
   _validation.check_positive("batch_size", batch_size, integer=True)
+  _validation.check_seed("seed", seed)
+  _validation.check_nonnegative("start", start, integer=True)
+  start = int(start)
   if rows is not None and (not isinstance(rows, slice) or rows.step not in (None, 1)
                            or len(range(batch_size)[rows]) == 0):
     raise ValueError(f"rows must be a non-empty contiguous slice of the {batch_size} rows of a "

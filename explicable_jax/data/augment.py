@@ -6,7 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from explicable_jax import _validation
+from explicable_jax import _validation, conventions
 
 __all__ = [
     "random_crop_flip",
@@ -31,9 +31,15 @@ def random_crop_flip(key: jax.Array, image: jax.Array, *, padding: int = 4,
 @functools.partial(jax.jit, static_argnames=("padding", "flip"))
 def augment_cifar(key: jax.Array, images: jax.Array, *, padding: int = 4,
                   flip: bool = True) -> jax.Array:
-  """A batch: :func:`random_crop_flip` with one key per image, via ``vmap``."""
+  """A batch: :func:`random_crop_flip` with one key per image, via ``vmap``.
+
+  ``images`` must be NHWC (``(N, H, W, C)``): the ``images`` convention's
+  layout check (:func:`~explicable_jax.conventions.check_images`) refuses a
+  channel-first batch, which would be cropped and flipped along the wrong
+  axes. Under ``jit`` only the layout is checked (any scale is cropped alike).
+  """
   key = _validation.check_key("key", key, call="augment_cifar(key, ...)")
-  _validation.check_rank("images", tuple(jnp.shape(images)), (4,))
+  conventions.check_images("images", images, convert=False, strict_range=False)
   keys = jax.random.split(key, images.shape[0])
   return jax.vmap(functools.partial(random_crop_flip, padding=padding,
                                     flip=flip))(keys, images)

@@ -279,7 +279,7 @@ def choose_threshold(scores, is_wrong, *, method: str = "youden",
   return float(thr[max(i, 1)])  # never +inf: at least the top score
 
 
-@conventions.boundary(scores="scores", is_wrong="mask")
+@conventions.boundary(scores="scores", is_wrong="mask", threshold="number")
 def recalls(scores, is_wrong, threshold: float) -> dict[str, float]:
   """Recall of right and of wrong predictions at ``threshold`` (wrong when
   ``score >= threshold``), their mean, and the accuracy of the split."""

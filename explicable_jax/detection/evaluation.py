@@ -29,7 +29,7 @@ __all__ = [
 METRICS = ("auroc", "aupr", "fpr95", "aurc", "e_aurc")
 
 
-@conventions.boundary(scores="scores", is_wrong="mask")
+@conventions.boundary(scores="scores", is_wrong="mask", threshold="number")
 def score_row(scores, is_wrong, *, threshold: float | None = None,
               coverages: Sequence[float] = (0.8, 0.9, 0.95)) -> dict[str, float]:
   """The metrics of one error score: ``auroc``, ``aupr``, ``fpr95``,

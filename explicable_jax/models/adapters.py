@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from explicable_jax import _jaxpr, _validation
+from explicable_jax import _jaxpr, _validation, conventions
 from explicable_jax.models.base import StagedModel
 from explicable_jax.models._protocols import SubModuleStarts
 from explicable_jax.models.classifier import (Backend, Classifier, Spec, check_input_range,
@@ -327,6 +327,31 @@ def _spec(backend, class_names, input_shape, num_classes, recipe=None,
   return Spec(backend, names, shape, num_classes, recipe, check_input_range(input_range))
 
 
+def _check_returns_logits(clf: Classifier, input_shape: tuple[int, ...]) -> None:
+  """The logits convention on the model's output for the concrete dummy
+  batch: rows that all lie in ``[0, 1]`` and sum to 1 (to ``1e-5``) are
+  probabilities, which logits of a real model essentially never are. A model
+  that cannot run on the uniform dummy batch (token ids, say) is not checked
+  here."""
+  try:
+    z = clf.logits(dummy_batch(input_shape, n=4))
+  except Exception:  # the abstract check above already covered the shapes
+    return
+  if isinstance(z, jax.core.Tracer):
+    return
+  try:
+    conventions.check_logits("the model's output", z)
+  except conventions.ConventionError as e:
+    if "[0, 1] and sum to 1" not in str(e):
+      return  # NaN on a dummy batch etc.: the entry points report it on real data
+    raise conventions.ConventionError(
+        "the model must return logits: drop the final softmax. Its output on a dummy "
+        f"batch of {z.shape[0]} uniform examples has rows that all lie in [0, 1] and sum "
+        "to 1 (probabilities); the library applies the softmax itself (losses, scores), "
+        "so probabilities would be squashed twice. A log_softmax output is fine "
+        "(log-probabilities are logits).") from None
+
+
 def _classifier(params, state, spec: Spec) -> Classifier:
   """The classifier, its contract checked once where ``input_shape`` is known:
   on an abstract batch, logits ``(N, C)`` with ``C`` the declared number of
@@ -346,6 +371,7 @@ def _classifier(params, state, spec: Spec) -> Classifier:
         f"{str(e).splitlines()[0]}") from e
   if spec.num_classes is None and spec.class_names is None:
     clf = clf.replace(num_classes=int(out.shape[-1]))
+  _check_returns_logits(clf, spec.input_shape)
   if isinstance(spec.backend, FunctionBackend):
     for layer in clf.layers:
       spec.backend.verify_split(params, state, layer, dummy_batch(spec.input_shape))

@@ -191,7 +191,20 @@ class Classifier:
           f"{shape} for inputs of shape {tuple(leaves[0].shape) if leaves else ()}. Adapt "
           "it so that its output is (batch, classes), or pass the num_classes it has.")
 
+  @staticmethod
+  def _check_rows(x) -> None:
+    """Refuses an empty batch (0 rows), as :func:`~explicable_jax.training.predict`
+    does: the models' forward passes index the first example. Shapes only
+    (free under ``jit``)."""
+    leaves = jax.tree.leaves(x)
+    shape = tuple(getattr(leaves[0], "shape", ())) if leaves else ()
+    if shape and shape[0] == 0:
+      raise conventions.ConventionError(
+          f"x must hold at least one example; got an empty batch of shape {shape} "
+          "(0 rows): nothing to compute.")
+
   def _apply(self, x, *, train: bool = False, key: jax.Array | None = None):
+    self._check_rows(x)
     try:
       logits, state = self.spec.backend.apply(self.params, self.state, x, train=train, key=key)
     except ValueError as e:
@@ -257,6 +270,7 @@ class Classifier:
 
     def features_fn(x):
       x = conventions.check_model_inputs("x", x, self)
+      self._check_rows(x)
       if not any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(x)):
         backend.verify_split(params, state, layer, x)
       return backend.features(params, state, x, layer)
@@ -320,6 +334,7 @@ class Classifier:
     """``clf.with_params(params).logits(x)``: the model as a function of its
     weights, ``(params, x) -> logits`` (mutation testing)."""
     check_same_tree("params", params, self.params)
+    self._check_rows(x)
     return self.spec.backend.apply(params, self.state, x, train=False, key=None)[0]
 
   def module(self):

@@ -138,7 +138,10 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
   drawn, draw = 0, 0
   original: float | None = None
   if accuracy_fn is not None:
-    original = float(np.asarray(accuracy_fn(jax.tree.map(lambda a: a[None], params)))[0])
+    if not callable(accuracy_fn):
+      raise TypeError(f"accuracy_fn must be a function of the stacked mutants returning their "
+                      f"(batch,) accuracies, or None; got {type(accuracy_fn).__name__}.")
+    original = float(_accuracies(accuracy_fn, jax.tree.map(lambda a: a[None], params), 1)[0])
     if not original > 0:  # 0, or NaN: the gate would keep (or refuse) every mutant
       raise ValueError(
           f"accuracy_fn gives the original model an accuracy of {original:g} on its "
@@ -156,7 +159,7 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
       ok = np.ones(batch, bool)
     else:
       assert original is not None  # set above whenever accuracy_fn is given
-      acc = np.asarray(accuracy_fn(m), np.float64)
+      acc = _accuracies(accuracy_fn, m, batch)
       ok = acc >= min_relative_accuracy * original
     sel = np.flatnonzero(ok)
     if sel.size:
@@ -175,6 +178,24 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
   stacked = jax.tree.map(lambda *a: jnp.concatenate(a)[:n], *kept)
   return stacked, {"drawn": drawn, "accepted": got, "original_accuracy": original,
                    "accuracies": np.concatenate(accs)[:n]}
+
+
+def _accuracies(accuracy_fn, stacked, batch: int) -> np.ndarray:
+  """``accuracy_fn(stacked)`` as ``(batch,)`` floats, one accuracy per stacked
+  model, or a ``ValueError`` saying what it returned."""
+  out = accuracy_fn(stacked)
+  try:
+    acc = np.asarray(out, np.float64)
+  except (TypeError, ValueError):
+    acc = None
+  if acc is None or acc.shape != (batch,):
+    got = (f"shape {acc.shape}" if acc is not None and acc.ndim else
+           f"{type(out).__name__} {out!r}" if acc is not None else type(out).__name__)
+    raise ValueError(
+        f"accuracy_fn must return one accuracy per stacked model, an array of shape "
+        f"({batch},) for {batch} model(s) stacked on the leading axis; got {got}: map the "
+        "accuracy over the stack (mutation.accuracy_gate builds such a function).")
+  return acc
 
 
 @conventions.boundary(x="batch", y="labels")

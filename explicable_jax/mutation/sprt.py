@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from explicable_jax import _validation
+from explicable_jax import _validation, conventions
 
 __all__ = ["sprt_detect"]
 
 
+@conventions.boundary(label_changes="mask")
 def sprt_detect(label_changes, threshold: float, *, indifference: float | None = None,
                 alpha: float = 0.05, beta: float = 0.05,
                 decide_on_change_only: bool = True) -> dict[str, np.ndarray]:
@@ -31,7 +32,8 @@ def sprt_detect(label_changes, threshold: float, *, indifference: float | None =
   Args:
     label_changes: ``(n_mutants, N)`` booleans, mutant ``m`` changed the
       label of input ``i`` (``mutant_predictions(...) != original``), in the
-      order the mutants are examined.
+      order the mutants are examined (the mask convention: bool or 0/1;
+      predicted class ids are refused).
     threshold: ``kappa_nor``, e.g. a multiple of the mean LCR of normal inputs.
     indifference: ``sigma``, half-width of the indifference region
       (default ``0.1 * threshold``).

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-@conventions.boundary(x="images")
+@conventions.boundary(x="images", stddev="perturbation")
 def gaussian_noise(key: jax.Array, x, stddev: float, *,
                    clip: tuple[float, float] | None = None) -> jax.Array:
   """``x + stddev * N(0, I)``, optionally clipped.

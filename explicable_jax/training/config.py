@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import optax
 
 from explicable_jax import _optax, _validation
@@ -44,6 +45,17 @@ def make_schedule(name: str, learning_rate: float, total_steps: int, *,
   return _optax.schedule(schedule)
 
 
+def _check_momentum(momentum) -> None:
+  """Momentum ``beta`` of ``v <- beta v + g`` must lie in ``[0, 1)``: at 1 the
+  velocity never forgets, above 1 (or below 0) the updates diverge or flip."""
+  ok = (isinstance(momentum, (int, float, np.integer, np.floating))
+        and not isinstance(momentum, bool) and np.isfinite(momentum) and 0 <= momentum < 1)
+  if not ok:
+    raise ValueError(
+        f"momentum must be a number in [0, 1) (0 for plain SGD; 0.9 is usual); got "
+        f"{momentum!r}.")
+
+
 def make_optimizer(name: str, schedule: optax.Schedule, *,
                    momentum: float = 0.9, nesterov: bool = True,
                    weight_decay: float = 0.0) -> optax.GradientTransformation:
@@ -51,6 +63,7 @@ def make_optimizer(name: str, schedule: optax.Schedule, *,
   _validation.check_choice("optimizer", name, OPTIMIZERS)
   _validation.check_nonnegative("weight_decay", weight_decay)
   if name == "sgd":
+    _check_momentum(momentum)
     return optax.chain(optax.add_decayed_weights(weight_decay),
                        optax.sgd(schedule, momentum=momentum or None,
                                  nesterov=nesterov and bool(momentum)))
@@ -93,8 +106,10 @@ class TrainConfig:
     _validation.lookup("model", self.model, models_lib.MODELS)
     _validation.lookup("loss", self.loss, losses_lib.LOSSES)
     _validation.check_positive("epochs", self.epochs, integer=True)
+    _validation.check_seed("seed", self.seed)
     _validation.check_positive("batch_size", self.batch_size, integer=True)
     _validation.check_positive("learning_rate", self.learning_rate)
+    _check_momentum(self.momentum)
     _validation.check_positive("checkpoint_every", self.checkpoint_every, integer=True)
     _validation.check_positive("log_every", self.log_every, integer=True)
     _validation.check_nonnegative("warmup_epochs", self.warmup_epochs)

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -277,8 +278,7 @@ class FitConfig:
     for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints",
                  "log_every", "eval_every"):
       _validation.check_positive(name, getattr(self, name), integer=True)
-    if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-      raise ValueError(f"seed must be an integer; got {self.seed!r}.")
+    _validation.check_seed("seed", self.seed)
     if self.resume not in resume_lib.RESUME_MODES or isinstance(self.resume, (int, float)) \
         and not isinstance(self.resume, bool):
       raise ValueError(f"resume must be True, False or 'allow_changes'; got {self.resume!r}.")
@@ -315,6 +315,29 @@ def _fit_config(config: FitConfig | None, settings: dict) -> FitConfig:
   if not isinstance(config, FitConfig):
     raise TypeError(f"config must be a training.FitConfig; got {type(config).__name__}.")
   return config.replace(**settings) if settings else config
+
+
+_CALLBACK_HOOKS = ("on_train_begin", "on_log", "on_eval", "on_train_end")
+
+
+def _check_callbacks(callbacks) -> list:
+  """``callbacks`` as a list, each a :class:`Callback` or an object with its
+  four hook methods (refused up front, not mid-run)."""
+  from explicable_jax.training.callbacks import Callback
+  if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+    raise TypeError(f"callbacks must be a sequence of training.Callback; got "
+                    f"{type(callbacks).__name__}.")
+  callbacks = list(callbacks)
+  for i, cb in enumerate(callbacks):
+    if isinstance(cb, Callback):
+      continue
+    missing = [h for h in _CALLBACK_HOOKS if not callable(getattr(cb, h, None))]
+    if missing:
+      raise TypeError(
+          f"callbacks[{i}] must be a training.Callback (or have its methods "
+          f"{', '.join(_CALLBACK_HOOKS)}); got {type(cb).__name__}, which lacks "
+          f"{', '.join(missing)}: subclass training.Callback and override the hooks you need.")
+  return callbacks
 
 
 def _check_fit_args(state, train_ds, train_step, cfg: FitConfig, eval_ds=None) -> None:
@@ -551,6 +574,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   from tqdm.auto import tqdm  # Host-side only.
   cfg = _fit_config(config, settings)
   _check_fit_args(state, train_ds, train_step, cfg, eval_ds)
+  callbacks = _check_callbacks(callbacks)
   mesh = data_mesh() if mesh is None else mesh
   # Several processes: each gathers only the rows of every batch that its
   # devices hold (a bad batch size gets shard_batch's error instead).
@@ -561,8 +585,16 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   total = steps_per_epoch * cfg.epochs
   main = jax.process_index() == 0
   state, ckpt, writer = _open_run(state, train_ds, train_step, cfg, main)
-  callbacks = ([writer] if writer else []) + list(callbacks) if main else []
+  callbacks = ([writer] if writer else []) + callbacks if main else []
   run = _Run(state, mesh, callbacks, History(), ckpt)
+  if run.start > total and main:
+    where = (f"workdir {str(cfg.workdir)!r} holds a run" if cfg.workdir is not None
+             else "state is")
+    warnings.warn(
+        f"{where} already trained for {run.start / steps_per_epoch:g} epochs (step "
+        f"{run.start}), more than epochs={cfg.epochs} asks for ({total} steps): nothing was "
+        "trained, and the returned state is that longer run's. Choose an empty workdir (or a "
+        f"fresh state) to train for {cfg.epochs} epochs.", UserWarning, stacklevel=2)
   step_fn = data_parallel(_guarded(train_step), mesh)
   for cb in callbacks:
     cb.on_train_begin(run.start)

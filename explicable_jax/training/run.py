@@ -97,6 +97,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
   """Trains as ``config`` says, evaluates, and exports the model to
   ``workdir/model``. Returns the final metrics (also in ``workdir/result.json``)."""
   config.validate()
+  if workdir:
+    _paths.check_folder("workdir", workdir)
   train, val, test = _datasets(config)
   state, step = build(config, train)
   main = jax.process_index() == 0  # plain files have one writer in a multi-process run

@@ -57,6 +57,7 @@ from typing import Any
 
 import jax
 
+from explicable_jax import _paths
 from explicable_jax.app import _options
 from explicable_jax.app.audit import (error_detection, faithfulness, hesitation, mistakes,
                                       reliance, robustness)
@@ -185,6 +186,7 @@ def audit(model, out: str, config: AuditConfig | None = None, *, progress: bool 
   """
   t0 = time.time()
   config = _options.overridden(config or AuditConfig(), overrides, what="audit()").validate()
+  _paths.check_folder("out", out)
   say = print if progress else (lambda *a, **k: None)
   from explicable_jax.app.audit.context import prepare
   ctx = prepare(model, out, config, say)

@@ -12,7 +12,7 @@ import os
 import shlex
 from typing import Any
 
-from explicable_jax import _validation
+from explicable_jax import _validation, conventions
 from explicable_jax.app import _options
 from explicable_jax.app._options import setting
 from explicable_jax.app.audit.section import section_names
@@ -158,7 +158,7 @@ class AuditConfig:
       raise ValueError(f"rates must be one or more fractions in (0, 1]; got "
                        f"{list(self.rates)}.")
     for s in self.noise:
-      v.check_positive("noise", s)
+      conventions.check_perturbation("noise", s, allow_zero=False)
     for e in self.fgsm:
       v.check_positive("fgsm", e)
     for c in self.corruptions:
@@ -173,7 +173,7 @@ class AuditConfig:
                          "got none.")
       for s in self.sections:
         v.check_choice("sections", s, section_names())
-    v.check_nonnegative("seed", self.seed, integer=True)
+    v.check_seed("seed", self.seed)
     if self.limit is not None:
       v.check_positive("limit", self.limit, integer=True)
     if self.annotations is not None and not os.path.exists(self.annotations):

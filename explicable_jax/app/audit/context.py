@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explicable_jax import data, models
+from explicable_jax import _paths, data, models
 from explicable_jax.app import reporting
 from explicable_jax.app.audit.config import SIMILARITIES, AuditConfig, check_similarity
 from explicable_jax.detection import pipeline
@@ -274,6 +274,8 @@ def prepare(model, out: str, config: AuditConfig, say: Callable) -> AuditContext
   ref, ref_path = ((None, None) if config.reference is None
                    else _resolve_model("reference", config.reference))
   c = config
+  if c.data_file is not None:
+    _paths.check_npz("data_file", c.data_file, "x_train, y_train, x_test and y_test")
   splits, data_note, index = pipeline.load_splits(c.dataset, c.data_file, c.data_dir, c.seed,
                                                   c.limit, with_index=True)
   pipeline.check_split_labels(splits, clf.num_classes, dataset=c.dataset,

@@ -22,6 +22,7 @@ def _rows(name: str, attributions) -> jax.Array:
   return a.reshape(a.shape[0], -1)
 
 
+@conventions.boundary(attributions="maps")
 @jax.jit
 def sparseness(attributions: ArrayLike) -> jax.Array:
   """Sparseness: the Gini index of the absolute attributions (Chalasani et
@@ -47,6 +48,7 @@ def sparseness(attributions: ArrayLike) -> jax.Array:
   return ((2 * k - d - 1) * a).sum(1) / (d * a.sum(1))
 
 
+@conventions.boundary(attributions="maps")
 @jax.jit
 def entropy(attributions: ArrayLike) -> jax.Array:
   """Complexity: the entropy of the attributions' shares of the total
@@ -99,7 +101,7 @@ _MASK_ARGS = """
 """
 
 
-@conventions.boundary(mask="mask")
+@conventions.boundary(attributions="maps", mask="mask")
 @jax.jit
 def relevance_mass_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   """Relevance mass accuracy (Arras, Osman and Samek, Information Fusion 2022):
@@ -115,7 +117,7 @@ def relevance_mass_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Arr
   return jnp.where(s.any(1), inside / a.sum(1), jnp.nan)
 
 
-@conventions.boundary(mask="mask")
+@conventions.boundary(attributions="maps", mask="mask")
 @jax.jit
 def relevance_rank_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   """Relevance rank accuracy (Arras, Osman and Samek, Information Fusion 2022):
@@ -135,7 +137,7 @@ def relevance_rank_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Arr
   return jnp.where(k[:, 0] > 0, hits / jnp.maximum(k[:, 0], 1), jnp.nan)
 
 
-@conventions.boundary(mask="mask")
+@conventions.boundary(attributions="maps", mask="mask")
 @jax.jit
 def pointing_game(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   """Pointing game (Zhang et al., ECCV 2016 / IJCV 2018): a hit when the

@@ -126,7 +126,7 @@ _CURVE_ARGS = """
 """
 
 
-@conventions.boundary(inputs="batch")
+@conventions.boundary(inputs="batch", attributions="maps")
 def deletion_curve(model: Any, inputs: InputsLike, attributions: InputsLike, *, target: Target,
                    baselines: Baselines = None, n_steps: int = 20,
                    softmax: bool = True, internal_batch_size: int | None = None) -> Curve:
@@ -146,7 +146,7 @@ def deletion_curve(model: Any, inputs: InputsLike, attributions: InputsLike, *, 
                 insert=False)
 
 
-@conventions.boundary(inputs="batch")
+@conventions.boundary(inputs="batch", attributions="maps")
 def insertion_curve(model: Any, inputs: InputsLike, attributions: InputsLike, *, target: Target,
                     baselines: Baselines = None,
                     n_steps: int = 20, softmax: bool = True,
@@ -178,7 +178,7 @@ def pearson(a: jax.Array, b: jax.Array) -> jax.Array:
   return (a * b).sum(-1) / jnp.sqrt((a * a).sum(-1) * (b * b).sum(-1))
 
 
-@conventions.boundary(inputs="batch")
+@conventions.boundary(inputs="batch", attributions="maps")
 def faithfulness_correlation(key: jax.Array, model: Any, inputs: InputsLike,
                              attributions: InputsLike, *, target: Target,
                              baselines: Baselines = None, n_perturb_samples: int = 100,

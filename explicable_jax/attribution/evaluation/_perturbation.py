@@ -67,6 +67,7 @@ def infidelity_perturb_func_decorator(multiply_by_inputs: bool = True) -> Callab
   return decorate
 
 
+@conventions.boundary(stddev="perturbation")
 def gaussian_perturb_func(stddev: float = 0.003) -> Callable:
   """``(key, x) -> (I, x - I)`` with ``I ~ N(0, stddev^2)`` per entry: the
   perturbation of Captum's infidelity tutorial and Yeh et al.'s "noisy"
@@ -83,7 +84,7 @@ def gaussian_perturb_func(stddev: float = 0.003) -> Callable:
   return perturb
 
 
-@conventions.boundary(inputs="batch")
+@conventions.boundary(inputs="batch", attributions="maps")
 def infidelity(key: jax.Array, forward_func: Any, perturb_func: Callable, inputs: InputsLike,
                attributions: InputsLike, *,
                baselines: Baselines = None, target: Target = None, n_perturb_samples: int = 10,

@@ -109,6 +109,7 @@ def ssim(a: ArrayLike, b: ArrayLike, *, data_range: float | None = None,
   return s.mean(axis=(1, 2))
 
 
+@conventions.boundary(maps="maps", absolute="flag")
 @functools.partial(jax.jit, static_argnames=("absolute",))
 def comparable_maps(maps: ArrayLike, *, absolute: bool = True) -> jax.Array:
   """Maps as Adebayo et al. compare them: absolute values (``absolute``),
@@ -205,7 +206,7 @@ def _fresh_params(clf, init):
   return gaussian
 
 
-@conventions.boundary(inputs="batch")
+@conventions.boundary(inputs="batch", absolute="flag")
 def model_parameter_randomisation(key: jax.Array, explanation_func: Callable, model: Any,
                                   inputs: InputsLike, *,
                                   target: Target, cascading: bool = True, absolute: bool = True,
@@ -292,7 +293,7 @@ def _targets(*, model, inputs, target):
   return _shared.targets(model.logits, _shared.Inputs("inputs", inputs), target)
 
 
-@conventions.boundary(inputs="batch")
+@conventions.boundary(inputs="batch", absolute="flag")
 def random_logit(key: jax.Array, explanation_func: Callable, model: Any, inputs: InputsLike, *,
                  target: Target,
                  similarity: str = "ssim", absolute: bool = True) -> jax.Array:

@@ -87,7 +87,8 @@ def test_finetune_keeps_the_best_validation_epoch_and_resumes(tmp_path, shared_d
 
 @pytest.mark.parametrize("script", ["experiments/rrr/make_page.py",
                                     "experiments/deliberative/make_page.py",
-                                    "experiments/explicable_cifar10/make_page_resnet20.py"])
+                                    "experiments/explicable_cifar10/make_page_resnet20.py",
+                                    "experiments/adversarial_detection/make_page.py"])
 def test_results_pages_are_what_their_committed_outputs_give(script):
   """Every measured number on the RRR, deliberative and ResNet-20 Olmo pages
   is written by their page makers from the committed results.json; an edit by

@@ -13,7 +13,8 @@ import numpy as np
 
 __all__ = [
     "accepts_keyword", "check_choice", "check_fraction", "check_key", "check_labels",
-    "check_nonnegative", "check_positive", "check_rank", "check_seed", "lookup", "register",
+    "check_nonnegative", "check_positive", "check_rank", "check_seed", "check_signature", "lookup",
+    "register",
 ]
 
 
@@ -118,6 +119,29 @@ def accepts_keyword(fn: Callable, name: str) -> bool:
     return False
   return name in params or any(
       p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def check_signature(name: str, fn: Any, n_positional: int, form: str,
+                    keywords: Iterable[str] = ()) -> None:
+  """Raises ``TypeError`` unless ``fn`` is callable as ``fn(*n_positional
+  args, **keywords)``: a user function of the wrong shape (a two-argument
+  ``loss_fn`` where ``loss_fn(logits, batch, params)`` is called) is named
+  with the form it must have, before Python's own message from deep inside a
+  trace. ``form`` is that call written out. Callables without an inspectable
+  signature (some builtins, C functions) pass.
+  """
+  if not callable(fn):
+    raise TypeError(f"{name} must be a function {form}; got {type(fn).__name__}.")
+  try:
+    sig = inspect.signature(fn)
+  except (TypeError, ValueError):
+    return
+  try:
+    sig.bind(*([None] * n_positional), **{k: None for k in keywords})
+  except TypeError as e:
+    raise TypeError(
+        f"{name} must be a function {form}; {getattr(fn, '__name__', type(fn).__name__)}"
+        f"{sig} cannot be called so ({e}).") from None
 
 
 def check_key(name: str, key: Any, *, call: str | None = None):

@@ -75,6 +75,7 @@ __all__ = [
     "ConventionError", "KINDS", "boundary", "declared", "to_unit_float", "inputs_to_float",
     "check_images", "check_inputs", "check_model_inputs", "check_batch", "check_labels",
     "check_mask", "check_logits", "check_scores", "check_perturbation", "check_finite",
+    "check_input_shape",
     "check_same_length", "check_flag", "check_baseline", "check_maps", "check_number",
     "check_probability",
 ]
@@ -444,6 +445,27 @@ def check_labels(name: str, labels, num_classes: int | None = None, *,
     raise ConventionError(
         f"{name} must be non-negative class indices; got a minimum of {int(np.min(arr))}.")
   return _keep_kind(labels, arr.astype(np.int32))
+
+
+def check_input_shape(name: str, shape) -> tuple[int, ...]:
+  """One example's shape: positive ints; an image shape is channel-last
+  ``(H, W, C)``, so ``(3, 32, 32)`` (``C`` first, ``C`` in 1..4 and the last
+  axis not) is refused with the transposed shape to pass."""
+  try:
+    out = tuple(int(d) for d in shape)
+    ok = not isinstance(shape, str) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape)
+  except (TypeError, ValueError):
+    out, ok = (), False
+  if not ok or not out or any(d <= 0 for d in out):
+    raise ConventionError(
+        f"{name} must be one example's shape, positive ints such as (32, 32, 3) or (64,); "
+        f"got {shape!r}.")
+  if len(out) == 3 and out[0] in _CHANNELS and out[-1] not in _CHANNELS:
+    raise ConventionError(
+        f"{name} must be channel-last (H, W, C); got {out}, which looks channel-first "
+        f"(C, H, W): pass {(out[1], out[2], out[0])}.")
+  return out
 
 
 def check_mask(name: str, mask, *, shape: tuple[int, ...] | None = None):

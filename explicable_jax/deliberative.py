@@ -598,10 +598,27 @@ def score_insecurity(mask: ArrayLike, shared_slots: ArrayLike, part_centers: Arr
     part_centers: ``(P, 2)`` integer (row, column) centres, -1 when absent.
     part_segments: optional ``(H, W)`` part id per pixel, -1 for none.
   """
-  m = np.asarray(mask, bool)
+  m = np.asarray(conventions.check_mask("mask", mask))
+  if m.ndim != 2:
+    raise ValueError(f"mask must be one (H, W) region; got shape {m.shape}.")
   c = np.asarray(part_centers)
+  if c.ndim != 2 or c.shape[1] != 2 or not np.issubdtype(c.dtype, np.integer):
+    raise ValueError(f"part_centers must be (P, 2) integer (row, column) centres, -1 when "
+                     f"absent; got shape {c.shape}, dtype {c.dtype}.")
+  p = c.shape[0]
+  shared_mask = np.asarray(conventions.check_mask("shared_slots", shared_slots))
+  if shared_mask.shape != (p,):
+    raise ValueError(f"shared_slots must have one flag per part, shape ({p},) like "
+                     f"part_centers' {p} rows; got shape {shared_mask.shape}.")
   present = c[:, 0] >= 0
-  shared = np.asarray(shared_slots, bool) & present
+  off = present & ((c[:, 0] >= m.shape[0]) | (c[:, 1] < 0) | (c[:, 1] >= m.shape[1]))
+  if off.any():
+    raise ValueError(f"part_centers must lie inside the mask's {m.shape} grid (or be -1); "
+                     f"parts {np.flatnonzero(off)[:5].tolist()} do not.")
+  if part_segments is not None and np.shape(part_segments) != m.shape:
+    raise ValueError(f"part_segments must have the mask's shape {m.shape}; got "
+                     f"{np.shape(part_segments)}.")
+  shared = shared_mask & present
   if not shared.any():
     return None
   hit = m[c[present, 0], c[present, 1]]

@@ -113,6 +113,13 @@ def paired_bootstrap(key: jax.Array, statistic: Callable[..., float], arrays: Se
   for i, a in enumerate(arrays):
     if not a.ndim or a.shape[0] != n:
       raise ValueError(f"arrays[{i}] must have {n} rows like arrays[0]; got shape {a.shape}.")
+  _validation.check_signature("statistic", statistic, len(arrays),
+                              f"statistic(*rows) -> float, of {len(arrays)} row array(s)")
+  whole = np.asarray(statistic(*arrays))
+  if whole.shape != ():
+    raise ValueError(
+        f"statistic must return one number (a scalar) for the rows of every array; on the "
+        f"arrays themselves it returned shape {whole.shape}: reduce it (e.g. .mean()).")
   idx = np.asarray(jax.random.randint(key, (n_resamples, n), 0, n))
   draws = np.array([statistic(*(a[i] for a in arrays)) for i in idx], dtype=np.float64)
   kept = draws[np.isfinite(draws)]
@@ -120,7 +127,7 @@ def paired_bootstrap(key: jax.Array, statistic: Callable[..., float], arrays: Se
     raise ValueError("statistic was finite on fewer than 2 resamples; it cannot be bootstrapped.")
   lo, hi = np.quantile(kept, [(1 - level) / 2, (1 + level) / 2])
   p = min(1.0, 2 * min(float(np.mean(kept <= 0)), float(np.mean(kept >= 0))))
-  return {"estimate": float(statistic(*arrays)), "low": float(lo), "high": float(hi),
+  return {"estimate": float(whole), "low": float(lo), "high": float(hi),
           "p_value": float(p), "dropped": int(draws.size - kept.size)}
 
 

@@ -90,7 +90,11 @@ def _image(name, image):
     raise ValueError(f"{name} must be an (H, W), (H, W, 1) or (H, W, 3) image; got shape "
                      f"{np.shape(image)}.")
   if img.dtype != np.uint8:
-    img = np.clip(img.astype(np.float64), 0.0, 1.0)
+    # The images convention (one example as a batch of one): floats on the
+    # 0..255 scale are refused, not drawn clipped to white; ints become [0, 1].
+    one = img[None, ..., None] if img.ndim == 2 else img[None]
+    img = np.asarray(conventions.check_images(name, one, strict_range=False))[0]
+    img = np.clip(img[..., 0] if img.shape[-1] == 1 else img, 0.0, 1.0).astype(np.float64)
   return img
 
 

@@ -407,6 +407,20 @@ MORE_BAD_INPUTS = [
  ("ev.sparseness NaN maps", lambda: ev.sparseness(np.full((2, 8, 8, 1), np.nan)), ValueError, r"attributions holds NaN"),
  ("batched_.saliency absolute str", lambda: batched_.saliency(_CLF, _XB, target=0, absolute="no"), ValueError, r"absolute must be True or False; got 'no'"),
  ("batched_.saliency Dataset as x", lambda: batched_.saliency(_CLF, _ds(), target=0), ValueError, r"x must be .*got a Dataset: pass ds.x"),
+ # User functions of the wrong shape are named with the form they must have.
+ ("make_train_step loss_fn two args", lambda: training.make_train_step(lambda logits, batch: logits[:, 0], optax.sgd(0.1)), TypeError, r"loss_fn must be a function loss_fn\(logits, batch, params\).*cannot be called so"),
+ ("accuracy_under perturb one arg", lambda: robustness.accuracy_under(_CLF.logits, _XB, _YB, perturb=lambda x: x, key=K), TypeError, r"perturb must be a function perturb\(key, x_batch, y_batch\)"),
+ ("from_functions apply_fn one arg", lambda: models.from_functions(lambda p: p, np.ones((64, 10), np.float32), input_shape=(8, 8, 1), num_classes=10), TypeError, r"apply_fn must be a function apply_fn\(params, x\) -> logits"),
+ ("from_functions apply_fn swapped", lambda: models.from_functions(lambda x, p: x.reshape(x.shape[0], -1) @ p, {"w": np.ones((64, 10), np.float32)}, input_shape=(8, 8, 1), num_classes=10), ValueError, r"is it called as apply_fn\(params, x\), params first\?"),
+ ("stats.paired_bootstrap array statistic", lambda: stats.paired_bootstrap(K, lambda a, b: a - b, [_S4, _S4]), ValueError, r"statistic must return one number.*shape \(4,\)"),
+ ("deliberative.score_insecurity P mismatch", lambda: deliberative.score_insecurity(np.ones((8, 8), bool), np.ones(3, bool), np.zeros((4, 2), int)), ValueError, r"shared_slots must have one flag per part, shape \(4,\)"),
+ ("deliberative.score_insecurity float mask", lambda: deliberative.score_insecurity(np.full((8, 8), 0.3), np.ones(4, bool), np.zeros((4, 2), int)), ValueError, r"mask must be boolean or hold only 0 and 1"),
+ ("deliberative.score_insecurity centre outside", lambda: deliberative.score_insecurity(np.ones((8, 8), bool), np.ones(2, bool), np.array([[1, 1], [9, 2]])), ValueError, r"part_centers must lie inside the mask's \(8, 8\) grid"),
+ ("models.classifier channel-first input_shape", lambda: models.classifier(K, "cnn", input_shape=(1, 8, 8), num_classes=10), ValueError, r"input_shape must be channel-last \(H, W, C\); got \(1, 8, 8\).*pass \(8, 8, 1\)"),
+ ("ev.model_parameter_randomisation score not map", lambda: ev.model_parameter_randomisation(K, lambda m, x, t: m.logits(x)[:, 0], _CLF, _XB, target=0), ValueError, r"explanation_func must return attribution maps \(N, \.\.\.\).*returned shape \(4,\)"),
+ ("ev.sensitivity_max explanation two args", lambda: ev.sensitivity_max(K, lambda m, x: x, _CLF, _XB, target=0), TypeError, r"explanation_func must be a function explanation_func\(model, x, target\)"),
+ ("AuditConfig fgsm 0..255", lambda: __import__("explicable_jax.app.audit", fromlist=["AuditConfig"]).AuditConfig(dataset="digits", fgsm=(8.0,)).validate(), ValueError, r"fgsm is in the images' units.*8.0 / 255"),
+ ("viz.attribution_overlay 0..255 floats", lambda: __import__("explicable_jax.viz", fromlist=["viz"]).attribution_overlay(np.full((8, 8), 200.0), np.ones((8, 8))), ValueError, r"image must be float images in \[0, 1\].*0..255 pixels stored as floats"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 
@@ -424,6 +438,20 @@ def test_split_indices_takes_fractions_like_split_dataset():
   assert [len(p) for p in parts] == [3, 7]
   assert [len(p) for p in data.split_indices(10, (3, 7), seed=0)] == [3, 7]
   assert all((a == b).all() for a, b in zip(parts, data.split_indices(10, (3, 7), seed=0)))
+
+
+def test_a_resume_on_other_data_of_the_same_size_is_refused(tmp_path):
+  """run.json records a digest of the training data's content: the same name,
+  size and shape with other examples (here: the labels rolled by one) is not
+  the run in the folder."""
+  _, train, state, step = _small_setup(epochs=2)
+  kw = dict(train_step=step, batch_size=64, progress=False, workdir=str(tmp_path / "w"))
+  training.fit(state, train, epochs=1, **kw)
+  other = data.Dataset(train.x, np.roll(train.y, 1), train.num_classes, train.class_names,
+                       name=train.name)
+  with pytest.raises(training.ResumeMismatchError, match=r"data_content: 'sha1:"):
+    training.fit(state, other, epochs=2, **kw)
+  training.fit(state, train, epochs=2, **kw)  # the same data resumes
 
 
 def test_fit_warns_when_the_workdir_run_is_longer_than_epochs(tmp_path):

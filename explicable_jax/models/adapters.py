@@ -363,12 +363,14 @@ def _classifier(params, state, spec: Spec) -> Classifier:
     return clf
   try:
     out = jax.eval_shape(clf.logits, jax.ShapeDtypeStruct((2, *spec.input_shape), jnp.float32))
-  except ValueError as e:
+  except (ValueError, TypeError, AttributeError, IndexError) as e:
     if "class scores" in str(e):
       raise
+    order = (" (is it called as apply_fn(params, x), params first?)"
+             if isinstance(spec.backend, FunctionBackend) else "")
     raise ValueError(
-        f"the model cannot take a batch of input_shape={spec.input_shape}: "
-        f"{str(e).splitlines()[0]}") from e
+        f"the model cannot take a batch of input_shape={spec.input_shape}{order}: "
+        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
   if spec.num_classes is None and spec.class_names is None:
     clf = clf.replace(num_classes=int(out.shape[-1]))
   _check_returns_logits(clf, spec.input_shape)
@@ -676,8 +678,10 @@ def from_functions(apply_fn: Callable, params, state=None, *,
     >>> clf.logits(jnp.array([[1.0, 1.0]])).tolist()
     [[1.0, 1.0]]
   """
-  if not callable(apply_fn):
-    raise TypeError(f"apply_fn must be a function; got {type(apply_fn).__name__}.")
+  _validation.check_signature(
+      "apply_fn", apply_fn, 2 if state is None else 4,
+      "apply_fn(params, x) -> logits" if state is None else
+      "apply_fn(params, state, x, train) -> (logits, new_state) (state was given)")
   splits = dict(splits or {})
   for name, pair in splits.items():
     if not (isinstance(pair, tuple) and len(pair) == 2 and all(map(callable, pair))):

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from explicable_jax import _validation
+from explicable_jax import _validation, conventions
 from explicable_jax.models.adapters import from_nnx
 from explicable_jax.models.classifier import Classifier
 from explicable_jax.models.cnn import SmallCNN
@@ -92,6 +92,7 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
                                                 "num_classes=...)")
   builder = _validation.lookup("model", name, MODELS)
   _validation.check_positive("num_classes", num_classes, integer=True)
+  input_shape = conventions.check_input_shape("input_shape", input_shape)
   _check_options(name, builder, kwargs)
   try:
     return builder(tuple(input_shape), int(num_classes), nnx.Rngs(params=key), **kwargs)

@@ -166,6 +166,7 @@ def accuracy_under(logits_fn: LogitsFn, x, labels, *, batch_size: int = 500,
     if key is None:
       raise ValueError("key is required when perturb is given (explicit PRNG keys).")
     key = _validation.check_key("key", key)
+    _validation.check_signature("perturb", perturb, 3, "perturb(key, x_batch, y_batch) -> x_batch")
   x, labels = np.asarray(x), np.asarray(labels)
   if len(x) == 0:
     raise ValueError("x is empty; accuracy of no examples is undefined.")

@@ -26,7 +26,8 @@ import numpy as np
 from explicable_jax import _paths
 
 __all__ = ["RUN_FILE", "ResumeMismatchError", "describe_run", "read_run", "write_run",
-           "differences", "check_resume", "optimizer_fingerprint", "closure_fingerprint"]
+           "differences", "check_resume", "optimizer_fingerprint", "closure_fingerprint",
+           "data_digest"]
 
 RUN_FILE = "run.json"
 RESUME_MODES = (True, False, "allow_changes")
@@ -208,6 +209,23 @@ def _is_init(fn) -> bool:
   return name.rsplit(".", 1)[-1] in ("init_fn", "init", "init_empty_state")
 
 
+def data_digest(ds, *, rows: int = 1024) -> str | None:
+  """A digest of a dataset's content: every label and up to ``rows`` inputs
+  spread evenly over it (so other data of the same name, size and shape is
+  told apart at the cost of hashing ``rows`` examples, not all). Its own
+  ``run.json`` section, so that records written before it still resume."""
+  try:
+    n = len(ds)
+    pick = np.unique(np.linspace(0, max(n - 1, 0), min(n, rows)).astype(np.int64))
+    h = hashlib.sha1()
+    for part in (np.asarray(ds.x[pick]), np.asarray(ds.y)):
+      h.update(str((part.shape, str(part.dtype))).encode())
+      h.update(np.ascontiguousarray(part).tobytes())
+    return f"sha1:{h.hexdigest()[:16]} ({len(pick)} inputs, all labels)"
+  except Exception:  # an input pipeline without random access: not recorded
+    return None
+
+
 def describe_run(state, train_ds, *, batch_size: int, shuffle: bool,
                  drop_remainder: bool, seed: int, train_step=None,
                  run_info: dict | None = None) -> dict[str, Any]:
@@ -229,6 +247,7 @@ def describe_run(state, train_ds, *, batch_size: int, shuffle: bool,
       "data": {"name": train_ds.name, "examples": len(train_ds),
                "input_shape": list(train_ds.input_shape),
                "num_classes": int(train_ds.num_classes)},
+      "data_content": data_digest(train_ds),
       "batch_size": int(batch_size),
       "shuffle": bool(shuffle),
       "drop_remainder": bool(drop_remainder),

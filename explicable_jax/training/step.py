@@ -202,6 +202,9 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
   _validation.check_choice("compute_dtype", compute_dtype, COMPUTE_DTYPES)
   mixed = compute_dtype != "float32"
   wants_model_fn = _validation.accepts_keyword(loss_fn, "model_fn")
+  _validation.check_signature("loss_fn", loss_fn, 3, "loss_fn(logits, batch, params) -> (B,) "
+                              "per-example losses (model_fn= may be a keyword)",
+                              ("model_fn",) if wants_model_fn else ())
   # A loss may say that only its first ``num_classes`` outputs are class
   # scores (a hardness predictor's extra output): accuracy reads those.
   classes = getattr(loss_fn, "num_classes", None)

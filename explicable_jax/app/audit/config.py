@@ -160,7 +160,7 @@ class AuditConfig:
     for s in self.noise:
       conventions.check_perturbation("noise", s, allow_zero=False)
     for e in self.fgsm:
-      v.check_positive("fgsm", e)
+      conventions.check_perturbation("fgsm", e, allow_zero=False)
     for c in self.corruptions:
       v.check_choice("corruptions", c, robustness.CORRUPTIONS)
     for s in self.severities:

@@ -286,9 +286,9 @@ def sensitivity_max(key: jax.Array, explanation_func: Callable, model: Any, inpu
   """
   key = _validation.check_key("key", key, call="sensitivity_max(key, explanation_func, "
                                                 "model, inputs, ...)")
-  for name, f in (("explanation_func", explanation_func), ("perturb_func", perturb_func)):
-    if not callable(f):
-      raise TypeError(f"{name} must be a function; got {type(f).__name__}.")
+  _shared.check_explanation_func(explanation_func)
+  _validation.check_signature("perturb_func", perturb_func, 3,
+                              "perturb_func(key, x, perturb_radius) -> x_perturbed")
   if norm_ord not in NORM_ORDS:
     _validation.check_choice("norm_ord", norm_ord, NORM_ORDS)
   _validation.check_nonnegative("perturb_radius", perturb_radius)
@@ -311,7 +311,7 @@ def _sensitivity_max(*, key, inputs, model, target, explain, perturb_func, radiu
   fn = _shared.forward(model)
   n = x.n
   t = _shared.targets(fn, x, target)
-  phi = _shared.flat(x.unwrap(explain(model, x.value, t)), n)      # (N, D)
+  phi = _shared.flat(x.unwrap(_shared.explained(explain, model, x.value, t, n)), n)  # (N, D)
   phi_norm = _norm(phi, norm_ord)
   phi_norm = jnp.where(phi_norm == 0, jnp.ones_like(phi_norm), phi_norm)
 

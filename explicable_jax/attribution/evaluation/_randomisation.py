@@ -252,9 +252,7 @@ def model_parameter_randomisation(key: jax.Array, explanation_func: Callable, mo
   """
   key = _validation.check_key("key", key, call="model_parameter_randomisation(key, "
                                                 "explanation_func, model, inputs, ...)")
-  if not callable(explanation_func):
-    raise TypeError(f"explanation_func must be a function (model, x, target) -> maps; got "
-                    f"{type(explanation_func).__name__}.")
+  _shared.check_explanation_func(explanation_func)
   clf = models.as_classifier("model", model)
   x = _shared.Inputs("inputs", inputs)
   if x.multi:
@@ -267,7 +265,8 @@ def model_parameter_randomisation(key: jax.Array, explanation_func: Callable, mo
   t = _shared.jit_call(_targets, dynamic=dict(model=clf, inputs=x.value, **target_dyn),
                        static=target_static)
   jitted = jax.jit(explanation_func)
-  explain = lambda c, v, tt: _shared.with_precision(lambda: jitted(c, v, tt))
+  explain = lambda c, v, tt: _shared.with_precision(
+      lambda: _shared.explained(jitted, c, v, tt, x.n))
   original = explain(clf, x.value, t)
   leaves, treedef = jax.tree.flatten(clf.params)
   new = jax.tree.leaves(_fresh_params(clf, init)(key))
@@ -325,9 +324,7 @@ def random_logit(key: jax.Array, explanation_func: Callable, model: Any, inputs:
   key = _validation.check_key("key", key, call="random_logit(key, explanation_func, model, "
                                                 "inputs, ...)")
   _validation.check_choice("similarity", similarity, SIMILARITIES)
-  if not callable(explanation_func):
-    raise TypeError(f"explanation_func must be a function (model, x, target) -> maps; got "
-                    f"{type(explanation_func).__name__}.")
+  _shared.check_explanation_func(explanation_func)
   if target is None:
     raise ValueError("random_logit needs a model with classes and a target; got target=None.")
   model_dyn, model_static = _shared.split_model("model", model)
@@ -351,6 +348,6 @@ def _random_logit(*, key, inputs, model, target, explain, similarity, absolute):
   c = jax.eval_shape(fn, x.value).shape[-1]
   shift = jax.vmap(lambda k: jax.random.randint(k, (), 1, c))(_shared.example_keys(key, x.n))
   other = (t + shift) % c
-  a = comparable_maps(explain(model, x.value, t), absolute=absolute)
-  b = comparable_maps(explain(model, x.value, other), absolute=absolute)
+  a = comparable_maps(_shared.explained(explain, model, x.value, t, x.n), absolute=absolute)
+  b = comparable_maps(_shared.explained(explain, model, x.value, other, x.n), absolute=absolute)
   return ssim(a, b, data_range=1.0) if similarity == "ssim" else spearman_rank_correlation(a, b)

@@ -228,3 +228,28 @@ def safe_div(num: jax.Array, den: jax.Array, default: float = 1.0) -> jax.Array:
 def with_precision(call: Callable):
   """Runs ``call`` at the attribution precision (``attribution.precision``)."""
   return _common.at_precision(call)
+
+
+EXPLAIN_FORM = "explanation_func(model, x, target) -> maps (N, ...)"
+
+
+def check_explanation_func(explanation_func) -> None:
+  """The explanation's calling form, checked at every public entry."""
+  _validation.check_signature("explanation_func", explanation_func, 3, EXPLAIN_FORM)
+
+
+def explained(explain: Callable, model, x, target, n: int):
+  """``explain(model, x, target)``, checked to be maps: every leaf an array
+  with a batch axis of ``n`` rows and, for inputs with more axes than the
+  batch's, at least one axis more (a ``(N,)`` map of images is a score per
+  example, not a map; Captum's ``(N,)`` inputs have ``(N,)`` maps). Shapes are static, so the
+  check also runs under tracing."""
+  out = explain(model, x, target)
+  min_rank = min(2, max(jnp.ndim(a) for a in jax.tree.leaves(x)))
+  for leaf in jax.tree.leaves(out):
+    shape = tuple(jnp.shape(leaf))
+    if len(shape) < min_rank or not shape or shape[0] != n:
+      raise ValueError(
+          f"explanation_func must return attribution maps (N, ...) with N = {n} rows and "
+          f"the inputs' axes; it returned shape {shape}. Form: {EXPLAIN_FORM}.")
+  return out

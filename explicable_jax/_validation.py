@@ -13,19 +13,62 @@ import numpy as np
 
 __all__ = [
     "accepts_keyword", "check_choice", "check_fraction", "check_key", "check_labels",
-    "check_nonnegative", "check_positive", "check_rank", "check_seed", "check_signature", "lookup",
-    "register",
+    "check_class_names", "check_names", "check_nonnegative", "check_positive", "check_rank",
+    "check_seed", "check_signature", "lookup", "register",
 ]
+
+
+def _category(v: Any) -> Any:
+  """What a choice is matched as: bools, ints, floats and strings apart."""
+  if isinstance(v, (bool, np.bool_)):
+    return bool
+  if isinstance(v, (int, np.integer)):
+    return int
+  if isinstance(v, (float, np.floating)):
+    return float
+  if isinstance(v, str):
+    return str
+  return type(v)
 
 
 def check_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
   """Raises ``ValueError`` unless ``value`` is one of ``valid``."""
   valid = list(valid)
-  if value not in valid:
+  # 2.0 == 2 and True == 1: a choice among ints or strings is matched by type too.
+  same_type = any(_category(value) == _category(v) for v in valid)
+  if value not in valid or not same_type:
     raise ValueError(
         f"{name} must be one of {', '.join(repr(v) for v in valid)}; "
         f"got {value!r}."
     )
+
+
+def check_names(name: str, value: Any) -> tuple:
+  """``value`` as a tuple of names: a list or tuple, not one string (which
+  would be read letter by letter: ``names='msp'`` as ``'m', 's', 'p'``).
+
+  Raises ``TypeError`` naming the argument, with the fix.
+  """
+  if isinstance(value, (str, bytes)):
+    raise TypeError(f"{name} must be a sequence of names, not one string; got {value!r}: "
+                    f"wrap it in a list, [{value!r}].")
+  try:
+    return tuple(value)
+  except TypeError:
+    raise TypeError(f"{name} must be a sequence of names; got {type(value).__name__}.") from None
+
+
+def check_class_names(name: str, value: Any) -> tuple:
+  """Class names: a sequence of names (:func:`check_names`), all different
+  (two classes of one name would be one class to every similarity)."""
+  names = check_names(name, value)
+  seen: dict[str, int] = {}
+  for i, c in enumerate(names):
+    if str(c) in seen:
+      raise ValueError(f"{name} must be distinct; got {str(c)!r} at positions {seen[str(c)]} "
+                       f"and {i} of {list(names)}.")
+    seen[str(c)] = i
+  return names
 
 
 def lookup(name: str, value: str, registry: Mapping[str, Any]) -> Any:
@@ -44,10 +87,15 @@ def _check_number(name: str, value: Any, *, integer: bool, strict: bool) -> None
   kind = f"a {sign} {'integer' if integer else 'number'}"
   ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
       value, bool)
+  whole_float = False
   if ok and integer:
-    ok = float(value).is_integer()
+    # A whole float (32.0) is refused too: it would pass here and then fail
+    # inside range() or a shape, far from the argument.
+    whole_float = not isinstance(value, (int, np.integer)) and float(value).is_integer()
+    ok = isinstance(value, (int, np.integer))
   if not ok or not np.isfinite(value) or value < 0 or (strict and value == 0):
-    raise ValueError(f"{name} must be {kind}; got {value!r}.")
+    hint = f" (an int: pass {int(value)})" if whole_float else ""
+    raise ValueError(f"{name} must be {kind}; got {value!r}{hint}.")
 
 
 def check_positive(name: str, value: Any, *, integer: bool = False) -> None:

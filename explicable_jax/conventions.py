@@ -75,7 +75,7 @@ __all__ = [
     "ConventionError", "KINDS", "boundary", "declared", "to_unit_float", "inputs_to_float",
     "check_images", "check_inputs", "check_model_inputs", "check_batch", "check_labels",
     "check_mask", "check_logits", "check_scores", "check_perturbation", "check_finite",
-    "check_input_shape",
+    "check_input_shape", "bool_parameters",
     "check_same_length", "check_flag", "check_baseline", "check_maps", "check_number",
     "check_probability",
 ]
@@ -773,6 +773,18 @@ def _check_one(param: str, kind: str, value, num_classes, input_shape, unit_rang
   return check_perturbation(param, value)
 
 
+def bool_parameters(fn: Callable) -> list[str]:
+  """The parameters of ``fn`` that are bool options: annotated ``bool`` (a
+  string under postponed annotations) with a bool default. A parameter that
+  also takes other values (``resume: bool | str``) is not one."""
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return []
+  return [name for name, p in params.items()
+          if isinstance(p.default, bool) and p.annotation in (bool, "bool")]
+
+
 def boundary(**kinds: str) -> Callable[[Callable], Callable]:
   """Declares which arguments of a public function follow which convention.
 
@@ -781,6 +793,8 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
   checks that the declared batches have one row per example. Labels are
   checked against the number of classes, and inputs against the input shape,
   of the first classifier among the arguments (when known without tracing).
+  Every parameter annotated ``bool`` (with a bool default) is a ``flag``
+  without being named: ``absolute='no'`` is refused, not read as true.
 
   Args:
     **kinds: ``parameter=kind`` with kind one of :data:`KINDS`, or
@@ -805,6 +819,7 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
     missing = set(kinds) - set(sig.parameters)
     if missing:
       raise TypeError(f"{fn.__qualname__} has no parameter(s) {sorted(missing)}.")
+    kinds.update({p: "flag" for p in bool_parameters(fn) if p not in kinds})
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):

@@ -360,6 +360,7 @@ def class_ambiguities(class_maps: ArrayLike, top: int = 3) -> jax.Array:
   return pairs & jnp.triu(jnp.ones((k, k), bool), 1)[None]
 
 
+@conventions.boundary(maps="maps")
 def top_fraction_mask(maps: ArrayLike, r: float) -> jax.Array:
   """Boolean masks keeping exactly ``round(r * H * W)`` (at least 1) pixels
   of each ``(..., H, W)`` map: its largest values, ties broken by position.

@@ -8,7 +8,7 @@ into :func:`explicable_jax.training.make_train_step` through the signature
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -26,6 +26,19 @@ __all__ = [
     "make_certainty_loss", "make_label_smoothing_loss", "make_loss", "make_rrr_loss",
     "make_weighted_loss", "register_loss", "weighted_cross_entropy", "weighted_targets",
 ]
+
+
+def _batch_labels(batch) -> Any:
+  """``batch["y"]``: a training loss takes the batch dict of
+  :func:`~explicable_jax.data.batches`, not the labels themselves."""
+  if not isinstance(batch, Mapping) or "y" not in batch:
+    got = (f"a mapping with keys {sorted(batch)}" if isinstance(batch, Mapping)
+           else type(batch).__name__)
+    raise TypeError(
+        f"batch must be the batch dict with 'y' (labels) that make_train_step passes, as in "
+        f"loss_fn(logits, batch, params); got {got}: pass {{'y': labels}}, or call "
+        "losses.cross_entropy(logits, labels) for the plain loss.")
+  return batch["y"]
 
 
 @conventions.boundary(logits="logits", labels="labels")
@@ -48,7 +61,7 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
 @conventions.boundary(logits="logits")
 def cross_entropy_loss(logits: ArrayLike, batch: dict, params: Any = None) -> jax.Array:
-  """Training-loss form of :func:`cross_entropy`: reads ``batch["y"]``.
+  """Training-loss form of :func:`cross_entropy`: reads ``batch['y']``.
 
   Args:
     logits: ``(N, C)`` class scores.
@@ -59,7 +72,7 @@ def cross_entropy_loss(logits: ArrayLike, batch: dict, params: Any = None) -> ja
     ``(N,)`` losses.
   """
   del params
-  return cross_entropy(logits, batch["y"])
+  return cross_entropy(logits, _batch_labels(batch))
 
 
 def make_label_smoothing_loss(alpha: float) -> Callable:
@@ -68,7 +81,7 @@ def make_label_smoothing_loss(alpha: float) -> Callable:
   def loss(logits, batch, params=None):
     del params
     targets = optax.smooth_labels(
-        jax.nn.one_hot(batch["y"], logits.shape[-1]), alpha)
+        jax.nn.one_hot(_batch_labels(batch), logits.shape[-1]), alpha)
     return optax.softmax_cross_entropy(logits, targets)
   return loss
 
@@ -187,7 +200,7 @@ def make_weighted_loss(weights: ArrayLike, *, target: str = "l1", scale: float =
       raise ValueError(
           f"weights is {classes}x{classes} but the model returns {logits.shape[-1]} class "
           f"scores; give a {logits.shape[-1]}x{logits.shape[-1]} similarity matrix.")
-    return optax.softmax_cross_entropy(logits, targets[batch["y"]])
+    return optax.softmax_cross_entropy(logits, targets[_batch_labels(batch)])
   # Checked by training.fit against the dataset before the first step.
   setattr(loss, "num_classes", classes)
   return loss
@@ -256,6 +269,7 @@ def make_loss(name: str, **options) -> Callable:
   return factory(**options)
 
 
+@conventions.boundary()
 def register_loss(name: str, factory: Callable[..., Callable], *,
                   overwrite: bool = False) -> None:
   """Makes ``factory(**options) -> loss_fn`` available to the CLI as ``name``.
@@ -409,6 +423,7 @@ def certainty_penalty(model_fn: Callable, x: ArrayLike, **options) -> jax.Array:
   return input_gradient_penalty(model_fn, x, jnp.ones_like(x), **options)
 
 
+@conventions.boundary()
 def make_rrr_loss(lam: float, *, l2: float = 0.0, scale: str = "log",
                   classes: str = "sum", normalize: bool = False,
                   annotation_key: str | None = "annotation") -> Callable:
@@ -436,13 +451,13 @@ def make_rrr_loss(lam: float, *, l2: float = 0.0, scale: str = "log",
     else:
       raise ValueError(f"batch has no {annotation_key!r} entry (the annotation mask); "
                        f"its keys are {sorted(batch)}.")
-    ce = cross_entropy(logits, batch["y"])
+    ce = cross_entropy(logits, _batch_labels(batch))
     aux = {"cross_entropy": ce.mean()}
     total = ce
     if lam:  # lam = 0 (a plain model with the same l2) skips the double backward pass.
       pen = input_gradient_penalty(model_fn, batch["x"], annotation, scale=scale,
                                    classes=classes,
-                                   labels=batch["y"] if classes == "true" else None,
+                                   labels=_batch_labels(batch) if classes == "true" else None,
                                    normalize=normalize)
       total = total + lam * pen
       aux["gradient_penalty"] = pen.mean()

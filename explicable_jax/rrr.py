@@ -72,6 +72,7 @@ class FoundModel:
   lam: float = 0.0         # its penalty weight
 
 
+@conventions.boundary()
 def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
                              make_model: Callable[[jax.Array], Any],
                              optimizer: optax.GradientTransformation,

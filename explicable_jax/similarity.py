@@ -151,6 +151,7 @@ def _install_local_wordnet(data_dir: str | None) -> bool:
   return False
 
 
+@conventions.boundary()
 def wordnet(data_dir: str | None = None, *, download: bool = True) -> Any:
   """nltk's WordNet reader, loaded.
 

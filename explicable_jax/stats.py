@@ -196,7 +196,7 @@ def t_test_over_seeds(differences: ArrayLike) -> dict:
           "p_value": float(2 * _scipy_stats.t.sf(abs(t), k - 1))}
 
 
-@conventions.boundary(p_value="probability", alpha="probability")
+@conventions.boundary(p_value="probability", difference="number", alpha="probability")
 def verdict(p_value: float | None, difference: float, *, alpha: float = 0.05,
             higher: str = "higher", lower: str = "lower") -> str:
   """``"detectably higher"`` / ``"detectably lower"`` when ``p_value < alpha``,

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from explicable_jax import conventions
+from explicable_jax import _validation, conventions
 
 __all__ = ["heatmap", "attribution_overlay", "insecurity_outline", "roc_curves",
            "risk_coverage_curves", "new_axes", "save"]
@@ -98,6 +98,7 @@ def _image(name, image):
   return img
 
 
+@conventions.boundary()
 def attribution_overlay(image, attribution, *, ax=None, title: str = "",
                         alpha: float = 0.55, signed: bool = True):
   """``attribution`` (``(H, W)``, or ``(H, W, C)`` summed over channels) over
@@ -126,7 +127,8 @@ def attribution_overlay(image, attribution, *, ax=None, title: str = "",
 def insecurity_outline(image, mask, *, ax=None, title: str = "", color: str = "yellow",
                        dim: float = 0.6):
   """The region ``mask`` (``(H, W)`` bool) outlined on ``image``, the rest of
-  the image dimmed by ``dim`` (0 = not at all)."""
+  the image dimmed by ``dim`` (0 = not at all, 1 = black)."""
+  _validation.check_fraction("dim", dim)
   img = _image("image", image)
   m = np.asarray(mask, bool)
   if m.shape != img.shape[:2]:

@@ -132,6 +132,21 @@ def test_every_public_function_declares_its_conventions(name):
         "the function in NOT_A_BOUNDARY with the reason")
 
 
+BOOL_OPTIONS = sorted((name, param) for name, fn in PUBLIC.items()
+                      for param in conventions.bool_parameters(fn))
+
+
+def test_every_bool_option_of_the_api_is_a_checked_flag():
+  """A bool option given as a string ('no' is truthy) was read as True by
+  functions outside the boundary; every public function with a ``bool``
+  parameter now goes through it, which declares the parameter a flag, so
+  the walk below feeds each one 'no' and 2."""
+  assert len(BOOL_OPTIONS) > 40  # the walk is not vacuous
+  missing = [f"{name}({param})" for name, param in BOOL_OPTIONS
+             if conventions.declared(PUBLIC[name]).get(param) != "flag"]
+  assert not missing, f"bool options outside conventions.boundary: {missing}"
+
+
 WRONG = {
     "images": {
         "channel-first": np.random.default_rng(0).random((2, 3, 8, 8)).astype(np.float32),

@@ -33,7 +33,7 @@ import time
 import jax
 import numpy as np
 
-from explicable_jax import _paths, _validation
+from explicable_jax import _paths, _validation, conventions
 from explicable_jax.app import _options
 from explicable_jax.app._options import setting
 from explicable_jax.app.audit import faithfulness as F
@@ -144,6 +144,7 @@ def markdown_table(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+@conventions.boundary()
 def evaluate_attributions(model, out: str, config: AttributionEvaluationConfig | None = None,
                           *, progress: bool = True, command: str | None = None,
                           **overrides) -> dict:

@@ -187,8 +187,11 @@ def cmd_evaluate(args) -> int:
                      f"test; got --split {args.split}: drop --half to evaluate the "
                      f"{args.split} split, or --split to evaluate the {args.half} half.")
   clf, meta = models.load(path), models.read_meta(path)
-  ds = data.load(args.dataset or meta["dataset"], args.split,
-                 data_dir=args.data_dir)
+  dataset = args.dataset or meta.get("dataset")
+  if dataset is None:
+    raise ValueError(f"the model folder {path!r} does not record its dataset (it was saved "
+                     "by models.save, not by explicable-jax train): pass --dataset NAME.")
+  ds = data.load(dataset, args.split, data_dir=args.data_dir)
   if args.half:
     halves = data.paper_split(ds.name, data_dir=args.data_dir, seed=args.seed)
     ds = halves["validation" if args.half == "validation" else "test"]

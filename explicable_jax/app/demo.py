@@ -31,7 +31,7 @@ import jax
 import numpy as np
 import optax
 
-from explicable_jax import _paths, data, losses, models, similarity, training
+from explicable_jax import _paths, conventions, data, losses, models, similarity, training
 
 __all__ = [
     "MLP_KWARGS", "RRR_LAMBDA", "run_demo", "train_models",
@@ -58,6 +58,7 @@ def _similarity_matrix() -> tuple[np.ndarray, str]:
             "WordNet 3.0 path similarity, offline copy in explicable_jax.similarity")
 
 
+@conventions.boundary()
 def train_models(out_dir: str, *, epochs: int, seed: int = 0, progress: bool = False
                  ) -> dict[str, str]:
   """Trains the cross-entropy MLP and the RRR reference on Decoy digits'
@@ -88,6 +89,7 @@ def train_models(out_dir: str, *, epochs: int, seed: int = 0, progress: bool = F
   return paths
 
 
+@conventions.boundary()
 def run_demo(out_dir: str = "explicable_jax_demo", *, quick: bool = False, seed: int = 0,
              progress: bool = True) -> str:
   """Trains the two models, writes the annotations and ``W``, runs the audit;

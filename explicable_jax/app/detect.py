@@ -161,6 +161,7 @@ def plot_curves(out_dir: str, scores: Mapping[str, np.ndarray], is_wrong, *,
                    os.path.join(out_dir, f"{prefix}risk_coverage.png"))]
 
 
+@conventions.boundary()
 def run_detect(model: str, out: str, config: DetectConfig | None = None, *,
                progress: bool = True, **overrides) -> dict:
   """Runs the detection table of a trained model; returns ``results.json``'s dict.

@@ -5,6 +5,8 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 
+from explicable_jax import conventions
+
 __all__ = [
     "cached_arrays", "cached_json", "make_page", "markdown_table", "save_results",
 ]
@@ -49,6 +51,7 @@ def cached_json(path: str, fn) -> dict:
   return out
 
 
+@conventions.boundary()
 def save_results(out_dir: str, results: dict, tables: Sequence[str] = (), *,
                  echo: bool = True) -> None:
   """Writes ``results.json`` and (when given) ``tables.md`` into ``out_dir``,

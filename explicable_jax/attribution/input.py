@@ -85,6 +85,7 @@ def _check_score(score_fn: Callable, x: Any) -> jax.Array:
 _one_example = _common.accepts_tuple_inputs
 
 
+@conventions.boundary()
 @_one_example(x_index=1, batched=False, input_shaped_output=True)
 def gradient(score_fn: ScoreFn, x: _common.InputsLike, *, absolute: bool = False) -> jax.Array:
   """Saliency: the input gradient of the score (Simonyan et al., 2014).
@@ -116,6 +117,7 @@ def gradient_x_input(score_fn: ScoreFn, x: _common.InputsLike) -> jax.Array:
   return x * jax.grad(score_fn)(x)
 
 
+@conventions.boundary()
 @_one_example(x_index=1, batched=False, input_shaped_output=True)
 def integrated_gradients(score_fn: ScoreFn, x: _common.InputsLike, *,
                          baselines: _common.Baselines = None,
@@ -184,6 +186,7 @@ def integrated_gradients(score_fn: ScoreFn, x: _common.InputsLike, *,
   return attributions, delta
 
 
+@conventions.boundary()
 def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: _common.InputsLike, *,
                n_samples: int = 50, stdevs: ArrayLike | tuple[ArrayLike, ...] | None = None,
                nt_type: str = "smoothgrad",

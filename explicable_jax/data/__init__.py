@@ -56,6 +56,7 @@ class Dataset:
       raise ValueError(f"x and y must have one row per example; got {len(self.x)} inputs and "
                        f"{len(self.y)} labels.")
     _validation.check_positive("num_classes", self.num_classes, integer=True)
+    _validation.check_class_names("class_names", self.class_names)
     if self.class_names and len(self.class_names) != self.num_classes:
       raise ValueError(f"class_names must name the {self.num_classes} classes; got "
                        f"{len(self.class_names)} names.")
@@ -288,6 +289,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 }
 
 
+@conventions.boundary()
 def register_dataset(name: str, loader: Callable[..., Dataset], *,
                      overwrite: bool = False) -> None:
   """Adds ``loader(split, data_dir=None, source="auto", seed=0)`` to the registry.
@@ -459,6 +461,7 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+@conventions.boundary()
 def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
             seed: int = 0, epoch: int = 0, drop_remainder: bool = False,
             start: int = 0, rows: slice | None = None) -> Iterator[dict[str, np.ndarray]]:

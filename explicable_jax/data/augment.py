@@ -13,11 +13,22 @@ __all__ = [
 ]
 
 
+def _check_padding(padding, hw) -> None:
+  """``padding`` of the random crop: an int in ``[0, min(H, W))`` (a crop
+  shifted by ``H`` or more pixels is all padding: zeros)."""
+  _validation.check_nonnegative("padding", padding, integer=True)
+  if padding >= min(hw):
+    raise ValueError(f"padding must be smaller than the images' height and width {tuple(hw)} "
+                     f"(a crop shifted that far is all zeros); got {padding}.")
+
+
+@conventions.boundary()
 def random_crop_flip(key: jax.Array, image: jax.Array, *, padding: int = 4,
                      flip: bool = True) -> jax.Array:
   """One image: zero-pad by ``padding``, crop back at a random offset, and
   flip left-right with probability 1/2 (He et al. 2016, section 4.2)."""
   key = _validation.check_key("key", key, call="random_crop_flip(key, ...)")
+  _check_padding(padding, image.shape[:2])
   h, w, c = image.shape
   k_crop, k_flip = jax.random.split(key)
   padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)))

@@ -218,6 +218,7 @@ def _newsgroups_texts(subset: str, categories, data_dir, remove=()):
       f"(scikit-learn's cache format).")
 
 
+@conventions.boundary()
 def newsgroups(split: str = "train", data_dir=None, source="auto", seed: int = 0, *,
                categories=NEWSGROUPS_CATEGORIES, min_df: int = 2,
                remove: tuple[str, ...] = (), max_features: int | None = None,

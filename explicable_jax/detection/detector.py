@@ -78,6 +78,11 @@ def _binary(name: str, y, n: int) -> np.ndarray:
 def init_mlp(key: jax.Array, sizes: Sequence[int]) -> list[dict]:
   """He-normal weights of an MLP with layer sizes ``sizes`` (input first)."""
   key = _validation.check_key("key", key, call="init_mlp(key, ...)")
+  if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+    raise ValueError(f"sizes must hold at least two layer sizes (input first, output last); "
+                     f"got {sizes!r}.")
+  for s in sizes:
+    _validation.check_positive("sizes", s, integer=True)
   params = []
   for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
     w = jax.random.normal(jax.random.fold_in(key, i), (a, b)) * jnp.sqrt(2.0 / a)
@@ -89,6 +94,8 @@ def mlp_logit(params: list[dict], x: jax.Array, *, dropout: float = 0.0,
               key: jax.Array | None = None) -> jax.Array:
   """The detector's logit (pre-sigmoid) for a batch ``x``; inverted dropout
   on the hidden layers when ``key`` is given (training)."""
+  if not isinstance(params, (list, tuple)) or not params:
+    raise ValueError(f"params must be init_mlp's non-empty list of layers; got {params!r}.")
   h = x
   for i, layer in enumerate(params[:-1]):
     h = jax.nn.relu(h @ layer["w"] + layer["b"])

@@ -66,6 +66,7 @@ _MUTANTS, _DETECTOR, _TRIALS = 7, 11, 1000
 # The split.
 
 
+@conventions.boundary()
 def load_splits(dataset: str | None, data_file: str | None, data_dir: str | None,
                 seed: int, limit: int | None, *, with_index: bool = False):
   """The paper split: ``({"train", "validation", "test": (x float32, y)}, note)``.

@@ -202,6 +202,7 @@ BASELINE = "msp"
 """The score every other is set against (the model's own confidence)."""
 
 
+@conventions.boundary()
 def register_score(name: str, fn: Callable[..., jax.Array], *, overwrite: bool = False
                    ) -> None:
   """Makes ``fn`` available as the logit error score ``name`` everywhere.
@@ -253,7 +254,7 @@ def logit_scores(logits: ArrayLike, *, names: Sequence[str] | None = None,
   Returns:
     ``{name: (N,) scores}``, higher = more likely wrong.
   """
-  names = score_names() if names is None else tuple(names)
+  names = score_names() if names is None else _validation.check_names("names", names)
   for n in names:
     _validation.check_choice("names", n, LOGIT_SCORES)
   return {n: np.asarray(LOGIT_SCORES[n](logits, temperature=temperature)) for n in names}
@@ -309,6 +310,7 @@ def fit_mahalanobis(features: ArrayLike, labels: ArrayLike, num_classes: int, *,
                      jnp.asarray(np.linalg.inv(cov), jnp.float32))
 
 
+@conventions.boundary(features="batch")
 def mahalanobis(fit: GaussianFit, features: ArrayLike) -> jax.Array:
   """``min_c (f - mu_c)^T S^-1 (f - mu_c)``: the squared Mahalanobis distance
   to the closest class mean (Lee et al.'s confidence score, negated)."""

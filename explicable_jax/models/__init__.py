@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from explicable_jax import conventions
 from explicable_jax.models.adapters import (FunctionBackend, LinenBackend,
                                             NNXBackend, from_functions,
                                             from_linen, from_nnx)
@@ -57,6 +58,7 @@ def _staged_backend(graphdef, layers: tuple[str, ...]) -> NNXBackend:
   return NNXBackend(graphdef, "staged", layers)
 
 
+@conventions.boundary()
 def apply_model(graphdef, params, model_state, x: jax.Array, *,
                 train: bool = False, key: jax.Array | None = None):
   """Pure forward pass of a zoo model: ``(logits, new_model_state)``.

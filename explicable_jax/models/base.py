@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from explicable_jax import _validation
+from explicable_jax import _validation, conventions
 
 __all__ = [
     "StagedModel", "check_image_input", "check_widths", "normalize_input",
@@ -81,6 +81,7 @@ def normalize_input(x: jax.Array, mean: tuple[float, ...] | None,
   return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
 
 
+@conventions.boundary()
 def check_widths(name: str, value, *, allow_empty: bool = True) -> tuple[int, ...]:
   """Layer widths as a tuple of positive ints: one int is one layer
   (``hidden=8`` is ``hidden=(8,)``); anything else (a float, a string, a

@@ -128,6 +128,7 @@ def _check_options(name: str, builder, kwargs) -> None:
 
 
 
+@conventions.boundary()
 def register_model(name: str, builder: Callable[..., Any], *,
                    overwrite: bool = False) -> None:
   """Adds ``builder`` to :data:`MODELS` under ``name``.

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explicable_jax import _validation
+from explicable_jax import _validation, conventions
 
 __all__ = [
     "OPERATORS", "register_operator", "operator_names", "gaussian_fuzzing",
@@ -435,6 +435,7 @@ and the audit read it (:func:`operator_names`); extend it with
 :func:`register_operator`."""
 
 
+@conventions.boundary()
 def register_operator(name: str, fn: Callable[..., Any], *, overwrite: bool = False) -> None:
   """Makes ``fn`` available as the mutation operator ``name`` everywhere.
 

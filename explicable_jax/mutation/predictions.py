@@ -45,6 +45,10 @@ class MutantPath:
   share_prefix_min_pairs: int | None
 
 
+# What jax.default_backend() names (cuda/rocm: the GPU plugins' own names).
+PLATFORMS = ("cpu", "gpu", "tpu", "cuda", "rocm", "METAL")
+
+
 def default_mutant_path(platform: str | None = None) -> MutantPath:
   """The default code path of :func:`mutant_predictions` on ``platform``.
 
@@ -73,6 +77,7 @@ def default_mutant_path(platform: str | None = None) -> MutantPath:
   MutantPath(strategy='vmap', share_prefix_min_pairs=None)
   """
   platform = jax.default_backend() if platform is None else platform
+  _validation.check_choice("platform", platform, PLATFORMS)
   if platform == "cpu":
     return MutantPath("map", SHARE_PREFIX_MIN_PAIRS)
   return MutantPath("vmap", None)
@@ -274,7 +279,7 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   return out
 
 
-@conventions.boundary(x="batch")
+@conventions.boundary(x="batch", original_predictions="labels")
 def label_change_rate(model, mutants, x, *, params=None,
                       original_predictions=None, mutant_chunk: int = 10,
                       batch_size: int = 500, check_finite: bool = True) -> np.ndarray:

@@ -50,6 +50,11 @@ def _check_clip(clip) -> tuple[float, float] | None:
     raise ValueError(f"clip must be None or a pair (low, high); got {clip!r}.") from None
   if not lo < hi:
     raise ValueError(f"clip must satisfy low < high; got {clip!r}.")
+  if lo >= 0 and 1.5 < hi <= 255:
+    # A pixel range (0, 255) on [0, 1] images clips nothing: the attack leaves
+    # the valid range unnoticed. (A standardised range has a negative low.)
+    raise ValueError(f"clip is the valid range in the images' units, [0, 1]; got {clip!r}, "
+                     f"a range in 0..255 pixel units: pass (0.0, 1.0).")
   return lo, hi
 
 

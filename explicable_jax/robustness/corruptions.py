@@ -191,6 +191,8 @@ def corruption_suite(key: jax.Array, x, *, corruptions: Sequence[str] = CORRUPTI
   noise whichever others are asked for with it."""
   # Checked here, when called, not when the first item is drawn.
   key = _validation.check_key("key", key, call="corruption_suite(key, ...)")
+  corruptions = _validation.check_names("corruptions", corruptions)
+  severities = _validation.check_names("severities", severities)
   for name in corruptions:
     _validation.check_choice("corruption", name, CORRUPTIONS)
   for s in severities:

@@ -5,7 +5,7 @@ import os
 
 import jax
 
-from explicable_jax import _paths, _plain
+from explicable_jax import _paths, _plain, _validation
 from explicable_jax.training.state import TrainState
 
 __all__ = [
@@ -24,6 +24,8 @@ class Checkpointer:
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3):
     import orbax.checkpoint as ocp  # Host-side only.
+    if max_to_keep is not None:  # None keeps every checkpoint (orbax's rule)
+      _validation.check_positive("max_to_keep", max_to_keep, integer=True)
     self._ocp = ocp
     # A local folder is made absolute; a gs:// or s3:// URI is kept as it is
     # (orbax writes to it through tensorstore).

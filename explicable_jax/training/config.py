@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import optax
 
-from explicable_jax import _optax, _validation
+from explicable_jax import _optax, _validation, conventions
 from explicable_jax import data as data_lib
 from explicable_jax import losses as losses_lib
 from explicable_jax import models as models_lib
@@ -35,6 +35,10 @@ def make_schedule(name: str, learning_rate: float, total_steps: int, *,
   if name == "constant":
     schedule = optax.constant_schedule(learning_rate)
   elif name == "cosine":
+    _validation.check_nonnegative("warmup_steps", warmup_steps, integer=True)
+    if warmup_steps >= total_steps:
+      raise ValueError(f"warmup_steps must be below total_steps={total_steps} (the cosine "
+                       f"decay follows the warmup); got {warmup_steps}.")
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, learning_rate, min(warmup_steps, total_steps - 1), total_steps)
   elif name == "one_cycle":
@@ -56,6 +60,7 @@ def _check_momentum(momentum) -> None:
         f"{momentum!r}.")
 
 
+@conventions.boundary()
 def make_optimizer(name: str, schedule: optax.Schedule, *,
                    momentum: float = 0.9, nesterov: bool = True,
                    weight_decay: float = 0.0) -> optax.GradientTransformation:

@@ -109,6 +109,7 @@ def _guarded(train_step: Callable) -> Callable:
   return step
 
 
+@conventions.boundary()
 def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
              loss_fn: Callable = losses_lib.cross_entropy_loss,
              across_processes: bool = False) -> dict[str, float]:

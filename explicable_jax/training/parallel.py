@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from explicable_jax import conventions
+
 __all__ = [
     "data_mesh", "data_parallel", "process_rows", "replicate", "shard_batch",
 ]
@@ -29,6 +31,7 @@ def data_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices), ("data",))
 
 
+@conventions.boundary()
 def data_parallel(step: Callable, mesh: Mesh | None = None, *,
                   donate: bool = True) -> Callable:
   """``jit`` of ``step(state, batch)`` with the state replicated and the batch

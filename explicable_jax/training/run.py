@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import jax
 
-from explicable_jax import _paths
+from explicable_jax import _paths, conventions
 from explicable_jax import data as data_lib
 from explicable_jax import losses as losses_lib
 from explicable_jax import models as models_lib
@@ -92,6 +92,7 @@ def _initial_weights(config: TrainConfig, clf: models_lib.Classifier):
   return models_lib.load(path, like=clf)
 
 
+@conventions.boundary()
 def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
                        resume: bool | str = True, progress: bool = True) -> dict:
   """Trains as ``config`` says, evaluates, and exports the model to

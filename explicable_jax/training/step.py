@@ -200,6 +200,8 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     reports ``metrics["finite"] == False`` so that the caller can stop.
   """
   _validation.check_choice("compute_dtype", compute_dtype, COMPUTE_DTYPES)
+  if augment is not None:
+    _validation.check_signature("augment", augment, 2, "augment(key, x) -> x, or None")
   mixed = compute_dtype != "float32"
   wants_model_fn = _validation.accepts_keyword(loss_fn, "model_fn")
   _validation.check_signature("loss_fn", loss_fn, 3, "loss_fn(logits, batch, params) -> (B,) "

@@ -57,7 +57,7 @@ from typing import Any
 
 import jax
 
-from explicable_jax import _paths
+from explicable_jax import _paths, conventions
 from explicable_jax.app import _options
 from explicable_jax.app.audit import (error_detection, faithfulness, hesitation, mistakes,
                                       reliance, robustness)
@@ -140,6 +140,7 @@ def _settings(ctx: AuditContext, model, config: AuditConfig, run: list) -> dict:
   return settings
 
 
+@conventions.boundary()
 def audit(model, out: str, config: AuditConfig | None = None, *, progress: bool = True,
           command: str | None = None, note: str | None = None, **overrides) -> AuditResult:
   """Audits a trained classifier; writes ``out/report.html``,

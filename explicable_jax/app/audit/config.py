@@ -141,6 +141,8 @@ class AuditConfig:
     if (self.dataset is None) == (self.data_file is None):
       raise ValueError(f"give exactly one of dataset or data_file; got dataset="
                        f"{self.dataset!r}, data_file={self.data_file!r}.")
+    if self.classes is not None:
+      v.check_class_names("classes", self.classes)
     v.check_choice("operator", self.operator, _operators())
     v.check_positive("mutants", self.mutants, integer=True)
     v.check_positive("train_limit", self.train_limit, integer=True)

@@ -94,11 +94,16 @@ class Mistakes(Section):
              f"({m['mistakes']} mistakes)")]
     if "mean_similarity_of_mistakes" in m:
       top = m["frequent_confusions"][0]
-      better = m["mean_similarity_of_mistakes"] > m["chance_similarity_of_mistakes"]
+      gap = m["mean_similarity_of_mistakes"] - m["chance_similarity_of_mistakes"]
+      # float32 mean against a float64 chance value: equal within rounding is
+      # equal (a uniform similarity, e.g. WordNet on digit names, says nothing).
+      tie = abs(gap) <= 1e-6 * max(1.0, abs(m["chance_similarity_of_mistakes"]))
+      where = ("equal to chance: the similarity does not tell these mistakes apart" if tie
+               else "above chance" if gap > 0 else "not above chance")
       rows.append(("How explicable are its mistakes?",
                    f"mean similarity {m['mean_similarity_of_mistakes']:.3f} against "
                    f"{m['chance_similarity_of_mistakes']:.3f} for mistakes at random "
-                   f"({'above' if better else 'not above'} chance); most frequent: "
+                   f"({where}); most frequent: "
                    f"{top['true']} taken for {top['predicted']} ({top['count']} times)"))
     return rows
 

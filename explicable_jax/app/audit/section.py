@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from explicable_jax import conventions
+
 __all__ = ["Section", "SECTIONS", "register_section", "section_names", "section"]
 
 
@@ -89,6 +91,7 @@ def section(name: str) -> Section:
                    f"{', '.join(section_names())}; got {name!r}.")
 
 
+@conventions.boundary()
 def register_section(new: Section, *, after: str | None = None,
                      overwrite: bool = False) -> None:
   """Adds ``new`` to :data:`SECTIONS`: at the end, or right after the section

@@ -22,6 +22,7 @@ __all__ = [
 NORM_ORDS = ("fro", 1, 2, np.inf)
 
 
+@conventions.boundary()
 def infidelity_perturb_func_decorator(multiply_by_inputs: bool = True) -> Callable:
   """Turns a function that only perturbs into one that also returns the
   perturbation, as Captum's decorator of the same name does.

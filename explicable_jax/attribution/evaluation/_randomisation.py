@@ -116,6 +116,10 @@ def comparable_maps(maps: ArrayLike, *, absolute: bool = True) -> jax.Array:
   summed over the channels of ``(N, H, W, C)`` maps, each scaled to
   ``[0, 1]`` (min-max; a constant map becomes 0)."""
   m = jnp.asarray(maps, jnp.float32)
+  if m.ndim < 2:
+    raise ValueError(f"maps must be a batch of maps (N, ...) with at least one axis beside "
+                     f"the examples'; got shape {m.shape} (one number per example is a "
+                     "score, not a map).")
   m = jnp.abs(m) if absolute else m
   if m.ndim == 4:
     m = m.sum(-1)

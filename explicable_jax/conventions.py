@@ -578,9 +578,7 @@ def check_perturbation(name: str, value, *, allow_zero: bool = True,
   """
   if _is_traced(value):
     return value
-  if (isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0
-      and np.issubdtype(value.dtype, np.number)):
-    value = value.item()
+  value = _python_scalar(value)
   ok = (isinstance(value, (int, float, np.integer, np.floating))
         and not isinstance(value, bool) and np.isfinite(value))
   if not ok or value < 0 or (value == 0 and not allow_zero):
@@ -641,14 +639,21 @@ def check_maps(name: str, maps):
   return maps
 
 
+def _python_scalar(value):
+  """A 0-d numeric array as its Python number (``np.float32(0.1)``,
+  ``jnp.array(8)``); anything else as given."""
+  if (isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0
+      and np.issubdtype(value.dtype, np.number)):
+    return value.item()
+  return value
+
+
 def check_number(name: str, value) -> float:
   """A finite real number (a threshold, say): refuses NaN, inf, bools,
   strings and arrays of more than one value; tracers pass unchecked."""
   if _is_traced(value):
     return value
-  if (isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0
-      and np.issubdtype(value.dtype, np.number)):
-    value = value.item()
+  value = _python_scalar(value)
   ok = (isinstance(value, (int, float, np.integer, np.floating))
         and not isinstance(value, (bool, np.bool_)))
   if not ok or not np.isfinite(value):

@@ -92,3 +92,34 @@ def test_page_refuses_outputs_that_disagree(tmp_path, monkeypatch):
   monkeypatch.setattr(page, "RESAMPLES", 50)
   with pytest.raises(ValueError, match="does not match results.json"):
     page.build()
+
+
+def test_page_without_per_input_scores_makes_no_interval_claims(tmp_path, monkeypatch):
+  """When a run's per-input scores are missing, the page is written from
+  results.json alone: point AUROCs, no interval, and no sentence calling LCR
+  above, below or equal to theirs or to MSP."""
+  page = _load()
+  folder = tmp_path / "mnist"
+  _fake_run(str(folder), page, np.random.default_rng(2))
+  for f in folder.glob("*.npz"):
+    f.unlink()
+  monkeypatch.setattr(page, "MNIST_DIR", str(folder))
+  monkeypatch.setattr(page, "CIFAR_DIR", str(tmp_path / "none"))
+  text = page.build()
+  assert page.LOST_SCORES in text
+  assert "| FGSM | 1.0000 / 0.9647 / +0.0353* |" in text
+  assert "- FGSM / NAI: +0.0353. Open; candidates:" in text
+  for claim in ("detectably", "inside our interval", "no detectable difference"):
+    assert claim not in text, claim
+  assert "this page makes no claim that ours agree with or differ from theirs" in text
+
+
+def test_page_refuses_a_partial_set_of_score_files(tmp_path, monkeypatch):
+  page = _load()
+  folder = tmp_path / "mnist"
+  _fake_run(str(folder), page, np.random.default_rng(3))
+  (folder / "lcr_GF.npz").unlink()
+  monkeypatch.setattr(page, "MNIST_DIR", str(folder))
+  monkeypatch.setattr(page, "CIFAR_DIR", str(tmp_path / "none"))
+  with pytest.raises(ValueError, match="lcr_GF.npz missing"):
+    page.build()

@@ -30,6 +30,15 @@ from explicable_jax import metrics, stats  # noqa: E402
 NAMES = {"fgsm": "FGSM", "jsma": "JSMA", "cw": "C&W", "bb": "black-box", "deepfool": "DeepFool",
          "normal": "normal", "sprt_normal": "normal (SPRT set)", "wl": "wrongly classified"}
 OFF = 0.03
+LOST_SCORES = (
+    "`run.py` wrote its per-input scores (`lcr_<op>.npz`, `baseline_scores.npz`) to a file "
+    "type that `.gitignore` then excluded, and the working folder that held them was lost "
+    "before they were committed (they are committed from now on). Every number below is read "
+    "from the committed `results.json` of that run; the 95% intervals and the paired tests "
+    "against MSP need the per-input scores and are left out until `run.py` is rerun (its C&W "
+    "stage, 10000 iterations as theirs, took 3.4 h of the run's compute on 2 CPU cores). "
+    "Until then a difference on this page is a point difference, not a claim that ours agree "
+    "with or differ from theirs.")
 RESAMPLES = 1000
 MNIST_DIR = os.path.join(ROOT, "experiments", "results", "adversarial_detection")
 CIFAR_DIR = os.path.join(ROOT, "experiments", "results", "adversarial_detection_cifar10")
@@ -177,19 +186,35 @@ def mnist_part(r, lcr, base):
     g = r["gate"][o]
     out.append(f"| {o} | {g['drawn']} | {g['accepted']} | {g['original_accuracy']:.4f} | "
                f"{g['mean_mutant_accuracy']:.4f} |")
-  out += ["", "### AUROC of LCR, adversarial vs normal: ours beside theirs", "",
-          "Each cell: ours [95% bootstrap interval over the inputs] / theirs (README) / "
-          "difference; `*` marks |difference| > 0.03, `~` marks theirs inside our interval.", "",
-          "| attack | " + " | ".join(ops) + " |", "| --- |" + " --- |" * len(ops)]
+  if lcr is None:
+    out += ["", "### The per-input scores of this run are not in the repository", "",
+            LOST_SCORES]
+  out += ["", "### AUROC of LCR, adversarial vs normal: ours beside theirs", ""]
+  if lcr is None:
+    out += ["Each cell: ours (point estimate, no interval: see above) / theirs (README) / "
+            "difference; `*` marks |difference| > 0.03.", ""]
+  else:
+    out += ["Each cell: ours [95% bootstrap interval over the inputs] / theirs (README) / "
+            "difference; `*` marks |difference| > 0.03, `~` marks theirs inside our interval.",
+            ""]
+  out += ["| attack | " + " | ".join(ops) + " |", "| --- |" + " --- |" * len(ops)]
   big, inside, below, diffs = [], 0, 0, []
   for a in attacks:
     cells = []
     for o in ops:
+      theirs = config.PAPER_AUROC[a][o]
+      if lcr is None:
+        est = r["auroc"][o][a]
+        d = est - theirs
+        diffs.append(d)
+        if abs(d) > OFF:
+          big.append((a, o, d))
+        cells.append(f"{est:.4f} / {theirs:.4f} / {d:+.4f}" + ("*" if abs(d) > OFF else ""))
+        continue
       est, lo, hi = auroc_interval(lcr[o][a], lcr[o]["normal"], "mnist", o, a)
       if abs(est - r["auroc"][o][a]) > 1e-9:
         raise ValueError(f"lcr_{o}.npz does not match results.json ({a}: {est} vs "
                          f"{r['auroc'][o][a]}); rerun run.py")
-      theirs = config.PAPER_AUROC[a][o]
       d = est - theirs
       diffs.append(d)
       mark = ("*" if abs(d) > OFF else "") + ("~" if lo <= theirs <= hi else "")
@@ -201,22 +226,29 @@ def mnist_part(r, lcr, base):
     out.append(f"| {NAMES[a]} | " + " | ".join(cells) + " |")
   n = len(diffs)
   within = sum(abs(d) <= OFF for d in diffs)
-  out += ["", f"{within} of {n} cells are within {OFF} of theirs; their value lies inside our "
-          f"95% interval in {inside} of {n} (no detectable difference there, at our sample "
-          f"size). The mean difference is {sum(diffs) / n:+.4f}, the largest "
-          f"{max(diffs, key=abs):+.4f}. Theirs lies below our interval in {below} of {n} "
-          f"cells and above it in {n - inside - below}: on this run our AUROCs are "
-          f"{'detectably higher than' if below > n / 2 else 'not systematically above'} their "
-          "README's (their values carry no interval and are taken as fixed; their images and "
-          "mutants differ from ours)."]
+  if lcr is None:
+    out += ["", f"{within} of {n} cells are within {OFF} of theirs. The mean difference is "
+            f"{sum(diffs) / n:+.4f}, the largest {max(diffs, key=abs):+.4f}. Without the "
+            "per-input scores these are point differences with no interval, so this page "
+            "makes no claim that ours agree with or differ from theirs."]
+  else:
+    out += ["", f"{within} of {n} cells are within {OFF} of theirs; their value lies inside our "
+            f"95% interval in {inside} of {n} (no detectable difference there, at our sample "
+            f"size). The mean difference is {sum(diffs) / n:+.4f}, the largest "
+            f"{max(diffs, key=abs):+.4f}. Theirs lies below our interval in {below} of {n} "
+            f"cells and above it in {n - inside - below}: on this run our AUROCs are "
+            f"{'detectably higher than' if below > n / 2 else 'not systematically above'} "
+            "their README's (their values carry no interval and are taken as fixed; their "
+            "images and mutants differ from ours)."]
   best = {a: max(ops, key=lambda o: r["auroc"][o][a]) for a in attacks}
   their_best = {a: max(ops, key=lambda o: config.PAPER_AUROC[a][o]) for a in attacks}
   same = [a for a in attacks if best[a] == their_best[a]]
   out.append(f"The operator with the highest AUROC per attack is the same as theirs for "
              f"{len(same)} of {len(attacks)} attacks "
-             f"({', '.join(NAMES[a] for a in same) or 'none'}); the operators' AUROCs for one "
-             "attack are often within each other's intervals, so this ordering is weak evidence "
-             "either way.")
+             f"({', '.join(NAMES[a] for a in same) or 'none'}); "
+             + ("the operators' AUROCs for one attack are often within each other's intervals, "
+                "so this ordering is weak evidence either way." if lcr is not None else
+                "with no intervals here, this ordering is not evidence either way."))
   if big:
     out += ["", "Cells off by more than 0.03 (each marked open: the causes below are "
             "candidates computed from our run, not tested against their images):", ""]
@@ -241,34 +273,45 @@ def mnist_part(r, lcr, base):
     out.append(f"| {o} | " + " | ".join(f"{r['mean_lcr'][o][k]:.4f}" for k in sets) + " |")
 
   # The simplest detector of the same job: the model's own confidence.
-  out += ["", "### Against the model's own confidence (MSP) on the same inputs", "",
-          "AUROC of -MSP (adversarial vs normal), and AUROC(LCR) - AUROC(MSP) per operator "
-          "with its paired bootstrap 95% interval (the same inputs resampled for both).", "",
-          "| set | MSP | " + " | ".join(f"LCR {o} - MSP" for o in ops) + " |",
-          "| --- | --- |" + " --- |" * len(ops)]
-  words = {}
-  for a in [*attacks, "wl"]:
-    m_est = metrics.auroc(-np.r_[base[f"msp_{a}"], base["msp_normal"]],
-                          np.r_[np.ones(len(base[f"msp_{a}"]), bool),
-                                np.zeros(len(base["msp_normal"]), bool)])
-    cells = []
-    for o in ops:
-      d = vs_msp(lcr[o][a], lcr[o]["normal"], base[f"msp_{a}"], base["msp_normal"], "m", o, a)
-      words[(a, o)] = _vs_words(d)
-      cells.append(f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]")
-    out.append(f"| {NAMES[a]} | {m_est:.4f} | " + " | ".join(cells) + " |")
-  n_above = sum(w.endswith("above MSP") for w in words.values())
-  n_below = sum(w.endswith("below MSP") for w in words.values())
-  out += ["", f"Of the {len(words)} (set, operator) pairs, LCR is detectably above MSP in "
-          f"{n_above}, detectably below it in {n_below}, and shows {stats.NO_DIFFERENCE} in "
-          f"{len(words) - n_above - n_below} (two-sided bootstrap p < 0.05)."]
-  for a in [*attacks, "wl"]:
-    ws = {o: words[(a, o)] for o in ops}
-    groups = {}
-    for o, w in ws.items():
-      groups.setdefault(w, []).append(o)
-    out.append(f"- {NAMES[a]}: " + "; ".join(f"{w} for {', '.join(os_)}"
-                                             for w, os_ in groups.items()) + ".")
+  if lcr is None or base is None:
+    out += ["", "### Against the model's own confidence (MSP) on the same inputs", "",
+            "AUROC of -MSP and of LCR per operator (adversarial vs normal), point estimates "
+            "from `results.json`. The paired test of LCR against MSP needs the per-input "
+            "scores (see above), so no row here is called above, below or equal to MSP.", "",
+            "| set | MSP | " + " | ".join(f"LCR {o}" for o in ops) + " |",
+            "| --- | --- |" + " --- |" * len(ops)]
+    for a in [*attacks, "wl"]:
+      cells = [f"{r['auroc'][o][a]:.4f}" if a in r["auroc"][o] else "-" for o in ops]
+      out.append(f"| {NAMES[a]} | {r['baselines'][a]['msp']:.4f} | " + " | ".join(cells) + " |")
+  else:
+    out += ["", "### Against the model's own confidence (MSP) on the same inputs", "",
+            "AUROC of -MSP (adversarial vs normal), and AUROC(LCR) - AUROC(MSP) per operator "
+            "with its paired bootstrap 95% interval (the same inputs resampled for both).", "",
+            "| set | MSP | " + " | ".join(f"LCR {o} - MSP" for o in ops) + " |",
+            "| --- | --- |" + " --- |" * len(ops)]
+    words = {}
+    for a in [*attacks, "wl"]:
+      m_est = metrics.auroc(-np.r_[base[f"msp_{a}"], base["msp_normal"]],
+                            np.r_[np.ones(len(base[f"msp_{a}"]), bool),
+                                  np.zeros(len(base["msp_normal"]), bool)])
+      cells = []
+      for o in ops:
+        d = vs_msp(lcr[o][a], lcr[o]["normal"], base[f"msp_{a}"], base["msp_normal"], "m", o, a)
+        words[(a, o)] = _vs_words(d)
+        cells.append(f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]")
+      out.append(f"| {NAMES[a]} | {m_est:.4f} | " + " | ".join(cells) + " |")
+    n_above = sum(w.endswith("above MSP") for w in words.values())
+    n_below = sum(w.endswith("below MSP") for w in words.values())
+    out += ["", f"Of the {len(words)} (set, operator) pairs, LCR is detectably above MSP in "
+            f"{n_above}, detectably below it in {n_below}, and shows {stats.NO_DIFFERENCE} in "
+            f"{len(words) - n_above - n_below} (two-sided bootstrap p < 0.05)."]
+    for a in [*attacks, "wl"]:
+      ws = {o: words[(a, o)] for o in ops}
+      groups = {}
+      for o, w in ws.items():
+        groups.setdefault(w, []).append(o)
+      out.append(f"- {NAMES[a]}: " + "; ".join(f"{w} for {', '.join(os_)}"
+                                               for w, os_ in groups.items()) + ".")
   out += ["", "Feinman et al.'s detectors as their repository runs them (AUROC, set vs normal; "
           "the KDE + BU logistic regression is fitted and scored on the same inputs, in "
           "sample, as theirs, so it is optimistic):", "",
@@ -276,11 +319,12 @@ def mnist_part(r, lcr, base):
           "| --- | --- | --- | --- | --- | --- |"]
   for a in [*attacks, "wl"]:
     bl = r["baselines"][a]
-    lcr_nai = metrics.auroc(np.r_[lcr["NAI"][a], lcr["NAI"]["normal"]],
-                            np.r_[np.ones(len(lcr["NAI"][a]), bool),
-                                  np.zeros(len(lcr["NAI"]["normal"]), bool)])
+    if lcr is not None:
+      lcr_nai = f"{metrics.auroc(np.r_[lcr['NAI'][a], lcr['NAI']['normal']], np.r_[np.ones(len(lcr['NAI'][a]), bool), np.zeros(len(lcr['NAI']['normal']), bool)]):.4f}"
+    else:
+      lcr_nai = f"{r['auroc']['NAI'][a]:.4f}" if a in r["auroc"]["NAI"] else "-"
     out.append(f"| {NAMES[a]} | {bl['msp']:.4f} | {bl['kde']:.4f} | {bl['bu']:.4f} | "
-               f"{bl['kde_bu_lr_in_sample']:.4f} | {lcr_nai:.4f} |")
+               f"{bl['kde_bu_lr_in_sample']:.4f} | {lcr_nai} |")
 
   out += ["", "### SPRT (alpha = beta = 0.05, threshold = mean normal LCR + 99% CI, "
           "indifference 0.1 threshold, at most 500 mutants)", "",
@@ -383,12 +427,21 @@ def build() -> str:
   with open(os.path.join(MNIST_DIR, "results.json")) as f:
     r = json.load(f)
   ops = [o for o in config.OPERATORS if o in r["auroc"]]
-  lcr = {}
-  for o in ops:
-    with np.load(os.path.join(MNIST_DIR, f"lcr_{o}.npz")) as z:
-      lcr[o] = {k: z[k] for k in z.files}
-  with np.load(os.path.join(MNIST_DIR, "baseline_scores.npz")) as z:
-    base = {k: z[k] for k in z.files}
+  files = [os.path.join(MNIST_DIR, f"lcr_{o}.npz") for o in ops]
+  files.append(os.path.join(MNIST_DIR, "baseline_scores.npz"))
+  lcr: dict | None = None
+  base: dict | None = None
+  if all(os.path.exists(f) for f in files):
+    lcr = {}
+    for o, f in zip(ops, files):
+      with np.load(f) as z:
+        lcr[o] = {k: z[k] for k in z.files}
+    with np.load(files[-1]) as z:
+      base = {k: z[k] for k in z.files}
+  elif any(os.path.exists(f) for f in files):
+    raise ValueError(f"{MNIST_DIR} holds some of the per-input score files and not others "
+                     f"({', '.join(os.path.basename(f) for f in files if not os.path.exists(f))} "
+                     "missing); rerun run.py")
   out = ["# Wang et al.'s experiment: adversarial inputs detected by model mutation", ""]
   out += mnist_part(r, lcr, base)
   out.append("")

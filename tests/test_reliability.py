@@ -444,6 +444,9 @@ MORE_BAD_INPUTS = [
  ("mutation.default_mutant_path platform", lambda: mutation.default_mutant_path("tpu2"), ValueError, r"platform must be one of 'cpu', 'gpu', 'tpu'.*got 'tpu2'"),
  ("viz.insecurity_outline dim", lambda: __import__("explicable_jax.viz", fromlist=["viz"]).insecurity_outline(np.zeros((8, 8)), np.ones((8, 8), bool), dim=2), ValueError, r"dim"),
  ("grad_cam relu string", lambda: batched_.grad_cam(_CLF, _XB, target=0, layer=_LAYER, relu="no"), ValueError, r"relu must be True or False; got 'no'"),
+ ("TrainConfig momentum with adam", lambda: training.TrainConfig(optimizer="adam", momentum=0.5).validate(), ValueError, r"momentum applies only to optimizer='sgd'.*got momentum=0.5 with optimizer='adam'"),
+ ("make_optimizer nesterov with adamw", lambda: training.make_optimizer("adamw", 0.1, nesterov=False), ValueError, r"nesterov applies only to optimizer='sgd'"),
+ ("default_augment crop_flip on 8x8 digits", lambda: __import__("explicable_jax.training.run", fromlist=["run"]).default_augment(training.TrainConfig(augment="crop_flip"), _ds()), ValueError, r"augment='crop_flip'.*images of at least 32x32; dataset 'digits' has inputs of shape \(8, 8, 1\)"),
  ("AuditConfig classes duplicate", lambda: __import__("explicable_jax.app.audit", fromlist=["AuditConfig"]).AuditConfig(dataset="digits", classes=("a", "a") + tuple("bcdefghi")).validate(), ValueError, r"classes must be distinct"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS

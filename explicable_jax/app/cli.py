@@ -119,7 +119,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
                  help="linear warm-up length for the cosine schedule (default: %(default)s)")
   p.add_argument("--momentum", type=float, default=d.momentum,
-                 help="SGD momentum (default: %(default)s)")
+                 help="SGD momentum (optimizer sgd only; default: %(default)s)")
   p.add_argument("--weight-decay", type=float, default=d.weight_decay,
                  help="L2 weight decay (default: %(default)s)")
   p.add_argument("--augment", default=d.augment, choices=("auto", "none", "crop_flip"),

@@ -60,6 +60,21 @@ def _check_momentum(momentum) -> None:
         f"{momentum!r}.")
 
 
+def _check_sgd_only(optimizer: str, *, momentum, nesterov) -> None:
+  """``momentum`` and ``nesterov`` are SGD's: with Adam they would be ignored
+  (Adam's own first-moment decay, ``b1 = 0.9``, is fixed here), so a value
+  other than the default is refused rather than dropped."""
+  if optimizer == "sgd":
+    return
+  for name, value, default in (("momentum", momentum, 0.9), ("nesterov", nesterov, True)):
+    if isinstance(value, bool) is isinstance(default, bool) and value == default:
+      continue
+    raise ValueError(
+        f"{name} applies only to optimizer='sgd' (Adam's first-moment decay is fixed at "
+        f"b1 = 0.9); got {name}={value!r} with optimizer={optimizer!r}. Leave {name} at its "
+        f"default ({default!r}) or use optimizer='sgd'.")
+
+
 @conventions.boundary()
 def make_optimizer(name: str, schedule: optax.Schedule, *,
                    momentum: float = 0.9, nesterov: bool = True,
@@ -67,6 +82,7 @@ def make_optimizer(name: str, schedule: optax.Schedule, *,
   """``sgd`` (with coupled L2 weight decay, as torch's SGD), ``adam``, ``adamw``."""
   _validation.check_choice("optimizer", name, OPTIMIZERS)
   _validation.check_nonnegative("weight_decay", weight_decay)
+  _check_sgd_only(name, momentum=momentum, nesterov=nesterov)
   if name == "sgd":
     _check_momentum(momentum)
     return optax.chain(optax.add_decayed_weights(weight_decay),
@@ -115,6 +131,7 @@ class TrainConfig:
     _validation.check_positive("batch_size", self.batch_size, integer=True)
     _validation.check_positive("learning_rate", self.learning_rate)
     _check_momentum(self.momentum)
+    _check_sgd_only(self.optimizer, momentum=self.momentum, nesterov=self.nesterov)
     _validation.check_positive("checkpoint_every", self.checkpoint_every, integer=True)
     _validation.check_positive("log_every", self.log_every, integer=True)
     _validation.check_nonnegative("warmup_epochs", self.warmup_epochs)

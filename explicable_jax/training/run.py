@@ -23,7 +23,19 @@ __all__ = [
 
 
 def default_augment(config: TrainConfig, ds: data_lib.Dataset) -> Callable | None:
-  """Crop-and-flip for 32x32 colour images under ``augment="auto"``."""
+  """Crop-and-flip for 32x32 colour images under ``augment="auto"``.
+
+  ``augment="crop_flip"`` is He et al.'s CIFAR recipe (zero-pad by 4 pixels,
+  crop back, flip left-right): it is refused for inputs that are not images
+  of at least 32x32 (on 8x8 digits a 4-pixel shift is half the image; flat
+  features have no pixels to shift).
+  """
+  shape = tuple(ds.input_shape)
+  if config.augment == "crop_flip" and (len(shape) != 3 or min(shape[:2]) < 32):
+    raise ValueError(
+        f"augment='crop_flip' (zero-pad by 4 pixels, crop back, flip) is meant for images of "
+        f"at least 32x32; dataset {config.dataset!r} has inputs of shape {shape}. Use "
+        "augment='none', or 'auto' (crop-and-flip for 32x32 colour images only).")
   if config.augment == "crop_flip" or (
       config.augment == "auto" and ds.input_shape[-1:] == (3,)
       and ds.input_shape[:2] == (32, 32)):

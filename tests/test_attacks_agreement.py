@@ -40,9 +40,6 @@ No independent implementation was compared for these, and why:
   substitute);
 * the single-feature JSMA (``pixels=1``, Wang et al.'s ``optimal`` variant):
   torchattacks has only pairs, foolbox and cleverhans 4.0.0 have no JSMA;
-* C&W's last "repeat" run of the reference code (``binary_search_steps >=
-  10``): foolbox repeats the last run at the upper bound of ``c``, we do not,
-  so the binary search is compared with fewer than 10 steps.
 
 cleverhans 4.0.0 is not used: its attacks (FGSM, PGD, C&W L2) are compared
 here already, and it pulls in tensorflow-probability and nose.
@@ -262,6 +259,29 @@ def test_carlini_wagner_binary_search_agrees_with_foolbox():
   # binary step, and the L2 distances of the best iterates (0.005 to 0.2)
   # agree to 1e-5 (measured 3e-7).
   np.testing.assert_allclose(_l2(adv, x)[ok], _l2(theirs, x)[ok], atol=1e-5)
+
+
+def test_carlini_wagner_repeat_run_agrees_with_foolbox():
+  """With 10 or more binary-search steps the reference code (and foolbox)
+  makes its last run at c = the upper bound (1e10 where no c succeeded yet);
+  so do we: on an 11-step search from c = 0.01 the two agree to 1e-5 (the
+  test fails with our last run made at the bisected c instead). A start as
+  small as 1e-9 is avoided: there c, float32 here and float64 in foolbox,
+  rounds differently and decides success near the boundary differently."""
+  torch, _, f, net = _pair()
+  fb, fmodel = _foolbox(torch, net)
+  x = _images(6, 9)
+  y = _predictions(f, x)
+  kw = {"binary_search_steps": 11, "steps": 20, "stepsize": 0.01, "initial_const": 0.01}
+  atk = fb.attacks.L2CarliniWagnerAttack(confidence=0.0, abort_early=False, **kw)
+  raw, _, success = atk(fmodel, _to_torch(torch, x), _labels(torch, y), epsilons=None)
+  adv = np.asarray(robustness.carlini_wagner_l2(
+      f, x, y, initial_const=kw["initial_const"], binary_search_steps=kw["binary_search_steps"],
+      max_iterations=kw["steps"], learning_rate=kw["stepsize"]))
+  ok = _predictions(f, adv) != y
+  np.testing.assert_array_equal(ok, success.numpy())
+  assert ok.any()
+  np.testing.assert_allclose(_l2(adv, x)[ok], _l2(_from_torch(raw), x)[ok], atol=1e-5)
 
 
 def test_jsma_agrees_with_torchattacks():

@@ -153,8 +153,11 @@ def carlini_wagner_l2(logits_fn: LogitsFn, x, labels, *, targeted: bool = False,
   (times 10 while no success bounds it): the rule of Carlini and Wagner's
   ``l2_attack.py``. The result is the successful iterate of smallest
   distance over all runs (success: ``argmax(Z - kappa e_y) != y``, or
-  ``argmax(Z + kappa e_t) == t`` targeted). Unlike the reference code there
-  is no early abort, so every run takes ``max_iterations`` steps.
+  ``argmax(Z + kappa e_t) == t`` targeted). With 10 or more binary-search
+  steps the last run is made at ``c`` = the upper bound (the reference
+  code's ``repeat``; ``1e10`` for an example never misclassified). Unlike the
+  reference code there is no early abort, so every run takes
+  ``max_iterations`` steps.
 
   Its keyword-only parameters are Carlini and Wagner's settings (confidence, initial constant,
   binary-search steps, iterations, learning rate, box) under the names of their code and of the
@@ -220,8 +223,10 @@ def _cw_impl(logits_fn, x, labels, confidence, initial_const, learning_rate, tar
     pred = jnp.argmax(logits + sign * confidence * onehot, -1)
     return pred == labels if targeted else pred != labels
 
-  def run(carry, _):
+  def run(carry, step_index):
     const, lower, upper, best_l2, best_adv = carry
+    if binary_search_steps >= 10:  # the reference code's last "repeat" run
+      const = jnp.where(step_index == binary_search_steps - 1, jnp.minimum(upper, 1e10), const)
 
     def step(_, s):
       w, opt_state, hit, best_l2, best_adv = s
@@ -243,7 +248,7 @@ def _cw_impl(logits_fn, x, labels, confidence, initial_const, learning_rate, tar
 
   init = (jnp.full(n, initial_const, x.dtype), jnp.zeros(n, x.dtype), jnp.full(n, 1e10, x.dtype),
           jnp.full(n, jnp.inf, x.dtype), x)
-  (_, _, _, _, best_adv), _ = jax.lax.scan(run, init, None, length=binary_search_steps)
+  (_, _, _, _, best_adv), _ = jax.lax.scan(run, init, jnp.arange(binary_search_steps))
   return best_adv
 
 

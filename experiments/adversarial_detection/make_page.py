@@ -320,7 +320,9 @@ def mnist_part(r, lcr, base):
   for a in [*attacks, "wl"]:
     bl = r["baselines"][a]
     if lcr is not None:
-      lcr_nai = f"{metrics.auroc(np.r_[lcr['NAI'][a], lcr['NAI']['normal']], np.r_[np.ones(len(lcr['NAI'][a]), bool), np.zeros(len(lcr['NAI']['normal']), bool)]):.4f}"
+      pos, neg = lcr["NAI"][a], lcr["NAI"]["normal"]
+      truth = np.r_[np.ones(len(pos), bool), np.zeros(len(neg), bool)]
+      lcr_nai = f"{metrics.auroc(np.r_[pos, neg], truth):.4f}"
     else:
       lcr_nai = f"{r['auroc']['NAI'][a]:.4f}" if a in r["auroc"]["NAI"] else "-"
     out.append(f"| {NAMES[a]} | {bl['msp']:.4f} | {bl['kde']:.4f} | {bl['bu']:.4f} | "

@@ -451,6 +451,7 @@ def main():
         "agreement_test": float(adv["bb"]["sub_agreement_test"]),
         "sizes": adv["bb"]["sub_history_size"].tolist(),
         "agreement_train": adv["bb"]["sub_history_agreement"].tolist()}
+  lcr_out = {}
   for op in ops:
     p = preds[op]["preds"]
     results["gate"][op] = gate_info[op]
@@ -473,7 +474,7 @@ def main():
         flagged = np.asarray(r["suspicious"], bool)
         acc = 1 - flagged.mean() if k == "sprt_normal" else flagged.mean()
         store[k] = {"accuracy": float(acc), "mutants_used": float(np.mean(r["mutants_used"]))}
-    np.savez(os.path.join(args.out, f"lcr_{op}.npz"), **lcr)
+    lcr_out[op] = lcr
 
   # Baselines on the same inputs (normal vs each attack; and vs wl).
   msp = {k: _batching.map_batches(lambda pr, xb: _probs_batch(pr, xb).max(-1), [sets[k][0]],
@@ -492,8 +493,11 @@ def main():
         "kde": metrics.auroc(-np.concatenate([kde[a], kde["normal"]]), pos),
         "bu": metrics.auroc(np.concatenate([bu[a], bu["normal"]]), pos),
         "kde_bu_lr_in_sample": _lr_in_sample(kde["normal"], kde[a], bu["normal"], bu[a])}
-  # The baselines' per-input scores, beside lcr_<op>.npz: the page's paired
-  # bootstrap (LCR vs MSP on the same inputs) reads them.
+  # The per-input scores (committed beside results.json): the page's intervals
+  # and paired bootstrap (LCR vs MSP on the same inputs) read them. Written
+  # together at the end, so an interrupted run leaves no mix of old and new.
+  for op, lcr in lcr_out.items():
+    np.savez(os.path.join(args.out, f"lcr_{op}.npz"), **lcr)
   np.savez(os.path.join(args.out, "baseline_scores.npz"),
            **{f"{b}_{k}": np.asarray(v[k]) for b, v in (("msp", msp), ("kde", kde), ("bu", bu))
               for k in names})

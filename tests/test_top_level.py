@@ -35,3 +35,22 @@ def test_import_is_lazy():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        check=True)
   assert out.stdout.strip() == "[]"
+
+
+def test_every_long_library_module_says_why_it_is_one_module():
+  """Issue 31's rule: no library module over about 500 lines without the
+  reason written at its top (``One module, not a package (over 500 lines):``
+  in its docstring), so a module that grows past it is either split or
+  explained."""
+  import ast
+  import pathlib
+  root = pathlib.Path(__file__).resolve().parent.parent / "explicable_jax"
+  unexplained = []
+  for path in sorted(root.rglob("*.py")):
+    text = path.read_text()
+    if text.count("\n") <= 500:
+      continue
+    doc = ast.get_docstring(ast.parse(text)) or ""
+    if "One module, not a package (over 500 lines):" not in doc:
+      unexplained.append(f"{path.relative_to(root.parent)} ({text.count(chr(10))} lines)")
+  assert not unexplained, unexplained

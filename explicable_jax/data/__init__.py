@@ -14,6 +14,11 @@ Where the data come from, for the real-image sets (``mnist``, ``cifar10``,
 3. a ``tensorflow_datasets`` download (needs the network);
 
 and if none works, an error that lists the files expected and how to get them.
+
+One module, not a package (over 500 lines): the :class:`Dataset` type, the
+registry, the loaders and the split rules all read the same source table
+(:data:`LOCAL_FILES`, the registry) and one sizes rule; augmentation, the
+parts of a batch and the RRR annotations are already their own modules.
 """
 from __future__ import annotations
 

@@ -33,7 +33,10 @@ def sprt_detect(label_changes, threshold: float, *, indifference: float | None =
     label_changes: ``(n_mutants, N)`` booleans, mutant ``m`` changed the
       label of input ``i`` (``mutant_predictions(...) != original``), in the
       order the mutants are examined (the mask convention: bool or 0/1;
-      predicted class ids are refused).
+      predicted class ids are refused). Mutants come first, as
+      :func:`mutant_predictions` returns them: a transposed ``(N, n_mutants)``
+      matrix has a valid shape and cannot be told apart, so build it as
+      ``mutant_predictions(model, mutants, x) != original[None]``.
     threshold: ``kappa_nor``, e.g. a multiple of the mean LCR of normal inputs.
     indifference: ``sigma``, half-width of the indifference region
       (default ``0.1 * threshold``).

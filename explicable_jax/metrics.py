@@ -628,7 +628,7 @@ def bootstrap_auroc_differences(key: jax.Array, scores: Mapping[str, np.ndarray]
     name -> :func:`bootstrap_auroc_difference`'s dict.
   """
   key = _validation.check_key("key", key, call="bootstrap_auroc_differences(key, ...)")
-  _validation.check_fraction("level", level)
+  _validation.check_fraction("level", level, closed=False)
   if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:
     raise ValueError(f"n_resamples must be an int >= 2; got {n_resamples!r}.")
   if not isinstance(scores, Mapping) or not scores:

@@ -258,6 +258,7 @@ def wordnet_similarity(classes: Sequence[str], *, metric: str = "path",
                     "be used): pass mapping.values() for curated synsets such as "
                     "CIFAR10_SYNSETS.")
   classes = list(classes)
+  _validation.check_class_names("classes", classes)
   if not classes:
     raise ValueError("classes must name at least one class; got an empty list.")
   wn = wordnet(data_dir)

@@ -103,7 +103,7 @@ def paired_bootstrap(key: jax.Array, statistic: Callable[..., float], arrays: Se
     ``statistic`` on the arrays themselves.
   """
   key = _validation.check_key("key", key, call="paired_bootstrap(key, ...)")
-  _validation.check_fraction("level", level)
+  _validation.check_fraction("level", level, closed=False)
   if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:
     raise ValueError(f"n_resamples must be an int >= 2; got {n_resamples!r}.")
   arrays = [np.asarray(a) for a in arrays]

@@ -57,10 +57,17 @@ class Dataset:
   by :func:`batches` under their names."""
 
   def __post_init__(self):
+    for name in ("x", "y"):
+      if not isinstance(getattr(self, name), np.ndarray):
+        raise TypeError(f"{name} must be a numpy array; got {type(getattr(self, name)).__name__} "
+                        f"(pass np.asarray({name})).")
     if len(self.x) != len(self.y):
       raise ValueError(f"x and y must have one row per example; got {len(self.x)} inputs and "
                        f"{len(self.y)} labels.")
     _validation.check_positive("num_classes", self.num_classes, integer=True)
+    if self.num_classes < 2:
+      raise ValueError(f"num_classes must be at least 2 (a classification task); got "
+                       f"{self.num_classes}.")
     _validation.check_class_names("class_names", self.class_names)
     if self.class_names and len(self.class_names) != self.num_classes:
       raise ValueError(f"class_names must name the {self.num_classes} classes; got "
@@ -78,6 +85,9 @@ class Dataset:
                          f"got {len(v)}.")
       if k in MASK_EXTRAS:
         conventions.check_mask(f"extras[{k!r}]", v)
+        if np.shape(v)[1:] != self.x.shape[1:]:
+          raise ValueError(f"extras[{k!r}] must mark the inputs' features, shape "
+                           f"{(len(self.y),) + self.x.shape[1:]}; got {np.shape(v)}.")
 
   def __len__(self) -> int:
     return len(self.y)
@@ -489,9 +499,19 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
                            or len(range(batch_size)[rows]) == 0):
     raise ValueError(f"rows must be a non-empty contiguous slice of the {batch_size} rows of a "
                      f"batch; got {rows!r}.")
+  if rows is not None and ((rows.start or 0) < 0 or (rows.stop is not None and not
+                                                      0 < rows.stop <= batch_size)):
+    raise ValueError(f"rows must lie inside the {batch_size} rows of a batch (no negative or "
+                     f"clipped bounds); got {rows!r}.")
   n = len(ds)
   order = epoch_permutation(n, seed, epoch) if shuffle else np.arange(n)
   nb = n // batch_size if drop_remainder else -(-n // batch_size)
+  if nb == 0 and n:
+    raise ValueError(f"batch_size={batch_size} with drop_remainder=True leaves no batch of the "
+                     f"{n} examples; use a batch_size of at most {n} or drop_remainder=False.")
+  if start > nb:
+    raise ValueError(f"start must be at most the {nb} batches of an epoch (batch_size="
+                     f"{batch_size}, {n} examples); got {start}.")
   for b in range(start, nb):
     idx = order[b * batch_size:(b + 1) * batch_size]
     mask = np.ones(batch_size, bool)

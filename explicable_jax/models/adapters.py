@@ -340,6 +340,11 @@ def _check_returns_logits(clf: Classifier, input_shape: tuple[int, ...]) -> None
     return
   if isinstance(z, jax.core.Tracer):
     return
+  if not bool(jnp.isfinite(z).any()):
+    raise conventions.ConventionError(
+        f"the model returns no finite logit at all on a dummy batch of {z.shape[0]} examples "
+        "in its input range (all NaN or inf): check its parameters and its input "
+        "normalisation (e.g. input_std holding 0).")
   try:
     conventions.check_logits("the model's output", z)
   except conventions.ConventionError as e:

@@ -93,7 +93,22 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
   builder = _validation.lookup("model", name, MODELS)
   _validation.check_positive("num_classes", num_classes, integer=True)
   input_shape = conventions.check_input_shape("input_shape", input_shape)
+  if len(input_shape) >= 2 and input_shape[0] == 1:
+    raise ValueError(
+        f"input_shape is one example's shape, without the batch axis; got {input_shape}: "
+        f"pass {input_shape[1:]}.")
   _check_options(name, builder, kwargs)
+  for stat in ("input_mean", "input_std"):
+    value = kwargs.get(stat)
+    if value is None:
+      continue
+    v = np.asarray(value, dtype=float).ravel()
+    if len(input_shape) == 3 and v.size not in (1, input_shape[-1]):
+      raise ValueError(f"{stat} must hold one value per channel ({input_shape[-1]} for "
+                       f"input_shape={input_shape}); got {len(v)}.")
+    if not np.isfinite(v).all() or (stat == "input_std" and not (v > 0).all()):
+      raise ValueError(f"{stat} must be finite{' and positive' if stat == 'input_std' else ''}"
+                       f"; got {tuple(v.tolist())}.")
   try:
     return builder(tuple(input_shape), int(num_classes), nnx.Rngs(params=key), **kwargs)
   except TypeError as e:

@@ -130,6 +130,9 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
   _validation.check_fraction("min_relative_accuracy", min_relative_accuracy)
   max_draws = 20 * n if max_draws is None else max_draws
   _validation.check_positive("max_draws", max_draws, integer=True)
+  if max_draws < n:
+    raise ValueError(f"max_draws must be at least n={n} (every kept mutant is one draw); got "
+                     f"{max_draws}.")
   batch = n if batch is None else batch
   _validation.check_positive("batch", batch, integer=True)
   params = params_of("model", model)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 import optax
@@ -132,6 +133,12 @@ class TrainConfig:
     _validation.check_positive("learning_rate", self.learning_rate)
     _check_momentum(self.momentum)
     _check_sgd_only(self.optimizer, momentum=self.momentum, nesterov=self.nesterov)
+    conventions.check_flag("nesterov", self.nesterov)
+    _validation.check_nonnegative("weight_decay", self.weight_decay)
+    for name in ("model_kwargs", "loss_kwargs"):
+      if not isinstance(getattr(self, name), Mapping):
+        raise TypeError(f"{name} must be a dict of keyword arguments; got "
+                        f"{type(getattr(self, name)).__name__} {getattr(self, name)!r}.")
     _validation.check_positive("checkpoint_every", self.checkpoint_every, integer=True)
     _validation.check_positive("log_every", self.log_every, integer=True)
     _validation.check_nonnegative("warmup_epochs", self.warmup_epochs)

@@ -110,6 +110,19 @@ def _guarded(train_step: Callable) -> Callable:
 
 
 @conventions.boundary()
+def _check_extra_outputs(model_classes: int, ds, loss_classes, who: str) -> None:
+  """One rule for ``fit`` and ``evaluate``: a model with more outputs than the
+  data's classes is accepted only when the loss says which are class scores
+  (its ``num_classes`` attribute), else the accuracy would count the extras."""
+  if model_classes > ds.num_classes and loss_classes != ds.num_classes:
+    raise ValueError(
+        f"the model returns {model_classes} scores for the {ds.num_classes} "
+        f"classes of {ds.name!r}, and {who} does not say which are class "
+        "scores, so the accuracy would count the extra outputs; give the loss a "
+        f"num_classes={ds.num_classes} attribute (make_hardness_loss does) or build "
+        f"the model with {ds.num_classes} outputs.")
+
+
 def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
              loss_fn: Callable = losses_lib.cross_entropy_loss,
              across_processes: bool = False) -> dict[str, float]:
@@ -151,6 +164,11 @@ def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
     raise TypeError(f"ds must be a data.Dataset; got {type(ds).__name__}.")
   _check_data_for_model("ds", clf, ds)
   _validation.check_labels("labels", ds.y, clf.num_classes)
+  wants_model_fn = _validation.accepts_keyword(loss_fn, "model_fn")
+  _validation.check_signature("loss_fn", loss_fn, 3, "loss_fn(logits, batch, params) -> (B,) "
+                              "per-example losses (model_fn= may be a keyword)",
+                              ("model_fn",) if wants_model_fn else ())
+  _check_extra_outputs(clf.num_classes, ds, getattr(loss_fn, "num_classes", None), "loss_fn")
   # Accuracy over the dataset's classes only: a model with extra outputs (a
   # hardness predictor's logit, last) must not win an argmax with them.
   classes = getattr(loss_fn, "num_classes", None) or ds.num_classes
@@ -377,13 +395,7 @@ def _check_fit_args(state, train_ds, train_step, cfg: FitConfig, eval_ds=None) -
         f"train_step's loss is for {step_classes} classes (e.g. a {step_classes}x"
         f"{step_classes} weights matrix); dataset {train_ds.name!r} has "
         f"{train_ds.num_classes}.")
-  if state.num_classes > train_ds.num_classes and step_classes != train_ds.num_classes:
-    raise ValueError(
-        f"the model returns {state.num_classes} scores for the {train_ds.num_classes} "
-        f"classes of {train_ds.name!r}, and train_step's loss does not say which are class "
-        "scores, so the training accuracy would count the extra outputs; give the loss a "
-        f"num_classes={train_ds.num_classes} attribute (make_hardness_loss does) or build "
-        f"the model with {train_ds.num_classes} outputs.")
+  _check_extra_outputs(state.num_classes, train_ds, step_classes, "train_step's loss")
 
 
 def _open_run(state, train_ds, train_step, cfg: FitConfig, main: bool):

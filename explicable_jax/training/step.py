@@ -200,6 +200,9 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     reports ``metrics["finite"] == False`` so that the caller can stop.
   """
   _validation.check_choice("compute_dtype", compute_dtype, COMPUTE_DTYPES)
+  if not isinstance(optimizer, optax.GradientTransformation):
+    raise TypeError(f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)); "
+                    f"got {type(optimizer).__name__}.")
   if augment is not None:
     _validation.check_signature("augment", augment, 2, "augment(key, x) -> x, or None")
   mixed = compute_dtype != "float32"

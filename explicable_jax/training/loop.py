@@ -109,7 +109,6 @@ def _guarded(train_step: Callable) -> Callable:
   return step
 
 
-@conventions.boundary()
 def _check_extra_outputs(model_classes: int, ds, loss_classes, who: str) -> None:
   """One rule for ``fit`` and ``evaluate``: a model with more outputs than the
   data's classes is accepted only when the loss says which are class scores
@@ -123,6 +122,7 @@ def _check_extra_outputs(model_classes: int, ds, loss_classes, who: str) -> None
         f"the model with {ds.num_classes} outputs.")
 
 
+@conventions.boundary()
 def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
              loss_fn: Callable = losses_lib.cross_entropy_loss,
              across_processes: bool = False) -> dict[str, float]:

@@ -231,29 +231,36 @@ def test_carlini_wagner_agrees_with_torchattacks_at_a_fixed_c():
   np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
-def test_carlini_wagner_binary_search_agrees_with_foolbox():
+def _cw_both(seed, **kw):
+  """``(f, x, y, ours, theirs, foolbox's success)``: the same C&W search
+  (foolbox's names: binary_search_steps, steps, stepsize, initial_const) run
+  by foolbox and by us on the same network and images."""
   torch, _, f, net = _pair()
   fb, fmodel = _foolbox(torch, net)
-  x = _images(6, 8)
+  x = _images(6, seed)
   y = _predictions(f, x)
+  atk = fb.attacks.L2CarliniWagnerAttack(confidence=0.0, abort_early=False, **kw)
+  raw, _, success = atk(fmodel, _to_torch(torch, x), _labels(torch, y), epsilons=None)
+  ours = np.asarray(robustness.carlini_wagner_l2(
+      f, x, y, initial_const=kw["initial_const"], binary_search_steps=kw["binary_search_steps"],
+      max_iterations=kw["steps"], learning_rate=kw["stepsize"]))
+  return f, x, y, ours, _from_torch(raw), success.numpy()
+
+
+def test_carlini_wagner_binary_search_agrees_with_foolbox():
   # foolbox's C&W is the reference code's: Adam on a delta in tanh space (=
   # ours on w from atanh(x * 0.999999)), c bisected down on success and up or
   # times 10 on failure; abort_early off because we never abort; 3 < 10
   # binary steps, so foolbox makes no final "repeat" run.
   kw = {"binary_search_steps": 3, "steps": 30, "stepsize": 0.01, "initial_const": 0.01}
-  atk = fb.attacks.L2CarliniWagnerAttack(confidence=0.0, abort_early=False, **kw)
-  raw, _, success = atk(fmodel, _to_torch(torch, x), _labels(torch, y), epsilons=None)
-  theirs = _from_torch(raw)
-
-  def ours(binary_search_steps):
-    return np.asarray(robustness.carlini_wagner_l2(
-        f, x, y, initial_const=kw["initial_const"], binary_search_steps=binary_search_steps,
-        max_iterations=kw["steps"], learning_rate=kw["stepsize"]))
-  adv = ours(kw["binary_search_steps"])
+  f, x, y, adv, theirs, success = _cw_both(8, **kw)
   ok = _predictions(f, adv) != y
-  np.testing.assert_array_equal(ok, success.numpy())
+  np.testing.assert_array_equal(ok, success)
   # The search matters here: the first c alone misses most images.
-  assert ok.sum() >= len(x) - 1 and (_predictions(f, ours(1)) != y).sum() < ok.sum() - 2
+  one = np.asarray(robustness.carlini_wagner_l2(
+      f, x, y, initial_const=kw["initial_const"], binary_search_steps=1,
+      max_iterations=kw["steps"], learning_rate=kw["stepsize"]))
+  assert ok.sum() >= len(x) - 1 and (_predictions(f, one) != y).sum() < ok.sum() - 2
   # foolbox measures the loss's distance from tanh(atanh(0.999999 x)), a
   # 1e-6 shift, and holds c in float32 (ours too): the same c at every
   # binary step, and the L2 distances of the best iterates (0.005 to 0.2)
@@ -268,20 +275,12 @@ def test_carlini_wagner_repeat_run_agrees_with_foolbox():
   test fails with our last run made at the bisected c instead). A start as
   small as 1e-9 is avoided: there c, float32 here and float64 in foolbox,
   rounds differently and decides success near the boundary differently."""
-  torch, _, f, net = _pair()
-  fb, fmodel = _foolbox(torch, net)
-  x = _images(6, 9)
-  y = _predictions(f, x)
-  kw = {"binary_search_steps": 11, "steps": 20, "stepsize": 0.01, "initial_const": 0.01}
-  atk = fb.attacks.L2CarliniWagnerAttack(confidence=0.0, abort_early=False, **kw)
-  raw, _, success = atk(fmodel, _to_torch(torch, x), _labels(torch, y), epsilons=None)
-  adv = np.asarray(robustness.carlini_wagner_l2(
-      f, x, y, initial_const=kw["initial_const"], binary_search_steps=kw["binary_search_steps"],
-      max_iterations=kw["steps"], learning_rate=kw["stepsize"]))
+  f, x, y, adv, theirs, success = _cw_both(
+      9, binary_search_steps=11, steps=20, stepsize=0.01, initial_const=0.01)
   ok = _predictions(f, adv) != y
-  np.testing.assert_array_equal(ok, success.numpy())
+  np.testing.assert_array_equal(ok, success)
   assert ok.any()
-  np.testing.assert_allclose(_l2(adv, x)[ok], _l2(_from_torch(raw), x)[ok], atol=1e-5)
+  np.testing.assert_allclose(_l2(adv, x)[ok], _l2(theirs, x)[ok], atol=1e-5)
 
 
 def test_jsma_agrees_with_torchattacks():

@@ -42,46 +42,35 @@ def save(path: str | os.PathLike, model, *, meta: Mapping[str, Any] | None = Non
           "input_shape": list(clf.input_shape) if clf.input_shape else None,
           "class_names": list(clf.class_names) if clf.class_names else None,
           **clf.backend.describe(), "rebuild": bool(recipe)}
+  try:
+    info["num_classes"] = clf.num_classes
+  except ValueError:
+    info["num_classes"] = recipe.get("num_classes")
   if meta is not None and not isinstance(meta, Mapping):
     raise TypeError(f"meta must be a mapping of extra JSON fields; got {type(meta).__name__}.")
   try:
-    own = {**info, "num_classes": clf.num_classes}
-  except ValueError:
-    own = {**info, "num_classes": recipe.get("num_classes")}
-  own = json.loads(json.dumps(own))  # tuples as lists, as model.json holds them
-  clash = sorted(k for k in (meta or {}) if k in own and _jsonable(meta[k]) != own[k])
+    extra = json.loads(json.dumps(dict(meta or {})))  # as model.json will hold it
+  except (TypeError, ValueError) as e:
+    raise TypeError(f"meta must hold JSON values (numbers, strings, lists, dicts); {e}. Convert "
+                    "arrays with .tolist().") from None
+  own = json.loads(json.dumps(info))  # tuples as lists, as model.json holds them
+  clash = sorted(k for k, v in extra.items() if k in own and v != own[k])
   if clash:
     raise ValueError(
         f"meta may not change the fields models.save writes itself "
         f"({', '.join(map(repr, clash))}): the folder would not load. Set them on the model, "
         "or use other names.")
-  try:
-    json.dumps(dict(meta or {}))
-  except (TypeError, ValueError) as e:
-    raise TypeError(f"meta must hold JSON values (numbers, strings, lists, dicts); {e}. Convert "
-                    "arrays with .tolist().") from None
-  info.update(dict(meta or {}))
+  info.update(extra)
   path = _paths.resolve(path)  # local (made absolute) or gs://, s3://
   if path.exists() and not path.is_dir():
     raise FileExistsError(f"path {os.fspath(path)!r} is a file; models.save needs a folder "
                           "(new or existing).")
   path.mkdir(parents=True, exist_ok=True)
-  try:
-    info["num_classes"] = clf.num_classes
-  except ValueError:
-    info["num_classes"] = recipe.get("num_classes")
   tree = {"params": _to_plain(clf.params), "model_state": _to_plain(clf.state or {})}
   with ocp.StandardCheckpointer() as ckptr:  # every process (orbax coordinates them)
     ckptr.save(path / "weights", tree, force=True)
   if jax.process_index() == 0:  # one writer of the plain file in a multi-process run
     _paths.write_text(path / "model.json", json.dumps(info, indent=2))
-
-
-def _jsonable(value):
-  try:
-    return json.loads(json.dumps(value))
-  except (TypeError, ValueError):
-    return value
 
 
 def model_folder(path: str | os.PathLike, *, name: str = "path") -> str:

@@ -38,7 +38,8 @@ from explicable_jax.training.checkpoint import Checkpointer
 from explicable_jax.training.parallel import (data_mesh, data_parallel, process_rows,
                                               replicate, shard_batch)
 from explicable_jax.training.state import TrainState
-from explicable_jax.training.step import check_optimizer_state, eval_batch, logits_batch
+from explicable_jax.training.step import (check_loss_fn, check_optimizer_state, eval_batch,
+                                          logits_batch)
 
 __all__ = [
     "FIT_SETTINGS", "FitConfig", "NonFiniteLossError", "TrainingInterrupted",
@@ -164,10 +165,7 @@ def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
     raise TypeError(f"ds must be a data.Dataset; got {type(ds).__name__}.")
   _check_data_for_model("ds", clf, ds)
   _validation.check_labels("labels", ds.y, clf.num_classes)
-  wants_model_fn = _validation.accepts_keyword(loss_fn, "model_fn")
-  _validation.check_signature("loss_fn", loss_fn, 3, "loss_fn(logits, batch, params) -> (B,) "
-                              "per-example losses (model_fn= may be a keyword)",
-                              ("model_fn",) if wants_model_fn else ())
+  check_loss_fn(loss_fn)
   _check_extra_outputs(clf.num_classes, ds, getattr(loss_fn, "num_classes", None), "loss_fn")
   # Accuracy over the dataset's classes only: a model with extra outputs (a
   # hardness predictor's logit, last) must not win an argmax with them.

@@ -79,6 +79,14 @@ class TrainState:
     return self.replace(**tree)
 
 
+def check_optimizer(optimizer) -> None:
+  """Raises ``TypeError`` unless ``optimizer`` is an optax transformation
+  (``make_train_step`` and ``create_train_state`` both take one)."""
+  if not isinstance(optimizer, optax.GradientTransformation):
+    raise TypeError(f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)); "
+                    f"got {type(optimizer).__name__}.")
+
+
 def create_train_state(key: jax.Array, model,
                        optimizer: optax.GradientTransformation) -> TrainState:
   """A fresh :class:`TrainState` for ``model`` (its current weights); step
@@ -91,10 +99,7 @@ def create_train_state(key: jax.Array, model,
   usable."""
   key = _validation.check_key("key", key, call="create_train_state(key, model, optimizer)")
   clf = models_lib.as_classifier("model", model)
-  if not isinstance(optimizer, optax.GradientTransformation):
-    raise TypeError(
-        f"optimizer must be an optax.GradientTransformation; got "
-        f"{type(optimizer).__name__}.")
+  check_optimizer(optimizer)
   params, model_state = jax.tree.map(jnp.copy, (clf.params, clf.state))
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     model_state=model_state, opt_state=optimizer.init(params),

@@ -12,7 +12,7 @@ import optax
 
 from explicable_jax import _optax, _validation, conventions
 from explicable_jax import losses as losses_lib
-from explicable_jax.training.state import TrainState
+from explicable_jax.training.state import TrainState, check_optimizer
 
 __all__ = [
     "COMPUTE_DTYPES", "eval_batch", "logits_batch", "make_eval_step",
@@ -164,6 +164,17 @@ def _computing_in(backend, params, model_state, dtype):
   return new
 
 
+def check_loss_fn(loss_fn) -> bool:
+  """Checks the calling form ``loss_fn(logits, batch, params)`` (``model_fn=``
+  may be a keyword) of a loss given to ``make_train_step`` or ``evaluate``;
+  returns whether it takes ``model_fn``."""
+  wants_model_fn = _validation.accepts_keyword(loss_fn, "model_fn")
+  _validation.check_signature("loss_fn", loss_fn, 3, "loss_fn(logits, batch, params) -> (B,) "
+                              "per-example losses (model_fn= may be a keyword)",
+                              ("model_fn",) if wants_model_fn else ())
+  return wants_model_fn
+
+
 def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
                     *, augment: Callable | None = None,
                     compute_dtype: str = "float32") -> Callable:
@@ -200,16 +211,11 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     reports ``metrics["finite"] == False`` so that the caller can stop.
   """
   _validation.check_choice("compute_dtype", compute_dtype, COMPUTE_DTYPES)
-  if not isinstance(optimizer, optax.GradientTransformation):
-    raise TypeError(f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)); "
-                    f"got {type(optimizer).__name__}.")
+  check_optimizer(optimizer)
   if augment is not None:
     _validation.check_signature("augment", augment, 2, "augment(key, x) -> x, or None")
   mixed = compute_dtype != "float32"
-  wants_model_fn = _validation.accepts_keyword(loss_fn, "model_fn")
-  _validation.check_signature("loss_fn", loss_fn, 3, "loss_fn(logits, batch, params) -> (B,) "
-                              "per-example losses (model_fn= may be a keyword)",
-                              ("model_fn",) if wants_model_fn else ())
+  wants_model_fn = check_loss_fn(loss_fn)
   # A loss may say that only its first ``num_classes`` outputs are class
   # scores (a hardness predictor's extra output): accuracy reads those.
   classes = getattr(loss_fn, "num_classes", None)

@@ -15,7 +15,7 @@ import os
 from etils import epath
 
 __all__ = [
-    "append_line", "check_folder", "check_npz", "is_uri", "resolve", "write_text",
+    "append_line", "check_file", "check_folder", "check_npz", "is_uri", "resolve", "write_text",
 ]
 
 
@@ -60,6 +60,23 @@ def check_folder(name: str, path: str | os.PathLike) -> None:
     raise NotADirectoryError(
         f"{name} {s!r} is a file; expected a folder (an existing one, or one to create): "
         "choose another path.")
+
+
+def check_file(name: str, path: str | os.PathLike) -> None:
+  """Raises when ``path`` (a file to write, which may not exist yet) is an
+  existing folder, or lies under a file. Local paths only."""
+  s = os.fspath(path)
+  if is_uri(s):
+    return
+  if os.path.isdir(s):
+    raise IsADirectoryError(f"{name} {s!r} is a folder; expected a file path to write (e.g. "
+                            f"{os.path.join(s, 'metrics.jsonl')!r}).")
+  parent = os.path.dirname(os.path.abspath(s))
+  while parent and not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if parent and not os.path.isdir(parent):
+    raise NotADirectoryError(f"{name} {s!r} lies under {parent!r}, which is a file, not a "
+                             "folder: choose another path.")
 
 
 def check_npz(name: str, path: str | os.PathLike, what: str = "arrays") -> None:

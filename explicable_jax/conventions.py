@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 
 import jax
@@ -77,7 +78,8 @@ __all__ = [
     "check_mask", "check_logits", "check_scores", "check_perturbation", "check_finite",
     "check_input_shape", "bool_parameters",
     "check_same_length", "check_flag", "check_baseline", "check_maps", "check_number",
-    "check_probability",
+    "check_probability", "check_model_output", "MODEL_FN_PARAMETERS", "classifier_of",
+    "check_inputs_of",
 ]
 
 # A float image may stray this far outside [0, 1] (noise, an attack's
@@ -373,6 +375,17 @@ def check_model_inputs(name: str, x, model, *, convert: bool = True):
                       convert=convert)
 
 
+def check_inputs_of(name: str, model_fn, x):
+  """``x`` under the ``inputs`` rules of the classifier behind ``model_fn``
+  (a Classifier, one of its bound methods, or a training state; see
+  :func:`classifier_of`): its shape and scale, integer pixels converted. A
+  plain function's ``x`` is its own and is returned as given."""
+  clf = classifier_of(model_fn)
+  if clf is None or not hasattr(x, "shape"):
+    return x
+  return check_model_inputs(name, x, clf)
+
+
 def check_batch(name: str, x):
   """``x`` as a batch for a user's function: numbers (an array, or Captum's
   tuple of arrays) with a leading batch axis, finite when concrete; no
@@ -550,7 +563,85 @@ def check_logits(name: str, logits, *, num_classes: int | None = None,
            "(log-probabilities are logits); a model whose last layer is a softmax should "
            "drop it")
         + ".")
+  if not probabilities and _unit_interval_rows(arr):
+    warnings.warn(
+        f"{name}: every one of the {arr.size} class scores lies in [0, 1]; logits of a "
+        "real model practically never do. If these are sigmoid outputs (probabilities per "
+        "class), pass their logits, jnp.log(p) - jnp.log1p(-p) (the losses and scores apply "
+        "a softmax to what they are given).", UserWarning, stacklevel=3)
   return _keep_kind(logits, arr)
+
+
+def _unit_interval_rows(arr) -> bool:
+  """Whether a concrete ``(N, C)`` batch of at least 2 rows and 16 entries
+  lies wholly in ``[0, 1]`` with some entries strictly inside (sigmoid
+  outputs: per-class probabilities that do not sum to 1)."""
+  if _is_traced(arr) or arr.ndim != 2 or arr.shape[0] < 2 or arr.size < 16:
+    return False
+  if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+    return False
+  return bool(arr.min() >= 0 and arr.max() <= 1 and np.any((arr > 0) & (arr < 1)))
+
+
+MODEL_FN_PARAMETERS = ("logits_fn", "model_fn")
+"""Parameters that take a user's ``x -> logits`` function: at the boundary
+its output on a few rows of the concrete batch beside it is checked as
+logits (:func:`check_model_output`)."""
+
+_CHECKED_SPECS: dict[int, object] = {}
+
+
+def check_model_output(name: str, model, x, *, rows: int = 8) -> None:
+  """The logits convention for what a model returns: ``model(x[:rows])``,
+  on a concrete batch, must be ``(rows, C)`` logits, not probabilities or
+  one-hot rows (refused by :func:`check_logits`). A classifier is checked
+  once per model (its spec); a plain function at every call (it costs one
+  forward pass on ``rows`` examples). A function that fails on the rows,
+  or returns something else than a ``(rows, C)`` array, is left to the call
+  itself (its own error). Traced batches are not checked."""
+  from explicable_jax.models.classifier import Classifier
+  if _is_traced(x) or not hasattr(x, "shape") or np.ndim(x) < 2 or len(x) < 2:
+    return
+  spec = model.spec if isinstance(model, Classifier) else None
+  if spec is not None and id(spec) in _CHECKED_SPECS and _CHECKED_SPECS[id(spec)] is spec:
+    return
+  if spec is not None:  # marked first: the classifier's own methods pass the boundary
+    if len(_CHECKED_SPECS) > 256:
+      _CHECKED_SPECS.clear()
+    _CHECKED_SPECS[id(spec)] = spec
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      out = model(x[:rows])
+  except Exception:  # the call itself reports it
+    return
+  if _is_traced(out) or np.ndim(out) != 2 or np.shape(out)[0] != min(rows, len(x)):
+    return
+  out = np.asarray(out)
+  if not np.isfinite(out).all():  # non-finite outputs are the caller's check (check_finite)
+    return
+  try:
+    check_logits(f"{name}(x) (the model's output on x[:{rows}])", out)
+  except ConventionError:
+    _CHECKED_SPECS.pop(id(spec), None)
+    raise
+
+
+def _probe_models(args_: dict, kinds: dict[str, str]) -> None:
+  """:func:`check_model_output` for the model among a call's arguments (a
+  ``logits_fn``/``model_fn``, or any classifier) on its declared batch."""
+  from explicable_jax.models.classifier import Classifier
+  batch = next((args_[p] for p, k in kinds.items() if k in ("images", "inputs", "batch")
+                and args_.get(p) is not None and not isinstance(args_.get(p), (tuple, list))),
+               None)
+  if batch is None:
+    return
+  for param, value in args_.items():
+    # A classifier's output was checked when it was adapted (the adapters
+    # refuse a model ending in a softmax on their dummy batch).
+    if param in MODEL_FN_PARAMETERS and callable(value) and not isinstance(value, Classifier):
+      check_model_output(param, value, batch)
+      return
 
 
 def check_scores(name: str, scores):
@@ -561,6 +652,8 @@ def check_scores(name: str, scores):
         f"{name} must hold one score per example, shape (N,); got {_describe(arr)}.")
   if arr.dtype == bool:
     raise ConventionError(f"{name} must be numeric scores; got dtype bool.")
+  if arr.shape[0] == 0:
+    raise ConventionError(f"{name} must hold at least one score; got an empty array.")
   if not _is_traced(arr) and not np.issubdtype(arr.dtype, np.floating):
     arr = arr.astype(np.float64)
   _nonfinite(name, arr)
@@ -605,7 +698,8 @@ def check_baseline(name: str, value, *, image_scale: bool = True):
   finiteness is checked. Tuples (one baseline per input) are checked member
   by member; tracers are not checked.
   """
-  if isinstance(value, (tuple, list)) and value and not np.isscalar(value[0]):
+  if isinstance(value, tuple) or (isinstance(value, list) and value
+                                  and not np.isscalar(value[0])):
     return type(value)(check_baseline(f"{name}[{i}]", v, image_scale=image_scale)
                        for i, v in enumerate(value))
   if _is_traced(value):
@@ -697,6 +791,17 @@ KINDS = ("images", "inputs", "batch", "labels", "mask", "logits", "class_scores"
          "perturbation", "baseline", "maps", "flag", "number", "probability")
 
 
+def classifier_of(value):
+  """The :class:`~explicable_jax.models.Classifier` behind ``value``: the
+  classifier itself, one of its bound methods (``clf.logits``), or an object
+  holding one (a training state's ``classifier``); else ``None``."""
+  from explicable_jax.models.classifier import Classifier
+  for v in (value, getattr(value, "__self__", None), getattr(value, "classifier", None)):
+    if isinstance(v, Classifier):
+      return v
+  return None
+
+
 def _model_facts(bound: dict):
   """``(num_classes, input_shape, unit_range)`` known without tracing, from
   the first classifier among the arguments (or a ``num_classes`` argument)."""
@@ -705,7 +810,7 @@ def _model_facts(bound: dict):
   if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0:
     return int(n), None, True
   for value in bound.values():
-    clf = value if isinstance(value, Classifier) else getattr(value, "classifier", None)
+    clf = classifier_of(value)
     if isinstance(clf, Classifier):
       n = clf.spec.num_classes
       if n is None and clf.spec.class_names is not None:
@@ -722,6 +827,8 @@ def _batch_shape(bound: dict, kinds: dict[str, str]) -> tuple[int, ...] | None:
   feature vectors."""
   for param, kind in kinds.items():
     value = bound.get(param)
+    if kind in ("images", "inputs", "batch") and isinstance(value, tuple):
+      return ()  # Captum's tuple of inputs: no one image scale to hold sizes to
     if kind in ("images", "inputs", "batch") and value is not None \
         and not isinstance(value, (tuple, list, str)) and np.ndim(value) >= 2:
       return tuple(int(d) for d in np.shape(value)[1:])
@@ -730,9 +837,7 @@ def _batch_shape(bound: dict, kinds: dict[str, str]) -> tuple[int, ...] | None:
 
 def _classifier_among(bound: dict) -> bool:
   """Whether a classifier (or a training state holding one) is an argument."""
-  from explicable_jax.models.classifier import Classifier
-  return any(isinstance(v, Classifier) or isinstance(getattr(v, "classifier", None), Classifier)
-             for v in bound.values())
+  return any(classifier_of(v) is not None for v in bound.values())
 
 
 def _length(value) -> int | None:
@@ -867,6 +972,7 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
         elif kind == "mask" and np.ndim(value) == 1:  # One flag per example.
           lengths[param] = _length(value)
       check_same_length(lengths)
+      _probe_models(args_, kinds)
       return fn(*bound.args, **bound.kwargs)
 
     setattr(wrapped, "__conventions__", dict(kinds))  # read by declared()

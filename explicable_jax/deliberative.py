@@ -121,6 +121,24 @@ def _check_layer(features_fn, x):
                      f"(N, H, W, C); features_fn returns shape {tuple(shape)}.")
 
 
+def _check_difficulty(difficulty, features_fn, head_fn, x) -> None:
+  """A callable ``difficulty`` must map the head's outputs ``(N, C)`` to one
+  score per example ``(N,)`` (checked on shapes only)."""
+  if not callable(difficulty):
+    return
+  x = jnp.asarray(x) if not isinstance(x, jax.Array) else x
+  try:
+    shape = jax.eval_shape(lambda v: difficulty(head_fn(features_fn(v))), x).shape
+  except Exception as e:  # noqa: BLE001 - reported with the form it must have
+    raise ValueError(f"difficulty must be a function outputs (N, C) -> (N,) difficulty "
+                     f"scores; calling it on the head's outputs failed: {e}") from None
+  if tuple(shape) != (x.shape[0],):
+    raise ValueError(
+        f"difficulty must be a function outputs (N, C) -> (N,) difficulty scores, one per "
+        f"example; it returns shape {tuple(shape)} for {x.shape[0]} examples (reduce over "
+        f"the classes, e.g. deliberative.normalized_entropy).")
+
+
 def _score_head(head_fn, score):
   """A one-output head whose logit is ``score(head_fn(a))``."""
   return lambda a: score(head_fn(a))[:, None]
@@ -284,6 +302,9 @@ def attribution_maps(model: Any, *args, layer: str | None = None,
   _validation.check_choice("ig_space", ig_space, IG_SPACES)
   _validation.check_choice("second_order", second_order, SECOND_ORDER_TERMS)
   _validation.check_positive("n_steps", n_steps, integer=True)
+  _validation.check_positive("top_k", top_k, integer=True)
+  _check_method_options(method, ig_space=ig_space, second_order=second_order, n_steps=n_steps)
+  _check_difficulty(difficulty, features_fn, difficulty_head_fn or head_fn, x)
   options = dict(difficulty=difficulty, method=method, top_k=top_k, n_steps=n_steps,
                  difficulty_head_fn=difficulty_head_fn,
                  internal_batch_size=internal_batch_size, ig_space=ig_space,
@@ -294,6 +315,22 @@ def attribution_maps(model: Any, *args, layer: str | None = None,
     return attribution_lib.at_precision(
         lambda: _maps_of_classifier(clf, x, layer=layer, **options))
   return attribution_lib.at_precision(lambda: _maps_of_pair(features_fn, head_fn, x, **options))
+
+
+_METHOD_OPTIONS = {"ig_space": ("integrated_gradients", "layer"),
+                   "n_steps": ("integrated_gradients", 20),
+                   "second_order": ("gradient_hessian", "signed")}
+
+
+def _check_method_options(method: str, **given) -> None:
+  """An option of one map method given (not at its default) with another
+  method would be ignored: refused, naming the method that reads it."""
+  for name, value in given.items():
+    reads, default = _METHOD_OPTIONS[name]
+    if method != reads and value != default:
+      raise ValueError(
+          f"{name} is read only with method={reads!r}; got {name}={value!r} with "
+          f"method={method!r}, which ignores it: drop {name}, or pass method={reads!r}.")
 
 
 def _maps(features_fn, head_fn, x, *, difficulty, method, top_k, n_steps,
@@ -374,6 +411,8 @@ def top_fraction_mask(maps: ArrayLike, r: float) -> jax.Array:
   """
   maps = jnp.asarray(maps)
   _validation.check_fraction("r", r, closed=False)
+  if maps.ndim < 2:
+    raise ValueError(f"maps must be (..., H, W) maps; got shape {tuple(maps.shape)}.")
   h, w = maps.shape[-2:]
   k = max(1, int(round(r * h * w)))
   flat = maps.reshape(-1, h * w)
@@ -461,6 +500,10 @@ def insecurities(model: Any, *args, layer: str | None = None, r: float = 0.2,
   features_fn, head_fn, x, clf = _model_args(model, args, layer)
   x = jnp.asarray(x)
   logits_shape = jax.eval_shape(lambda v: head_fn(features_fn(v)), x).shape
+  if num_classes is not None and num_classes != logits_shape[-1]:
+    raise ValueError(
+        f"num_classes must be the model's number of class scores, {logits_shape[-1]} (or "
+        f"None, read from the model); got {num_classes}.")
   check_attribution_args(features_fn, x, top_k=top_k,
                          num_classes=num_classes or logits_shape[-1])
   _validation.check_fraction("r", r, closed=False)
@@ -495,6 +538,7 @@ def split_hardness_output(outputs: ArrayLike, num_classes: int):
   outputs whose last output is the hardness predictor's logit;
   ``hardness = sigmoid(last)`` in ``(0, 1)``."""
   outputs = jnp.asarray(outputs)
+  _validation.check_positive("num_classes", num_classes, integer=True)
   if outputs.shape[-1] != num_classes + 1:
     raise ValueError(f"outputs must have num_classes + 1 = {num_classes + 1} columns "
                      f"(class logits, then the hardness logit); got {outputs.shape[-1]}.")
@@ -570,6 +614,10 @@ def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0,
 def hardness_difficulty(num_classes: int) -> Callable[[jax.Array], jax.Array]:
   """The difficulty score of a hardness-predicting model for
   :func:`attribution_maps`: ``outputs -> sigmoid(outputs[:, C])``."""
+  _validation.check_positive("num_classes", num_classes, integer=True)
+  if num_classes < 2:
+    raise ValueError(f"num_classes must be at least 2 (the class logits before the "
+                     f"hardness output); got {num_classes}.")
   return lambda outputs: split_hardness_output(outputs, num_classes)[1]
 
 
@@ -635,6 +683,9 @@ def score_insecurity(mask: ArrayLike, shared_slots: ArrayLike, part_centers: Arr
 def random_region(rng: np.random.Generator, shape: tuple[int, int], area: int) -> np.ndarray:
   """A square-ish region of ``area`` pixels at a uniformly random place: the
   baseline of the paper's comparison with random crops."""
+  if not isinstance(rng, np.random.Generator):
+    raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)): the "
+                    f"region is drawn on the host; got {type(rng).__name__}.")
   h, w = shape
   if not 1 <= area <= h * w:
     raise ValueError(f"area must be between 1 and {h * w} pixels; got {area}.")

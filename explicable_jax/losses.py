@@ -8,6 +8,8 @@ into :func:`explicable_jax.training.make_train_step` through the signature
 """
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,7 +40,7 @@ def _batch_labels(batch) -> Any:
         f"batch must be the batch dict with 'y' (labels) that make_train_step passes, as in "
         f"loss_fn(logits, batch, params); got {got}: pass {{'y': labels}}, or call "
         "losses.cross_entropy(logits, labels) for the plain loss.")
-  return batch["y"]
+  return conventions.check_labels("batch['y']", batch["y"])
 
 
 @conventions.boundary(logits="logits", labels="labels")
@@ -116,6 +118,11 @@ def weighted_targets(weights: ArrayLike, *, target: str = "l1", scale: float = 1
   Returns:
     ``(C, C)`` float32, each row a target distribution.
   """
+  if isinstance(weights, (str, bytes, os.PathLike)):
+    raise TypeError(
+        f"weights must be a (C, C) similarity matrix; got the path or name "
+        f"{os.fspath(weights)!r}: load it first (np.load(path)), or build the loss by name, "
+        "losses.make_loss('weighted', weights=path).")
   _validation.check_choice("target", target, WEIGHTED_TARGETS)
   _validation.check_positive("scale", scale)
   if target == "authors":
@@ -134,6 +141,13 @@ def weighted_targets(weights: ArrayLike, *, target: str = "l1", scale: float = 1
     checked = weights  # Traced: validated by the caller on the host.
   w = jnp.asarray(checked, jnp.float32)
   if target == "l1":
+    if scale != 1.0:
+      raise ValueError(
+          f"scale is read only with target='authors' or 'softmax' (a softmax's inverse "
+          f"temperature); target='l1' normalises the rows as they are, so scale={scale!r} "
+          "would be ignored: drop scale, or pass target='softmax'.")
+    if isinstance(checked, np.ndarray):
+      similarity.check_self_similarity("weights", checked)
     return w / w.sum(axis=1, keepdims=True)
   return jax.nn.softmax(scale * w, axis=1)
 
@@ -313,6 +327,8 @@ def input_gradients(model_fn: Callable, x: ArrayLike, *, scale: str = "log",
   Returns:
     ``(N, ...)`` gradients, ``x``'s shape.
   """
+  _validation.check_signature("model_fn", model_fn, 1, "x -> (N, C) logits")
+  x = conventions.check_inputs_of("x", model_fn, x)
   _validation.check_choice("scale", scale, GRADIENT_SCALES)
   _validation.check_choice("classes", classes, GRADIENT_CLASSES)
   if classes == "true" and labels is None:
@@ -321,6 +337,7 @@ def input_gradients(model_fn: Callable, x: ArrayLike, *, scale: str = "log",
     raise ValueError(
         f"labels are read only with classes='true'; got labels with classes={classes!r}, "
         "which ignores them: drop labels, or pass classes='true'.")
+  conventions.check_model_output("model_fn", model_fn, x)
   if labels is not None and not isinstance(labels, jax.core.Tracer):
     shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), x)
     z = jax.eval_shape(model_fn, shapes)
@@ -393,7 +410,7 @@ def input_gradient_penalty(model_fn: Callable, x: ArrayLike, annotation: ArrayLi
     >>> input_gradient_penalty(model_fn, x, jnp.array([[1.0, 0.0]])).round(4).tolist()
     [2.3201]
   """
-  x = jnp.asarray(x)
+  x = jnp.asarray(conventions.check_inputs_of("x", model_fn, x))
   a = jnp.asarray(annotation)
   if a.shape != x.shape:
     raise ValueError(f"annotation must have the input's shape {tuple(x.shape)}; "

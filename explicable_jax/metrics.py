@@ -164,6 +164,10 @@ def explicability_losses(logits: ArrayLike, labels: ArrayLike,
   if y.shape[0] != z.shape[0]:
     raise ValueError(f"labels must have one entry per row of logits ({z.shape[0]}); "
                      f"got {y.shape[0]}.")
+  if not isinstance(matrices, Mapping):
+    raise TypeError(
+        f"matrices must be a mapping name -> (C, C) similarity matrix, e.g. {{'IHL': ihl, "
+        f"'EKL': ekl}}; got {type(matrices).__name__} (one matrix? pass {{'W': matrix}}).")
   if not matrices:
     raise ValueError("matrices must name at least one similarity matrix.")
   out = {}
@@ -282,6 +286,7 @@ def mean_mistake_similarity(labels: ArrayLike, preds: ArrayLike,
   undefined, and a made-up number would mislead.
   """
   s = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
+  similarity.check_covers("similarity_matrix", s, labels=labels, preds=preds)
   y = _labels("labels", labels, s.shape[0])
   p = _labels("preds", preds, s.shape[0])
   if y.shape != p.shape:

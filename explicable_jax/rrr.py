@@ -19,7 +19,7 @@ import optax
 from jax.typing import ArrayLike
 
 from explicable_jax import conventions
-from explicable_jax import _batching, _validation, losses, models, training
+from explicable_jax import _batching, _validation, data, losses, models, training
 from explicable_jax.data import Dataset
 from explicable_jax.data.rrr import explanation_mask
 
@@ -133,6 +133,12 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
     One :class:`FoundModel` per model.
   """
   key = _validation.check_key("key", key, call="find_another_explanation(key, ...)")
+  data.check_dataset("train", train)
+  if conventions.classifier_of(make_model) is not None or not callable(make_model):
+    raise TypeError(
+        f"make_model must be a factory key -> a fresh model (each of the n_models is trained "
+        f"from scratch), e.g. lambda k: models.classifier(k, 'mlp', ...); got "
+        f"{type(make_model).__name__}.")
   _validation.check_positive("n_models", n_models, integer=True)
   lams: list[Any] = [lam] * n_models if np.ndim(lam) == 0 else list(cast(Sequence[float], lam))
   if len(lams) != n_models:
@@ -152,6 +158,13 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
   if annotation.shape != train.x.shape:
     raise ValueError(f"initial_annotation must have the inputs' shape {train.x.shape}; "
                      f"got {annotation.shape}.")
+  clash = sorted(set(fit_options or {}) & {"epochs", "batch_size", "seed", "progress",
+                                            "train_step", "config", "eval_ds"})
+  if clash:
+    raise ValueError(
+        f"fit_options may not set {', '.join(clash)}: find_another_explanation sets "
+        f"{'it' if len(clash) == 1 else 'them'} itself (pass epochs=, batch_size=, progress= "
+        "as its own arguments; each model's seed comes from key).")
   found = []
   for k in range(n_models):
     kk = jax.random.fold_in(key, k)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,7 +34,8 @@ __all__ = [
     "AUTHORS_KINDS", "CIFAR100_SYNSETS", "CIFAR10_CLASSES", "CIFAR10_SYNSETS",
     "CIFAR10_WORDNET_PATH_LENGTHS", "METRICS", "WordNetNotFoundError", "as_stored_by_authors",
     "check_weight_matrix", "cifar10_wordnet_similarity", "explicability_matrix", "from_ratings",
-    "from_soft_labels", "resolve_synset", "row_normalize", "wordnet", "wordnet_similarity",
+    "from_soft_labels", "resolve_synset", "row_normalize", "check_covers",
+    "check_self_similarity", "wordnet", "wordnet_similarity",
 ]
 
 METRICS = ("path", "wup", "lch")
@@ -279,6 +281,11 @@ def check_weight_matrix(name: str, weights: ArrayLike,
   A weight matrix is square, ``num_classes`` wide when given, finite,
   non-negative, and has no all-zero row (that row could not be normalised).
   """
+  if isinstance(weights, (str, bytes, os.PathLike)):
+    raise TypeError(
+        f"{name} must be a (C, C) similarity matrix; got {type(weights).__name__} "
+        f"{os.fspath(weights)!r} (a name or a path: build the matrix first, e.g. "
+        "similarity.wordnet_similarity(classes), or np.load(path)).")
   w = np.asarray(weights, dtype=np.float64)
   if w.ndim != 2 or w.shape[0] != w.shape[1]:
     raise ValueError(f"{name} must be a square (classes, classes) matrix; got shape {w.shape}.")
@@ -294,6 +301,41 @@ def check_weight_matrix(name: str, weights: ArrayLike,
   if zero.size:
     raise ValueError(f"{name} has all-zero rows {zero.tolist()}; every row needs some weight.")
   return w
+
+
+def check_self_similarity(name: str, w: np.ndarray) -> None:
+  """Olmo et al.'s l1 targets give the true class ``W_yy / sum_k W_yk``: a zero
+  diagonal entry (a distance or dissimilarity matrix, say) makes a target
+  that puts no mass on the true class, so it is refused; a diagonal entry
+  below its row's largest (a target preferring another class) is warned."""
+  diag = np.diag(w)
+  zero = np.flatnonzero(diag == 0)
+  if zero.size:
+    raise ValueError(
+        f"{name} must be a similarity matrix whose diagonal (each class's similarity to "
+        f"itself) is positive; rows {zero.tolist()[:10]} have W[y, y] = 0, so their "
+        "targets put no probability on the true class (a distance matrix? use a similarity, "
+        "e.g. 1 - d / d.max()).")
+  below = np.flatnonzero(diag < w.max(axis=1))
+  if below.size:
+    warnings.warn(
+        f"{name}: in rows {below.tolist()[:10]} another class has a larger weight than the "
+        "true class itself, so their targets prefer a wrong class.", UserWarning, stacklevel=4)
+
+
+def check_covers(name: str, matrix: np.ndarray, **class_arrays) -> None:
+  """Raises unless the ``(C, C)`` ``matrix`` has a row and column for every
+  class in ``class_arrays`` (labels, predictions): a class index ``>= C``
+  means the matrix is for another (smaller) set of classes, so the matrix is
+  named, not the labels."""
+  c = matrix.shape[0]
+  for arg, values in class_arrays.items():
+    v = np.asarray(values)
+    if v.size and np.issubdtype(v.dtype, np.integer) and v.max() >= c:
+      raise ValueError(
+          f"{name} is {c}x{c} (classes 0..{c - 1}), but {arg} holds class {int(v.max())}: "
+          f"pass the similarity matrix of the labels' classes (one row and column per "
+          f"class).")
 
 
 def row_normalize(weights: ArrayLike) -> np.ndarray:

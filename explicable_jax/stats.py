@@ -21,6 +21,7 @@ function takes and returns numpy values.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import jax
@@ -188,6 +189,11 @@ def t_test_over_seeds(differences: ArrayLike) -> dict:
     return {"mean": mean, "sd": None, "n": 1, "t": None, "p_value": None}
   sd = float(d.std(ddof=1))
   if sd == 0:
+    warnings.warn(
+        f"t_test_over_seeds: the {k} per-seed differences are identical ({mean:g}): no "
+        "spread, so the t-test is degenerate (p = 0 for a nonzero mean, 1 for zero); runs "
+        "that differ by seed practically never agree exactly: were the seeds varied?",
+        UserWarning, stacklevel=2)
     return {"mean": mean, "sd": 0.0, "n": k, "t": math.copysign(math.inf, mean) if mean else 0.0,
             "p_value": 0.0 if mean else 1.0}
   from scipy import stats as _scipy_stats  # host-side only

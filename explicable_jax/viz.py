@@ -36,6 +36,9 @@ def save(ax, path: str, *, dpi: int = 110) -> str:
   """Writes the figure of ``ax`` to ``path`` (tight layout), closes it and
   returns the path."""
   import matplotlib.pyplot as plt
+  if not hasattr(ax, "figure"):
+    raise TypeError(f"ax must be the matplotlib Axes a viz function returned; got "
+                    f"{type(ax).__name__}.")
   fig = ax.figure
   fig.tight_layout()
   fig.savefig(path, dpi=dpi)
@@ -63,6 +66,9 @@ def heatmap(matrix, labels: Sequence[str] | None = None, *, ax=None, title: str 
   title and annotation format, each optional.
   """
   m = _matrix("matrix", matrix)
+  if vmin is not None and vmax is not None and not vmin <= vmax:
+    raise ValueError(f"vmin must be at most vmax (the colour scale's ends); got vmin={vmin!r}, "
+                     f"vmax={vmax!r}.")
   if labels is not None and len(labels) != m.shape[0]:
     raise ValueError(f"labels must name the {m.shape[0]} rows; got {len(labels)} names.")
   ax = new_axes(ax, figsize=(4.8, 4.4))

@@ -39,6 +39,10 @@ METHODS = ("riemann_left", "riemann_right", "riemann_middle",
            "riemann_trapezoid", "gausslegendre")
 
 
+MAX_STEPS = {False: 1_000_000, True: 2_000}
+"""The most quadrature nodes: ``MAX_STEPS[method == "gausslegendre"]``."""
+
+
 def integration_points(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
   """Nodes ``alpha_k`` in ``[0, 1]`` and weights ``w_k`` of a quadrature rule.
 
@@ -60,6 +64,12 @@ def integration_points(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarra
   _validation.check_choice("method", method, METHODS)
   _validation.check_positive("n_steps", n_steps, integer=True)
   n = int(n_steps)
+  limit = MAX_STEPS[method == "gausslegendre"]
+  if n > limit:
+    raise ValueError(
+        f"n_steps must be at most {limit} for method {method!r} (its nodes "
+        f"{'come from an n x n eigenproblem' if limit < MAX_STEPS[False] else 'are held in memory'}"
+        f"; Captum's default is 50); got {n}.")
   if method == "gausslegendre":
     nodes, weights = np.polynomial.legendre.leggauss(n)
     return 0.5 * (nodes + 1.0), 0.5 * weights

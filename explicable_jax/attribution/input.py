@@ -171,6 +171,9 @@ def integrated_gradients(score_fn: ScoreFn, x: _common.InputsLike, *,
         "return_convergence_delta needs multiply_by_inputs=True: without the (x - x') "
         "factor the attributions do not sum to F(x) - F(x').")
   x = _check_score(score_fn, x)
+  if baselines is not None:  # the images' units, when x is one image (H, W, C)
+    conventions.check_baseline("baselines", baselines, image_scale=not _common.is_multi(x) and (
+        np.ndim(x) == 3 and np.shape(x)[-1] in (1, 2, 3, 4)))
   baseline = _common.resolve_baselines(baselines, x)
   alphas, weights = _common.integration_points(method, n_steps)
   chunk = _common.check_chunk(internal_batch_size, len(alphas))
@@ -230,6 +233,9 @@ def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: _common.InputsLike, *,
     asked for.
   """
   key = _validation.check_key("key", key, call="smoothgrad(key, score_fn, x)")
+  if attribution_fn is not None:
+    _validation.check_signature("attribution_fn", attribution_fn, 2,
+                                "(score_fn, x) -> attributions, e.g. attribution.gradient")
   unit = _unit_scale(x)
   if stdevs is not None and _common.is_multi(x) and _common.is_multi(stdevs):
     stdevs = tuple(conventions.check_perturbation(f"stdevs[{i}]", s, unit_scale=unit)

@@ -224,11 +224,18 @@ def head_gradient_is_constant(head_fn: BatchFn, activations: jax.ShapeDtypeStruc
   for a head that is not.
   """
   target = jnp.asarray(target)
+  if not isinstance(activations, jax.ShapeDtypeStruct):
+    if not hasattr(activations, "shape"):
+      raise TypeError(f"activations must be the layer's activations or their shape and dtype "
+                      f"(jax.ShapeDtypeStruct); got {type(activations).__name__}.")
+    activations = jax.ShapeDtypeStruct(np.shape(activations), jnp.result_type(activations))
+  if target.ndim == 0:  # one class for every example
+    target = jnp.full((activations.shape[0],), target)
   closed = jax.make_jaxpr(lambda h: _layer_grad(head_fn, h, target))(activations)
   return not any(_jaxpr.dependent_outputs(closed.jaxpr, [True] * len(closed.jaxpr.invars)))
 
 
-@conventions.boundary(x="batch")
+@conventions.boundary(x="batch", baselines="baseline")
 @_accepts_tuples()
 def layer_conductance(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsLike, *,
                       target: _common.Target, baselines: _common.Baselines = None,
@@ -400,7 +407,7 @@ def per_feature_map(attributions: ArrayLike, *, reduce: str = "sum") -> jax.Arra
   return attributions.sum(axes) if reduce == "sum" else attributions.mean(axes)
 
 
-@conventions.boundary(x="batch")
+@conventions.boundary(x="batch", baselines="baseline")
 @_accepts_tuples(input_shaped_output=True, tuple_layers=False)
 def neuron_conductance(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsLike, *,
                        neuron_index: int | tuple[int, ...], target: _common.Target,
@@ -481,7 +488,7 @@ def layer_gradient_x_activation(features_fn: BatchFn, head_fn: BatchFn,
   return a * _layer_grad(head_fn, a, t)
 
 
-@conventions.boundary(x="batch")
+@conventions.boundary(x="batch", baselines="baseline")
 @_accepts_tuples()
 def layer_integrated_gradients(features_fn: BatchFn, head_fn: BatchFn,
                                x: _common.InputsLike, *, target: _common.Target,
@@ -591,6 +598,7 @@ def upsample(maps: ArrayLike, size: tuple[int, int], *,
                                               "bicubic", "lanczos3", "lanczos5"))
   maps = jnp.asarray(maps)
   _validation.check_rank("maps", maps.shape, (3,))
-  if len(tuple(size)) != 2 or any(int(s) <= 0 for s in size):
+  if isinstance(size, (str, bytes)) or np.ndim(size) != 1 or len(tuple(size)) != 2 \
+      or any(int(s) <= 0 for s in size):
     raise ValueError(f"size must be (height, width) with positive entries; got {size!r}.")
   return jax.image.resize(maps, (maps.shape[0],) + tuple(int(s) for s in size), method)

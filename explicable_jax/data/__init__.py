@@ -77,6 +77,9 @@ class Dataset:
       # Layout and finiteness here; the scale belongs to the model (its
       # input_range), checked where a model meets the data.
       conventions.check_inputs("x", self.x, convert=False, unit_range=False)
+    if not isinstance(self.extras, Mapping):
+      raise TypeError(f"extras must be a mapping name -> per-example array (e.g. "
+                      f"{{'annotation': masks}}); got {type(self.extras).__name__}.")
     for k, v in self.extras.items():
       if k in ("x", "y", "mask"):
         raise ValueError(f"extras may not be named {k!r} (a batch key of its own).")
@@ -332,11 +335,27 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None,
   """
   loader = _validation.lookup("dataset", name, DATASETS)
   _validation.check_choice("source", source, ("auto", "tfds", "local"))
+  if data_dir is not None and "://" not in os.fspath(data_dir) \
+      and not os.path.isdir(os.fspath(data_dir)):
+    what = "a file" if os.path.exists(os.fspath(data_dir)) else "no such folder"
+    raise DataNotFoundError(
+        f"data_dir must be an existing folder (the local copy of the data); got "
+        f"{os.fspath(data_dir)!r} ({what}). Pass the folder that holds the files, or leave "
+        f"data_dir out (then ${DATA_ENV}, or a loader that needs no files).")
   return loader(split, data_dir=data_dir, source=source, seed=seed)
 
 
 # ---------------------------------------------------------------------------
 # Splits and batches.
+
+
+def check_dataset(name: str, ds) -> None:
+  """``ds`` must be a :class:`Dataset` (arrays or an ``(x, y)`` tuple are
+  named, with how to wrap them)."""
+  if not isinstance(ds, Dataset):
+    hint = (": wrap arrays as data.Dataset(x, y, num_classes, class_names)"
+            if isinstance(ds, (tuple, np.ndarray)) or hasattr(ds, "shape") else "")
+    raise TypeError(f"{name} must be a data.Dataset; got {type(ds).__name__}{hint}.")
 
 
 def split_dataset(ds: Dataset, sizes, *, seed: int) -> list[Dataset]:
@@ -349,6 +368,7 @@ def split_dataset(ds: Dataset, sizes, *, seed: int) -> list[Dataset]:
     seed: the permutation's seed (an integer >= 0); the same seed gives the
       same split.
   """
+  check_dataset("ds", ds)
   _validation.check_seed("seed", seed)
   n = len(ds)
   return [ds.take(idx) for idx in split_indices(n, sizes, seed=seed)]
@@ -359,6 +379,10 @@ def _split_counts(n: int, sizes) -> list[int]:
   counts (non-negative, summing to at most ``n``), or as float fractions
   summing to 1 (rounded; the last part takes the remainder). The rule
   :func:`split_dataset` and :func:`split_indices` share."""
+  if isinstance(sizes, (str, bytes)) or np.ndim(sizes) != 1:
+    raise ValueError(
+        f"sizes must be a sequence of part sizes, e.g. [100, {n - 100 if n > 100 else 0}] "
+        f"(counts) or [0.8, 0.2] (fractions); got {sizes!r}.")
   sizes = list(sizes)
   if not all(isinstance(s, (int, float, np.integer, np.floating)) and not isinstance(s, bool)
              for s in sizes):
@@ -477,6 +501,7 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 @conventions.boundary()
+@conventions.boundary()
 def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
             seed: int = 0, epoch: int = 0, drop_remainder: bool = False,
             start: int = 0, rows: slice | None = None) -> Iterator[dict[str, np.ndarray]]:
@@ -491,8 +516,15 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
   memory-mapped ``ds.x`` (``np.load(path, mmap_mode="r")``) is read from disk
   by each host for its share only.
   """
+  check_dataset("ds", ds)
   _validation.check_positive("batch_size", batch_size, integer=True)
   _validation.check_seed("seed", seed)
+  _validation.check_nonnegative("epoch", epoch, integer=True)
+  if not shuffle and (seed != 0 or epoch != 0):
+    raise ValueError(
+        f"seed and epoch set the shuffling order, read only with shuffle=True; got "
+        f"seed={seed}, epoch={epoch} with shuffle=False, which ignores them: pass "
+        "shuffle=True, or drop seed and epoch.")
   _validation.check_nonnegative("start", start, integer=True)
   start = int(start)
   if rows is not None and (not isinstance(rows, slice) or rows.step not in (None, 1)
@@ -524,6 +556,7 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False,
            **{k: v[idx] for k, v in ds.extras.items()}}
 
 
+@conventions.boundary(drop_remainder="flag")
 def num_batches(n: int, batch_size: int, drop_remainder: bool) -> int:
   """Batches of ``batch_size`` in ``n`` examples (a last partial one unless
   ``drop_remainder``)."""
@@ -544,7 +577,7 @@ DATASETS.update({"toy_colors": rrr.toy_colors, "decoy_mnist": rrr.decoy_mnist,
 __all__ = [
     "Dataset", "DATASETS", "LOCAL_FILES", "DataNotFoundError", "load",
     "register_dataset", "split_dataset", "paper_split", "batches", "to_float",
-    "epoch_permutation", "num_batches", "augment_cifar", "random_crop_flip",
+    "epoch_permutation", "num_batches", "check_dataset", "augment_cifar", "random_crop_flip",
     "local_data_dir", "CIFAR10_CLASSES", "JPEG_CAVEAT", "split_indices",
     "paper_split_indices", "load_human_labels", "HUMAN_LABEL_FILES", "network_reachable", "rrr",
     "parts",

@@ -5,6 +5,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from explicable_jax import _validation, conventions
 
@@ -28,6 +29,11 @@ def random_crop_flip(key: jax.Array, image: jax.Array, *, padding: int = 4,
   """One image: zero-pad by ``padding``, crop back at a random offset, and
   flip left-right with probability 1/2 (He et al. 2016, section 4.2)."""
   key = _validation.check_key("key", key, call="random_crop_flip(key, ...)")
+  if np.ndim(image) != 3:
+    raise ValueError(
+        f"image must be one image (H, W, C); got shape {tuple(np.shape(image))}"
+        + (": for a batch use data.augment_cifar(key, images), one key per image"
+           if np.ndim(image) == 4 else "") + ".")
   _check_padding(padding, image.shape[:2])
   h, w, c = image.shape
   k_crop, k_flip = jax.random.split(key)

@@ -92,6 +92,11 @@ def class_part_table(num_classes: int = 10, num_parts: int = 8, parts_per_class:
 
 def shared_parts(table: np.ndarray, a: int, b: int) -> np.ndarray:
   """Boolean over slots: the slots where classes ``a`` and ``b`` show the same part."""
+  table = np.asarray(table)
+  for name, c in (("a", a), ("b", b)):
+    _validation.check_nonnegative(name, c, integer=True)
+    if c >= len(table):
+      raise ValueError(f"{name} must be a class of the table, in [0, {len(table)}); got {c}.")
   return (table[a] == table[b]) & (table[a] >= 0)
 
 
@@ -116,6 +121,7 @@ def parts_dataset(split: str = "train", data_dir=None, source="auto", seed: int 
   glyphs = [_shape_mask(k) for k in range(num_parts)]
   rng = np.random.default_rng([seed, 0 if split == "train" else 1])
   y = rng.integers(0, num_classes, n).astype(np.int32)
+  _validation.check_nonnegative("noise", noise)
   x = np.clip(rng.normal(128, noise, (n, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
   centers = np.full((n, len(SLOT_CENTERS), 2), -1, np.int32)
   segments = np.full((n, SIZE, SIZE), -1, np.int8)

@@ -96,6 +96,15 @@ def mlp_logit(params: list[dict], x: jax.Array, *, dropout: float = 0.0,
   on the hidden layers when ``key`` is given (training)."""
   if not isinstance(params, (list, tuple)) or not params:
     raise ValueError(f"params must be init_mlp's non-empty list of layers; got {params!r}.")
+  if dropout and key is None:
+    raise ValueError(
+        f"dropout={dropout!r} is applied only in training, with key= (the masks' PRNG key); "
+        "got no key, so no dropout would be applied: pass key=, or dropout=0.0 to "
+        "evaluate.")
+  width = np.shape(params[0]["w"])[0]
+  if np.shape(x)[-1] != width:
+    raise ValueError(f"x must have {width} features per row (init_mlp's first size); got "
+                     f"shape {tuple(np.shape(x))}.")
   h = x
   for i, layer in enumerate(params[:-1]):
     h = jax.nn.relu(h @ layer["w"] + layer["b"])
@@ -320,6 +329,9 @@ class Combiner:
     x = _features("features", features)
     if self.kind == "nn":
       return self.model.scores(x)
+    width = getattr(self.model, "n_features_in_", None)
+    if width is not None and x.shape[1] != width:
+      raise ValueError(f"features must have {width} columns as in fitting; got {x.shape[1]}.")
     return self.model.predict_proba(x)[:, 1]
 
 
@@ -341,6 +353,18 @@ def fit_combiner(kind: str, features, is_wrong, *, key: jax.Array | None = None,
   _validation.check_choice("kind", kind, COMBINERS)
   x = _features("features", features)
   y = _binary("is_wrong", is_wrong, x.shape[0])
+  if kind in ("lda", "qda") and x.shape[0] > 1:
+    constant = np.flatnonzero(np.ptp(np.asarray(x), axis=0) == 0)
+    if constant.size == x.shape[1]:
+      raise ValueError(f"features are constant in every column, so a {kind!r} combiner has "
+                       "nothing to separate: give features that vary.")
+  wrong = int(np.asarray(y).astype(bool).sum())
+  need = 2 if kind in ("lda", "qda") else 1  # a class covariance needs two points
+  if min(wrong, len(y) - wrong) < need:
+    raise ValueError(
+        f"is_wrong must hold at least {need} wrong and {need} right prediction"
+        f"{'s' if need > 1 else ''} to fit a {kind!r} combiner (one model of each class); "
+        f"got {wrong} wrong and {len(y) - wrong} right.")
   if kind == "nn":
     if key is None:
       raise ValueError("key is required for kind='nn' (explicit PRNG keys).")

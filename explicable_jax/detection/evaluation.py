@@ -29,12 +29,21 @@ __all__ = [
 METRICS = ("auroc", "aupr", "fpr95", "aurc", "e_aurc")
 
 
+def _check_coverages(coverages) -> None:
+  """``coverages``: a sequence of shares in ``(0, 1]`` (one number is named)."""
+  if isinstance(coverages, (str, bytes)) or np.ndim(coverages) != 1:
+    raise TypeError(f"coverages must be a sequence of shares in (0, 1], e.g. (0.8, 0.9); got "
+                    f"{coverages!r}" + (f" (one coverage? pass ({coverages!r},))"
+                                        if np.ndim(coverages) == 0 else "") + ".")
+
+
 @conventions.boundary(scores="scores", is_wrong="mask", threshold="number")
 def score_row(scores, is_wrong, *, threshold: float | None = None,
               coverages: Sequence[float] = (0.8, 0.9, 0.95)) -> dict[str, float]:
   """The metrics of one error score: ``auroc``, ``aupr``, ``fpr95``,
   ``aurc``, ``e_aurc``, ``selective_accuracy@c`` for each coverage ``c``,
   the error rate, and with ``threshold`` the :func:`~detector.recalls` at it."""
+  _check_coverages(coverages)
   row = {"auroc": metrics.auroc(scores, is_wrong), "aupr": metrics.aupr(scores, is_wrong),
          "fpr95": metrics.fpr_at_tpr(scores, is_wrong, 0.95),
          "aurc": metrics.aurc(scores, is_wrong), "e_aurc": metrics.e_aurc(scores, is_wrong),

@@ -318,7 +318,8 @@ def _spec(backend, class_names, input_shape, num_classes, recipe=None,
           input_range=(0.0, 1.0)) -> Spec:
   names = (tuple(str(c) for c in _validation.check_class_names("class_names", class_names))
            if class_names is not None else None)
-  shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
+  shape = (conventions.check_input_shape("input_shape", input_shape)
+           if input_shape is not None else None)
   if num_classes is not None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
       raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")

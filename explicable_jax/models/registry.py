@@ -1,6 +1,7 @@
 """The model registry: the zoo's builders and the ones users register."""
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,6 +56,11 @@ def _resnet_v2(input_shape, num_classes, rngs, depth=29, **kw):
 
 
 def _vgg16_bn(input_shape, num_classes, rngs, **kw):
+  _validation.check_rank("input_shape", tuple(input_shape), (3,))
+  if min(input_shape[:2]) < 32:
+    raise ValueError(f"vgg16_bn needs images of at least 32x32 (five 2x2 poolings); got "
+                     f"input_shape={tuple(input_shape)}: use 'cnn' or a ResNet for smaller "
+                     "images.")
   return VGG16BN(num_classes, rngs=rngs, **_image_kwargs(input_shape, kw))
 
 
@@ -102,6 +108,9 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
     value = kwargs.get(stat)
     if value is None:
       continue
+    if isinstance(value, (str, bytes)) or np.ndim(value) == 0:
+      raise ValueError(f"{stat} must be a sequence with one value per channel, e.g. (0.5,) "
+                       f"for one channel; got {value!r}.")
     v = np.asarray(value, dtype=float).ravel()
     if len(input_shape) == 3 and v.size not in (1, input_shape[-1]):
       raise ValueError(f"{stat} must hold one value per channel ({input_shape[-1]} for "
@@ -110,7 +119,7 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
       raise ValueError(f"{stat} must be finite{' and positive' if stat == 'input_std' else ''}"
                        f"; got {tuple(v.tolist())}.")
   try:
-    return builder(tuple(input_shape), int(num_classes), nnx.Rngs(params=key), **kwargs)
+    model = builder(tuple(input_shape), int(num_classes), nnx.Rngs(params=key), **kwargs)
   except TypeError as e:
     import re
     m = re.search(r"unexpected keyword argument '(\w+)'", str(e))
@@ -118,12 +127,18 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
       raise ValueError(f"model {name!r} does not take the option {m.group(1)!r} "
                        f"({e}).") from None
     raise
+  stats = {s: getattr(model, s, None) for s in ("input_mean", "input_std")}
+  if (stats["input_mean"] is None) != (stats["input_std"] is None):
+    have, lack = (("input_mean", "input_std") if stats["input_std"] is None
+                  else ("input_std", "input_mean"))
+    raise ValueError(f"{have} needs {lack} too (the model standardises its inputs as "
+                     f"(x - input_mean) / input_std): pass both, one value per channel.")
+  return model
 
 
 def _check_options(name: str, builder, kwargs) -> None:
   """Raises naming an option the model's builder (or, for a class, its
   constructor) does not take, and the ones it does."""
-  import inspect
   target = builder.__init__ if inspect.isclass(builder) else builder
   try:
     params = inspect.signature(target).parameters

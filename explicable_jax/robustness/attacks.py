@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -167,6 +168,10 @@ def accuracy_under(logits_fn: LogitsFn, x, labels, *, batch_size: int = 500,
       raise ValueError("key is required when perturb is given (explicit PRNG keys).")
     key = _validation.check_key("key", key)
     _validation.check_signature("perturb", perturb, 3, "perturb(key, x_batch, y_batch) -> x_batch")
+  elif key is not None:
+    raise ValueError("key is read only with perturb (it seeds the perturbation); got a key "
+                     "and no perturb, so nothing would be perturbed: pass perturb=, or drop "
+                     "key.")
   x, labels = np.asarray(x), np.asarray(labels)
   if len(x) == 0:
     raise ValueError("x is empty; accuracy of no examples is undefined.")
@@ -177,12 +182,25 @@ def accuracy_under(logits_fn: LogitsFn, x, labels, *, batch_size: int = 500,
     f = m if m is not None else static
     if perturb is not None:
       keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
-      xb = jax.vmap(lambda k, xi, yi: perturb(k, xi[None], yi[None])[0])(keys, xb, yb)
+      xb = jax.vmap(lambda k, xi, yi: _one_perturbed(perturb, k, xi[None], yi[None]))(
+          keys, xb, yb)
     return jnp.argmax(f(xb), -1) == yb
 
   hits = _batching.map_batches(jax.jit(correct), [np.arange(len(x)), x, labels],
                                batch_size=batch_size, args=(model,))
   return float(np.mean(hits))
+
+
+def _one_perturbed(perturb, key, x1, y1):
+  """``perturb(key, x1, y1)`` of one example ``(1, H, W, C)``, which must come
+  back in its shape (static: checked when traced)."""
+  out = perturb(key, x1, y1)
+  if tuple(jnp.shape(out)) != tuple(x1.shape):
+    raise ValueError(
+        f"perturb must return its input batch's shape, one perturbed image per image; "
+        f"given x_batch of shape {tuple(x1.shape)} it returned shape "
+        f"{tuple(jnp.shape(out))}.")
+  return out[0]
 
 
 @conventions.boundary(labels="labels")
@@ -248,11 +266,31 @@ def jsma(logits_fn: LogitsFn, x, labels, *, theta: float = 1.0, gamma: float = 0
     raise ValueError(f"theta must be a non-zero number; got {theta!r}.")
   _validation.check_fraction("gamma", gamma)
   clip = _check_clip(clip)
+  _check_targets_differ(logits_fn, x, labels)
   n_features = int(np.prod(np.shape(x)[1:]))
   max_iters = math.floor(n_features * gamma / pixels)
   return _by_model(_jsma, _jsma_classifier, logits_fn)(
       logits_fn, jnp.asarray(x), jnp.asarray(labels), float(theta), bool(theta > 0), max_iters,
       pixels, clip)
+
+
+def _check_targets_differ(logits_fn, x, targets) -> None:
+  """A targeted attack's ``labels`` are the classes to reach: when every one
+  is already the model's prediction (true labels passed as targets, say),
+  nothing is attacked and ``x`` would come back unchanged, so it is refused;
+  when some are, a warning counts them. Concrete inputs only."""
+  if isinstance(x, jax.core.Tracer) or isinstance(targets, jax.core.Tracer):
+    return
+  preds = np.asarray(jnp.argmax(logits_fn(jnp.asarray(x)), axis=-1))
+  same = preds == np.asarray(targets)
+  if same.all():
+    raise ValueError(
+        f"labels are jsma's target classes, and all {len(same)} already are the model's "
+        "predictions, so nothing would be attacked (true labels passed as targets?): pass "
+        "robustness.random_targets(key, labels, num_classes).")
+  if same.any():
+    warnings.warn(f"jsma: {int(same.sum())} of {len(same)} targets already are the model's "
+                  "predictions; those images come back unchanged.", UserWarning, stacklevel=3)
 
 
 def _jsma_scores_pair(a, b, domain, increase):

@@ -170,6 +170,10 @@ def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any]
     The :class:`Substitute` of the last round.
   """
   key = _validation.check_key("key", key, call="train_substitute(key, oracle, ...)")
+  _validation.check_signature("oracle", oracle, 1, "x -> logits (the target model, or a "
+                              "Classifier), whose labels the substitute learns")
+  _validation.check_signature("init_fn", init_fn, 1, "key -> params of the substitute")
+  _validation.check_signature("apply_fn", apply_fn, 2, "(params, x) -> logits of the substitute")
   x_seed = conventions.check_images("x_seed", x_seed)
   for name, value in (("rounds", rounds), ("epochs", epochs), ("batch_size", batch_size)):
     _validation.check_positive(name, value, integer=True)

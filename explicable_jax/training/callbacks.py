@@ -20,6 +20,7 @@ class JsonlLogger:
   (see ``explicable_jax._paths``)."""
 
   def __init__(self, path: str):
+    _paths.check_file("path", path)
     self.path = _paths.resolve(path)
     self.path.parent.mkdir(parents=True, exist_ok=True)
 

@@ -24,6 +24,7 @@ class Checkpointer:
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3):
     import orbax.checkpoint as ocp  # Host-side only.
+    _paths.check_folder("directory", directory)
     if max_to_keep is not None:  # None keeps every checkpoint (orbax's rule)
       _validation.check_positive("max_to_keep", max_to_keep, integer=True)
     self._ocp = ocp

@@ -33,6 +33,12 @@ def make_schedule(name: str, learning_rate: float, total_steps: int, *,
   _validation.check_choice("schedule", name, SCHEDULES)
   _validation.check_positive("learning_rate", learning_rate)
   _validation.check_positive("total_steps", total_steps, integer=True)
+  _validation.check_nonnegative("warmup_steps", warmup_steps, integer=True)
+  if warmup_steps and name != "cosine":
+    raise ValueError(
+        f"warmup_steps is read only with schedule='cosine' (linear warm-up, then cosine "
+        f"decay); got warmup_steps={warmup_steps} with schedule={name!r}, which ignores it: "
+        "drop warmup_steps, or pass 'cosine'.")
   if name == "constant":
     schedule = optax.constant_schedule(learning_rate)
   elif name == "cosine":
@@ -82,6 +88,8 @@ def make_optimizer(name: str, schedule: optax.Schedule, *,
                    weight_decay: float = 0.0) -> optax.GradientTransformation:
   """``sgd`` (with coupled L2 weight decay, as torch's SGD), ``adam``, ``adamw``."""
   _validation.check_choice("optimizer", name, OPTIMIZERS)
+  if not callable(schedule):
+    _validation.check_positive("schedule", schedule)  # a constant learning rate
   _validation.check_nonnegative("weight_decay", weight_decay)
   _check_sgd_only(name, momentum=momentum, nesterov=nesterov)
   if name == "sgd":
@@ -142,6 +150,10 @@ class TrainConfig:
     _validation.check_positive("checkpoint_every", self.checkpoint_every, integer=True)
     _validation.check_positive("log_every", self.log_every, integer=True)
     _validation.check_nonnegative("warmup_epochs", self.warmup_epochs)
+    if self.warmup_epochs and self.schedule != "cosine":
+      raise ValueError(
+          f"warmup_epochs is read only with schedule='cosine'; got warmup_epochs="
+          f"{self.warmup_epochs} with schedule={self.schedule!r}, which ignores it.")
     if self.warmup_epochs >= self.epochs:
       raise ValueError(
           f"warmup_epochs must be less than epochs ({self.epochs}): the schedule would "

@@ -233,6 +233,7 @@ def check_model_input(model, ds: data_lib.Dataset, *, name: str = "ds") -> None:
   (the default), their scale (:func:`~explicable_jax.conventions.check_model_inputs`
   on the first examples)."""
   clf = models_lib.as_classifier("model", model)
+  data_lib.check_dataset(name, ds)
   _check_data_for_model(name, clf, ds)
   try:
     out = jax.eval_shape(clf.logits, jax.ShapeDtypeStruct((2, *ds.input_shape), jnp.float32))
@@ -302,6 +303,11 @@ class FitConfig:
     for name in ("progress", "shuffle", "drop_remainder"):
       if not isinstance(getattr(self, name), bool):
         raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
+    if self.workdir is not None:
+      if not isinstance(self.workdir, (str, os.PathLike)):
+        raise TypeError(f"workdir must be a folder path (str or os.PathLike) or None; got "
+                        f"{type(self.workdir).__name__} {self.workdir!r}.")
+      _paths.check_folder("workdir", self.workdir)
     if self.run_info is not None:
       try:
         json.dumps(dict(self.run_info))
@@ -357,6 +363,24 @@ def _check_callbacks(callbacks) -> list:
   return callbacks
 
 
+def _check_step_form(train_step) -> None:
+  """``train_step`` is called ``step(state, batch)``: a loss function
+  (``loss(logits, batch, params)``) given in its place is named as such."""
+  import inspect
+  try:
+    first = next(iter(inspect.signature(train_step).parameters), None)
+  except (TypeError, ValueError):
+    return
+  if first == "logits":
+    name = getattr(train_step, "__name__", type(train_step).__name__)
+    raise TypeError(
+        f"train_step must be a step function step(state, batch); got {name}, a loss "
+        f"(its first argument is logits): build the step, "
+        f"training.make_train_step({name}, optimizer).")
+  _validation.check_signature("train_step", train_step, 2,
+                              "step(state, batch) -> (state, metrics)")
+
+
 def _check_fit_args(state, train_ds, train_step, cfg: FitConfig, eval_ds=None) -> None:
   """The arguments :func:`fit` takes, against each other."""
   if not isinstance(state, TrainState):
@@ -374,6 +398,7 @@ def _check_fit_args(state, train_ds, train_step, cfg: FitConfig, eval_ds=None) -
   if not callable(train_step):
     raise TypeError(f"train_step must be a step function (training.make_train_step(loss, "
                     f"optimizer)); got {type(train_step).__name__}.")
+  _check_step_form(train_step)
   _validation.check_labels("labels", train_ds.y, state.num_classes)
   check_model_input(state, train_ds, name="train_ds")
   if eval_ds is not None:
@@ -404,6 +429,7 @@ def _open_run(state, train_ds, train_step, cfg: FitConfig, main: bool):
   checkpoint's shapes, then recorded)."""
   if cfg.workdir is None:
     return state, None, None
+  _paths.check_folder("workdir", cfg.workdir)
   workdir = _paths.resolve(cfg.workdir)
   ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=cfg.keep_checkpoints)
   try:
@@ -477,8 +503,9 @@ def _run_epoch(run: _Run, step_fn, train_ds, epoch: int, cfg: FitConfig, *, tota
                steps_per_epoch: int, mesh, local_rows, global_size, bar, check_interrupt):
   """One epoch of jitted steps (from the resumed position in the first)."""
   offset = run.start - epoch * steps_per_epoch if epoch == run.start // steps_per_epoch else 0
-  for batch in data_lib.batches(train_ds, cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed,
-                                epoch=epoch, drop_remainder=cfg.drop_remainder,
+  order = dict(shuffle=True, seed=cfg.seed, epoch=epoch) if cfg.shuffle else {}
+  for batch in data_lib.batches(train_ds, cfg.batch_size, **order,
+                                drop_remainder=cfg.drop_remainder,
                                 start=max(offset, 0), rows=local_rows):
     (run.state, run.bad), metrics = step_fn(
         (run.state, run.bad), shard_batch(batch, mesh, global_size=global_size))

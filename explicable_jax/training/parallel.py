@@ -28,6 +28,9 @@ Batch = Mapping[str, Any]
 def data_mesh(devices=None) -> Mesh:
   """A 1-D mesh named ``"data"`` over ``devices`` (default: all devices)."""
   devices = jax.devices() if devices is None else devices
+  if isinstance(devices, (str, bytes)) or len(devices) == 0:
+    raise ValueError(f"devices must be a non-empty list of devices (jax.devices()); got "
+                     f"{devices!r}: a mesh over no device runs nothing.")
   return Mesh(np.asarray(devices), ("data",))
 
 

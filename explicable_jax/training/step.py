@@ -300,6 +300,7 @@ def logits_batch(clf, x):
 def make_eval_step(loss_fn: Callable = losses_lib.cross_entropy_loss) -> Callable:
   """``eval_step(state, batch) -> sums`` of loss, correct predictions, count
   (masked rows excluded); a jittable building block for custom loops."""
+  check_loss_fn(loss_fn)
 
   def eval_step(state: TrainState, batch: Batch):
     x = to_float(batch["x"])

@@ -156,6 +156,7 @@ def load_annotations(path, splits, index):
     return None
   if not os.path.exists(path):
     raise FileNotFoundError(f"annotations file {path!r} does not exist.")
+  _paths.check_npz("annotations", path, "an array 'mask' (the annotation masks)")
   with np.load(path, allow_pickle=False) as f:
     if "mask" not in f.files:
       raise ValueError(f"annotations file {path!r} must hold an array 'mask'; it holds "

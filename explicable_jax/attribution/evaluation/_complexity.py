@@ -3,8 +3,11 @@ localisation against a ground-truth mask (relevance mass and rank accuracy,
 pointing game)."""
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from explicable_jax import conventions
@@ -22,8 +25,29 @@ def _rows(name: str, attributions) -> jax.Array:
   return a.reshape(a.shape[0], -1)
 
 
-@conventions.boundary(attributions="maps")
+def _explain_nan(name: str, scores, why: str):
+  """``scores`` as they are, with a warning naming the examples whose score
+  is undefined (NaN) and why: an undefined score is never silent."""
+  if isinstance(scores, jax.core.Tracer):
+    return scores
+  bad = np.flatnonzero(np.isnan(np.asarray(scores)))
+  if bad.size:
+    shown = ", ".join(map(str, bad[:10])) + (" ..." if bad.size > 10 else "")
+    warnings.warn(f"{name}: {bad.size} of {np.size(scores)} examples ({shown}) have no "
+                  f"defined score ({why}), returned as NaN: drop them (np.nanmean) or fix "
+                  "their inputs.", UserWarning, stacklevel=3)
+  return scores
+
+
 @jax.jit
+def _sparseness(attributions: ArrayLike) -> jax.Array:
+  a = jnp.sort(jnp.abs(_rows("attributions", attributions)), axis=1)
+  d = a.shape[1]
+  k = jnp.arange(1, d + 1, dtype=a.dtype)
+  return ((2 * k - d - 1) * a).sum(1) / (d * a.sum(1))
+
+
+@conventions.boundary(attributions="maps")
 def sparseness(attributions: ArrayLike) -> jax.Array:
   """Sparseness: the Gini index of the absolute attributions (Chalasani et
   al., ICML 2020; Hurley and Rickard, 2009).
@@ -40,16 +64,19 @@ def sparseness(attributions: ArrayLike) -> jax.Array:
     attributions: ``(N, ...)`` maps (pass pixel maps to count pixels).
 
   Returns:
-    ``(N,)`` in ``[0, 1 - 1/D]``; NaN for an all-zero map.
+    ``(N,)`` in ``[0, 1 - 1/D]``; NaN for an all-zero map, with a warning naming it.
   """
-  a = jnp.sort(jnp.abs(_rows("attributions", attributions)), axis=1)
-  d = a.shape[1]
-  k = jnp.arange(1, d + 1, dtype=a.dtype)
-  return ((2 * k - d - 1) * a).sum(1) / (d * a.sum(1))
+  return _explain_nan("sparseness", _sparseness(attributions), "an all-zero map")
+
+
+@jax.jit
+def _entropy(attributions: ArrayLike) -> jax.Array:
+  a = jnp.abs(_rows("attributions", attributions))
+  p = a / a.sum(1, keepdims=True)
+  return -jax.scipy.special.xlogy(p, p).sum(1)
 
 
 @conventions.boundary(attributions="maps")
-@jax.jit
 def entropy(attributions: ArrayLike) -> jax.Array:
   """Complexity: the entropy of the attributions' shares of the total
   (Bhatt, Weller and Moura, IJCAI 2020).
@@ -64,11 +91,9 @@ def entropy(attributions: ArrayLike) -> jax.Array:
     attributions: ``(N, ...)`` maps.
 
   Returns:
-    ``(N,)`` entropies in nats; NaN for an all-zero map.
+    ``(N,)`` entropies in nats; NaN for an all-zero map, with a warning naming it.
   """
-  a = jnp.abs(_rows("attributions", attributions))
-  p = a / a.sum(1, keepdims=True)
-  return -jax.scipy.special.xlogy(p, p).sum(1)
+  return _explain_nan("entropy", _entropy(attributions), "an all-zero map")
 
 
 def _with_mask(attributions, mask) -> tuple[jax.Array, jax.Array]:
@@ -101,8 +126,14 @@ _MASK_ARGS = """
 """
 
 
-@conventions.boundary(attributions="maps", mask="mask")
 @jax.jit
+def _relevance_mass_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
+  a, s = _with_mask(attributions, mask)
+  inside = jnp.where(s, a, 0).sum(1)
+  return jnp.where(s.any(1), inside / a.sum(1), jnp.nan)
+
+
+@conventions.boundary(attributions="maps", mask="mask")
 def relevance_mass_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   """Relevance mass accuracy (Arras, Osman and Samek, Information Fusion 2022):
   the share of the relevance that lies inside the ground-truth mask.
@@ -110,15 +141,23 @@ def relevance_mass_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Arr
   .. math:: \\mathrm{RMA} = \\sum_{i \\in GT} R_i \\Big/ \\sum_i R_i
 
   Returns:
-    ``(N,)``; NaN where the mask is empty or the total relevance is 0.
+    ``(N,)``; NaN where the mask is empty or the total relevance is 0, with a
+    warning naming them.
   """
+  return _explain_nan("relevance_mass_accuracy", _relevance_mass_accuracy(attributions, mask),
+                      "an empty mask, or a map summing to 0")
+
+
+@jax.jit
+def _relevance_rank_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   a, s = _with_mask(attributions, mask)
-  inside = jnp.where(s, a, 0).sum(1)
-  return jnp.where(s.any(1), inside / a.sum(1), jnp.nan)
+  rank = jnp.argsort(jnp.argsort(-a, axis=1, stable=True), axis=1)
+  k = s.sum(1, keepdims=True)
+  hits = (s & (rank < k)).sum(1)
+  return jnp.where(k[:, 0] > 0, hits / jnp.maximum(k[:, 0], 1), jnp.nan)
 
 
 @conventions.boundary(attributions="maps", mask="mask")
-@jax.jit
 def relevance_rank_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   """Relevance rank accuracy (Arras, Osman and Samek, Information Fusion 2022):
   of the ``K = |GT|`` most relevant entries, the fraction inside the mask.
@@ -128,17 +167,19 @@ def relevance_rank_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Arr
   Ties are broken by index (as Quantus' ``argsort``).
 
   Returns:
-    ``(N,)`` in ``[0, 1]``; NaN where the mask is empty.
+    ``(N,)`` in ``[0, 1]``; NaN where the mask is empty, with a warning naming them.
   """
+  return _explain_nan("relevance_rank_accuracy", _relevance_rank_accuracy(attributions, mask), "an empty mask")
+
+
+@jax.jit
+def _pointing_game(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   a, s = _with_mask(attributions, mask)
-  rank = jnp.argsort(jnp.argsort(-a, axis=1, stable=True), axis=1)
-  k = s.sum(1, keepdims=True)
-  hits = (s & (rank < k)).sum(1)
-  return jnp.where(k[:, 0] > 0, hits / jnp.maximum(k[:, 0], 1), jnp.nan)
+  top = a == a.max(1, keepdims=True)
+  return jnp.where(s.any(1), (top & s).any(1).astype(a.dtype), jnp.nan)
 
 
 @conventions.boundary(attributions="maps", mask="mask")
-@jax.jit
 def pointing_game(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   """Pointing game (Zhang et al., ECCV 2016 / IJCV 2018): a hit when the
   map's maximum lies inside the ground-truth mask (any of tied maxima, as
@@ -147,11 +188,9 @@ def pointing_game(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
   .. math:: \\mathrm{hit} = \\mathbb 1\\big[\\arg\\max_i R_i \\in GT\\big]
 
   Returns:
-    ``(N,)`` of 1.0 (hit) or 0.0; NaN where the mask is empty.
+    ``(N,)`` of 1.0 (hit) or 0.0; NaN where the mask is empty, with a warning naming them.
   """
-  a, s = _with_mask(attributions, mask)
-  top = a == a.max(1, keepdims=True)
-  return jnp.where(s.any(1), (top & s).any(1).astype(a.dtype), jnp.nan)
+  return _explain_nan("pointing_game", _pointing_game(attributions, mask), "an empty mask")
 
 
 for _f in (relevance_mass_accuracy, relevance_rank_accuracy, pointing_game):

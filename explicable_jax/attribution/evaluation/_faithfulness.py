@@ -37,6 +37,11 @@ def area_under_curve(curve: Curve) -> jax.Array:
   if not isinstance(curve, Curve):
     raise TypeError(f"curve must be the Curve that deletion_curve or insertion_curve "
                     f"returns; got {type(curve).__name__}.")
+  if np.ndim(curve.fractions) != 1 or np.shape(curve.scores)[-1:] != np.shape(curve.fractions):
+    raise ValueError(
+        f"curve.scores must be (N, T) with T = len(curve.fractions); got scores of shape "
+        f"{tuple(np.shape(curve.scores))} and fractions of shape "
+        f"{tuple(np.shape(curve.fractions))}.")
   return jnp.trapezoid(curve.scores, curve.fractions, axis=-1)
 
 
@@ -126,7 +131,7 @@ _CURVE_ARGS = """
 """
 
 
-@conventions.boundary(inputs="batch", attributions="maps")
+@conventions.boundary(inputs="batch", attributions="maps", baselines="baseline")
 def deletion_curve(model: Any, inputs: InputsLike, attributions: InputsLike, *, target: Target,
                    baselines: Baselines = None, n_steps: int = 20,
                    softmax: bool = True, internal_batch_size: int | None = None) -> Curve:
@@ -146,7 +151,7 @@ def deletion_curve(model: Any, inputs: InputsLike, attributions: InputsLike, *, 
                 insert=False)
 
 
-@conventions.boundary(inputs="batch", attributions="maps")
+@conventions.boundary(inputs="batch", attributions="maps", baselines="baseline")
 def insertion_curve(model: Any, inputs: InputsLike, attributions: InputsLike, *, target: Target,
                     baselines: Baselines = None,
                     n_steps: int = 20, softmax: bool = True,
@@ -178,7 +183,7 @@ def pearson(a: jax.Array, b: jax.Array) -> jax.Array:
   return (a * b).sum(-1) / jnp.sqrt((a * a).sum(-1) * (b * b).sum(-1))
 
 
-@conventions.boundary(inputs="batch", attributions="maps")
+@conventions.boundary(inputs="batch", attributions="maps", baselines="baseline")
 def faithfulness_correlation(key: jax.Array, model: Any, inputs: InputsLike,
                              attributions: InputsLike, *, target: Target,
                              baselines: Baselines = None, n_perturb_samples: int = 100,

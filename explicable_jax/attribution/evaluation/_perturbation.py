@@ -85,7 +85,7 @@ def gaussian_perturb_func(stddev: float = 0.003) -> Callable:
   return perturb
 
 
-@conventions.boundary(inputs="batch", attributions="maps")
+@conventions.boundary(inputs="batch", attributions="maps", baselines="baseline")
 def infidelity(key: jax.Array, forward_func: Any, perturb_func: Callable, inputs: InputsLike,
                attributions: InputsLike, *,
                baselines: Baselines = None, target: Target = None, n_perturb_samples: int = 10,
@@ -179,7 +179,15 @@ def _infidelity(*, key, inputs, phi, b, model, target, perturb_func, n_samples, 
 
   def perturb(k, xi, bi):
     xi = x.wrap(xi)
-    return perturb_func(k, xi) if bi is None else perturb_func(k, xi, x.wrap(bi))
+    out = perturb_func(k, xi) if bi is None else perturb_func(k, xi, x.wrap(bi))
+    if not (isinstance(out, tuple) and len(out) == 2):
+      raise TypeError(
+          "perturb_func must return (perturbations, perturbed_inputs), Captum's form; it "
+          "returned " + (f"a tuple of {len(out)}" if isinstance(out, tuple) else "one array"
+                         if hasattr(out, "shape") else type(out).__name__)
+          + ": a function that only perturbs is wrapped with "
+          "infidelity_perturb_func_decorator(), which adds the perturbations.")
+    return out
 
   def chunk(js):
     k = js.shape[0]
@@ -212,7 +220,7 @@ def _to_input_rank(phi, x):
   return tuple(_shared.expand(p, xi.ndim) for p, xi in zip(phi, x.leaves))
 
 
-@conventions.boundary(x="batch")
+@conventions.boundary(x="batch", perturb_radius="perturbation")
 def default_perturb_func(key: jax.Array, x: jax.Array, perturb_radius: float = 0.02):
   """``x + U(-r, r)`` per entry: Captum's default perturbation of
   ``sensitivity_max`` (``r = perturb_radius``), for one example or a tuple."""
@@ -227,7 +235,7 @@ def _norm(v: jax.Array, norm_ord) -> jax.Array:
   return jnp.linalg.norm(v, ord=2 if norm_ord == "fro" else norm_ord, axis=-1)
 
 
-@conventions.boundary(inputs="batch")
+@conventions.boundary(inputs="batch", perturb_radius="perturbation")
 def sensitivity_max(key: jax.Array, explanation_func: Callable, model: Any, inputs: InputsLike, *,
                     target: Target = None, perturb_func: Callable = default_perturb_func,
                     perturb_radius: float = 0.02, n_perturb_samples: int = 10,

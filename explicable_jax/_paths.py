@@ -55,6 +55,9 @@ def check_folder(name: str, path: str | os.PathLike) -> None:
   """Raises ``NotADirectoryError`` when ``path`` (a folder to write into, which
   may not exist yet) names an existing file. Local paths only (a URI is
   checked by its file system when written)."""
+  if not isinstance(path, (str, os.PathLike)):
+    raise TypeError(f"{name} must be a folder path (str or os.PathLike); got "
+                    f"{type(path).__name__} {path!r}.")
   s = os.fspath(path)
   if not is_uri(s) and os.path.exists(s) and not os.path.isdir(s):
     raise NotADirectoryError(
@@ -65,6 +68,9 @@ def check_folder(name: str, path: str | os.PathLike) -> None:
 def check_file(name: str, path: str | os.PathLike) -> None:
   """Raises when ``path`` (a file to write, which may not exist yet) is an
   existing folder, or lies under a file. Local paths only."""
+  if not isinstance(path, (str, os.PathLike)):
+    raise TypeError(f"{name} must be a file path (str or os.PathLike); got "
+                    f"{type(path).__name__} {path!r}.")
   s = os.fspath(path)
   if is_uri(s):
     return

@@ -34,6 +34,9 @@ def _category(v: Any) -> Any:
 def check_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
   """Raises ``ValueError`` unless ``value`` is one of ``valid``."""
   valid = list(valid)
+  if hasattr(value, "shape") and getattr(value, "ndim", 0) > 0:  # an array where a name goes
+    raise ValueError(f"{name} must be one of {', '.join(repr(v) for v in valid)}; got an "
+                     f"array of shape {tuple(value.shape)} (arguments swapped?).")
   # 2.0 == 2 and True == 1: a choice among ints or strings is matched by type too.
   same_type = any(_category(value) == _category(v) for v in valid)
   if value not in valid or not same_type:

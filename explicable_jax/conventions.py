@@ -369,6 +369,10 @@ def check_model_inputs(name: str, x, model, *, convert: bool = True):
     check_finite(name, x)
     return x
   if isinstance(x, tuple):
+    if input_shape is not None:  # the model takes one array of that shape
+      raise ConventionError(
+          f"{name} must be one batch of shape (N, {', '.join(map(str, input_shape))}) for this "
+          f"model; got a tuple of {len(x)} (inputs and labels? pass the inputs alone).")
     return tuple(check_inputs(f"{name}[{i}]", v, unit_range=unit_range, convert=convert)
                  for i, v in enumerate(x))
   return check_inputs(name, x, input_shape=input_shape, unit_range=unit_range,
@@ -615,7 +619,16 @@ def check_model_output(name: str, model, x, *, rows: int = 8) -> None:
       out = model(x[:rows])
   except Exception:  # the call itself reports it
     return
-  if _is_traced(out) or np.ndim(out) != 2 or np.shape(out)[0] != min(rows, len(x)):
+  n = min(rows, len(x))
+  if _is_traced(out) or not hasattr(out, "shape"):
+    return
+  if np.shape(out) in ((n,), (n, 1)):
+    raise ConventionError(
+        f"{name}(x) must return class scores (N, C) with C >= 2; it returns shape "
+        f"{tuple(np.shape(out))} for {n} examples (one score per example: a binary "
+        "model returns both classes' logits, jnp.stack([-z, z], -1) / 2 or "
+        "jnp.stack([jnp.zeros_like(z), z], -1)).")
+  if np.ndim(out) != 2 or np.shape(out)[0] != n:
     return
   out = np.asarray(out)
   if not np.isfinite(out).all():  # non-finite outputs are the caller's check (check_finite)
@@ -706,6 +719,9 @@ def check_baseline(name: str, value, *, image_scale: bool = True):
     return value
   arr = _as_array(name, value, "a baseline (a number or an array of the inputs' shape)")
   _nonfinite(name, arr)
+  if image_scale and arr.ndim >= 1 and np.issubdtype(arr.dtype, np.integer):
+    _pixels(name, arr)  # integer pixels, as the images convert: x / 255
+    return _keep_kind(value, to_unit_float(arr))
   if not image_scale or arr.size == 0 or not np.issubdtype(arr.dtype, np.floating):
     return value
   lo, hi = float(np.min(arr)), float(np.max(arr))
@@ -850,6 +866,11 @@ def _check_one(param: str, kind: str, value, num_classes, input_shape, unit_rang
   if kind == "images":
     return check_images(param, value, input_shape=input_shape)
   if kind == "inputs":
+    if isinstance(value, tuple) and input_shape is not None:  # the model takes one array
+      raise ConventionError(
+          f"{param} must be one batch of shape (N, {', '.join(map(str, input_shape))}) for "
+          f"this model; got a tuple of {len(value)} (inputs and labels? pass the inputs "
+          "alone).")
     if isinstance(value, tuple):  # Captum's tuple of inputs: each checked.
       return tuple(check_inputs(f"{param}[{i}]", v, unit_range=unit_range)
                    for i, v in enumerate(value))
@@ -935,7 +956,14 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
     def wrapped(*args, **kwargs):
       try:
         bound = sig.bind(*args, **kwargs)
-      except TypeError:
+      except TypeError as e:
+        first = next(iter(sig.parameters), None)
+        if first == "key" and args and not (
+            isinstance(args[0], jax.Array) and jnp.issubdtype(args[0].dtype, jax.dtypes.prng_key)
+            or getattr(args[0], "shape", None) == (2,)):
+          raise TypeError(f"{fn.__name__}() {str(e).split('() ', 1)[-1]}: the PRNG key comes "
+                          f"first, {fn.__name__}(key, ...) with key = jax.random.key(seed)."
+                          ) from None
         return fn(*args, **kwargs)  # Python's own message for a wrong call.
       args_ = bound.arguments
       num_classes, input_shape, unit_range = _model_facts(args_)

@@ -304,7 +304,13 @@ def attribution_maps(model: Any, *args, layer: str | None = None,
   _validation.check_positive("n_steps", n_steps, integer=True)
   _validation.check_positive("top_k", top_k, integer=True)
   _check_method_options(method, ig_space=ig_space, second_order=second_order, n_steps=n_steps)
+  if difficulty_head_fn is not None:
+    _validation.check_signature("difficulty_head_fn", difficulty_head_fn, 1,
+                                "activations -> the outputs difficulty reads")
   _check_difficulty(difficulty, features_fn, difficulty_head_fn or head_fn, x)
+  classes = jax.eval_shape(lambda v: head_fn(features_fn(v)), jnp.asarray(x)).shape[-1]
+  if top_k > classes:
+    raise ValueError(f"top_k must be at most the model's {classes} classes; got {top_k}.")
   options = dict(difficulty=difficulty, method=method, top_k=top_k, n_steps=n_steps,
                  difficulty_head_fn=difficulty_head_fn,
                  internal_batch_size=internal_batch_size, ig_space=ig_space,
@@ -386,6 +392,7 @@ def class_ambiguities(class_maps: ArrayLike, top: int = 3) -> jax.Array:
     ``(N, K, K)`` booleans, upper triangle only.
   """
   class_maps = jnp.asarray(class_maps)
+  _validation.check_rank("class_maps", class_maps.shape, (4,))
   k = class_maps.shape[1]
   if not 2 <= top <= k:
     raise ValueError(f"top must be between 2 and the {k} class maps; got {top}.")
@@ -686,6 +693,8 @@ def random_region(rng: np.random.Generator, shape: tuple[int, int], area: int) -
   if not isinstance(rng, np.random.Generator):
     raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)): the "
                     f"region is drawn on the host; got {type(rng).__name__}.")
+  if np.ndim(shape) != 1 or len(shape) != 2:
+    raise ValueError(f"shape must be (H, W), the map's height and width; got {shape!r}.")
   h, w = shape
   if not 1 <= area <= h * w:
     raise ValueError(f"area must be between 1 and {h * w} pixels; got {area}.")

@@ -580,6 +580,8 @@ def coverage_threshold(error_scores: ArrayLike, coverage: float) -> float:
     0.2
   """
   _validation.check_fraction("coverage", coverage)
+  if coverage == 0:
+    raise ValueError("coverage must be in (0, 1], the share of predictions accepted; got 0.")
   s = np.sort(np.asarray(error_scores, np.float64))
   return float(s[max(int(np.ceil(coverage * len(s))) - 1, 0)])
 

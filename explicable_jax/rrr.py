@@ -139,6 +139,7 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
         f"make_model must be a factory key -> a fresh model (each of the n_models is trained "
         f"from scratch), e.g. lambda k: models.classifier(k, 'mlp', ...); got "
         f"{type(make_model).__name__}.")
+  _validation.check_signature("make_model", make_model, 1, "key -> a fresh model")
   _validation.check_positive("n_models", n_models, integer=True)
   lams: list[Any] = [lam] * n_models if np.ndim(lam) == 0 else list(cast(Sequence[float], lam))
   if len(lams) != n_models:
@@ -174,9 +175,11 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
                                             "annotation": annotation.astype(np.float32)})
     state = training.create_train_state(jax.random.fold_in(kk, 1),
                                         make_model(jax.random.fold_in(kk, 0)), optimizer)
+    shuffled = (fit_options or {}).get("shuffle", True)  # a seed is read only to shuffle
+    seed: dict[str, Any] = (
+        {"seed": int(jax.random.randint(kk, (), 0, 2**31 - 1))} if shuffled else {})
     state, _ = training.fit(state, ds, train_step=step, epochs=epochs, batch_size=batch_size,
-                         seed=int(jax.random.randint(kk, (), 0, 2**31 - 1)),
-                         progress=progress, **(fit_options or {}))
+                         progress=progress, **seed, **(fit_options or {}))
     grads = model_input_gradients(state, train.x, scale=mask_scale, classes=mask_classes,
                                   **({"labels": train.y} if mask_classes == "true" else {}))
     mask = explanation_mask(grads, cutoff)
@@ -196,7 +199,10 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
 def mlp_factory(input_shape: Sequence[int], num_classes: int,
                 hidden: Sequence[int] = (50, 30)) -> Callable[[jax.Array], Any]:
   """``key -> MLP`` of the original experiments (50-30 ReLU by default)."""
+  input_shape = conventions.check_input_shape("input_shape", input_shape)
   _validation.check_positive("num_classes", num_classes, integer=True)
+  if isinstance(hidden, (str, bytes)) or np.ndim(hidden) != 1:
+    raise TypeError(f"hidden must be a sequence of layer widths, e.g. (50, 30); got {hidden!r}.")
   for i, h in enumerate(hidden):
     _validation.check_positive(f"hidden[{i}]", h, integer=True)
   return lambda key: models.create_model(key, "mlp", input_shape=tuple(input_shape),

@@ -391,6 +391,8 @@ def from_ratings(ratings: ArrayLike, *, scale_max: float | None = None) -> np.nd
   normalisation, as the authors apply to CHL, is unaffected by the scale.
   """
   r = check_weight_matrix("ratings", ratings)
+  if scale_max is not None:
+    _validation.check_positive("scale_max", scale_max)
   top = r.max() if scale_max is None else scale_max
   _validation.check_positive("scale_max", float(top))
   if r.max() > top:
@@ -456,6 +458,10 @@ def explicability_matrix(*matrices: ArrayLike) -> np.ndarray:
   """
   if not matrices:
     raise ValueError("explicability_matrix needs at least one weight matrix.")
+  for i, m in enumerate(matrices):
+    if isinstance(m, Mapping):
+      raise TypeError(f"matrices[{i}] must be a (C, C) matrix; got a mapping (a table by "
+                      f"name? pass its values: explicability_matrix(*table.values())).")
   normed = [row_normalize(m) for m in matrices]
   shapes = {m.shape for m in normed}
   if len(shapes) != 1:

@@ -180,7 +180,11 @@ def t_test_over_seeds(differences: ArrayLike) -> dict:
     ``None`` below two seeds; ``p_value`` is 0 for a nonzero mean with no
     spread).
   """
-  d = np.asarray(differences, np.float64)
+  try:
+    d = np.asarray(differences, np.float64)
+  except (TypeError, ValueError):
+    raise TypeError(f"differences must be numbers, one per seed; got "
+                    f"{type(differences).__name__} {differences!r:.60}.") from None
   if d.ndim != 1 or d.size == 0 or not np.isfinite(d).all():
     raise ValueError(f"differences must be a non-empty 1-D array of finite numbers; got {d!r}.")
   k = d.size
@@ -208,6 +212,10 @@ def verdict(p_value: float | None, difference: float, *, alpha: float = 0.05,
   """``"detectably higher"`` / ``"detectably lower"`` when ``p_value < alpha``,
   else :data:`NO_DIFFERENCE` (also without a test). The words every page uses
   for a paired comparison."""
+  for name, word in (("higher", higher), ("lower", lower)):
+    if not isinstance(word, str):
+      raise TypeError(f"{name} must be the word for that direction (a string, e.g. "
+                      f"'better'); got {type(word).__name__} {word!r}.")
   if p_value is None or not p_value < alpha or difference == 0:
     return NO_DIFFERENCE
   return "detectably " + (higher if difference > 0 else lower)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from explicable_jax import _validation, conventions
+from explicable_jax import _paths, _validation, conventions
 
 __all__ = ["heatmap", "attribution_overlay", "insecurity_outline", "roc_curves",
            "risk_coverage_curves", "new_axes", "save"]
@@ -26,6 +26,9 @@ __all__ = ["heatmap", "attribution_overlay", "insecurity_outline", "roc_curves",
 def new_axes(ax=None, *, figsize=(4.6, 4.2)):
   """``ax``, or the axes of a new figure of ``figsize``."""
   if ax is not None:
+    if not hasattr(ax, "figure") or not hasattr(ax, "plot"):
+      raise TypeError(f"ax must be matplotlib Axes (or None for a new figure); got "
+                      f"{type(ax).__name__} {ax!r:.40}.")
     return ax
   import matplotlib.pyplot as plt
   _, ax = plt.subplots(figsize=figsize)
@@ -39,6 +42,7 @@ def save(ax, path: str, *, dpi: int = 110) -> str:
   if not hasattr(ax, "figure"):
     raise TypeError(f"ax must be the matplotlib Axes a viz function returned; got "
                     f"{type(ax).__name__}.")
+  _paths.check_file("path", path)
   fig = ax.figure
   fig.tight_layout()
   fig.savefig(path, dpi=dpi)
@@ -66,6 +70,15 @@ def heatmap(matrix, labels: Sequence[str] | None = None, *, ax=None, title: str 
   title and annotation format, each optional.
   """
   m = _matrix("matrix", matrix)
+  if annotate is not None:
+    conventions.check_flag("annotate", annotate)
+  try:
+    ok = "{" in fmt and bool(fmt.format(0.5))
+  except (ValueError, IndexError, KeyError, AttributeError, TypeError):
+    ok = False
+  if not ok:
+    raise ValueError(f"fmt must be a str.format pattern for one number, such as '{{:.2f}}'; got "
+                     f"{fmt!r}.")
   if vmin is not None and vmax is not None and not vmin <= vmax:
     raise ValueError(f"vmin must be at most vmax (the colour scale's ends); got vmin={vmin!r}, "
                      f"vmax={vmax!r}.")

@@ -40,7 +40,8 @@ def fit(epochs, workdir=None):
   ds, state, step = _setup()
   state, history = training.fit(
       state, ds, train_step=step, epochs=int(epochs), batch_size=64, progress=False,
-      log_every=5, workdir=workdir or None, checkpoint_every=10, eval_ds=ds.take(np.arange(300)))
+      log_every=5, eval_ds=ds.take(np.arange(300)),
+      **({"workdir": workdir, "checkpoint_every": 10} if workdir else {}))
   ev = training.evaluate(state, ds)
   return {f"p{i}": np.asarray(jax.device_get(a))
           for i, a in enumerate(jax.tree.leaves(state.params))} | {

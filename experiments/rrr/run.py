@@ -100,10 +100,11 @@ def _fit(key, ds, proto, *, lam, epochs, batch_size=256, model="mlp", model_kwar
   state = training.create_train_state(jax.random.fold_in(key, 1), make, opt)
   if proto["pixels"] != 1:  # The original's 0..255 inputs: the model declares that scale.
     state = state.replace(spec=dataclasses.replace(state.spec, input_range=None))
+  order = ({"seed": int(jax.random.randint(key, (), 0, 2**30))} if proto["shuffle"]
+           else {"shuffle": False})  # a seed is read only to shuffle
   return training.fit(state, ds, train_step=training.make_train_step(loss, opt),
-                      epochs=epochs, batch_size=batch_size,
-                      seed=int(jax.random.randint(key, (), 0, 2**30)), progress=False,
-                      shuffle=proto["shuffle"], drop_remainder=proto["shuffle"])[0]
+                      epochs=epochs, batch_size=batch_size, progress=False,
+                      drop_remainder=proto["shuffle"], **order)[0]
 
 
 def _acc(state, ds):

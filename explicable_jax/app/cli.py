@@ -182,6 +182,9 @@ def cmd_evaluate(args) -> int:
   path = args.model
   if os.path.exists(os.path.join(path, "model")):
     path = os.path.join(path, "model")
+  if args.seed != 0 and not args.half:
+    raise ValueError(f"--seed {args.seed} sets the paper split's halves, read only with --half: "
+                     "add --half test (or validation), or drop --seed.")
   if args.half and args.split != "test":
     raise ValueError(f"--half {args.half} takes a half of the test set, so --split must be "
                      f"test; got --split {args.split}: drop --half to evaluate the "

@@ -194,6 +194,10 @@ def run_detect(model: str, out: str, config: DetectConfig | None = None, *,
   pipeline.check_split_labels(splits, clf.num_classes, dataset=c.dataset,
                               data_file=c.data_file)
   layer = None
+  if c.layer is not None and not ("mahalanobis" in want or "conductance" in want):
+    raise ValueError(f"--layer {c.layer} is read only by the mahalanobis and conductance "
+                     f"scores, and --scores {','.join(want)} has neither: add one, or drop "
+                     "--layer.")
   if "mahalanobis" in want or "conductance" in want:
     layer = c.layer or default_layer(clf, splits["test"][0])
     if layer is None:

@@ -14,6 +14,9 @@ __all__ = [
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
   """A GitHub Markdown table; cells are formatted with ``str``."""
+  if isinstance(header, (str, bytes)):
+    raise TypeError(f"header must be a sequence of column names; got the string {header!r} "
+                    f"(one column? pass [{header!r}]).")
   rows = [list(r) for r in rows]
   for i, r in enumerate(rows):
     if len(r) != len(header):
@@ -56,6 +59,8 @@ def save_results(out_dir: str, results: dict, tables: Sequence[str] = (), *,
                  echo: bool = True) -> None:
   """Writes ``results.json`` and (when given) ``tables.md`` into ``out_dir``,
   and prints the tables."""
+  from explicable_jax import _paths
+  _paths.check_folder("out_dir", out_dir)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, default=float)

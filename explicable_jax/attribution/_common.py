@@ -423,6 +423,10 @@ def at_precision(call):
   """``call()`` at the attribution precision of the current context: every
   attribution method (and any code that computes one, e.g. the deliberative
   maps) runs through this one place."""
+  if not callable(call):
+    raise TypeError(f"call must be a function of no arguments (at_precision(lambda: ...)); "
+                    f"got {type(call).__name__}: to set the precision, use "
+                    "`with attribution.precision('highest'):`.")
   value = _PRECISION.get()
   if value is None:
     return call()

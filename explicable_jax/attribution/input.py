@@ -57,6 +57,8 @@ def class_score_fn(logits_fn: Callable[[jax.Array], jax.Array],
     logits = logits_fn(jax.tree.map(lambda a: a[None], x))
     _validation.check_labels("target", target, int(logits.shape[-1]))
     return logits[0, target]
+
+  setattr(score, "classifier", conventions.classifier_of(logits_fn))  # read by the input checks
   return score
 
 
@@ -65,6 +67,13 @@ def _check_score(score_fn: Callable, x: Any) -> jax.Array:
     raise TypeError(
         f"score_fn must be a function x -> scalar; got {type(score_fn).__name__}.")
   x = _common.check_input("x", x, min_rank=0)
+  if not _common.is_multi(x) and not isinstance(x, jax.core.Tracer):
+    conventions.check_finite("x", x)
+    clf = conventions.classifier_of(score_fn)
+    if clf is not None and tuple(np.shape(x)) == tuple(clf.input_shape or ()):
+      # one example of a classifier's inputs: its rules (scale); a batch given
+      # here is named by class_score_fn's own check
+      conventions.check_model_inputs("x", jnp.asarray(x)[None], clf, convert=False)
   try:
     out = jax.eval_shape(score_fn, x)
   except (TypeError, ValueError) as e:

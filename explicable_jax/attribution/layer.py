@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -577,6 +577,14 @@ def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsLike, *,
       raise ValueError(
           "grad_cam needs a layer with a batch and a channel axis, (N, [H, W,] C); "
           f"features_fn returns shape {tuple(s.shape)}.")
+    if not _common.is_multi(x) and np.ndim(cast(Any, x)) == 4 and len(s.shape) != 4:
+      # Grad-CAM of images needs spatial maps; a dense layer gives one number per
+      # example (Captum's non-convolutional case, feature vectors, stays allowed).
+      raise ValueError(
+          f"the layer must have spatial maps (N, H, W, C) for Grad-CAM of images; its "
+          f"activation has shape {tuple(s.shape)} for a batch of shape "
+          f"{tuple(np.shape(cast(Any, x)))}: "
+          "pick a convolutional layer (clf.layers lists them).")
   a = activations()
   grads = _layer_grad(head_fn, a, t)
 

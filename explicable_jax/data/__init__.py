@@ -242,6 +242,10 @@ def network_reachable(host: str = TFDS_HOST, port: int = 443,
   Checked before a tfds download so that an offline machine fails in
   seconds with a clear message instead of retrying for minutes."""
   import socket
+  if not isinstance(host, str) or not host:
+    raise ValueError(f"host must be a host name such as {TFDS_HOST!r}; got {host!r}.")
+  _validation.check_positive("port", port, integer=True)
+  _validation.check_positive("timeout", timeout)
   try:
     with socket.create_connection((host, port), timeout=timeout):
       return True

@@ -19,6 +19,8 @@ at each pixel, -1 for background).
 """
 from __future__ import annotations
 
+import math
+
 import os
 from typing import Any
 
@@ -74,6 +76,12 @@ def class_part_table(num_classes: int = 10, num_parts: int = 8, parts_per_class:
     raise ValueError(f"parts_per_class must be between 1 and {slots}; got {parts_per_class}.")
   if num_parts < 2:
     raise ValueError(f"num_parts must be at least 2; got {num_parts}.")
+  possible = math.comb(slots, parts_per_class) * num_parts ** parts_per_class
+  if num_classes > possible:
+    raise ValueError(
+        f"num_classes must be at most the {possible} distinct classes that {parts_per_class} "
+        f"of {num_parts} parts in {slots} slots allow; got {num_classes}: raise num_parts or "
+        "parts_per_class.")
   rng = np.random.default_rng([seed, 7])
   table: list[np.ndarray] = []
   seen: set[tuple[Any, ...]] = set()
@@ -85,7 +93,7 @@ def class_part_table(num_classes: int = 10, num_parts: int = 8, parts_per_class:
     if key not in seen:
       seen.add(key)
       table.append(row)
-    if len(seen) > 10 * num_classes + 1000:  # pragma: no cover - tiny vocabularies
+    if len(table) < num_classes and len(seen) >= possible:  # pragma: no cover - checked above
       raise ValueError("num_parts is too small for that many distinct classes.")
   return np.array(table)
 
@@ -93,6 +101,9 @@ def class_part_table(num_classes: int = 10, num_parts: int = 8, parts_per_class:
 def shared_parts(table: np.ndarray, a: int, b: int) -> np.ndarray:
   """Boolean over slots: the slots where classes ``a`` and ``b`` show the same part."""
   table = np.asarray(table)
+  if table.ndim != 2:
+    raise ValueError(f"table must be class_part_table's (classes, slots) array; got shape "
+                     f"{table.shape}.")
   for name, c in (("a", a), ("b", b)):
     _validation.check_nonnegative(name, c, integer=True)
     if c >= len(table):

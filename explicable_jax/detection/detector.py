@@ -96,6 +96,9 @@ def mlp_logit(params: list[dict], x: jax.Array, *, dropout: float = 0.0,
   on the hidden layers when ``key`` is given (training)."""
   if not isinstance(params, (list, tuple)) or not params:
     raise ValueError(f"params must be init_mlp's non-empty list of layers; got {params!r}.")
+  if not isinstance(dropout, jax.core.Tracer) and not (
+      isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1):
+    raise ValueError(f"dropout must be a rate in [0, 1); got {dropout!r}.")
   if dropout and key is None:
     raise ValueError(
         f"dropout={dropout!r} is applied only in training, with key= (the masks' PRNG key); "
@@ -211,6 +214,10 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
     ((200,), True)
   """
   key = _validation.check_key("key", key, call="train_detector(key, ...)")
+  if isinstance(hidden, (str, bytes)) or np.ndim(hidden) != 1:
+    raise TypeError(f"hidden must be a sequence of layer widths, e.g. (200, 200); got "
+                    f"{hidden!r}" + (f" (one layer? pass ({hidden},))" if np.ndim(hidden) == 0
+                                     else "") + ".")
   x = _features("features", features)
   y = _binary("is_wrong", is_wrong, x.shape[0])
   _validation.check_fraction("dropout", dropout)
@@ -252,6 +259,9 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
 
 def detector_scores(detector: Detector, features) -> np.ndarray:
   """``detector.scores(features)``: the probability that each prediction is wrong."""
+  if not hasattr(detector, "scores"):
+    raise TypeError(f"detector must be the Detector train_detector returns (the arguments are "
+                    f"detector_scores(detector, features)); got {type(detector).__name__}.")
   return detector.scores(features)
 
 

@@ -257,7 +257,13 @@ def logit_scores(logits: ArrayLike, *, names: Sequence[str] | None = None,
   names = score_names() if names is None else _validation.check_names("names", names)
   for n in names:
     _validation.check_choice("names", n, LOGIT_SCORES)
-  return {n: np.asarray(LOGIT_SCORES[n](logits, temperature=temperature)) for n in names}
+  out = {n: np.asarray(LOGIT_SCORES[n](logits, temperature=temperature)) for n in names}
+  for n, v in out.items():  # a registered score must give one score per example
+    if v.shape != (np.shape(logits)[0],):
+      raise ValueError(f"score {n!r} must map (N, C) logits to (N,) scores; it returned shape "
+                       f"{v.shape} for {np.shape(logits)[0]} examples (register_score's "
+                       "function reduces over the classes).")
+  return out
 
 
 class GaussianFit(NamedTuple):

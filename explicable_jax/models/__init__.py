@@ -87,4 +87,8 @@ def split_at(graphdef, params, model_state, layer: str):
 
 def count_params(params) -> int:
   """Number of scalar parameters in a pytree."""
+  leaves = jax.tree.leaves(params)
+  if any(not hasattr(p, "shape") for p in leaves):
+    raise TypeError(f"params must be a pytree of arrays (a model's parameters); got "
+                    f"{type(params).__name__}.")
   return int(sum(np.size(p) for p in jax.tree.leaves(params)))

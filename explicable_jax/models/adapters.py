@@ -97,7 +97,16 @@ class _Replaced:
     return self.fn(self.child, *args, **kwargs)
 
 
+def _check_not_one_name(layers) -> None:
+  """``layers`` is a sequence of names; one string would be read letter by
+  letter."""
+  if isinstance(layers, (str, bytes)):
+    raise TypeError(f"layers must be a sequence of sub-module names (or (name, stage_fn) "
+                    f"pairs); got the string {layers!r}: pass [{layers!r}].")
+
+
 def _names(layers) -> tuple[str, ...]:
+  _check_not_one_name(layers)
   out = []
   for item in layers:
     name = item[0] if isinstance(item, tuple) else item
@@ -429,6 +438,7 @@ def from_nnx(module: nnx.Module, *, layers: Sequence[Any] | None = None,
   graphdef, params, state = nnx.split(module, nnx.Param, ...)
   params, state = jax.tree.map(jnp.copy, (params, state))
   call_rngs = _validation.accepts_keyword(type(module).__call__, "rngs")
+  _check_not_one_name(layers)
   if layers is None and isinstance(module, StagedModel):
     backend = NNXBackend(graphdef, "staged", module.layer_names)
     if num_classes is None and isinstance(getattr(module, "num_classes", None), int):

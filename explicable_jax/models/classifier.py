@@ -29,7 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from explicable_jax import conventions
+from explicable_jax import _validation, conventions
 
 
 class Backend:
@@ -313,6 +313,12 @@ class Classifier:
       spec = dataclasses.replace(spec, input_range=check_input_range(changes.pop("input_range")))
     if "class_names" in changes or "num_classes" in changes:
       names = changes.pop("class_names", spec.class_names)
+      if names is not None:
+        names = _validation.check_class_names("class_names", names)
+        count = changes.get("num_classes", spec.num_classes)
+        if count is not None and len(names) != count:
+          raise ValueError(f"class_names must name the model's {count} classes; got "
+                           f"{len(names)} names.")
       spec = dataclasses.replace(
           spec, class_names=tuple(names) if names is not None else None,
           num_classes=changes.pop("num_classes", spec.num_classes))

@@ -96,6 +96,9 @@ def model_folder(path: str | os.PathLike, *, name: str = "path") -> str:
 
 def read_meta(path: str | os.PathLike) -> dict:
   """The ``model.json`` of a saved model folder."""
+  if not isinstance(path, (str, os.PathLike)):
+    raise TypeError(f"path must be a model folder (str or os.PathLike); got "
+                    f"{type(path).__name__} (to copy a model in memory, use it as it is).")
   path = _paths.resolve(path)
   if not (path / "model.json").exists():
     raise FileNotFoundError(

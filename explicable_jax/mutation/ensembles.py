@@ -128,11 +128,19 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
   key = _validation.check_key("key", key, call="make_mutants(key, ...)")
   _validation.check_positive("n", n, integer=True)
   _validation.check_fraction("min_relative_accuracy", min_relative_accuracy)
+  given_max = max_draws
   max_draws = 20 * n if max_draws is None else max_draws
   _validation.check_positive("max_draws", max_draws, integer=True)
   if max_draws < n:
     raise ValueError(f"max_draws must be at least n={n} (every kept mutant is one draw); got "
                      f"{max_draws}.")
+  unread = [f"{k}={v!r}" for k, v in (("min_relative_accuracy", min_relative_accuracy),
+                                      ("max_draws", given_max))
+            if v != {"min_relative_accuracy": 0.9, "max_draws": None}[k]]
+  if unread and accuracy_fn is None:
+    raise ValueError(f"{', '.join(unread)} would be ignored: the accuracy gate runs only with "
+                     "accuracy_fn (stacked mutants -> validation accuracies, e.g. "
+                     "mutation.accuracy_gate); pass accuracy_fn=, or drop them.")
   batch = n if batch is None else batch
   _validation.check_positive("batch", batch, integer=True)
   params = params_of("model", model)

@@ -248,6 +248,10 @@ def gaussian_fuzzing(key: jax.Array, params, rate: float, *, layers="conv",
   _validation.check_choice("mode", mode, GF_MODES)
   if sigma is not None:
     _validation.check_positive("sigma", sigma)
+    if mode != "additive":
+      raise ValueError(f"sigma is read only with mode='additive' (replace draws from N(0, "
+                       f"std(W)^2)); got sigma={sigma!r} with mode={mode!r}: pass "
+                       "mode='additive', or drop sigma.")
   paths, leaves, treedef, idx, units, k = _plan(params, layers, granularity, rate,
                                                 "gaussian_fuzzing")
   masks = _global_masks(jax.random.fold_in(key, 0), units, k)
@@ -461,8 +465,16 @@ def register_operator(name: str, fn: Callable[..., Any], *, overwrite: bool = Fa
   True
   >>> _ = OPERATORS.pop("ZERO")
   """
+  _check_operator_form("fn", fn)
   _validation.register("mutation operator", OPERATORS, name, fn, arg="fn",
                        overwrite=overwrite)
+
+
+def _check_operator_form(name: str, fn) -> None:
+  """An operator is called ``fn(key, params, rate, **options)``."""
+  if callable(fn):
+    _validation.check_signature(name, fn, 3, "fn(key, params, rate, **options) -> params "
+                                "(a mutation operator)")
 
 
 def operator_names() -> tuple[str, ...]:
@@ -474,5 +486,6 @@ def operator_names() -> tuple[str, ...]:
 def _operator(operator) -> Callable:
   """An operator function from its name (or the function itself)."""
   if callable(operator):
+    _check_operator_form("operator", operator)
     return operator
   return _validation.lookup("operator", operator, OPERATORS)

@@ -315,6 +315,8 @@ def label_change_rate(model, mutants, x, *, params=None,
   1.0
   """
   x = np.asarray(x)
+  if x.ndim == 0 or len(x) == 0:
+    raise ValueError(f"x must hold at least one example; got shape {x.shape}.")
   if check_finite and np.issubdtype(x.dtype, np.floating):
     bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
     if bad.size:

@@ -2,6 +2,7 @@
 checks, clipping, the loss gradient and how a model crosses ``jax.jit``."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -12,7 +13,7 @@ import optax
 from explicable_jax import _validation
 
 __all__ = [
-    "LogitsFn",
+    "LogitsFn", "check_targets_differ",
 ]
 
 LogitsFn = Callable[[jax.Array], jax.Array]
@@ -39,6 +40,25 @@ def _check_labels(labels, n: int, logits_fn=None, x=None) -> None:
     classes = int(jax.eval_shape(lambda v: logits_fn(v),
                                  jax.ShapeDtypeStruct(np.shape(x), jnp.float32)).shape[-1])
   _validation.check_labels("labels", labels, classes)
+
+
+def check_targets_differ(attack: str, logits_fn, x, targets) -> None:
+  """A targeted attack's ``labels`` are the classes to reach: when every one
+  is already the model's prediction (true labels passed as targets, say),
+  nothing is attacked and ``x`` would come back unchanged, so it is refused;
+  when some are, a warning counts them. Concrete inputs only."""
+  if isinstance(x, jax.core.Tracer) or isinstance(targets, jax.core.Tracer):
+    return
+  preds = np.asarray(jnp.argmax(logits_fn(jnp.asarray(x)), axis=-1))
+  same = preds == np.asarray(targets)
+  if same.all():
+    raise ValueError(
+        f"labels are {attack}'s target classes, and all {len(same)} already are the model's "
+        "predictions, so nothing would be attacked (true labels passed as targets?): pass "
+        "robustness.random_targets(key, labels, num_classes).")
+  if same.any():
+    warnings.warn(f"{attack}: {int(same.sum())} of {len(same)} targets already are the model's "
+                  "predictions; those images come back unchanged.", UserWarning, stacklevel=3)
 
 
 def _check_clip(clip) -> tuple[float, float] | None:

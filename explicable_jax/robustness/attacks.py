@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import jax
@@ -22,6 +21,7 @@ from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.attribution import _common as _attribution_common
 from explicable_jax.robustness._common import (
+    check_targets_differ,
   LogitsFn,
   _by_model,
   _check_clip,
@@ -108,6 +108,9 @@ def pgd(key: jax.Array, logits_fn: LogitsFn, x, labels, epsilon: float, *,
   if step_size is None:
     step_size = 2.5 * epsilon / steps
   _validation.check_nonnegative("step_size", step_size)
+  if step_size == 0 and epsilon > 0:
+    raise ValueError("step_size must be positive: with step_size=0 the steps never move and "
+                     "pgd returns its (random) start; leave it None for 2.5 epsilon / steps.")
   clip = _check_clip(clip)
   return _by_model(_pgd, _pgd_classifier, logits_fn)(
       logits_fn, jnp.asarray(x), jnp.asarray(labels), key, float(epsilon),
@@ -177,6 +180,8 @@ def accuracy_under(logits_fn: LogitsFn, x, labels, *, batch_size: int = 500,
     raise ValueError("x is empty; accuracy of no examples is undefined.")
   model = logits_fn if _by_model(False, True, logits_fn) else None
   static = None if model is not None else logits_fn
+  clf = conventions.classifier_of(logits_fn)
+  unit = clf is None or getattr(clf.spec, "input_range", (0.0, 1.0)) is not None
 
   def correct(m, index, xb, yb):
     f = m if m is not None else static
@@ -184,10 +189,23 @@ def accuracy_under(logits_fn: LogitsFn, x, labels, *, batch_size: int = 500,
       keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
       xb = jax.vmap(lambda k, xi, yi: _one_perturbed(perturb, k, xi[None], yi[None]))(
           keys, xb, yb)
-    return jnp.argmax(f(xb), -1) == yb
+    flat = xb.reshape(xb.shape[0], -1)
+    lo, hi = (0.0, 1.0) if perturb is not None and unit else (-jnp.inf, jnp.inf)
+    # Per image: 1 non-finite, 2 on another scale than [0, 1] (0..255, say); noise
+    # left unclipped strays a little outside [0, 1] and is accepted.
+    bad = jnp.where(~jnp.isfinite(flat).all(1), 1,
+                    jnp.where((flat.min(1) < lo - 4.0) | (flat.max(1) > hi + 4.0), 2, 0))
+    return jnp.argmax(f(xb), -1) == yb, bad
 
-  hits = _batching.map_batches(jax.jit(correct), [np.arange(len(x)), x, labels],
-                               batch_size=batch_size, args=(model,))
+  hits, bad = _batching.map_batches(jax.jit(correct), [np.arange(len(x)), x, labels],
+                                    batch_size=batch_size, args=(model,))
+  for code, what in ((1, "NaN or inf"), (2, "values far off the images' [0, 1] scale (0..255?)")):
+    rows = np.flatnonzero(np.asarray(bad) == code)
+    if rows.size:
+      raise ValueError(
+          f"perturb must return images in the inputs' units; it returned {what} for "
+          f"{rows.size} of {len(x)} images (first: {rows[:5].tolist()}): an accuracy on "
+          "them would mean nothing.")
   return float(np.mean(hits))
 
 
@@ -266,31 +284,12 @@ def jsma(logits_fn: LogitsFn, x, labels, *, theta: float = 1.0, gamma: float = 0
     raise ValueError(f"theta must be a non-zero number; got {theta!r}.")
   _validation.check_fraction("gamma", gamma)
   clip = _check_clip(clip)
-  _check_targets_differ(logits_fn, x, labels)
+  check_targets_differ("jsma", logits_fn, x, labels)
   n_features = int(np.prod(np.shape(x)[1:]))
   max_iters = math.floor(n_features * gamma / pixels)
   return _by_model(_jsma, _jsma_classifier, logits_fn)(
       logits_fn, jnp.asarray(x), jnp.asarray(labels), float(theta), bool(theta > 0), max_iters,
       pixels, clip)
-
-
-def _check_targets_differ(logits_fn, x, targets) -> None:
-  """A targeted attack's ``labels`` are the classes to reach: when every one
-  is already the model's prediction (true labels passed as targets, say),
-  nothing is attacked and ``x`` would come back unchanged, so it is refused;
-  when some are, a warning counts them. Concrete inputs only."""
-  if isinstance(x, jax.core.Tracer) or isinstance(targets, jax.core.Tracer):
-    return
-  preds = np.asarray(jnp.argmax(logits_fn(jnp.asarray(x)), axis=-1))
-  same = preds == np.asarray(targets)
-  if same.all():
-    raise ValueError(
-        f"labels are jsma's target classes, and all {len(same)} already are the model's "
-        "predictions, so nothing would be attacked (true labels passed as targets?): pass "
-        "robustness.random_targets(key, labels, num_classes).")
-  if same.any():
-    warnings.warn(f"jsma: {int(same.sum())} of {len(same)} targets already are the model's "
-                  "predictions; those images come back unchanged.", UserWarning, stacklevel=3)
 
 
 def _jsma_scores_pair(a, b, domain, increase):

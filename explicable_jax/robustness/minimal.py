@@ -22,6 +22,7 @@ import optax
 from explicable_jax import conventions
 from explicable_jax import _optax, _validation
 from explicable_jax.robustness._common import (
+    check_targets_differ,
   LogitsFn,
   _by_model,
   _check_clip,
@@ -191,6 +192,8 @@ def carlini_wagner_l2(logits_fn: LogitsFn, x, labels, *, targeted: bool = False,
   clip = _check_clip(clip)
   if clip is None:
     raise ValueError("clip must be a box (low, high) for the tanh change of variables; got None.")
+  if targeted:
+    check_targets_differ("carlini_wagner_l2", logits_fn, x, labels)
   return _by_model(_cw, _cw_classifier, logits_fn)(
       logits_fn, jnp.asarray(x), jnp.asarray(labels), float(confidence), float(initial_const),
       float(learning_rate), bool(targeted), int(binary_search_steps), int(max_iterations), clip)

@@ -177,12 +177,19 @@ def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any]
   x_seed = conventions.check_images("x_seed", x_seed)
   for name, value in (("rounds", rounds), ("epochs", epochs), ("batch_size", batch_size)):
     _validation.check_positive(name, value, integer=True)
-  for name, value in (("step_size", step_size), ("learning_rate", learning_rate)):
-    _validation.check_positive(name, value)
+  conventions.check_perturbation("step_size", step_size, allow_zero=False)
+  _validation.check_positive("learning_rate", learning_rate)
   _validation.check_fraction("momentum", momentum)
   clip = _check_clip(clip)
   x = np.asarray(x_seed, np.float32)
   init_key, fit_key = jax.random.split(key)
+  probe = init_fn(init_key)  # the substitute must return logits, as every model here
+  conventions.check_model_output("apply_fn", lambda v: apply_fn(probe, v), x)
+  widths = [int(jax.eval_shape(f, jax.ShapeDtypeStruct(x[:2].shape, x.dtype)).shape[-1])
+            for f in (oracle, lambda v: apply_fn(probe, v))]
+  if widths[0] != widths[1]:
+    raise ValueError(f"apply_fn must return one logit per class of the oracle ({widths[0]}); "
+                     f"the substitute returns {widths[1]}.")
   history, params = [], None
   for r in range(rounds):
     y = np.asarray(_oracle_labels(oracle, x, 500), np.int32)

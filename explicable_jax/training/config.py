@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -147,6 +148,16 @@ class TrainConfig:
       if not isinstance(getattr(self, name), Mapping):
         raise TypeError(f"{name} must be a dict of keyword arguments; got "
                         f"{type(getattr(self, name)).__name__} {getattr(self, name)!r}.")
+    fixed = sorted({"input_shape", "num_classes"} & set(self.model_kwargs))
+    if fixed:
+      raise ValueError(f"model_kwargs may not set {', '.join(fixed)}: the dataset fixes "
+                       f"{'it' if len(fixed) == 1 else 'them'} (dataset={self.dataset!r}).")
+    weights = self.loss_kwargs.get("weights") if self.loss == "weighted" else None
+    if isinstance(weights, (str, os.PathLike)) and "://" not in os.fspath(weights) \
+        and not os.path.isfile(weights):
+      raise FileNotFoundError(
+          f"loss_kwargs['weights'] (--loss weighted) must be a .npy similarity matrix; "
+          f"{os.fspath(weights)!r} {'is a folder' if os.path.isdir(weights) else 'does not exist'}.")
     _validation.check_positive("checkpoint_every", self.checkpoint_every, integer=True)
     _validation.check_positive("log_every", self.log_every, integer=True)
     _validation.check_nonnegative("warmup_epochs", self.warmup_epochs)

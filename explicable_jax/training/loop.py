@@ -352,6 +352,9 @@ def _check_callbacks(callbacks) -> list:
                     f"{type(callbacks).__name__}.")
   callbacks = list(callbacks)
   for i, cb in enumerate(callbacks):
+    if isinstance(cb, type):
+      raise TypeError(f"callbacks[{i}] must be a callback instance; got the class "
+                      f"{cb.__name__}: pass {cb.__name__}(...).")
     if isinstance(cb, Callback):
       continue
     missing = [h for h in _CALLBACK_HOOKS if not callable(getattr(cb, h, None))]
@@ -363,6 +366,29 @@ def _check_callbacks(callbacks) -> list:
   return callbacks
 
 
+_IGNORED_WITHOUT = (
+    ("workdir", ("checkpoint_every", "keep_checkpoints", "resume"), "a workdir (where "
+     "checkpoints are written and a run is resumed)"),
+    ("eval_ds", ("eval_every",), "eval_ds (what is evaluated)"),
+    ("shuffle", ("seed",), "shuffle=True (the seed sets the shuffling order)"),
+)
+
+
+def _check_ignored_settings(cfg: FitConfig, eval_ds) -> None:
+  """A setting away from its default that this run would never read (a
+  checkpoint cadence without a workdir, an evaluation cadence without
+  ``eval_ds``, a seed without shuffling) is refused, naming what it needs."""
+  defaults = {f.name: f.default for f in dataclasses.fields(FitConfig)}
+  present = {"workdir": cfg.workdir is not None, "eval_ds": eval_ds is not None,
+             "shuffle": cfg.shuffle}
+  for needed, names, what in _IGNORED_WITHOUT:
+    unread = [f"{n}={getattr(cfg, n)!r}" for n in names if getattr(cfg, n) != defaults[n]]
+    if unread and not present[needed]:
+      one = len(unread) == 1
+      raise ValueError(f"{', '.join(unread)} would be ignored: {'it is' if one else 'they are'} "
+                       f"read only with {what}; pass {needed}, or drop {'it' if one else 'them'}.")
+
+
 def _check_step_form(train_step) -> None:
   """``train_step`` is called ``step(state, batch)``: a loss function
   (``loss(logits, batch, params)``) given in its place is named as such."""
@@ -371,6 +397,10 @@ def _check_step_form(train_step) -> None:
     first = next(iter(inspect.signature(train_step).parameters), None)
   except (TypeError, ValueError):
     return
+  if getattr(train_step, "evaluates_only", False):
+    raise TypeError("train_step must update the state, step(state, batch) -> (state, metrics); "
+                    "got make_eval_step's function, which only sums the loss and accuracy: "
+                    "pass training.make_train_step(loss, optimizer).")
   if first == "logits":
     name = getattr(train_step, "__name__", type(train_step).__name__)
     raise TypeError(
@@ -611,6 +641,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
   """
   from tqdm.auto import tqdm  # Host-side only.
   cfg = _fit_config(config, settings)
+  _check_ignored_settings(cfg, eval_ds)
   _check_fit_args(state, train_ds, train_step, cfg, eval_ds)
   callbacks = _check_callbacks(callbacks)
   mesh = data_mesh() if mesh is None else mesh

@@ -42,6 +42,9 @@ def data_parallel(step: Callable, mesh: Mesh | None = None, *,
   averaged across devices by the compiler (the loss is a mean over the
   global batch), so the result equals the single-device step."""
   mesh = data_mesh() if mesh is None else mesh
+  if not isinstance(mesh, Mesh):
+    raise TypeError(f"mesh must be a jax.sharding.Mesh with a 'data' axis "
+                    f"(training.data_mesh()); got {type(mesh).__name__} {mesh!r}.")
   replicated = NamedSharding(mesh, P())
   sharded = NamedSharding(mesh, P("data"))
   return jax.jit(step, in_shardings=(replicated, sharded),
@@ -72,6 +75,9 @@ def shard_batch(batch: Batch, mesh: Mesh, *, global_size: int | None = None) -> 
   one process the whole batch is placed at once. With ``global_size``,
   ``batch`` holds this process's rows only (``data.batches(rows=...)``), of a
   global batch of that size."""
+  if not isinstance(batch, Mapping):
+    raise TypeError(f"batch must be the batch dict of data.batches ({{'x': ..., 'y': ..., "
+                    f"'mask': ...}}); got {type(batch).__name__}.")
   n = mesh.devices.size
   local = global_size is not None
   size = global_size if local else len(next(iter(batch.values())))

@@ -124,11 +124,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
               if k not in ("epochs", "checkpoint_every", "keep_checkpoints", "log_every",
                            "data_dir")}
   t0 = time.time()
+  run_folder = (dict(workdir=workdir, checkpoint_every=config.checkpoint_every,
+                     keep_checkpoints=config.keep_checkpoints, resume=resume)
+                if workdir is not None else {})
   state, _ = fit(state, train, train_step=step, epochs=config.epochs,
                  batch_size=config.batch_size, seed=config.seed, eval_ds=val,
-                 workdir=workdir, checkpoint_every=config.checkpoint_every,
-                 keep_checkpoints=config.keep_checkpoints, log_every=config.log_every,
-                 resume=resume, progress=progress, run_info=run_info)
+                 log_every=config.log_every, progress=progress, run_info=run_info,
+                 **run_folder)
   if workdir and main:  # After fit: a refused resume leaves the folder's record as it was.
     _paths.write_text(workdir / "config.json", json.dumps(dataclasses.asdict(config), indent=2))
   result = {"dataset": config.dataset, "model": config.model,
@@ -150,6 +152,9 @@ def save_model(path: str, state: TrainState, config: TrainConfig,
                ds: data_lib.Dataset) -> None:
   """Exports the trained weights and model state (no optimiser state) with
   :func:`explicable_jax.models.save`, recording the dataset and step."""
+  if not isinstance(config, TrainConfig):
+    raise TypeError(f"config must be the run's TrainConfig; got {type(config).__name__}.")
+  data_lib.check_dataset("ds", ds)
   models_lib.save(path, state.classifier,
                   meta={"model": config.model, "model_kwargs": config.model_kwargs,
                         "dataset": ds.name,

@@ -205,6 +205,8 @@ def equivalent_command(model_path: str, config: AuditConfig, out: str) -> str:
   """The ``explicable-jax audit`` command line that reruns ``config`` on the
   model folder ``model_path`` into ``out``: every setting the command line can
   express (a matrix or a model given in memory cannot)."""
+  if not isinstance(config, AuditConfig):
+    raise TypeError(f"config must be an AuditConfig; got {type(config).__name__}.")
   argv = ["explicable-jax", "audit", "--model", model_path, *_options.to_argv(config),
           "--out", out]
   return shlex.join(argv)

@@ -21,11 +21,19 @@ __all__ = ["Hesitation", "SECTION", "hesitation_stage", "mask_to_rows", "rows_to
 @conventions.boundary(mask="mask")
 def mask_to_rows(mask) -> list[str]:
   """An ``(H, W)`` boolean mask as ``H`` strings of ``0`` and ``1`` (compact in JSON)."""
+  if np.ndim(mask) != 2:
+    raise ValueError(f"mask must be one (H, W) mask; got shape {np.shape(mask)}.")
   return ["".join("1" if v else "0" for v in row) for row in np.asarray(mask, bool)]
 
 
 def rows_to_mask(rows: Sequence[str]) -> np.ndarray:
   """The inverse of :func:`mask_to_rows`."""
+  if isinstance(rows, str) or any(not isinstance(r, str) or set(r) - {"0", "1"} for r in rows):
+    raise ValueError("rows must be strings of 0 and 1 (mask_to_rows' form), one per mask row; "
+                     f"got {rows!r:.80}.")
+  if len({len(r) for r in rows}) > 1:
+    raise ValueError(f"rows must all have the same length (a rectangular mask); got lengths "
+                     f"{sorted({len(r) for r in rows})}.")
   return np.array([[c == "1" for c in row] for row in rows], bool)
 
 

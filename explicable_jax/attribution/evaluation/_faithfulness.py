@@ -61,6 +61,8 @@ def _checked_setup(model, inputs, attributions, baselines, target, softmax: bool
   if not isinstance(softmax, bool):
     raise TypeError(f"softmax must be True or False; got {softmax!r}.")
   model_dyn, model_static = _shared.split_model("model", model)
+  if softmax and model_static:  # a plain function: its output is softmaxed, so logits
+    conventions.check_model_output("model", model_static["model"], inputs)
   x, xa, m, b = _map_and_inputs(inputs, attributions, baselines)
   _shared.check_target(_shared.forward({**model_dyn, **model_static}["model"]), x, target)
   return model_dyn, model_static, x, xa, m, b

@@ -224,6 +224,7 @@ def _to_input_rank(phi, x):
 def default_perturb_func(key: jax.Array, x: jax.Array, perturb_radius: float = 0.02):
   """``x + U(-r, r)`` per entry: Captum's default perturbation of
   ``sensitivity_max`` (``r = perturb_radius``), for one example or a tuple."""
+  key = _validation.check_key("key", key, call="default_perturb_func(key, x)")
   leaves = tuple(x) if isinstance(x, (tuple, list)) else (x,)
   keys = jax.random.split(key, len(leaves)) if len(leaves) > 1 else (key,)
   out = tuple(a + jax.random.uniform(k, a.shape, a.dtype, -perturb_radius, perturb_radius)

@@ -59,7 +59,7 @@ def spearman_rank_correlation(a: ArrayLike, b: ArrayLike) -> jax.Array:
                                _average_ranks(b.reshape(n, -1).astype(jnp.float32)))
 
 
-@functools.partial(jax.jit, static_argnames=("win_size",))
+@functools.partial(jax.jit, static_argnames=("win_size", "data_range"))
 def ssim(a: ArrayLike, b: ArrayLike, *, data_range: float | None = None,
          win_size: int = 7) -> jax.Array:
   """Structural similarity (Wang et al., IEEE TIP 2004) of two batches of 2-D
@@ -91,6 +91,8 @@ def ssim(a: ArrayLike, b: ArrayLike, *, data_range: float | None = None,
   if win_size % 2 == 0 or min(a.shape[1:]) < win_size:
     raise ValueError(f"win_size must be odd and at most the maps' sides {tuple(a.shape[1:])}; "
                      f"got {win_size}.")
+  if data_range is not None and not isinstance(data_range, jax.core.Tracer):
+    _validation.check_positive("data_range", data_range)
   if data_range is None:
     both = jnp.concatenate([a.reshape(len(a), -1), b.reshape(len(b), -1)], axis=1)
     data_range = (both.max(1) - both.min(1))[:, None, None]
@@ -120,6 +122,9 @@ def comparable_maps(maps: ArrayLike, *, absolute: bool = True) -> jax.Array:
     raise ValueError(f"maps must be a batch of maps (N, ...) with at least one axis beside "
                      f"the examples'; got shape {m.shape} (one number per example is a "
                      "score, not a map).")
+  if m.ndim == 4 and m.shape[1] in (1, 3, 4) and m.shape[-1] not in (1, 3, 4):
+    raise ValueError(f"maps must be channel-last (N, H, W, C); got shape {m.shape}, which "
+                     f"looks channel-first: pass maps.transpose(0, 2, 3, 1).")
   m = jnp.abs(m) if absolute else m
   if m.ndim == 4:
     m = m.sum(-1)

@@ -200,3 +200,35 @@ def on_files(files, config, **kwargs):
   for name in _modules():
     files.append(File.generated(config, f"reference/{name}.md", content=reference_page(name)))
   return files
+
+
+_AUTOREF = re.compile(r'<autoref\b[^>]*?\bidentifier="([^"]*)"[^>]*>(.*?)</autoref>', re.S)
+_PYTHON_PATH = re.compile(r"[A-Za-z_][\w.]*")
+
+
+def _literal_brackets(html: str) -> str:
+  """Doctest lines in docstrings (``p["dense"]["kernel"]``, ``found[0][0]``) and
+  Iverson brackets in formulas read as Markdown reference links
+  ``[text][identifier]``; mkdocs-autorefs (>= 1.4) then warns that no object
+  of that name exists, which fails the strict build. Only a Python path can
+  name an object, so the others are put back as the text they were."""
+  import html as html_lib
+
+  def keep(m):
+    ident = html_lib.unescape(m.group(1))
+    if _PYTHON_PATH.fullmatch(ident):
+      return m.group(0)
+    return f"[{m.group(2)}][{m.group(1)}]"
+
+  return _AUTOREF.sub(keep, html)
+
+
+from mkdocs.plugins import event_priority  # noqa: E402
+
+
+@event_priority(0)  # before mkdocs-autorefs' on_env (-50), which resolves the references
+def on_env(env, config, files, **kwargs):
+  for file in files:
+    if file.page is not None and file.page.content:
+      file.page.content = _literal_brackets(file.page.content)
+  return env

@@ -5,6 +5,7 @@ and what was expected, in one sentence.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -162,6 +163,16 @@ def check_rank(name: str, shape: tuple[int, ...], ranks: Iterable[int]) -> None:
         f"{name} must have rank {want}; got shape {tuple(shape)}.")
 
 
+def check_size(name: str, size: Any) -> tuple[int, int]:
+  """An image size ``(height, width)`` of two positive integers."""
+  ok = (not isinstance(size, (str, bytes)) and np.ndim(size) == 1 and len(tuple(size)) == 2
+        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
+                for s in tuple(size)))
+  if not ok:
+    raise ValueError(f"{name} must be (height, width), two positive integers; got {size!r}.")
+  return int(size[0]), int(size[1])
+
+
 def accepts_keyword(fn: Callable, name: str) -> bool:
   """Whether ``fn`` takes a keyword argument ``name`` (or ``**kwargs``)."""
   try:
@@ -227,3 +238,20 @@ def register(kind: str, registry: dict, name: Any, entry: Any, *, arg: str,
     raise ValueError(f"name {name!r} is already a registered {kind}; pass overwrite=True "
                      "to replace it.")
   registry[name] = entry
+
+
+def named_check(fn: Callable) -> Callable:
+  """Marks a public checking helper called as ``fn(name, value, ...)``: a
+  ``name`` that is not a string (the two arguments swapped, say) is refused
+  before the check runs, instead of printing the value as the argument's
+  name."""
+  @functools.wraps(fn)
+  def checked(name, *args, **kwargs):
+    if not isinstance(name, str):
+      swapped = bool(args) and isinstance(args[0], str)
+      raise TypeError(
+          f"{fn.__name__}(name, value, ...) takes the argument's name first, a string; got "
+          f"{type(name).__name__} as name" + (f" and the string {args[0]!r} as the value: the "
+                                               "arguments are swapped" if swapped else "") + ".")
+    return fn(name, *args, **kwargs)
+  return checked

@@ -72,6 +72,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explicable_jax import _validation
+
 __all__ = [
     "ConventionError", "KINDS", "boundary", "declared", "to_unit_float", "inputs_to_float",
     "check_images", "check_inputs", "check_model_inputs", "check_batch", "check_labels",
@@ -79,13 +81,16 @@ __all__ = [
     "check_input_shape", "bool_parameters",
     "check_same_length", "check_flag", "check_baseline", "check_maps", "check_number",
     "check_probability", "check_model_output", "MODEL_FN_PARAMETERS", "classifier_of",
-    "check_inputs_of",
+    "check_inputs_of", "image_scale_codes", "check_graphdef",
 ]
 
 # A float image may stray this far outside [0, 1] (noise, an attack's
 # overshoot before clipping, interpolation) and still be a [0, 1] image;
 # beyond it, it is on another scale.
 _UNIT_SLACK = 0.5
+# Images a user's perturbation returns (noise left unclipped, say) may stray
+# further; beyond this they are on another scale (0..255).
+_PERTURBED_SLACK = 4.0
 
 
 class ConventionError(ValueError):
@@ -203,6 +208,7 @@ def _nonfinite(name: str, arr) -> None:
       "outside jit: drop or repair those rows first.")
 
 
+@_validation.named_check
 def check_finite(name: str, x) -> None:
   """Raises :class:`ConventionError` when concrete ``x`` holds NaN or inf,
   naming the examples (first axis); tracers are not checked."""
@@ -258,6 +264,20 @@ def _unit_range(name: str, arr, *, strict: bool) -> None:
       f"values from {lo:.4g} to {hi:.4g}: {hint}.")
 
 
+def image_scale_codes(x, *, unit: bool = True, perturbed: bool = False) -> jax.Array:
+  """Per image of a batch ``(N, ...)``, traceable (for checks inside
+  ``jit``): 0 for an image that keeps the images convention, 1 for one
+  holding NaN or inf, 2 for one off the ``[0, 1]`` scale by more than the
+  slack (0.5; 4 for ``perturbed`` images, where unclipped noise strays
+  further). ``unit=False`` (a model on another scale) checks finiteness
+  only."""
+  flat = jnp.reshape(x, (x.shape[0], -1))
+  slack = _PERTURBED_SLACK if perturbed else _UNIT_SLACK
+  lo, hi = (-slack, 1.0 + slack) if unit else (-jnp.inf, jnp.inf)
+  off = (flat.min(1) < lo) | (flat.max(1) > hi)
+  return jnp.where(~jnp.isfinite(flat).all(1), 1, jnp.where(off, 2, 0))
+
+
 def _pixels(name: str, arr) -> None:
   if _is_traced(arr) or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
     return
@@ -268,6 +288,7 @@ def _pixels(name: str, arr) -> None:
         f"to {hi}.")
 
 
+@_validation.named_check
 def check_images(name: str, x, *, input_shape: tuple[int, ...] | None = None,
                  strict_range: bool = True, convert: bool = True):
   """``x`` as ``float32`` images in ``[0, 1]``, NHWC, after the images checks.
@@ -307,6 +328,7 @@ def check_images(name: str, x, *, input_shape: tuple[int, ...] | None = None,
   return _keep_kind(x, to_unit_float(arr)) if convert else x
 
 
+@_validation.named_check
 def check_inputs(name: str, x, *, input_shape: tuple[int, ...] | None = None,
                  convert: bool = True, unit_range: bool = True):
   """``x`` as a classifier's input batch: images as :func:`check_images`
@@ -354,6 +376,7 @@ def check_inputs(name: str, x, *, input_shape: tuple[int, ...] | None = None,
   return _keep_kind(x, to_unit_float(arr))
 
 
+@_validation.named_check
 def check_model_inputs(name: str, x, model, *, convert: bool = True):
   """``x`` as the input batch of ``model`` (a Classifier, or anything with a
   ``classifier``): :func:`check_inputs` against the model's ``input_shape``
@@ -379,6 +402,7 @@ def check_model_inputs(name: str, x, model, *, convert: bool = True):
                       convert=convert)
 
 
+@_validation.named_check
 def check_inputs_of(name: str, model_fn, x):
   """``x`` under the ``inputs`` rules of the classifier behind ``model_fn``
   (a Classifier, one of its bound methods, or a training state; see
@@ -390,17 +414,35 @@ def check_inputs_of(name: str, model_fn, x):
   return check_model_inputs(name, x, clf)
 
 
+@_validation.named_check
 def check_batch(name: str, x):
   """``x`` as a batch for a user's function: numbers (an array, or Captum's
   tuple of arrays) with a leading batch axis, finite when concrete; no
   conversion and no scale rule (the function defines its inputs)."""
   if isinstance(x, (tuple, list)):
-    return tuple(_check_member(f"{name}[{i}]", v) for i, v in enumerate(x))
+    return _input_tuple(name, x)
   arr = _as_array(name, x, "a batch (leading axis: examples)")
   if arr.ndim < 1:
     raise ConventionError(f"{name} must be a batch (leading axis: examples); got a scalar.")
   _nonfinite(name, arr)
   return x if isinstance(x, jax.Array) or _is_traced(x) else arr
+
+
+def _input_tuple(name: str, x):
+  """Captum's tuple of inputs: a plain tuple (or list) of arrays that share
+  the leading batch axis, each checked by :func:`_check_member`. A named
+  tuple (a fitted statistic, say) is not a batch."""
+  if hasattr(x, "_fields"):
+    raise ConventionError(
+        f"{name} must be a batch (an array, or a tuple of inputs); got a "
+        f"{type(x).__name__}, a named result (the arguments swapped?).")
+  members = tuple(_check_member(f"{name}[{i}]", v) for i, v in enumerate(x))
+  lengths = {np.shape(m)[0] for m in members if np.ndim(m) >= 1}
+  if len(lengths) > 1:
+    raise ConventionError(
+        f"{name} as a tuple of inputs must share the batch axis; got leading sizes "
+        f"{[np.shape(m)[0] if np.ndim(m) else None for m in members]}.")
+  return members
 
 
 def _check_member(name: str, x):
@@ -410,6 +452,7 @@ def _check_member(name: str, x):
   return x if isinstance(x, jax.Array) or _is_traced(x) else arr
 
 
+@_validation.named_check
 def check_labels(name: str, labels, num_classes: int | None = None, *,
                  n: int | None = None):
   """``labels`` as ``int32`` class indices ``(N,)`` in ``[0, num_classes)``.
@@ -464,6 +507,7 @@ def check_labels(name: str, labels, num_classes: int | None = None, *,
   return _keep_kind(labels, arr.astype(np.int32))
 
 
+@_validation.named_check
 def check_input_shape(name: str, shape) -> tuple[int, ...]:
   """One example's shape: positive ints; an image shape is channel-last
   ``(H, W, C)``, so ``(3, 32, 32)`` (``C`` first, ``C`` in 1..4 and the last
@@ -485,6 +529,7 @@ def check_input_shape(name: str, shape) -> tuple[int, ...]:
   return out
 
 
+@_validation.named_check
 def check_mask(name: str, mask, *, shape: tuple[int, ...] | None = None):
   """``mask`` as a boolean array: bool, or numbers in ``{0, 1}``.
 
@@ -527,6 +572,7 @@ def _probability_rows(arr) -> bool:
   return bool(np.all(np.abs(arr.sum(axis=1, dtype=np.float64) - 1) <= tol))
 
 
+@_validation.named_check
 def check_logits(name: str, logits, *, num_classes: int | None = None,
                  probabilities: bool = False):
   """``logits`` as class scores ``(N, C)`` (float), finite when concrete.
@@ -592,27 +638,20 @@ MODEL_FN_PARAMETERS = ("logits_fn", "model_fn")
 its output on a few rows of the concrete batch beside it is checked as
 logits (:func:`check_model_output`)."""
 
-_CHECKED_SPECS: dict[int, object] = {}
 
-
+@_validation.named_check
 def check_model_output(name: str, model, x, *, rows: int = 8) -> None:
   """The logits convention for what a model returns: ``model(x[:rows])``,
   on a concrete batch, must be ``(rows, C)`` logits, not probabilities or
-  one-hot rows (refused by :func:`check_logits`). A classifier is checked
-  once per model (its spec); a plain function at every call (it costs one
-  forward pass on ``rows`` examples). A function that fails on the rows,
-  or returns something else than a ``(rows, C)`` array, is left to the call
-  itself (its own error). Traced batches are not checked."""
+  one-hot rows (refused by :func:`check_logits`). A classifier is not
+  checked here (its adapter checked its output when it was built); a plain
+  function is checked at every call (one forward pass on ``rows``
+  examples). A function that fails on the rows, or returns something else
+  than a ``(rows, C)`` array, is left to the call itself (its own error). Traced batches are not checked."""
   from explicable_jax.models.classifier import Classifier
-  if _is_traced(x) or not hasattr(x, "shape") or np.ndim(x) < 2 or len(x) < 2:
+  if (_is_traced(x) or not hasattr(x, "shape") or np.ndim(x) < 2 or len(x) < 2
+      or isinstance(getattr(model, "__self__", model), Classifier)):
     return
-  spec = model.spec if isinstance(model, Classifier) else None
-  if spec is not None and id(spec) in _CHECKED_SPECS and _CHECKED_SPECS[id(spec)] is spec:
-    return
-  if spec is not None:  # marked first: the classifier's own methods pass the boundary
-    if len(_CHECKED_SPECS) > 256:
-      _CHECKED_SPECS.clear()
-    _CHECKED_SPECS[id(spec)] = spec
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
@@ -633,11 +672,7 @@ def check_model_output(name: str, model, x, *, rows: int = 8) -> None:
   out = np.asarray(out)
   if not np.isfinite(out).all():  # non-finite outputs are the caller's check (check_finite)
     return
-  try:
-    check_logits(f"{name}(x) (the model's output on x[:{rows}])", out)
-  except ConventionError:
-    _CHECKED_SPECS.pop(id(spec), None)
-    raise
+  check_logits(f"{name}(x) (the model's output on x[:{rows}])", out)
 
 
 def _probe_models(args_: dict, kinds: dict[str, str]) -> None:
@@ -657,6 +692,7 @@ def _probe_models(args_: dict, kinds: dict[str, str]) -> None:
       return
 
 
+@_validation.named_check
 def check_scores(name: str, scores):
   """``scores`` as one float score per example ``(N,)``, finite when concrete."""
   arr = _as_array(name, scores, "one score per example (N,)")
@@ -673,6 +709,7 @@ def check_scores(name: str, scores):
   return _keep_kind(scores, arr)
 
 
+@_validation.named_check
 def check_perturbation(name: str, value, *, allow_zero: bool = True,
                        unit_scale: bool = True) -> float:
   """A perturbation size in the images' units: a finite number in ``[0, 1]``.
@@ -701,6 +738,7 @@ def check_perturbation(name: str, value, *, allow_zero: bool = True,
   return float(value)
 
 
+@_validation.named_check
 def check_baseline(name: str, value, *, image_scale: bool = True):
   """A reference input (integrated gradients' ``x'``) in the images' units.
 
@@ -736,6 +774,7 @@ def check_baseline(name: str, value, *, image_scale: bool = True):
   return value
 
 
+@_validation.named_check
 def check_maps(name: str, maps):
   """Attribution maps ``(N, ...)``: numbers with a batch axis, finite when
   concrete (a NaN map gives a NaN score, not an error, otherwise); returned
@@ -758,6 +797,7 @@ def _python_scalar(value):
   return value
 
 
+@_validation.named_check
 def check_number(name: str, value) -> float:
   """A finite real number (a threshold, say): refuses NaN, inf, bools,
   strings and arrays of more than one value; tracers pass unchecked."""
@@ -771,6 +811,7 @@ def check_number(name: str, value) -> float:
   return float(value)
 
 
+@_validation.named_check
 def check_probability(name: str, value) -> float:
   """A probability (a p-value, a significance level): a number in ``[0, 1]``."""
   value = check_number(name, value)
@@ -781,6 +822,7 @@ def check_probability(name: str, value) -> float:
   return value
 
 
+@_validation.named_check
 def check_flag(name: str, value) -> bool:
   """A bool option: ``True``/``False`` (``numpy`` bools, and the ints 0 and
   1, are accepted); a string such as ``'no'`` (truthy!) is refused."""
@@ -804,7 +846,7 @@ def check_same_length(names_and_lengths: dict[str, int]) -> None:
 # Declarations at the boundary.
 
 KINDS = ("images", "inputs", "batch", "labels", "mask", "logits", "class_scores", "scores",
-         "perturbation", "baseline", "maps", "flag", "number", "probability")
+         "perturbation", "baseline", "maps", "flag", "number", "probability", "graphdef")
 
 
 def classifier_of(value):
@@ -861,6 +903,32 @@ def _length(value) -> int | None:
   return int(shape[0]) if shape else None
 
 
+@_validation.named_check
+def check_graphdef(name: str, graphdef):
+  """The first of an NNX model's parts, ``(graphdef, params, model_state) =
+  models.split_model(module)``; a Classifier or a live module is refused
+  with the call that takes it."""
+  from flax import nnx
+
+  from explicable_jax.models.classifier import Classifier
+  if isinstance(graphdef, nnx.graph.GraphDef):
+    return graphdef
+  if isinstance(classifier_of(graphdef) or graphdef, Classifier):
+    hint = (" a Classifier holds its parts: use its methods (clf.apply, clf.split(layer), "
+            "clf.logits)")
+  elif isinstance(graphdef, nnx.Module):
+    hint = " a live module: split it first, models.split_model(module)"
+  elif isinstance(graphdef, nnx.State):
+    hint = (" parameters or model state: the parts go in the order split_model returns, "
+            "(graphdef, params, model_state, ...)")
+  else:
+    hint = ""
+  raise ConventionError(
+      f"{name} must be an NNX GraphDef, the first of (graphdef, params, model_state) = "
+      f"models.split_model(module); got {type(graphdef).__name__}" + (f":{hint}." if hint
+                                                                    else "."))
+
+
 def _check_one(param: str, kind: str, value, num_classes, input_shape, unit_range=True):
   """One argument through its kind's check."""
   if kind == "images":
@@ -872,6 +940,7 @@ def _check_one(param: str, kind: str, value, num_classes, input_shape, unit_rang
           f"this model; got a tuple of {len(value)} (inputs and labels? pass the inputs "
           "alone).")
     if isinstance(value, tuple):  # Captum's tuple of inputs: each checked.
+      _input_tuple(param, value)
       return tuple(check_inputs(f"{param}[{i}]", v, unit_range=unit_range)
                    for i, v in enumerate(value))
     return check_inputs(param, value, input_shape=input_shape, unit_range=unit_range)
@@ -895,6 +964,8 @@ def _check_one(param: str, kind: str, value, num_classes, input_shape, unit_rang
     return check_number(param, value)
   if kind == "probability":
     return check_probability(param, value)
+  if kind == "graphdef":
+    return check_graphdef(param, value)
   image_scale = unit_range and (input_shape is None or (
       len(input_shape) == 3 and input_shape[-1] in _CHANNELS))
   if kind == "baseline":
@@ -964,6 +1035,8 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
           raise TypeError(f"{fn.__name__}() {str(e).split('() ', 1)[-1]}: the PRNG key comes "
                           f"first, {fn.__name__}(key, ...) with key = jax.random.key(seed)."
                           ) from None
+        if "graphdef" in sig.parameters and args:  # a Classifier passed as the parts
+          check_graphdef("graphdef", args[0])
         return fn(*args, **kwargs)  # Python's own message for a wrong call.
       args_ = bound.arguments
       num_classes, input_shape, unit_range = _model_facts(args_)

@@ -114,28 +114,33 @@ def difficulty_score(name: str | Callable) -> Callable[[jax.Array], jax.Array]:
 # Attribution maps.
 
 
-def _check_layer(features_fn, x):
-  shape = jax.eval_shape(features_fn, x).shape
-  if len(shape) != 4:
+def _traced_shapes(features_fn, head_fn, x):
+  """``(activations, logits)`` as shape structs: the one abstract trace of
+  the model that every shape check of a call reads."""
+  return jax.eval_shape(lambda v: (lambda a: (a, head_fn(a)))(features_fn(v)), jnp.asarray(x))
+
+
+def _check_layer(activations) -> None:
+  if len(activations.shape) != 4:
     raise ValueError("deliberative explanations need a convolutional feature layer "
-                     f"(N, H, W, C); features_fn returns shape {tuple(shape)}.")
+                     f"(N, H, W, C); features_fn returns shape {tuple(activations.shape)}.")
 
 
-def _check_difficulty(difficulty, features_fn, head_fn, x) -> None:
+def _check_difficulty(difficulty, head_fn, activations) -> None:
   """A callable ``difficulty`` must map the head's outputs ``(N, C)`` to one
-  score per example ``(N,)`` (checked on shapes only)."""
+  score per example ``(N,)`` (checked on shapes only, from the layer's)."""
   if not callable(difficulty):
     return
-  x = jnp.asarray(x) if not isinstance(x, jax.Array) else x
+  n = activations.shape[0]
   try:
-    shape = jax.eval_shape(lambda v: difficulty(head_fn(features_fn(v))), x).shape
+    shape = jax.eval_shape(lambda a: difficulty(head_fn(a)), activations).shape
   except Exception as e:  # noqa: BLE001 - reported with the form it must have
     raise ValueError(f"difficulty must be a function outputs (N, C) -> (N,) difficulty "
                      f"scores; calling it on the head's outputs failed: {e}") from None
-  if tuple(shape) != (x.shape[0],):
+  if tuple(shape) != (n,):
     raise ValueError(
         f"difficulty must be a function outputs (N, C) -> (N,) difficulty scores, one per "
-        f"example; it returns shape {tuple(shape)} for {x.shape[0]} examples (reduce over "
+        f"example; it returns shape {tuple(shape)} for {n} examples (reduce over "
         f"the classes, e.g. deliberative.normalized_entropy).")
 
 
@@ -298,6 +303,19 @@ def attribution_maps(model: Any, *args, layer: str | None = None,
     ``(N, H, W)``.
   """
   features_fn, head_fn, x, clf = _model_args(model, args, layer)
+  return _attribution_maps(features_fn, head_fn, x, clf,
+                           _traced_shapes(features_fn, head_fn, x), layer=layer,
+                           difficulty=difficulty, method=method, top_k=top_k,
+                           n_steps=n_steps, difficulty_head_fn=difficulty_head_fn,
+                           internal_batch_size=internal_batch_size, ig_space=ig_space,
+                           second_order=second_order)
+
+
+def _attribution_maps(features_fn, head_fn, x, clf, shapes, *, layer, difficulty, method,
+                      top_k, n_steps=20, difficulty_head_fn, internal_batch_size,
+                      ig_space="layer", second_order="signed"):
+  """:func:`attribution_maps` after its call form is read; ``shapes`` are
+  the model's :func:`_traced_shapes` on ``x``."""
   _validation.check_choice("method", method, MAP_METHODS)
   _validation.check_choice("ig_space", ig_space, IG_SPACES)
   _validation.check_choice("second_order", second_order, SECOND_ORDER_TERMS)
@@ -307,8 +325,9 @@ def attribution_maps(model: Any, *args, layer: str | None = None,
   if difficulty_head_fn is not None:
     _validation.check_signature("difficulty_head_fn", difficulty_head_fn, 1,
                                 "activations -> the outputs difficulty reads")
-  _check_difficulty(difficulty, features_fn, difficulty_head_fn or head_fn, x)
-  classes = jax.eval_shape(lambda v: head_fn(features_fn(v)), jnp.asarray(x)).shape[-1]
+  activations, logits = shapes
+  _check_difficulty(difficulty, difficulty_head_fn or head_fn, activations)
+  classes = logits.shape[-1]
   if top_k > classes:
     raise ValueError(f"top_k must be at most the model's {classes} classes; got {top_k}.")
   options = dict(difficulty=difficulty, method=method, top_k=top_k, n_steps=n_steps,
@@ -367,10 +386,14 @@ def _maps_of_classifier(clf, x, *, layer, **options):
 def check_attribution_args(features_fn: Callable, x: ArrayLike, *, top_k: int,
                            num_classes: int) -> None:
   """Host-side checks of :func:`attribution_maps`' arguments."""
+  _check_top_k(top_k, num_classes)
+  _check_layer(jax.eval_shape(features_fn, jnp.asarray(x)))
+
+
+def _check_top_k(top_k, num_classes: int) -> None:
   _validation.check_positive("top_k", top_k, integer=True)
   if not 2 <= top_k <= num_classes:
     raise ValueError(f"top_k must be between 2 and the {num_classes} classes; got {top_k}.")
-  _check_layer(features_fn, x)
 
 
 # ---------------------------------------------------------------------------
@@ -444,7 +467,15 @@ def insecurity_maps(class_maps: ArrayLike, difficulty_map: ArrayLike,
   """
   class_maps = jnp.asarray(class_maps)
   difficulty_map = jnp.asarray(difficulty_map)
+  _validation.check_rank("class_maps", class_maps.shape, (4,))
+  _validation.check_rank("difficulty_map", difficulty_map.shape, (3,))
   n, k, h, w = class_maps.shape
+  if difficulty_map.shape != (n, h, w):
+    raise ValueError(
+        f"difficulty_map must be (N, h, w) = {(n, h, w)}, one map per example at the class "
+        f"maps' size (class_maps is (N, K, h, w) = {tuple(class_maps.shape)}); got shape "
+        f"{tuple(difficulty_map.shape)}: pass the two maps of one attribution_maps call.")
+  size = _validation.check_size("size", size)
   prod = class_maps[:, :, None] * class_maps[:, None, :] * difficulty_map[:, None, None]
   return jax.image.resize(prod, (n, k, k, *size), "bilinear")
 
@@ -506,19 +537,19 @@ def insecurities(model: Any, *args, layer: str | None = None, r: float = 0.2,
   """
   features_fn, head_fn, x, clf = _model_args(model, args, layer)
   x = jnp.asarray(x)
-  logits_shape = jax.eval_shape(lambda v: head_fn(features_fn(v)), x).shape
-  if num_classes is not None and num_classes != logits_shape[-1]:
+  shapes = _traced_shapes(features_fn, head_fn, x)
+  activations, logits = shapes
+  if num_classes is not None and num_classes != logits.shape[-1]:
     raise ValueError(
-        f"num_classes must be the model's number of class scores, {logits_shape[-1]} (or "
+        f"num_classes must be the model's number of class scores, {logits.shape[-1]} (or "
         f"None, read from the model); got {num_classes}.")
-  check_attribution_args(features_fn, x, top_k=top_k,
-                         num_classes=num_classes or logits_shape[-1])
+  _check_top_k(top_k, num_classes or logits.shape[-1])
+  _check_layer(activations)
   _validation.check_fraction("r", r, closed=False)
-  pair = (clf, x) if clf is not None else (features_fn, head_fn, x)
-  classes, maps, dmap = attribution_maps(*pair, layer=layer, difficulty=difficulty,
-                                         method=method, top_k=top_k,
-                                         difficulty_head_fn=difficulty_head_fn,
-                                         internal_batch_size=internal_batch_size)
+  classes, maps, dmap = _attribution_maps(features_fn, head_fn, x, clf, shapes, layer=layer,
+                                          difficulty=difficulty, method=method, top_k=top_k,
+                                          difficulty_head_fn=difficulty_head_fn,
+                                          internal_batch_size=internal_batch_size)
   pairs = np.asarray(class_ambiguities(maps, top))
   ins = insecurity_maps(maps, dmap, tuple(x.shape[1:3]))
   masks = np.asarray(top_fraction_mask(ins, r))

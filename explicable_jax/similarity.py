@@ -274,6 +274,7 @@ def wordnet_similarity(classes: Sequence[str], *, metric: str = "path",
   return out
 
 
+@_validation.named_check
 def check_weight_matrix(name: str, weights: ArrayLike,
                         num_classes: int | None = None) -> np.ndarray:
   """``weights`` as a float array, or a ``ValueError`` saying what is wrong.
@@ -303,6 +304,7 @@ def check_weight_matrix(name: str, weights: ArrayLike,
   return w
 
 
+@_validation.named_check
 def check_self_similarity(name: str, w: np.ndarray) -> None:
   """Olmo et al.'s l1 targets give the true class ``W_yy / sum_k W_yk``: a zero
   diagonal entry (a distance or dissimilarity matrix, say) makes a target
@@ -323,6 +325,7 @@ def check_self_similarity(name: str, w: np.ndarray) -> None:
         "true class itself, so their targets prefer a wrong class.", UserWarning, stacklevel=4)
 
 
+@_validation.named_check
 def check_covers(name: str, matrix: np.ndarray, **class_arrays) -> None:
   """Raises unless the ``(C, C)`` ``matrix`` has a row and column for every
   class in ``class_arrays`` (labels, predictions): a class index ``>= C``

@@ -34,7 +34,7 @@ NAME_KINDS = {
     "epsilon": {"perturbation"}, "eps": {"perturbation"},
     "stdevs": {"perturbation"}, "stddev": {"perturbation"},
     "attributions": {"maps"}, "label_changes": {"mask"},
-    "p_value": {"probability"}, "absolute": {"flag"},
+    "p_value": {"probability"}, "absolute": {"flag"}, "graphdef": {"graphdef"},
 }
 
 # Public functions with such a parameter that are not a boundary, and why.
@@ -148,6 +148,10 @@ def test_every_bool_option_of_the_api_is_a_checked_flag():
 
 
 WRONG = {
+    "graphdef": {
+        "parameters": {"dense": {"kernel": np.zeros((2, 2), np.float32)}},
+        "a name": "resnet20",
+    },
     "images": {
         "channel-first": np.random.default_rng(0).random((2, 3, 8, 8)).astype(np.float32),
         "0..255 floats": np.full((2, 8, 8, 3), 200.0, np.float32),
@@ -667,3 +671,30 @@ def test_bfloat16_images_are_numbers_and_a_dataset_is_not_an_array(image_mlp):
   ds = data.Dataset(x, np.array([0, 1]), 10, tuple("0123456789"))
   with pytest.raises(ConventionError, match=r"^x must be .*got a Dataset: pass ds\.x"):
     training.predict(image_mlp, ds)
+
+
+CHECKS = {**PUBLIC, **{f"explicable_jax.conventions.{n}": getattr(conventions, n)
+                       for n in conventions.__all__ if n.startswith("check_")}}
+NAMED_CHECKS = sorted(
+    name for name, fn in CHECKS.items()
+    if name.rsplit(".", 1)[-1].startswith("check_")
+    and next(iter(inspect.signature(fn).parameters), None) == "name")
+
+
+def test_public_checks_are_found():
+  assert {"explicable_jax.conventions.check_images", "explicable_jax.data.check_dataset",
+          "explicable_jax.similarity.check_weight_matrix"} <= set(NAMED_CHECKS)
+
+
+@pytest.mark.parametrize("name", NAMED_CHECKS)
+def test_a_check_called_with_its_arguments_swapped_says_so(name):
+  """Every public ``check_*(name, value, ...)`` refuses a non-string name,
+  so check(value, "name") never prints an array as the argument's name."""
+  fn = CHECKS[name]
+  args = [np.zeros((2, 3), np.float32), "weights"]
+  for p in list(inspect.signature(fn).parameters.values())[2:]:
+    if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD,
+                                                p.KEYWORD_ONLY):
+      args.append(None)
+  with pytest.raises(TypeError, match=r"takes the argument's name first.*swapped"):
+    fn(*args)

@@ -542,7 +542,6 @@ MORE_BAD_INPUTS = [
  ("viz.save no axes", lambda: __import__("explicable_jax.viz", fromlist=["viz"]).save(None, "/tmp/ej_unused.png"), TypeError, r"ax must be the matplotlib Axes"),
  ("audit annotations not an npz", lambda: __import__("explicable_jax.app.audit.context", fromlist=["c"]).load_annotations(__file__, {}, {}), ValueError, r"annotations .* is not an .npz file"),
  # Sixth trial (636 calls: 25 silent, 30 cryptic): each by its convention's helper.
- ("batched.integrated_gradients uint8 baseline converted", lambda: np.testing.assert_allclose(np.asarray(batched_.integrated_gradients(_CLF, _XB + 0.5, target=0, baselines=np.full(_XB.shape, 255, np.uint8))), np.asarray(batched_.integrated_gradients(_CLF, _XB + 0.5, target=0, baselines=np.ones(_XB.shape, np.float32))), atol=1e-6) or (_ for _ in ()).throw(ValueError("baselines converted")), ValueError, r"baselines converted"),
  ("accuracy_under perturb returns 0..255", lambda: robustness.accuracy_under(_CLF, _XB, _YB, perturb=lambda k, a, b: a * 255 + 200, key=K), ValueError, r"perturb must return images in the inputs' units.*far off the images' \[0, 1\] scale"),
  ("accuracy_under perturb returns NaN", lambda: robustness.accuracy_under(_CLF, _XB, _YB, perturb=lambda k, a, b: a * jnp.nan, key=K), ValueError, r"perturb must return images.*NaN or inf for 4 of 4"),
  ("pgd step_size zero", lambda: robustness.pgd(K, _CLF, _XB, _YB, 0.1, step_size=0.0), ValueError, r"step_size must be positive"),
@@ -612,6 +611,21 @@ MORE_BAD_INPUTS = [
  ("similarity.from_ratings scale_max string", lambda: similarity.from_ratings(np.eye(3) * 4, scale_max="7"), ValueError, r"scale_max must be a positive number"),
  ("similarity.explicability_matrix mapping", lambda: similarity.explicability_matrix({"a": np.eye(3)}), TypeError, r"matrices\[0\] must be a \(C, C\) matrix; got a mapping"),
  ("viz.heatmap vmin above vmax", lambda: __import__("explicable_jax.viz", fromlist=["viz"]).heatmap(np.eye(3), vmin=1, vmax=0), ValueError, r"vmin must be at most vmax"),
+ # Session 21: the eighth trial's remaining cryptic cases, by convention.
+ ("models.split_at given a Classifier", lambda: models.split_at(_CLF, _LAYER), ValueError, r"graphdef must be an NNX GraphDef.*got Classifier: .*clf.split\(layer\)"),
+ ("models.merge_model given a Classifier", lambda: models.merge_model(_CLF, None, None), ValueError, r"graphdef must be an NNX GraphDef.*got Classifier"),
+ ("models.apply_model without graphdef", lambda: models.apply_model(*models.split_model(models.create_model(K, "mlp", input_shape=(8, 8, 1), num_classes=10))[1:], _XB), ValueError, r"graphdef must be an NNX GraphDef.*got State: parameters or model state"),
+ ("similarity.check_weight_matrix swapped", lambda: similarity.check_weight_matrix(np.eye(3), "W"), TypeError, r"check_weight_matrix\(name, value, ...\) takes the argument's name first.*swapped"),
+ ("data.check_dataset swapped", lambda: data.check_dataset(_ds(), "train"), TypeError, r"check_dataset\(name, value, ...\) takes the argument's name first.*swapped"),
+ ("deliberative.insecurity_maps maps of two calls", lambda: deliberative.insecurity_maps(np.ones((2, 3, 4, 4)), np.ones((3, 4, 4)), (8, 8)), ValueError, r"difficulty_map must be \(N, h, w\) = \(2, 4, 4\).*got shape \(3, 4, 4\)"),
+ ("deliberative.insecurity_maps size one number", lambda: deliberative.insecurity_maps(np.ones((2, 3, 4, 4)), np.ones((2, 4, 4)), 8), ValueError, r"size must be \(height, width\), two positive integers; got 8"),
+ ("data.rrr.toy_colors_rule_scores wrong shape", lambda: __import__("explicable_jax.data.rrr", fromlist=["rrr"]).toy_colors_rule_scores(np.ones((4, 5, 5))), ValueError, r"input_gradients must be the toy colours' gradients, \(N, 5, 5, 3\)"),
+ ("ev.model_parameter_randomisation init without key", lambda: ev.model_parameter_randomisation(K, lambda c, v, t: v, _CLF, _XB, target=0, init=lambda: 0), TypeError, r"init must be a function key -> params"),
+ ("ev.deletion_curve model (params, x)", lambda: ev.deletion_curve(lambda p, z: z, _XB, _XB, target=0), TypeError, r"model must be a function x -> \(N, C\) class scores; <lambda>\(p, z\)"),
+ ("mutation.mutant_predictions unstacked mutant", lambda: mutation.mutant_predictions(_CLF, _CLF.params, _XB), ValueError, r"leading mutant axis.*one mutant's parameters\? add the axis"),
+ ("mutation.mutant_predictions list of mutants", lambda: mutation.mutant_predictions(_CLF, [_CLF.params, _CLF.params], _XB), ValueError, r"a list of 2 mutants: jax.tree.map\(lambda \*a: jnp.stack\(a\), \*mutants\)"),
+ ("detection.scores.mahalanobis swapped", lambda: detection.scores.mahalanobis(np.ones((4, 3), np.float32), detection.scores.fit_mahalanobis(np.random.default_rng(0).random((8, 3)), np.arange(8) % 2, 2)), ValueError, r"features must be a batch .*got a GaussianFit, a named result \(the arguments swapped\?\)"),
+ ("attribution tuple of inputs of different lengths", lambda: batched_.saliency(lambda a, b: a.reshape(len(a), -1)[:, :2] + b[:, :2], (_XB, np.ones((3, 4), np.float32)), target=0), ValueError, r"x as a tuple of inputs must share the batch axis; got leading sizes \[4, 3\]"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 
@@ -1229,3 +1243,15 @@ def test_the_nan_guard_needs_no_host_sync_per_step_and_names_the_first_bad_step(
   # 8 steps and 32 steps: the same 5 reads (the start step, the final log's
   # guard and metrics, the epoch-end guard, the end step).
   assert counts[0] == counts[1] == 5, counts
+
+
+def test_an_integer_pixel_baseline_is_converted_like_the_images():
+  """A uint8 baseline of 255 is the all-ones [0, 1] baseline: the same
+  attribution (it used to be read as 255.0, off the images' scale)."""
+  x = _XB + 0.5
+  as_pixels = batched_.integrated_gradients(_CLF, x, target=0,
+                                            baselines=np.full(_XB.shape, 255, np.uint8))
+  as_floats = batched_.integrated_gradients(_CLF, x, target=0,
+                                            baselines=np.ones(_XB.shape, np.float32))
+  np.testing.assert_allclose(np.asarray(as_pixels), np.asarray(as_floats), atol=1e-6)
+  assert float(np.abs(np.asarray(as_floats)).sum()) > 0  # a non-trivial attribution

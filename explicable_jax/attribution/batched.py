@@ -44,7 +44,6 @@ __all__ = [
 def _finite_examples(result, name: str) -> None:
   """Raises naming the examples whose ``result`` holds NaN or inf; skipped
   under tracing (a jitted caller checks what it gets back on the host)."""
-  import numpy as np
   leaves = [a for a in jax.tree.leaves(result) if hasattr(a, "shape") and a.ndim >= 1]
   if not leaves or any(isinstance(a, jax.core.Tracer) for a in leaves):
     return
@@ -264,33 +263,25 @@ def compute_convergence_delta(clf: Any, attributions: _common.InputsLike, x: _co
   return total - (scores(x) - scores(ref))
 
 
-def _spatial_layer(features_fn: Callable, x, layer: str) -> None:
-  """Grad-CAM of an image model needs a layer with spatial maps
-  ``(N, H, W, C)``: at a dense layer of such a model the "map" is one number
-  per example. (Captum's non-convolutional case, a layer of a model on
-  feature vectors, stays allowed.)"""
-  if _common.is_multi(x) or np.ndim(x) != 4:
-    return
-  shape = jax.eval_shape(features_fn, jax.ShapeDtypeStruct(np.shape(x), jnp.float32)).shape
-  if len(shape) != 4:
-    raise ValueError(
-        f"layer {layer!r} must have spatial maps (N, H, W, C) for Grad-CAM of images; its "
-        f"activation has shape {tuple(shape)} for a batch of shape {tuple(np.shape(x))}: "
-        "pick a convolutional layer (clf.layers lists them).")
+def _at_layer(core: Callable, clf, name: str, x, kwargs: dict):
+  """``core`` at layer ``name``; a complaint of the core method about "the
+  layer" names it (the core functions only see the split)."""
+  try:
+    return core(*clf.split(name), x, **kwargs)
+  except ValueError as e:
+    if str(e).startswith("the layer "):
+      raise ValueError(f"layer {name!r}" + str(e)[len("the layer"):]) from None
+    raise
 
 
 def _layer_method(core: Callable, details: str = "") -> Callable:
   def method(clf, x, *, layer, **kwargs):
     clf = models.as_classifier("clf", clf)
-    names = list(layer) if _common.is_multi(layer) else [layer]
-    if core is layer_lib.grad_cam:
-      for name in names:
-        _spatial_layer(clf.split(name)[0], x, name)
     if _common.is_multi(layer):  # Captum's list of layers: one result each
       if not layer:
         raise ValueError("layer must name at least one layer; got an empty list.")
-      return tuple(core(*clf.split(name), x, **kwargs) for name in layer)
-    return core(*clf.split(layer), x, **kwargs)
+      return tuple(_at_layer(core, clf, name, x, kwargs) for name in layer)
+    return _at_layer(core, clf, layer, x, kwargs)
 
   method.__doc__ = (
       f"``{core.__name__}`` of a classifier cut at ``layer``: "

@@ -606,7 +606,5 @@ def upsample(maps: ArrayLike, size: tuple[int, int], *,
                                               "bicubic", "lanczos3", "lanczos5"))
   maps = jnp.asarray(maps)
   _validation.check_rank("maps", maps.shape, (3,))
-  if isinstance(size, (str, bytes)) or np.ndim(size) != 1 or len(tuple(size)) != 2 \
-      or any(int(s) <= 0 for s in size):
-    raise ValueError(f"size must be (height, width) with positive entries; got {size!r}.")
-  return jax.image.resize(maps, (maps.shape[0],) + tuple(int(s) for s in size), method)
+  size = _validation.check_size("size", size)
+  return jax.image.resize(maps, (maps.shape[0], *size), method)

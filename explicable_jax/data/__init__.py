@@ -353,6 +353,7 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None,
 # Splits and batches.
 
 
+@_validation.named_check
 def check_dataset(name: str, ds) -> None:
   """``ds`` must be a :class:`Dataset` (arrays or an ``(x, y)`` tuple are
   named, with how to wrap them)."""

@@ -122,7 +122,12 @@ def toy_colors_rule_scores(input_gradients: np.ndarray, cutoff: float = 0.67) ->
   (rule 1) and in the top middle (rule 2), averaged over examples, as in
   the original's ``rule1_score`` / ``rule2_score``: a pixel is in the
   explanation when any of its channels is."""
-  g = np.asarray(input_gradients).reshape(-1, 5, 5, 3)
+  g = np.asarray(input_gradients)
+  if g.ndim not in (2, 4) or g.shape[1:] not in ((75,), (5, 5, 3)) or len(g) == 0:
+    raise conventions.ConventionError(
+        "input_gradients must be the toy colours' gradients, (N, 5, 5, 3) or flat (N, 75) "
+        f"(data.rrr.toy_colors images); got shape {g.shape}.")
+  g = g.reshape(-1, 5, 5, 3)
   pix = explanation_mask(g, cutoff).any(axis=-1)  # (N, 5, 5)
   total = np.maximum(pix.sum(axis=(1, 2)), 1)
   corners = toy_colors_rule_mask("corners")[..., 0]

@@ -48,6 +48,7 @@ def split_model(model: nnx.Module):
   return nnx.split(model, nnx.Param, ...)
 
 
+@conventions.boundary(graphdef="graphdef")
 def merge_model(graphdef, params, model_state) -> nnx.Module:
   """Inverse of :func:`split_model`: a live module (a fresh copy)."""
   return nnx.merge(graphdef, params, model_state)
@@ -58,7 +59,7 @@ def _staged_backend(graphdef, layers: tuple[str, ...]) -> NNXBackend:
   return NNXBackend(graphdef, "staged", layers)
 
 
-@conventions.boundary()
+@conventions.boundary(graphdef="graphdef")
 def apply_model(graphdef, params, model_state, x: jax.Array, *,
                 train: bool = False, key: jax.Array | None = None):
   """Pure forward pass of a zoo model: ``(logits, new_model_state)``.
@@ -72,6 +73,7 @@ def apply_model(graphdef, params, model_state, x: jax.Array, *,
                                              train=train, key=key)
 
 
+@conventions.boundary(graphdef="graphdef")
 def split_at(graphdef, params, model_state, layer: str):
   """``(features_fn, head_fn)`` of a zoo model cut after stage ``layer``
   (``Classifier.split`` on the pieces).

@@ -82,6 +82,7 @@ def normalize_input(x: jax.Array, mean: tuple[float, ...] | None,
 
 
 @conventions.boundary()
+@_validation.named_check
 def check_widths(name: str, value, *, allow_empty: bool = True) -> tuple[int, ...]:
   """Layer widths as a tuple of positive ints: one int is one layer
   (``hidden=8`` is ``hidden=(8,)``); anything else (a float, a string, a
@@ -103,6 +104,7 @@ def check_widths(name: str, value, *, allow_empty: bool = True) -> tuple[int, ..
   return tuple(int(v) for v in items)
 
 
+@_validation.named_check
 def check_image_input(name: str, x: jax.Array, channels: int) -> None:
   """Raises ``ValueError`` unless ``x`` is an NHWC batch with ``channels``."""
   _validation.check_rank(name, x.shape, (4,))

@@ -380,6 +380,7 @@ def _show(name: str, path: tuple) -> str:
   return name + "".join(f"[{k!r}]" for k in path)
 
 
+@_validation.named_check
 def check_same_tree(name: str, given, expected) -> None:
   """Raises ``ValueError`` unless ``given`` has the leaf paths and shapes of
   ``expected`` (a model's params or state), naming the first path that

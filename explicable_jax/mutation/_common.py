@@ -38,16 +38,25 @@ def check_mutants(mutants, params) -> int:
   which leaf does not match ``params`` with a leading mutant axis."""
   p_paths, p_leaves, p_def = _leaves(params)
   m_paths, m_leaves, m_def = _leaves(mutants)
+  stack = ("jax.tree.map(lambda *a: jnp.stack(a), *mutants) stacks a list of mutants; "
+           "mutation.make_mutants returns them stacked")
   if p_def != m_def:
+    many = (isinstance(mutants, (list, tuple)) and len(mutants) > 0
+            and all(_leaves(m)[2] == p_def for m in mutants))
     raise ValueError(
-        "mutants must have the structure of params with a leading mutant axis; "
-        f"got {len(m_leaves)} leaves for the model's {len(p_leaves)}.")
+        "mutants must have the structure of params with a leading mutant axis on every "
+        f"array; got {len(m_leaves)} arrays for the model's {len(p_leaves)}"
+        + (f" (a {type(mutants).__name__} of {len(mutants)} mutants: {stack})" if many else
+           " (mutants of another model?)") + ".")
   n = None
   for path, p, m in zip(p_paths, p_leaves, m_leaves):
     if np.ndim(m) != np.ndim(p) + 1 or np.shape(m)[1:] != np.shape(p):
+      one = np.shape(m) == np.shape(p)
       raise ValueError(
-          f"mutants[{path}] must have shape (n, *{tuple(np.shape(p))}); "
-          f"got {tuple(np.shape(m))}.")
+          f"mutants must have a leading mutant axis on every array: mutants[{path}] must "
+          f"have shape (n, *{tuple(np.shape(p))}); got {tuple(np.shape(m))}"
+          + (" (one mutant's parameters? add the axis: jax.tree.map(lambda a: a[None], "
+             "mutant))" if one else "") + ".")
     if n is None:
       n = np.shape(m)[0]
     elif np.shape(m)[0] != n:

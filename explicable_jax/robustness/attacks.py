@@ -189,12 +189,7 @@ def accuracy_under(logits_fn: LogitsFn, x, labels, *, batch_size: int = 500,
       keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
       xb = jax.vmap(lambda k, xi, yi: _one_perturbed(perturb, k, xi[None], yi[None]))(
           keys, xb, yb)
-    flat = xb.reshape(xb.shape[0], -1)
-    lo, hi = (0.0, 1.0) if perturb is not None and unit else (-jnp.inf, jnp.inf)
-    # Per image: 1 non-finite, 2 on another scale than [0, 1] (0..255, say); noise
-    # left unclipped strays a little outside [0, 1] and is accepted.
-    bad = jnp.where(~jnp.isfinite(flat).all(1), 1,
-                    jnp.where((flat.min(1) < lo - 4.0) | (flat.max(1) > hi + 4.0), 2, 0))
+    bad = conventions.image_scale_codes(xb, unit=perturb is not None and unit, perturbed=True)
     return jnp.argmax(f(xb), -1) == yb, bad
 
   hits, bad = _batching.map_batches(jax.jit(correct), [np.arange(len(x)), x, labels],

@@ -200,8 +200,7 @@ def layer_groups(clf: Any, example_shape: Sequence[int] | None) -> list[tuple[st
 def _fresh_params(clf, init):
   """A function ``key -> params``: new weights for ``clf``."""
   if init is not None:
-    if not callable(init):
-      raise TypeError(f"init must be a function key -> params; got {type(init).__name__}.")
+    _validation.check_signature("init", init, 1, "key -> params")
     return init
   if clf.spec.recipe:
     recipe = json.loads(clf.spec.recipe)

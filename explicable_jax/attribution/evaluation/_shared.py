@@ -30,6 +30,7 @@ def model_value(name: str, model):
     return models.as_classifier(name, model)
   except TypeError:
     if callable(model):
+      _validation.check_signature(name, model, 1, "x -> (N, C) class scores")
       return model
     raise
 

@@ -59,6 +59,9 @@ def check_folder(name: str, path: str | os.PathLike) -> None:
     raise TypeError(f"{name} must be a folder path (str or os.PathLike); got "
                     f"{type(path).__name__} {path!r}.")
   s = os.fspath(path)
+  if not s.strip():
+    raise ValueError(f"{name} must name a folder; got an empty path {s!r} (it would write "
+                     "into the current directory: pass the folder, e.g. 'runs/name').")
   if not is_uri(s) and os.path.exists(s) and not os.path.isdir(s):
     raise NotADirectoryError(
         f"{name} {s!r} is a file; expected a folder (an existing one, or one to create): "
@@ -72,6 +75,8 @@ def check_file(name: str, path: str | os.PathLike) -> None:
     raise TypeError(f"{name} must be a file path (str or os.PathLike); got "
                     f"{type(path).__name__} {path!r}.")
   s = os.fspath(path)
+  if not s.strip():
+    raise ValueError(f"{name} must name a file; got an empty path {s!r}.")
   if is_uri(s):
     return
   if os.path.isdir(s):
@@ -94,3 +99,20 @@ def check_npz(name: str, path: str | os.PathLike, what: str = "arrays") -> None:
   if not is_uri(s) and os.path.isfile(s) and not zipfile.is_zipfile(s):
     raise ValueError(
         f"{name} {s!r} is not an .npz file; expected an .npz (numpy.savez) holding {what}.")
+
+
+def check_existing_file(name: str, path: str | os.PathLike, what: str) -> None:
+  """Raises ``FileNotFoundError`` naming the argument when ``path`` (a file
+  to read) does not exist, and ``IsADirectoryError`` when it is a folder.
+  ``what`` says what the file holds, for the message."""
+  if not isinstance(path, (str, os.PathLike)):
+    raise TypeError(f"{name} must be a file path (str or os.PathLike); got "
+                    f"{type(path).__name__} {path!r}.")
+  s = os.fspath(path)
+  if is_uri(s):
+    return
+  if os.path.isdir(s):
+    raise IsADirectoryError(f"{name} {s!r} is a folder; expected a file holding {what}.")
+  if not os.path.exists(s):
+    raise FileNotFoundError(f"{name} {s!r} does not exist; expected a file holding {what} "
+                            f"(the working directory is {os.getcwd()!r}).")

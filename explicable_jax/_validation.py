@@ -47,19 +47,22 @@ def check_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
     )
 
 
-def check_names(name: str, value: Any) -> tuple:
+def check_names(name: str, value: Any, *, of: str = "names") -> tuple:
   """``value`` as a tuple of names: a list or tuple, not one string (which
   would be read letter by letter: ``names='msp'`` as ``'m', 's', 'p'``).
+  ``of`` says what the entries are (``"severities"``, say).
 
   Raises ``TypeError`` naming the argument, with the fix.
   """
   if isinstance(value, (str, bytes)):
-    raise TypeError(f"{name} must be a sequence of names, not one string; got {value!r}: "
+    raise TypeError(f"{name} must be a sequence of {of}, not one string; got {value!r}: "
                     f"wrap it in a list, [{value!r}].")
   try:
     return tuple(value)
   except TypeError:
-    raise TypeError(f"{name} must be a sequence of names; got {type(value).__name__}.") from None
+    raise TypeError(f"{name} must be a sequence of {of}; got {type(value).__name__}"
+                    + (f" (one value? wrap it in a list, [{value!r}])"
+                       if np.isscalar(value) else "") + ".") from None
 
 
 def check_class_names(name: str, value: Any) -> tuple:
@@ -68,6 +71,10 @@ def check_class_names(name: str, value: Any) -> tuple:
   names = check_names(name, value)
   seen: dict[str, int] = {}
   for i, c in enumerate(names):
+    if not isinstance(c, str):
+      raise TypeError(
+          f"{name} must be strings, one name per class; got {type(c).__name__} {c!r} at "
+          f"position {i} (class indices? pass names, e.g. tuple(map(str, ...))).")
     if str(c) in seen:
       raise ValueError(f"{name} must be distinct; got {str(c)!r} at positions {seen[str(c)]} "
                        f"and {i} of {list(names)}.")

@@ -123,6 +123,11 @@ def _as_array(name: str, x, what: str):
     raise ConventionError(f"{name} must be {what}; got {type(x).__name__}.") from None
   if arr.dtype != object and arr.dtype.kind == "V" and jnp.issubdtype(arr.dtype, jnp.floating):
     arr = arr.astype(np.float32)  # bfloat16 (ml_dtypes): numbers, read as float32
+  if arr.dtype == object and arr.ndim == 0:  # an object, not an array (a model?)
+    from explicable_jax.models.classifier import Classifier
+    swapped = (" (the arguments swapped? a classifier goes in the model's place)"
+               if isinstance(classifier_of(x) or x, Classifier) or callable(x) else "")
+    raise ConventionError(f"{name} must be {what}; got {type(x).__name__}{swapped}.")
   if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
     raise ConventionError(f"{name} must be {what} of numbers; got {_describe(arr)}.")
   return arr
@@ -141,8 +146,10 @@ def to_unit_float(x):
   .. math:: x \\mapsto x / 255 \\text{ for integer pixels}, \\quad x
      \\text{ unchanged for floats}
 
-  Works on numpy and (traced) jax arrays; checks nothing (see
-  :func:`check_images` for the checked entry).
+  Works on numpy and (traced) jax arrays. A concrete float batch off the
+  ``[0, 1]`` scale (0..255 floats, standardised values) is refused, since
+  nothing would convert it (see :func:`check_images` for the whole check);
+  traced arrays are not checked.
 
   Args:
     x: images, integer pixels in ``0..255`` or floats in ``[0, 1]``.
@@ -155,6 +162,16 @@ def to_unit_float(x):
     >>> to_unit_float(np.array([0, 51, 255], np.uint8)).tolist()
     [0.0, 0.20000000298023224, 1.0]
   """
+  if not _is_traced(x):
+    arr = np.asarray(x)
+    if np.issubdtype(arr.dtype, np.floating):
+      _unit_range("x", arr, strict=False)
+  return _unit_float(x)
+
+
+def _unit_float(x):
+  """:func:`to_unit_float` without the check (for batches already checked,
+  and features of any scale)."""
   xp = jnp if isinstance(x, jax.Array) else np
   x = xp.asarray(x)
   if xp.issubdtype(x.dtype, xp.integer) or x.dtype == bool:
@@ -188,7 +205,7 @@ def inputs_to_float(x):
   dtype = getattr(x, "dtype", None)
   if dtype is None or not (np.issubdtype(dtype, np.integer) and _integer_pixels(x)):
     return x
-  return to_unit_float(x)
+  return _unit_float(x)
 
 
 def _nonfinite(name: str, arr) -> None:
@@ -325,7 +342,7 @@ def check_images(name: str, x, *, input_shape: tuple[int, ...] | None = None,
   _pixels(name, arr)
   _nonfinite(name, arr)
   _unit_range(name, arr, strict=strict_range)
-  return _keep_kind(x, to_unit_float(arr)) if convert else x
+  return _keep_kind(x, _unit_float(arr)) if convert else x
 
 
 @_validation.named_check
@@ -373,7 +390,7 @@ def check_inputs(name: str, x, *, input_shape: tuple[int, ...] | None = None,
       _unit_range(name, arr, strict=False)
   if not convert or ids:
     return x if not convert else _keep_kind(x, arr)
-  return _keep_kind(x, to_unit_float(arr))
+  return _keep_kind(x, _unit_float(arr))
 
 
 @_validation.named_check
@@ -387,6 +404,10 @@ def check_model_inputs(name: str, x, model, *, convert: bool = True):
   ``evaluate`` on a data set's first examples). A Captum-style tuple of
   inputs is checked member by member; a mapping is left to the model.
   """
+  if classifier_of(model) is None:
+    raise TypeError(
+        f"model must be a Classifier (or hold one: a training state, clf.logits); got "
+        f"{type(model).__name__}" + (f" {model!r}" if isinstance(model, str) else "") + ".")
   _, input_shape, unit_range = _model_facts({"model": model})
   if isinstance(x, Mapping):
     check_finite(name, x)
@@ -560,15 +581,16 @@ def check_mask(name: str, mask, *, shape: tuple[int, ...] | None = None):
 def _probability_rows(arr) -> bool:
   """Whether a concrete ``(N, C)`` batch is almost surely probabilities: at
   least 2 rows and 2 classes, every entry in ``[0, 1]`` and every row summing
-  to 1 (to ``1e-5``, or the dtype's rounding over ``C`` terms). Logits of a
-  real model practically never meet that on every row."""
+  to 1 (to ``1e-2``, so that a softmax mixed with a little uniform mass
+  counts too, or the dtype's rounding over ``C`` terms). Logits of a real
+  model practically never meet that on every row."""
   if _is_traced(arr) or arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 2:
     return False
   if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
     return False
   if arr.min() < 0 or arr.max() > 1:
     return False
-  tol = max(1e-5, 2 * np.sqrt(arr.shape[1]) * float(np.finfo(arr.dtype).eps))
+  tol = max(1e-2, 2 * np.sqrt(arr.shape[1]) * float(np.finfo(arr.dtype).eps))
   return bool(np.all(np.abs(arr.sum(axis=1, dtype=np.float64) - 1) <= tol))
 
 
@@ -759,7 +781,7 @@ def check_baseline(name: str, value, *, image_scale: bool = True):
   _nonfinite(name, arr)
   if image_scale and arr.ndim >= 1 and np.issubdtype(arr.dtype, np.integer):
     _pixels(name, arr)  # integer pixels, as the images convert: x / 255
-    return _keep_kind(value, to_unit_float(arr))
+    return _keep_kind(value, _unit_float(arr))
   if not image_scale or arr.size == 0 or not np.issubdtype(arr.dtype, np.floating):
     return value
   lo, hi = float(np.min(arr)), float(np.max(arr))
@@ -932,6 +954,8 @@ def check_graphdef(name: str, graphdef):
 def _check_one(param: str, kind: str, value, num_classes, input_shape, unit_range=True):
   """One argument through its kind's check."""
   if kind == "images":
+    if not unit_range:  # a model adapted with input_range=None takes its own scale
+      return check_inputs(param, value, input_shape=input_shape, unit_range=False)
     return check_images(param, value, input_shape=input_shape)
   if kind == "inputs":
     if isinstance(value, tuple) and input_shape is not None:  # the model takes one array

@@ -126,12 +126,26 @@ def _check_layer(activations) -> None:
                      f"(N, H, W, C); features_fn returns shape {tuple(activations.shape)}.")
 
 
-def _check_difficulty(difficulty, head_fn, activations) -> None:
+def _check_difficulty(difficulty, head_fn, activations, *, own_head: bool = False) -> None:
   """A callable ``difficulty`` must map the head's outputs ``(N, C)`` to one
-  score per example ``(N,)`` (checked on shapes only, from the layer's)."""
+  score per example ``(N,)`` (checked on shapes only, from the layer's);
+  ``own_head``: ``head_fn`` is the user's ``difficulty_head_fn``, whose
+  outputs must be ``(N, C)``."""
+  n = activations.shape[0]
+  if own_head:
+    try:
+      out = jax.eval_shape(head_fn, activations)
+    except Exception as e:  # noqa: BLE001 - reported with the form it must have
+      raise ValueError(
+          "difficulty_head_fn must be a function activations -> (N, C) outputs; calling it "
+          f"on the layer's activations {tuple(activations.shape)} failed: {e}") from None
+    if len(getattr(out, "shape", ())) != 2 or out.shape[0] != n:
+      raise ValueError(
+          "difficulty_head_fn must return (N, C) outputs, one row per example, for the "
+          f"difficulty score to read; it returns shape {tuple(getattr(out, 'shape', ()))} "
+          f"for the layer's activations {tuple(activations.shape)}.")
   if not callable(difficulty):
     return
-  n = activations.shape[0]
   try:
     shape = jax.eval_shape(lambda a: difficulty(head_fn(a)), activations).shape
   except Exception as e:  # noqa: BLE001 - reported with the form it must have
@@ -326,7 +340,10 @@ def _attribution_maps(features_fn, head_fn, x, clf, shapes, *, layer, difficulty
     _validation.check_signature("difficulty_head_fn", difficulty_head_fn, 1,
                                 "activations -> the outputs difficulty reads")
   activations, logits = shapes
-  _check_difficulty(difficulty, difficulty_head_fn or head_fn, activations)
+  _check_difficulty(difficulty, difficulty_head_fn or head_fn, activations,
+                    own_head=difficulty_head_fn is not None)
+  if internal_batch_size is not None:
+    _validation.check_positive("internal_batch_size", internal_batch_size, integer=True)
   classes = logits.shape[-1]
   if top_k > classes:
     raise ValueError(f"top_k must be at most the model's {classes} classes; got {top_k}.")

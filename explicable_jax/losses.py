@@ -20,7 +20,7 @@ import optax
 from jax.typing import ArrayLike
 
 from explicable_jax import conventions
-from explicable_jax import _validation, similarity
+from explicable_jax import _paths, _validation, similarity
 
 __all__ = [
     "GRADIENT_CLASSES", "GRADIENT_SCALES", "LOSSES", "WEIGHTED_TARGETS", "certainty_penalty",
@@ -225,6 +225,7 @@ def _weighted_from_file(weights: str, target: str = "l1", scale: float = 1.0,
   """The weighted loss of a similarity matrix saved with ``np.save``."""
   if not isinstance(weights, str):
     raise ValueError(f"weights must be the path of a .npy matrix; got {weights!r}.")
+  _paths.check_existing_file("weights", weights, "a (C, C) similarity matrix (np.save)")
   return make_weighted_loss(np.load(weights), target=target, scale=scale, kind=kind)
 
 

@@ -286,6 +286,7 @@ def mean_mistake_similarity(labels: ArrayLike, preds: ArrayLike,
   undefined, and a made-up number would mislead.
   """
   s = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
+  similarity.check_self_similarity("similarity_matrix", np.asarray(s))
   similarity.check_covers("similarity_matrix", s, labels=labels, preds=preds)
   y = _labels("labels", labels, s.shape[0])
   p = _labels("preds", preds, s.shape[0])

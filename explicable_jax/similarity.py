@@ -315,9 +315,9 @@ def check_self_similarity(name: str, w: np.ndarray) -> None:
   if zero.size:
     raise ValueError(
         f"{name} must be a similarity matrix whose diagonal (each class's similarity to "
-        f"itself) is positive; rows {zero.tolist()[:10]} have W[y, y] = 0, so their "
-        "targets put no probability on the true class (a distance matrix? use a similarity, "
-        "e.g. 1 - d / d.max()).")
+        f"itself) is positive; rows {zero.tolist()[:10]} have W[y, y] = 0 (a weighted "
+        "loss's targets would put no probability on the true class; a distance matrix? use "
+        "a similarity, e.g. 1 - d / d.max()).")
   below = np.flatnonzero(diag < w.max(axis=1))
   if below.size:
     warnings.warn(

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import os
+
 import numpy as np
 
 from explicable_jax import _paths, _validation, conventions
@@ -37,12 +39,16 @@ def new_axes(ax=None, *, figsize=(4.6, 4.2)):
 
 def save(ax, path: str, *, dpi: int = 110) -> str:
   """Writes the figure of ``ax`` to ``path`` (tight layout), closes it and
-  returns the path."""
+  returns the path written (``path`` with matplotlib's default suffix,
+  ``.png``, when it has none)."""
   import matplotlib.pyplot as plt
   if not hasattr(ax, "figure"):
     raise TypeError(f"ax must be the matplotlib Axes a viz function returned; got "
                     f"{type(ax).__name__}.")
   _paths.check_file("path", path)
+  path = os.fspath(path)
+  if not os.path.splitext(path)[1]:  # matplotlib adds its default format's suffix
+    path = f"{path}.{plt.rcParams['savefig.format']}"
   fig = ax.figure
   fig.tight_layout()
   fig.savefig(path, dpi=dpi)

@@ -181,9 +181,19 @@ def to_argv(config, *, skip: Sequence[str] = ()) -> list[str]:
   return argv
 
 
-def overridden(config, overrides: dict, *, what: str):
+def overridden(config, overrides: dict, *, what: str, kind: type | None = None):
   """``dataclasses.replace(config, **overrides)``, with a ``TypeError`` that
-  names an unknown setting and lists the known ones."""
+  names an unknown setting and lists the known ones; ``config`` ``None`` is
+  ``kind()``, and anything but an instance of ``kind`` (a dict of settings)
+  is refused with the two ways to pass them."""
+  if kind is not None:
+    if config is None:
+      config = kind()
+    elif not isinstance(config, kind):
+      raise TypeError(
+          f"config must be a {kind.__name__} (or None); got {type(config).__name__}: pass "
+          f"the settings as keywords, {what[:-1]}..., name=value), or build the config, "
+          f"{kind.__name__}(**settings).")
   known = {f.name for f in dataclasses.fields(config)}
   bad = sorted(set(overrides) - known)
   if bad:

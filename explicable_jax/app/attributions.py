@@ -171,8 +171,8 @@ def evaluate_attributions(model, out: str, config: AttributionEvaluationConfig |
   from explicable_jax.app.audit import context
   from explicable_jax.detection import pipeline
   t0 = time.time()
-  config = (AttributionEvaluationConfig(**overrides) if config is None else
-            _options.overridden(config, overrides, what="evaluate_attributions()"))
+  config = _options.overridden(config, overrides, what="evaluate_attributions()",
+                               kind=AttributionEvaluationConfig)
   say = print if progress else (lambda *a, **k: None)
   clf, model_path = context._resolve_model("model", model)
   c = config

@@ -180,7 +180,7 @@ def run_detect(model: str, out: str, config: DetectConfig | None = None, *,
     score, MSP the baseline, and the ``scores`` added), the AUROC gain over MSP
     with its bootstrap interval, the settings.
   """
-  c = _options.overridden(config or DetectConfig(), overrides, what="run_detect()")
+  c = _options.overridden(config, overrides, what="run_detect()", kind=DetectConfig)
   _paths.check_folder("out", out)
   if c.data_file is not None:
     _paths.check_npz("data_file", c.data_file, "x_train, y_train, x_test and y_test")

@@ -17,6 +17,14 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
   if isinstance(header, (str, bytes)):
     raise TypeError(f"header must be a sequence of column names; got the string {header!r} "
                     f"(one column? pass [{header!r}]).")
+  if isinstance(rows, (str, bytes)):
+    raise TypeError(f"rows must be a sequence of rows (each a sequence of cells); got the "
+                    f"string {rows!r} (one row? pass [[...]]).")
+  rows = list(rows)
+  for i, r in enumerate(rows):
+    if isinstance(r, (str, bytes)):
+      raise TypeError(f"rows[{i}] must be a sequence of cells; got the string {r!r} (one "
+                      f"cell? pass [{r!r}]).")
   rows = [list(r) for r in rows]
   for i, r in enumerate(rows):
     if len(r) != len(header):
@@ -47,9 +55,14 @@ def cached_json(path: str, fn) -> dict:
     with open(path) as f:
       return json.load(f)
   out = fn()
+  try:
+    text = json.dumps(out, indent=1, default=float)
+  except (TypeError, ValueError) as e:
+    raise TypeError(f"cached_json: fn() must return a JSON-serialisable dict (numbers, "
+                    f"strings, lists, dicts; numpy scalars are converted); {e}.") from None
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path + ".tmp", "w") as f:
-    json.dump(out, f, indent=1, default=float)
+    f.write(text)
   os.replace(path + ".tmp", path)
   return out
 

@@ -150,6 +150,11 @@ def resolve_target(target: Any, logits_shape: tuple[int, ...],
     raise ValueError(
         "target must be a class index, an array of N class indices or "
         "'predicted'; got None.")
+  if isinstance(target, (list, tuple)) and any(isinstance(v, str) for v in target):
+    raise ValueError(
+        "target must be one class index, an array of N class indices or 'predicted' for "
+        f"all; got a {type(target).__name__} mixing indices and names ({target!r}): pass "
+        "integer indices (the predictions: batched.targets(clf, x, 'predicted')).")
   t = jnp.asarray(target)
   if not jnp.issubdtype(t.dtype, jnp.integer):
     raise ValueError(

@@ -145,6 +145,11 @@ def _per_example(core: Callable, clf, x, target, baselines, **kwargs):
     b_axes = None if baselines is None else tuple(p[1] for p in pairs)
   else:
     b, b_axes = _per_example_baseline(baselines, x)
+    if b is not None and b_axes is None:
+      # One shared baseline, mapped like a per-example one: the batch's
+      # boundary checked it in the model's units, so the one-example method
+      # sees it traced and does not check it again in [0, 1] units.
+      b, b_axes = cast(Any, jnp.broadcast_to(b, x.shape)), cast(Any, 0)
 
   def one(xi, ti, bi):
     extra = {} if bi is None else {"baselines": bi}

@@ -256,6 +256,14 @@ def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: _common.InputsLike, *,
           f"e.g. 0.1) for one input; got {stdevs!r} (a sequence is one stdev per input, for "
           "Captum's tuple of inputs).")
     stdevs = conventions.check_perturbation("stdevs", stdevs, unit_scale=unit)
+  if stdevs is not None and not any(isinstance(s, jax.core.Tracer) for s in
+                                    (stdevs if isinstance(stdevs, tuple) else (stdevs,))) \
+      and all(float(cast(Any, s)) == 0
+              for s in (stdevs if isinstance(stdevs, tuple) else (stdevs,))):
+    import warnings
+    warnings.warn("smoothgrad: stdevs=0 adds no noise, so the result is the plain attribution "
+                  f"averaged over {n_samples} identical samples; give the noise's standard "
+                  "deviation (e.g. 0.15 of the inputs' range).", UserWarning, stacklevel=3)
   if _common.is_multi(x) and stdevs is None:
     stdevs = tuple(0.15 * (jnp.max(a) - jnp.min(a))
                    for a in _common.check_input("x", tuple(cast(tuple, x)), min_rank=0))

@@ -231,6 +231,10 @@ def head_gradient_is_constant(head_fn: BatchFn, activations: jax.ShapeDtypeStruc
     activations = jax.ShapeDtypeStruct(np.shape(activations), jnp.result_type(activations))
   if target.ndim == 0:  # one class for every example
     target = jnp.full((activations.shape[0],), target)
+  out = jax.eval_shape(head_fn, activations)
+  if len(out.shape) == 2 and not isinstance(target, jax.core.Tracer):
+    # the head's classes: an index beyond them would be clamped
+    _validation.check_labels("target", np.asarray(target), int(out.shape[1]))
   closed = jax.make_jaxpr(lambda h: _layer_grad(head_fn, h, target))(activations)
   return not any(_jaxpr.dependent_outputs(closed.jaxpr, [True] * len(closed.jaxpr.invars)))
 

@@ -339,6 +339,7 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None,
   """
   loader = _validation.lookup("dataset", name, DATASETS)
   _validation.check_choice("source", source, ("auto", "tfds", "local"))
+  _validation.check_seed("seed", seed)
   if data_dir is not None and "://" not in os.fspath(data_dir) \
       and not os.path.isdir(os.fspath(data_dir)):
     what = "a file" if os.path.exists(os.fspath(data_dir)) else "no such folder"

@@ -45,7 +45,6 @@ def random_crop_flip(key: jax.Array, image: jax.Array, *, padding: int = 4,
   return out
 
 
-@functools.partial(jax.jit, static_argnames=("padding", "flip"))
 def augment_cifar(key: jax.Array, images: jax.Array, *, padding: int = 4,
                   flip: bool = True) -> jax.Array:
   """A batch: :func:`random_crop_flip` with one key per image, via ``vmap``.
@@ -53,10 +52,17 @@ def augment_cifar(key: jax.Array, images: jax.Array, *, padding: int = 4,
   ``images`` must be NHWC (``(N, H, W, C)``): the ``images`` convention's
   layout check (:func:`~explicable_jax.conventions.check_images`) refuses a
   channel-first batch, which would be cropped and flipped along the wrong
-  axes. Under ``jit`` only the layout is checked (any scale is cropped alike).
+  axes; a concrete batch is also checked for its scale (``uint8`` pixels or
+  ``[0, 1]`` floats, returned in the same dtype). Under ``jit`` only the
+  layout is checked.
   """
   key = _validation.check_key("key", key, call="augment_cifar(key, ...)")
   conventions.check_images("images", images, convert=False, strict_range=False)
+  return _augment_cifar(key, images, padding=padding, flip=flip)
+
+
+@functools.partial(jax.jit, static_argnames=("padding", "flip"))
+def _augment_cifar(key: jax.Array, images: jax.Array, *, padding: int, flip: bool):
   keys = jax.random.split(key, images.shape[0])
   return jax.vmap(functools.partial(random_crop_flip, padding=padding,
                                     flip=flip))(keys, images)

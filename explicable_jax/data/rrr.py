@@ -21,7 +21,7 @@ import numpy as np
 
 from explicable_jax import conventions
 from explicable_jax import _validation
-from explicable_jax.data import Dataset, DataNotFoundError, load
+from explicable_jax.data import DATA_ENV, Dataset, DataNotFoundError, load
 
 __all__ = [
     "CORNERS", "NEWSGROUPS_CATEGORIES", "NEWSGROUPS_FILE", "TOP_MIDDLE", "TOY_COLORS",
@@ -156,7 +156,15 @@ def decoy_mnist(split: str = "train", data_dir=None, source="auto", seed: int = 
   _validation.check_choice("split", split, ("train", "test"))
   try:
     base = load("mnist", split, data_dir=data_dir, source=source)
-  except DataNotFoundError:
+  except DataNotFoundError as e:
+    if data_dir is not None or source != "auto":  # asked for a copy that is not there
+      raise
+    import warnings
+    warnings.warn(
+        f"decoy_mnist: MNIST is unavailable ({str(e).splitlines()[0]}); using scikit-learn's "
+        "8x8 digits with 2x2 swatches instead (decoy_digits), which is not the paper's data "
+        f"set: set ${DATA_ENV} or data_dir to a folder holding mnist.npz for MNIST.",
+        UserWarning, stacklevel=2)
     return _decoy(load("digits", split, seed=seed), split, seed, "decoy_mnist",
                   "MNIST unavailable: scikit-learn's 8x8 digits with 2x2 swatches")
   return _decoy(base, split, seed, "decoy_mnist", "MNIST")

@@ -91,6 +91,8 @@ def compare_to_baseline(key: jax.Array, scores: Mapping[str, np.ndarray], is_wro
   _validation.check_choice("baseline", baseline, tuple(scores))
   others = {name: s for name, s in scores.items() if name != baseline}
   if not others:
-    return {}
+    raise ValueError(
+        f"scores must hold at least one score besides the baseline {baseline!r} to compare "
+        f"with it; got only {sorted(scores)}.")
   return metrics.bootstrap_auroc_differences(key, others, scores[baseline], is_wrong,
                                              n_resamples=n_resamples, level=level)

@@ -171,7 +171,15 @@ class Classifier:
     """Raises ``ValueError`` unless ``logits`` are ``(N, C)`` for ``x``'s ``N``
     examples with ``C`` the declared number of classes: the model contract,
     checked from shapes alone (free under ``jit``)."""
-    shape = tuple(getattr(logits, "shape", ()))
+    if not hasattr(logits, "shape"):
+      what = (f"a {type(logits).__name__} of {len(logits)}" if isinstance(logits, (tuple, list))
+              else type(logits).__name__)
+      raise ValueError(
+          f"the model must return the class scores, one (N, C) array; it returns {what}"
+          + (" (logits and state? return the logits alone, or adapt the function with "
+             "from_functions(..., has_state=...))" if isinstance(logits, (tuple, list)) else "")
+          + ".")
+    shape = tuple(logits.shape)
     leaves = jax.tree.leaves(x)
     first_ndim = getattr(leaves[0], "ndim", 0) if leaves else 0
     n = leaves[0].shape[0] if first_ndim else None
@@ -213,9 +221,29 @@ class Classifier:
             "apply(x, train=True) needs key= for this model's dropout (training mode draws "
             "its masks from the key): pass key=jax.random.key(seed), or train=False for "
             f"evaluation mode ({str(e).splitlines()[0]}).") from None
+      self._unchecked_input_failed(x, e)
+      raise
+    except TypeError as e:
+      self._unchecked_input_failed(x, e)
       raise
     self.check_logits(logits, x)
+    if self.spec.input_shape is None and not isinstance(logits, jax.core.Tracer):
+      # Adapted without input_shape: no dummy batch checked the output at
+      # construction, so the first concrete outputs are checked here.
+      conventions.check_logits("the model's output", np.asarray(logits))
     return logits, state
+
+  def _unchecked_input_failed(self, x, error: Exception) -> None:
+    """A model adapted without ``input_shape`` fails on a batch: the batch's
+    shape is named (the usual cause), with the model's own first line."""
+    if self.spec.input_shape is not None:
+      return
+    leaves = jax.tree.leaves(x)
+    shape = tuple(getattr(leaves[0], "shape", ())) if leaves else ()
+    raise conventions.ConventionError(
+        f"the model fails on x of shape {shape}: {str(error).splitlines()[0]} -- is x the "
+        "shape the model takes? (adapt it with input_shape= to have every batch checked "
+        "against that shape at the call)") from error
 
   @conventions.boundary(x="inputs")
   def apply(self, x: jax.Array, *, train: bool = False,

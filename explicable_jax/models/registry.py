@@ -118,6 +118,13 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
     if not np.isfinite(v).all() or (stat == "input_std" and not (v > 0).all()):
       raise ValueError(f"{stat} must be finite{' and positive' if stat == 'input_std' else ''}"
                        f"; got {tuple(v.tolist())}.")
+    if len(input_shape) == 3 and (v.max() > 1 or v.min() < 0):
+      # The zoo models take [0, 1] images: statistics of 0..255 pixels would
+      # standardise every input to about -mean/std.
+      raise ValueError(
+          f"{stat} must be on the images' [0, 1] scale (the models take [0, 1] images and "
+          f"standardise them inside); got {tuple(v.tolist())}"
+          + (": 0..255 statistics? divide them by 255" if v.max() > 1 else "") + ".")
   try:
     model = builder(tuple(input_shape), int(num_classes), nnx.Rngs(params=key), **kwargs)
   except TypeError as e:

@@ -61,7 +61,11 @@ def check_targets_differ(attack: str, logits_fn, x, targets) -> None:
                   "predictions; those images come back unchanged.", UserWarning, stacklevel=3)
 
 
-def _check_clip(clip) -> tuple[float, float] | None:
+def _check_clip(clip, x=None) -> tuple[float, float] | None:
+  """``clip`` as ``(low, high)`` or ``None``: the valid input range, in the
+  inputs' units. With a concrete batch ``x``, the range must contain it:
+  clipping would otherwise move the clean inputs themselves (a model of
+  another scale, ``input_range=None``, with the default ``(0, 1)``)."""
   if clip is None:
     return None
   try:
@@ -70,11 +74,20 @@ def _check_clip(clip) -> tuple[float, float] | None:
     raise ValueError(f"clip must be None or a pair (low, high); got {clip!r}.") from None
   if not lo < hi:
     raise ValueError(f"clip must satisfy low < high; got {clip!r}.")
-  if lo >= 0 and 1.5 < hi <= 255:
+  concrete = x is not None and not isinstance(x, jax.core.Tracer) and np.size(x) > 0
+  xlo, xhi = (float(np.min(x)), float(np.max(x))) if concrete else (0.0, 1.0)
+  if lo >= 0 and 1.5 < hi <= 255 and xhi <= 1.5:
     # A pixel range (0, 255) on [0, 1] images clips nothing: the attack leaves
     # the valid range unnoticed. (A standardised range has a negative low.)
     raise ValueError(f"clip is the valid range in the images' units, [0, 1]; got {clip!r}, "
                      f"a range in 0..255 pixel units: pass (0.0, 1.0).")
+  tol = 1e-4 * (hi - lo)
+  if concrete and (xlo < lo - tol or xhi > hi + tol):
+    raise ValueError(
+        f"clip must contain the inputs (the valid range, in their units); got clip={clip!r} "
+        f"for x ranging from {xlo:.4g} to {xhi:.4g}: clipping would move the clean inputs "
+        "themselves. Pass the model's valid range, or clip=None for a model of another "
+        "scale.")
   return lo, hi
 
 

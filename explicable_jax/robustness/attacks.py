@@ -55,7 +55,7 @@ def fgsm(logits_fn: LogitsFn, x, labels, epsilon: float, *,
   _check_images("x", x)
   _check_labels(labels, np.shape(x)[0], logits_fn, x)
   _validation.check_nonnegative("epsilon", epsilon)
-  clip = _check_clip(clip)
+  clip = _check_clip(clip, x)
   return _by_model(_fgsm, _fgsm_classifier, logits_fn)(
       logits_fn, jnp.asarray(x), jnp.asarray(labels), float(epsilon), clip)
 
@@ -105,13 +105,20 @@ def pgd(key: jax.Array, logits_fn: LogitsFn, x, labels, epsilon: float, *,
   _check_labels(labels, np.shape(x)[0], logits_fn, x)
   _validation.check_nonnegative("epsilon", epsilon)
   _validation.check_positive("steps", steps, integer=True)
+  given_step = step_size is not None
   if step_size is None:
     step_size = 2.5 * epsilon / steps
   _validation.check_nonnegative("step_size", step_size)
   if step_size == 0 and epsilon > 0:
     raise ValueError("step_size must be positive: with step_size=0 the steps never move and "
                      "pgd returns its (random) start; leave it None for 2.5 epsilon / steps.")
-  clip = _check_clip(clip)
+  clip = _check_clip(clip, x)
+  if given_step and step_size > epsilon > 0:
+    import warnings
+    warnings.warn(
+        f"pgd: step_size={step_size!r} exceeds epsilon={epsilon!r}, so every step lands on "
+        "the ball's boundary (FGSM repeated); the usual step is smaller, e.g. 2.5 epsilon / "
+        "steps (the default).", UserWarning, stacklevel=3)
   return _by_model(_pgd, _pgd_classifier, logits_fn)(
       logits_fn, jnp.asarray(x), jnp.asarray(labels), key, float(epsilon),
       float(step_size), int(steps), bool(random_start), clip)
@@ -208,6 +215,11 @@ def _one_perturbed(perturb, key, x1, y1):
   """``perturb(key, x1, y1)`` of one example ``(1, H, W, C)``, which must come
   back in its shape (static: checked when traced)."""
   out = perturb(key, x1, y1)
+  if not hasattr(out, "shape"):
+    raise ValueError(
+        "perturb must return the perturbed batch alone, one array of x_batch's shape; it "
+        f"returned a {type(out).__name__}"
+        + (f" of {len(out)}" if isinstance(out, (tuple, list)) else "") + ".")
   if tuple(jnp.shape(out)) != tuple(x1.shape):
     raise ValueError(
         f"perturb must return its input batch's shape, one perturbed image per image; "
@@ -278,7 +290,11 @@ def jsma(logits_fn: LogitsFn, x, labels, *, theta: float = 1.0, gamma: float = 0
   if not np.isfinite(theta) or theta == 0:
     raise ValueError(f"theta must be a non-zero number; got {theta!r}.")
   _validation.check_fraction("gamma", gamma)
-  clip = _check_clip(clip)
+  clip = _check_clip(clip, x)
+  if clip is not None and abs(theta) > clip[1] - clip[0]:
+    raise ValueError(
+        f"theta must be at most the width of the valid range clip={clip} (a feature moves "
+        f"by theta and is clipped); got {theta!r}: 1.0 saturates a [0, 1] feature already.")
   check_targets_differ("jsma", logits_fn, x, labels)
   n_features = int(np.prod(np.shape(x)[1:]))
   max_iters = math.floor(n_features * gamma / pixels)

@@ -42,7 +42,7 @@ def gaussian_noise(key: jax.Array, x, stddev: float, *,
   """
   key = _validation.check_key("key", key, call="gaussian_noise(key, ...)")
   _validation.check_nonnegative("stddev", stddev)
-  clip = _check_clip(clip)
+  clip = _check_clip(clip, x)
   x = jnp.asarray(x)
   return _clip(x + stddev * jax.random.normal(key, x.shape, x.dtype), clip)
 
@@ -155,6 +155,7 @@ def corrupt(key: jax.Array, x, corruption: str, severity: int) -> jax.Array:
   _validation.check_choice("corruption", corruption, CORRUPTIONS)
   _validation.check_choice("severity", severity, SEVERITIES)
   _check_images("x", x)
+  _warn_off_benchmark(corruption, np.shape(x))
   c = CORRUPTION_CONSTANTS[corruption][severity - 1]
   if corruption == "jpeg_compression":
     return jnp.asarray(_jpeg(np.asarray(x, np.float32), c))
@@ -162,6 +163,25 @@ def corrupt(key: jax.Array, x, corruption: str, severity: int) -> jax.Array:
   # five severities.
   param = defocus_kernel(*c) if corruption == "defocus_blur" else np.float32(c)
   return _corrupt_jax(key, jnp.asarray(x, jnp.float32), corruption, jnp.asarray(param))
+
+
+# Corruptions whose constants are set for CIFAR-10's 32x32 RGB images (a
+# blur kernel in pixels, JPEG blocks of 8x8 pixels, HSV brightness).
+_SIZED = {"defocus_blur": "its blur radii are in CIFAR-10 pixels",
+          "jpeg_compression": "JPEG works in 8x8 blocks of RGB pixels",
+          "brightness": "it shifts the HSV value of RGB pixels"}
+
+
+def _warn_off_benchmark(corruption: str, shape) -> None:
+  """A warning where a corruption's CIFAR-10-C constants do not fit the
+  images (not 32x32 RGB): the result is a corruption, not the benchmark's."""
+  if corruption not in _SIZED or tuple(shape[1:]) == (32, 32, 3):
+    return
+  import warnings
+  warnings.warn(
+      f"corrupt: {corruption}'s CIFAR-10-C constants are for 32x32 RGB images ({_SIZED[corruption]}); "
+      f"on images of shape {tuple(shape[1:])} the result is not the benchmark's "
+      "corruption at this severity.", UserWarning, stacklevel=3)
 
 
 @functools.partial(jax.jit, static_argnums=(2,))
@@ -192,7 +212,7 @@ def corruption_suite(key: jax.Array, x, *, corruptions: Sequence[str] = CORRUPTI
   # Checked here, when called, not when the first item is drawn.
   key = _validation.check_key("key", key, call="corruption_suite(key, ...)")
   corruptions = _validation.check_names("corruptions", corruptions)
-  severities = _validation.check_names("severities", severities)
+  severities = _validation.check_names("severities", severities, of="severities (1..5)")
   for name in corruptions:
     _validation.check_choice("corruption", name, CORRUPTIONS)
   for s in severities:

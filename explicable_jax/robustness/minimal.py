@@ -84,7 +84,7 @@ def deepfool(logits_fn: LogitsFn, x, labels, *, overshoot: float = 0.02, max_ite
     _validation.check_positive("candidates", candidates, integer=True)
     if candidates < 2:
       raise ValueError(f"candidates must be at least 2 (the label and one other); got {candidates}.")
-  clip = _check_clip(clip)
+  clip = _check_clip(clip, x)
   return _by_model(_deepfool, _deepfool_classifier, logits_fn)(
       logits_fn, jnp.asarray(x), jnp.asarray(labels), float(overshoot), int(max_iter),
       candidates, clip)
@@ -189,7 +189,7 @@ def carlini_wagner_l2(logits_fn: LogitsFn, x, labels, *, targeted: bool = False,
   _validation.check_positive("binary_search_steps", binary_search_steps, integer=True)
   _validation.check_positive("max_iterations", max_iterations, integer=True)
   _validation.check_positive("learning_rate", learning_rate)
-  clip = _check_clip(clip)
+  clip = _check_clip(clip, x)
   if clip is None:
     raise ValueError("clip must be a box (low, high) for the tanh change of variables; got None.")
   if targeted:

@@ -48,7 +48,7 @@ def jacobian_augmentation(logits_fn: Callable[[jax.Array], jax.Array], x, labels
   """
   _check_images("x", x)
   _check_labels(labels, np.shape(x)[0])
-  clip = _check_clip(clip)
+  clip = _check_clip(clip, x)
   return _augment(logits_fn, jnp.asarray(x), jnp.asarray(labels), float(step_size), clip)
 
 
@@ -180,12 +180,20 @@ def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any]
   conventions.check_perturbation("step_size", step_size, allow_zero=False)
   _validation.check_positive("learning_rate", learning_rate)
   _validation.check_fraction("momentum", momentum)
-  clip = _check_clip(clip)
+  clip = _check_clip(clip, x_seed)
   x = np.asarray(x_seed, np.float32)
   init_key, fit_key = jax.random.split(key)
   probe = init_fn(init_key)  # the substitute must return logits, as every model here
+  batch = jax.ShapeDtypeStruct(x[:2].shape, x.dtype)
+  try:
+    jax.eval_shape(lambda v: apply_fn(probe, v), batch)
+  except Exception as e:  # noqa: BLE001 - reported with the form it must have
+    raise TypeError(
+        f"apply_fn must be (params, x) -> logits of the substitute; apply_fn(init_fn(key), "
+        f"x_seed[:2]) fails: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+        "(its arguments in the other order?)") from None
   conventions.check_model_output("apply_fn", lambda v: apply_fn(probe, v), x)
-  widths = [int(jax.eval_shape(f, jax.ShapeDtypeStruct(x[:2].shape, x.dtype)).shape[-1])
+  widths = [int(jax.eval_shape(f, batch).shape[-1])
             for f in (oracle, lambda v: apply_fn(probe, v))]
   if widths[0] != widths[1]:
     raise ValueError(f"apply_fn must return one logit per class of the oracle ({widths[0]}); "

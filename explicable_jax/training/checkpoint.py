@@ -75,6 +75,14 @@ class Checkpointer:
             f"optimiser: {'; '.join(wrong)}. Train into an empty workdir, or resume with "
             "the model and optimiser that wrote it.")
       return template.with_checkpoint_tree(_plain.from_plain(target, tree))
+    if errors and all("tree structure" in e or "structures do not match" in e
+                      for e in errors):
+      raise ValueError(
+          f"the checkpoints in {self.directory!r} hold another model or optimiser (their "
+          "parameter trees differ from this state's; the files themselves are intact): "
+          "resume with the model and optimiser that wrote them, or train into another "
+          "workdir (resume='allow_changes' continues a run with other settings, not another "
+          f"architecture). Details: {errors[0]}")
     raise RuntimeError(
         f"No checkpoint in {self.directory!r} could be read: " + "; ".join(errors))
 

@@ -337,6 +337,12 @@ def _fit_config(config: FitConfig | None, settings: dict) -> FitConfig:
     return FitConfig(**settings)
   if not isinstance(config, FitConfig):
     raise TypeError(f"config must be a training.FitConfig; got {type(config).__name__}.")
+  changed = {k: v for k, v in settings.items() if getattr(config, k) != v}
+  if changed:  # documented (keywords override), but easy to do by mistake
+    warnings.warn(
+        "fit: keywords override config's settings: "
+        + ", ".join(f"{k}={v!r} (config has {getattr(config, k)!r})"
+                    for k, v in changed.items()) + ".", UserWarning, stacklevel=3)
   return config.replace(**settings) if settings else config
 
 

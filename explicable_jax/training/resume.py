@@ -326,6 +326,10 @@ def check_resume(workdir, recorded: dict, current: dict, resume) -> None:
   if not diff:
     return
   text = "; ".join(diff)
+  if any(line.startswith("learning-rate schedule") for line in diff):
+    text += (" (the learning-rate schedule is sampled over the run's steps: a decaying "
+             "schedule is set by the learning rate, the warmup and the number of epochs, so "
+             "more epochs (--epochs / epochs=) or another --lr make it another run)")
   if resume == "allow_changes":
     warnings.warn(f"resuming the run in {workdir!s} with changes: {text}.", stacklevel=3)
     return

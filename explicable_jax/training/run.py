@@ -155,6 +155,11 @@ def save_model(path: str, state: TrainState, config: TrainConfig,
   if not isinstance(config, TrainConfig):
     raise TypeError(f"config must be the run's TrainConfig; got {type(config).__name__}.")
   data_lib.check_dataset("ds", ds)
+  recipe = json.loads(state.classifier.spec.recipe) if state.classifier.spec.recipe else {}
+  if recipe.get("model") not in (None, config.model):
+    raise ValueError(
+        f"config must be the TrainConfig of the run that trained state: config.model is "
+        f"{config.model!r} but the state holds a {recipe['model']!r} model.")
   models_lib.save(path, state.classifier,
                   meta={"model": config.model, "model_kwargs": config.model_kwargs,
                         "dataset": ds.name,

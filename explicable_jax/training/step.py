@@ -221,6 +221,14 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
   classes = getattr(loss_fn, "num_classes", None)
 
   def step(state: TrainState, batch: Batch):
+    if not isinstance(batch, Mapping) or "x" not in batch or "y" not in batch:
+      raise TypeError(
+          "batch must be a mapping {'x': inputs, 'y': labels} (data.batches yields them); "
+          f"got {type(batch).__name__}"
+          + (" (x, y)? pass {'x': x, 'y': y}" if isinstance(batch, (tuple, list)) else
+             f" with keys {sorted(batch)}" if isinstance(batch, Mapping) else "") + ".")
+    if not isinstance(batch["x"], jax.core.Tracer):  # a call outside jit: the inputs rule
+      conventions.check_model_inputs("batch['x']", batch["x"], state, convert=False)
     key = jax.random.fold_in(state.key, state.step)
     k_aug, k_drop = jax.random.split(key)
     x = to_float(batch["x"])

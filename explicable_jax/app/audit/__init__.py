@@ -186,7 +186,7 @@ def audit(model, out: str, config: AuditConfig | None = None, *, progress: bool 
     ('0.5500 on the test half (9 mistakes)', ['cache', 'command.txt', 'report.html', 'results.json'])
   """
   t0 = time.time()
-  config = _options.overridden(config or AuditConfig(), overrides, what="audit()").validate()
+  config = _options.overridden(config, overrides, what="audit()", kind=AuditConfig).validate()
   _paths.check_folder("out", out)
   say = print if progress else (lambda *a, **k: None)
   from explicable_jax.app.audit.context import prepare

@@ -74,6 +74,12 @@ def _curve(model, inputs, attributions, *, target, baselines, n_steps, softmax,
   model_dyn, model_static, x, xa, m, b = _checked_setup(model, inputs, attributions,
                                                          baselines, target, softmax)
   n, d = m.shape
+  if n_steps > d:
+    raise ValueError(
+        f"n_steps must be at most the {d} features of an example (each step removes "
+        f"round(d / n_steps) more); got {n_steps}, which repeats steps that remove nothing.")
+  if internal_batch_size is not None:
+    _validation.check_positive("internal_batch_size", internal_batch_size, integer=True)
   counts = tuple(int(c) for c in np.round(np.arange(n_steps + 1) * d / n_steps))
   per_chunk = (n_steps + 1 if internal_batch_size is None else
                _shared.samples_per_chunk(internal_batch_size * n, n, n_steps + 1))

@@ -148,9 +148,8 @@ def infidelity(key: jax.Array, forward_func: Any, perturb_func: Callable, inputs
   """
   key = _validation.check_key("key", key, call="infidelity(key, forward_func, perturb_func, "
                                                 "inputs, attributions, ...)")
-  if not callable(perturb_func):
-    raise TypeError(f"perturb_func must be a function (key, x) -> (perturbation, "
-                    f"perturbed x); got {type(perturb_func).__name__}.")
+  _validation.check_signature("perturb_func", perturb_func, 2 if baselines is None else 3,
+                              "(key, x[, baseline]) -> (perturbation, perturbed x)")
   if not isinstance(normalize, bool):
     raise TypeError(f"normalize must be True or False; got {normalize!r}.")
   n_samples = _shared.check_samples("n_perturb_samples", n_perturb_samples)

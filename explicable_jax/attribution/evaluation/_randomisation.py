@@ -15,7 +15,7 @@ from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _jaxpr, _validation, models
-from explicable_jax.attribution.evaluation import _faithfulness, _shared
+from explicable_jax.attribution.evaluation import _complexity, _faithfulness, _shared
 from explicable_jax.attribution._common import InputsLike, Target
 
 __all__ = [
@@ -35,7 +35,6 @@ def _average_ranks(v: jax.Array) -> jax.Array:
   return (lo + hi - 1).astype(v.dtype) / 2
 
 
-@jax.jit
 def spearman_rank_correlation(a: ArrayLike, b: ArrayLike) -> jax.Array:
   """Spearman's rank correlation of two batches of maps, per example.
 
@@ -48,12 +47,19 @@ def spearman_rank_correlation(a: ArrayLike, b: ArrayLike) -> jax.Array:
     a, b: ``(N, ...)`` maps of one shape.
 
   Returns:
-    ``(N,)`` correlations; NaN where a map is constant.
+    ``(N,)`` correlations; NaN where a map is constant, with a warning
+    naming the examples.
   """
   a, b = jnp.asarray(a), jnp.asarray(b)
   if a.shape != b.shape or a.ndim < 2:
     raise ValueError(f"a and b must be batches (N, ...) of one shape; got {tuple(a.shape)} "
                      f"and {tuple(b.shape)}.")
+  return _complexity._explain_nan("spearman_rank_correlation", _spearman(a, b),
+                                  "a constant map has no ranking to correlate")
+
+
+@jax.jit
+def _spearman(a, b):
   n = a.shape[0]
   return _faithfulness.pearson(_average_ranks(a.reshape(n, -1).astype(jnp.float32)),
                                _average_ranks(b.reshape(n, -1).astype(jnp.float32)))

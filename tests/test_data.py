@@ -91,7 +91,7 @@ def test_epoch_permutations_differ_between_epochs_and_repeat_with_the_seed():
 
 
 def test_random_crop_flip_is_a_shifted_window_of_the_padded_image():
-  img = np.arange(6 * 6 * 2, dtype=np.float32).reshape(6, 6, 2)
+  img = np.arange(6 * 6 * 2, dtype=np.float32).reshape(6, 6, 2) / 72  # [0, 1] images
   padded = np.pad(img, ((2, 2), (2, 2), (0, 0)))
   windows = [padded[i:i + 6, j:j + 6] for i in range(5) for j in range(5)]
   candidates = windows + [w[:, ::-1] for w in windows]

@@ -197,6 +197,9 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
     class_weight: ``"balanced"`` or ``None`` (unweighted, Wu et al.'s code).
     normalize: ``"standard"`` (``(x - mean) / std``) or ``"range"``
       (``(x - mean) / (max - min)``, Wu et al.'s), training-set statistics.
+    batch_size: examples per step (Wu et al.: 128); more than the ``N``
+      examples means one full batch per epoch (a small validation half and
+      the default size, unlike ``training.fit``, which refuses it).
 
   Returns:
     A :class:`Detector`; ``detector.scores(features)`` gives ``P(wrong)``

@@ -68,7 +68,8 @@ def deepfool(logits_fn: LogitsFn, x, labels, *, overshoot: float = 0.02, max_ite
     overshoot: the paper's ``eta`` (0.02 in the paper and Wang et al.).
     max_iter: iterations (50 in the reference code and Wang et al.).
     candidates: consider only the classes of the ``candidates`` largest
-      original scores (the reference code's ``num_classes``), or all (``None``).
+      original scores (the reference code's ``num_classes``), or all (``None``,
+      or any number at least the model's classes).
     clip: valid input range applied to every iterate, or ``None`` (the
       reference code does not clip).
 

@@ -226,7 +226,7 @@ def test_detect_command_on_the_committed_resnet20(tmp_path):
     os.environ.get("EXPLICABLE_JAX_DATA", "../shared/data"), "cifar10_test.npz")),
     reason="needs the local CIFAR-10 copy")
 def test_error_detection_script_runs_end_to_end_and_resumes(tmp_path):
-  """``experiments/error_detection_cifar10/run.py`` on 300 images per split: every
+  """``experiments/error_detection_cifar10/run.py`` on 200 images per split: every
   table of the page is written, and a rerun reads the caches and reproduces it."""
   import subprocess
   import sys
@@ -234,9 +234,9 @@ def test_error_detection_script_runs_end_to_end_and_resumes(tmp_path):
   cmd = [sys.executable, os.path.join(root, "experiments/error_detection_cifar10/run.py"),
          "--model", os.path.join(root, "experiments/checkpoints/resnet20_cifar10"),
          "--data-dir", os.environ.get("EXPLICABLE_JAX_DATA", "../shared/data"),
-         "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--limit", "300",
+         "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--limit", "200",
          "--mutants", "4", "--extra-mutants", "2", "--operator", "NAI", "--rate", "0.01",
-         "--gate-images", "200", "--train-subset", "100", "--detector-epochs", "2"]
+         "--gate-images", "100", "--train-subset", "100", "--detector-epochs", "2"]
   env = {**os.environ, "PYTHONPATH": root}
   out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]

@@ -932,7 +932,7 @@ def _last_step(workdir):
 
 
 def test_runs_killed_at_random_points_resume_to_the_same_parameters(tmp_path):
-  """Three trials; in each the run is SIGKILLed twice, at a random step plus
+  """Two trials; in each the run is SIGKILLed twice, at a random step plus
   a random delay (so kills also land inside checkpoint writes), then run to
   the end. Every trial must end with the uninterrupted run's parameters."""
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -945,7 +945,7 @@ def test_runs_killed_at_random_points_resume_to_the_same_parameters(tmp_path):
   total = int(out.stdout.split("DONE")[1])
   reference = np.load(ref / "final.npy")
   rng = np.random.default_rng(2026)
-  for trial in range(3):
+  for trial in range(2):
     run = tmp_path / f"run{trial}"
     kills = np.sort(rng.integers(1, total - 50, size=2))
     for kill_at in kills:

@@ -547,6 +547,9 @@ def check_input_shape(name: str, shape) -> tuple[int, ...]:
     raise ConventionError(
         f"{name} must be channel-last (H, W, C); got {out}, which looks channel-first "
         f"(C, H, W): pass {(out[1], out[2], out[0])}.")
+  if len(out) == 4 and out[0] == 1:
+    raise ConventionError(
+        f"{name} is one example's shape, without the batch axis; got {out}: pass {out[1:]}.")
   return out
 
 
@@ -616,6 +619,11 @@ def check_logits(name: str, logits, *, num_classes: int | None = None,
             "returns (N, 2))" if arr.ndim == 1 else "")
     raise ConventionError(
         f"{name} must be class scores of shape (N, C); got {_describe(arr)}{hint}.")
+  if arr.shape[1] < 2:
+    raise ConventionError(
+        f"{name} must be class scores of shape (N, C) with C >= 2; got {_describe(arr)}, one "
+        "score per example (a binary model returns both classes' logits, "
+        "jnp.concatenate([jnp.zeros_like(z), z], -1) for a logit z of class 1).")
   if num_classes is not None and arr.shape[1] != num_classes:
     raise ConventionError(
         f"{name} must have {num_classes} columns (one per class); got shape "
@@ -710,6 +718,9 @@ def _probe_models(args_: dict, kinds: dict[str, str]) -> None:
     # A classifier's output was checked when it was adapted (the adapters
     # refuse a model ending in a softmax on their dummy batch).
     if param in MODEL_FN_PARAMETERS and callable(value) and not isinstance(value, Classifier):
+      _validation.check_signature(param, value, 1, "x -> (N, C) logits of a batch (a "
+                                  "function of params too? close over them: "
+                                  "lambda x: f(params, x))")
       check_model_output(param, value, batch)
       return
 

@@ -192,6 +192,8 @@ def t_test_over_seeds(differences: ArrayLike) -> dict:
   if k < 2:
     return {"mean": mean, "sd": None, "n": 1, "t": None, "p_value": None}
   sd = float(d.std(ddof=1))
+  if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):
+    sd = 0.0  # identical values up to rounding (0.1 three times has sd 1.7e-17)
   if sd == 0:
     warnings.warn(
         f"t_test_over_seeds: the {k} per-seed differences are identical ({mean:g}): no "

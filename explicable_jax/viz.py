@@ -46,7 +46,10 @@ def save(ax, path: str, *, dpi: int = 110) -> str:
     raise TypeError(f"ax must be the matplotlib Axes a viz function returned; got "
                     f"{type(ax).__name__}.")
   _paths.check_file("path", path)
+  _validation.check_positive("dpi", dpi)
   path = os.fspath(path)
+  if os.path.dirname(path) and not _paths.is_uri(path):  # as the other writers do
+    os.makedirs(os.path.dirname(path), exist_ok=True)
   if not os.path.splitext(path)[1]:  # matplotlib adds its default format's suffix
     path = f"{path}.{plt.rcParams['savefig.format']}"
   fig = ax.figure
@@ -133,6 +136,8 @@ def attribution_overlay(image, attribution, *, ax=None, title: str = "",
   a = np.asarray(attribution, dtype=np.float64)
   if a.ndim == 3:
     a = a.sum(-1)
+  conventions.check_finite("attribution", a)
+  _validation.check_fraction("alpha", alpha)
   if a.shape != img.shape[:2]:
     raise ValueError(f"attribution must cover the image's {img.shape[:2]} pixels; got shape "
                      f"{np.shape(attribution)}.")

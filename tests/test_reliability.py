@@ -658,6 +658,22 @@ MORE_BAD_INPUTS = [
  ("detection.compare_to_baseline only the baseline", lambda: detection.compare_to_baseline(K, {"msp": _S4}, _W), ValueError, r"at least one score besides the baseline 'msp'"),
  ("robustness.corruption_suite severities a number", lambda: robustness.corruption_suite(K, _XB, severities=3), TypeError, r"severities must be a sequence of severities \(1..5\).*\[3\]"),
  ("evaluation explanation_func (x, model, target)", lambda: ev.model_parameter_randomisation(K, lambda xx, m, t: batched_.saliency(m, xx, target=t), _CLF, _XB, target=_YB), ValueError, r"got Classifier \(the arguments swapped\?"),
+ # Tenth trial (568 calls: 1 broken cache, 23 silent, 9 cryptic): by convention.
+ ("reporting.cached_arrays text values", lambda: reporting.cached_arrays("/tmp/_ej_never.npz", lambda: {"a": "text"}), TypeError, r"fn\(\) must return numeric arrays; \['a'\] are not"),
+ ("reporting.cached_json a value for fn", lambda: reporting.cached_json("/tmp/_ej_never.json", {"a": 1}), TypeError, r"fn must be a function \(\) -> the dict to cache; got dict"),
+ ("reporting.cached_json path a folder", lambda: reporting.cached_json("/tmp", dict), IsADirectoryError, r"path '/tmp' is a folder"),
+ ("reporting.markdown_table rows of numbers", lambda: reporting.markdown_table(["a", "b"], [1, 2]), TypeError, r"rows\[0\] must be a sequence of cells; got int 1"),
+ ("reporting.save_results tables one string", lambda: reporting.save_results("/tmp/_ej_never_dir", {}, tables="| a |"), TypeError, r"tables must be a sequence of Markdown tables, not one string"),
+ ("losses.cross_entropy one-column logits", lambda: losses.cross_entropy(np.array([[0.3], [2.0]]), np.array([0, 0])), ValueError, r"logits must be class scores"),
+ ("conventions.check_input_shape with the batch axis", lambda: __import__("explicable_jax.conventions", fromlist=["c"]).check_input_shape("input_shape", (1, 28, 28, 1)), ValueError, r"without the batch axis; got \(1, 28, 28, 1\): pass \(28, 28, 1\)"),
+ ("viz.attribution_overlay NaN map", lambda: __import__("explicable_jax.viz", fromlist=["v"]).attribution_overlay(np.zeros((8, 8)), np.full((8, 8), np.nan)), ValueError, r"attribution"),
+ ("fit on an empty Dataset", lambda: training.fit(training.create_train_state(K, _CLF, optax.sgd(0.1)), data.Dataset(np.zeros((0, 8, 8, 1), np.float32), np.zeros(0, np.int32), 10, tuple("abcdefghij")), train_step=training.make_train_step(losses.cross_entropy_loss, optax.sgd(0.1)), epochs=1, batch_size=8, progress=False), ValueError, r"train_ds holds no examples"),
+ ("fgsm logits_fn of (params, x)", lambda: robustness.fgsm(lambda p, v: v.reshape(len(v), -1) @ p, _XB, _YB, 0.03), TypeError, r"logits_fn must be a function x -> \(N, C\) logits.*close over them"),
+ ("from_functions stateful apply_fn returning logits only", lambda: models.from_functions(lambda p, st, v, train: v.reshape(len(v), -1) @ p, np.zeros((64, 10), np.float32), {"s": np.zeros(1)}, input_shape=(8, 8, 1), num_classes=10), ValueError, r"must return \(logits, new_state\)"),
+ ("train_substitute init_fn returning a string", lambda: robustness.train_substitute(K, _CLF, lambda k: "w", lambda p, v: v.reshape(len(v), -1) @ p, _XB, rounds=1, epochs=1), TypeError, r"init_fn must return the substitute's parameters"),
+ ("models.classifier resnet20 given a depth", lambda: models.classifier(K, "resnet20", input_shape=(32, 32, 3), num_classes=10, depth=21), ValueError, r"model 'resnet20' sets its 'depth' itself.*model 'resnet' takes depth="),
+ ("audit adversarial_mutants without attacks", lambda: __import__("explicable_jax.app.audit", fromlist=["a"]).AuditConfig(dataset="digits", adversarial_mutants=5, adversarial_images=0).validate(), ValueError, r"adversarial_mutants is read only when the robustness section attacks images"),
+ ("ev.model_parameter_randomisation with the model's own key", lambda: ev.model_parameter_randomisation(jax.random.key(0), lambda c, v, t: batched_.saliency(c, v, target=t), _CLF, _XB, target=0), ValueError, r"key draws exactly the model's own weights"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 
@@ -682,7 +698,24 @@ WARNED_INPUTS = [
     ("ev.spearman_rank_correlation constant map", lambda: ev.spearman_rank_correlation(np.ones((2, 4, 4)), np.random.default_rng(0).random((2, 4, 4))), r"spearman_rank_correlation: 2 of 2 examples"),
     ("corrupt defocus_blur off CIFAR's size", lambda: robustness.corrupt(K, _XB, "defocus_blur", 3), r"defocus_blur's CIFAR-10-C constants are for 32x32 RGB images"),
     ("fit keyword overriding config", lambda: training.fit(training.create_train_state(K, _CLF, optax.sgd(0.1)), _ds(), train_step=training.make_train_step(losses.cross_entropy_loss, optax.sgd(0.1)), config=training.FitConfig(epochs=1, batch_size=1024), batch_size=674, progress=False), r"keywords override config's settings: batch_size=674 \(config has 1024\)"),
+    ("pointing_game constant maps", lambda: ev.pointing_game(np.zeros((2, 4, 4)), np.ones((2, 4, 4), bool)), r"pointing_game: 2 of 2 maps \(0, 1\) are constant"),
+    ("t_test_over_seeds identical up to rounding", lambda: stats.t_test_over_seeds([0.1, 0.1, 0.1]), r"per-seed differences are identical"),
+    ("save_results NaN", lambda: reporting.save_results(str(__import__("tempfile").mkdtemp()), {"a": {"b": float("nan")}}, echo=False), r"save_results: a.b is NaN or inf"),
 ]
+
+
+def _resume_without_run_record():
+  import tempfile
+  work = pathlib.Path(tempfile.mkdtemp()) / "run"
+  step = training.make_train_step(losses.cross_entropy_loss, optax.sgd(0.1))
+  kwargs = dict(train_step=step, batch_size=674, progress=False, workdir=str(work))
+  training.fit(training.create_train_state(K, _CLF, optax.sgd(0.1)), _ds(), epochs=1, **kwargs)
+  (work / "run.json").unlink()
+  training.fit(training.create_train_state(K, _CLF, optax.sgd(0.1)), _ds(), epochs=2, **kwargs)
+
+
+WARNED_INPUTS.append(("fit resuming a workdir without run.json", _resume_without_run_record,
+                      r"holds checkpoints but no run.json"))
 
 
 @pytest.mark.parametrize("call,pattern", [c[1:] for c in WARNED_INPUTS],

@@ -164,6 +164,9 @@ def cmd_train(args) -> int:
   from explicable_jax import training
   config = _config_from_args(args)
   config.validate()
+  if args.allow_changes and not args.resume:
+    raise ValueError("--allow-changes continues a run with other settings, and --no-resume "
+                     "refuses to continue any: give one of them.")
   resume = "allow_changes" if (args.resume and args.allow_changes) else args.resume
   try:
     result = training.train_and_evaluate(config, args.workdir, resume=resume,

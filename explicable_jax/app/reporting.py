@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from explicable_jax import conventions
 
@@ -25,6 +25,10 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     if isinstance(r, (str, bytes)):
       raise TypeError(f"rows[{i}] must be a sequence of cells; got the string {r!r} (one "
                       f"cell? pass [{r!r}]).")
+  for i, r in enumerate(rows):
+    if not isinstance(r, Iterable):
+      raise TypeError(f"rows[{i}] must be a sequence of cells; got {type(r).__name__} {r!r} "
+                      f"(one row? pass [[...]]).")
   rows = [list(r) for r in rows]
   for i, r in enumerate(rows):
     if len(r) != len(header):
@@ -38,10 +42,21 @@ def cached_arrays(path: str, fn) -> dict:
   """``fn()``'s dict of arrays, written to ``path`` (``.npz``) atomically, or
   read back from it when it exists: a stage of a script that a rerun skips."""
   import numpy as np
+  _check_cache("cached_arrays", path, fn)
   if os.path.exists(path):
     with np.load(path, allow_pickle=False) as f:
       return {k: f[k] for k in f.files}
-  out = {k: np.asarray(v) for k, v in fn().items()}
+  result = fn()
+  if not isinstance(result, Mapping):
+    raise TypeError(f"cached_arrays: fn() must return a dict of arrays; got "
+                    f"{type(result).__name__}.")
+  out = {k: np.asarray(v) for k, v in result.items()}
+  bad = [k for k, v in out.items() if not (np.issubdtype(v.dtype, np.number)
+                                           or v.dtype == bool)]
+  if bad:  # an object array is written, but never read back without pickle
+    raise TypeError(f"cached_arrays: fn() must return numeric arrays; {bad} are not "
+                    f"({', '.join(f'{k}: {out[k].dtype}' for k in bad)}): keep text and "
+                    "nested values in a cached_json file.")
   np.savez(path + ".tmp.npz", **out)
   os.replace(path + ".tmp.npz", path)
   return out
@@ -51,6 +66,7 @@ def cached_json(path: str, fn) -> dict:
   """``fn()``'s JSON-serialisable dict, written to ``path`` atomically, or read
   back from it when it exists: one resume point of a script (a trained
   model's numbers, a scored configuration)."""
+  _check_cache("cached_json", path, fn)
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)
@@ -67,13 +83,43 @@ def cached_json(path: str, fn) -> dict:
   return out
 
 
+def _check_cache(what: str, path, fn) -> None:
+  """A cache's file path and the function that computes what it holds."""
+  from explicable_jax import _paths
+  _paths.check_file("path", path)
+  if not callable(fn):
+    raise TypeError(f"{what}(path, fn): fn must be a function () -> the dict to cache; got "
+                    f"{type(fn).__name__} (a value? pass lambda: value).")
+
+
+def _nonfinite_keys(value, prefix: str = "") -> list[str]:
+  """The keys (dotted) of the non-finite floats in a JSON-like tree."""
+  import math
+  import numbers
+  if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+    return [] if math.isfinite(float(value)) else [prefix or "."]
+  if isinstance(value, Mapping):
+    return [k for key, v in value.items()
+            for k in _nonfinite_keys(v, f"{prefix}.{key}" if prefix else str(key))]
+  if isinstance(value, (list, tuple)):
+    return [k for i, v in enumerate(value) for k in _nonfinite_keys(v, f"{prefix}[{i}]")]
+  return []
+
+
 @conventions.boundary()
 def save_results(out_dir: str, results: dict, tables: Sequence[str] = (), *,
                  echo: bool = True) -> None:
   """Writes ``results.json`` and (when given) ``tables.md`` into ``out_dir``,
   and prints the tables."""
-  from explicable_jax import _paths
+  from explicable_jax import _paths, _validation
   _paths.check_folder("out_dir", out_dir)
+  tables = _validation.check_names("tables", tables, of="Markdown tables")
+  bad = _nonfinite_keys(results)
+  if bad:
+    import warnings
+    warnings.warn(f"save_results: {', '.join(bad[:10])} {'is' if len(bad) == 1 else 'are'} "
+                  "NaN or inf, written as such (Python's json reads them back; strict JSON "
+                  "parsers do not).", UserWarning, stacklevel=3)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, default=float)

@@ -627,7 +627,15 @@ class FunctionBackend(Backend):
 
   def apply(self, params, state, x, *, train, key):
     if self.stateful:
-      return self.apply_fn(params, state, x, train)
+      out = self.apply_fn(params, state, x, train)
+      if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ValueError(
+            "apply_fn(params, state, x, train) must return (logits, new_state) (state was "
+            f"given, so the model is stateful); it returns "
+            f"{type(out).__name__}{' of shape ' + str(tuple(out.shape)) if hasattr(out, 'shape') else ''}"
+            ": return (logits, state) (the state unchanged in evaluation), or adapt a "
+            "stateless model without state.")
+      return out
     return self.apply_fn(params, x), state
 
   def features(self, params, state, x, layer):

@@ -133,6 +133,13 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
     if m and m.group(1) in kwargs:
       raise ValueError(f"model {name!r} does not take the option {m.group(1)!r} "
                        f"({e}).") from None
+    m = re.search(r"multiple values for (?:keyword )?argument '(\w+)'", str(e))
+    if m and m.group(1) in kwargs:
+      family = [n for n in MODELS if n != name and name.startswith(n)]
+      raise ValueError(
+          f"model {name!r} sets its {m.group(1)!r} itself, so it cannot be given as an "
+          "option" + (f"; model {family[0]!r} takes {m.group(1)}=" if family else "")
+          + ".") from None
     raise
   stats = {s: getattr(model, s, None) for s in ("input_mean", "input_std")}
   if (stats["input_mean"] is None) != (stats["input_std"] is None):

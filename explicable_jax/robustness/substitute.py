@@ -184,6 +184,12 @@ def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any]
   x = np.asarray(x_seed, np.float32)
   init_key, fit_key = jax.random.split(key)
   probe = init_fn(init_key)  # the substitute must return logits, as every model here
+  leaves = jax.tree.leaves(probe)
+  if not leaves or any(not hasattr(a, "shape") or not np.issubdtype(np.asarray(a).dtype,
+                                                                    np.number)
+                       for a in leaves):
+    raise TypeError(f"init_fn must return the substitute's parameters, a pytree of numeric "
+                    f"arrays; init_fn(key) returned {type(probe).__name__} {probe!r:.80}.")
   batch = jax.ShapeDtypeStruct(x[:2].shape, x.dtype)
   try:
     jax.eval_shape(lambda v: apply_fn(probe, v), batch)

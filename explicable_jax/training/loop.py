@@ -427,6 +427,8 @@ def _check_fit_args(state, train_ds, train_step, cfg: FitConfig, eval_ds=None) -
     hint = (" (an (x, y) tuple: wrap it as data.Dataset(x, y, num_classes, class_names))"
             if isinstance(train_ds, tuple) else "")
     raise TypeError(f"train_ds must be a data.Dataset; got {got}{hint}.")
+  if len(train_ds) == 0:
+    raise ValueError("train_ds holds no examples (an empty Dataset): nothing to train on.")
   if cfg.batch_size > len(train_ds):
     raise ValueError(
         f"batch_size must be at most the {len(train_ds)} training examples; "
@@ -483,6 +485,12 @@ def _open_run(state, train_ds, train_step, cfg: FitConfig, main: bool):
     if has_checkpoint:
       if recorded is not None:
         resume_lib.check_resume(os.fspath(workdir), recorded, current, cfg.resume)
+      elif not (workdir / resume_lib.RUN_FILE).exists():
+        warnings.warn(
+            f"{os.fspath(workdir)!r} holds checkpoints but no {resume_lib.RUN_FILE} (deleted, "
+            "or written by an older version): resuming with only the checkpoint's shapes "
+            "checked, so another learning rate, loss or data would go unnoticed; a new "
+            "record is written.", UserWarning, stacklevel=3)
       state = ckpt.restore(state)  # Refuses other shapes (folders without run.json).
     if main and (recorded is None or not has_checkpoint or cfg.resume == "allow_changes"):
       resume_lib.write_run(workdir, current)

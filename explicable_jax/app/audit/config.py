@@ -151,6 +151,11 @@ class AuditConfig:
     v.check_nonnegative("adversarial_images", self.adversarial_images, integer=True)
     if self.adversarial_mutants is not None:
       v.check_positive("adversarial_mutants", self.adversarial_mutants, integer=True)
+      if self.adversarial_images == 0:
+        raise ValueError(
+            "adversarial_mutants is read only when the robustness section attacks images; "
+            "got adversarial_mutants with adversarial_images=0, which skips the attacks: "
+            "drop adversarial_mutants (--adversarial-mutants), or give adversarial_images.")
     v.check_fraction("coverage", self.coverage)
     if not 0 < self.coverage < 1:
       raise ValueError(f"coverage must lie strictly between 0 and 1; got {self.coverage}.")

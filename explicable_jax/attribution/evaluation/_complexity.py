@@ -189,7 +189,18 @@ def pointing_game(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
 
   Returns:
     ``(N,)`` of 1.0 (hit) or 0.0; NaN where the mask is empty, with a warning naming them.
+    A constant map (all-zero, say) ties every pixel, so it hits any
+    non-empty mask: counted as such, with a warning naming it.
   """
+  flat = (None if isinstance(attributions, jax.core.Tracer) else
+          np.asarray(attributions).reshape(np.shape(attributions)[0], -1))
+  if flat is not None and flat.size:
+    flat_rows = np.flatnonzero(flat.min(1) == flat.max(1))
+    if flat_rows.size:
+      shown = ", ".join(map(str, flat_rows[:10])) + (" ..." if flat_rows.size > 10 else "")
+      warnings.warn(f"pointing_game: {flat_rows.size} of {flat.shape[0]} maps ({shown}) are "
+                    "constant, so every pixel is a maximum and they hit any non-empty mask: "
+                    "such a map points nowhere.", UserWarning, stacklevel=3)
   return _explain_nan("pointing_game", _pointing_game(attributions, mask), "an empty mask")
 
 

@@ -293,6 +293,12 @@ def model_parameter_randomisation(key: jax.Array, explanation_func: Callable, mo
   if len(new) != len(leaves) or any(jnp.shape(a) != jnp.shape(b) for a, b in zip(new, leaves)):
     raise ValueError(f"init must return params of the model's structure ({len(leaves)} "
                      f"arrays of its shapes); got {len(new)} arrays.")
+  same = [bool(np.array_equal(np.asarray(a), np.asarray(b))) for a, b in zip(new, leaves)]
+  if all(same):
+    raise ValueError(
+        "key draws exactly the model's own weights (the key the model was built with?), so "
+        "no layer would be randomised and every map would compare as identical: pass "
+        "another key, e.g. jax.random.fold_in(key, 1).")
   rows_s, rows_m, names = [], [], []
   current = list(leaves)
   for name, mask in reversed(groups):

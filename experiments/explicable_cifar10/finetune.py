@@ -89,14 +89,14 @@ def main(argv=None) -> None:
   p.add_argument("--data-dir", default=None)
   p.add_argument("--workdir", required=True)
   p.add_argument("--limit", type=int, default=None,
-                 help="train on the first N training images (smoke tests only)")
+                 help="use only the first N images of each split (smoke tests only)")
   args = p.parse_args(argv)
   os.makedirs(args.workdir, exist_ok=True)
   config = config_for(args)
   splits = data_lib.paper_split("cifar10", data_dir=args.data_dir, seed=0)
   train, val, test = splits["train"], splits["validation"], splits["test"]
   if args.limit:
-    train = train.take(np.arange(args.limit))
+    train, val, test = (d.take(np.arange(min(args.limit, len(d)))) for d in (train, val, test))
   state, step = build(config, train)
   with open(os.path.join(args.workdir, "config.json"), "w") as f:
     json.dump({**config.__dict__, "recipe": args.recipe, "base": args.base}, f, indent=2)

@@ -54,8 +54,8 @@ NOT_A_BOUNDARY = {
     "explicable_jax.detection.detector.mlp_logit": "the detector network's forward pass",
     "explicable_jax.viz.heatmap": "labels are tick names, not class indices",
     "explicable_jax.data.to_float": "is conventions.check_inputs",
-    "explicable_jax.data.augment.augment_cifar": "scale-agnostic crop and flip inside jitted "
-        "steps (the data reached fit through a checked Dataset)",
+    "explicable_jax.data.augment.augment_cifar": "checks its images itself (check_images: "
+        "the layout always, the scale when concrete), also inside jitted steps",
     "explicable_jax.losses.input_gradients": "x is whatever model_fn takes, inside a jitted "
         "loss (labels and the annotation mask are declared)",
     "explicable_jax.losses.input_gradient_penalty": "as input_gradients",

@@ -166,6 +166,8 @@ def to_unit_float(x):
     arr = np.asarray(x)
     if np.issubdtype(arr.dtype, np.floating):
       _unit_range("x", arr, strict=False)
+    elif np.issubdtype(arr.dtype, np.integer):
+      _pixels("x", arr)
   return _unit_float(x)
 
 

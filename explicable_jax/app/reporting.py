@@ -69,18 +69,32 @@ def cached_json(path: str, fn) -> dict:
   _check_cache("cached_json", path, fn)
   if os.path.exists(path):
     with open(path) as f:
-      return json.load(f)
+      try:
+        return json.load(f)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"cached_json: the cache {path!r} is not valid JSON ({e}): delete it "
+                         "to recompute that stage.") from None
   out = fn()
+  _write_atomic(path, _json_text("cached_json: what fn() returns", out))
+  return out
+
+
+def _json_text(what: str, value) -> str:
+  """``value`` as indented JSON (numpy scalars as floats), or a ``TypeError``
+  naming ``what``: computed before anything is written, so a value JSON
+  cannot hold never leaves a half-written file."""
   try:
-    text = json.dumps(out, indent=1, default=float)
+    return json.dumps(value, indent=1, default=float)
   except (TypeError, ValueError) as e:
-    raise TypeError(f"cached_json: fn() must return a JSON-serialisable dict (numbers, "
-                    f"strings, lists, dicts; numpy scalars are converted); {e}.") from None
+    raise TypeError(f"{what} must be JSON-serialisable (numbers, strings, lists, dicts; numpy "
+                    f"scalars are converted, arrays are not: .tolist() them); {e}.") from None
+
+
+def _write_atomic(path: str, text: str) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path + ".tmp", "w") as f:
     f.write(text)
   os.replace(path + ".tmp", path)
-  return out
 
 
 def _check_cache(what: str, path, fn) -> None:
@@ -120,13 +134,11 @@ def save_results(out_dir: str, results: dict, tables: Sequence[str] = (), *,
     warnings.warn(f"save_results: {', '.join(bad[:10])} {'is' if len(bad) == 1 else 'are'} "
                   "NaN or inf, written as such (Python's json reads them back; strict JSON "
                   "parsers do not).", UserWarning, stacklevel=3)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1, default=float)
+  text_json = _json_text("results", results)
+  _write_atomic(os.path.join(out_dir, "results.json"), text_json)
   if tables:
     text = "\n\n".join(tables) + "\n"
-    with open(os.path.join(out_dir, "tables.md"), "w") as f:
-      f.write(text)
+    _write_atomic(os.path.join(out_dir, "tables.md"), text)
     if echo:
       print(text)
 

@@ -150,6 +150,11 @@ def resolve_target(target: Any, logits_shape: tuple[int, ...],
     raise ValueError(
         "target must be a class index, an array of N class indices or "
         "'predicted'; got None.")
+  if not isinstance(target, jax.core.Tracer) and not isinstance(target, (list, tuple)) \
+      and np.asarray(target).dtype.kind in "USO":
+    raise ValueError(
+        "target must be one class index, an array of N class indices or 'predicted'; got "
+        f"an array of dtype {np.asarray(target).dtype} (class names? map them to indices).")
   if isinstance(target, (list, tuple)) and any(isinstance(v, str) for v in target):
     raise ValueError(
         "target must be one class index, an array of N class indices or 'predicted' for "

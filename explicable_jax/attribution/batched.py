@@ -254,6 +254,8 @@ def compute_convergence_delta(clf: Any, attributions: _common.InputsLike, x: _co
       raise ValueError(
           f"attributions must have one row per example of x ({n}); got shape "
           f"{tuple(a.shape)}.")
+    if not _common.is_multi(x):
+      _attribution_shape(clf, x, tuple(a.shape))
     total = total + a.reshape(n, -1).sum(1)
   t = targets(clf, x, target)
   ref: jax.Array | tuple[jax.Array, ...]
@@ -266,6 +268,24 @@ def compute_convergence_delta(clf: Any, attributions: _common.InputsLike, x: _co
     ref = _common.resolve_baselines(baselines, x)
   scores = lambda v: jnp.take_along_axis(clf.logits(v), t[:, None], axis=-1)[:, 0]
   return total - (scores(x) - scores(ref))
+
+
+def _attribution_shape(clf, x, shape: tuple) -> None:
+  """Attributions of ``x`` have its shape (input methods) or a layer's
+  activation shape (layer methods); any other shape explains something
+  else."""
+  spec = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
+  allowed = {tuple(np.shape(x))}
+  for name in clf.layers:
+    try:
+      allowed.add(tuple(jax.eval_shape(clf.split(name)[0], spec).shape))
+    except Exception:  # noqa: BLE001 - a layer that cannot take this batch is no candidate
+      continue
+  if shape not in allowed:
+    raise ValueError(
+        f"attributions must have the shape of x {tuple(np.shape(x))} (input attributions) or "
+        f"of one of the model's layers (layer attributions: {sorted(allowed - {tuple(np.shape(x))})}); "
+        f"got {shape}.")
 
 
 def _at_layer(core: Callable, clf, name: str, x, kwargs: dict):

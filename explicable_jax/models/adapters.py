@@ -393,6 +393,16 @@ def _classifier(params, state, spec: Spec) -> Classifier:
   if isinstance(spec.backend, FunctionBackend):
     for layer in clf.layers:
       spec.backend.verify_split(params, state, layer, dummy_batch(spec.input_shape))
+  elif isinstance(spec.backend, LinenBackend):  # user-named layers: each must be reachable
+    batch = jax.ShapeDtypeStruct((2, *spec.input_shape), jnp.float32)
+    for layer in clf.layers:
+      try:
+        jax.eval_shape(clf.split(layer)[0], batch)
+      except Exception as e:  # noqa: BLE001 - reported with the layer named
+        raise ValueError(
+            f"layers names {layer!r}, which the model's forward pass does not reach (a "
+            f"submodule's name, e.g. 'Dense_0'): {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}") from None
   return clf
 
 
@@ -707,11 +717,19 @@ def from_functions(apply_fn: Callable, params, state=None, *,
       "apply_fn", apply_fn, 2 if state is None else 4,
       "apply_fn(params, x) -> logits" if state is None else
       "apply_fn(params, state, x, train) -> (logits, new_state) (state was given)")
+  if params is None:
+    raise TypeError("params must be the model's weights (any pytree of arrays) that apply_fn "
+                    "reads as its first argument; got None.")
   splits = dict(splits or {})
   for name, pair in splits.items():
     if not (isinstance(pair, tuple) and len(pair) == 2 and all(map(callable, pair))):
       raise TypeError(
           f"splits[{name!r}] must be a (features, head) pair of functions; got {pair!r}.")
+    for part, fn in zip(("features", "head"), pair):
+      _validation.check_signature(
+          f"splits[{name!r}]'s {part}", fn, 2 if state is None else 3,
+          f"{part}(params, {'x' if part == 'features' else 'h'})" if state is None else
+          f"{part}(params, state, {'x' if part == 'features' else 'h'})")
   backend = FunctionBackend(apply_fn, splits, stateful=state is not None)
   return _classifier(params, state, _spec(backend, class_names, input_shape,
                                           num_classes, recipe, input_range))

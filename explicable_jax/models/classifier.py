@@ -179,6 +179,10 @@ class Classifier:
           + (" (logits and state? return the logits alone, or adapt the function with "
              "from_functions(..., has_state=...))" if isinstance(logits, (tuple, list)) else "")
           + ".")
+    if not jax.numpy.issubdtype(logits.dtype, jax.numpy.floating):
+      raise ValueError(
+          f"the model must return float class scores (logits); it returns dtype "
+          f"{logits.dtype} (labels or an argmax? return the scores before them).")
     shape = tuple(logits.shape)
     leaves = jax.tree.leaves(x)
     first_ndim = getattr(leaves[0], "ndim", 0) if leaves else 0
@@ -460,6 +464,7 @@ def dummy_batch(input_shape: tuple[int, ...], n: int = 2) -> jax.Array:
   return jax.random.uniform(jax.random.key(0), (n, *input_shape), jax.numpy.float32)
 
 
+@_validation.named_check
 def as_classifier(name: str, model: Any) -> Classifier:
   """``model`` as a :class:`Classifier`: a Classifier as is, a training state
   through its ``classifier`` property, an ``nnx.Module`` through

@@ -36,6 +36,8 @@ def save(path: str | os.PathLike, model, *, meta: Mapping[str, Any] | None = Non
   names, the adapter and its split points, and ``meta``'s entries.
   """
   import orbax.checkpoint as ocp  # Host-side only.
+  from explicable_jax import _paths
+  _paths.check_folder("path", path)
   clf = as_classifier("model", model)
   recipe = json.loads(clf.spec.recipe) if clf.spec.recipe else {}
   info = {**recipe,

@@ -40,6 +40,11 @@ def check_mutants(mutants, params) -> int:
   m_paths, m_leaves, m_def = _leaves(mutants)
   stack = ("jax.tree.map(lambda *a: jnp.stack(a), *mutants) stacks a list of mutants; "
            "mutation.make_mutants returns them stacked")
+  if (isinstance(mutants, tuple) and len(mutants) == 2 and isinstance(mutants[1], dict)
+      and _leaves(mutants[0])[2] == p_def):
+    raise ValueError(
+        "mutants must be the stacked mutant parameters; got the (mutants, info) pair that "
+        "make_mutants returns: pass its first element, mutants, info = make_mutants(...).")
   if p_def != m_def:
     many = (isinstance(mutants, (list, tuple)) and len(mutants) > 0
             and all(_leaves(m)[2] == p_def for m in mutants))
@@ -62,6 +67,8 @@ def check_mutants(mutants, params) -> int:
     elif np.shape(m)[0] != n:
       raise ValueError(f"mutants hold different counts: {path} has {np.shape(m)[0]}, "
                        f"earlier leaves {n}.")
+  if not n:
+    raise ValueError("mutants must hold at least one mutant; got 0 along the mutant axis.")
   return int(n)
 
 

@@ -343,6 +343,13 @@ def label_change_rate(model, mutants, x, *, params=None,
                      f"got shape {np.shape(original_predictions)}.")
   preds = mutant_predictions(model, mutants, x, mutant_chunk=mutant_chunk,
                              batch_size=batch_size)
+  broken = np.flatnonzero((np.asarray(preds) < 0).any(axis=1))
+  if broken.size:  # a label change of a mutant with NaN scores is not a change of label
+    import warnings
+    warnings.warn(
+        f"label_change_rate: {broken.size} of {n} mutants (first: {broken[:5].tolist()}) give "
+        "non-finite scores on some inputs (NaN or inf weights?), counted as label changes: "
+        "drop them (mutation.accuracy_gate refuses such mutants).", UserWarning, stacklevel=2)
   original = np.asarray(original_predictions)
   rate = (preds != original[None, :]).sum(0) / n
   return np.where(original < 0, np.nan, rate)

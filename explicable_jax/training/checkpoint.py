@@ -55,9 +55,15 @@ class Checkpointer:
 
   def restore(self, template: TrainState, step: int | None = None) -> TrainState:
     """The newest readable checkpoint (or ``step``), shaped like ``template``."""
+    if step is not None and step not in self.all_steps():
+      raise ValueError(f"step must be one of the checkpointed steps {self.all_steps()} in "
+                       f"{self.directory!r}; got {step!r}.")
     steps = [step] if step is not None else self.all_steps()[::-1]
     if not steps:
-      raise FileNotFoundError(f"No checkpoint in {self.directory!r}.")
+      inner = os.path.join(os.fspath(self.directory), "checkpoints")
+      hint = (f" (a run folder? its checkpoints are in {inner!r}: Checkpointer(<workdir>/"
+              "checkpoints))" if os.path.isdir(inner) else "")
+      raise FileNotFoundError(f"No checkpoint in {self.directory!r}{hint}.")
     target = template.checkpoint_tree()
     abstract = _plain.abstract(target)
     errors = []

@@ -361,6 +361,17 @@ def _check_callbacks(callbacks) -> list:
     if isinstance(cb, type):
       raise TypeError(f"callbacks[{i}] must be a callback instance; got the class "
                       f"{cb.__name__}: pass {cb.__name__}(...).")
+    unknown = sorted(n for n in dir(type(cb)) if n.startswith("on_") and n not in _CALLBACK_HOOKS
+                     and callable(getattr(cb, n, None)))
+    if unknown:  # a hook of another library's name would never be called
+      raise TypeError(
+          f"callbacks[{i}] defines {', '.join(unknown)}, which fit never calls; its hooks are "
+          f"{', '.join(_CALLBACK_HOOKS)} (an epoch's end is on_eval, with eval_every=).")
+    for hook in _CALLBACK_HOOKS:
+      if callable(getattr(cb, hook, None)):
+        arg = "record" if hook in ("on_log", "on_eval") else "step"
+        _validation.check_signature(f"callbacks[{i}].{hook}", getattr(cb, hook), 1,
+                                    f"{hook}(self, {arg})")
     if isinstance(cb, Callback):
       continue
     missing = [h for h in _CALLBACK_HOOKS if not callable(getattr(cb, h, None))]

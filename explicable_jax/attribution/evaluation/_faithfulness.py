@@ -231,6 +231,9 @@ def faithfulness_correlation(key: jax.Array, model: Any, inputs: InputsLike,
   key = _validation.check_key("key", key, call="faithfulness_correlation(key, model, inputs, "
                                                 "attributions, ...)")
   n_samples = _shared.check_samples("n_perturb_samples", n_perturb_samples)
+  if n_samples < 2:
+    raise ValueError(f"n_perturb_samples must be at least 2 (a correlation over the subsets); "
+                     f"got {n_samples}.")
   model_dyn, model_static, x, xa, m, b = _checked_setup(model, inputs, attributions,
                                                          baselines, target, softmax)
   n, d = m.shape

@@ -148,8 +148,11 @@ def infidelity(key: jax.Array, forward_func: Any, perturb_func: Callable, inputs
   """
   key = _validation.check_key("key", key, call="infidelity(key, forward_func, perturb_func, "
                                                 "inputs, attributions, ...)")
-  _validation.check_signature("perturb_func", perturb_func, 2 if baselines is None else 3,
-                              "(key, x[, baseline]) -> (perturbation, perturbed x)")
+  _validation.check_signature(
+      "perturb_func", perturb_func, 2 if baselines is None else 3,
+      "(key, x) -> (perturbation, perturbed x)" if baselines is None else
+      "(key, x, baseline) -> (perturbation, perturbed x), since baselines were given (drop "
+      "baselines for a (key, x) function)")
   if not isinstance(normalize, bool):
     raise TypeError(f"normalize must be True or False; got {normalize!r}.")
   n_samples = _shared.check_samples("n_perturb_samples", n_perturb_samples)

@@ -680,9 +680,8 @@ def check_model_output(name: str, model, x, *, rows: int = 8) -> None:
   function is checked at every call (one forward pass on ``rows``
   examples). A function that fails on the rows, or returns something else
   than a ``(rows, C)`` array, is left to the call itself (its own error). Traced batches are not checked."""
-  from explicable_jax.models.classifier import Classifier
   if (_is_traced(x) or not hasattr(x, "shape") or np.ndim(x) < 2 or len(x) < 2
-      or isinstance(getattr(model, "__self__", model), Classifier)):
+      or classifier_of(model) is not None):
     return
   try:
     with warnings.catch_warnings():

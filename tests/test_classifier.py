@@ -382,3 +382,24 @@ def test_a_split_head_names_the_activation_shape_and_training_mode_asks_for_a_ke
   with pytest.raises(ValueError, match=r"train=True\) needs key="):
     clf.apply(x, train=True)
   assert clf.apply(x, train=True, key=jax.random.key(0))[0].shape == (2, 10)
+
+
+def test_output_convention_checked_once_per_model_without_input_shape(monkeypatch):
+  """A model adapted without ``input_shape`` has its first concrete output
+  checked (logits, not probabilities), once: later calls do not pay again."""
+  from explicable_jax import conventions
+  calls = []
+  real = conventions.check_logits
+  monkeypatch.setattr(conventions, "check_logits",
+                      lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+  w = jnp.arange(12.0).reshape(4, 3) / 10
+  clf = models.from_functions(lambda p, x: x @ p, w)
+  x = jnp.ones((5, 4))
+  first = clf.logits(x)
+  second = clf.logits(2 * x)
+  assert calls == ["the model's output"]
+  np.testing.assert_allclose(second, 2 * first, rtol=1e-6)
+  # a model with probabilities is still refused at its first call
+  soft = models.from_functions(lambda p, x: jax.nn.softmax(x @ p), w)
+  with pytest.raises(ValueError, match="must hold logits"):
+    soft.logits(x)

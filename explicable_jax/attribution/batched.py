@@ -274,13 +274,17 @@ def _attribution_shape(clf, x, shape: tuple) -> None:
   """Attributions of ``x`` have its shape (input methods) or a layer's
   activation shape (layer methods); any other shape explains something
   else."""
-  spec = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
   allowed = {tuple(np.shape(x))}
+  if shape in allowed:  # input attributions: no layer traced
+    return
+  spec = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
   for name in clf.layers:
     try:
       allowed.add(tuple(jax.eval_shape(clf.split(name)[0], spec).shape))
     except Exception:  # noqa: BLE001 - a layer that cannot take this batch is no candidate
       continue
+    if shape in allowed:  # the first layer of that shape: traced no further
+      return
   if shape not in allowed:
     raise ValueError(
         f"attributions must have the shape of x {tuple(np.shape(x))} (input attributions) or "

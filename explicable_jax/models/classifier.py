@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+import weakref
 
 import jax
 import numpy as np
@@ -82,6 +83,11 @@ class Spec:
   """The scale of image-shaped float inputs (:mod:`explicable_jax.conventions`):
   ``(0, 1)``, the library's convention, or ``None`` for a model that takes
   another scale (standardised images, raw measurements): no range check."""
+
+
+_OUTPUT_CHECKED: weakref.WeakSet = weakref.WeakSet()
+"""Specs adapted without ``input_shape`` whose first concrete output passed
+:func:`~explicable_jax.conventions.check_logits` (see ``Classifier._apply``)."""
 
 
 @jax.tree_util.register_pytree_node_class
@@ -231,10 +237,14 @@ class Classifier:
       self._unchecked_input_failed(x, e)
       raise
     self.check_logits(logits, x)
-    if self.spec.input_shape is None and not isinstance(logits, jax.core.Tracer):
+    if (self.spec.input_shape is None and not isinstance(logits, jax.core.Tracer)
+        and self.spec not in _OUTPUT_CHECKED):
       # Adapted without input_shape: no dummy batch checked the output at
-      # construction, so the first concrete outputs are checked here.
+      # construction, so the first concrete output is checked here, once per
+      # spec (the values' convention, logits rather than probabilities, is
+      # the model function's; later calls pay nothing).
       conventions.check_logits("the model's output", np.asarray(logits))
+      _OUTPUT_CHECKED.add(self.spec)
     return logits, state
 
   def _unchecked_input_failed(self, x, error: Exception) -> None:

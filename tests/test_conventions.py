@@ -640,6 +640,14 @@ def test_grad_cam_of_an_image_model_needs_a_spatial_layer(image_mlp):
   x = np.zeros((2, 8, 8, 1), np.float32)
   with pytest.raises(ValueError, match=r"layer 'dense_0' must have spatial maps.*\(2, 8\)"):
     batched.grad_cam(image_mlp, x, layer="dense_0", target=0)
+  # the core method names the cut too, from the split's functions; a user's
+  # own features function is "the layer"
+  from explicable_jax import attribution
+  with pytest.raises(ValueError, match=r"^layer 'dense_0' must have spatial maps"):
+    attribution.grad_cam(*image_mlp.split("dense_0"), x, target=0)
+  features, head = image_mlp.split("dense_0")
+  with pytest.raises(ValueError, match=r"^the layer must have spatial maps"):
+    attribution.grad_cam(lambda v: features(v), head, x, target=0)
 
 
 def test_thresholds_p_values_maps_and_flags_are_checked(image_mlp):

@@ -282,6 +282,14 @@ def interpolate(baseline: jax.Array, x: jax.Array, alpha: jax.Array) -> jax.Arra
 # Tuple inputs (Captum's ``inputs=(x1, x2, ...)``): every method runs on one
 # flat vector per example, so the cores are written once for arrays.
 
+def layer_label(features_fn: Callable) -> str:
+  """How a message names the layer ``features_fn`` cuts at: ``layer 'name'``
+  for a split of a classifier (:meth:`~explicable_jax.models.Classifier.split`
+  names its functions), ``the layer`` for a user's own function."""
+  name = getattr(features_fn, "layer", None)
+  return f"layer {name!r}" if isinstance(name, str) else "the layer"
+
+
 def is_multi(x: Any) -> bool:
   """True for Captum-style multiple inputs: a tuple or list of arrays."""
   return isinstance(x, (tuple, list))

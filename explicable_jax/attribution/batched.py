@@ -293,14 +293,9 @@ def _attribution_shape(clf, x, shape: tuple) -> None:
 
 
 def _at_layer(core: Callable, clf, name: str, x, kwargs: dict):
-  """``core`` at layer ``name``; a complaint of the core method about "the
-  layer" names it (the core functions only see the split)."""
-  try:
-    return core(*clf.split(name), x, **kwargs)
-  except ValueError as e:
-    if str(e).startswith("the layer "):
-      raise ValueError(f"layer {name!r}" + str(e)[len("the layer"):]) from None
-    raise
+  """``core`` at layer ``name`` (the split's functions carry the name, so the
+  core methods' messages name the layer)."""
+  return core(*clf.split(name), x, **kwargs)
 
 
 def _layer_method(core: Callable, details: str = "") -> Callable:

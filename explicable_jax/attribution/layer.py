@@ -585,7 +585,8 @@ def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsLike, *,
       # Grad-CAM of images needs spatial maps; a dense layer gives one number per
       # example (Captum's non-convolutional case, feature vectors, stays allowed).
       raise ValueError(
-          f"the layer must have spatial maps (N, H, W, C) for Grad-CAM of images; its "
+          f"{_common.layer_label(features_fn)} must have spatial maps (N, H, W, C) for "
+          "Grad-CAM of images; its "
           f"activation has shape {tuple(s.shape)} for a batch of shape "
           f"{tuple(np.shape(cast(Any, x)))}: "
           "pick a convolutional layer (clf.layers lists them).")

@@ -339,6 +339,8 @@ class Classifier:
       self.check_logits(out, h)
       return out
 
+    for fn in (features_fn, head_fn):  # the cut's name, for messages
+      setattr(fn, "layer", layer)
     return features_fn, head_fn
 
   # -- swapping ---------------------------------------------------------------

@@ -101,6 +101,33 @@ def check_npz(name: str, path: str | os.PathLike, what: str = "arrays") -> None:
         f"{name} {s!r} is not an .npz file; expected an .npz (numpy.savez) holding {what}.")
 
 
+def load_npz(name: str, path: str | os.PathLike, keys: tuple[str, ...] = (), *,
+             what: str = "arrays", fix: str = "") -> dict:
+  """The arrays of the ``.npz`` file ``path`` (all of them, read now), the
+  one reader of the package's ``.npz`` files: a file that is not an
+  ``.npz``, a damaged one and one that lacks any of ``keys`` are refused with
+  ``ValueError`` naming ``name``, the path and what it must hold (``fix``, if
+  given, says how to mend it), never numpy's or zipfile's bare error."""
+  import zipfile
+
+  import numpy as np
+  s = os.fspath(path)
+  check_npz(name, s, what)
+  try:
+    with np.load(s, allow_pickle=False) as f:
+      missing = [k for k in keys if k not in f.files]
+      if missing:
+        raise ValueError(
+            f"{name} {s!r} must hold {what}; it lacks {', '.join(map(repr, missing))} (it holds "
+            f"{', '.join(map(repr, f.files)) or 'nothing'}).{' ' + fix if fix else ''}")
+      return {k: f[k] for k in f.files}
+  except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as e:
+    if isinstance(e, FileNotFoundError):
+      raise
+    raise ValueError(f"{name} {s!r} is damaged ({type(e).__name__}: {e}); expected an .npz "
+                     f"holding {what}.{' ' + fix if fix else ''}") from None
+
+
 def check_existing_file(name: str, path: str | os.PathLike, what: str) -> None:
   """Raises ``FileNotFoundError`` naming the argument when ``path`` (a file
   to read) does not exist, and ``IsADirectoryError`` when it is a folder.

@@ -1085,10 +1085,14 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
           width = np.shape(args_.get(param)) if kind in ("logits", "class_scores") else ()
           if len(width) == 2:
             num_classes = int(width[1])
-      lengths = {}
+      lengths, absent = {}, []
       for param, kind in kinds.items():
         value = args_.get(param)
         if value is None:
+          declared_param = sig.parameters[param]
+          if (declared_param.default is inspect.Parameter.empty
+              and "None" not in str(declared_param.annotation)):  # not "X | None"
+            absent.append((param, kind))  # refused after the given values' checks
           continue
         if model_inputs and kind.removesuffix("{}") == "batch":
           kind = kind.replace("batch", "inputs")
@@ -1108,6 +1112,11 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
           lengths[param] = _length(value)
         elif kind == "mask" and np.ndim(value) == 1:  # One flag per example.
           lengths[param] = _length(value)
+      if absent:  # a required argument given as None: no value to check or use
+        param, kind = absent[0]
+        raise ConventionError(
+            f"{param} must be given ({kind.removesuffix('{}')}, see "
+            "explicable_jax.conventions); got None.")
       check_same_length(lengths)
       _probe_models(args_, kinds)
       return fn(*bound.args, **bound.kwargs)

@@ -48,9 +48,12 @@ def model_input_gradients(model: Any, x: ArrayLike, *,
   clf = models.as_classifier("model", model)
   labels = options.pop("labels", None)
   x = np.asarray(x)
-  y = np.zeros(len(x), np.int32) if labels is None else np.asarray(labels)
   if labels is None and options.get("classes") == "true":
     raise ValueError("labels is required for classes='true'.")
+  if labels is None:
+    y = np.zeros(len(x), np.int32)
+  else:  # the class count from one row's logits: an adapter may not declare it
+    y = conventions.check_labels("labels", labels, int(clf.logits(x[:1]).shape[-1]), n=len(x))
   opts = tuple(sorted(options.items()))
   if labels is None:
     return _batching.map_batches(

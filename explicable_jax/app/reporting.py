@@ -5,7 +5,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
-from explicable_jax import conventions
+from explicable_jax import _paths, conventions
 
 __all__ = [
     "cached_arrays", "cached_json", "make_page", "markdown_table", "save_results",
@@ -44,8 +44,8 @@ def cached_arrays(path: str, fn) -> dict:
   import numpy as np
   _check_cache("cached_arrays", path, fn)
   if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as f:
-      return {k: f[k] for k in f.files}
+    return _paths.load_npz("cached_arrays: the cache", path, what="the arrays fn() returned",
+                           fix="Delete it to have fn() recompute it.")
   result = fn()
   if not isinstance(result, Mapping):
     raise TypeError(f"cached_arrays: fn() must return a dict of arrays; got "

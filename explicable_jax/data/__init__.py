@@ -23,6 +23,7 @@ parts of a batch and the RRR annotations are already their own modules.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from explicable_jax import _validation, conventions
+from explicable_jax import _paths, _validation, conventions
 
 DATA_ENV = "EXPLICABLE_JAX_DATA"
 
@@ -194,8 +195,9 @@ def _stored_images(source: str, x: np.ndarray) -> np.ndarray:
 
 def _local_mnist(folder: str, split: str) -> Dataset:
   path = os.path.join(folder, "mnist.npz")
-  with np.load(path) as f:
-    x, y = f[f"x_{split}"], f[f"y_{split}"]
+  f = _paths.load_npz("the MNIST file", path, (f"x_{split}", f"y_{split}"),
+                      what="x_train, y_train, x_test, y_test (keras' mnist.npz)")
+  x, y = f[f"x_{split}"], f[f"y_{split}"]
   return Dataset(_stored_images(f"{path}: x_{split}", x), y.astype(np.int32), 10,
                  tuple(str(i) for i in range(10)), "mnist")
 
@@ -205,19 +207,22 @@ def _local_cifar10(folder: str, split: str) -> Dataset:
            [f"cifar10_train_batch{i}.npz" for i in range(1, 6)])
   xs, ys = [], []
   for fname in files:
-    with np.load(os.path.join(folder, fname)) as f:
-      xs.append(_stored_images(f"{os.path.join(folder, fname)}: x", f["x"]))
-      ys.append(f["y"])
+    f = _paths.load_npz("the CIFAR-10 file", os.path.join(folder, fname), ("x", "y"),
+                        what="images x and labels y")
+    xs.append(_stored_images(f"{os.path.join(folder, fname)}: x", f["x"]))
+    ys.append(f["y"])
   return Dataset(np.concatenate(xs),
                  np.concatenate(ys).astype(np.int32), 10, CIFAR10_CLASSES,
                  "cifar10", note=JPEG_CAVEAT)
 
 
 def _local_cifar100(folder: str, split: str) -> Dataset:
-  with np.load(os.path.join(folder, "cifar100_labels_and_prefix.npz")) as f:
-    x = f[f"x_{split}_prefix"]
-    fine = f[f"y_{split}_fine"]
-    names = tuple(str(n) for n in f["fine_label_names"])
+  keys = (f"x_{split}_prefix", f"y_{split}_fine", "fine_label_names")
+  f = _paths.load_npz("the CIFAR-100 file", os.path.join(folder, "cifar100_labels_and_prefix.npz"),
+                      keys, what=", ".join(keys))
+  x = f[f"x_{split}_prefix"]
+  fine = f[f"y_{split}_fine"]
+  names = tuple(str(n) for n in f["fine_label_names"])
   n = len(x)
   note = (f"only the first {n} of {len(fine)} CIFAR-100 {split} images are in "
           "the local copy (all labels are); enough for class-name work, not "
@@ -319,6 +324,20 @@ def register_dataset(name: str, loader: Callable[..., Dataset], *,
   Raises:
     ValueError: ``name`` is taken (pass ``overwrite=True`` to replace it).
   """
+  params: Mapping[str, inspect.Parameter] = {}
+  try:
+    if callable(loader):
+      params = inspect.signature(loader).parameters
+  except (TypeError, ValueError):  # a builtin or C callable: not inspectable
+    pass
+  keywords = any(p.kind is p.VAR_KEYWORD for p in params.values())
+  missing = [k for k in ("data_dir", "source", "seed")
+             if params and k not in params and not keywords]
+  if missing:
+    raise TypeError(
+        f"loader must be called as loader(split, data_dir=None, source='auto', seed=0); "
+        f"{getattr(loader, '__name__', type(loader).__name__)} takes no "
+        f"{', '.join(missing)} keyword (add them, or **kwargs).")
   _validation.register("dataset", DATASETS, name, loader, arg="loader", overwrite=overwrite)
 
 
@@ -347,7 +366,14 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None,
         f"data_dir must be an existing folder (the local copy of the data); got "
         f"{os.fspath(data_dir)!r} ({what}). Pass the folder that holds the files, or leave "
         f"data_dir out (then ${DATA_ENV}, or a loader that needs no files).")
-  return loader(split, data_dir=data_dir, source=source, seed=seed)
+  ds = loader(split, data_dir=data_dir, source=source, seed=seed)
+  if not isinstance(ds, Dataset):
+    raise TypeError(
+        f"the loader registered as dataset {name!r} must return a data.Dataset; it returned "
+        f"{type(ds).__name__}"
+        + (" (an (x, y) tuple? return data.Dataset(x, y, num_classes, class_names))"
+           if isinstance(ds, (tuple, list)) else "") + ".")
+  return ds
 
 
 # ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -285,7 +286,8 @@ def fit_mahalanobis(features: ArrayLike, labels: ArrayLike, num_classes: int, *,
 
   fitted in float64 on the host; ``ridge * mean(diag)`` is added to the
   diagonal before inverting, so a rank-deficient layer still gives a
-  precision matrix.
+  precision matrix, with a warning when ``N - C < D`` (the covariance is
+  then rank-deficient and the distances are dominated by the ridge).
 
   Args:
     features: ``(N, D)`` training features (e.g. the per-channel mean of the
@@ -308,6 +310,13 @@ def fit_mahalanobis(features: ArrayLike, labels: ArrayLike, num_classes: int, *,
     raise ValueError(
         f"every class needs a training example; classes {np.flatnonzero(counts == 0).tolist()} "
         "have none.")
+  if len(f) - num_classes < f.shape[1]:
+    warnings.warn(
+        f"fit_mahalanobis: {len(f)} examples of {num_classes} classes give a shared covariance "
+        f"of rank at most {len(f) - num_classes}, below the {f.shape[1]} feature dimensions: "
+        "the precision along the missing directions is 1 / (ridge * mean variance), so "
+        "distances are dominated by the ridge. Fit on more examples than dimensions plus "
+        "classes, reduce the features, or raise ridge.", stacklevel=2)
   means = np.stack([f[y == c].mean(0) for c in range(num_classes)])
   centred = f - means[y]
   cov = centred.T @ centred / len(f)

@@ -405,6 +405,11 @@ def _leaf_paths(tree) -> dict[tuple, tuple[int, ...]]:
   """``{path: shape}`` with paths as tuples of keys, the ``.value`` of NNX
   variables dropped, so that ``nnx.State`` and its pure dict (which
   ``nnx.merge`` takes alike) have the same paths."""
+  return {path: _shape(leaf) for path, leaf in _leaves_by_path(tree).items()}
+
+
+def _leaves_by_path(tree) -> dict[tuple, Any]:
+  """``{path: leaf}``, the paths of :func:`_leaf_paths`."""
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
     keys = []
@@ -416,7 +421,7 @@ def _leaf_paths(tree) -> dict[tuple, tuple[int, ...]]:
         keys.append(k.idx)
       else:
         keys.append(getattr(k, "key", str(k)))
-    out[tuple(keys)] = _shape(leaf)
+    out[tuple(keys)] = leaf
   return out
 
 
@@ -429,7 +434,8 @@ def check_same_tree(name: str, given, expected) -> None:
   """Raises ``ValueError`` unless ``given`` has the leaf paths and shapes of
   ``expected`` (a model's params or state), naming the first path that
   differs with the expected and the given shape. Containers may differ where
-  the paths agree (an ``nnx.State`` and its pure dict). Shapes only: free
+  the paths agree (an ``nnx.State`` and its pure dict). Float leaves must
+  stay float (integer weights would be truncated). Shapes and dtypes only: free
   under ``jit`` and ``vmap`` (a mutant inside ``vmap`` has the model's
   shapes)."""
   want, got = _leaf_paths(expected), _leaf_paths(given)
@@ -447,6 +453,17 @@ def check_same_tree(name: str, given, expected) -> None:
       raise ValueError(
           f"{_show(name, path)} must have the model's shape {shape}; got {got[path]} (a tree "
           "of another model size?).")
+  # Float weights given as integers would be truncated (every logit 0): the
+  # kind of number is part of the structure (shapes and dtypes, free under jit).
+  given_leaves = _leaves_by_path(given)
+  for path, leaf in _leaves_by_path(expected).items():
+    want_dtype, got_dtype = getattr(leaf, "dtype", None), getattr(given_leaves[path], "dtype", None)
+    if (want_dtype is not None and got_dtype is not None
+        and jax.numpy.issubdtype(want_dtype, jax.numpy.floating)
+        and not jax.numpy.issubdtype(got_dtype, jax.numpy.floating)):
+      raise ValueError(
+          f"{_show(name, path)} must hold floats as the model's ({want_dtype}); got dtype "
+          f"{got_dtype} (weights rounded to integers? pass the float arrays).")
 
 
 def check_input_range(value):

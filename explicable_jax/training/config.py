@@ -159,6 +159,7 @@ class TrainConfig:
           f"loss_kwargs['weights'] (--loss weighted) must be a .npy similarity matrix; "
           f"{os.fspath(weights)!r} {'is a folder' if os.path.isdir(weights) else 'does not exist'}.")
     _validation.check_positive("checkpoint_every", self.checkpoint_every, integer=True)
+    _validation.check_positive("keep_checkpoints", self.keep_checkpoints, integer=True)
     _validation.check_positive("log_every", self.log_every, integer=True)
     _validation.check_nonnegative("warmup_epochs", self.warmup_epochs)
     if self.warmup_epochs and self.schedule != "cosine":

@@ -223,10 +223,19 @@ def check_key(name: str, key: Any, *, call: str | None = None):
   import jax
   import jax.numpy as jnp
   if isinstance(key, jax.Array):
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if typed and key.shape == ():
       return key
     if key.shape == (2,) and key.dtype == jnp.uint32:
       return jax.random.wrap_key_data(key)
+    if typed or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,)):
+      # One call draws from one key; a batch (jax.random.split's output)
+      # would be read as one key by some callees and fail inside others.
+      shape = key.shape if typed else key.shape[:-1]
+      raise TypeError(
+          f"{name} must be one PRNG key; got a batch of keys of shape {tuple(shape)} "
+          f"(jax.random.split's output?): pass one of them ({name}s[0]) or the key they "
+          "were split from.")
   got = f"an array of dtype {key.dtype}" if hasattr(key, "dtype") else type(key).__name__
   hint = f" (the key comes first: {call})" if call else ""
   raise TypeError(f"{name} must be a PRNG key from jax.random.key(seed); got {got}{hint}.")

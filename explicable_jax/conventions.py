@@ -531,10 +531,11 @@ def check_labels(name: str, labels, num_classes: int | None = None, *,
 
 
 @_validation.named_check
-def check_input_shape(name: str, shape) -> tuple[int, ...]:
+def check_input_shape(name: str, shape, *, model=None) -> tuple[int, ...]:
   """One example's shape: positive ints; an image shape is channel-last
   ``(H, W, C)``, so ``(3, 32, 32)`` (``C`` first, ``C`` in 1..4 and the last
-  axis not) is refused with the transposed shape to pass."""
+  axis not) is refused with the transposed shape to pass. With ``model`` (a
+  classifier that declares its ``input_shape``), the shape must be that one."""
   try:
     out = tuple(int(d) for d in shape)
     ok = not isinstance(shape, str) and all(
@@ -552,6 +553,12 @@ def check_input_shape(name: str, shape) -> tuple[int, ...]:
   if len(out) == 4 and out[0] == 1:
     raise ConventionError(
         f"{name} is one example's shape, without the batch axis; got {out}: pass {out[1:]}.")
+  declared_shape = getattr(classifier_of(model), "input_shape", None) if model is not None else None
+  if declared_shape is not None and tuple(declared_shape) != out:
+    raise ConventionError(
+        f"{name} must be the model's input_shape {tuple(declared_shape)}; got {out}"
+        + (" (a batch's shape? drop the batch axis)" if out[1:] == tuple(declared_shape)
+           else "") + " -- or pass None to use the model's.")
   return out
 
 
@@ -1075,6 +1082,7 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
           check_graphdef("graphdef", args[0])
         return fn(*args, **kwargs)  # Python's own message for a wrong call.
       args_ = bound.arguments
+      _check_functions(sig, args_)
       num_classes, input_shape, unit_range = _model_facts(args_)
       # Without a model's shape, sizes and baselines follow the declared batch's.
       scale_shape = input_shape if input_shape is not None else _batch_shape(args_, kinds)
@@ -1125,6 +1133,51 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
     return wrapped
 
   return decorate
+
+
+def _check_functions(sig: inspect.Signature, args_: dict) -> None:
+  """Every argument annotated as a function (``Callable``, or a model
+  function by name, :data:`MODEL_FN_PARAMETERS`) must be callable: an array
+  there is named, with the function-valued argument beside it when the two
+  look swapped, instead of failing inside the computation."""
+  for param, value in args_.items():
+    declared_param = sig.parameters[param]
+    if declared_param.kind in (inspect.Parameter.VAR_POSITIONAL,
+                               inspect.Parameter.VAR_KEYWORD):
+      continue
+    wants_fn = param in MODEL_FN_PARAMETERS or _is_function_annotation(declared_param.annotation)
+    if value is None or not wants_fn or callable(value):
+      continue
+    others = [p for p, v in args_.items() if p != param and callable(v)
+              and not isinstance(v, type) and p not in MODEL_FN_PARAMETERS
+              and not _is_function_annotation(sig.parameters[p].annotation)]
+    positional = [p for p, d in sig.parameters.items() if d.kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    hint = (f"; {others[0]} was given a function: are the two swapped? The call is "
+            f"({', '.join(positional)})" if others else "")
+    raise TypeError(f"{param} must be a function; got {_describe_value(value)}{hint}.")
+
+
+def _is_function_annotation(annotation) -> bool:
+  """Whether a parameter's annotation says "a function" (``Callable``,
+  ``Callable[...]``, optionally ``| None``), not a container of functions or
+  a choice between a name and a function."""
+  if annotation is inspect.Parameter.empty:
+    return False
+  text = annotation if isinstance(annotation, str) else repr(annotation)
+  text = text.replace("collections.abc.", "").replace("typing.", "").replace(
+      "<class 'Callable'>", "Callable")
+  if "[" in text:  # the arguments of Callable[[...], ...] may hold a "|"
+    head, _, rest = text.partition("[")
+    text = head + rest[rest.rfind("]") + 1:] if head.strip() == "Callable" else text
+  parts = [t.strip() for t in text.split("|")]
+  return parts[0].startswith("Callable") and all(t == "None" for t in parts[1:])
+
+
+def _describe_value(value) -> str:
+  shape = getattr(value, "shape", None)
+  return (f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None
+          else type(value).__name__)
 
 
 def declared(fn: Callable) -> dict[str, str]:

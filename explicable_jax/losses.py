@@ -425,6 +425,7 @@ def input_gradient_penalty(model_fn: Callable, x: ArrayLike, annotation: ArrayLi
   return pen
 
 
+@conventions.boundary()
 def certainty_penalty(model_fn: Callable, x: ArrayLike, **options) -> jax.Array:
   """Certainty regularisation: :func:`input_gradient_penalty` with every
   feature annotated (``A = 1``), which flattens the model's log-probabilities

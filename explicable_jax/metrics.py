@@ -252,6 +252,8 @@ def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels: ArrayLike
     {'hard': {'a': 1, 'b': 0}, 'soft': {'a': 1.5, 'b': 0.5}, 'num_common_mistakes': 2}
   """
   m = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
+  similarity.check_covers("similarity_matrix", m, labels=labels, **{
+      f"preds_by_model[{k!r}]": v for k, v in preds_by_model.items()})
   names, preds, y = _stack_predictions(preds_by_model, labels, m.shape[0])
   sims = jnp.asarray(m)[jnp.asarray(y)[None, :], jnp.asarray(preds)]  # (models, N)
   common = jnp.all(preds != y[None, :], axis=0)

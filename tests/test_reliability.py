@@ -237,6 +237,34 @@ def _damaged_npz(kind):
   return folder
 
 
+def _damaged_weights():
+  """A models.save folder whose weights/_METADATA is gone: its path."""
+  import tempfile
+  folder = os.path.join(tempfile.mkdtemp(), "m")
+  models.save(folder, _CLF)
+  os.remove(os.path.join(folder, "weights", "_METADATA"))
+  return folder
+
+
+def _linen_dense():
+  import flax.linen as nn
+
+  class Dense(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+      return nn.Dense(10)(x)
+  return Dense()
+
+
+def _register_none_builder():
+  models.register_model("_trial12_none", lambda input_shape, num_classes, rngs: None,
+                        overwrite=True)
+  try:
+    return models.classifier(K, "_trial12_none", input_shape=(4,), num_classes=3)
+  finally:
+    models.MODELS.pop("_trial12_none", None)
+
+
 MORE_BAD_INPUTS = [
 
  # attribution (batched on the contract)
@@ -722,6 +750,20 @@ MORE_BAD_INPUTS = [
  ("data.load a truncated mnist.npz", lambda: data.load("mnist", data_dir=_damaged_npz("truncated"), source="local"), ValueError, r"the MNIST file '.*mnist.npz' (is not an .npz file|is damaged)"),
  ("reporting.cached_arrays a truncated cache", lambda: reporting.cached_arrays(os.path.join(_damaged_npz("truncated"), "mnist.npz"), lambda: {"a": np.zeros(2)}), ValueError, r"cached_arrays: the cache '.*' (is not an .npz file|is damaged)"),
  ("Classifier.logits None", lambda: _CLF.logits(None), ValueError, r"^x must be given \(inputs, see explicable_jax.conventions\); got None"),
+ # Twelfth trial's cryptic cases, named now.
+ ("from_nnx class_names of another count", lambda: models.from_nnx(nnx.Linear(8, 4, rngs=nnx.Rngs(0)), input_shape=(8,), class_names=["a", "b", "c"]), ValueError, r"shape \(2, 3\) \(class_names has 3 names\); it returns shape \(2, 4\).*pass the class_names of its 4 classes"),
+ ("from_linen train_keyword it does not take", lambda: (lambda m: models.from_linen(m, m.init(K, jnp.zeros((1, 8))), input_shape=(8,), train_keyword="training"))(_linen_dense()), ValueError, r"train_keyword='training' is not a parameter of Dense.__call__, which takes \['x', 'train'\]"),
+ ("models.classifier a batch of keys", lambda: models.classifier(jax.random.split(K, 3), "mlp", input_shape=(8,), num_classes=4), TypeError, r"key must be one PRNG key; got a batch of keys of shape \(3,\)"),
+ ("Classifier.apply a batch of keys", lambda: _CLF.apply(_XB, train=True, key=jax.random.split(K, 4)), TypeError, r"key must be one PRNG key; got a batch of keys of shape \(4,\)"),
+ ("a registered builder returning None", _register_none_builder, TypeError, r"model '_trial12_none''s builder must return an nnx.Module or a models.Classifier; it returned NoneType"),
+ ("models.load weights without their metadata", lambda: models.load(_damaged_weights()), ValueError, r"the weights in '.*' cannot be read \(missing or damaged metadata"),
+ ("losses.certainty_penalty arguments swapped", lambda: losses.certainty_penalty(_XB, _CLF.logits), TypeError, r"model_fn must be a function; got ndarray of shape \(4, 8, 8, 1\); x was given a function: are the two swapped\? The call is \(model_fn, x\)"),
+ ("losses.input_gradient_penalty arguments swapped", lambda: losses.input_gradient_penalty(_XB, _CLF.logits, np.ones_like(_XB)), TypeError, r"model_fn must be a function; got ndarray.*are the two swapped"),
+ ("metrics.hard_soft_scores a 3x3 matrix for class 3", lambda: metrics.hard_soft_scores({"a": [1, 3], "b": [2, 2]}, [0, 0], np.eye(3)), ValueError, r"similarity_matrix is 3x3 \(classes 0..2\), but preds_by_model\['a'\] holds class 3"),
+ ("ev.layer_groups another example_shape", lambda: ev.layer_groups(_CLF, (8, 8, 3)), ValueError, r"example_shape must be the model's input_shape \(8, 8, 1\); got \(8, 8, 3\)"),
+ ("ev.layer_groups a batch's shape", lambda: ev.layer_groups(_CLF, (2, 8, 8, 1)), ValueError, r"example_shape must be the model's input_shape \(8, 8, 1\); got \(2, 8, 8, 1\) \(a batch's shape\? drop the batch axis\)"),
+ ("robustness.train_substitute an empty x_seed", lambda: robustness.train_substitute(K, _CLF, lambda k: _CLF.params, _CLF.logits_with, _XB[:0], rounds=1, epochs=1), ValueError, r"x_seed must hold at least one image"),
+ ("robustness.train_substitute an oracle returning labels", lambda: robustness.train_substitute(K, lambda v: jnp.argmax(_CLF.logits(v), -1), lambda k: _CLF.params, _CLF.logits_with, _XB, rounds=1, epochs=1), ValueError, r"oracle must return class scores \(N, C\).*returns shape \(2,\) of dtype int32 \(labels\?"),
  ("from_linen naming a layer it lacks", lambda: (lambda nn: (lambda m: models.from_linen(m, m.init(K, jnp.zeros((1, 64))), input_shape=(64,), num_classes=10, layers=["Dense_7"]))(nn.Dense(10)))(__import__("flax.linen", fromlist=["nn"])), ValueError, r"layers names 'Dense_7', which the model's forward pass does not reach"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS

@@ -605,9 +605,21 @@ def from_linen(module, variables: Mapping[str, Any], *,
         f"collection; got {type(variables).__name__}"
         + (f" with collections {sorted(variables)}" if isinstance(variables, Mapping) else "")
         + ".")
+  sig = inspect.signature(type(module).__call__).parameters
   if train_keyword is ...:
-    sig = inspect.signature(type(module).__call__).parameters
     train_keyword = next((k for k in _TRAIN_KEYWORDS if k in sig), None)
+  elif train_keyword is not None:
+    if not isinstance(train_keyword, str):
+      raise TypeError(
+          f"train_keyword must be the name (a str) of the keyword of {type(module).__name__}"
+          f".__call__ that selects training mode, or None; got {train_keyword!r}.")
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
+    if train_keyword not in sig and not takes_any:
+      takes = [k for k in sig if k != "self"]
+      raise ValueError(
+          f"train_keyword={train_keyword!r} is not a parameter of "
+          f"{type(module).__name__}.__call__, which takes {takes}: name the keyword that "
+          "selects training mode, or pass train_keyword=None for a model without one.")
   params = jax.tree.map(jnp.asarray, dict(variables["params"]))
   state = {k: jax.tree.map(jnp.asarray, dict(v)) for k, v in variables.items()
            if k != "params"}

@@ -203,12 +203,16 @@ class Classifier:
           "(softmax of that is the sigmoid).")
     if len(shape) != 2 or (n is not None and shape[0] != n) or (c is not None and shape[1] != c):
       want = f"({n if n is not None else 'N'}, {c if c is not None else 'C'})"
-      why = (f" (num_classes={c})" if c is not None and len(shape) == 2
-             and shape[1] != c else "")
+      why = ("" if c is None or len(shape) != 2 or shape[1] == c
+             else f" (num_classes={c})" if self.spec.num_classes is not None
+             else f" (class_names has {c} names)")
       raise ValueError(
           f"the model must return class scores of shape {want}{why}; it returns shape "
           f"{shape} for inputs of shape {tuple(leaves[0].shape) if leaves else ()}. Adapt "
-          "it so that its output is (batch, classes), or pass the num_classes it has.")
+          "it so that its output is (batch, classes), or pass the "
+          + ("class_names of its " + str(shape[1]) + " classes."
+             if self.spec.num_classes is None and self.spec.class_names is not None
+             and len(shape) == 2 else "num_classes it has."))
 
   @staticmethod
   def _check_rows(x) -> None:
@@ -271,7 +275,10 @@ class Classifier:
     model's ``input_shape``, and outside ``jit`` the values (integer pixels
     scaled to ``[0, 1]``, float images on the ``[0, 1]`` scale unless the
     model was adapted with ``input_range=None``, no NaN or inf); under
-    ``jit`` only shapes and dtypes."""
+    ``jit`` only shapes and dtypes. ``key`` (training mode's dropout) is
+    one PRNG key."""
+    if key is not None:
+      key = _validation.check_key("key", key, call="clf.apply(x, train=True, key=key)")
     return self._apply(x, train=train, key=key)
 
   @conventions.boundary(x="inputs")

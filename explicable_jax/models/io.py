@@ -158,6 +158,11 @@ def load(path: str | os.PathLike, *, like=None) -> Classifier:
     try:
       stored = ckptr.metadata(weights)
       stored = getattr(getattr(stored, "item_metadata", stored), "tree", stored)
+      leaves = jax.tree.leaves(stored, is_leaf=lambda m: hasattr(m, "shape"))
+      if not isinstance(stored, Mapping) or not all(hasattr(m, "shape") for m in leaves):
+        # A damaged or missing _METADATA / manifest gives back the step's
+        # own metadata (no arrays) instead of the tree of array shapes.
+        raise ValueError("no array metadata (the tree of stored arrays is missing)")
     except Exception as e:  # noqa: BLE001 - any failure here means unreadable
       raise ValueError(
           f"the weights in {os.fspath(path)!r} cannot be read (missing or damaged "

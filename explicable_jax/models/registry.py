@@ -76,7 +76,7 @@ MODELS: dict[str, Callable[..., Any]] = {
 
 
 def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
-                 num_classes: int, **kwargs: Any) -> nnx.Module:
+                 num_classes: int, **kwargs: Any) -> nnx.Module | Classifier:
   """Builds a model of the registry (the zoo or :func:`register_model`) by name.
 
   ``create_model(key, "cnn", input_shape=(32, 32, 3), num_classes=10)``: the
@@ -141,6 +141,11 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
           "option" + (f"; model {family[0]!r} takes {m.group(1)}=" if family else "")
           + ".") from None
     raise
+  if not isinstance(model, (nnx.Module, Classifier)):
+    raise TypeError(
+        f"model {name!r}'s builder must return an nnx.Module or a models.Classifier; it "
+        f"returned {type(model).__name__} (a missing return statement?). See "
+        "register_model for the builder's form.")
   stats = {s: getattr(model, s, None) for s in ("input_mean", "input_std")}
   if (stats["input_mean"] is None) != (stats["input_std"] is None):
     have, lack = (("input_mean", "input_std") if stats["input_std"] is None

@@ -175,6 +175,9 @@ def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any]
   _validation.check_signature("init_fn", init_fn, 1, "key -> params of the substitute")
   _validation.check_signature("apply_fn", apply_fn, 2, "(params, x) -> logits of the substitute")
   x_seed = conventions.check_images("x_seed", x_seed)
+  if np.shape(x_seed)[0] == 0:
+    raise ValueError(f"x_seed must hold at least one image (the attacker's starting set); got "
+                     f"an empty batch of shape {tuple(np.shape(x_seed))}.")
   for name, value in (("rounds", rounds), ("epochs", epochs), ("batch_size", batch_size)):
     _validation.check_positive(name, value, integer=True)
   conventions.check_perturbation("step_size", step_size, allow_zero=False)
@@ -199,8 +202,18 @@ def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any]
         f"x_seed[:2]) fails: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
         "(its arguments in the other order?)") from None
   conventions.check_model_output("apply_fn", lambda v: apply_fn(probe, v), x)
-  widths = [int(jax.eval_shape(f, batch).shape[-1])
-            for f in (oracle, lambda v: apply_fn(probe, v))]
+  told = jax.eval_shape(oracle, batch)
+  if (not hasattr(told, "shape") or len(told.shape) != 2 or told.shape[0] != batch.shape[0]
+      or not jnp.issubdtype(told.dtype, jnp.floating)):
+    got = (f"shape {tuple(told.shape)} of dtype {told.dtype}" if hasattr(told, "shape")
+           else type(told).__name__)
+    raise ValueError(
+        f"oracle must return class scores (N, C) for a batch (N, ...), floats whose argmax is "
+        f"the label; oracle(x_seed[:2]) returns {got}"
+        + (" (labels? return the scores they are the argmax of, e.g. "
+           "jax.nn.one_hot(labels, C))" if hasattr(told, "shape") and len(told.shape) == 1
+           else "") + ".")
+  widths = [int(told.shape[-1]), int(jax.eval_shape(lambda v: apply_fn(probe, v), batch).shape[-1])]
   if widths[0] != widths[1]:
     raise ValueError(f"apply_fn must return one logit per class of the oracle ({widths[0]}); "
                      f"the substitute returns {widths[1]}.")

@@ -179,7 +179,7 @@ def layer_groups(clf: Any, example_shape: Sequence[int] | None) -> list[tuple[st
     if example_shape is None:
       raise ValueError("example_shape is needed: the classifier does not declare its "
                        "input_shape (pass one example's shape, e.g. (32, 32, 3)).")
-  example_shape = conventions.check_input_shape("example_shape", example_shape)
+  example_shape = conventions.check_input_shape("example_shape", example_shape, model=clf)
   leaves = jax.tree.leaves(clf.params)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)),
                           clf.params)

@@ -92,7 +92,7 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
       ``depth=29``, ``dropout_rate=0.5``, ...).
 
   Returns:
-    The live NNX module.
+    The live NNX module (or the Classifier a registered builder returns).
   """
   key = _validation.check_key("key", key, call="create_model(key, name, input_shape=..., "
                                                 "num_classes=...)")

@@ -1136,26 +1136,26 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
 
 
 def _check_functions(sig: inspect.Signature, args_: dict) -> None:
-  """Every argument annotated as a function (``Callable``, or a model
-  function by name, :data:`MODEL_FN_PARAMETERS`) must be callable: an array
-  there is named, with the function-valued argument beside it when the two
-  look swapped, instead of failing inside the computation."""
+  """Two arguments swapped, a function and an array: an argument annotated as
+  a function (``Callable``, or a model function by name,
+  :data:`MODEL_FN_PARAMETERS`) given a non-callable while an argument
+  annotated as an array was given a function. Named here, both of them,
+  instead of failing inside the computation; a lone non-callable is left to
+  the function's own check, which states the form the function must have."""
+  arrays = [p for p, v in args_.items() if callable(v) and not isinstance(v, type)
+            and "Array" in str(sig.parameters[p].annotation)]
+  if not arrays:
+    return
   for param, value in args_.items():
     declared_param = sig.parameters[param]
-    if declared_param.kind in (inspect.Parameter.VAR_POSITIONAL,
-                               inspect.Parameter.VAR_KEYWORD):
-      continue
     wants_fn = param in MODEL_FN_PARAMETERS or _is_function_annotation(declared_param.annotation)
     if value is None or not wants_fn or callable(value):
       continue
-    others = [p for p, v in args_.items() if p != param and callable(v)
-              and not isinstance(v, type) and p not in MODEL_FN_PARAMETERS
-              and not _is_function_annotation(sig.parameters[p].annotation)]
     positional = [p for p, d in sig.parameters.items() if d.kind in (
         inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    hint = (f"; {others[0]} was given a function: are the two swapped? The call is "
-            f"({', '.join(positional)})" if others else "")
-    raise TypeError(f"{param} must be a function; got {_describe_value(value)}{hint}.")
+    raise TypeError(
+        f"{param} must be a function; got {_describe_value(value)}, and {arrays[0]} (an array) "
+        f"was given a function: are the two swapped? The call is ({', '.join(positional)}).")
 
 
 def _is_function_annotation(annotation) -> bool:

@@ -302,6 +302,20 @@ GRADIENT_SCALES = ("log", "linear")
 GRADIENT_CLASSES = ("sum", "max", "true")
 
 
+def _check_gradient_classes(classes: str, labels) -> None:
+  """The one rule of ``classes`` and ``labels`` for the input gradients
+  (:func:`input_gradients`, :func:`explicable_jax.rrr.model_input_gradients`):
+  ``classes`` one of :data:`GRADIENT_CLASSES`; ``labels`` given exactly when
+  ``classes='true'`` (any other choice would ignore them)."""
+  _validation.check_choice("classes", classes, GRADIENT_CLASSES)
+  if classes == "true" and labels is None:
+    raise ValueError("labels are required for classes='true'.")
+  if classes != "true" and labels is not None:
+    raise ValueError(
+        f"labels are read only with classes='true'; got labels with classes={classes!r}, "
+        "which ignores them: drop labels, or pass classes='true'.")
+
+
 @conventions.boundary(labels="labels")
 def input_gradients(model_fn: Callable, x: ArrayLike, *, scale: str = "log",
                     classes: str = "sum", labels: ArrayLike | None = None) -> jax.Array:
@@ -331,13 +345,7 @@ def input_gradients(model_fn: Callable, x: ArrayLike, *, scale: str = "log",
   _validation.check_signature("model_fn", model_fn, 1, "x -> (N, C) logits")
   x = conventions.check_inputs_of("x", model_fn, x)
   _validation.check_choice("scale", scale, GRADIENT_SCALES)
-  _validation.check_choice("classes", classes, GRADIENT_CLASSES)
-  if classes == "true" and labels is None:
-    raise ValueError("labels are required for classes='true'.")
-  if classes != "true" and labels is not None:
-    raise ValueError(
-        f"labels are read only with classes='true'; got labels with classes={classes!r}, "
-        "which ignores them: drop labels, or pass classes='true'.")
+  _check_gradient_classes(classes, labels)
   conventions.check_model_output("model_fn", model_fn, x)
   if labels is not None and not isinstance(labels, jax.core.Tracer):
     shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), x)

@@ -48,8 +48,7 @@ def model_input_gradients(model: Any, x: ArrayLike, *,
   clf = models.as_classifier("model", model)
   labels = options.pop("labels", None)
   x = np.asarray(x)
-  if labels is None and options.get("classes") == "true":
-    raise ValueError("labels is required for classes='true'.")
+  losses._check_gradient_classes(options.get("classes", "sum"), labels)
   if labels is None:
     y = np.zeros(len(x), np.int32)
   else:  # the class count from one row's logits: an adapter may not declare it

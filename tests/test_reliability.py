@@ -256,6 +256,17 @@ def _linen_dense():
   return Dense()
 
 
+def _make_page(values):
+  """reporting.make_page of a template with {{NAME}} and {{OTHER}}, filled
+  with ``values``."""
+  import tempfile
+  folder = pathlib.Path(tempfile.mkdtemp())
+  (folder / "t.md").write_text("{{NAME}} {{OTHER}}\n")
+  (folder / "r.json").write_text("{}")
+  return reporting.make_page(str(folder / "t.md"), str(folder / "p.md"), str(folder / "r.json"),
+                             lambda results: values)
+
+
 def _register_none_builder():
   models.register_model("_trial12_none", lambda input_shape, num_classes, rngs: None,
                         overwrite=True)
@@ -757,13 +768,23 @@ MORE_BAD_INPUTS = [
  ("Classifier.apply a batch of keys", lambda: _CLF.apply(_XB, train=True, key=jax.random.split(K, 4)), TypeError, r"key must be one PRNG key; got a batch of keys of shape \(4,\)"),
  ("a registered builder returning None", _register_none_builder, TypeError, r"model '_trial12_none''s builder must return an nnx.Module or a models.Classifier; it returned NoneType"),
  ("models.load weights without their metadata", lambda: models.load(_damaged_weights()), ValueError, r"the weights in '.*' cannot be read \(missing or damaged metadata"),
- ("losses.certainty_penalty arguments swapped", lambda: losses.certainty_penalty(_XB, _CLF.logits), TypeError, r"model_fn must be a function; got ndarray of shape \(4, 8, 8, 1\); x was given a function: are the two swapped\? The call is \(model_fn, x\)"),
+ ("losses.certainty_penalty arguments swapped", lambda: losses.certainty_penalty(_XB, _CLF.logits), TypeError, r"model_fn must be a function; got ndarray of shape \(4, 8, 8, 1\), and x \(an array\) was given a function: are the two swapped\? The call is \(model_fn, x\)"),
  ("losses.input_gradient_penalty arguments swapped", lambda: losses.input_gradient_penalty(_XB, _CLF.logits, np.ones_like(_XB)), TypeError, r"model_fn must be a function; got ndarray.*are the two swapped"),
  ("metrics.hard_soft_scores a 3x3 matrix for class 3", lambda: metrics.hard_soft_scores({"a": [1, 3], "b": [2, 2]}, [0, 0], np.eye(3)), ValueError, r"similarity_matrix is 3x3 \(classes 0..2\), but preds_by_model\['a'\] holds class 3"),
  ("ev.layer_groups another example_shape", lambda: ev.layer_groups(_CLF, (8, 8, 3)), ValueError, r"example_shape must be the model's input_shape \(8, 8, 1\); got \(8, 8, 3\)"),
  ("ev.layer_groups a batch's shape", lambda: ev.layer_groups(_CLF, (2, 8, 8, 1)), ValueError, r"example_shape must be the model's input_shape \(8, 8, 1\); got \(2, 8, 8, 1\) \(a batch's shape\? drop the batch axis\)"),
  ("robustness.train_substitute an empty x_seed", lambda: robustness.train_substitute(K, _CLF, lambda k: _CLF.params, _CLF.logits_with, _XB[:0], rounds=1, epochs=1), ValueError, r"x_seed must hold at least one image"),
  ("robustness.train_substitute an oracle returning labels", lambda: robustness.train_substitute(K, lambda v: jnp.argmax(_CLF.logits(v), -1), lambda k: _CLF.params, _CLF.logits_with, _XB, rounds=1, epochs=1), ValueError, r"oracle must return class scores \(N, C\).*returns shape \(2,\) of dtype int32 \(labels\?"),
+ # Thirteenth trial (822 calls: 6 silent, 8 undetectable, 6 cryptic, 1 exit).
+ ("training.evaluate a model with NaN weights", lambda: training.evaluate(_CLF.with_params(jax.tree.map(lambda a: a * np.nan, _CLF.params)), _ds()), ValueError, r"the model's logits \(evaluate\) holds NaN or inf in \d+ example"),
+ ("rrr.model_input_gradients labels with classes='sum'", lambda: rrr.model_input_gradients(_CLF, _XB, labels=_YB), ValueError, r"labels are read only with classes='true'; got labels with classes='sum'"),
+ ("a train step given a Classifier", lambda: training.make_train_step(losses.cross_entropy_loss, optax.sgd(0.1))(_CLF, {"x": _XB, "y": _YB}), TypeError, r"state must be a training.TrainState .*; got Classifier: a Classifier holds no optimiser state"),
+ ("make_mutants accuracy_fn the gate factory", lambda: mutation.make_mutants(K, _CLF, 2, "GF", 0.1, accuracy_fn=mutation.accuracy_gate), TypeError, r"accuracy_fn must be the gate built for a validation set, mutation.accuracy_gate\(model, x_val, y_val\)"),
+ ("make_mutants accuracy_fn of two arguments", lambda: mutation.make_mutants(K, _CLF, 2, "GF", 0.1, accuracy_fn=lambda a, b: 1.0), TypeError, r"accuracy_fn must be a function stacked mutants -> their \(batch,\) accuracies"),
+ ("data.register_dataset a loader of no arguments", lambda: data.register_dataset("_trial13_noargs", lambda: None), TypeError, r"<lambda> takes no split argument and no data_dir, source, seed keyword"),
+ ("class_score_fn target 'predicted'", lambda: attribution.class_score_fn(_CLF.logits, "predicted"), ValueError, r"target must be a class index .*; got the string 'predicted': the batched methods"),
+ ("reporting.make_page an unfilled placeholder", lambda: _make_page({"NAME": "x"}), ValueError, r"keeps the placeholder \{\{OTHER\}\}, which build does not fill \(it fills \['NAME'\]\)"),
+ ("reporting.make_page a number for a placeholder", lambda: _make_page({"NAME": 1, "OTHER": "y"}), ValueError, r"build must return text for every placeholder; it returned int 1 for \{\{NAME\}\}"),
  ("from_linen naming a layer it lacks", lambda: (lambda nn: (lambda m: models.from_linen(m, m.init(K, jnp.zeros((1, 64))), input_shape=(64,), num_classes=10, layers=["Dense_7"]))(nn.Dense(10)))(__import__("flax.linen", fromlist=["nn"])), ValueError, r"layers names 'Dense_7', which the model's forward pass does not reach"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
@@ -894,6 +915,9 @@ CLI_BAD_INPUTS = [
                       "{tmp}/h"], r"model.*model\.json"),
     ("detect no data", ["detect", "--model", "m", "--out", "{tmp}/i"],
      r"--dataset.*--data|one of the arguments"),
+    ("train --resume with --no-resume", ["train", "--dataset", "digits", "--model", "mlp",
+                                         "--resume", "--no-resume", "--workdir", "{tmp}/j"],
+     r"--resume and --no-resume contradict each other"),
 ]
 
 
@@ -1418,3 +1442,13 @@ def test_an_integer_pixel_baseline_is_converted_like_the_images():
                                             baselines=np.ones(_XB.shape, np.float32))
   np.testing.assert_allclose(np.asarray(as_pixels), np.asarray(as_floats), atol=1e-6)
   assert float(np.abs(np.asarray(as_floats)).sum()) > 0  # a non-trivial attribution
+
+
+def test_markdown_table_keeps_a_cell_with_a_bar_in_one_cell():
+  """A ``|`` in a cell (``p(y|x)``) is escaped, one already escaped is kept,
+  and a line break becomes ``<br>``: the rendered table keeps its columns."""
+  table = reporting.markdown_table(["a", "b|c"], [["p(y|x)", "q(y\\|x)"], ["l1\nl2", 3]])
+  assert table.splitlines() == ["| a | b\\|c |", "|---|---|", "| p(y\\|x) | q(y\\|x) |",
+                                "| l1<br>l2 | 3 |"]
+  for line in table.splitlines():  # every row has the header's two cells
+    assert len(re.split(r"(?<!\\)\|", line)) == 4, line

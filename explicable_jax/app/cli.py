@@ -48,6 +48,18 @@ class _Parser(argparse.ArgumentParser):
     self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+
+class _OnOrOff(argparse.BooleanOptionalAction):
+  """``--flag`` / ``--no-flag``, refusing both in one command (argparse's
+  own action lets the last one win, so a contradiction would pass unseen)."""
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    seen = getattr(namespace, "_given_" + self.dest, None)
+    if seen is not None and seen != option_string:
+      parser.error(f"{seen} and {option_string} contradict each other: give one.")
+    setattr(namespace, "_given_" + self.dest, option_string)
+    super().__call__(parser, namespace, values, option_string)
+
 def _folder(text: str) -> str:
   """An argparse type: a folder to write into (``--out``, ``--workdir``), not an
   existing file (:func:`explicable_jax._paths.check_folder`)."""
@@ -302,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
   t.add_argument("--workdir", required=True, type=_folder,
                  help="folder for checkpoints, metrics.jsonl, config.json, "
                       "result.json and the exported model")
-  t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+  t.add_argument("--resume", action=_OnOrOff, default=True,
                  help="continue from the newest checkpoint in --workdir, if it holds the "
                       "same run (its run.json); --no-resume refuses a workdir that holds "
                       "checkpoints (default: on)")

@@ -13,7 +13,9 @@ __all__ = [
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
-  """A GitHub Markdown table; cells are formatted with ``str``."""
+  """A GitHub Markdown table; cells are formatted with ``str``, a ``|`` in a
+  cell or column name escaped (``\\|``) so that it stays one cell, a line
+  break written as ``<br>``."""
   if isinstance(header, (str, bytes)):
     raise TypeError(f"header must be a sequence of column names; got the string {header!r} "
                     f"(one column? pass [{header!r}]).")
@@ -33,9 +35,17 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
   for i, r in enumerate(rows):
     if len(r) != len(header):
       raise ValueError(f"rows[{i}] has {len(r)} cells; the header has {len(header)} columns.")
-  out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+  out = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+  out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
   return "\n".join(out)
+
+
+def _cell(value) -> str:
+  """One table cell: ``str(value)`` with its unescaped ``|`` escaped and its
+  line breaks as ``<br>`` (either would split the row)."""
+  import re
+  text = str(value).replace("\r\n", "\n").replace("\n", "<br>")
+  return re.sub(r"(?<!\\)\|", r"\\|", text)
 
 
 def cached_arrays(path: str, fn) -> dict:
@@ -148,15 +158,30 @@ def make_page(template: str, page: str, results: str, build, argv=()) -> str:
   JSON)``'s strings and writes ``page``; with ``--check`` in ``argv`` it writes
   nothing and exits with an error when the committed page differs (so a page
   edited by hand, or not regenerated after a rerun, is caught). Returns the
-  text."""
+  text.
+
+  Raises:
+    ValueError: ``build`` returns anything but a mapping of placeholder name
+      to string, or the template keeps a placeholder it does not fill.
+  """
   with open(results) as f:
     values = build(json.load(f))
+  if not isinstance(values, Mapping):
+    raise ValueError(f"build must return a mapping of placeholder name to text; it returned "
+                     f"{type(values).__name__}.")
   with open(template) as f:
     text = f.read()
   for k, v in values.items():
+    if not isinstance(v, str):
+      raise ValueError(
+          f"build must return text for every placeholder; it returned {type(v).__name__} "
+          f"{v!r:.60} for {{{{{k}}}}}: format it (str(...), a table from markdown_table).")
     text = text.replace("{{" + k + "}}", v)
   if "{{" in text:
-    raise SystemExit("unfilled placeholder: " + text[text.index("{{"):][:40])
+    start = text.index("{{")
+    name = text[start:text.find("}}", start) + 2] if "}}" in text[start:] else text[start:][:40]
+    raise ValueError(f"the template {template!r} keeps the placeholder {name}, which build "
+                     f"does not fill (it fills {sorted(values)}): add it to build's result.")
   if "--check" in argv:
     with open(page) as f:
       if f.read() != text:

@@ -45,6 +45,12 @@ def class_score_fn(logits_fn: Callable[[jax.Array], jax.Array],
   if not callable(logits_fn):
     raise TypeError(f"logits_fn must be a function of a batch (e.g. clf.logits); got "
                     f"{type(logits_fn).__name__}.")
+  if isinstance(target, (str, bytes)):
+    raise ValueError(
+        f"target must be a class index (an int, or an integer array traced under vmap); got "
+        f"the string {target!r}: the batched methods (attribution.batched.*) take "
+        "target='predicted' and resolve it; here pass the class, e.g. "
+        "int(jnp.argmax(logits_fn(x[None])[0])).")
   owner = getattr(logits_fn, "__self__", None)
   shape = getattr(owner, "input_shape", None) if hasattr(owner, "spec") else None
 

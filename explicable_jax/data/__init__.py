@@ -324,20 +324,29 @@ def register_dataset(name: str, loader: Callable[..., Dataset], *,
   Raises:
     ValueError: ``name`` is taken (pass ``overwrite=True`` to replace it).
   """
-  params: Mapping[str, inspect.Parameter] = {}
+  sig = None
   try:
     if callable(loader):
-      params = inspect.signature(loader).parameters
+      sig = inspect.signature(loader)
   except (TypeError, ValueError):  # a builtin or C callable: not inspectable
     pass
-  keywords = any(p.kind is p.VAR_KEYWORD for p in params.values())
-  missing = [k for k in ("data_dir", "source", "seed")
-             if params and k not in params and not keywords]
-  if missing:
-    raise TypeError(
-        f"loader must be called as loader(split, data_dir=None, source='auto', seed=0); "
-        f"{getattr(loader, '__name__', type(loader).__name__)} takes no "
-        f"{', '.join(missing)} keyword (add them, or **kwargs).")
+  if sig is not None:
+    try:
+      sig.bind("train", data_dir=None, source="auto", seed=0)
+    except TypeError:
+      params = sig.parameters
+      keywords = any(p.kind is p.VAR_KEYWORD for p in params.values())
+      missing = [k for k in ("data_dir", "source", "seed") if k not in params and not keywords]
+      takes_split = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+                        for p in params.values())
+      lacks = ([] if takes_split else ["split argument"]) + (
+          [f"{', '.join(missing)} keyword"] if missing else [])
+      what = (f"takes no {' and no '.join(lacks)}: add them, or **kwargs" if lacks
+              else f"cannot be called so (its signature is {sig}): give its other "
+              "parameters defaults")
+      raise TypeError(
+          f"loader must be called as loader(split, data_dir=None, source='auto', seed=0); "
+          f"{getattr(loader, '__name__', type(loader).__name__)} {what}.")
   _validation.register("dataset", DATASETS, name, loader, arg="loader", overwrite=overwrite)
 
 

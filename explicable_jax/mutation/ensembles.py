@@ -149,9 +149,14 @@ def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
   drawn, draw = 0, 0
   original: float | None = None
   if accuracy_fn is not None:
-    if not callable(accuracy_fn):
-      raise TypeError(f"accuracy_fn must be a function of the stacked mutants returning their "
-                      f"(batch,) accuracies, or None; got {type(accuracy_fn).__name__}.")
+    if accuracy_fn is accuracy_gate:
+      raise TypeError(
+          "accuracy_fn must be the gate built for a validation set, "
+          "mutation.accuracy_gate(model, x_val, y_val), not the function accuracy_gate "
+          "itself.")
+    _validation.check_signature(
+        "accuracy_fn", accuracy_fn, 1, "stacked mutants -> their (batch,) accuracies (e.g. "
+        "mutation.accuracy_gate(model, x_val, y_val)), or None")
     original = float(_accuracies(accuracy_fn, jax.tree.map(lambda a: a[None], params), 1)[0])
     if not original > 0:  # 0, or NaN: the gate would keep (or refuse) every mutant
       raise ValueError(

@@ -173,6 +173,9 @@ def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
   per_example, correct = _batching.map_batches(
       lambda c, x, y: eval_batch(c, x, y, loss_fn=loss_fn, num_classes=classes), [ds.x, ds.y],
       batch_size=batch_size, args=(clf,), across_processes=across_processes)
+  # NaN marks rows with non-finite logits: their argmax (class 0) is no
+  # prediction, so no accuracy is reported over them.
+  conventions.check_finite("the model's logits (evaluate)", np.asarray(correct))
   return {"accuracy": float(np.mean(correct)), "loss": float(np.mean(per_example)),
           "count": int(len(correct))}
 

@@ -221,6 +221,13 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
   classes = getattr(loss_fn, "num_classes", None)
 
   def step(state: TrainState, batch: Batch):
+    if not isinstance(state, TrainState):
+      raise TypeError(
+          f"state must be a training.TrainState (create_train_state(key, model, optimizer)); "
+          f"got {type(state).__name__}"
+          + (": a Classifier holds no optimiser state or step; wrap it with "
+             "training.create_train_state" if conventions.classifier_of(state) is state
+             else "") + ".")
     if not isinstance(batch, Mapping) or "x" not in batch or "y" not in batch:
       raise TypeError(
           "batch must be a mapping {'x': inputs, 'y': labels} (data.batches yields them); "
@@ -288,7 +295,9 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
 @functools.partial(jax.jit, static_argnames=("loss_fn", "num_classes"))
 def eval_batch(clf, x, y, *, loss_fn: Callable = losses_lib.cross_entropy_loss,
                num_classes: int | None = None):
-  """Per-example ``(loss, correct)`` of a classifier on one batch.
+  """Per-example ``(loss, correct)`` of a classifier on one batch;
+  ``correct`` is NaN on rows whose logits hold NaN or inf (the argmax of NaN
+  logits is class 0, which is no prediction), for the caller to refuse.
 
   Module-level and jitted with the classifier as an argument, so evaluating
   any number of times (every epoch of ``fit``) compiles once per shape."""
@@ -296,7 +305,9 @@ def eval_batch(clf, x, y, *, loss_fn: Callable = losses_lib.cross_entropy_loss,
   logits = clf.logits(x)
   out = loss_fn(logits, {"x": x, "y": y}, clf.params)
   per_example = per_example_losses(out, x.shape[0])[0]
-  return per_example, (jnp.argmax(logits[..., :num_classes], -1) == y).astype(jnp.float32)
+  correct = (jnp.argmax(logits[..., :num_classes], -1) == y).astype(jnp.float32)
+  finite = jnp.all(jnp.isfinite(logits), axis=-1)
+  return per_example, jnp.where(finite, correct, jnp.nan)
 
 
 @jax.jit

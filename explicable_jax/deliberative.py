@@ -410,7 +410,10 @@ def check_attribution_args(features_fn: Callable, x: ArrayLike, *, top_k: int,
 def _check_top_k(top_k, num_classes: int) -> None:
   _validation.check_positive("top_k", top_k, integer=True)
   if not 2 <= top_k <= num_classes:
-    raise ValueError(f"top_k must be between 2 and the {num_classes} classes; got {top_k}.")
+    raise ValueError(
+        f"top_k must be between 2 and the {num_classes} classes; got {top_k}"
+        + (" (the default, for models of at least 5 classes): pass top_k= at most "
+           f"{num_classes}" if top_k == 5 else "") + ".")
 
 
 # ---------------------------------------------------------------------------

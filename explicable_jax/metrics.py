@@ -614,6 +614,8 @@ def bootstrap_auroc_difference(key: jax.Array, scores: ArrayLike, baseline_score
     ``{"difference", "low", "high", "p_not_better", "dropped"}``, where
     ``p_not_better`` is the share of resamples with a difference ``<= 0``.
   """
+  key = _validation.check_key("key", key, call="bootstrap_auroc_difference(key, scores, "
+                                                "baseline_scores, is_positive)")
   return bootstrap_auroc_differences(key, {"scores": scores}, baseline_scores, is_positive,
                                      n_resamples=n_resamples, level=level)["scores"]
 

@@ -785,6 +785,11 @@ MORE_BAD_INPUTS = [
  ("class_score_fn target 'predicted'", lambda: attribution.class_score_fn(_CLF.logits, "predicted"), ValueError, r"target must be a class index .*; got the string 'predicted': the batched methods"),
  ("reporting.make_page an unfilled placeholder", lambda: _make_page({"NAME": "x"}), ValueError, r"keeps the placeholder \{\{OTHER\}\}, which build does not fill \(it fills \['NAME'\]\)"),
  ("reporting.make_page a number for a placeholder", lambda: _make_page({"NAME": 1, "OTHER": "y"}), ValueError, r"build must return text for every placeholder; it returned int 1 for \{\{NAME\}\}"),
+ # Fourteenth trial (603 calls: 3 silent, 4 cryptic, 0 crash).
+ ("fit with a loss of swapped arguments", lambda: training.fit(training.create_train_state(K, _CLF, optax.sgd(0.1)), _ds(), train_step=training.make_train_step(lambda b, lg, p: losses.cross_entropy(lg, b["y"]), optax.sgd(0.1)), epochs=1, batch_size=674, progress=False), TypeError, r"loss_fn must be loss_fn\(logits, batch, params\) -> \(B,\) per-example losses .*calling it so fails: .*\(its arguments in another order\?\)"),
+ ("detection.fit_combiner qda of fewer examples than features", lambda: detection.fit_combiner("qda", np.random.default_rng(0).standard_normal((4, 10)), np.array([0, 1, 0, 1], bool)), ValueError, r"features cannot fit a 'qda' combiner: a class's covariance of the 10 feature columns is singular \(2 wrong and 2 right predictions"),
+ ("from_linen the variables of another model", lambda: (lambda m: models.from_linen(m, {"params": {"Dense_0": {"kernel": jnp.zeros((3, 10)), "bias": jnp.zeros(10)}}}, input_shape=(8,)))(_linen_dense()), ValueError, r"variables do not fit the module: its parameters have other shapes than the given ones"),
+ ("from_linen variables missing a parameter", lambda: (lambda m: models.from_linen(m, {"params": {"Other": {"kernel": jnp.zeros((8, 10))}}}, input_shape=(8,)))(_linen_dense()), ValueError, r"variables do not fit the module: a parameter the module reads is missing"),
  ("from_linen naming a layer it lacks", lambda: (lambda nn: (lambda m: models.from_linen(m, m.init(K, jnp.zeros((1, 64))), input_shape=(64,), num_classes=10, layers=["Dense_7"]))(nn.Dense(10)))(__import__("flax.linen", fromlist=["nn"])), ValueError, r"layers names 'Dense_7', which the model's forward pass does not reach"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
@@ -814,6 +819,8 @@ WARNED_INPUTS = [
     ("t_test_over_seeds identical up to rounding", lambda: stats.t_test_over_seeds([0.1, 0.1, 0.1]), r"per-seed differences are identical"),
     ("save_results NaN", lambda: reporting.save_results(str(__import__("tempfile").mkdtemp()), {"a": {"b": float("nan")}}, echo=False), r"save_results: a.b is NaN or inf"),
     ("fit_mahalanobis fewer examples than dimensions", lambda: detection.scores.fit_mahalanobis(np.random.default_rng(0).random((6, 20)), np.arange(6) % 2, 2), r"fit_mahalanobis: 6 examples of 2 classes give a shared covariance of rank at most 4, below the 20 feature dimensions"),
+    ("insertion_curve constant maps", lambda: ev.insertion_curve(_CLF, _XB + 0.5, np.zeros_like(_XB), target=_YB, n_steps=4), r"insertion_curve: 4 of 4 maps \(0, 1, 2, 3\) are constant, so their feature order is the tie order"),
+    ("deletion_curve constant maps", lambda: ev.deletion_curve(_CLF, _XB + 0.5, np.ones_like(_XB), target=_YB, n_steps=4), r"deletion_curve: 4 of 4 maps"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 

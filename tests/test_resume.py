@@ -217,3 +217,33 @@ def test_the_fingerprint_tells_optimisers_apart_and_matches_equal_ones():
   assert injected["inject_hyperparams.numeric_hps.learning_rate"] == 1e-3
   assert fp("not an optimiser") is None
   json.dumps(fp(optax.adamw(optax.warmup_cosine_decay_schedule(0.0, 0.1, 5, 50))))
+
+
+def test_a_resume_from_other_initial_weights_or_another_key_is_refused(digits, tmp_path):
+  """The run starts from given weights and a training key: resuming its folder
+  with another initialisation (a pretrained start, another seed) or another
+  key would silently continue the old run, so it is refused naming each; the
+  same start resumes, a state past step 0 (the run's own returned state)
+  continues, and 'allow_changes' accepts the change with a warning."""
+  def clf(seed):
+    return models.classifier(jax.random.key(seed), "mlp", input_shape=digits.input_shape,
+                             num_classes=10, hidden=(8,))
+  opt = optax.sgd(0.1)
+  step = training.make_train_step(losses.cross_entropy_loss, opt)
+
+  def run(seed, key, epochs, **kw):
+    state = training.create_train_state(jax.random.key(key), clf(seed), opt)
+    return training.fit(state, digits, train_step=step, epochs=epochs, batch_size=128,
+                        progress=False, workdir=str(tmp_path), **kw)[0]
+  first = run(0, 1, 1)
+  assert int(first.step) == 4
+  with pytest.raises(training.ResumeMismatchError, match=r"initial weights \(initial_state.params"):
+    run(9, 1, 2)
+  with pytest.raises(training.ResumeMismatchError, match=r"training key \(initial_state.key"):
+    run(0, 5, 2)
+  assert int(run(0, 1, 2).step) == 8  # the same start resumes
+  continued = training.fit(first, digits, train_step=step, epochs=3, batch_size=128,
+                           progress=False, workdir=str(tmp_path))[0]
+  assert int(continued.step) == 12
+  with pytest.warns(UserWarning, match=r"initial weights"):
+    assert int(run(9, 1, 4, resume="allow_changes").step) == 16

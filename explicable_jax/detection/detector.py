@@ -400,5 +400,15 @@ def fit_combiner(kind: str, features, is_wrong, *, key: jax.Array | None = None,
     model = discriminant_analysis.QuadraticDiscriminantAnalysis(**options)
   from sklearn import pipeline, preprocessing
   model = pipeline.make_pipeline(preprocessing.StandardScaler(), model)
-  model.fit(x, y)
+  try:
+    model.fit(x, y)
+  except np.linalg.LinAlgError as e:
+    counts = {c: int(np.sum(np.asarray(y).astype(bool) == c)) for c in (True, False)}
+    raise ValueError(
+        f"features cannot fit a {kind!r} combiner: a class's covariance of the "
+        f"{x.shape[1]} feature columns is singular ({counts[True]} wrong and {counts[False]} "
+        f"right predictions; a full covariance needs more examples per class than "
+        f"features). Give more examples, fewer features, reg_param= (qda, now "
+        f"{options.get('reg_param', 'unset')}), or kind='logreg' / 'lda'. "
+        f"(scikit-learn: {str(e).splitlines()[0][:120]})") from None
   return Combiner(kind, model)

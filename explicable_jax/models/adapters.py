@@ -29,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import flax.errors
 from flax import nnx
 
 from explicable_jax import _jaxpr, _validation, conventions
@@ -379,6 +380,16 @@ def _classifier(params, state, spec: Spec) -> Classifier:
     return clf
   try:
     out = jax.eval_shape(clf.logits, jax.ShapeDtypeStruct((2, *spec.input_shape), jnp.float32))
+  except flax.errors.ScopeParamShapeError as e:  # linen: weights of another model
+    raise ValueError(
+        "variables do not fit the module: its parameters have other shapes than the given "
+        f"ones (the variables of another model, or of another input_shape?): "
+        f"{str(e).splitlines()[0].split(' (https://')[0]}") from None
+  except (flax.errors.ScopeParamNotFoundError, flax.errors.ScopeCollectionNotFound) as e:
+    raise ValueError(
+        "variables do not fit the module: a parameter the module reads is missing from them "
+        f"(the variables of another model?): {str(e).splitlines()[0].split(' (https://')[0]}"
+    ) from None
   except (ValueError, TypeError, AttributeError, IndexError) as e:
     if "class scores" in str(e):
       raise

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from explicable_jax import _paths
@@ -226,6 +227,38 @@ def data_digest(ds, *, rows: int = 1024) -> str | None:
     return None
 
 
+def tree_digest(tree) -> str | None:
+  """A digest of the values of a pytree of arrays (a model's initial
+  weights, a PRNG key), or ``None`` when they cannot be read on this host
+  (arrays sharded over processes)."""
+  try:
+    h = hashlib.sha1()
+    for leaf in jax.tree.leaves(tree):
+      if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+      arr = np.asarray(leaf)
+      h.update(str((arr.shape, str(arr.dtype))).encode())
+      h.update(np.ascontiguousarray(arr).tobytes())
+    return "sha1:" + h.hexdigest()[:16]
+  except Exception:  # noqa: BLE001 - not addressable here: not recorded
+    return None
+
+
+def _initial_state(state) -> dict[str, str | None]:
+  """What a fresh run starts from: its initial weights and training key
+  (a resume from another initialisation, or another key, is another run).
+  ``None`` for a state past step 0 (a run continued from its returned
+  state: the checkpoint, not the start, is what it continues)."""
+  try:
+    fresh = int(np.asarray(state.step)) == 0
+  except Exception:  # noqa: BLE001 - a sharded step: not recorded
+    fresh = False
+  if not fresh:
+    return {"params": None, "model_state": None, "key": None}
+  return {"params": tree_digest(state.params), "model_state": tree_digest(state.model_state),
+          "key": tree_digest(getattr(state, "key", None))}
+
+
 def describe_run(state, train_ds, *, batch_size: int, shuffle: bool,
                  drop_remainder: bool, seed: int, train_step=None,
                  run_info: dict | None = None) -> dict[str, Any]:
@@ -253,6 +286,7 @@ def describe_run(state, train_ds, *, batch_size: int, shuffle: bool,
       "drop_remainder": bool(drop_remainder),
       "seed": int(seed),
       "run_info": json.loads(json.dumps(run_info or {}, default=str)),
+      "initial_state": _initial_state(state),
   }
 
 
@@ -289,6 +323,14 @@ def _flat(record: dict, prefix: str = "") -> dict[str, Any]:
   return out
 
 
+_INITIAL = {
+    "initial_state.params": "initial weights (initial_state.params: another initialisation or "
+                            "pretrained start?)",
+    "initial_state.model_state": "initial model state (initial_state.model_state)",
+    "initial_state.key": "training key (initial_state.key: create_train_state's key)",
+}
+
+
 def differences(recorded: dict, current: dict, *, limit: int = 12,
                 per_section: int = 3) -> list[str]:
   """One line per entry that differs between two run records, at most
@@ -302,9 +344,12 @@ def differences(recorded: dict, current: dict, *, limit: int = 12,
     section = key.split(".", 1)[0]
     if section not in recorded:
       continue
+    if section == "initial_state" and (a.get(key) is None or b.get(key) is None):
+      continue  # not recorded (sharded, or a state past step 0) on one side
     if a.get(key, "<absent>") != b.get(key, "<absent>"):
       what = ("learning-rate schedule (" + key + ")" if "step_size_fn" in key
-              or "learning_rate" in key else key)
+              or "learning_rate" in key else
+              _INITIAL.get(key, key))
       by_section.setdefault(section, []).append(
           f"{what}: {a.get(key, '<absent>')!r} in the workdir's run, "
           f"{b.get(key, '<absent>')!r} now")

@@ -175,6 +175,23 @@ def check_loss_fn(loss_fn) -> bool:
   return wants_model_fn
 
 
+def call_loss(loss_fn: Callable, logits, batch, params, **kwargs):
+  """``loss_fn(logits, batch, params, **kwargs)``, the one call of a user's
+  loss (training, evaluation): a loss that fails on those arguments (written
+  for another order, ``loss_fn(batch, logits, params)``, say) is named with
+  the form it must have, instead of the error from deep inside it."""
+  try:
+    return loss_fn(logits, batch, params, **kwargs)
+  except (TypeError, IndexError, KeyError, AttributeError) as e:
+    if "loss_fn" in str(e) or "batch" in str(e).split(";")[0]:
+      raise  # already a message about the loss's own arguments
+    raise TypeError(
+        f"loss_fn must be loss_fn(logits, batch, params) -> (B,) per-example losses (logits "
+        f"(B, C), batch the dict {{'x', 'y', ...}}); calling it so fails: "
+        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (its arguments in "
+        "another order?)") from e
+
+
 def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
                     *, augment: Callable | None = None,
                     compute_dtype: str = "float32") -> Callable:
@@ -266,7 +283,7 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
       kwargs = {}
       if wants_model_fn:
         kwargs["model_fn"] = lambda xx: forward(params, xx)[0]
-      out = loss_fn(logits, batch, params, **kwargs)
+      out = call_loss(loss_fn, logits, batch, params, **kwargs)
       per_example, aux = per_example_losses(out, x.shape[0])
       return _masked_mean(per_example, mask), (logits, new_model_state, aux)
 
@@ -303,7 +320,9 @@ def eval_batch(clf, x, y, *, loss_fn: Callable = losses_lib.cross_entropy_loss,
   any number of times (every epoch of ``fit``) compiles once per shape."""
   x = to_float(x)
   logits = clf.logits(x)
-  out = loss_fn(logits, {"x": x, "y": y}, clf.params)
+  # A loss that reads the model (RRR's input gradients) gets it as in training.
+  kwargs = {"model_fn": clf.logits} if _validation.accepts_keyword(loss_fn, "model_fn") else {}
+  out = call_loss(loss_fn, logits, {"x": x, "y": y}, clf.params, **kwargs)
   per_example = per_example_losses(out, x.shape[0])[0]
   correct = (jnp.argmax(logits[..., :num_classes], -1) == y).astype(jnp.float32)
   finite = jnp.all(jnp.isfinite(logits), axis=-1)
@@ -319,13 +338,14 @@ def logits_batch(clf, x):
 def make_eval_step(loss_fn: Callable = losses_lib.cross_entropy_loss) -> Callable:
   """``eval_step(state, batch) -> sums`` of loss, correct predictions, count
   (masked rows excluded); a jittable building block for custom loops."""
-  check_loss_fn(loss_fn)
+  wants_model_fn = check_loss_fn(loss_fn)
 
   def eval_step(state: TrainState, batch: Batch):
     x = to_float(batch["x"])
     logits, _ = state.apply(x)
     mask = batch.get("mask", jnp.ones(x.shape[0], bool)).astype(jnp.float32)
-    out = loss_fn(logits, {**batch, "x": x}, state.params)
+    kwargs = {"model_fn": lambda xx: state.apply(xx)[0]} if wants_model_fn else {}
+    out = call_loss(loss_fn, logits, {**batch, "x": x}, state.params, **kwargs)
     per_example = per_example_losses(out, x.shape[0])[0]
     correct = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
     return {"loss_sum": jnp.sum(per_example * mask),

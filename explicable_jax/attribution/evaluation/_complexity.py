@@ -11,6 +11,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from explicable_jax import conventions
+from explicable_jax.attribution.evaluation import _shared
 
 __all__ = [
     "pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy",
@@ -192,15 +193,8 @@ def pointing_game(attributions: ArrayLike, mask: ArrayLike) -> jax.Array:
     A constant map (all-zero, say) ties every pixel, so it hits any
     non-empty mask: counted as such, with a warning naming it.
   """
-  flat = (None if isinstance(attributions, jax.core.Tracer) else
-          np.asarray(attributions).reshape(np.shape(attributions)[0], -1))
-  if flat is not None and flat.size:
-    flat_rows = np.flatnonzero(flat.min(1) == flat.max(1))
-    if flat_rows.size:
-      shown = ", ".join(map(str, flat_rows[:10])) + (" ..." if flat_rows.size > 10 else "")
-      warnings.warn(f"pointing_game: {flat_rows.size} of {flat.shape[0]} maps ({shown}) are "
-                    "constant, so every pixel is a maximum and they hit any non-empty mask: "
-                    "such a map points nowhere.", UserWarning, stacklevel=3)
+  _shared.warn_constant_maps("pointing_game", attributions, "every pixel is a maximum and "
+                             "they hit any non-empty mask")
   return _explain_nan("pointing_game", _pointing_game(attributions, mask), "an empty mask")
 
 

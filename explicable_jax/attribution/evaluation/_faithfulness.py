@@ -73,6 +73,9 @@ def _curve(model, inputs, attributions, *, target, baselines, n_steps, softmax,
   n_steps = _shared.check_samples("n_steps", n_steps)
   model_dyn, model_static, x, xa, m, b = _checked_setup(model, inputs, attributions,
                                                          baselines, target, softmax)
+  _shared.warn_constant_maps("insertion_curve" if insert else "deletion_curve", m,
+                             "their feature order is the tie order (index order), and the "
+                             "curve measures that order, not the map", stacklevel=5)
   n, d = m.shape
   if n_steps > d:
     raise ValueError(

@@ -210,6 +210,24 @@ def over_samples(fn: Callable[[jax.Array], Any], n_samples: int, per_chunk: int)
   return jax.tree.map(lambda o: o.reshape((-1,) + o.shape[2:])[:n_samples], out)
 
 
+def warn_constant_maps(fn_name: str, maps, consequence: str, *, stacklevel: int = 4) -> None:
+  """Warns naming the examples whose attribution map is constant (all-zero,
+  say): it ranks no feature above another, so a metric that reads the map's
+  order or maximum measures the tie order, not the map (``consequence`` says
+  what that does to ``fn_name``'s result). Concrete maps only."""
+  if isinstance(maps, jax.core.Tracer):
+    return
+  flat_maps = np.asarray(maps).reshape(np.shape(maps)[0], -1) if np.ndim(maps) else None
+  if flat_maps is None or not flat_maps.size:
+    return
+  rows = np.flatnonzero(flat_maps.min(1) == flat_maps.max(1))
+  if rows.size:
+    import warnings
+    shown = ", ".join(map(str, rows[:10])) + (" ..." if rows.size > 10 else "")
+    warnings.warn(f"{fn_name}: {rows.size} of {flat_maps.shape[0]} maps ({shown}) are constant, "
+                  f"so {consequence}: such a map points nowhere.", UserWarning, stacklevel=stacklevel)
+
+
 def check_samples(name: str, value) -> int:
   _validation.check_positive(name, value, integer=True)
   return int(value)

@@ -469,6 +469,12 @@ def make_rrr_loss(lam: float, *, l2: float = 0.0, scale: str = "log",
   _validation.check_nonnegative("l2", l2)
   _validation.check_choice("scale", scale, GRADIENT_SCALES)
   _validation.check_choice("classes", classes, GRADIENT_CLASSES)
+  if annotation_key in ("x", "y", "mask"):
+    raise ValueError(
+        f"annotation_key must name the batch's annotation entry (a Dataset extra, "
+        f"'annotation' by default); got {annotation_key!r}, which is the batch's own "
+        + {"x": "inputs", "y": "labels", "mask": "padding-row mask (one flag per row)"}[
+            annotation_key] + ".")
 
   def loss(logits, batch, params, *, model_fn):
     if annotation_key is None:

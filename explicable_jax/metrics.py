@@ -252,6 +252,7 @@ def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels: ArrayLike
     {'hard': {'a': 1, 'b': 0}, 'soft': {'a': 1.5, 'b': 0.5}, 'num_common_mistakes': 2}
   """
   m = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
+  similarity.check_self_similarity("similarity_matrix", np.asarray(m))
   similarity.check_covers("similarity_matrix", m, labels=labels, **{
       f"preds_by_model[{k!r}]": v for k, v in preds_by_model.items()})
   names, preds, y = _stack_predictions(preds_by_model, labels, m.shape[0])
@@ -620,6 +621,11 @@ def bootstrap_auroc_difference(key: jax.Array, scores: ArrayLike, baseline_score
                                      n_resamples=n_resamples, level=level)["scores"]
 
 
+_MIN_PER_CLASS = 5
+"""Below this many examples of a class, a bootstrap interval of an AUROC
+resamples the same few examples and is warned about."""
+
+
 @conventions.boundary(scores="scores{}", baseline_scores="scores", is_positive="mask")
 def bootstrap_auroc_differences(key: jax.Array, scores: Mapping[str, np.ndarray],
                                 baseline_scores: ArrayLike, is_positive: ArrayLike, *,
@@ -650,6 +656,16 @@ def bootstrap_auroc_differences(key: jax.Array, scores: Mapping[str, np.ndarray]
     raise ValueError(f"baseline_scores must match is_positive's shape "
                      f"{np.shape(is_positive)}; got {np.shape(baseline_scores)}.")
   b, t = _scores_and_labels(baseline_scores, is_positive, "is_positive", both=True)
+  few = min(int(t.sum()), int((~t.astype(bool)).sum()))
+  if few < _MIN_PER_CLASS:
+    import warnings
+    which = "positive" if int(t.sum()) == few else "negative"
+    warnings.warn(
+        f"bootstrap_auroc_differences: is_positive holds {few} {which} example"
+        f"{'s' if few != 1 else ''}: every resample repeats {'it' if few == 1 else 'them'}, "
+        f"so the interval measures {'that one example' if few == 1 else 'those few'}, not "
+        f"the detector (a zero-width interval from one is no certainty); collect at least "
+        f"{_MIN_PER_CLASS} of each class.", UserWarning, stacklevel=3)
   idx = np.asarray(jax.random.randint(key, (n_resamples, b.size), 0, b.size))
   keep = np.array([t[i].any() and not t[i].all() for i in idx])
   idx = idx[keep]

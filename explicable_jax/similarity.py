@@ -305,11 +305,12 @@ def check_weight_matrix(name: str, weights: ArrayLike,
 
 
 @_validation.named_check
-def check_self_similarity(name: str, w: np.ndarray) -> None:
+def check_self_similarity(name: str, w: np.ndarray, *, warn_below: bool = True) -> None:
   """Olmo et al.'s l1 targets give the true class ``W_yy / sum_k W_yk``: a zero
   diagonal entry (a distance or dissimilarity matrix, say) makes a target
   that puts no mass on the true class, so it is refused; a diagonal entry
-  below its row's largest (a target preferring another class) is warned."""
+  below its row's largest (a target preferring another class) is warned
+  (unless ``warn_below=False``: a component of a combined matrix)."""
   diag = np.diag(w)
   zero = np.flatnonzero(diag == 0)
   if zero.size:
@@ -319,7 +320,7 @@ def check_self_similarity(name: str, w: np.ndarray) -> None:
         "loss's targets would put no probability on the true class; a distance matrix? use "
         "a similarity, e.g. 1 - d / d.max()).")
   below = np.flatnonzero(diag < w.max(axis=1))
-  if below.size:
+  if below.size and warn_below:
     warnings.warn(
         f"{name}: in rows {below.tolist()[:10]} another class has a larger weight than the "
         "true class itself, so their targets prefer a wrong class.", UserWarning, stacklevel=4)
@@ -461,11 +462,22 @@ def explicability_matrix(*matrices: ArrayLike) -> np.ndarray:
   """
   if not matrices:
     raise ValueError("explicability_matrix needs at least one weight matrix.")
+  first = matrices[0]
+  if len(matrices) == 1 and not isinstance(first, Mapping) and (
+      isinstance(first, (list, tuple)) and first and np.ndim(first[0]) == 2
+      or hasattr(first, "ndim") and first.ndim == 3):
+    raise TypeError(
+        "explicability_matrix takes the matrices as separate arguments, "
+        "explicability_matrix(ihl, chl, ekl); got one "
+        f"{type(matrices[0]).__name__} of {len(matrices[0])} (a list of matrices? unpack it: "
+        "explicability_matrix(*matrices)).")
   for i, m in enumerate(matrices):
     if isinstance(m, Mapping):
       raise TypeError(f"matrices[{i}] must be a (C, C) matrix; got a mapping (a table by "
                       f"name? pass its values: explicability_matrix(*table.values())).")
   normed = [row_normalize(m) for m in matrices]
+  for i, m in enumerate(normed):
+    check_self_similarity(f"matrices[{i}]", m, warn_below=False)
   shapes = {m.shape for m in normed}
   if len(shapes) != 1:
     raise ValueError(f"the matrices must share one shape; got shapes {sorted(shapes)}.")

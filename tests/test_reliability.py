@@ -790,6 +790,14 @@ MORE_BAD_INPUTS = [
  ("detection.fit_combiner qda of fewer examples than features", lambda: detection.fit_combiner("qda", np.random.default_rng(0).standard_normal((4, 10)), np.array([0, 1, 0, 1], bool)), ValueError, r"features cannot fit a 'qda' combiner: a class's covariance of the 10 feature columns is singular \(2 wrong and 2 right predictions"),
  ("from_linen the variables of another model", lambda: (lambda m: models.from_linen(m, {"params": {"Dense_0": {"kernel": jnp.zeros((3, 10)), "bias": jnp.zeros(10)}}}, input_shape=(8,)))(_linen_dense()), ValueError, r"variables do not fit the module: its parameters have other shapes than the given ones"),
  ("from_linen variables missing a parameter", lambda: (lambda m: models.from_linen(m, {"params": {"Other": {"kernel": jnp.zeros((8, 10))}}}, input_shape=(8,)))(_linen_dense()), ValueError, r"variables do not fit the module: a parameter the module reads is missing"),
+ # Fifteenth trial (561 calls: 7 silent, 6 cryptic, 0 crash).
+ ("metrics.hard_soft_scores a distance matrix", lambda: metrics.hard_soft_scores({"a": [1, 2], "b": [2, 2]}, [0, 0], 1 - np.eye(3)), ValueError, r"similarity_matrix must be a similarity matrix whose diagonal .* is positive; rows \[0, 1, 2\] have W\[y, y\] = 0"),
+ ("similarity.explicability_matrix a distance matrix", lambda: similarity.explicability_matrix(np.ones((3, 3)), 1 - np.eye(3)), ValueError, r"matrices\[1\] must be a similarity matrix whose diagonal"),
+ ("similarity.explicability_matrix a list of matrices", lambda: similarity.explicability_matrix([np.eye(3), np.eye(3)]), TypeError, r"explicability_matrix takes the matrices as separate arguments.*unpack it: explicability_matrix\(\*matrices\)"),
+ ("training.evaluate data of another class order", lambda: training.evaluate(_CLF.replace(class_names=tuple("abcdefghij")), data.Dataset(_XB, _YB, 10, tuple("bacdefghij"))), ValueError, r"ds.class_names must name the model's classes in its output order; the model has \['a', 'b'.*\(they first differ at class 0\)"),
+ ("ev.deletion_curve a layer's attribution", lambda: ev.deletion_curve(_CLF, _XB + 0.5, np.ones((4, 8)), target=_YB, n_steps=4), ValueError, r"attributions must have shape \(4, 8, 8, 1\) or \(4, 8, 8\) \(one value per pixel\), the input's; got shape \(4, 8\) \(a layer's attribution\?"),
+ ("data.Dataset an extra that is not an array", lambda: data.Dataset(np.zeros((4, 8), np.float32), np.arange(4), 4, (), extras={"annotation": 3}), TypeError, r"extras\['annotation'\] must be an array with one row per example \(4 rows\); got int 3"),
+ ("losses.make_rrr_loss annotation_key 'mask'", lambda: losses.make_rrr_loss(1.0, annotation_key="mask"), ValueError, r"annotation_key must name the batch's annotation entry .*; got 'mask', which is the batch's own padding-row mask"),
  ("from_linen naming a layer it lacks", lambda: (lambda nn: (lambda m: models.from_linen(m, m.init(K, jnp.zeros((1, 64))), input_shape=(64,), num_classes=10, layers=["Dense_7"]))(nn.Dense(10)))(__import__("flax.linen", fromlist=["nn"])), ValueError, r"layers names 'Dense_7', which the model's forward pass does not reach"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
@@ -821,6 +829,8 @@ WARNED_INPUTS = [
     ("fit_mahalanobis fewer examples than dimensions", lambda: detection.scores.fit_mahalanobis(np.random.default_rng(0).random((6, 20)), np.arange(6) % 2, 2), r"fit_mahalanobis: 6 examples of 2 classes give a shared covariance of rank at most 4, below the 20 feature dimensions"),
     ("insertion_curve constant maps", lambda: ev.insertion_curve(_CLF, _XB + 0.5, np.zeros_like(_XB), target=_YB, n_steps=4), r"insertion_curve: 4 of 4 maps \(0, 1, 2, 3\) are constant, so their feature order is the tie order"),
     ("deletion_curve constant maps", lambda: ev.deletion_curve(_CLF, _XB + 0.5, np.ones_like(_XB), target=_YB, n_steps=4), r"deletion_curve: 4 of 4 maps"),
+    ("label_change_rate mutants of another model", lambda: mutation.label_change_rate(_CLF, mutation.mutate_many(K, models.classifier(jax.random.key(7), "cnn", input_shape=(8, 8, 1), num_classes=10, widths=(4,), dense=8), 3, "GF", 0.1), _XB), r"mutants share 0.00% of their weights with the model .*mutants of another model"),
+    ("bootstrap_auroc_difference one positive", lambda: metrics.bootstrap_auroc_difference(K, np.linspace(0, 1, 8), np.linspace(1, 0, 8), np.eye(8)[0].astype(bool), n_resamples=50), r"is_positive holds 1 positive example: every resample repeats it"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 

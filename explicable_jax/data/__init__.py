@@ -84,6 +84,9 @@ class Dataset:
     for k, v in self.extras.items():
       if k in ("x", "y", "mask"):
         raise ValueError(f"extras may not be named {k!r} (a batch key of its own).")
+      if isinstance(v, (str, bytes, Mapping)) or np.ndim(v) == 0:
+        raise TypeError(f"extras[{k!r}] must be an array with one row per example "
+                        f"({len(self.y)} rows); got {type(v).__name__} {v!r:.60}.")
       if len(v) != len(self.y):
         raise ValueError(f"extras[{k!r}] must have one row per example ({len(self.y)}); "
                          f"got {len(v)}.")

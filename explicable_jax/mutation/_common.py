@@ -69,7 +69,37 @@ def check_mutants(mutants, params) -> int:
                        f"earlier leaves {n}.")
   if not n:
     raise ValueError("mutants must hold at least one mutant; got 0 along the mutant axis.")
+  _warn_if_unrelated(p_leaves, m_leaves, int(n))
   return int(n)
+
+
+def _warn_if_unrelated(p_leaves, m_leaves, n: int, *, mutants: int = 8,
+                       sample: int = 4096) -> None:
+  """Warns when the mutants share (almost) no weight with the model: a
+  mutation operator changes a fraction of the weights (the rate) of some
+  layers, so most weights of a mutant equal the model's, while the weights
+  of another model of the same shapes (mutants of another model, or of an
+  earlier checkpoint) equal none. Read on the first ``mutants`` mutants and
+  ``sample`` weights of each matrix (concrete arrays only; biases, which
+  may all be 0 in any untrained model, are not read)."""
+  if any(isinstance(a, jax.core.Tracer) for a in (*p_leaves, *m_leaves)):
+    return
+  equal = total = 0
+  for p, m in zip(p_leaves, m_leaves):
+    if np.ndim(p) < 2:
+      continue
+    p_s = np.asarray(p).reshape(-1)[:sample]
+    m_s = np.asarray(m[:mutants]).reshape(min(n, mutants), -1)[:, :sample]
+    equal += int(np.sum(m_s == p_s[None]))
+    total += m_s.size
+  if total and equal / total < 0.01:
+    import warnings
+    warnings.warn(
+        f"mutants share {equal / total:.2%} of their weights with the model (a mutant of it "
+        "keeps most of them: a rate changes a fraction of some layers): mutants of another "
+        "model, or of another checkpoint of it? Make them from this model "
+        "(mutation.make_mutants(key, model, ...)). (At rate 1 on every layer this is "
+        "expected.)", UserWarning, stacklevel=4)
 
 
 def chunks(n: int, size: int):

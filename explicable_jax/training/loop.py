@@ -228,6 +228,19 @@ def _check_data_for_model(name: str, clf, ds: data_lib.Dataset) -> None:
   conventions.check_model_inputs(
       f"{name}.x (dataset {ds.name!r}, first {min(len(ds), _SCALE_ROWS)} examples)",
       ds.x[:_SCALE_ROWS], clf, convert=False)
+  model_names, data_names = tuple(clf.class_names or ()), tuple(ds.class_names or ())
+  if model_names and data_names and model_names[:len(data_names)] != data_names:
+    # Both name their classes: another order (or another set) means the
+    # labels index other classes than the model's outputs.
+    first = next(i for i, (a, b) in enumerate(zip(model_names, data_names)) if a != b) \
+        if any(a != b for a, b in zip(model_names, data_names)) else min(len(model_names),
+                                                                       len(data_names))
+    raise conventions.ConventionError(
+        f"{name}.class_names must name the model's classes in its output order; the model "
+        f"has {list(model_names)[:12]}, dataset {ds.name!r} has {list(data_names)[:12]}"
+        + (f" (they first differ at class {first})" if first < len(data_names) else "")
+        + ": reorder the labels (and class_names) to the model's, or adapt the model with "
+        "the data's class_names if its outputs are in that order.")
 
 
 def check_model_input(model, ds: data_lib.Dataset, *, name: str = "ds") -> None:

@@ -110,9 +110,11 @@ class Inputs:
 
 def like_inputs(name: str, values, inputs: Inputs, *, prefix: bool = False) -> tuple:
   """``values`` (an array, or a tuple like the inputs) as a tuple of arrays,
-  one per input, each of that input's shape (or, with ``prefix``, a shape that
-  is a leading part of it: a pixel map ``(N, H, W)`` of ``(N, H, W, C)``
-  images)."""
+  one per input, each of that input's shape (or, with ``prefix``, that shape
+  without its last axis, for inputs of rank 3 or more: a pixel map
+  ``(N, H, W)`` of ``(N, H, W, C)`` images, a token map ``(N, T)`` of
+  ``(N, T, E)`` embeddings). Other shapes, such as a layer's ``(N, units)``
+  attribution, are refused naming the layer case."""
   parts = tuple(values) if inputs.multi else (values,)
   if inputs.multi and (not _common.is_multi(values) or len(parts) != len(inputs.leaves)):
     raise ValueError(f"{name} must be a tuple of {len(inputs.leaves)} arrays, one per input; "
@@ -120,13 +122,15 @@ def like_inputs(name: str, values, inputs: Inputs, *, prefix: bool = False) -> t
   out = []
   for i, (v, x) in enumerate(zip(parts, inputs.leaves)):
     v = jnp.asarray(v)
-    ok = v.shape == x.shape or (prefix and v.ndim >= 1 and v.shape == x.shape[:v.ndim])
+    ok = v.shape == x.shape or (prefix and x.ndim >= 3 and v.shape == x.shape[:-1])
     if not ok:
-      want = (f"{tuple(x.shape)} or a leading part of it (e.g. {tuple(x.shape[:-1])})"
-              if prefix else f"{tuple(x.shape)}")
+      want = (f"{tuple(x.shape)} or {tuple(x.shape[:-1])} (one value per pixel)"
+              if prefix and x.ndim >= 3 else f"{tuple(x.shape)}")
       label = f"{name}[{i}]" if inputs.multi else name
+      layer = (" (a layer's attribution? these metrics remove input features, so they take "
+               "an input attribution)" if v.ndim >= 1 and v.shape[:1] == x.shape[:1] else "")
       raise ValueError(f"{label} must have shape {want}, the input's; got shape "
-                       f"{tuple(v.shape)}.")
+                       f"{tuple(v.shape)}{layer}.")
     out.append(v)
   return tuple(out)
 

@@ -462,14 +462,14 @@ def explicability_matrix(*matrices: ArrayLike) -> np.ndarray:
   """
   if not matrices:
     raise ValueError("explicability_matrix needs at least one weight matrix.")
-  first = matrices[0]
+  first: Any = matrices[0]
   if len(matrices) == 1 and not isinstance(first, Mapping) and (
       isinstance(first, (list, tuple)) and first and np.ndim(first[0]) == 2
       or hasattr(first, "ndim") and first.ndim == 3):
     raise TypeError(
         "explicability_matrix takes the matrices as separate arguments, "
         "explicability_matrix(ihl, chl, ekl); got one "
-        f"{type(matrices[0]).__name__} of {len(matrices[0])} (a list of matrices? unpack it: "
+        f"{type(first).__name__} of {len(first)} (a list of matrices? unpack it: "
         "explicability_matrix(*matrices)).")
   for i, m in enumerate(matrices):
     if isinstance(m, Mapping):

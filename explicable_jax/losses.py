@@ -5,6 +5,12 @@ per example; the caller reduces (optax's convention). Training losses plug
 into :func:`explicable_jax.training.make_train_step` through the signature
 ``loss_fn(logits, batch, params) -> (batch,)`` and are registered by name in
 :data:`LOSSES` for the command line.
+
+One module, not a package (over 500 lines): every loss here (cross-entropy and
+label smoothing, Olmo et al.'s weighted losses, Ross et al.'s input-gradient
+penalties) is built for the one training contract above and registered in the
+one :data:`LOSSES` table; the penalties' input gradients are part of RRR's
+loss, not a tool of their own.
 """
 from __future__ import annotations
 

@@ -88,6 +88,9 @@ __all__ = [
 # overshoot before clipping, interpolation) and still be a [0, 1] image;
 # beyond it, it is on another scale.
 _UNIT_SLACK = 0.5
+# A batch of [0, 1] images with noise has a mean of at least about 0; one
+# whose mean is below minus this (with negative values) is centred data.
+_CENTRED_MEAN = 0.05
 # Images a user's perturbation returns (noise left unclipped, say) may stray
 # further; beyond this they are on another scale (0..255).
 _PERTURBED_SLACK = 4.0
@@ -269,8 +272,16 @@ def _unit_range(name: str, arr, *, strict: bool) -> None:
     return
   lo, hi = float(np.min(arr)), float(np.max(arr))
   slack = 1e-4 if strict else _UNIT_SLACK
-  if lo >= -slack and hi <= 1 + slack:
+  mean = float(np.mean(arr))
+  if lo >= -slack and hi <= 1 + slack and not (lo < 0 and mean < -_CENTRED_MEAN):
     return
+  if lo >= -slack and hi <= 1 + slack:  # inside the slack, but centred on 0
+    raise ConventionError(
+        f"{name} must be float images in [0, 1] (or integer pixels in 0..255); got values "
+        f"from {lo:.4g} to {hi:.4g} with mean {mean:.4g}: it looks centred (x - 0.5, or x "
+        "minus the mean), which noise about [0, 1] images never makes negative on average; "
+        "pass the [0, 1] images and standardise inside the model (input_mean/input_std), "
+        "or adapt a model of yours that takes this scale with input_range=None.")
   if lo >= 0 and hi <= 255:
     hint = ("it looks like 0..255 pixels stored as floats: pass x / 255, or the "
             "uint8 images themselves")
@@ -294,6 +305,8 @@ def image_scale_codes(x, *, unit: bool = True, perturbed: bool = False) -> jax.A
   slack = _PERTURBED_SLACK if perturbed else _UNIT_SLACK
   lo, hi = (-slack, 1.0 + slack) if unit else (-jnp.inf, jnp.inf)
   off = (flat.min(1) < lo) | (flat.max(1) > hi)
+  if unit and not perturbed:  # centred images (x - 0.5), as _unit_range
+    off = off | ((flat.min(1) < 0) & (flat.mean(1) < -_CENTRED_MEAN))
   return jnp.where(~jnp.isfinite(flat).all(1), 1, jnp.where(off, 2, 0))
 
 

@@ -250,7 +250,9 @@ def _model_args(model, args, layer):
     raise TypeError(
         f"pass (features_fn, head_fn, x) or (clf, x, layer=...); got {1 + len(args)} "
         "positional arguments.")
-  x = conventions.check_batch("x", args[1])
+  owner = conventions.classifier_of(model)  # a Classifier's split: its input rules
+  x = (conventions.check_model_inputs("x", args[1], owner) if owner is not None
+       else conventions.check_batch("x", args[1]))
   if np.ndim(x) != 4:
     raise conventions.ConventionError(
         f"x must be an image batch (N, H, W, C); got shape {np.shape(x)}"

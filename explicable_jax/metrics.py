@@ -251,6 +251,11 @@ def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels: ArrayLike
     >>> hard_soft_scores({"a": [1, 2], "b": [2, 2]}, [0, 0], m)
     {'hard': {'a': 1, 'b': 0}, 'soft': {'a': 1.5, 'b': 0.5}, 'num_common_mistakes': 2}
   """
+  if isinstance(preds_by_model, Mapping) and len(preds_by_model) < 2:
+    raise ValueError(
+        f"preds_by_model must hold at least 2 models: the hard and soft scores compare "
+        f"models' common mistakes (one model wins every one of them); got "
+        f"{len(preds_by_model)}. For one model's mistakes use mean_mistake_similarity.")
   m = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
   similarity.check_self_similarity("similarity_matrix", np.asarray(m))
   similarity.check_covers("similarity_matrix", m, labels=labels, **{

@@ -107,6 +107,11 @@ def paired_bootstrap(key: jax.Array, statistic: Callable[..., float], arrays: Se
   _validation.check_fraction("level", level, closed=False)
   if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:
     raise ValueError(f"n_resamples must be an int >= 2; got {n_resamples!r}.")
+  if isinstance(arrays, (np.ndarray, jax.Array)):
+    raise TypeError(
+        f"arrays must be a sequence of arrays resampled together (one per argument of "
+        f"statistic); got one {type(arrays).__name__} of shape {np.shape(arrays)}: wrap it, "
+        "arrays=[x].")
   arrays = [np.asarray(a) for a in arrays]
   if not arrays or not arrays[0].ndim:
     raise ValueError("arrays must hold at least one array with a first (example) axis.")
@@ -155,8 +160,11 @@ def bootstrap_mistake_similarity_difference(key: jax.Array, labels: ArrayLike, p
   """
   s = np.asarray(similarity_matrix, np.float64)
   y, pa, pb = (np.asarray(v) for v in (labels, preds_a, preds_b))
-  metrics.mean_mistake_similarity(y, pa, s)  # validates; raises without a mistake
-  metrics.mean_mistake_similarity(y, pb, s)
+  for name, p in (("preds_a", pa), ("preds_b", pb)):  # validates; raises without a mistake
+    if np.shape(p) == np.shape(y) and not np.any(p != y):
+      raise ValueError(f"{name} has no mistakes, so its mean mistake similarity is undefined "
+                       "(and so is the difference): compare models that both err.")
+    metrics.mean_mistake_similarity(y, p, s)
 
   def mean_of_mistakes(yy, pp):
     wrong = yy != pp

@@ -267,6 +267,18 @@ def _make_page(values):
                              lambda results: values)
 
 
+def _linen_dropout(**options):
+  import flax.linen as nn
+
+  class Drop(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+      return nn.Dense(4)(nn.Dropout(0.5, deterministic=not train)(x))
+  module = Drop()
+  return models.from_linen(module, module.init(K, jnp.zeros((1, 8))), input_shape=(8,),
+                           **options)
+
+
 def _register_none_builder():
   models.register_model("_trial12_none", lambda input_shape, num_classes, rngs: None,
                         overwrite=True)
@@ -798,6 +810,16 @@ MORE_BAD_INPUTS = [
  ("ev.deletion_curve a layer's attribution", lambda: ev.deletion_curve(_CLF, _XB + 0.5, np.ones((4, 8)), target=_YB, n_steps=4), ValueError, r"attributions must have shape \(4, 8, 8, 1\) or \(4, 8, 8\) \(one value per pixel\), the input's; got shape \(4, 8\) \(a layer's attribution\?"),
  ("data.Dataset an extra that is not an array", lambda: data.Dataset(np.zeros((4, 8), np.float32), np.arange(4), 4, (), extras={"annotation": 3}), TypeError, r"extras\['annotation'\] must be an array with one row per example \(4 rows\); got int 3"),
  ("losses.make_rrr_loss annotation_key 'mask'", lambda: losses.make_rrr_loss(1.0, annotation_key="mask"), ValueError, r"annotation_key must name the batch's annotation entry .*; got 'mask', which is the batch's own padding-row mask"),
+ # Sixteenth trial (414 calls: 8 silent, 7 cryptic, 0 crash).
+ ("Classifier.logits centred images", lambda: _CLF.logits(np.linspace(0, 0.6, 256, dtype=np.float32).reshape(4, 8, 8, 1) - 0.5), ValueError, r"x must be float images in \[0, 1\] .*with mean .*: it looks centred"),
+ ("deliberative.insecurities a split pair and 0..255 floats", lambda: deliberative.insecurities(*_CLF.split("conv_0"), np.full((2, 8, 8, 1), 200.0, np.float32)), ValueError, r"x must be float images in \[0, 1\].*0..255 pixels stored as floats"),
+ ("metrics.hard_soft_scores one model", lambda: metrics.hard_soft_scores({"a": [1, 2]}, [0, 0], np.eye(3)), ValueError, r"preds_by_model must hold at least 2 models"),
+ ("from_linen dropout without a key", lambda: _linen_dropout().apply(np.zeros((3, 8), np.float32), train=True), ValueError, r"apply\(x, train=True\) needs key= for this model's 'dropout' RNG stream"),
+ ("from_linen dropout under another rng_name", lambda: _linen_dropout(rng_name="drop").apply(np.zeros((3, 8), np.float32), train=True, key=K), ValueError, r"the model draws from the RNG stream 'dropout', but it was adapted with rng_name='drop'"),
+ ("models.register_model a builder of one argument", lambda: models.register_model("_trial16_one", lambda a: a), TypeError, r"builder must be a function builder\(input_shape, num_classes, rngs, \*\*options\)"),
+ ("stats.paired_bootstrap one bare array", lambda: stats.paired_bootstrap(K, lambda a: float(np.mean(a)), np.arange(8.0), n_resamples=10), TypeError, r"arrays must be a sequence of arrays .*; got one ndarray of shape \(8,\): wrap it"),
+ ("stats.bootstrap_mistake_similarity_difference a model without mistakes", lambda: stats.bootstrap_mistake_similarity_difference(K, np.arange(8) % 4, (np.arange(8) + 1) % 4, np.arange(8) % 4, np.eye(4) + 0.1, n_resamples=10), ValueError, r"preds_b has no mistakes"),
+ ("reporting.cached_arrays a ragged value", lambda: reporting.cached_arrays(os.path.join(__import__("tempfile").mkdtemp(), "c.npz"), lambda: {"a": np.zeros(2), "b": [1, [2, 3]]}), ValueError, r"cached_arrays: fn\(\) must return a dict of arrays; its 'b' is not one"),
  ("from_linen naming a layer it lacks", lambda: (lambda nn: (lambda m: models.from_linen(m, m.init(K, jnp.zeros((1, 64))), input_shape=(64,), num_classes=10, layers=["Dense_7"]))(nn.Dense(10)))(__import__("flax.linen", fromlist=["nn"])), ValueError, r"layers names 'Dense_7', which the model's forward pass does not reach"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS

@@ -60,7 +60,14 @@ def cached_arrays(path: str, fn) -> dict:
   if not isinstance(result, Mapping):
     raise TypeError(f"cached_arrays: fn() must return a dict of arrays; got "
                     f"{type(result).__name__}.")
-  out = {k: np.asarray(v) for k, v in result.items()}
+  out = {}
+  for k, v in result.items():
+    try:
+      out[k] = np.asarray(v)
+    except ValueError as e:  # a ragged list, say
+      raise ValueError(f"cached_arrays: fn() must return a dict of arrays; its {k!r} is not "
+                       f"one ({str(e).splitlines()[0][:80]}): keep nested values in a "
+                       "cached_json file.") from None
   bad = [k for k, v in out.items() if not (np.issubdtype(v.dtype, np.number)
                                            or v.dtype == bool)]
   if bad:  # an object array is written, but never read back without pickle

@@ -528,7 +528,21 @@ class LinenBackend(Backend):
       return run()
 
   def apply(self, params, state, x, *, train, key):
-    out = self._call(params, state, x, train, key)
+    try:
+      out = self._call(params, state, x, train, key)
+    except flax.errors.InvalidRngError as e:  # a stream the module draws from is not given
+      import re
+      wanted = re.search(r'PRNG for "([^"]+)"', str(e))
+      stream = wanted.group(1) if wanted else "?"
+      if key is None:
+        raise ValueError(
+            f"apply(x, train=True) needs key= for this model's {stream!r} RNG stream (its "
+            "dropout draws masks from it): pass key=jax.random.key(seed), or train=False "
+            "for evaluation mode.") from None
+      raise ValueError(
+          f"the model draws from the RNG stream {stream!r}, but it was adapted with "
+          f"rng_name={self.rng_name!r}, so the key goes to another stream: adapt it with "
+          f"from_linen(..., rng_name={stream!r}).") from None
     if train and state:
       logits, updates = out
       return logits, {**state, **updates}

@@ -349,6 +349,9 @@ class Classifier:
 
     for fn in (features_fn, head_fn):  # the cut's name, for messages
       setattr(fn, "layer", layer)
+    # features_fn takes the model's inputs: a function given it checks them
+    # by the model's rules even where it only traces it (conventions.classifier_of).
+    setattr(features_fn, "classifier", self)
     return features_fn, head_fn
 
   # -- swapping ---------------------------------------------------------------

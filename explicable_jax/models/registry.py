@@ -192,6 +192,9 @@ def register_model(name: str, builder: Callable[..., Any], *,
   Raises:
     ValueError: ``name`` is taken (pass ``overwrite=True`` to replace it).
   """
+  if callable(builder) and not inspect.isclass(builder):
+    _validation.check_signature("builder", builder, 3, "builder(input_shape, num_classes, "
+                                "rngs, **options) -> nnx.Module or models.Classifier")
   _validation.register("model", MODELS, name, builder, arg="builder", overwrite=overwrite)
 
 

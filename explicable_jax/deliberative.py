@@ -640,6 +640,10 @@ def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0,
   share the model's trunk.
   """
   _validation.check_positive("num_classes", num_classes, integer=True)
+  if num_classes < 2:
+    raise ValueError(f"num_classes must be at least 2 (a classifier's classes, before the "
+                     f"hardness output); got {num_classes}: with one class the "
+                     "cross-entropy is 0 and nothing is learned.")
   _validation.check_nonnegative("predictor_weight", predictor_weight)
   _validation.check_choice("predictor_loss", predictor_loss, HARDNESS_LOSSES)
   _validation.check_fraction("bonus", bonus)

@@ -155,6 +155,8 @@ def weighted_targets(weights: ArrayLike, *, target: str = "l1", scale: float = 1
     if isinstance(checked, np.ndarray):
       similarity.check_self_similarity("weights", checked)
     return w / w.sum(axis=1, keepdims=True)
+  if isinstance(checked, np.ndarray):
+    similarity.check_self_similarity("weights", checked)
   return jax.nn.softmax(scale * w, axis=1)
 
 

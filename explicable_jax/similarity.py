@@ -380,6 +380,12 @@ def from_soft_labels(probs: ArrayLike, labels: ArrayLike, num_classes: int) -> n
   missing = np.flatnonzero(counts == 0)
   if missing.size:
     raise ValueError(f"labels has no example of classes {missing.tolist()}.")
+  agree = float(np.mean(p.argmax(axis=1) == y))
+  if agree < 0.5:  # humans agree with the labels on most images (CIFAR-10H: about 95%)
+    warnings.warn(
+        f"from_soft_labels: the humans' most voted class agrees with labels on only "
+        f"{agree:.1%} of the images: are probs and labels in the same order (one row per "
+        "image, the same images)?", UserWarning, stacklevel=3)
   out = np.zeros((num_classes, num_classes))
   np.add.at(out, y, p)
   return out / counts[:, None]
@@ -424,12 +430,19 @@ def as_stored_by_authors(kind: str, weights: ArrayLike) -> np.ndarray:
   """
   _validation.check_choice("kind", kind, AUTHORS_KINDS)
   w = check_weight_matrix("weights", weights)
+  check_self_similarity("weights", w, warn_below=False)  # a distance matrix is refused
   if kind == "chl":
     if w.max() <= 1.0:
       raise ValueError(
           "weights must be the raw CHL ratings (0-4, diagonal 4) for kind='chl'; got a "
           f"matrix whose largest entry is {w.max():g} (already scaled, e.g. by "
           "from_ratings?).")
+    if w.max() > 4.0 + 1e-6 or not np.allclose(np.diag(w), 4.0):
+      raise ValueError(
+          "weights must be the raw CHL ratings (0-4, diagonal 4) for kind='chl'; got "
+          f"entries up to {w.max():g} and a diagonal from {np.diag(w).min():g} to "
+          f"{np.diag(w).max():g} (another rating scale? the authors' softmax reads the 0-4 "
+          "scale: rescale to it).")
     return w
   if kind == "ekl":
     return row_normalize(w)

@@ -279,6 +279,17 @@ def _linen_dropout(**options):
                            **options)
 
 
+def _meta_without(key):
+  """A models.save folder of _CLF whose model.json lacks ``key``: its path."""
+  import tempfile
+  folder = os.path.join(tempfile.mkdtemp(), "m")
+  models.save(folder, _CLF)
+  meta = json.loads(pathlib.Path(folder, "model.json").read_text())
+  meta.pop(key)
+  pathlib.Path(folder, "model.json").write_text(json.dumps(meta))
+  return folder
+
+
 def _register_none_builder():
   models.register_model("_trial12_none", lambda input_shape, num_classes, rngs: None,
                         overwrite=True)
@@ -820,6 +831,15 @@ MORE_BAD_INPUTS = [
  ("stats.paired_bootstrap one bare array", lambda: stats.paired_bootstrap(K, lambda a: float(np.mean(a)), np.arange(8.0), n_resamples=10), TypeError, r"arrays must be a sequence of arrays .*; got one ndarray of shape \(8,\): wrap it"),
  ("stats.bootstrap_mistake_similarity_difference a model without mistakes", lambda: stats.bootstrap_mistake_similarity_difference(K, np.arange(8) % 4, (np.arange(8) + 1) % 4, np.arange(8) % 4, np.eye(4) + 0.1, n_resamples=10), ValueError, r"preds_b has no mistakes"),
  ("reporting.cached_arrays a ragged value", lambda: reporting.cached_arrays(os.path.join(__import__("tempfile").mkdtemp(), "c.npz"), lambda: {"a": np.zeros(2), "b": [1, [2, 3]]}), ValueError, r"cached_arrays: fn\(\) must return a dict of arrays; its 'b' is not one"),
+ # Seventeenth trial (393 calls: 10 silent, 4 cryptic, 0 crash).
+ ("similarity.as_stored_by_authors a distance matrix", lambda: similarity.as_stored_by_authors("ekl", 1 - np.eye(3)), ValueError, r"weights must be a similarity matrix whose diagonal .* is positive"),
+ ("losses.weighted_targets softmax of a distance matrix", lambda: losses.weighted_targets(1 - np.eye(3), target="softmax"), ValueError, r"weights must be a similarity matrix whose diagonal"),
+ ("losses.weighted_targets CHL ratings on another scale", lambda: losses.weighted_targets(np.full((3, 3), 50.0) + 50 * np.eye(3), target="authors", kind="chl"), ValueError, r"weights must be the raw CHL ratings \(0-4, diagonal 4\) for kind='chl'; got entries up to 100"),
+ ("deliberative.make_hardness_loss one class", lambda: deliberative.make_hardness_loss(1), ValueError, r"num_classes must be at least 2"),
+ ("label_change_rate true labels as original_predictions", lambda: mutation.label_change_rate(_CLF, _muts(), _XB, original_predictions=(np.asarray(_CLF.logits(_XB)).argmax(-1) + 1) % 10), ValueError, r"original_predictions must be the model's own labels f\(x\) .*differ from its argmax on 4 of the first 4 inputs"),
+ ("models.load a model.json without input_shape", lambda: models.load(_meta_without("input_shape")), ValueError, r"holds a damaged model.json: its recipe for model 'cnn' lacks input_shape"),
+ ("mutation.make_mutants an option the operator lacks", lambda: mutation.make_mutants(K, _CLF, 2, "NAI", 0.5, sigma=2.0), TypeError, r"operator 'NAI' takes the options layers, granularity; got sigma"),
+ ("detection.fit_combiner an option scikit-learn's model lacks", lambda: detection.fit_combiner("lda", np.random.default_rng(0).standard_normal((20, 3)), np.arange(20) % 2 == 0, n_estimators=5), TypeError, r"kind='lda' \(scikit-learn's LinearDiscriminantAnalysis\) takes no option n_estimators"),
  ("from_linen naming a layer it lacks", lambda: (lambda nn: (lambda m: models.from_linen(m, m.init(K, jnp.zeros((1, 64))), input_shape=(64,), num_classes=10, layers=["Dense_7"]))(nn.Dense(10)))(__import__("flax.linen", fromlist=["nn"])), ValueError, r"layers names 'Dense_7', which the model's forward pass does not reach"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
@@ -853,6 +873,7 @@ WARNED_INPUTS = [
     ("deletion_curve constant maps", lambda: ev.deletion_curve(_CLF, _XB + 0.5, np.ones_like(_XB), target=_YB, n_steps=4), r"deletion_curve: 4 of 4 maps"),
     ("label_change_rate mutants of another model", lambda: mutation.label_change_rate(_CLF, mutation.mutate_many(K, models.classifier(jax.random.key(7), "cnn", input_shape=(8, 8, 1), num_classes=10, widths=(4,), dense=8), 3, "GF", 0.1), _XB), r"mutants share 0.00% of their weights with the model .*mutants of another model"),
     ("bootstrap_auroc_difference one positive", lambda: metrics.bootstrap_auroc_difference(K, np.linspace(0, 1, 8), np.linspace(1, 0, 8), np.eye(8)[0].astype(bool), n_resamples=50), r"is_positive holds 1 positive example: every resample repeats it"),
+    ("similarity.from_soft_labels labels in another order", lambda: similarity.from_soft_labels(np.eye(4)[np.arange(40) % 4], (np.arange(40) + 1) % 4, 4), r"from_soft_labels: the humans' most voted class agrees with labels on only 0.0%"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 

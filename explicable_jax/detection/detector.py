@@ -387,17 +387,25 @@ def fit_combiner(kind: str, features, is_wrong, *, key: jax.Array | None = None,
   if kind == "rf":
     seed = None if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
     options.setdefault("n_estimators", 100)
-    model = ensemble.RandomForestClassifier(random_state=seed, **options)
+    options["random_state"] = seed
+    make = ensemble.RandomForestClassifier
   elif kind == "lda":
-    model = discriminant_analysis.LinearDiscriminantAnalysis(**options)
+    make = discriminant_analysis.LinearDiscriminantAnalysis
   elif kind == "logreg":
-    model = linear_model.LogisticRegression(**options)
+    make = linear_model.LogisticRegression
   else:
     # A small ridge (on standardised features) keeps QDA defined when a
     # feature is constant within a class (e.g. an LCR of 0 for every right
     # prediction); scikit-learn rejects variances below 1e-4.
     options.setdefault("reg_param", 1e-3)
-    model = discriminant_analysis.QuadraticDiscriminantAnalysis(**options)
+    make = discriminant_analysis.QuadraticDiscriminantAnalysis
+  takes = set(make().get_params())
+  unknown = sorted(set(options) - takes)
+  if unknown:
+    raise TypeError(
+        f"kind={kind!r} (scikit-learn's {make.__name__}) takes no option "
+        f"{', '.join(unknown)}; its options are {', '.join(sorted(takes))}.")
+  model = make(**options)
   from sklearn import pipeline, preprocessing
   model = pipeline.make_pipeline(preprocessing.StandardScaler(), model)
   try:

@@ -107,10 +107,20 @@ def read_meta(path: str | os.PathLike) -> dict:
         f"path must be a folder written by models.save, holding model.json and "
         f"weights/; {os.fspath(path)!r} has no model.json.")
   try:
-    return json.loads((path / "model.json").read_text())
+    meta = json.loads((path / "model.json").read_text())
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise ValueError(f"path {os.fspath(path)!r} holds a damaged model.json ({e}); save the "
                      "model again.") from None
+  if not isinstance(meta, dict):
+    raise ValueError(f"path {os.fspath(path)!r} holds a damaged model.json (a "
+                     f"{type(meta).__name__}, not the saved record); save the model again.")
+  if meta.get("model"):  # a rebuild recipe: load reads these
+    missing = [k for k in ("input_shape", "num_classes") if k not in meta]
+    if missing:
+      raise ValueError(f"path {os.fspath(path)!r} holds a damaged model.json: its recipe "
+                       f"for model {meta['model']!r} lacks {', '.join(missing)}; save the "
+                       "model again (or pass like= a classifier of the architecture).")
+  return meta
 
 
 def load(path: str | os.PathLike, *, like=None) -> Classifier:

@@ -8,6 +8,7 @@ Wu et al. (2019) do.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,18 @@ def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options
   _validation.check_positive("n", n, integer=True)
   params = params_of("params", params)
   op = _operator(operator)
+  try:
+    sig = inspect.signature(op).parameters
+  except (TypeError, ValueError):
+    sig = {}
+  if sig and not any(p.kind is p.VAR_KEYWORD for p in sig.values()):
+    takes = [k for k, p in sig.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+      label = operator if isinstance(operator, str) else getattr(op, "__name__", "operator")
+      raise TypeError(
+          f"operator {label!r} takes the options {', '.join(takes) or '(none)'}; got "
+          f"{', '.join(unknown)}.")
   keys = jax.random.split(key, int(n))
   try:
     fn = _vmapped_operator(op, rate, tuple(sorted(options.items())))

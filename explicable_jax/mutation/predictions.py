@@ -279,6 +279,10 @@ def mutant_predictions(model, mutants, x, *, mutant_chunk: int = 10,
   return out
 
 
+_CHECKED_ROWS = 64
+"""label_change_rate checks a given original_predictions on this many inputs."""
+
+
 @conventions.boundary(x="batch", original_predictions="labels")
 def label_change_rate(model, mutants, x, *, params=None,
                       original_predictions=None, mutant_chunk: int = 10,
@@ -341,6 +345,20 @@ def label_change_rate(model, mutants, x, *, params=None,
   elif np.shape(original_predictions) != (len(x),):
     raise ValueError(f"original_predictions must hold one label per input, shape ({len(x)},); "
                      f"got shape {np.shape(original_predictions)}.")
+  else:  # the model's own labels, checked on a few inputs (true labels are a common slip)
+    rows = min(len(x), _CHECKED_ROWS)
+    single = jax.tree.map(lambda a: a[None], params)
+    own = np.asarray(mutant_predictions(model, single, x[:rows], mutant_chunk=1,
+                                        batch_size=batch_size)[0])
+    given = np.asarray(original_predictions)[:rows]
+    differ = np.flatnonzero((own != given) & (own >= 0))
+    if differ.size:
+      raise ValueError(
+          f"original_predictions must be the model's own labels f(x) (the LCR counts the "
+          f"mutants that change them); they differ from its argmax on {differ.size} of the "
+          f"first {rows} inputs (e.g. input {differ[0]}: {given[differ[0]]} given, "
+          f"{own[differ[0]]} predicted): true labels? Drop original_predictions to have "
+          "them computed.")
   preds = mutant_predictions(model, mutants, x, mutant_chunk=mutant_chunk,
                              batch_size=batch_size)
   broken = np.flatnonzero((np.asarray(preds) < 0).any(axis=1))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -63,6 +63,7 @@ def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options
   _validation.check_positive("n", n, integer=True)
   params = params_of("params", params)
   op = _operator(operator)
+  sig: Mapping[str, inspect.Parameter]
   try:
     sig = inspect.signature(op).parameters
   except (TypeError, ValueError):

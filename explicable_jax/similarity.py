@@ -305,25 +305,30 @@ def check_weight_matrix(name: str, weights: ArrayLike,
 
 
 @_validation.named_check
-def check_self_similarity(name: str, w: np.ndarray, *, warn_below: bool = True) -> None:
+def check_self_similarity(name: str, w: np.ndarray) -> None:
   """Olmo et al.'s l1 targets give the true class ``W_yy / sum_k W_yk``: a zero
   diagonal entry (a distance or dissimilarity matrix, say) makes a target
-  that puts no mass on the true class, so it is refused; a diagonal entry
-  below its row's largest (a target preferring another class) is warned
-  (unless ``warn_below=False``: a component of a combined matrix)."""
-  diag = np.diag(w)
-  zero = np.flatnonzero(diag == 0)
+  that puts no mass on the true class, so it is refused
+  (:func:`_check_positive_diagonal`); a diagonal entry below its row's largest
+  (a target preferring another class) is warned."""
+  _check_positive_diagonal(name, w)
+  below = np.flatnonzero(np.diag(w) < w.max(axis=1))
+  if below.size:
+    warnings.warn(
+        f"{name}: in rows {below.tolist()[:10]} another class has a larger weight than the "
+        "true class itself, so their targets prefer a wrong class.", UserWarning, stacklevel=4)
+
+
+def _check_positive_diagonal(name: str, w: np.ndarray) -> None:
+  """Refuses a matrix with a zero diagonal entry: a distance matrix given
+  where a similarity belongs (each class is most similar to itself)."""
+  zero = np.flatnonzero(np.diag(w) == 0)
   if zero.size:
     raise ValueError(
         f"{name} must be a similarity matrix whose diagonal (each class's similarity to "
         f"itself) is positive; rows {zero.tolist()[:10]} have W[y, y] = 0 (a weighted "
         "loss's targets would put no probability on the true class; a distance matrix? use "
         "a similarity, e.g. 1 - d / d.max()).")
-  below = np.flatnonzero(diag < w.max(axis=1))
-  if below.size and warn_below:
-    warnings.warn(
-        f"{name}: in rows {below.tolist()[:10]} another class has a larger weight than the "
-        "true class itself, so their targets prefer a wrong class.", UserWarning, stacklevel=4)
 
 
 @_validation.named_check
@@ -430,7 +435,7 @@ def as_stored_by_authors(kind: str, weights: ArrayLike) -> np.ndarray:
   """
   _validation.check_choice("kind", kind, AUTHORS_KINDS)
   w = check_weight_matrix("weights", weights)
-  check_self_similarity("weights", w, warn_below=False)  # a distance matrix is refused
+  _check_positive_diagonal("weights", w)  # a distance matrix is refused
   if kind == "chl":
     if w.max() <= 1.0:
       raise ValueError(
@@ -490,7 +495,7 @@ def explicability_matrix(*matrices: ArrayLike) -> np.ndarray:
                       f"name? pass its values: explicability_matrix(*table.values())).")
   normed = [row_normalize(m) for m in matrices]
   for i, m in enumerate(normed):
-    check_self_similarity(f"matrices[{i}]", m, warn_below=False)
+    _check_positive_diagonal(f"matrices[{i}]", m)
   shapes = {m.shape for m in normed}
   if len(shapes) != 1:
     raise ValueError(f"the matrices must share one shape; got shapes {sorted(shapes)}.")

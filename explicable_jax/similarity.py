@@ -307,10 +307,9 @@ def check_weight_matrix(name: str, weights: ArrayLike,
 @_validation.named_check
 def check_self_similarity(name: str, w: np.ndarray) -> None:
   """Olmo et al.'s l1 targets give the true class ``W_yy / sum_k W_yk``: a zero
-  diagonal entry (a distance or dissimilarity matrix, say) makes a target
-  that puts no mass on the true class, so it is refused
-  (:func:`_check_positive_diagonal`); a diagonal entry below its row's largest
-  (a target preferring another class) is warned."""
+  diagonal entry (a distance matrix, say) puts no mass on the true class, so it
+  is refused; one below its row's largest (a target preferring another class)
+  is warned."""
   _check_positive_diagonal(name, w)
   below = np.flatnonzero(np.diag(w) < w.max(axis=1))
   if below.size:
@@ -320,8 +319,7 @@ def check_self_similarity(name: str, w: np.ndarray) -> None:
 
 
 def _check_positive_diagonal(name: str, w: np.ndarray) -> None:
-  """Refuses a matrix with a zero diagonal entry: a distance matrix given
-  where a similarity belongs (each class is most similar to itself)."""
+  """Refuses a zero diagonal entry: a distance matrix where a similarity belongs."""
   zero = np.flatnonzero(np.diag(w) == 0)
   if zero.size:
     raise ValueError(

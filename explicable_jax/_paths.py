@@ -66,6 +66,19 @@ def check_folder(name: str, path: str | os.PathLike) -> None:
     raise NotADirectoryError(
         f"{name} {s!r} is a file; expected a folder (an existing one, or one to create): "
         "choose another path.")
+  if not is_uri(s):
+    _check_parents(name, s)
+
+
+def _check_parents(name: str, s: str) -> None:
+  """Raises when the nearest existing parent of ``s`` is a file: the path
+  lies under a file and can never be created."""
+  parent = os.path.dirname(os.path.abspath(s))
+  while parent and not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if parent and not os.path.isdir(parent):
+    raise NotADirectoryError(f"{name} {s!r} lies under {parent!r}, which is a file, not a "
+                             "folder: choose another path.")
 
 
 def check_file(name: str, path: str | os.PathLike) -> None:
@@ -82,12 +95,7 @@ def check_file(name: str, path: str | os.PathLike) -> None:
   if os.path.isdir(s):
     raise IsADirectoryError(f"{name} {s!r} is a folder; expected a file path to write (e.g. "
                             f"{os.path.join(s, 'metrics.jsonl')!r}).")
-  parent = os.path.dirname(os.path.abspath(s))
-  while parent and not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if parent and not os.path.isdir(parent):
-    raise NotADirectoryError(f"{name} {s!r} lies under {parent!r}, which is a file, not a "
-                             "folder: choose another path.")
+  _check_parents(name, s)
 
 
 def check_npz(name: str, path: str | os.PathLike, what: str = "arrays") -> None:

@@ -455,6 +455,10 @@ def certainty_penalty(model_fn: Callable, x: ArrayLike, **options) -> jax.Array:
   Returns:
     ``(N,)`` penalties.
   """
+  unknown = sorted(set(options) - {"scale", "classes", "labels", "normalize"})
+  if unknown:
+    raise TypeError(f"certainty_penalty takes the options scale, classes, labels, normalize; "
+                    f"got {', '.join(unknown)}.")
   return input_gradient_penalty(model_fn, x, jnp.ones_like(x), **options)
 
 

@@ -48,6 +48,10 @@ def model_input_gradients(model: Any, x: ArrayLike, *,
   clf = models.as_classifier("model", model)
   labels = options.pop("labels", None)
   x = np.asarray(x)
+  unknown = sorted(set(options) - {"scale", "classes"})
+  if unknown:
+    raise TypeError(f"model_input_gradients takes the options scale, classes, labels, "
+                    f"batch_size; got {', '.join(unknown)}.")
   losses._check_gradient_classes(options.get("classes", "sum"), labels)
   if labels is None:
     y = np.zeros(len(x), np.int32)

@@ -290,6 +290,24 @@ def _meta_without(key):
   return folder
 
 
+class _Seq(nnx.Module):
+  def __init__(self):
+    self.a = nnx.Linear(8, 6, rngs=nnx.Rngs(0))
+    self.b = nnx.Linear(6, 4, rngs=nnx.Rngs(1))
+
+  def __call__(self, x):
+    return self.b(jax.nn.relu(self.a(x)))
+
+
+class _OwnDrop(nnx.Module):
+  def __init__(self):
+    self.a = nnx.Linear(8, 4, rngs=nnx.Rngs(0))
+    self.d = nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=1))
+
+  def __call__(self, x):
+    return self.a(self.d(x))
+
+
 def _register_none_builder():
   models.register_model("_trial12_none", lambda input_shape, num_classes, rngs: None,
                         overwrite=True)
@@ -840,6 +858,15 @@ MORE_BAD_INPUTS = [
  ("models.load a model.json without input_shape", lambda: models.load(_meta_without("input_shape")), ValueError, r"holds a damaged model.json: its recipe for model 'cnn' lacks input_shape"),
  ("mutation.make_mutants an option the operator lacks", lambda: mutation.make_mutants(K, _CLF, 2, "NAI", 0.5, sigma=2.0), TypeError, r"operator 'NAI' takes the options layers, granularity; got sigma"),
  ("detection.fit_combiner an option scikit-learn's model lacks", lambda: detection.fit_combiner("lda", np.random.default_rng(0).standard_normal((20, 3)), np.arange(20) % 2 == 0, n_estimators=5), TypeError, r"kind='lda' \(scikit-learn's LinearDiscriminantAnalysis\) takes no option n_estimators"),
+ # Eighteenth trial (800 calls: 12 silent, 12 cryptic, 1 crash).
+ ("from_nnx stages that do not compose to the module", lambda: models.from_nnx(_Seq(), layers=[("a", lambda m, v: m.a(v)), ("b", lambda m, h: m.b(h))], input_shape=(8,)), ValueError, r"layers' stage functions must compose to the module: .*differ from module\(x\)"),
+ ("from_nnx own dropout stream, train without a key", lambda: models.from_nnx(_OwnDrop(), input_shape=(8,)).apply(np.zeros((2, 8), np.float32), train=True), ValueError, r"apply\(x, train=True\) needs key= for this model's RNG stream\(s\) \['dropout'\]"),
+ ("fit eval_ds of another class order", lambda: training.fit(training.create_train_state(K, _CLF, optax.sgd(0.1)), data.Dataset(_XB, _YB, 10, tuple("abcdefghij")), train_step=training.make_train_step(losses.cross_entropy_loss, optax.sgd(0.1)), epochs=1, batch_size=4, eval_ds=data.Dataset(_XB, _YB, 10, tuple("jihgfedcba")), progress=False), ValueError, r"eval_ds.class_names must be the training set's, in its order"),
+ ("attribution.upsample NaN maps", lambda: attribution.upsample(np.full((2, 4, 4), np.nan), (8, 8)), ValueError, r"maps holds NaN or inf"),
+ ("Classifier.logits_with arguments swapped", lambda: _CLF.logits_with(_XB, _CLF.params), TypeError, r"logits_with\(params, x\) takes the parameters first; .*are the two swapped"),
+ ("losses.certainty_penalty an unknown option", lambda: losses.certainty_penalty(_CLF.logits, _XB, foo=1), TypeError, r"certainty_penalty takes the options scale, classes, labels, normalize; got foo"),
+ ("rrr.model_input_gradients an unknown option", lambda: rrr.model_input_gradients(_CLF, _XB, scal="log"), TypeError, r"model_input_gradients takes the options .*; got scal"),
+ ("models.save under a file", lambda: models.save(os.path.join(__file__, "m"), _CLF), NotADirectoryError, r"path '.*' lies under '.*test_reliability.py', which is a file"),
  ("from_linen naming a layer it lacks", lambda: (lambda nn: (lambda m: models.from_linen(m, m.init(K, jnp.zeros((1, 64))), input_shape=(64,), num_classes=10, layers=["Dense_7"]))(nn.Dense(10)))(__import__("flax.linen", fromlist=["nn"])), ValueError, r"layers names 'Dense_7', which the model's forward pass does not reach"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
@@ -874,6 +901,7 @@ WARNED_INPUTS = [
     ("label_change_rate mutants of another model", lambda: mutation.label_change_rate(_CLF, mutation.mutate_many(K, models.classifier(jax.random.key(7), "cnn", input_shape=(8, 8, 1), num_classes=10, widths=(4,), dense=8), 3, "GF", 0.1), _XB), r"mutants share 0.00% of their weights with the model .*mutants of another model"),
     ("bootstrap_auroc_difference one positive", lambda: metrics.bootstrap_auroc_difference(K, np.linspace(0, 1, 8), np.linspace(1, 0, 8), np.eye(8)[0].astype(bool), n_resamples=50), r"is_positive holds 1 positive example: every resample repeats it"),
     ("similarity.from_soft_labels labels in another order", lambda: similarity.from_soft_labels(np.eye(4)[np.arange(40) % 4], (np.arange(40) + 1) % 4, 4), r"from_soft_labels: the humans' most voted class agrees with labels on only 0.0%"),
+    ("ev.faithfulness_correlation constant maps", lambda: ev.faithfulness_correlation(K, _CLF, _XB + 0.5, np.ones_like(_XB), target=_YB, n_perturb_samples=4, subset_size=8), r"faithfulness_correlation: 4 of 4 maps"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 

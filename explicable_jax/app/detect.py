@@ -194,6 +194,14 @@ def run_detect(model: str, out: str, config: DetectConfig | None = None, *,
   pipeline.check_split_labels(splits, clf.num_classes, dataset=c.dataset,
                               data_file=c.data_file)
   layer = None
+  if "lcr" not in want:  # mutation settings that no chosen score reads
+    defaults = DetectConfig()
+    unread = [f"--{k} {getattr(c, k)}" for k in ("operator", "mutants", "rate")
+              if getattr(c, k) != getattr(defaults, k)]
+    if unread:
+      raise ValueError(f"{', '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only "
+                       f"by the lcr score, and --scores {','.join(want)} has none: add lcr, "
+                       "or drop them.")
   if c.layer is not None and not ("mahalanobis" in want or "conductance" in want):
     raise ValueError(f"--layer {c.layer} is read only by the mahalanobis and conductance "
                      f"scores, and --scores {','.join(want)} has neither: add one, or drop "

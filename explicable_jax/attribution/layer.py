@@ -611,5 +611,6 @@ def upsample(maps: ArrayLike, size: tuple[int, int], *,
                                               "bicubic", "lanczos3", "lanczos5"))
   maps = jnp.asarray(maps)
   _validation.check_rank("maps", maps.shape, (3,))
+  conventions.check_finite("maps", maps)
   size = _validation.check_size("size", size)
   return jax.image.resize(maps, (maps.shape[0], *size), method)

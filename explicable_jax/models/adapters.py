@@ -216,9 +216,17 @@ class NNXBackend(Backend, SubModuleStarts):
   def apply(self, params, state, x, *, train, key):
     m = self.module(params, state, train=train)
     rngs = None
+    streams = {v.tag for _, v in nnx.iter_graph(m) if isinstance(v, nnx.RngKey)}
+    if train and key is None and streams:
+      # The module's own stream lives in the (functional) state, which the
+      # call does not advance: every call would draw the same dropout mask.
+      raise ValueError(
+          f"apply(x, train=True) needs key= for this model's RNG stream(s) "
+          f"{sorted(streams)} (its dropout draws masks from them; without a key every call "
+          "would reuse one mask): pass key=jax.random.key(seed), or train=False for "
+          "evaluation mode.")
     if key is not None:
       rngs = nnx.Rngs(dropout=key)
-      streams = {v.tag for _, v in nnx.iter_graph(m) if isinstance(v, nnx.RngKey)}
       if streams:  # Dropout layers that hold their own stream.
         nnx.reseed(m, **{s: jax.random.fold_in(key, i)
                          for i, s in enumerate(sorted(streams))})
@@ -473,6 +481,22 @@ def from_nnx(module: nnx.Module, *, layers: Sequence[Any] | None = None,
                         f"got {type(fn).__name__}.")
     backend = NNXBackend(graphdef, "stages", _names(layers),
                          tuple(fn for _, fn in layers))
+    clf = _classifier(params, state, _spec(backend, class_names, input_shape, num_classes,
+                                           recipe, input_range))
+    if clf.input_shape is not None:  # the stages must compose to the module itself
+      x = dummy_batch(clf.input_shape)
+      whole = NNXBackend(graphdef, "none", (), call_rngs=call_rngs)._forward(
+          backend.module(params, state), x, None)
+      parts = clf.logits(x)
+      if jnp.shape(whole) != jnp.shape(parts) or not jnp.allclose(whole, parts, rtol=1e-4,
+                                                                   atol=1e-4):
+        gap = (float(jnp.max(jnp.abs(whole - parts))) if jnp.shape(whole) == jnp.shape(parts)
+               else f"shape {jnp.shape(parts)} against {jnp.shape(whole)}")
+        raise ValueError(
+            f"layers' stage functions must compose to the module: applied in turn they "
+            f"differ from module(x) (largest difference {gap}; a step such as an activation "
+            "left out?); give stages whose composition is the module's forward pass.")
+    return clf
   elif all(isinstance(item, str) for item in layers):
     names = _names(layers)
     for name in names:

@@ -390,10 +390,22 @@ class Classifier:
     check_same_tree("params", params, self.params)
     return Classifier(params, self.state, self.spec)
 
-  @conventions.boundary(x="inputs")
   def logits_with(self, params, x: jax.Array) -> jax.Array:
     """``clf.with_params(params).logits(x)``: the model as a function of its
-    weights, ``(params, x) -> logits`` (mutation testing)."""
+    weights, ``(params, x) -> logits`` (mutation testing); ``x`` checked as
+    in :meth:`apply`."""
+    if (hasattr(params, "shape") and not hasattr(x, "shape")
+        and str(jax.tree.structure(x)) == str(jax.tree.structure(self.params))):
+      raise TypeError(
+          f"logits_with(params, x) takes the parameters first; got an array of shape "
+          f"{tuple(params.shape)} as params and the model's parameter tree as x: are the "
+          "two swapped?")
+    return self._logits_with(params, x)
+
+  setattr(logits_with, "__conventions__", {"x": "inputs"})  # checked by _logits_with
+
+  @conventions.boundary(x="inputs")
+  def _logits_with(self, params, x: jax.Array) -> jax.Array:
     check_same_tree("params", params, self.params)
     self._check_rows(x)
     return self.spec.backend.apply(params, self.state, x, train=False, key=None)[0]

@@ -473,6 +473,12 @@ def _check_fit_args(state, train_ds, train_step, cfg: FitConfig, eval_ds=None) -
       raise ValueError(f"eval_ds must hold examples of the training set's shape "
                        f"{train_ds.input_shape}; got {eval_ds.input_shape}.")
     _check_data_for_model("eval_ds", state.classifier, eval_ds)
+    if train_ds.class_names and eval_ds.class_names and \
+        tuple(train_ds.class_names) != tuple(eval_ds.class_names):
+      raise conventions.ConventionError(
+          f"eval_ds.class_names must be the training set's, in its order; train_ds has "
+          f"{list(train_ds.class_names)[:12]}, eval_ds {list(eval_ds.class_names)[:12]}: the "
+          "labels of one index other classes than the other's.")
     _validation.check_labels("eval_ds labels", eval_ds.y, state.num_classes)
   optimizer = getattr(getattr(train_step, "__wrapped__", train_step), "optimizer", None)
   if optimizer is not None:

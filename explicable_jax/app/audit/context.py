@@ -291,6 +291,11 @@ def prepare(model, out: str, config: AuditConfig, say: Callable) -> AuditContext
   if ref is not None and ref.num_classes != clf.num_classes:
     raise ValueError(f"reference has {ref.num_classes} classes; the model has "
                      f"{clf.num_classes}.")
+  if ref is not None and checksum(ref) == checksum(clf):
+    raise ValueError(f"reference must be another model to compare the audited one with; "
+                     f"{ref_path or 'it'} has the model's own weights, so every comparison "
+                     "would be a tie: pass the baseline model (e.g. one trained with plain "
+                     "cross-entropy), or drop reference.")
   layer = c.layer
   if layer is None:
     layer = pipeline.default_layer(clf, splits["test"][0])

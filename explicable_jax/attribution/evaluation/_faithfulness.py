@@ -239,6 +239,9 @@ def faithfulness_correlation(key: jax.Array, model: Any, inputs: InputsLike,
                      f"got {n_samples}.")
   model_dyn, model_static, x, xa, m, b = _checked_setup(model, inputs, attributions,
                                                          baselines, target, softmax)
+  _shared.warn_constant_maps("faithfulness_correlation", m, "every subset's attribution sum "
+                             "is proportional to its size and their correlation is undefined "
+                             "(NaN)", stacklevel=4)
   n, d = m.shape
   s = _shared.check_samples("subset_size", subset_size)
   if s >= d:

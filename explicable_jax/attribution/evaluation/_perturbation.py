@@ -298,7 +298,7 @@ def sensitivity_max(key: jax.Array, explanation_func: Callable, model: Any, inpu
   """
   key = _validation.check_key("key", key, call="sensitivity_max(key, explanation_func, "
                                                 "model, inputs, ...)")
-  _shared.check_explanation_func(explanation_func)
+  explanation_func = _shared.check_explanation_func(explanation_func)
   _validation.check_signature("perturb_func", perturb_func, 3,
                               "perturb_func(key, x, perturb_radius) -> x_perturbed")
   if norm_ord not in NORM_ORDS:

@@ -272,7 +272,7 @@ def model_parameter_randomisation(key: jax.Array, explanation_func: Callable, mo
   """
   key = _validation.check_key("key", key, call="model_parameter_randomisation(key, "
                                                 "explanation_func, model, inputs, ...)")
-  _shared.check_explanation_func(explanation_func)
+  explanation_func = _shared.check_explanation_func(explanation_func)
   clf = models.as_classifier("model", model)
   x = _shared.Inputs("inputs", inputs)
   if x.multi:
@@ -350,7 +350,7 @@ def random_logit(key: jax.Array, explanation_func: Callable, model: Any, inputs:
   key = _validation.check_key("key", key, call="random_logit(key, explanation_func, model, "
                                                 "inputs, ...)")
   _validation.check_choice("similarity", similarity, SIMILARITIES)
-  _shared.check_explanation_func(explanation_func)
+  explanation_func = _shared.check_explanation_func(explanation_func)
   if target is None:
     raise ValueError("random_logit needs a model with classes and a target; got target=None.")
   model_dyn, model_static = _shared.split_model("model", model)

@@ -4,6 +4,7 @@ is a prefix of the input's, and the loop over chunks of perturbation samples."""
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -256,9 +257,28 @@ def with_precision(call: Callable):
 EXPLAIN_FORM = "explanation_func(model, x, target) -> maps (N, ...)"
 
 
-def check_explanation_func(explanation_func) -> None:
-  """The explanation's calling form, checked at every public entry."""
+def check_explanation_func(explanation_func) -> Callable:
+  """The explanation's calling form, checked at every public entry; returns
+  it as ``explain(model, x, target)``. A function whose ``target`` is
+  keyword-only (the library's own ``attribution.batched.*`` methods) is
+  called with ``target=``."""
+  try:
+    sig = inspect.signature(explanation_func)
+  except (TypeError, ValueError):
+    sig = None
+  if sig is not None and callable(explanation_func):
+    try:
+      sig.bind(None, None, None)
+    except TypeError:
+      try:
+        sig.bind(None, None, target=None)
+      except TypeError:
+        pass
+      else:
+        return functools.wraps(explanation_func)(
+            lambda model, x, target: explanation_func(model, x, target=target))
   _validation.check_signature("explanation_func", explanation_func, 3, EXPLAIN_FORM)
+  return explanation_func
 
 
 def explained(explain: Callable, model, x, target, n: int):

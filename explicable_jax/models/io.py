@@ -114,12 +114,6 @@ def read_meta(path: str | os.PathLike) -> dict:
   if not isinstance(meta, dict):
     raise ValueError(f"path {os.fspath(path)!r} holds a damaged model.json (a "
                      f"{type(meta).__name__}, not the saved record); save the model again.")
-  if meta.get("model"):  # a rebuild recipe: load reads these
-    missing = [k for k in ("input_shape", "num_classes") if k not in meta]
-    if missing:
-      raise ValueError(f"path {os.fspath(path)!r} holds a damaged model.json: its recipe "
-                       f"for model {meta['model']!r} lacks {', '.join(missing)}; save the "
-                       "model again (or pass like= a classifier of the architecture).")
   return meta
 
 
@@ -143,6 +137,11 @@ def load(path: str | os.PathLike, *, like=None) -> Classifier:
     template = as_classifier("like", like)
   elif meta.get("model"):
     name = meta["model"]
+    missing = [k for k in ("input_shape", "num_classes") if k not in meta]
+    if missing:
+      raise ValueError(f"path {os.fspath(path)!r} holds a damaged model.json: its recipe "
+                       f"for model {name!r} lacks {', '.join(missing)}; save the model again "
+                       "(or pass like= a classifier of the architecture).")
     if name not in registry.MODELS:
       raise ValueError(
           f"path {os.fspath(path)!r} holds a model built by {name!r}, which is not "

@@ -272,10 +272,12 @@ def _unit_range(name: str, arr, *, strict: bool) -> None:
     return
   lo, hi = float(np.min(arr)), float(np.max(arr))
   slack = 1e-4 if strict else _UNIT_SLACK
-  mean = float(np.mean(arr))
-  if lo >= -slack and hi <= 1 + slack and not (lo < 0 and mean < -_CENTRED_MEAN):
-    return
-  if lo >= -slack and hi <= 1 + slack:  # inside the slack, but centred on 0
+  if lo >= -slack and hi <= 1 + slack:
+    # The mean costs one more pass: read only when values are negative.
+    mean = float(np.mean(arr)) if lo < 0 else 0.0
+    if mean >= -_CENTRED_MEAN:
+      return
+    # inside the slack, but centred on 0
     raise ConventionError(
         f"{name} must be float images in [0, 1] (or integer pixels in 0..255); got values "
         f"from {lo:.4g} to {hi:.4g} with mean {mean:.4g}: it looks centred (x - 0.5, or x "
@@ -1078,6 +1080,7 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
     if missing:
       raise TypeError(f"{fn.__qualname__} has no parameter(s) {sorted(missing)}.")
     kinds.update({p: "flag" for p in bool_parameters(fn) if p not in kinds})
+    swap_check = _swap_parameters(sig)  # read once, not per call
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
@@ -1095,7 +1098,8 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
           check_graphdef("graphdef", args[0])
         return fn(*args, **kwargs)  # Python's own message for a wrong call.
       args_ = bound.arguments
-      _check_functions(sig, args_)
+      if swap_check is not None:
+        _check_functions(*swap_check, args_)
       num_classes, input_shape, unit_range = _model_facts(args_)
       # Without a model's shape, sizes and baselines follow the declared batch's.
       scale_shape = input_shape if input_shape is not None else _batch_shape(args_, kinds)
@@ -1148,24 +1152,34 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
   return decorate
 
 
-def _check_functions(sig: inspect.Signature, args_: dict) -> None:
+def _swap_parameters(sig: inspect.Signature):
+  """``(function parameters, array parameters, positional names)`` of a
+  signature, for :func:`_check_functions`; ``None`` when it has not both."""
+  fns = tuple(p for p, d in sig.parameters.items()
+              if p in MODEL_FN_PARAMETERS or _is_function_annotation(d.annotation))
+  arrays = tuple(p for p, d in sig.parameters.items() if "Array" in str(d.annotation))
+  if not fns or not arrays:
+    return None
+  positional = tuple(p for p, d in sig.parameters.items() if d.kind in (
+      inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+  return fns, arrays, positional
+
+
+def _check_functions(fns: tuple, array_params: tuple, positional: tuple, args_: dict) -> None:
   """Two arguments swapped, a function and an array: an argument annotated as
   a function (``Callable``, or a model function by name,
   :data:`MODEL_FN_PARAMETERS`) given a non-callable while an argument
   annotated as an array was given a function. Named here, both of them,
   instead of failing inside the computation; a lone non-callable is left to
   the function's own check, which states the form the function must have."""
-  arrays = [p for p, v in args_.items() if callable(v) and not isinstance(v, type)
-            and "Array" in str(sig.parameters[p].annotation)]
+  arrays = [p for p in array_params if callable(args_.get(p))
+            and not isinstance(args_.get(p), type)]
   if not arrays:
     return
-  for param, value in args_.items():
-    declared_param = sig.parameters[param]
-    wants_fn = param in MODEL_FN_PARAMETERS or _is_function_annotation(declared_param.annotation)
-    if value is None or not wants_fn or callable(value):
+  for param in fns:
+    value = args_.get(param)
+    if value is None or callable(value):
       continue
-    positional = [p for p, d in sig.parameters.items() if d.kind in (
-        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     raise TypeError(
         f"{param} must be a function; got {_describe_value(value)}, and {arrays[0]} (an array) "
         f"was given a function: are the two swapped? The call is ({', '.join(positional)}).")

@@ -222,6 +222,16 @@ def _stack_predictions(preds_by_model: Mapping[str, np.ndarray], labels,
   return names, np.stack(rows), y
 
 
+def _similarity_matrix(similarity_matrix, **class_arrays):
+  """The one check of a mistake-similarity matrix beside the classes it
+  scores: non-negative ``(C, C)``, a similarity (positive diagonal), a row and
+  column for every class in ``class_arrays``."""
+  m = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
+  similarity.check_self_similarity("similarity_matrix", np.asarray(m))
+  similarity.check_covers("similarity_matrix", m, **class_arrays)
+  return m
+
+
 @conventions.boundary(preds_by_model="labels{}", labels="labels")
 def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels: ArrayLike,
                      similarity_matrix: ArrayLike) -> dict:
@@ -256,9 +266,7 @@ def hard_soft_scores(preds_by_model: Mapping[str, np.ndarray], labels: ArrayLike
         f"preds_by_model must hold at least 2 models: the hard and soft scores compare "
         f"models' common mistakes (one model wins every one of them); got "
         f"{len(preds_by_model)}. For one model's mistakes use mean_mistake_similarity.")
-  m = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
-  similarity.check_self_similarity("similarity_matrix", np.asarray(m))
-  similarity.check_covers("similarity_matrix", m, labels=labels, **{
+  m = _similarity_matrix(similarity_matrix, labels=labels, **{
       f"preds_by_model[{k!r}]": v for k, v in preds_by_model.items()})
   names, preds, y = _stack_predictions(preds_by_model, labels, m.shape[0])
   sims = jnp.asarray(m)[jnp.asarray(y)[None, :], jnp.asarray(preds)]  # (models, N)
@@ -293,9 +301,7 @@ def mean_mistake_similarity(labels: ArrayLike, preds: ArrayLike,
   Raises ``ValueError`` when there is no mistake: the mean over none is
   undefined, and a made-up number would mislead.
   """
-  s = similarity.check_weight_matrix("similarity_matrix", similarity_matrix)
-  similarity.check_self_similarity("similarity_matrix", np.asarray(s))
-  similarity.check_covers("similarity_matrix", s, labels=labels, preds=preds)
+  s = _similarity_matrix(similarity_matrix, labels=labels, preds=preds)
   y = _labels("labels", labels, s.shape[0])
   p = _labels("preds", preds, s.shape[0])
   if y.shape != p.shape:

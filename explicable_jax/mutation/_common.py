@@ -33,9 +33,11 @@ def params_of(name: str, model_or_params):
   return clf.params if clf is not None else model_or_params
 
 
-def check_mutants(mutants, params) -> int:
+def check_mutants(mutants, params, *, related: bool = True) -> int:
   """The number of mutants in a stacked pytree, or a ``ValueError`` saying
-  which leaf does not match ``params`` with a leading mutant axis."""
+  which leaf does not match ``params`` with a leading mutant axis; with
+  ``related``, a warning when they share (almost) no weight with ``params``
+  (a caller that hands them on to a function that warns passes ``False``)."""
   p_paths, p_leaves, p_def = _leaves(params)
   m_paths, m_leaves, m_def = _leaves(mutants)
   stack = ("jax.tree.map(lambda *a: jnp.stack(a), *mutants) stacks a list of mutants; "
@@ -69,7 +71,8 @@ def check_mutants(mutants, params) -> int:
                        f"earlier leaves {n}.")
   if not n:
     raise ValueError("mutants must hold at least one mutant; got 0 along the mutant axis.")
-  _warn_if_unrelated(p_leaves, m_leaves, int(n))
+  if related:
+    _warn_if_unrelated(p_leaves, m_leaves, int(n))
   return int(n)
 
 

@@ -337,7 +337,8 @@ def label_change_rate(model, mutants, x, *, params=None,
   elif params is None:
     raise ValueError("params (the original parameters) is required when model is "
                      "a logits_fn(params, x) function.")
-  n = check_mutants(mutants, params)
+  # mutant_predictions checks a Classifier's mutants again, warning included.
+  n = check_mutants(mutants, params, related=clf_params is None)
   if original_predictions is None:
     single = jax.tree.map(lambda a: a[None], params)
     original_predictions = mutant_predictions(model, single, x, mutant_chunk=1,

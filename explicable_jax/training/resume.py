@@ -219,12 +219,18 @@ def data_digest(ds, *, rows: int = 1024) -> str | None:
     n = len(ds)
     pick = np.unique(np.linspace(0, max(n - 1, 0), min(n, rows)).astype(np.int64))
     h = hashlib.sha1()
-    for part in (np.asarray(ds.x[pick]), np.asarray(ds.y)):
-      h.update(str((part.shape, str(part.dtype))).encode())
-      h.update(np.ascontiguousarray(part).tobytes())
+    for part in (ds.x[pick], ds.y):
+      _hash_array(h, part)
     return f"sha1:{h.hexdigest()[:16]} ({len(pick)} inputs, all labels)"
   except Exception:  # an input pipeline without random access: not recorded
     return None
+
+
+def _hash_array(h, value) -> None:
+  """Feeds one array (its shape, dtype and bytes) to the hash ``h``."""
+  arr = np.asarray(value)
+  h.update(str((arr.shape, str(arr.dtype))).encode())
+  h.update(np.ascontiguousarray(arr).tobytes())
 
 
 def tree_digest(tree) -> str | None:
@@ -236,9 +242,7 @@ def tree_digest(tree) -> str | None:
     for leaf in jax.tree.leaves(tree):
       if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
         leaf = jax.random.key_data(leaf)
-      arr = np.asarray(leaf)
-      h.update(str((arr.shape, str(arr.dtype))).encode())
-      h.update(np.ascontiguousarray(arr).tobytes())
+      _hash_array(h, leaf)
     return "sha1:" + h.hexdigest()[:16]
   except Exception:  # noqa: BLE001 - not addressable here: not recorded
     return None

@@ -291,7 +291,8 @@ def prepare(model, out: str, config: AuditConfig, say: Callable) -> AuditContext
   if ref is not None and ref.num_classes != clf.num_classes:
     raise ValueError(f"reference has {ref.num_classes} classes; the model has "
                      f"{clf.num_classes}.")
-  if ref is not None and checksum(ref) == checksum(clf):
+  model_sum = checksum(clf)  # the cache key below, and the reference's comparison
+  if ref is not None and checksum(ref) == model_sum:
     raise ValueError(f"reference must be another model to compare the audited one with; "
                      f"{ref_path or 'it'} has the model's own weights, so every comparison "
                      "would be a tie: pass the baseline model (e.g. one trained with plain "
@@ -307,7 +308,7 @@ def prepare(model, out: str, config: AuditConfig, say: Callable) -> AuditContext
   if c.data_file is not None:
     with open(c.data_file, "rb") as fh:
       data_id = hashlib.sha1(fh.read()).hexdigest()
-  cache = Cache(os.path.join(out, "cache"), {"model": checksum(clf), "data": data_id,
+  cache = Cache(os.path.join(out, "cache"), {"model": model_sum, "data": data_id,
                                              "seed": c.seed, "limit": c.limit,
                                              "train_limit": c.train_limit})
   return AuditContext(config=config, clf=clf, model_path=model_path, reference=ref,

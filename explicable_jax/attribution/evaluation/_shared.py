@@ -257,6 +257,15 @@ def with_precision(call: Callable):
 EXPLAIN_FORM = "explanation_func(model, x, target) -> maps (N, ...)"
 
 
+@functools.lru_cache(maxsize=64)
+def _keyword_target(explanation_func: Callable) -> Callable:
+  """``explain(model, x, target)`` calling ``explanation_func(model, x,
+  target=target)``: one wrapper per function (cached), so the jitted metrics
+  that take it as a static argument compile once for it, not on every call."""
+  return functools.wraps(explanation_func)(
+      lambda model, x, target: explanation_func(model, x, target=target))
+
+
 def check_explanation_func(explanation_func) -> Callable:
   """The explanation's calling form, checked at every public entry; returns
   it as ``explain(model, x, target)``. A function whose ``target`` is
@@ -275,8 +284,7 @@ def check_explanation_func(explanation_func) -> Callable:
       except TypeError:
         pass
       else:
-        return functools.wraps(explanation_func)(
-            lambda model, x, target: explanation_func(model, x, target=target))
+        return _keyword_target(explanation_func)
   _validation.check_signature("explanation_func", explanation_func, 3, EXPLAIN_FORM)
   return explanation_func
 

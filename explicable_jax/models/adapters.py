@@ -216,7 +216,10 @@ class NNXBackend(Backend, SubModuleStarts):
   def apply(self, params, state, x, *, train, key):
     m = self.module(params, state, train=train)
     rngs = None
-    streams = {v.tag for _, v in nnx.iter_graph(m) if isinstance(v, nnx.RngKey)}
+    # The module's own RNG streams matter to training or a given key only: an
+    # evaluation call (every logits) does not walk the graph for them.
+    streams = ({v.tag for _, v in nnx.iter_graph(m) if isinstance(v, nnx.RngKey)}
+               if train or key is not None else set())
     if train and key is None and streams:
       # The module's own stream lives in the (functional) state, which the
       # call does not advance: every call would draw the same dropout mask.

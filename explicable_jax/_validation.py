@@ -213,6 +213,53 @@ def check_signature(name: str, fn: Any, n_positional: int, form: str,
         f"{sig} cannot be called so ({e}).") from None
 
 
+def check_options(call: str, options: Iterable[str], takes: Callable | Iterable[str], *,
+                  exclude: Iterable[str] = (), passed_to: str | None = None,
+                  error: type[Exception] = TypeError) -> None:
+  """Refuses keyword options that ``call`` does not take, naming them and the
+  ones it does: ``takes`` is the option names, or the function the options
+  are passed on to (its keyword parameters, less ``exclude``; a function with
+  ``**kwargs`` or without a signature takes anything). A misspelt option
+  forwarded through ``**options`` is named against the public call, not as
+  Python's "unexpected keyword" from an inner function the user never
+  called (the nineteenth trial's ``mask_scal=``)."""
+  if callable(takes):
+    try:
+      params = inspect.signature(takes).parameters
+    except (TypeError, ValueError):
+      return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+      return
+    skip = set(exclude)
+    known = [k for k, p in params.items() if k not in skip and p.kind in (
+        inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+  else:
+    known = list(takes)
+  unknown = sorted(set(options) - set(known))
+  if unknown:
+    takes_ = (f"takes, besides its own arguments, the options of {passed_to}" if passed_to
+              else "takes the options")
+    raise error(
+        f"{call} {takes_} {', '.join(known) or '(none)'}; got unknown "
+        f"option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.")
+
+
+def check_array_leaves(name: str, paths: Iterable[str], leaves: Iterable[Any]) -> None:
+  """Refuses a parameter pytree with a leaf that is not an array (a model's
+  function passed where its parameters belong, say): ``paths`` name the
+  leaves (``"conv1/kernel"``, ``""`` for the tree itself)."""
+  for path, leaf in zip(paths, leaves):
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype") or isinstance(
+        leaf, (bool, int, float, complex, np.number, np.bool_)):
+      continue
+    where = f" at {path!r}" if path else ""
+    hint = (" (a function: pass the model itself, a models.Classifier, or its parameters, "
+            "clf.params)" if callable(leaf) else "")
+    raise TypeError(f"{name} must hold parameter arrays (a pytree of them, or a "
+                    f"models.Classifier where a model is taken); got {type(leaf).__name__}"
+                    f"{where}{hint}.")
+
+
 def check_key(name: str, key: Any, *, call: str | None = None):
   """``key`` as a typed PRNG key; raw ``uint32[2]`` key data is wrapped.
 

@@ -65,8 +65,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -312,6 +315,17 @@ def image_scale_codes(x, *, unit: bool = True, perturbed: bool = False) -> jax.A
   return jnp.where(~jnp.isfinite(flat).all(1), 1, jnp.where(off, 2, 0))
 
 
+def _user_stacklevel() -> int:
+  """The ``stacklevel`` that points a warning raised here at the first frame
+  outside the library (the user's call), however deep the check runs."""
+  package = os.path.dirname(os.path.abspath(__file__))
+  frame: Any = sys._getframe(1)
+  level = 1
+  while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    frame, level = frame.f_back, level + 1
+  return level
+
+
 def _pixels(name: str, arr) -> None:
   if _is_traced(arr) or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
     return
@@ -320,6 +334,11 @@ def _pixels(name: str, arr) -> None:
     raise ConventionError(
         f"{name} holds integer pixels, which must lie in 0..255; got values from {lo} "
         f"to {hi}.")
+  if lo == 0 and hi == 1 and arr.size > 1:  # binarised images, not 0..255 pixels
+    warnings.warn(
+        f"{name} holds integer pixels that are all 0 or 1: integer pixels are read on the "
+        "0..255 scale (x / 255), so these are nearly black. Binary images go in as floats "
+        f"({name}.astype(np.float32)) or as 0/255 pixels.", UserWarning, stacklevel=_user_stacklevel())
 
 
 @_validation.named_check

@@ -278,12 +278,8 @@ def make_loss(name: str, **options) -> Callable:
   import inspect
   factory = _validation.lookup("loss", name, LOSSES)
   params = inspect.signature(factory).parameters
+  _validation.check_options(f"loss {name!r}", options, factory, error=ValueError)
   if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-    unknown = sorted(set(options) - set(params))
-    if unknown:
-      raise ValueError(
-          f"loss {name!r} takes the options {', '.join(params) or 'none'}; got unknown "
-          f"option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.")
     missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty
                and p.kind is not inspect.Parameter.VAR_POSITIONAL and k not in options]
     if missing:
@@ -324,7 +320,7 @@ def _check_gradient_classes(classes: str, labels) -> None:
         "which ignores them: drop labels, or pass classes='true'.")
 
 
-@conventions.boundary(labels="labels")
+@conventions.boundary(x="batch", labels="labels")
 def input_gradients(model_fn: Callable, x: ArrayLike, *, scale: str = "log",
                     classes: str = "sum", labels: ArrayLike | None = None) -> jax.Array:
   """``d/dx f(x)`` for every example, with ``f`` built from the model's
@@ -393,7 +389,7 @@ def _log_probability_of(z: jax.Array, k: jax.Array) -> jax.Array:
   return -jax.nn.logsumexp(jnp.where(onehot, 0.0, z - zk), axis=-1)
 
 
-@conventions.boundary(annotation="mask", labels="labels")
+@conventions.boundary(x="batch", annotation="mask", labels="labels")
 def input_gradient_penalty(model_fn: Callable, x: ArrayLike, annotation: ArrayLike, *,
                            scale: str = "log", classes: str = "sum",
                            labels: ArrayLike | None = None,
@@ -441,7 +437,7 @@ def input_gradient_penalty(model_fn: Callable, x: ArrayLike, annotation: ArrayLi
   return pen
 
 
-@conventions.boundary()
+@conventions.boundary(x="batch")
 def certainty_penalty(model_fn: Callable, x: ArrayLike, **options) -> jax.Array:
   """Certainty regularisation: :func:`input_gradient_penalty` with every
   feature annotated (``A = 1``), which flattens the model's log-probabilities
@@ -455,10 +451,8 @@ def certainty_penalty(model_fn: Callable, x: ArrayLike, **options) -> jax.Array:
   Returns:
     ``(N,)`` penalties.
   """
-  unknown = sorted(set(options) - {"scale", "classes", "labels", "normalize"})
-  if unknown:
-    raise TypeError(f"certainty_penalty takes the options scale, classes, labels, normalize; "
-                    f"got {', '.join(unknown)}.")
+  _validation.check_options("certainty_penalty", options,
+                            ("scale", "classes", "labels", "normalize"))
   return input_gradient_penalty(model_fn, x, jnp.ones_like(x), **options)
 
 

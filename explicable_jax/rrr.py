@@ -48,10 +48,8 @@ def model_input_gradients(model: Any, x: ArrayLike, *,
   clf = models.as_classifier("model", model)
   labels = options.pop("labels", None)
   x = np.asarray(x)
-  unknown = sorted(set(options) - {"scale", "classes"})
-  if unknown:
-    raise TypeError(f"model_input_gradients takes the options scale, classes, labels, "
-                    f"batch_size; got {', '.join(unknown)}.")
+  _validation.check_options("model_input_gradients", options,
+                            ("scale", "classes", "labels", "batch_size"))
   losses._check_gradient_classes(options.get("classes", "sum"), labels)
   if labels is None:
     y = np.zeros(len(x), np.int32)
@@ -147,6 +145,8 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
         f"{type(make_model).__name__}.")
   _validation.check_signature("make_model", make_model, 1, "key -> a fresh model")
   _validation.check_positive("n_models", n_models, integer=True)
+  _validation.check_options("find_another_explanation", loss_options, losses.make_rrr_loss,
+                            exclude=("lam",), passed_to="losses.make_rrr_loss")
   lams: list[Any] = [lam] * n_models if np.ndim(lam) == 0 else list(cast(Sequence[float], lam))
   if len(lams) != n_models:
     raise ValueError(f"lam must be one number or a sequence of n_models={n_models} numbers; "

@@ -56,16 +56,7 @@ NOT_A_BOUNDARY = {
     "explicable_jax.data.to_float": "is conventions.check_inputs",
     "explicable_jax.data.augment.augment_cifar": "checks its images itself (check_images: "
         "the layout always, the scale when concrete), also inside jitted steps",
-    "explicable_jax.losses.input_gradients": "x is whatever model_fn takes, inside a jitted "
-        "loss (labels and the annotation mask are declared)",
-    "explicable_jax.losses.input_gradient_penalty": "as input_gradients",
-    "explicable_jax.losses.certainty_penalty": "as input_gradients",
 }
-
-
-# Functions whose x is not a batch of model inputs, though their other
-# arguments are declared.
-NOT_A_BOUNDARY_X = {k for k in NOT_A_BOUNDARY if k.startswith("explicable_jax.losses.")}
 
 
 def _public_functions():
@@ -120,12 +111,10 @@ def test_the_walk_finds_the_api():
 @pytest.mark.parametrize("name", CANDIDATES)
 def test_every_public_function_declares_its_conventions(name):
   fn = PUBLIC[name]
-  if name in NOT_A_BOUNDARY and name not in NOT_A_BOUNDARY_X:
+  if name in NOT_A_BOUNDARY:
     return
   declared = conventions.declared(fn)
   for param, kinds in _kind_params(fn).items():
-    if param in ("x", "images") and name in NOT_A_BOUNDARY_X:
-      continue
     assert (declared.get(param) or "").removesuffix("{}") in kinds, (
         f"{name}: parameter {param!r} looks like {'/'.join(sorted(kinds))} but is not "
         f"declared with conventions.boundary (declared: {declared}); declare it, or list "

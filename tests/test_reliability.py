@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -315,6 +316,15 @@ def _register_none_builder():
     return models.classifier(K, "_trial12_none", input_shape=(4,), num_classes=3)
   finally:
     models.MODELS.pop("_trial12_none", None)
+
+
+_NAN_X = np.where(np.arange(8)[:, None, None, None] == 0, np.nan,
+                  np.random.default_rng(1).random((8, 2, 2, 2))).astype(np.float32)
+
+
+def _lin_model(z):  # a linear 3-class model of (N, 2, 2, 2) inputs
+  return z.reshape(len(z), -1) @ jnp.asarray(np.random.default_rng(0).normal(size=(8, 3)),
+                                               jnp.float32)
 
 
 MORE_BAD_INPUTS = [
@@ -856,7 +866,7 @@ MORE_BAD_INPUTS = [
  ("deliberative.make_hardness_loss one class", lambda: deliberative.make_hardness_loss(1), ValueError, r"num_classes must be at least 2"),
  ("label_change_rate true labels as original_predictions", lambda: mutation.label_change_rate(_CLF, _muts(), _XB, original_predictions=(np.asarray(_CLF.logits(_XB)).argmax(-1) + 1) % 10), ValueError, r"original_predictions must be the model's own labels f\(x\) .*differ from its argmax on 4 of the first 4 inputs"),
  ("models.load a model.json without input_shape", lambda: models.load(_meta_without("input_shape")), ValueError, r"holds a damaged model.json: its recipe for model 'cnn' lacks input_shape"),
- ("mutation.make_mutants an option the operator lacks", lambda: mutation.make_mutants(K, _CLF, 2, "NAI", 0.5, sigma=2.0), TypeError, r"operator 'NAI' takes the options layers, granularity; got sigma"),
+ ("mutation.make_mutants an option the operator lacks", lambda: mutation.make_mutants(K, _CLF, 2, "NAI", 0.5, sigma=2.0), TypeError, r"operator .NAI. takes the options layers, granularity; got unknown option sigma"),
  ("detection.fit_combiner an option scikit-learn's model lacks", lambda: detection.fit_combiner("lda", np.random.default_rng(0).standard_normal((20, 3)), np.arange(20) % 2 == 0, n_estimators=5), TypeError, r"kind='lda' \(scikit-learn's LinearDiscriminantAnalysis\) takes no option n_estimators"),
  # Eighteenth trial (800 calls: 12 silent, 12 cryptic, 1 crash).
  ("from_nnx stages that do not compose to the module", lambda: models.from_nnx(_Seq(), layers=[("a", lambda m, v: m.a(v)), ("b", lambda m, h: m.b(h))], input_shape=(8,)), ValueError, r"layers' stage functions must compose to the module: .*differ from module\(x\)"),
@@ -864,10 +874,20 @@ MORE_BAD_INPUTS = [
  ("fit eval_ds of another class order", lambda: training.fit(training.create_train_state(K, _CLF, optax.sgd(0.1)), data.Dataset(_XB, _YB, 10, tuple("abcdefghij")), train_step=training.make_train_step(losses.cross_entropy_loss, optax.sgd(0.1)), epochs=1, batch_size=4, eval_ds=data.Dataset(_XB, _YB, 10, tuple("jihgfedcba")), progress=False), ValueError, r"eval_ds.class_names must be the training set's, in its order"),
  ("attribution.upsample NaN maps", lambda: attribution.upsample(np.full((2, 4, 4), np.nan), (8, 8)), ValueError, r"maps holds NaN or inf"),
  ("Classifier.logits_with arguments swapped", lambda: _CLF.logits_with(_XB, _CLF.params), TypeError, r"logits_with\(params, x\) takes the parameters first; .*are the two swapped"),
- ("losses.certainty_penalty an unknown option", lambda: losses.certainty_penalty(_CLF.logits, _XB, foo=1), TypeError, r"certainty_penalty takes the options scale, classes, labels, normalize; got foo"),
- ("rrr.model_input_gradients an unknown option", lambda: rrr.model_input_gradients(_CLF, _XB, scal="log"), TypeError, r"model_input_gradients takes the options .*; got scal"),
+ ("losses.certainty_penalty an unknown option", lambda: losses.certainty_penalty(_CLF.logits, _XB, foo=1), TypeError, r"certainty_penalty takes the options scale, classes, labels, normalize; got unknown option foo"),
+ ("rrr.model_input_gradients an unknown option", lambda: rrr.model_input_gradients(_CLF, _XB, scal="log"), TypeError, r"model_input_gradients takes the options .*; got unknown option scal"),
  ("models.save under a file", lambda: models.save(os.path.join(__file__, "m"), _CLF), NotADirectoryError, r"path '.*' lies under '.*test_reliability.py', which is a file"),
  ("from_linen naming a layer it lacks", lambda: (lambda nn: (lambda m: models.from_linen(m, m.init(K, jnp.zeros((1, 64))), input_shape=(64,), num_classes=10, layers=["Dense_7"]))(nn.Dense(10)))(__import__("flax.linen", fromlist=["nn"])), ValueError, r"layers names 'Dense_7', which the model's forward pass does not reach"),
+ # Nineteenth trial (682 calls: 6 silent, 4 cryptic, 2 crash; the crash is
+ # test_fit_resumes_past_a_newest_checkpoint_whose_item_folder_is_gone).
+ ("mutation.make_mutants a model's function for the model", lambda: mutation.make_mutants(K, _CLF.logits, 2, "GF", 0.1), TypeError, r"model must hold parameter arrays .*got method \(a function: pass the model itself"),
+ ("mutation.gaussian_fuzzing a dict of strings", lambda: mutation.gaussian_fuzzing(K, {"a": "x"}, 0.1), TypeError, r"params must hold parameter arrays .*got str at 'a'"),
+ ("rrr.find_another_explanation a misspelt loss option", lambda: rrr.find_another_explanation(K, _ds(), n_models=1, make_model=lambda k: models.classifier(k, "mlp", input_shape=(8, 8, 1), num_classes=10, hidden=(8,)), optimizer=optax.sgd(0.1), epochs=1, batch_size=64, mask_scal="linear"), TypeError, r"find_another_explanation takes, besides its own arguments, the options of losses.make_rrr_loss l2, scale, .*got unknown option mask_scal"),
+ ("robustness.black_box a misspelt training option", lambda: robustness.black_box(K, _CLF.logits, _XB, _YB, 0.1, init_fn=lambda k: {"w": jnp.zeros((64, 10))}, apply_fn=lambda p, z: z.reshape(len(z), -1) @ p["w"], x_seed=_XB, round=1), TypeError, r"black_box takes, besides its own arguments, the options of train_substitute rounds, .*got unknown option round"),
+ ("losses.certainty_penalty NaN inputs", lambda: losses.certainty_penalty(_lin_model, _NAN_X), ValueError, r"x holds NaN or inf in 1 example\(s\), indices 0"),
+ ("losses.input_gradient_penalty NaN inputs", lambda: losses.input_gradient_penalty(_lin_model, _NAN_X, np.ones(_NAN_X.shape, bool)), ValueError, r"x holds NaN or inf in 1 example"),
+ ("losses.input_gradients NaN inputs", lambda: losses.input_gradients(_lin_model, _NAN_X), ValueError, r"x holds NaN or inf in 1 example"),
+ ("ev.area_under_curve reversed fractions", lambda: ev.area_under_curve(ev.Curve(jnp.linspace(1, 0, 5), jnp.ones((1, 5)))), ValueError, r"curve.fractions must rise from 0 to 1 .*got \[1.0, 0.75"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 
@@ -902,6 +922,7 @@ WARNED_INPUTS = [
     ("bootstrap_auroc_difference one positive", lambda: metrics.bootstrap_auroc_difference(K, np.linspace(0, 1, 8), np.linspace(1, 0, 8), np.eye(8)[0].astype(bool), n_resamples=50), r"is_positive holds 1 positive example: every resample repeats it"),
     ("similarity.from_soft_labels labels in another order", lambda: similarity.from_soft_labels(np.eye(4)[np.arange(40) % 4], (np.arange(40) + 1) % 4, 4), r"from_soft_labels: the humans' most voted class agrees with labels on only 0.0%"),
     ("ev.faithfulness_correlation constant maps", lambda: ev.faithfulness_correlation(K, _CLF, _XB + 0.5, np.ones_like(_XB), target=_YB, n_perturb_samples=4, subset_size=8), r"faithfulness_correlation: 4 of 4 maps"),
+    ("logits of integer 0/1 images", lambda: _CLF.logits((np.arange(256).reshape(4, 8, 8, 1) % 2).astype(np.int32)), r"x holds integer pixels that are all 0 or 1: integer pixels are read on the 0..255 scale"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 
@@ -1133,9 +1154,31 @@ def test_checkpoint_restore_falls_back_when_the_newest_is_damaged(tmp_path):
   for path in pathlib.Path(tmp_path, "2").rglob("*"):
     if path.is_file():
       path.write_bytes(b"garbage")
-  restored = ckpt.restore(state)
+  with pytest.warns(RuntimeWarning, match=r"step 2.*restored step 1"):
+    restored = ckpt.restore(state)
   assert int(restored.step) == 1
   chex.assert_trees_all_equal(restored.params, s1.params)
+  ckpt.save(s2)  # the damaged step is written anew
+  chex.assert_trees_all_equal(ckpt.restore(state).params, s2.params)
+
+
+def test_fit_resumes_past_a_newest_checkpoint_whose_item_folder_is_gone(tmp_path):
+  """The nineteenth trial's crash: with the newest checkpoint's item folder
+  removed (a save cut short), the fall-back read of the one before failed too
+  (orbax then asked for Composite args), so the run could not be resumed."""
+  _, train, state, step = _small_setup()
+  kw = dict(train_step=step, batch_size=64, checkpoint_every=2, progress=False)
+  whole, _ = training.fit(state, train, epochs=3, workdir=str(tmp_path / "whole"), **kw)
+  per_epoch = len(train) // 64
+  training.fit(state, train, epochs=2, workdir=str(tmp_path / "cut"), **kw)
+  newest = training.Checkpointer(tmp_path / "cut" / "checkpoints").latest_step()
+  assert newest == 2 * per_epoch
+  shutil.rmtree(tmp_path / "cut" / "checkpoints" / str(newest) / "default")
+  with pytest.warns(RuntimeWarning, match=f"step {newest}.*could not be read|could not be "
+                    f"read.*step {newest}"):
+    resumed, _ = training.fit(state, train, epochs=3, workdir=str(tmp_path / "cut"), **kw)
+  assert int(resumed.step) == int(whole.step)
+  chex.assert_trees_all_close(resumed.params, whole.params, rtol=1e-6, atol=1e-7)
 
 
 _FIT_SCRIPT = """

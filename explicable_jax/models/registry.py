@@ -159,20 +159,8 @@ def _check_options(name: str, builder, kwargs) -> None:
   """Raises naming an option the model's builder (or, for a class, its
   constructor) does not take, and the ones it does."""
   target = builder.__init__ if inspect.isclass(builder) else builder
-  try:
-    params = inspect.signature(target).parameters
-  except (TypeError, ValueError):
-    return
-  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-    return
-  skip = {"self", "input_shape", "num_classes", "rngs"}
-  known = [n for n, p in params.items() if n not in skip and p.kind in (
-      inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-  unknown = sorted(set(kwargs) - set(known))
-  if unknown:
-    raise ValueError(
-        f"model {name!r} takes the options {', '.join(known) or '(none)'}; got unknown "
-        f"option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.")
+  _validation.check_options(f"model {name!r}", kwargs, target, error=ValueError,
+                            exclude=("self", "input_shape", "num_classes", "rngs"))
 
 
 

@@ -30,7 +30,10 @@ def classifier_or_none(model):
 def params_of(name: str, model_or_params):
   """A Classifier's (or TrainState's) params, or the pytree itself."""
   clf = classifier_or_none(model_or_params)
-  return clf.params if clf is not None else model_or_params
+  if clf is not None:
+    return clf.params
+  _leaves(model_or_params, name)  # a pytree of arrays, not a function
+  return model_or_params
 
 
 def check_mutants(mutants, params, *, related: bool = True) -> int:
@@ -39,7 +42,7 @@ def check_mutants(mutants, params, *, related: bool = True) -> int:
   ``related``, a warning when they share (almost) no weight with ``params``
   (a caller that hands them on to a function that warns passes ``False``)."""
   p_paths, p_leaves, p_def = _leaves(params)
-  m_paths, m_leaves, m_def = _leaves(mutants)
+  m_paths, m_leaves, m_def = _leaves(mutants, "mutants")
   stack = ("jax.tree.map(lambda *a: jnp.stack(a), *mutants) stacks a list of mutants; "
            "mutation.make_mutants returns them stacked")
   if (isinstance(mutants, tuple) and len(mutants) == 2 and isinstance(mutants[1], dict)

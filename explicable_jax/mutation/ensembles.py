@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -63,19 +63,13 @@ def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options
   _validation.check_positive("n", n, integer=True)
   params = params_of("params", params)
   op = _operator(operator)
-  sig: Mapping[str, inspect.Parameter]
-  try:
-    sig = inspect.signature(op).parameters
+  label = operator if isinstance(operator, str) else getattr(op, "__name__", "operator")
+  try:  # an operator is op(key, params, rate, *, options): the options are keyword-only
+    positional = [k for k, p in inspect.signature(op).parameters.items()
+                  if p.kind is not p.KEYWORD_ONLY]
   except (TypeError, ValueError):
-    sig = {}
-  if sig and not any(p.kind is p.VAR_KEYWORD for p in sig.values()):
-    takes = [k for k, p in sig.items() if p.kind is p.KEYWORD_ONLY]
-    unknown = sorted(set(options) - set(takes))
-    if unknown:
-      label = operator if isinstance(operator, str) else getattr(op, "__name__", "operator")
-      raise TypeError(
-          f"operator {label!r} takes the options {', '.join(takes) or '(none)'}; got "
-          f"{', '.join(unknown)}.")
+    positional = []
+  _validation.check_options(f"operator {label!r}", options, op, exclude=positional)
   keys = jax.random.split(key, int(n))
   try:
     fn = _vmapped_operator(op, rate, tuple(sorted(options.items())))

@@ -66,11 +66,13 @@ def _path_str(path) -> str:
   return "/".join(parts)
 
 
-def _leaves(params):
-  """``(paths, leaves, treedef)``; a path is ``"conv1/kernel"``."""
+def _leaves(params, name: str = "params"):
+  """``(paths, leaves, treedef)``; a path is ``"conv1/kernel"``. Every leaf
+  must be an array (a function or a string in ``name`` is refused)."""
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
   paths = [_path_str(p) for p, _ in flat]
   leaves = [leaf for _, leaf in flat]
+  _validation.check_array_leaves(name, paths, leaves)
   return paths, leaves, treedef
 
 

@@ -249,5 +249,8 @@ def black_box(key: jax.Array, oracle, x, labels, epsilon: float, *,
   """
   from explicable_jax.robustness.attacks import fgsm
   key = _validation.check_key("key", key, call="black_box(key, oracle, x, labels, epsilon, ...)")
+  _validation.check_options("black_box", training, train_substitute,
+                            exclude=("key", "oracle", "init_fn", "apply_fn", "x_seed", "clip"),
+                            passed_to="train_substitute")
   sub = train_substitute(key, oracle, init_fn, apply_fn, x_seed, **training)
   return fgsm(sub.logits, x, labels, epsilon, clip=clip)

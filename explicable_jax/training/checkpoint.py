@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import jax
 
@@ -19,7 +20,8 @@ class Checkpointer:
   Writes are atomic (orbax writes to a temporary folder and renames it), so a
   run killed while saving leaves the previous checkpoint intact. ``restore``
   falls back to the newest checkpoint that reads back if the newest is
-  damaged.
+  damaged (with a warning naming the steps it skipped); a later ``save`` at a
+  damaged step replaces it.
   """
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3):
@@ -31,10 +33,15 @@ class Checkpointer:
     # A local folder is made absolute; a gs:// or s3:// URI is kept as it is
     # (orbax writes to it through tensorstore).
     self.directory = os.fspath(_paths.resolve(directory))
-    self.manager = ocp.CheckpointManager(
-        _paths.resolve(directory),
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True,
+    self._max_to_keep = max_to_keep
+    self._damaged: set[int] = set()  # steps that did not read back in restore
+    self.manager = self._new_manager()
+
+  def _new_manager(self):
+    return self._ocp.CheckpointManager(
+        _paths.resolve(self.directory),
+        options=self._ocp.CheckpointManagerOptions(
+            max_to_keep=self._max_to_keep, create=True,
             enable_async_checkpointing=False))
 
   def latest_step(self) -> int | None:
@@ -47,6 +54,9 @@ class Checkpointer:
 
   def save(self, state: TrainState, *, force: bool = True) -> None:
     step = int(jax.device_get(state.step))
+    if step in self._damaged:  # found unreadable by restore: write it anew
+      self.manager.delete(step)
+      self._damaged.discard(step)
     if step in self.all_steps():
       return
     self.manager.save(step, args=self._ocp.args.StandardSave(
@@ -66,13 +76,18 @@ class Checkpointer:
       raise FileNotFoundError(f"No checkpoint in {self.directory!r}{hint}.")
     target = template.checkpoint_tree()
     abstract = _plain.abstract(target)
-    errors = []
+    errors, failed = [], []
     for s in steps:
       try:
         tree = self.manager.restore(
             s, args=self._ocp.args.StandardRestore(abstract))
       except Exception as e:  # Damaged checkpoint: try the one before.
         errors.append(f"step {s}: {type(e).__name__}: {str(e)[:300]}")
+        failed.append(s)
+        # A failed read can leave the manager guessing the items of the damaged
+        # step (orbax then wants Composite args for every step): start afresh.
+        self.manager.close()
+        self.manager = self._new_manager()
         continue
       wrong = _plain.mismatches(abstract, tree)
       if wrong:
@@ -80,6 +95,12 @@ class Checkpointer:
             f"the checkpoint at step {s} in {self.directory!r} holds another model or "
             f"optimiser: {'; '.join(wrong)}. Train into an empty workdir, or resume with "
             "the model and optimiser that wrote it.")
+      if errors:
+        self._damaged.update(failed)
+        warnings.warn(
+            f"the newest checkpoint(s) in {self.directory!r} could not be read ("
+            f"{'; '.join(errors)}); restored step {s}, the newest that reads back (a save "
+            "at a damaged step replaces it).", RuntimeWarning, stacklevel=2)
       return template.with_checkpoint_tree(_plain.from_plain(target, tree))
     if errors and all("tree structure" in e or "structures do not match" in e
                       for e in errors):

@@ -42,6 +42,13 @@ def area_under_curve(curve: Curve) -> jax.Array:
         f"curve.scores must be (N, T) with T = len(curve.fractions); got scores of shape "
         f"{tuple(np.shape(curve.scores))} and fractions of shape "
         f"{tuple(np.shape(curve.fractions))}.")
+  f = np.asarray(curve.fractions, np.float64)
+  if f.size and (not np.isfinite(f).all() or f.min() < 0 or f.max() > 1
+                 or (np.diff(f) < 0).any()):
+    raise ValueError(
+        "curve.fractions must rise from 0 to 1 (the fraction of features removed or "
+        f"inserted at each step, in order); got {np.round(f, 4).tolist()[:8]}"
+        f"{'...' if f.size > 8 else ''}: a reversed curve has a negative area.")
   return jnp.trapezoid(curve.scores, curve.fractions, axis=-1)
 
 

@@ -422,6 +422,7 @@ def _check_top_k(top_k, num_classes: int) -> None:
 # Ambiguities and insecurities.
 
 
+@conventions.boundary(class_maps="maps")
 def class_ambiguities(class_maps: ArrayLike, top: int = 3) -> jax.Array:
   """Candidate ambiguities: ``(N, K, K)`` booleans, ``[n, a, b]`` (``a < b``)
   true when classes ``a`` and ``b`` (indices into the top-K list) are both
@@ -593,6 +594,7 @@ def insecurities(model: Any, *args, layer: str | None = None, r: float = 0.2,
 # predictors", ECCV 2018).
 
 
+@conventions.boundary(outputs="logits")
 def split_hardness_output(outputs: ArrayLike, num_classes: int):
   """``(class_logits, hardness)`` of a model with ``num_classes + 1``
   outputs whose last output is the hardness predictor's logit;
@@ -689,7 +691,7 @@ def hardness_difficulty(num_classes: int) -> Callable[[jax.Array], jax.Array]:
 # Scoring insecurities against known parts (Wang and Vasconcelos, sec. 5).
 
 
-@conventions.boundary(mask="mask")
+@conventions.boundary(mask="mask", shared_slots="mask")
 def score_insecurity(mask: ArrayLike, shared_slots: ArrayLike, part_centers: ArrayLike,
                      part_segments: ArrayLike | None = None) -> dict | None:
   """Precision, recall (and IoU) of one insecurity against ground-truth parts.
@@ -711,7 +713,7 @@ def score_insecurity(mask: ArrayLike, shared_slots: ArrayLike, part_centers: Arr
     part_centers: ``(P, 2)`` integer (row, column) centres, -1 when absent.
     part_segments: optional ``(H, W)`` part id per pixel, -1 for none.
   """
-  m = np.asarray(conventions.check_mask("mask", mask))
+  m = np.asarray(mask)
   if m.ndim != 2:
     raise ValueError(f"mask must be one (H, W) region; got shape {m.shape}.")
   c = np.asarray(part_centers)
@@ -719,7 +721,7 @@ def score_insecurity(mask: ArrayLike, shared_slots: ArrayLike, part_centers: Arr
     raise ValueError(f"part_centers must be (P, 2) integer (row, column) centres, -1 when "
                      f"absent; got shape {c.shape}, dtype {c.dtype}.")
   p = c.shape[0]
-  shared_mask = np.asarray(conventions.check_mask("shared_slots", shared_slots))
+  shared_mask = np.asarray(shared_slots)
   if shared_mask.shape != (p,):
     raise ValueError(f"shared_slots must have one flag per part, shape ({p},) like "
                      f"part_centers' {p} rows; got shape {shared_mask.shape}.")

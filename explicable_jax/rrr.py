@@ -76,7 +76,7 @@ class FoundModel:
   lam: float = 0.0         # its penalty weight
 
 
-@conventions.boundary()
+@conventions.boundary(initial_annotation="mask")
 def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
                              make_model: Callable[[jax.Array], Any],
                              optimizer: optax.GradientTransformation,
@@ -158,8 +158,6 @@ def find_another_explanation(key: jax.Array, train: Dataset, *, n_models: int,
   mask_classes = loss_options.get("classes", "sum") if mask_classes is None else mask_classes
   _validation.check_choice("mask_scale", mask_scale, losses.GRADIENT_SCALES)
   _validation.check_choice("mask_classes", mask_classes, losses.GRADIENT_CLASSES)
-  if initial_annotation is not None:
-    conventions.check_mask("initial_annotation", initial_annotation)
   annotation = (np.zeros(train.x.shape, bool) if initial_annotation is None
                 else np.asarray(initial_annotation, bool))
   if annotation.shape != train.x.shape:

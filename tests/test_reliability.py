@@ -941,6 +941,24 @@ WARNED_INPUTS.append(("fit resuming a workdir without run.json", _resume_without
                       r"holds checkpoints but no run.json"))
 
 
+def _resume_without_checkpoints():
+  import tempfile
+  work = pathlib.Path(tempfile.mkdtemp()) / "run"
+  step = training.make_train_step(losses.cross_entropy_loss, optax.sgd(0.1))
+  kwargs = dict(train_step=step, batch_size=674, progress=False, workdir=str(work))
+  first, _ = training.fit(training.create_train_state(K, _CLF, optax.sgd(0.1)), _ds(),
+                          epochs=1, **kwargs)
+  shutil.rmtree(work / "checkpoints")
+  state, _ = training.fit(training.create_train_state(K, _CLF, optax.sgd(0.1)), _ds(), epochs=2,
+                          **kwargs)
+  assert int(state.step) == 2 * int(first.step)  # two epochs from step 0
+
+
+WARNED_INPUTS.append(("fit resuming a workdir whose checkpoints are gone",
+                      _resume_without_checkpoints, r"holds a run record \(run.json\) but no "
+                      r"checkpoint .*starts again from step 0"))
+
+
 @pytest.mark.parametrize("call,pattern", [c[1:] for c in WARNED_INPUTS],
                          ids=[c[0] for c in WARNED_INPUTS])
 def test_accepted_input_is_warned_not_silent(call, pattern):
@@ -1160,6 +1178,12 @@ def test_checkpoint_restore_falls_back_when_the_newest_is_damaged(tmp_path):
   chex.assert_trees_all_equal(restored.params, s1.params)
   ckpt.save(s2)  # the damaged step is written anew
   chex.assert_trees_all_equal(ckpt.restore(state).params, s2.params)
+  for path in pathlib.Path(tmp_path).rglob("*"):  # now every checkpoint
+    if path.is_file():
+      path.write_bytes(b"garbage")
+  with pytest.raises(RuntimeError, match=r"could be read, so the run cannot continue from "
+                     r"them: restore the folder from a copy, or move it away"):
+    ckpt.restore(state)
 
 
 def test_fit_resumes_past_a_newest_checkpoint_whose_item_folder_is_gone(tmp_path):

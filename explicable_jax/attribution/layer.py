@@ -602,6 +602,7 @@ def grad_cam(features_fn: BatchFn, head_fn: BatchFn, x: _common.InputsLike, *,
   return jax.tree.map(cam, a, grads)
 
 
+@conventions.boundary(maps="maps")
 def upsample(maps: ArrayLike, size: tuple[int, int], *,
              method: str = "bilinear") -> jax.Array:
   """Resizes ``(N, h, w)`` maps to ``(N, *size)`` with ``jax.image.resize``,
@@ -611,6 +612,5 @@ def upsample(maps: ArrayLike, size: tuple[int, int], *,
                                               "bicubic", "lanczos3", "lanczos5"))
   maps = jnp.asarray(maps)
   _validation.check_rank("maps", maps.shape, (3,))
-  conventions.check_finite("maps", maps)
   size = _validation.check_size("size", size)
   return jax.image.resize(maps, (maps.shape[0], *size), method)

@@ -273,7 +273,7 @@ class GaussianFit(NamedTuple):
   precision: jax.Array
 
 
-@conventions.boundary(labels="labels")
+@conventions.boundary(features="batch", labels="labels")
 def fit_mahalanobis(features: ArrayLike, labels: ArrayLike, num_classes: int, *, ridge: float = 1e-6
                     ) -> GaussianFit:
   """Class-conditional Gaussians with one shared covariance (Lee, Lee, Lee and

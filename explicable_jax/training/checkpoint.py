@@ -111,7 +111,9 @@ class Checkpointer:
           "workdir (resume='allow_changes' continues a run with other settings, not another "
           f"architecture). Details: {errors[0]}")
     raise RuntimeError(
-        f"No checkpoint in {self.directory!r} could be read: " + "; ".join(errors))
+        f"No checkpoint in {self.directory!r} could be read, so the run cannot continue from "
+        "them: restore the folder from a copy, or move it away to train afresh. Details: "
+        + "; ".join(errors))
 
   def close(self) -> None:
     self.manager.close()

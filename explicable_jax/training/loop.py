@@ -525,6 +525,11 @@ def _open_run(state, train_ds, train_step, cfg: FitConfig, main: bool):
             "checked, so another learning rate, loss or data would go unnoticed; a new "
             "record is written.", UserWarning, stacklevel=3)
       state = ckpt.restore(state)  # Refuses other shapes (folders without run.json).
+    elif recorded is not None and cfg.resume:
+      warnings.warn(
+          f"{os.fspath(workdir)!r} holds a run record ({resume_lib.RUN_FILE}) but no "
+          "checkpoint (none written yet, or deleted): the run starts again from step 0, and "
+          "the metrics logged after step 0 are dropped.", UserWarning, stacklevel=3)
     if main and (recorded is None or not has_checkpoint or cfg.resume == "allow_changes"):
       resume_lib.write_run(workdir, current)
   except BaseException:

@@ -35,6 +35,7 @@ def _average_ranks(v: jax.Array) -> jax.Array:
   return (lo + hi - 1).astype(v.dtype) / 2
 
 
+@conventions.boundary(a="maps", b="maps")
 def spearman_rank_correlation(a: ArrayLike, b: ArrayLike) -> jax.Array:
   """Spearman's rank correlation of two batches of maps, per example.
 
@@ -65,6 +66,7 @@ def _spearman(a, b):
                                _average_ranks(b.reshape(n, -1).astype(jnp.float32)))
 
 
+@conventions.boundary(a="maps", b="maps")
 @functools.partial(jax.jit, static_argnames=("win_size", "data_range"))
 def ssim(a: ArrayLike, b: ArrayLike, *, data_range: float | None = None,
          win_size: int = 7) -> jax.Array:

@@ -849,12 +849,38 @@ def check_baseline(name: str, value, *, image_scale: bool = True):
   return value
 
 
+def _list_of_arrays(value) -> bool:
+  """A list whose members are arrays (maps per input or per example), not
+  nested lists of numbers (one array-like)."""
+  return isinstance(value, list) and bool(value) and hasattr(value[0], "shape")
+
+
+def _one_map_array(name: str, maps) -> None:
+  """Refuses a tuple (or list) of map arrays where one array ``(N, ...)`` is
+  scored per example: stacked, its members became the rows (the twentieth
+  trial's ``sparseness((a, b))`` scored 2 "examples" of a batch of 5)."""
+  if hasattr(maps, "_fields"):
+    check_maps(name, maps)  # names the named result
+  if isinstance(maps, tuple) or _list_of_arrays(maps):
+    what = f"a {type(maps).__name__} of {len(maps)} arrays"
+    raise ConventionError(
+        f"{name} must be one array of maps (N, ...), one map per example; got {what}. A "
+        "tuple of maps (one per input, Captum's form) is scored by the metrics that take "
+        "the inputs too; here, score each input's maps on its own, or join them per example "
+        "(np.concatenate([m.reshape(len(m), -1) for m in maps], axis=1)); a list of "
+        "per-example maps is np.stack(maps).")
+
+
 @_validation.named_check
 def check_maps(name: str, maps):
   """Attribution maps ``(N, ...)``: numbers with a batch axis, finite when
   concrete (a NaN map gives a NaN score, not an error, otherwise); returned
   as given (Captum's tuple of maps: each member checked)."""
-  if isinstance(maps, (tuple, list)):
+  if hasattr(maps, "_fields"):  # a named result (a Curve, a fit), not maps
+    raise ConventionError(
+        f"{name} must be attribution maps (N, ...); got a {type(maps).__name__}, a named "
+        "result (the arguments swapped, or another function's output?).")
+  if isinstance(maps, tuple) or _list_of_arrays(maps):
     return type(maps)(check_maps(f"{name}[{i}]", m) for i, m in enumerate(maps))
   arr = _as_array(name, maps, "attribution maps (N, ...)")
   if arr.ndim < 1:
@@ -1100,6 +1126,10 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
       raise TypeError(f"{fn.__qualname__} has no parameter(s) {sorted(missing)}.")
     kinds.update({p: "flag" for p in bool_parameters(fn) if p not in kinds})
     swap_check = _swap_parameters(sig)  # read once, not per call
+    # Captum's tuple of maps (one per input) is matched to a tuple of inputs;
+    # a function without inputs scores one array of maps per example.
+    map_tuples = any(k.removesuffix("{}") in ("images", "inputs", "batch")
+                     for k in kinds.values())
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
@@ -1140,6 +1170,8 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
           continue
         if model_inputs and kind.removesuffix("{}") == "batch":
           kind = kind.replace("batch", "inputs")
+        if kind == "maps" and not map_tuples:
+          _one_map_array(param, value)
         if kind.endswith("{}"):
           if not isinstance(value, Mapping) or not value:
             raise ConventionError(

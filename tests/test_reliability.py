@@ -888,6 +888,13 @@ MORE_BAD_INPUTS = [
  ("losses.input_gradient_penalty NaN inputs", lambda: losses.input_gradient_penalty(_lin_model, _NAN_X, np.ones(_NAN_X.shape, bool)), ValueError, r"x holds NaN or inf in 1 example"),
  ("losses.input_gradients NaN inputs", lambda: losses.input_gradients(_lin_model, _NAN_X), ValueError, r"x holds NaN or inf in 1 example"),
  ("ev.area_under_curve reversed fractions", lambda: ev.area_under_curve(ev.Curve(jnp.linspace(1, 0, 5), jnp.ones((1, 5)))), ValueError, r"curve.fractions must rise from 0 to 1 .*got \[1.0, 0.75"),
+ # Twentieth trial (589 calls: 6 silent, 9 cryptic, 0 crash).
+ ("ev.sparseness a tuple of maps", lambda: ev.sparseness((np.ones((5, 4, 4)), np.ones((5, 4, 4)))), ValueError, r"attributions must be one array of maps \(N, ...\), one map per example; got a tuple of 2 arrays"),
+ ("ev.pointing_game a tuple of maps and masks", lambda: ev.pointing_game((np.ones((5, 4, 4)),) * 2, (np.ones((5, 4, 4), bool),) * 2), ValueError, r"attributions must be one array of maps"),
+ ("attribution.per_feature_map a list of per-example maps", lambda: attribution.per_feature_map([np.ones((4, 4, 3))] * 2), ValueError, r"got a list of 2 arrays.*np.stack\(maps\)"),
+ ("ev.entropy a Curve", lambda: ev.entropy(ev.Curve(jnp.linspace(0, 1, 3), jnp.ones((2, 3)))), ValueError, r"attributions must be attribution maps \(N, ...\); got a Curve, a named result"),
+ ("ev.deletion_curve a Curve as the maps", lambda: ev.deletion_curve(_CLF, _XB, ev.Curve(jnp.linspace(0, 1, 3), jnp.ones((4, 3))), target=_YB), ValueError, r"got a Curve, a named result"),
+ ("from_functions splits as a pair", lambda: models.from_functions(lambda p, v: v.reshape(len(v), -1) @ p, jnp.ones((64, 10)), input_shape=(8, 8, 1), num_classes=10, splits=(lambda p, v: v, lambda p, h: h)), TypeError, r"splits must be a mapping \{layer name: \(features, head\)\}.*got a tuple of 2"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 

@@ -784,6 +784,14 @@ def from_functions(apply_fn: Callable, params, state=None, *,
   if params is None:
     raise TypeError("params must be the model's weights (any pytree of arrays) that apply_fn "
                     "reads as its first argument; got None.")
+  if splits is not None and not (isinstance(splits, Mapping) and all(
+      isinstance(k, str) for k in splits)):
+    got = (f"a {type(splits).__name__} of {len(splits)}" if isinstance(splits, (tuple, list))
+           else type(splits).__name__)
+    raise TypeError(
+        "splits must be a mapping {layer name: (features, head)}, e.g. splits={'hidden': "
+        f"(features, head)}}, with string names; got {got}"
+        + (" (a name for the pair is needed)." if isinstance(splits, (tuple, list)) else "."))
   splits = dict(splits or {})
   for name, pair in splits.items():
     if not (isinstance(pair, tuple) and len(pair) == 2 and all(map(callable, pair))):

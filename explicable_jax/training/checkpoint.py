@@ -33,15 +33,11 @@ class Checkpointer:
     # A local folder is made absolute; a gs:// or s3:// URI is kept as it is
     # (orbax writes to it through tensorstore).
     self.directory = os.fspath(_paths.resolve(directory))
-    self._max_to_keep = max_to_keep
     self._damaged: set[int] = set()  # steps that did not read back in restore
-    self.manager = self._new_manager()
-
-  def _new_manager(self):
-    return self._ocp.CheckpointManager(
-        _paths.resolve(self.directory),
-        options=self._ocp.CheckpointManagerOptions(
-            max_to_keep=self._max_to_keep, create=True,
+    self.manager = ocp.CheckpointManager(
+        _paths.resolve(directory),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True,
             enable_async_checkpointing=False))
 
   def latest_step(self) -> int | None:
@@ -78,16 +74,19 @@ class Checkpointer:
     abstract = _plain.abstract(target)
     errors, failed = [], []
     for s in steps:
+      folder = os.path.join(self.directory, str(s))
+      if os.path.isdir(folder) and not os.path.isdir(os.path.join(folder, "default")):
+        # A save cut short, or a deleted item: asking orbax to read it leaves
+        # the manager wanting Composite args for every later step too.
+        errors.append(f"step {s}: its folder lacks the checkpoint's item 'default'")
+        failed.append(s)
+        continue
       try:
         tree = self.manager.restore(
             s, args=self._ocp.args.StandardRestore(abstract))
       except Exception as e:  # Damaged checkpoint: try the one before.
         errors.append(f"step {s}: {type(e).__name__}: {str(e)[:300]}")
         failed.append(s)
-        # A failed read can leave the manager guessing the items of the damaged
-        # step (orbax then wants Composite args for every step): start afresh.
-        self.manager.close()
-        self.manager = self._new_manager()
         continue
       wrong = _plain.mismatches(abstract, tree)
       if wrong:

@@ -1125,7 +1125,7 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
     if missing:
       raise TypeError(f"{fn.__qualname__} has no parameter(s) {sorted(missing)}.")
     kinds.update({p: "flag" for p in bool_parameters(fn) if p not in kinds})
-    swap_check = _swap_parameters(sig)  # read once, not per call
+    swap_check = _swap_parameters(sig, fn)  # read once, not per call
     # Captum's tuple of maps (one per input) is matched to a tuple of inputs;
     # a function without inputs scores one array of maps per example.
     map_tuples = any(k.removesuffix("{}") in ("images", "inputs", "batch")
@@ -1203,29 +1203,45 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
   return decorate
 
 
-def _swap_parameters(sig: inspect.Signature):
-  """``(function parameters, array parameters, positional names)`` of a
-  signature, for :func:`_check_functions`; ``None`` when it has not both."""
+def _swap_parameters(sig: inspect.Signature, fn: Callable):
+  """``(function parameters, array parameters, positional names, function
+  parameters the function checks itself)`` of a signature, for
+  :func:`_check_functions`; ``None`` when it has no function parameter."""
   fns = tuple(p for p, d in sig.parameters.items()
               if p in MODEL_FN_PARAMETERS or _is_function_annotation(d.annotation))
   arrays = tuple(p for p, d in sig.parameters.items() if "Array" in str(d.annotation))
-  if not fns or not arrays:
+  if not fns:
     return None
   positional = tuple(p for p, d in sig.parameters.items() if d.kind in (
       inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
-  return fns, arrays, positional
+  try:  # a function that names the parameter in its own check states its form
+    source = inspect.getsource(inspect.unwrap(fn))
+  except (OSError, TypeError):
+    source = ""
+  own = tuple(p for p in fns if f'"{p}"' in source)
+  return fns, arrays, positional, own
 
 
-def _check_functions(fns: tuple, array_params: tuple, positional: tuple, args_: dict) -> None:
+def _check_functions(fns: tuple, array_params: tuple, positional: tuple, own: tuple,
+                     args_: dict) -> None:
   """Two arguments swapped, a function and an array: an argument annotated as
   a function (``Callable``, or a model function by name,
   :data:`MODEL_FN_PARAMETERS`) given a non-callable while an argument
   annotated as an array was given a function. Named here, both of them,
-  instead of failing inside the computation; a lone non-callable is left to
-  the function's own check, which states the form the function must have."""
+  instead of failing inside the computation. A lone non-callable (a number, a
+  string) is refused too, naming the parameter (the twenty-first trial's
+  ``data_parallel(3)`` failed inside ``jax.jit``); a model object where a
+  model function is named (``logits_fn``) is left to the model checks."""
   arrays = [p for p in array_params if callable(args_.get(p))
             and not isinstance(args_.get(p), type)]
   if not arrays:
+    for param in fns:
+      value = args_.get(param)
+      if (value is not None and not callable(value) and param not in MODEL_FN_PARAMETERS
+          and param not in own and not hasattr(value, "logits")):
+        raise TypeError(f"{param} must be a function; got {_describe_value(value)}"
+                        + (f" {value!r}" if isinstance(value, (int, float, str)) else "")
+                        + ".")
     return
   for param in fns:
     value = args_.get(param)

@@ -47,6 +47,7 @@ from explicable_jax import _validation
 from explicable_jax import attribution as attribution_lib
 from explicable_jax.attribution import layer as layer_attr
 from explicable_jax.attribution import second_order as second_order_attr
+from explicable_jax import _class_index
 
 __all__ = [
     "ATTRIBUTIONS", "DIFFICULTIES", "HARDNESS_LOSSES", "IG_SPACES", "MAP_FLOOR", "MAP_METHODS",
@@ -174,7 +175,7 @@ def _input_path_gradients(features_fn, head_fn, x, target, n_steps, baseline=0.0
   def layer_grad(alpha):
     a = features_fn(x0 + alpha * (x - x0))
     return jax.grad(
-        lambda h: jnp.take_along_axis(head_fn(h), target[:, None], -1).sum())(a)
+        lambda h: _class_index.entries(head_fn(h), target).sum())(a)
   mean_g = jax.lax.map(layer_grad, alphas).mean(0)
   return (features_fn(x) - features_fn(x0)) * mean_g
 
@@ -188,7 +189,7 @@ def _map(features_fn, head_fn, x, target, method, *, clip_gradient=False, n_step
   if method == "gradient" or (method == "gradient_hessian" and second_order == "absolute"
                               and not clip_gradient):
     a = features_fn(x)
-    g = jax.grad(lambda h: jnp.take_along_axis(head_fn(h), target[:, None], -1).sum())(a)
+    g = jax.grad(lambda h: _class_index.entries(head_fn(h), target).sum())(a)
     if clip_gradient:
       g = jax.nn.relu(g)
     return (a * g).sum(-1)
@@ -206,7 +207,7 @@ def _map(features_fn, head_fn, x, target, method, *, clip_gradient=False, n_step
         features_fn, head_fn, x, target=target, internal_batch_size=internal_batch_size,
         return_terms=True, per_channel=True)
     a = features_fn(x)
-    g = jax.grad(lambda h: jnp.take_along_axis(head_fn(h), target[:, None], -1).sum())(a)
+    g = jax.grad(lambda h: _class_index.entries(head_fn(h), target).sum())(a)
     return (jax.nn.relu(g) * a).sum(-1) + jnp.abs(terms.second.sum(-1)) / 2
   else:
     per_channel = second_order_attr.second_order_attribution(
@@ -655,7 +656,7 @@ def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0,
     del params
     z, s = split_hardness_output(logits, num_classes)
     h = logits[..., num_classes]
-    ce = -jnp.take_along_axis(jax.nn.log_softmax(z), batch["y"][:, None], -1)[:, 0]
+    ce = -_class_index.entries(jax.nn.log_softmax(z), batch["y"])
     p_true = jnp.exp(-jax.lax.stop_gradient(ce))
     if predictor_loss == "bce":
       target = 1.0 - p_true

@@ -27,6 +27,7 @@ from jax.typing import ArrayLike
 
 from explicable_jax import conventions
 from explicable_jax import _paths, _validation, similarity
+from explicable_jax import _class_index
 
 __all__ = [
     "GRADIENT_CLASSES", "GRADIENT_SCALES", "LOSSES", "WEIGHTED_TARGETS", "certainty_penalty",
@@ -64,7 +65,9 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   Returns:
     ``(N,)`` losses.
   """
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  logits = jnp.asarray(logits)
+  return _class_index.valid(optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+                            labels, logits.shape[-1])
 
 
 @conventions.boundary(logits="logits")
@@ -89,7 +92,7 @@ def make_label_smoothing_loss(alpha: float) -> Callable:
   def loss(logits, batch, params=None):
     del params
     targets = optax.smooth_labels(
-        jax.nn.one_hot(_batch_labels(batch), logits.shape[-1]), alpha)
+        _class_index.one_hot(_batch_labels(batch), logits.shape[-1]), alpha)
     return optax.softmax_cross_entropy(logits, targets)
   return loss
 
@@ -204,7 +207,7 @@ def weighted_cross_entropy(logits: ArrayLike, labels: ArrayLike, weights: ArrayL
     raise ValueError(
         f"weights must be {logits.shape[-1]}x{logits.shape[-1]} for logits with "
         f"{logits.shape[-1]} classes; got shape {tuple(targets.shape)}.")
-  return optax.softmax_cross_entropy(logits, targets[labels])
+  return optax.softmax_cross_entropy(logits, _class_index.rows(targets, labels))
 
 
 def make_weighted_loss(weights: ArrayLike, *, target: str = "l1", scale: float = 1.0,
@@ -385,7 +388,7 @@ def _log_probability_of(z: jax.Array, k: jax.Array) -> jax.Array:
   .. math:: \\nabla_z \\log p_k = \\textstyle\\sum_{j \\ne k} p_j\\,(e_k - e_j)
   """
   onehot = jax.nn.one_hot(k, z.shape[-1], dtype=bool)
-  zk = jnp.take_along_axis(z, k[:, None], axis=-1)
+  zk = _class_index.entries(z, k)[:, None]
   return -jax.nn.logsumexp(jnp.where(onehot, 0.0, z - zk), axis=-1)
 
 

@@ -48,7 +48,6 @@ NOT_A_BOUNDARY = {
     "explicable_jax.models.apply_model": "the pure forward pass inside jitted steps",
     "explicable_jax.models.base.check_image_input": "the zoo models' own shape check",
     "explicable_jax.models.base.normalize_input": "inside the zoo models' forward pass",
-    "explicable_jax.training.step.eval_batch": "jitted; evaluate() checks the data set",
     "explicable_jax.training.step.logits_batch": "jitted; predict() declares x",
     "explicable_jax.training.step.to_float": "jitted conversion (conventions.to_unit_float)",
     "explicable_jax.detection.detector.mlp_logit": "the detector network's forward pass",

@@ -15,6 +15,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from explicable_jax import _batching, _validation
+from explicable_jax import _class_index
 
 __all__ = [
     "Baselines", "InputsLike", "MAX_UNROLLED_CHUNKS", "METHODS", "PRECISIONS", "Target",
@@ -177,7 +178,7 @@ def resolve_target(target: Any, logits_shape: tuple[int, ...],
 def target_score(logits: jax.Array, target: jax.Array) -> jax.Array:
   """``sum_n logits[n, target[n]]``: the gradient of this sum is each
   example's own target-score gradient, since examples do not interact."""
-  return jnp.take_along_axis(logits, target[:, None], axis=-1).sum()
+  return _class_index.entries(logits, target).sum()
 
 
 def check_chunk(internal_batch_size: int | None, total: int) -> int:

@@ -32,6 +32,7 @@ from explicable_jax import _validation, models
 from explicable_jax.attribution import _common, input as input_lib
 from explicable_jax.attribution import layer as layer_lib
 from explicable_jax.attribution import second_order as second_order_lib
+from explicable_jax import _class_index
 
 __all__ = [
     "saliency", "gradient_x_input", "integrated_gradients", "smoothgrad",
@@ -266,7 +267,7 @@ def compute_convergence_delta(clf: Any, attributions: _common.InputsLike, x: _co
     ref = tuple(_common.resolve_baselines(b, xi) for b, xi in zip(per_input, xs))
   else:
     ref = _common.resolve_baselines(baselines, x)
-  scores = lambda v: jnp.take_along_axis(clf.logits(v), t[:, None], axis=-1)[:, 0]
+  scores = lambda v: _class_index.entries(clf.logits(v), t)
   return total - (scores(x) - scores(ref))
 
 

@@ -20,6 +20,7 @@ from jax.typing import ArrayLike
 
 from explicable_jax import _validation, conventions
 from explicable_jax.attribution import _common
+from explicable_jax import _class_index
 
 __all__ = [
     "NOISE_TUNNEL_TYPES", "class_score_fn", "gradient", "gradient_x_input",
@@ -62,7 +63,7 @@ def class_score_fn(logits_fn: Callable[[jax.Array], jax.Array],
              "or jax.vmap)" if tuple(x.shape[1:]) == tuple(shape) else "") + ".")
     logits = logits_fn(jax.tree.map(lambda a: a[None], x))
     _validation.check_labels("target", target, int(logits.shape[-1]))
-    return logits[0, target]
+    return _class_index.entries(logits, jnp.reshape(target, (1,)))[0]
 
   setattr(score, "classifier", conventions.classifier_of(logits_fn))  # read by the input checks
   return score

@@ -39,6 +39,7 @@ from jax.typing import ArrayLike
 from explicable_jax import conventions
 from explicable_jax import _jaxpr, _validation
 from explicable_jax.attribution import _common
+from explicable_jax import _class_index
 
 __all__ = [
     "grad_cam", "head_gradient_is_constant", "layer_conductance", "layer_gradient_x_activation",
@@ -177,7 +178,7 @@ def _score_gap(head_fn, a, a_ref, t):
   """``F(x) - F(x')`` per example from the layer's activations at both ends."""
   batch = a.shape[0]
   logits = head_fn(jnp.concatenate([a, a_ref]))
-  scores = jnp.take_along_axis(logits, jnp.concatenate([t, t])[:, None], axis=-1)[:, 0]
+  scores = _class_index.entries(logits, jnp.concatenate([t, t]))
   return scores[:batch] - scores[batch:]
 
 

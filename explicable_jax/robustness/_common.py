@@ -11,6 +11,7 @@ import numpy as np
 import optax
 
 from explicable_jax import _validation
+from explicable_jax import _class_index
 
 __all__ = [
     "LogitsFn", "check_targets_differ",
@@ -102,7 +103,9 @@ def _loss_gradient(logits_fn: LogitsFn, x: jax.Array, labels: jax.Array) -> jax.
   because examples do not interact in evaluation mode (no batch statistics).
   """
   def total(x):
-    return optax.softmax_cross_entropy_with_integer_labels(logits_fn(x), labels).sum()
+    logits = logits_fn(x)
+    return _class_index.valid(optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+                              labels, logits.shape[-1]).sum()
   return jax.grad(total)(x)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from explicable_jax import conventions
 from explicable_jax import _validation
 from explicable_jax.attribution import _common as _attribution_common
+from explicable_jax import _class_index
 from explicable_jax.robustness._common import (
     check_targets_differ,
   LogitsFn,
@@ -343,7 +344,7 @@ def _jsma_impl(logits_fn, x, targets, theta, increase, max_iters, pixels, clip):
   def body(state):
     xf, domain, i, _ = state
     logits, vjp = jax.vjp(logits_of, xf)
-    onehot = jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype)
+    onehot = _class_index.one_hot(targets, logits.shape[-1], dtype=logits.dtype)
     a, b = vjp(onehot)[0], vjp(1.0 - onehot)[0]
     not_done = jnp.argmax(logits, -1) != targets
     chosen, found = (_jsma_scores_pair if pixels == 2 else _jsma_scores_single)(

@@ -21,6 +21,7 @@ import optax
 
 from explicable_jax import conventions
 from explicable_jax import _optax, _validation
+from explicable_jax import _class_index
 from explicable_jax.robustness._common import (
     check_targets_differ,
   LogitsFn,
@@ -208,7 +209,7 @@ def _cw_impl(logits_fn, x, labels, confidence, initial_const, learning_rate, tar
   mid, half = (hi + lo) / 2, (hi - lo) / 2
   w0 = jnp.arctanh(jnp.clip((x - mid) / half, -1.0, 1.0) * CW_BOX_SHRINK)
   c = logits_fn(x).shape[-1]
-  onehot = jax.nn.one_hot(labels, c, dtype=x.dtype)
+  onehot = _class_index.one_hot(labels, c, dtype=x.dtype)
   sign = -1.0 if targeted else 1.0
   optimizer = optax.adam(learning_rate)
 

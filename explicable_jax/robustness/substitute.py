@@ -26,6 +26,7 @@ import optax
 
 from explicable_jax import conventions
 from explicable_jax import _batching, _optax, _validation
+from explicable_jax import _class_index
 from explicable_jax.robustness._common import (
   _check_clip,
   _check_images,
@@ -54,7 +55,7 @@ def jacobian_augmentation(logits_fn: Callable[[jax.Array], jax.Array], x, labels
 
 def _augment_impl(logits_fn, x, labels, step_size, clip):
   def score(v):
-    return jnp.take_along_axis(logits_fn(v), labels[:, None], axis=1).sum()
+    return _class_index.entries(logits_fn(v), labels).sum()
   return _clip(x + step_size * jnp.sign(jax.grad(score)(x)), clip)
 
 

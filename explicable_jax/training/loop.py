@@ -41,6 +41,9 @@ from explicable_jax.training.state import TrainState
 from explicable_jax.training.step import (check_loss_fn, check_optimizer_state, eval_batch,
                                           logits_batch)
 
+# evaluate() checks the whole data set once; its batches skip the boundary.
+_eval_batch_unchecked: Callable = getattr(eval_batch, "__wrapped__")
+
 __all__ = [
     "FIT_SETTINGS", "FitConfig", "NonFiniteLossError", "TrainingInterrupted",
     "check_model_input", "evaluate", "fit", "predict",
@@ -171,7 +174,8 @@ def evaluate(model, ds: data_lib.Dataset, *, batch_size: int = 500,
   # hardness predictor's logit, last) must not win an argmax with them.
   classes = getattr(loss_fn, "num_classes", None) or ds.num_classes
   per_example, correct = _batching.map_batches(
-      lambda c, x, y: eval_batch(c, x, y, loss_fn=loss_fn, num_classes=classes), [ds.x, ds.y],
+      lambda c, x, y: _eval_batch_unchecked(c, x, y, loss_fn=loss_fn, num_classes=classes),
+      [ds.x, ds.y],
       batch_size=batch_size, args=(clf,), across_processes=across_processes)
   # NaN marks rows with non-finite logits: their argmax (class 0) is no
   # prediction, so no accuracy is reported over them.

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from explicable_jax import _optax, _validation, conventions
+from explicable_jax import _class_index, _optax, _validation, conventions
 from explicable_jax import losses as losses_lib
 from explicable_jax.training.state import TrainState, check_optimizer
 
@@ -309,22 +309,30 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
   return step
 
 
+@conventions.boundary(x="inputs", y="labels")
 @functools.partial(jax.jit, static_argnames=("loss_fn", "num_classes"))
 def eval_batch(clf, x, y, *, loss_fn: Callable = losses_lib.cross_entropy_loss,
                num_classes: int | None = None):
   """Per-example ``(loss, correct)`` of a classifier on one batch;
   ``correct`` is NaN on rows whose logits hold NaN or inf (the argmax of NaN
-  logits is class 0, which is no prediction), for the caller to refuse.
+  logits is class 0, which is no prediction), or whose label lies outside
+  the classes (traced labels, which the boundary cannot check), for the
+  caller to refuse.
 
   Module-level and jitted with the classifier as an argument, so evaluating
-  any number of times (every epoch of ``fit``) compiles once per shape."""
+  any number of times (every epoch of ``fit``) compiles once per shape;
+  :func:`~explicable_jax.training.evaluate`, which checks the whole data set
+  once, calls the jitted function without the per-batch checks
+  (``eval_batch.__wrapped__``)."""
   x = to_float(x)
   logits = clf.logits(x)
   # A loss that reads the model (RRR's input gradients) gets it as in training.
   kwargs = {"model_fn": clf.logits} if _validation.accepts_keyword(loss_fn, "model_fn") else {}
   out = call_loss(loss_fn, logits, {"x": x, "y": y}, clf.params, **kwargs)
   per_example = per_example_losses(out, x.shape[0])[0]
-  correct = (jnp.argmax(logits[..., :num_classes], -1) == y).astype(jnp.float32)
+  scored = logits[..., :num_classes]
+  correct = _class_index.valid((jnp.argmax(scored, -1) == y).astype(jnp.float32), y,
+                               scored.shape[-1])
   finite = jnp.all(jnp.isfinite(logits), axis=-1)
   return per_example, jnp.where(finite, correct, jnp.nan)
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from explicable_jax import _validation, models
 from explicable_jax.attribution import _common
+from explicable_jax import _class_index
 
 __all__ = [
     "Inputs", "check_samples", "check_target", "example_keys", "expand", "flat", "forward",
@@ -178,7 +179,7 @@ def scores(fn: Callable, x, t: jax.Array | None, *, softmax: bool = False) -> ja
     return out.reshape(out.shape[0])
   if softmax:
     out = jax.nn.softmax(out, axis=-1)
-  return jnp.take_along_axis(out, t[:, None], axis=-1)[:, 0]
+  return _class_index.entries(out, t)
 
 
 def example_keys(key: jax.Array, n: int) -> jax.Array:

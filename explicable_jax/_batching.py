@@ -113,6 +113,11 @@ def map_batches(fn: Callable, inputs: Sequence[Any], *, batch_size: int,
     ``fn``'s outputs for every row, in order (numpy when ``to_host``).
   """
   _validation.check_positive("batch_size", batch_size, integer=True)
+  if any(isinstance(a, jax.core.Tracer) for a in inputs):
+    raise TypeError(
+        "the inputs are traced (this was called inside jax.jit, vmap or grad), but "
+        "batching over a data set runs on the host and cannot be traced: call it outside "
+        "jit, and inside jit call the model itself (clf.logits(x)).")
   args = local_copy(tuple(args))
   inputs = [np.asarray(a) for a in inputs]
   if not inputs:

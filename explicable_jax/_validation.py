@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -242,6 +244,33 @@ def check_options(call: str, options: Iterable[str], takes: Callable | Iterable[
     raise error(
         f"{call} {takes_} {', '.join(known) or '(none)'}; got unknown "
         f"option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.")
+
+
+def user_stacklevel() -> int:
+  """The ``stacklevel`` that points a warning raised here at the first frame
+  outside the library (the user's call), however deep the check runs."""
+  package = os.path.dirname(os.path.abspath(__file__))
+  frame: Any = sys._getframe(1)
+  level = 1
+  while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    frame, level = frame.f_back, level + 1
+  return level
+
+
+def as_numbers(name: str, value: Any, what: str, dtype=np.float64) -> np.ndarray:
+  """``value`` as a numpy array of ``dtype``, or a ``TypeError`` naming the
+  argument and what it must be (a dict or a list of strings fails inside
+  numpy with a message that names neither)."""
+  try:
+    return np.asarray(value, dtype=dtype)
+  except (TypeError, ValueError):
+    if "Tracer" in type(value).__name__:  # traced: the caller's own path
+      raise
+    if isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 0:
+      value = value.item()
+    raise TypeError(f"{name} must be {what} of numbers; got {type(value).__name__}"
+                    + (f" {value!r}" if isinstance(value, (dict, str)) and len(str(value)) < 60
+                       else "") + ".") from None
 
 
 def check_array_leaves(name: str, paths: Iterable[str], leaves: Iterable[Any]) -> None:

@@ -65,11 +65,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
-import sys
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +91,11 @@ _UNIT_SLACK = 0.5
 # A batch of [0, 1] images with noise has a mean of at least about 0; one
 # whose mean is below minus this (with negative values) is centred data.
 _CENTRED_MEAN = 0.05
+# Signed values about 0 (an attribution map, centred data): a batch mean
+# below this with more than this share of negative values among the non-zero
+# ones (maps hold many zeros). Noise about real
+# [0, 1] images keeps the batch's mean near the images' own (above 0.02).
+_SIGNED_MEAN, _SIGNED_SHARE = 0.02, 0.25
 # Images a user's perturbation returns (noise left unclipped, say) may stray
 # further; beyond this they are on another scale (0..255).
 _PERTURBED_SLACK = 4.0
@@ -277,16 +279,23 @@ def _unit_range(name: str, arr, *, strict: bool) -> None:
   slack = 1e-4 if strict else _UNIT_SLACK
   if lo >= -slack and hi <= 1 + slack:
     # The mean costs one more pass: read only when values are negative.
-    mean = float(np.mean(arr)) if lo < 0 else 0.0
-    if mean >= -_CENTRED_MEAN:
+    mean = float(np.mean(arr)) if lo < 0 else 1.0
+    # the share of negatives among the non-zero values (maps hold many zeros)
+    negative = (float(np.sum(arr < 0)) / max(int(np.count_nonzero(arr)), 1)
+                if mean < _SIGNED_MEAN else 0.0)
+    signed = negative > _SIGNED_SHARE
+    if mean >= -_CENTRED_MEAN and not signed:
       return
     # inside the slack, but centred on 0
     raise ConventionError(
         f"{name} must be float images in [0, 1] (or integer pixels in 0..255); got values "
-        f"from {lo:.4g} to {hi:.4g} with mean {mean:.4g}: it looks centred (x - 0.5, or x "
-        "minus the mean), which noise about [0, 1] images never makes negative on average; "
-        "pass the [0, 1] images and standardise inside the model (input_mean/input_std), "
-        "or adapt a model of yours that takes this scale with input_range=None.")
+        f"from {lo:.4g} to {hi:.4g} with mean {mean:.4g}"
+        + (f" and {negative:.0%} of the non-zero ones negative" if signed else "")
+        + ": it looks centred (x - 0.5, or x minus the mean) or like signed maps "
+        "(attributions: the arguments swapped?), which noise about [0, 1] images does not "
+        "make; pass the [0, 1] images and standardise inside the model "
+        "(input_mean/input_std), or adapt a model of yours that takes this scale with "
+        "input_range=None.")
   if lo >= 0 and hi <= 255:
     hint = ("it looks like 0..255 pixels stored as floats: pass x / 255, or the "
             "uint8 images themselves")
@@ -315,17 +324,6 @@ def image_scale_codes(x, *, unit: bool = True, perturbed: bool = False) -> jax.A
   return jnp.where(~jnp.isfinite(flat).all(1), 1, jnp.where(off, 2, 0))
 
 
-def _user_stacklevel() -> int:
-  """The ``stacklevel`` that points a warning raised here at the first frame
-  outside the library (the user's call), however deep the check runs."""
-  package = os.path.dirname(os.path.abspath(__file__))
-  frame: Any = sys._getframe(1)
-  level = 1
-  while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-    frame, level = frame.f_back, level + 1
-  return level
-
-
 def _pixels(name: str, arr) -> None:
   if _is_traced(arr) or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
     return
@@ -338,7 +336,7 @@ def _pixels(name: str, arr) -> None:
     warnings.warn(
         f"{name} holds integer pixels that are all 0 or 1: integer pixels are read on the "
         "0..255 scale (x / 255), so these are nearly black. Binary images go in as floats "
-        f"({name}.astype(np.float32)) or as 0/255 pixels.", UserWarning, stacklevel=_user_stacklevel())
+        f"({name}.astype(np.float32)) or as 0/255 pixels.", UserWarning, stacklevel=_validation.user_stacklevel())
 
 
 @_validation.named_check

@@ -15,6 +15,7 @@ loss, not a tool of their own.
 from __future__ import annotations
 
 import os
+import warnings
 
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -145,7 +146,7 @@ def weighted_targets(weights: ArrayLike, *, target: str = "l1", scale: float = 1
     raise ValueError(f"kind= is only for target='authors'; got target={target!r}.")
   checked: ArrayLike
   try:
-    checked = similarity.check_weight_matrix("weights", np.asarray(weights))
+    checked = similarity.check_weight_matrix("weights", weights)
   except jax.errors.TracerArrayConversionError:
     checked = weights  # Traced: validated by the caller on the host.
   w = jnp.asarray(checked, jnp.float32)
@@ -160,7 +161,25 @@ def weighted_targets(weights: ArrayLike, *, target: str = "l1", scale: float = 1
     return w / w.sum(axis=1, keepdims=True)
   if isinstance(checked, np.ndarray):
     similarity.check_self_similarity("weights", checked)
+    _warn_one_hot_targets(scale * checked)
   return jax.nn.softmax(scale * w, axis=1)
+
+
+def _warn_one_hot_targets(z: np.ndarray) -> None:
+  """Softmax targets of rows whose weights differ by more than ~30 are one-hot
+  to float32 precision: the similarity they were meant to carry is lost, and
+  the weighted loss is the plain cross-entropy (a matrix on the 0..255 or
+  0..100 scale, say)."""
+  z = np.asarray(z, np.float64)
+  gap = z.max(axis=1) - np.where(z < z.max(axis=1, keepdims=True), z, -np.inf).max(axis=1)
+  lost = np.flatnonzero(np.isfinite(gap) & (gap > 30))
+  if lost.size:
+    warnings.warn(
+        f"weighted_targets(target='softmax'): rows {lost[:8].tolist()} of scale * weights "
+        f"span more than 30 (largest gap {gap[lost].max():.4g}), so their softmax targets "
+        "are one-hot and the loss is plain cross-entropy: pass weights on the [0, 1] scale "
+        "(a similarity matrix; W / W.max()), or a smaller scale.", UserWarning,
+        stacklevel=_validation.user_stacklevel())
 
 
 @conventions.boundary(logits="logits", labels="labels")

@@ -287,7 +287,7 @@ def check_weight_matrix(name: str, weights: ArrayLike,
         f"{name} must be a (C, C) similarity matrix; got {type(weights).__name__} "
         f"{os.fspath(weights)!r} (a name or a path: build the matrix first, e.g. "
         "similarity.wordnet_similarity(classes), or np.load(path)).")
-  w = np.asarray(weights, dtype=np.float64)
+  w = _validation.as_numbers(name, weights, "a (C, C) similarity matrix")
   if w.ndim != 2 or w.shape[0] != w.shape[1]:
     raise ValueError(f"{name} must be a square (classes, classes) matrix; got shape {w.shape}.")
   if num_classes is not None and w.shape[0] != num_classes:

@@ -899,6 +899,11 @@ MORE_BAD_INPUTS = [
  # cases are test_a_traced_class_index_outside_the_classes_gives_nan).
  ("training.eval_batch labels out of range", lambda: training.eval_batch(_CLF, _XB, np.array([10, 0, 1, 2]), num_classes=10), ValueError, r"y must lie in \[0, 10\) for 10 classes; got values from 0 to 10"),
  ("training.data_parallel a number for the step", lambda: training.data_parallel(3), TypeError, r"step must be a function; got int 3"),
+ # Twenty-second trial (660 calls: 3 silent, 3 cryptic, 0 crash).
+ ("ev.deletion_curve attributions and inputs swapped", lambda: ev.deletion_curve(_CLF, np.where(np.arange(256).reshape(4, 8, 8, 1) % 3 == 0, 0.0, np.linspace(-0.3, 0.3, 256).reshape(4, 8, 8, 1)).astype(np.float32), np.random.default_rng(0).random((4, 8, 8, 1)), target=_YB, n_steps=4), ValueError, r"inputs must be float images in \[0, 1\].*of the non-zero ones negative: it looks centred .*or like signed maps \(attributions: the arguments swapped\?\)"),
+ ("losses.make_weighted_loss a dict", lambda: losses.make_weighted_loss({"a": 1}), TypeError, r"weights must be a \(C, C\) similarity matrix of numbers; got dict"),
+ ("training.predict inside jit", lambda: jax.jit(lambda v: training.predict(_CLF, v))(_XB), TypeError, r"the inputs are traced .*inside jit call the model itself \(clf.logits\(x\)\)"),
+ ("app.detect.markdown a list", lambda: __import__("explicable_jax.app.detect", fromlist=["markdown"]).markdown([1, 2]), TypeError, r"table must be the non-empty mapping score name -> row that detection.score_table returns; got list"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 
@@ -934,6 +939,8 @@ WARNED_INPUTS = [
     ("similarity.from_soft_labels labels in another order", lambda: similarity.from_soft_labels(np.eye(4)[np.arange(40) % 4], (np.arange(40) + 1) % 4, 4), r"from_soft_labels: the humans' most voted class agrees with labels on only 0.0%"),
     ("ev.faithfulness_correlation constant maps", lambda: ev.faithfulness_correlation(K, _CLF, _XB + 0.5, np.ones_like(_XB), target=_YB, n_perturb_samples=4, subset_size=8), r"faithfulness_correlation: 4 of 4 maps"),
     ("logits of integer 0/1 images", lambda: _CLF.logits((np.arange(256).reshape(4, 8, 8, 1) % 2).astype(np.int32)), r"x holds integer pixels that are all 0 or 1: integer pixels are read on the 0..255 scale"),
+    ("Classifier.with_params NaN weights", lambda: _CLF.with_params(jax.tree.map(lambda w: w * np.nan, _CLF.params)), r"with_params: params hold NaN or inf"),
+    ("weighted_targets softmax of a 0..255 matrix", lambda: losses.weighted_targets((np.eye(4) + 0.1) / 1.1 * 255, target="softmax"), r"rows \[0, 1, 2, 3\] of scale \* weights span more than 30 .*softmax targets are one-hot"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 

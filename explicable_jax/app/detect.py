@@ -122,6 +122,11 @@ def markdown(table: Mapping[str, dict], comparison: Mapping[str, dict] | None = 
              digits: int = 3) -> str:
   """A Markdown table of :func:`explicable_jax.detection.score_table` rows and,
   when given, the :func:`~explicable_jax.detection.compare_to_baseline` column."""
+  if not isinstance(table, Mapping) or not table or not all(
+      isinstance(r, Mapping) for r in table.values()):
+    raise TypeError("table must be the non-empty mapping score name -> row that "
+                    f"detection.score_table returns; got {type(table).__name__}"
+                    + (" (empty)" if isinstance(table, Mapping) and not table else "") + ".")
   first = next(iter(table.values()))
   sel = [k for k in first if k.startswith("selective_accuracy@")]
   has_recall = any("right_recall" in r for r in table.values())

@@ -24,10 +24,12 @@ staged NNX models, any NNX module (:func:`from_nnx`), a ``flax.linen`` module
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 import weakref
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from explicable_jax import _validation, conventions
@@ -386,8 +388,16 @@ class Classifier:
   def with_params(self, params) -> Classifier:
     """The same model with other weights (a mutant, a training step): no
     rebuild, and jitted functions of it do not recompile. ``params`` must
-    have the model's structure and leaf shapes (:func:`check_same_tree`)."""
+    have the model's structure and leaf shapes (:func:`check_same_tree`);
+    concrete weights holding NaN or inf warn (every logit would be NaN)."""
     check_same_tree("params", params, self.params)
+    leaves = [v for v in jax.tree.leaves(params)
+              if not isinstance(v, jax.core.Tracer) and jnp.issubdtype(jnp.result_type(v),
+                                                                      jnp.inexact)]
+    if leaves and not bool(jnp.all(jnp.stack([jnp.isfinite(v).all() for v in leaves]))):
+      warnings.warn("with_params: params hold NaN or inf, so the model's logits will be "
+                    "NaN (a diverged training step, or a damaged mutant?).", UserWarning,
+                    stacklevel=_validation.user_stacklevel())
     return Classifier(params, self.state, self.spec)
 
   def logits_with(self, params, x: jax.Array) -> jax.Array:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["entries", "one_hot", "rows", "valid"]
+__all__ = ["entries", "one_hot", "poison", "rows", "valid"]
 
 
 @jax.custom_jvp
-def _poison(value: jax.Array, ok: jax.Array) -> jax.Array:
+def poison(value: jax.Array, ok: jax.Array) -> jax.Array:
   """``value`` where ``ok``, NaN elsewhere, in the value and in its
   derivatives (forward and reverse mode, so Hessian-vector products too). A
   product with a 1-or-NaN factor is not enough for the value: XLA folds
@@ -28,11 +28,11 @@ def _poison(value: jax.Array, ok: jax.Array) -> jax.Array:
   return jnp.where(ok, value, jnp.nan)
 
 
-@_poison.defjvp
+@poison.defjvp
 def _poison_jvp(primals, tangents):
   value, ok = primals
   factor = jnp.where(ok, 1.0, jnp.nan).astype(jnp.result_type(value))
-  return _poison(value, ok), tangents[0] * factor
+  return poison(value, ok), tangents[0] * factor
 
 
 def _ok(index, num_classes: int) -> jax.Array:
@@ -43,7 +43,7 @@ def _ok(index, num_classes: int) -> jax.Array:
 def valid(value: jax.Array, index, num_classes: int) -> jax.Array:
   """``value`` (one entry per index, e.g. a per-example loss) where ``index``
   lies in ``[0, num_classes)``, NaN elsewhere (value and gradient)."""
-  return _poison(jnp.asarray(value), _ok(index, num_classes))
+  return poison(jnp.asarray(value), _ok(index, num_classes))
 
 
 def entries(values: jax.Array, index) -> jax.Array:
@@ -53,7 +53,7 @@ def entries(values: jax.Array, index) -> jax.Array:
   index = jnp.asarray(index)
   c = values.shape[-1]
   picked = jnp.take_along_axis(values, jnp.clip(index, 0, c - 1)[:, None], axis=-1)[:, 0]
-  return _poison(picked, _ok(index, c))
+  return poison(picked, _ok(index, c))
 
 
 def rows(table: jax.Array, index) -> jax.Array:
@@ -63,12 +63,12 @@ def rows(table: jax.Array, index) -> jax.Array:
   index = jnp.asarray(index)
   n = table.shape[0]
   ok = _ok(index, n).reshape(index.shape + (1,) * (table.ndim - 1))
-  return _poison(table[jnp.clip(index, 0, n - 1)], ok)
+  return poison(table[jnp.clip(index, 0, n - 1)], ok)
 
 
 def one_hot(index, num_classes: int, dtype=jnp.float32) -> jax.Array:
   """``jax.nn.one_hot``, with a NaN row (not an all-zero one) for an index
   outside ``[0, num_classes)``."""
   index = jnp.asarray(index)
-  return _poison(jax.nn.one_hot(index, num_classes, dtype=dtype),
+  return poison(jax.nn.one_hot(index, num_classes, dtype=dtype),
                  _ok(index, num_classes)[..., None])

@@ -376,6 +376,8 @@ def check_images(name: str, x, *, input_shape: tuple[int, ...] | None = None,
   _pixels(name, arr)
   _nonfinite(name, arr)
   _unit_range(name, arr, strict=strict_range)
+  if _is_traced(arr) and convert:
+    return _off_scale_to_nan(_unit_float(arr))
   return _keep_kind(x, _unit_float(arr)) if convert else x
 
 
@@ -422,9 +424,34 @@ def check_inputs(name: str, x, *, input_shape: tuple[int, ...] | None = None,
     _nonfinite(name, arr)
     if unit_range and arr.ndim == 4 and arr.shape[-1] in _CHANNELS:
       _unit_range(name, arr, strict=False)
+      if _is_traced(arr) and convert:
+        return _off_scale_to_nan(_unit_float(arr))
   if not convert or ids:
     return x if not convert else _keep_kind(x, arr)
   return _keep_kind(x, _unit_float(arr))
+
+
+def _off_scale_to_nan(x):
+  """Traced float images (inside ``jit``, where they cannot be refused): the
+  rows far off the ``[0, 1]`` scale (beyond the perturbed-images slack, so
+  0..255 floats, never noise) become NaN, in the value and its gradient, so
+  the answer shows NaN instead of a plausible number (the twenty-third
+  trial's integrated gradients of 0..255 images under ``jit``)."""
+  return off_scale_rows_to_nan(x, x)
+
+
+def off_scale_rows_to_nan(x, out):
+  """``out`` (one row per image of ``x``) with NaN rows, value and gradient,
+  where traced float images ``x`` lie far off the ``[0, 1]`` scale (see
+  :func:`_off_scale_to_nan`); ``out`` as it is for anything else. The
+  classifier applies it to its logits too: a max-pooling network can drop a
+  NaN input on the way (XLA's max of NaN and a padding value)."""
+  if not (_is_traced(x) and jnp.issubdtype(x.dtype, jnp.floating) and x.ndim == 4
+          and x.shape[-1] in _CHANNELS):
+    return out
+  from explicable_jax import _class_index
+  ok = image_scale_codes(x, perturbed=True) == 0
+  return _class_index.poison(out, ok.reshape(ok.shape + (1,) * (jnp.ndim(out) - 1)))
 
 
 @_validation.named_check
@@ -1124,6 +1151,7 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
       raise TypeError(f"{fn.__qualname__} has no parameter(s) {sorted(missing)}.")
     kinds.update({p: "flag" for p in bool_parameters(fn) if p not in kinds})
     swap_check = _swap_parameters(sig, fn)  # read once, not per call
+    key_first = next(iter(sig.parameters), None) == "key"
     # Captum's tuple of maps (one per input) is matched to a tuple of inputs;
     # a function without inputs scores one array of maps per example.
     map_tuples = any(k.removesuffix("{}") in ("images", "inputs", "batch")
@@ -1145,6 +1173,10 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
           check_graphdef("graphdef", args[0])
         return fn(*args, **kwargs)  # Python's own message for a wrong call.
       args_ = bound.arguments
+      if key_first and args_.get("key") is not None:
+        # before the other checks: a key left out shifts every argument, and
+        # the first one checked would be blamed (the twenty-third trial)
+        _validation.check_key("key", args_["key"], call=f"{fn.__name__}(key, ...)")
       if swap_check is not None:
         _check_functions(*swap_check, args_)
       num_classes, input_shape, unit_range = _model_facts(args_)

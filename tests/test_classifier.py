@@ -231,12 +231,12 @@ def test_evaluate_and_predict_compile_once_for_repeated_calls(digits):
   clf = models.classifier(jax.random.key(0), "cnn", input_shape=test.input_shape, num_classes=10)
   training.evaluate(clf, test, batch_size=100)
   training.predict(clf, test.x, batch_size=100)
-  before = (training.eval_batch._cache_size(), training.logits_batch._cache_size())
+  before = (training.eval_batch.__wrapped__._cache_size(), training.logits_batch._cache_size())
   other = clf.with_params(jax.tree.map(lambda a: a * 0.5, clf.params))
   for c in (clf, other, clf):
     training.evaluate(c, test, batch_size=100)
     training.predict(c, test.x, batch_size=100)
-  assert (training.eval_batch._cache_size(), training.logits_batch._cache_size()) == before
+  assert (training.eval_batch.__wrapped__._cache_size(), training.logits_batch._cache_size()) == before
 
 
 def test_zoo_classifier_saves_and_rebuilds_by_name(tmp_path):

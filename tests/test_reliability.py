@@ -904,6 +904,10 @@ MORE_BAD_INPUTS = [
  ("losses.make_weighted_loss a dict", lambda: losses.make_weighted_loss({"a": 1}), TypeError, r"weights must be a \(C, C\) similarity matrix of numbers; got dict"),
  ("training.predict inside jit", lambda: jax.jit(lambda v: training.predict(_CLF, v))(_XB), TypeError, r"the inputs are traced .*inside jit call the model itself \(clf.logits\(x\)\)"),
  ("app.detect.markdown a list", lambda: __import__("explicable_jax.app.detect", fromlist=["markdown"]).markdown([1, 2]), TypeError, r"table must be the non-empty mapping score name -> row that detection.score_table returns; got list"),
+ # Twenty-third trial (544 calls: 2 silent, 2 cryptic, 0 crash; the traced
+ # 0..255 images are test_traced_images_far_off_the_unit_scale_give_nan).
+ ("from_functions a function as the params", lambda: models.from_functions(lambda p, v: v.reshape(len(v), -1) @ jnp.ones((64, 10)), lambda: 0, num_classes=10, input_shape=(8, 8, 1)), TypeError, r"params must hold parameter arrays .*got function"),
+ ("metrics.bootstrap_auroc_difference without its key", lambda: metrics.bootstrap_auroc_difference(np.linspace(0, 1, 12), np.linspace(1, 0, 12), np.arange(12) % 2 == 0, np.arange(12) % 2 == 0), TypeError, r"key must be a PRNG key from jax.random.key\(seed\); got an array of dtype float64 \(the key comes first: bootstrap_auroc_difference\(key, ...\)\)"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 
@@ -978,6 +982,25 @@ def test_a_traced_class_index_outside_the_classes_gives_nan(name):
   assert np.isnan(bad[:2]).all(), bad
   np.testing.assert_allclose(bad[2:], good[2:], rtol=1e-5, atol=1e-6)
   assert np.isfinite(good).all()
+
+
+@pytest.mark.parametrize("name", ["logits", "integrated_gradients", "saliency"])
+def test_traced_images_far_off_the_unit_scale_give_nan(name):
+  """Inside jit the images' scale cannot be refused: 0..255 floats gave
+  large, finite attributions (the twenty-third trial). Rows far off the
+  [0, 1] scale now give NaN (through a max-pooling CNN too, which drops a NaN
+  input); rows on the scale, noisy ones included, keep their values."""
+  fn = {"logits": lambda v: _CLF.logits(v),
+        "integrated_gradients": lambda v: batched_.integrated_gradients(
+            _CLF, v, target=0, n_steps=4),
+        "saliency": lambda v: batched_.saliency(_CLF, v, target=0)}[name]
+  x = np.random.default_rng(0).random((4, 8, 8, 1)).astype(np.float32)
+  noisy = x + np.random.default_rng(1).normal(0, 0.1, x.shape).astype(np.float32)
+  mixed = np.concatenate([x[:2] * 255, noisy[2:]])
+  out = np.asarray(jax.jit(fn)(mixed)).reshape(4, -1)
+  assert np.isnan(out[:2]).all() and np.isfinite(out[2:]).all()
+  np.testing.assert_allclose(out[2:], np.asarray(fn(noisy[2:])).reshape(2, -1), rtol=1e-5,
+                             atol=1e-6)
 
 
 def _resume_without_run_record():

@@ -784,6 +784,10 @@ def from_functions(apply_fn: Callable, params, state=None, *,
   if params is None:
     raise TypeError("params must be the model's weights (any pytree of arrays) that apply_fn "
                     "reads as its first argument; got None.")
+  for name, tree in (("params", params), ("state", state)):
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    _validation.check_array_leaves(name, [jax.tree_util.keystr(p) for p, _ in flat],
+                                   [v for _, v in flat])
   if splits is not None and not (isinstance(splits, Mapping) and all(
       isinstance(k, str) for k in splits)):
     got = (f"a {type(splits).__name__} of {len(splits)}" if isinstance(splits, (tuple, list))

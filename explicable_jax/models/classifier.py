@@ -244,6 +244,8 @@ class Classifier:
       self._unchecked_input_failed(x, e)
       raise
     self.check_logits(logits, x)
+    if getattr(self.spec, "input_range", (0.0, 1.0)) is not None:
+      logits = conventions.off_scale_rows_to_nan(x, logits)  # traced images only
     if (self.spec.input_shape is None and not isinstance(logits, jax.core.Tracer)
         and self.spec not in _OUTPUT_CHECKED):
       # Adapted without input_shape: no dummy batch checked the output at

@@ -95,7 +95,19 @@ def lookup(name: str, value: str, registry: Mapping[str, Any]) -> Any:
   return registry[value]
 
 
+def check_concrete(name: str, value: Any) -> None:
+  """Refuses a traced value where a concrete number is read on the host (a
+  size, a step count, a budget): inside ``jax.jit`` it has no value to
+  check or to branch on."""
+  if "Tracer" in type(value).__name__:
+    raise TypeError(
+        f"{name} must be a concrete number (a Python int or float); got a traced value "
+        f"({type(value).__name__}): pass it from outside jax.jit (close over it, or mark it "
+        "static with static_argnames).")
+
+
 def _check_number(name: str, value: Any, *, integer: bool, strict: bool) -> None:
+  check_concrete(name, value)
   sign = "positive" if strict else "non-negative"
   kind = f"a {sign} {'integer' if integer else 'number'}"
   ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
@@ -132,6 +144,7 @@ def check_seed(name: str, value: Any) -> None:
 
 def check_fraction(name: str, value: Any, *, closed: bool = True) -> None:
   """Raises ``ValueError`` unless ``0 <= value <= 1`` (or ``0 < value < 1``)."""
+  check_concrete(name, value)
   ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
       value, bool) and np.isfinite(value)
   if ok:

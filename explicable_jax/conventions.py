@@ -315,7 +315,7 @@ def image_scale_codes(x, *, unit: bool = True, perturbed: bool = False) -> jax.A
   slack (0.5; 4 for ``perturbed`` images, where unclipped noise strays
   further). ``unit=False`` (a model on another scale) checks finiteness
   only."""
-  flat = jnp.reshape(x, (x.shape[0], -1))
+  flat = jnp.reshape(x, (x.shape[0], int(np.prod(x.shape[1:]))))  # 0 rows too
   slack = _PERTURBED_SLACK if perturbed else _UNIT_SLACK
   lo, hi = (-slack, 1.0 + slack) if unit else (-jnp.inf, jnp.inf)
   off = (flat.min(1) < lo) | (flat.max(1) > hi)
@@ -332,7 +332,7 @@ def _pixels(name: str, arr) -> None:
     raise ConventionError(
         f"{name} holds integer pixels, which must lie in 0..255; got values from {lo} "
         f"to {hi}.")
-  if lo == 0 and hi == 1 and arr.size > 1:  # binarised images, not 0..255 pixels
+  if hi == 1 and arr.size > 1:  # binarised (or all-ones) images, not 0..255 pixels
     warnings.warn(
         f"{name} holds integer pixels that are all 0 or 1: integer pixels are read on the "
         "0..255 scale (x / 255), so these are nearly black. Binary images go in as floats "
@@ -1225,12 +1225,44 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
             "explicable_jax.conventions); got None.")
       check_same_length(lengths)
       _probe_models(args_, kinds)
-      return fn(*bound.args, **bound.kwargs)
+      try:
+        return fn(*bound.args, **bound.kwargs)
+      except jax.errors.TracerArrayConversionError as e:
+        _host_only(fn.__name__, args_, e)
+        raise
 
     setattr(wrapped, "__conventions__", dict(kinds))  # read by declared()
     return wrapped
 
   return decorate
+
+
+def _host_only(name: str, args_: Mapping, error: Exception) -> None:
+  """A host-side (numpy) function given traced arguments, named: JAX's own
+  ``TracerArrayConversionError`` names neither the function nor the fix.
+  Returns (the caller re-raises) when no argument is traced (the error came
+  from a user's function, say)."""
+  traced = [p for p, v in args_.items() if any(_is_traced(leaf) for leaf in jax.tree.leaves(v))]
+  if traced:
+    raise TypeError(
+        f"{name} computes on the host (numpy) and cannot be traced; it was given traced "
+        f"{', '.join(traced)} (called inside jax.jit, vmap or grad): call it outside the "
+        "transformation, on concrete arrays.") from error
+
+
+def host_side(fn: Callable) -> Callable:
+  """For a public host-side function that is not a :func:`boundary` (one
+  with ``*args`` forms): a traced argument is named as :func:`boundary`
+  names it."""
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    try:
+      return fn(*args, **kwargs)
+    except jax.errors.TracerArrayConversionError as e:
+      _host_only(fn.__name__, {**{f"argument {i + 1}": a for i, a in enumerate(args)},
+                               **kwargs}, e)
+      raise
+  return wrapped
 
 
 def _swap_parameters(sig: inspect.Signature, fn: Callable):

@@ -261,6 +261,7 @@ def _model_args(model, args, layer):
   return model, args[0], x, None
 
 
+@conventions.host_side
 def attribution_maps(model: Any, *args, layer: str | None = None,
                      difficulty: str | Callable = "entropy",
                      method: str = "gradient", top_k: int = 5, n_steps: int = 20,
@@ -504,6 +505,7 @@ def insecurity_maps(class_maps: ArrayLike, difficulty_map: ArrayLike,
   return jax.image.resize(prod, (n, k, k, *size), "bilinear")
 
 
+@conventions.host_side
 def insecurities(model: Any, *args, layer: str | None = None, r: float = 0.2,
                  difficulty: str | Callable = "entropy",
                  method: str = "gradient", top_k: int = 5, top: int = 3,

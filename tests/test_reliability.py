@@ -908,6 +908,13 @@ MORE_BAD_INPUTS = [
  # 0..255 images are test_traced_images_far_off_the_unit_scale_give_nan).
  ("from_functions a function as the params", lambda: models.from_functions(lambda p, v: v.reshape(len(v), -1) @ jnp.ones((64, 10)), lambda: 0, num_classes=10, input_shape=(8, 8, 1)), TypeError, r"params must hold parameter arrays .*got function"),
  ("metrics.bootstrap_auroc_difference without its key", lambda: metrics.bootstrap_auroc_difference(np.linspace(0, 1, 12), np.linspace(1, 0, 12), np.arange(12) % 2 == 0, np.arange(12) % 2 == 0), TypeError, r"key must be a PRNG key from jax.random.key\(seed\); got an array of dtype float64 \(the key comes first: bootstrap_auroc_difference\(key, ...\)\)"),
+ # Twenty-fourth trial (666 calls: 1 silent, 13 cryptic, 0 crash).
+ ("batched.saliency an empty batch", lambda: batched_.saliency(_CLF, _XB[:0], target=0), ValueError, r"x must hold at least one example; got an empty batch"),
+ ("metrics.auroc inside jit", lambda: jax.jit(metrics.auroc)(np.arange(4.0), np.array([0, 1, 0, 1], bool)), TypeError, r"auroc computes on the host \(numpy\) and cannot be traced; it was given traced scores, is_positive"),
+ ("deliberative.insecurities inside jit", lambda: jax.jit(lambda v: deliberative.insecurities(*_CLF.split("conv_0"), v, top_k=3))(_XB), TypeError, r"insecurities computes on the host \(numpy\) and cannot be traced"),
+ ("robustness.fgsm a traced epsilon", lambda: jax.jit(lambda e: robustness.fgsm(_CLF.logits, _XB, _YB, e))(0.1), TypeError, r"epsilon must be a concrete number \(a Python int or float\); got a traced value"),
+ ("mutation.weight_shuffling params None", lambda: mutation.weight_shuffling(K, None, 0.5), TypeError, r"params must hold parameter arrays .*got NoneType with none"),
+ ("data.rrr.toy_colors_rules 8x8 images", lambda: __import__("explicable_jax.data.rrr", fromlist=["toy_colors_rules"]).toy_colors_rules(np.zeros((1, 8, 8, 1), np.float32)), ValueError, r"images must be Toy Colors images \(N, 5, 5, 3\)"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 
@@ -945,6 +952,7 @@ WARNED_INPUTS = [
     ("logits of integer 0/1 images", lambda: _CLF.logits((np.arange(256).reshape(4, 8, 8, 1) % 2).astype(np.int32)), r"x holds integer pixels that are all 0 or 1: integer pixels are read on the 0..255 scale"),
     ("Classifier.with_params NaN weights", lambda: _CLF.with_params(jax.tree.map(lambda w: w * np.nan, _CLF.params)), r"with_params: params hold NaN or inf"),
     ("weighted_targets softmax of a 0..255 matrix", lambda: losses.weighted_targets((np.eye(4) + 0.1) / 1.1 * 255, target="softmax"), r"rows \[0, 1, 2, 3\] of scale \* weights span more than 30 .*softmax targets are one-hot"),
+    ("logits of all-ones integer images", lambda: _CLF.logits(np.ones((4, 8, 8, 1), np.int64)), r"x holds integer pixels that are all 0 or 1"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 

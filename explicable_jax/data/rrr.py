@@ -80,6 +80,10 @@ def toy_colors_rules(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Whether rule 1 (equal corners) and rule 2 (distinct top middle) hold,
   for ``(N, 5, 5, 3)`` images."""
   x = np.asarray(images)
+  if x.shape[1:] != (5, 5, 3):
+    raise conventions.ConventionError(
+        f"images must be Toy Colors images (N, 5, 5, 3) (the rules read fixed pixels); got "
+        f"shape {x.shape}.")
   c = [x[:, i, j] for i, j in CORNERS]
   rule1 = np.all([np.all(c[0] == ck, axis=-1) for ck in c[1:]], axis=0)
   t = [x[:, 0, j] for j in (1, 2, 3)]

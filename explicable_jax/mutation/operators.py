@@ -72,6 +72,10 @@ def _leaves(params, name: str = "params"):
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
   paths = [_path_str(p) for p, _ in flat]
   leaves = [leaf for _, leaf in flat]
+  if not leaves:
+    raise TypeError(f"{name} must hold parameter arrays (a pytree of them, or a "
+                    f"models.Classifier where a model is taken); got {type(params).__name__} "
+                    "with none.")
   _validation.check_array_leaves(name, paths, leaves)
   return paths, leaves, treedef
 

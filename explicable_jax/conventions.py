@@ -1171,6 +1171,12 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
                           ) from None
         if "graphdef" in sig.parameters and args:  # a Classifier passed as the parts
           check_graphdef("graphdef", args[0])
+        if "target" in kwargs and "score_fn" in sig.parameters and "target" not in sig.parameters:
+          raise TypeError(
+              f"{fn.__name__}(score_fn, x) is the one-example form and takes no target: "
+              f"score_fn = attribution.class_score_fn(clf.logits, target) picks the class; "
+              f"for a batch with targets use attribution.batched.{fn.__name__}(clf, x, "
+              "target=...).") from None
         return fn(*args, **kwargs)  # Python's own message for a wrong call.
       args_ = bound.arguments
       if key_first and args_.get("key") is not None:

@@ -153,12 +153,22 @@ def attribution_overlay(image, attribution, *, ax=None, title: str = "",
   return ax
 
 
+def _check_color(name: str, value) -> None:
+  """A matplotlib colour ('yellow', '#ffcc00', (1, 0.8, 0)); a misspelt name
+  would be read letter by letter by ``contour`` (``'yelow'`` as ``'y'``)."""
+  from matplotlib import colors as mcolors
+  if not mcolors.is_color_like(value):
+    raise ValueError(f"{name} must be a matplotlib colour (a name such as 'yellow', "
+                     f"'#ffcc00', or an RGB tuple); got {value!r}.")
+
+
 @conventions.boundary(mask="mask")
 def insecurity_outline(image, mask, *, ax=None, title: str = "", color: str = "yellow",
                        dim: float = 0.6):
   """The region ``mask`` (``(H, W)`` bool) outlined on ``image``, the rest of
   the image dimmed by ``dim`` (0 = not at all, 1 = black)."""
   _validation.check_fraction("dim", dim)
+  _check_color("color", color)
   img = _image("image", image)
   m = np.asarray(mask, bool)
   if m.shape != img.shape[:2]:

@@ -28,7 +28,7 @@ from hypothesis import given, settings, strategies as st
 
 from helpers import small_setup as _small_setup
 from explicable_jax import (attribution, data, deliberative, detection, losses, metrics, models,
-                            mutation, robustness, rrr, similarity, stats, training)
+                            mutation, robustness, rrr, similarity, stats, training, viz)
 from explicable_jax.app import cli, reporting
 from explicable_jax.attribution import batched as batched_, evaluation as ev
 from flax import nnx
@@ -915,6 +915,12 @@ MORE_BAD_INPUTS = [
  ("robustness.fgsm a traced epsilon", lambda: jax.jit(lambda e: robustness.fgsm(_CLF.logits, _XB, _YB, e))(0.1), TypeError, r"epsilon must be a concrete number \(a Python int or float\); got a traced value"),
  ("mutation.weight_shuffling params None", lambda: mutation.weight_shuffling(K, None, 0.5), TypeError, r"params must hold parameter arrays .*got NoneType with none"),
  ("data.rrr.toy_colors_rules 8x8 images", lambda: __import__("explicable_jax.data.rrr", fromlist=["toy_colors_rules"]).toy_colors_rules(np.zeros((1, 8, 8, 1), np.float32)), ValueError, r"images must be Toy Colors images \(N, 5, 5, 3\)"),
+ # Twenty-fifth trial (696 calls: 7 silent (3 problems), 2 cryptic, 0 crash).
+ ("mutation.sprt_detect alpha + beta above 1", lambda: mutation.sprt_detect(np.random.default_rng(0).random((16, 10)) > 0.7, 0.1, alpha=0.7, beta=0.7), ValueError, r"alpha \+ beta must be below 1 \(Wald's test"),
+ ("viz.insecurity_outline a misspelt colour", lambda: viz.insecurity_outline(np.zeros((8, 8, 1)), np.eye(8, dtype=bool), color="yelow"), ValueError, r"color must be a matplotlib colour .*got 'yelow'"),
+ ("robustness.corruption_suite no severities", lambda: list(robustness.corruption_suite(K, _XB, corruptions=("contrast",), severities=())), ValueError, r"severities must hold at least one entry"),
+ ("training.train_and_evaluate a dict config", lambda: training.train_and_evaluate({"dataset": "digits", "epochs": 1}, None), TypeError, r"config must be the run's TrainConfig .*got dict: TrainConfig\(\*\*d\) builds one"),
+ ("attribution.integrated_gradients one-example form with target=", lambda: attribution.integrated_gradients(_CLF, _XB, target=0), TypeError, r"integrated_gradients\(score_fn, x\) is the one-example form and takes no target.*attribution.batched.integrated_gradients"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 

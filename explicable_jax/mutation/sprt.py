@@ -65,6 +65,11 @@ def sprt_detect(label_changes, threshold: float, *, indifference: float | None =
         f"threshold +- indifference must lie in (0, 1); got {p_lo:g} and {p_hi:g}.")
   _validation.check_fraction("alpha", alpha, closed=False)
   _validation.check_fraction("beta", beta, closed=False)
+  if alpha + beta >= 1:
+    raise ValueError(
+        f"alpha + beta must be below 1 (Wald's test: the 'suspicious' bound (1 - beta) / alpha "
+        f"must lie above the 'normal' bound beta / (1 - alpha)); got alpha={alpha}, "
+        f"beta={beta}, which decides every input at once.")
   k = np.arange(1, c.shape[0] + 1)[:, None]
   z = np.cumsum(c, axis=0)
   llr = z * np.log(p_hi / p_lo) + (k - z) * np.log((1 - p_hi) / (1 - p_lo))

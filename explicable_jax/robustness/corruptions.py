@@ -213,6 +213,10 @@ def corruption_suite(key: jax.Array, x, *, corruptions: Sequence[str] = CORRUPTI
   key = _validation.check_key("key", key, call="corruption_suite(key, ...)")
   corruptions = _validation.check_names("corruptions", corruptions)
   severities = _validation.check_names("severities", severities, of="severities (1..5)")
+  for name, values in (("corruptions", corruptions), ("severities", severities)):
+    if not values:
+      raise ValueError(f"{name} must hold at least one entry; got an empty sequence, "
+                       "which makes an empty suite (a table with no rows).")
   for name in corruptions:
     _validation.check_choice("corruption", name, CORRUPTIONS)
   for s in severities:

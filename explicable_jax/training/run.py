@@ -43,6 +43,14 @@ def default_augment(config: TrainConfig, ds: data_lib.Dataset) -> Callable | Non
   return None
 
 
+def _check_config(config) -> None:
+  if not isinstance(config, TrainConfig):
+    raise TypeError(f"config must be the run's TrainConfig (training.TrainConfig(dataset=..., "
+                    f"...)); got {type(config).__name__}"
+                    + (": TrainConfig(**d) builds one from a dict" if isinstance(config, dict)
+                       else "") + ".")
+
+
 def _datasets(config: TrainConfig):
   if config.validation == "paper":
     splits = data_lib.paper_split(config.dataset, data_dir=config.data_dir,
@@ -57,6 +65,7 @@ def _datasets(config: TrainConfig):
 
 def build(config: TrainConfig, train_ds: data_lib.Dataset):
   """``(state, train_step)`` for ``config``: model, optimiser, loss, augmentation."""
+  _check_config(config)
   config.validate()
   clf = models_lib.classifier(
       jax.random.key(config.seed), config.model, input_shape=train_ds.input_shape,
@@ -109,6 +118,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | None, *,
                        resume: bool | str = True, progress: bool = True) -> dict:
   """Trains as ``config`` says, evaluates, and exports the model to
   ``workdir/model``. Returns the final metrics (also in ``workdir/result.json``)."""
+  _check_config(config)
   config.validate()
   if workdir:
     _paths.check_folder("workdir", workdir)
@@ -152,8 +162,7 @@ def save_model(path: str, state: TrainState, config: TrainConfig,
                ds: data_lib.Dataset) -> None:
   """Exports the trained weights and model state (no optimiser state) with
   :func:`explicable_jax.models.save`, recording the dataset and step."""
-  if not isinstance(config, TrainConfig):
-    raise TypeError(f"config must be the run's TrainConfig; got {type(config).__name__}.")
+  _check_config(config)
   data_lib.check_dataset("ds", ds)
   recipe = json.loads(state.classifier.spec.recipe) if state.classifier.spec.recipe else {}
   if recipe.get("model") not in (None, config.model):

@@ -921,6 +921,13 @@ MORE_BAD_INPUTS = [
  ("robustness.corruption_suite no severities", lambda: list(robustness.corruption_suite(K, _XB, corruptions=("contrast",), severities=())), ValueError, r"severities must hold at least one entry"),
  ("training.train_and_evaluate a dict config", lambda: training.train_and_evaluate({"dataset": "digits", "epochs": 1}, None), TypeError, r"config must be the run's TrainConfig .*got dict: TrainConfig\(\*\*d\) builds one"),
  ("attribution.integrated_gradients one-example form with target=", lambda: attribution.integrated_gradients(_CLF, _XB, target=0), TypeError, r"integrated_gradients\(score_fn, x\) is the one-example form and takes no target.*attribution.batched.integrated_gradients"),
+ # Twenty-sixth trial (710 calls: 7 silent (6 problems), 1 cryptic, 0 crash).
+ ("training.save_model a Classifier as the state", lambda: training.save_model("/nonexistent/m", _CLF, training.TrainConfig(), _ds()), TypeError, r"state must be the run's TrainState .*got Classifier: a bare model is saved with models.save"),
+ ("batched.smoothgrad vargrad of one sample", lambda: batched_.smoothgrad(K, _CLF, _XB, target=0, stdevs=0.1, n_samples=1, nt_type="vargrad"), ValueError, r"n_samples must be at least 2 for nt_type='vargrad'"),
+ ("ev.sensitivity_max maps of another shape", lambda: ev.sensitivity_max(K, lambda m, z, t: z.reshape(len(z), -1)[:, :3], _CLF, _XB + 0.5, target=_YB, n_perturb_samples=2), ValueError, r"explanation_func must return maps of the inputs' shape \(4, 8, 8, 1\) or of a leading part"),
+ ("robustness.jacobian_augmentation a zero step", lambda: robustness.jacobian_augmentation(_CLF.logits, _XB, _YB, 0.0), ValueError, r"step_size must be a positive number; got 0.0"),
+ ("data.paper_split_indices one test example", lambda: data.paper_split_indices(1), ValueError, r"num_test must be at least 2"),
+ ("data.local_data_dir a file", lambda: data.local_data_dir(__file__), NotADirectoryError, r"data_dir must be a folder; got the file"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 
@@ -959,6 +966,7 @@ WARNED_INPUTS = [
     ("Classifier.with_params NaN weights", lambda: _CLF.with_params(jax.tree.map(lambda w: w * np.nan, _CLF.params)), r"with_params: params hold NaN or inf"),
     ("weighted_targets softmax of a 0..255 matrix", lambda: losses.weighted_targets((np.eye(4) + 0.1) / 1.1 * 255, target="softmax"), r"rows \[0, 1, 2, 3\] of scale \* weights span more than 30 .*softmax targets are one-hot"),
     ("logits of all-ones integer images", lambda: _CLF.logits(np.ones((4, 8, 8, 1), np.int64)), r"x holds integer pixels that are all 0 or 1"),
+    ("ev.relevance_mass_accuracy signed maps", lambda: ev.relevance_mass_accuracy(np.linspace(-1, 1, 64).reshape(1, 8, 8), np.eye(8, dtype=bool)[None]), r"relevance_mass_accuracy: the maps hold negative values.*pass np.abs\(maps\)"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 

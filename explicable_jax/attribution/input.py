@@ -252,6 +252,9 @@ def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: _common.InputsLike, *,
   if attribution_fn is not None:
     _validation.check_signature("attribution_fn", attribution_fn, 2,
                                 "(score_fn, x) -> attributions, e.g. attribution.gradient")
+  if nt_type == "vargrad" and isinstance(n_samples, (int, np.integer)) and n_samples < 2:
+    raise ValueError(f"n_samples must be at least 2 for nt_type='vargrad' (the variance of "
+                     f"one sample is 0, a blank map); got {n_samples}.")
   unit = _unit_scale(x)
   if stdevs is not None and _common.is_multi(x) and _common.is_multi(stdevs):
     stdevs = tuple(conventions.check_perturbation(f"stdevs[{i}]", s, unit_scale=unit)

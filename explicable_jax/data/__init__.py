@@ -140,6 +140,8 @@ class DataNotFoundError(FileNotFoundError):
 def local_data_dir(data_dir: str | os.PathLike | None = None) -> str | None:
   """The local fallback folder: ``data_dir`` if given, else ``$EXPLICABLE_JAX_DATA``."""
   if data_dir is not None:
+    if os.path.isfile(data_dir):
+      raise NotADirectoryError(f"data_dir must be a folder; got the file {os.fspath(data_dir)!r}.")
     return os.fspath(data_dir)
   return os.environ.get(DATA_ENV) or None
 
@@ -487,6 +489,9 @@ def paper_split(name: str, *, data_dir: str | None = None, seed: int = 0,
 def paper_split_indices(num_test: int = 10000, *, seed: int = 0) -> dict[str, np.ndarray]:
   """Indices into the test set of :func:`paper_split`'s validation and test halves."""
   _validation.check_seed("seed", seed)
+  _validation.check_positive("num_test", num_test, integer=True)
+  if num_test < 2:
+    raise ValueError(f"num_test must be at least 2 (one example for each half); got {num_test}.")
   half = num_test // 2
   val, test = split_indices(num_test, (half, num_test - half), seed=seed)
   return {"validation": val, "test": test}

@@ -49,6 +49,7 @@ def jacobian_augmentation(logits_fn: Callable[[jax.Array], jax.Array], x, labels
   """
   _check_images("x", x)
   _check_labels(labels, np.shape(x)[0])
+  _validation.check_positive("step_size", step_size)
   clip = _check_clip(clip, x)
   return _augment(logits_fn, jnp.asarray(x), jnp.asarray(labels), float(step_size), clip)
 

@@ -163,6 +163,10 @@ def save_model(path: str, state: TrainState, config: TrainConfig,
   """Exports the trained weights and model state (no optimiser state) with
   :func:`explicable_jax.models.save`, recording the dataset and step."""
   _check_config(config)
+  if not isinstance(state, TrainState):
+    raise TypeError(f"state must be the run's TrainState (fit's first result); got "
+                    f"{type(state).__name__}" + (": a bare model is saved with models.save(path, "
+                                                 "clf)" if hasattr(state, "logits") else "") + ".")
   data_lib.check_dataset("ds", ds)
   recipe = json.loads(state.classifier.spec.recipe) if state.classifier.spec.recipe else {}
   if recipe.get("model") not in (None, config.model):

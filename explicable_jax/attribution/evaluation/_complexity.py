@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from explicable_jax import conventions
+from explicable_jax import _validation, conventions
 from explicable_jax.attribution.evaluation import _shared
 
 __all__ = [
@@ -145,6 +145,11 @@ def relevance_mass_accuracy(attributions: ArrayLike, mask: ArrayLike) -> jax.Arr
     ``(N,)``; NaN where the mask is empty or the total relevance is 0, with a
     warning naming them.
   """
+  if not isinstance(attributions, jax.core.Tracer) and bool(jnp.any(jnp.asarray(attributions) < 0)):
+    warnings.warn(
+        "relevance_mass_accuracy: the maps hold negative values, so the share can leave "
+        "[0, 1] (a signed map's mass may sum to about 0); pass np.abs(maps) for Arras et "
+        "al.'s share of the relevance.", UserWarning, stacklevel=_validation.user_stacklevel())
   return _explain_nan("relevance_mass_accuracy", _relevance_mass_accuracy(attributions, mask),
                       "an empty mask, or a map summing to 0")
 

@@ -323,7 +323,8 @@ def _sensitivity_max(*, key, inputs, model, target, explain, perturb_func, radiu
   fn = _shared.forward(model)
   n = x.n
   t = _shared.targets(fn, x, target)
-  phi = _shared.flat(x.unwrap(_shared.explained(explain, model, x.value, t, n)), n)  # (N, D)
+  phi = _shared.flat(x.unwrap(_shared.explained(explain, model, x.value, t, n,
+                                                input_shaped=True)), n)  # (N, D)
   phi_norm = _norm(phi, norm_ord)
   phi_norm = jnp.where(phi_norm == 0, jnp.ones_like(phi_norm), phi_norm)
 

@@ -290,12 +290,14 @@ def check_explanation_func(explanation_func) -> Callable:
   return explanation_func
 
 
-def explained(explain: Callable, model, x, target, n: int):
+def explained(explain: Callable, model, x, target, n: int, *, input_shaped: bool = False):
   """``explain(model, x, target)``, checked to be maps: every leaf an array
   with a batch axis of ``n`` rows and, for inputs with more axes than the
   batch's, at least one axis more (a ``(N,)`` map of images is a score per
   example, not a map; Captum's ``(N,)`` inputs have ``(N,)`` maps). Shapes are static, so the
-  check also runs under tracing."""
+  check also runs under tracing. ``input_shaped``: the metric reads the maps
+  in the inputs' layout (sensitivity), so they must have the inputs' shape or
+  a leading part of it (a layer's map is refused there, kept elsewhere)."""
   out = explain(model, x, target)
   min_rank = min(2, max(jnp.ndim(a) for a in jax.tree.leaves(x)))
   for leaf in jax.tree.leaves(out):
@@ -304,4 +306,10 @@ def explained(explain: Callable, model, x, target, n: int):
       raise ValueError(
           f"explanation_func must return attribution maps (N, ...) with N = {n} rows and "
           f"the inputs' axes; it returned shape {shape}. Form: {EXPLAIN_FORM}.")
+    x_shape = tuple(jnp.shape(x)) if not isinstance(x, (tuple, list)) else None
+    if input_shaped and x_shape is not None and shape != x_shape[:len(shape)]:
+      raise ValueError(
+          f"explanation_func must return maps of the inputs' shape {x_shape} or of a leading "
+          f"part of it (pixel maps of images); it returned shape {shape}. Form: "
+          f"{EXPLAIN_FORM}.")
   return out

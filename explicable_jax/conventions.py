@@ -1171,6 +1171,13 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
                           ) from None
         if "graphdef" in sig.parameters and args:  # a Classifier passed as the parts
           check_graphdef("graphdef", args[0])
+        if ("features_fn" in sig.parameters and args and classifier_of(args[0]) is not None
+            and "layer" in kwargs):
+          raise TypeError(
+              f"{fn.__name__}(features_fn, head_fn, x, ...) takes the model split at the "
+              f"layer: {fn.__name__}(*clf.split(layer), x, ...), or "
+              f"attribution.batched.{fn.__name__}(clf, x, layer=..., target=...) for a "
+              "classifier.") from None
         if "target" in kwargs and "score_fn" in sig.parameters and "target" not in sig.parameters:
           raise TypeError(
               f"{fn.__name__}(score_fn, x) is the one-example form and takes no target: "

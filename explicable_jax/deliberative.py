@@ -468,6 +468,10 @@ def top_fraction_mask(maps: ArrayLike, r: float) -> jax.Array:
   _validation.check_fraction("r", r, closed=False)
   if maps.ndim < 2:
     raise ValueError(f"maps must be (..., H, W) maps; got shape {tuple(maps.shape)}.")
+  if maps.ndim >= 4 and maps.shape[-1] == 1:  # NHWC with one channel: W would be 1
+    raise ValueError(f"maps must be (..., H, W) maps, channel axis dropped; got shape "
+                     f"{tuple(maps.shape)}, which reads as {maps.shape[-2]}x1 maps: pass "
+                     "maps[..., 0].")
   h, w = maps.shape[-2:]
   k = max(1, int(round(r * h * w)))
   flat = maps.reshape(-1, h * w)

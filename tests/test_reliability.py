@@ -928,6 +928,9 @@ MORE_BAD_INPUTS = [
  ("robustness.jacobian_augmentation a zero step", lambda: robustness.jacobian_augmentation(_CLF.logits, _XB, _YB, 0.0), ValueError, r"step_size must be a positive number; got 0.0"),
  ("data.paper_split_indices one test example", lambda: data.paper_split_indices(1), ValueError, r"num_test must be at least 2"),
  ("data.local_data_dir a file", lambda: data.local_data_dir(__file__), NotADirectoryError, r"data_dir must be a folder; got the file"),
+ # Twenty-seventh trial (601 calls: 2 silent (1 problem), 3 cryptic, 0 crash).
+ ("deliberative.top_fraction_mask channel-last maps", lambda: deliberative.top_fraction_mask(np.random.default_rng(0).random((2, 8, 8, 1)), 0.2), ValueError, r"maps must be \(..., H, W\) maps, channel axis dropped; got shape \(2, 8, 8, 1\).*pass maps\[..., 0\]"),
+ ("attribution.layer_conductance given a classifier and layer=", lambda: attribution.layer_conductance(_CLF, _XB, layer="conv_0", target=0), TypeError, r"layer_conductance\(features_fn, head_fn, x, ...\) takes the model split at the layer: layer_conductance\(\*clf.split\(layer\), x"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 

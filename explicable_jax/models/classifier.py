@@ -93,6 +93,13 @@ _OUTPUT_CHECKED: weakref.WeakSet = weakref.WeakSet()
 :func:`~explicable_jax.conventions.check_logits` (see ``Classifier._apply``)."""
 
 
+@jax.jit
+def _all_finite(leaves) -> jax.Array:
+  """Whether every leaf is finite: one dispatch for the whole tree (one per
+  leaf cost ResNet-20's 59 leaves ~3 ms in ``with_params``)."""
+  return jnp.all(jnp.stack([jnp.isfinite(v).all() for v in leaves]))
+
+
 @jax.tree_util.register_pytree_node_class
 class Classifier:
   """A classifier: backend + ``params`` + ``state`` + class names + splits.
@@ -396,7 +403,7 @@ class Classifier:
     leaves = [v for v in jax.tree.leaves(params)
               if not isinstance(v, jax.core.Tracer) and jnp.issubdtype(jnp.result_type(v),
                                                                       jnp.inexact)]
-    if leaves and not bool(jnp.all(jnp.stack([jnp.isfinite(v).all() for v in leaves]))):
+    if leaves and not bool(_all_finite(leaves)):
       warnings.warn("with_params: params hold NaN or inf, so the model's logits will be "
                     "NaN (a diverged training step, or a damaged mutant?).", UserWarning,
                     stacklevel=_validation.user_stacklevel())

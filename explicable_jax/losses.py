@@ -244,7 +244,7 @@ def make_weighted_loss(weights: ArrayLike, *, target: str = "l1", scale: float =
       raise ValueError(
           f"weights is {classes}x{classes} but the model returns {logits.shape[-1]} class "
           f"scores; give a {logits.shape[-1]}x{logits.shape[-1]} similarity matrix.")
-    return optax.softmax_cross_entropy(logits, targets[_batch_labels(batch)])
+    return optax.softmax_cross_entropy(logits, _class_index.rows(targets, _batch_labels(batch)))
   # Checked by training.fit against the dataset before the first step.
   setattr(loss, "num_classes", classes)
   return loss

@@ -979,6 +979,8 @@ _TRACED_CLASS_CALLS = {
     "weighted_cross_entropy": lambda lg, x, t: losses.weighted_cross_entropy(
         lg, t, jnp.eye(10) + 0.1),
     "label smoothing": lambda lg, x, t: losses.make_label_smoothing_loss(0.1)(lg, {"y": t}),
+    "make_weighted_loss": lambda lg, x, t: losses.make_weighted_loss(jnp.eye(10) + 0.1)(
+        lg, {"y": t}),
     "batched.saliency": lambda lg, x, t: batched_.saliency(_CLF, x, target=t).reshape(
         len(t), -1).sum(1),
     "batched.integrated_gradients": lambda lg, x, t: batched_.integrated_gradients(

@@ -137,19 +137,23 @@ def check_seed(name: str, value: Any) -> None:
   """Raises ``ValueError`` unless ``value`` is a random seed: an integer >= 0
   (what ``np.random.default_rng`` and ``jax.random.key`` take), not a bool or
   a string."""
+  check_concrete(name, value)
   if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
       or value < 0):
     raise ValueError(f"{name} must be a non-negative integer; got {value!r}.")
 
 
-def check_fraction(name: str, value: Any, *, closed: bool = True) -> None:
-  """Raises ``ValueError`` unless ``0 <= value <= 1`` (or ``0 < value < 1``)."""
+def check_fraction(name: str, value: Any, *, closed: bool = True,
+                   positive: bool = False) -> None:
+  """Raises ``ValueError`` unless ``0 <= value <= 1`` (``0 < value < 1`` when
+  not ``closed``; ``0 < value <= 1`` when ``positive``, a rate that must
+  change something)."""
   check_concrete(name, value)
   ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
       value, bool) and np.isfinite(value)
   if ok:
-    ok = 0 <= value <= 1 if closed else 0 < value < 1
-  interval = "[0, 1]" if closed else "(0, 1)"
+    ok = (0 < value <= 1 if positive else 0 <= value <= 1) if closed else 0 < value < 1
+  interval = ("(0, 1]" if positive else "[0, 1]") if closed else "(0, 1)"
   if not ok:
     raise ValueError(f"{name} must be a number in {interval}; got {value!r}.")
 

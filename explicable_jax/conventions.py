@@ -716,7 +716,7 @@ def check_logits(name: str, logits, *, num_classes: int | None = None,
         f"{name}: every one of the {arr.size} class scores lies in [0, 1]; logits of a "
         "real model practically never do. If these are sigmoid outputs (probabilities per "
         "class), pass their logits, jnp.log(p) - jnp.log1p(-p) (the losses and scores apply "
-        "a softmax to what they are given).", UserWarning, stacklevel=3)
+        "a softmax to what they are given).", UserWarning, stacklevel=_validation.user_stacklevel())
   return _keep_kind(logits, arr)
 
 
@@ -1241,7 +1241,11 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
       try:
         return fn(*bound.args, **bound.kwargs)
       except jax.errors.TracerArrayConversionError as e:
+        _traced_number(args_, e)
         _host_only(fn.__name__, args_, e)
+        raise
+      except (jax.errors.ConcretizationTypeError, ValueError, TypeError) as e:
+        _traced_number(args_, e)
         raise
 
     setattr(wrapped, "__conventions__", dict(kinds))  # read by declared()
@@ -1261,6 +1265,24 @@ def _host_only(name: str, args_: Mapping, error: Exception) -> None:
         f"{name} computes on the host (numpy) and cannot be traced; it was given traced "
         f"{', '.join(traced)} (called inside jax.jit, vmap or grad): call it outside the "
         "transformation, on concrete arrays.") from error
+
+
+def _traced_number(args_: Mapping, error: Exception) -> None:
+  """A traced number where the function reads a concrete one (a rate, a step
+  count): its check saw a tracer and said "got JitTracer(...)", or Python
+  branched on it. Named as traced, with the fix (:func:`_validation.check_concrete`);
+  returns when no single number is traced or the error is about something else."""
+  message = str(error)
+  if not (isinstance(error, jax.errors.ConcretizationTypeError)
+          or isinstance(error, jax.errors.TracerArrayConversionError) or "Tracer" in message):
+    return
+  numbers = [p for p, v in args_.items() if _is_traced(v) and np.ndim(v) == 0]
+  if numbers:
+    named = [p for p in numbers if f"{p} " in message]
+    try:
+      _validation.check_concrete((named or numbers)[0], args_[(named or numbers)[0]])
+    except TypeError as e:
+      raise e from error
 
 
 def host_side(fn: Callable) -> Callable:

@@ -30,6 +30,7 @@ a reader finds every metric of the paper tables in one file.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import jax
@@ -302,6 +303,12 @@ def mean_mistake_similarity(labels: ArrayLike, preds: ArrayLike,
   undefined, and a made-up number would mislead.
   """
   s = _similarity_matrix(similarity_matrix, labels=labels, preds=preds)
+  if s.max() > 1:
+    warnings.warn(
+        f"similarity_matrix has entries up to {s.max():g}, above 1: the mean is read in the "
+        "matrix's units, while the library's similarities (wordnet_similarity, from_ratings, "
+        "from_soft_labels) lie in [0, 1]; divide by the largest entry (raw ratings?) to "
+        "compare with them.", UserWarning, stacklevel=_validation.user_stacklevel())
   y = _labels("labels", labels, s.shape[0])
   p = _labels("preds", preds, s.shape[0])
   if y.shape != p.shape:
@@ -676,7 +683,7 @@ def bootstrap_auroc_differences(key: jax.Array, scores: Mapping[str, np.ndarray]
         f"{'s' if few != 1 else ''}: every resample repeats {'it' if few == 1 else 'them'}, "
         f"so the interval measures {'that one example' if few == 1 else 'those few'}, not "
         f"the detector (a zero-width interval from one is no certainty); collect at least "
-        f"{_MIN_PER_CLASS} of each class.", UserWarning, stacklevel=3)
+        f"{_MIN_PER_CLASS} of each class.", UserWarning, stacklevel=_validation.user_stacklevel())
   idx = np.asarray(jax.random.randint(key, (n_resamples, b.size), 0, b.size))
   keep = np.array([t[i].any() and not t[i].all() for i in idx])
   idx = idx[keep]

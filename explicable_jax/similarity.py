@@ -314,8 +314,8 @@ def check_self_similarity(name: str, w: np.ndarray) -> None:
   below = np.flatnonzero(np.diag(w) < w.max(axis=1))
   if below.size:
     warnings.warn(
-        f"{name}: in rows {below.tolist()[:10]} another class has a larger weight than the "
-        "true class itself, so their targets prefer a wrong class.", UserWarning, stacklevel=4)
+        f"{name}: in rows {below.tolist()[:10]} another class has a larger weight than the true "
+        "class itself, so their targets prefer a wrong class.", stacklevel=_validation.user_stacklevel())
 
 
 def _check_positive_diagonal(name: str, w: np.ndarray) -> None:
@@ -388,7 +388,7 @@ def from_soft_labels(probs: ArrayLike, labels: ArrayLike, num_classes: int) -> n
     warnings.warn(
         f"from_soft_labels: the humans' most voted class agrees with labels on only "
         f"{agree:.1%} of the images: are probs and labels in the same order (one row per "
-        "image, the same images)?", UserWarning, stacklevel=3)
+        "image, the same images)?", UserWarning, stacklevel=_validation.user_stacklevel())
   out = np.zeros((num_classes, num_classes))
   np.add.at(out, y, p)
   return out / counts[:, None]

@@ -207,7 +207,7 @@ def t_test_over_seeds(differences: ArrayLike) -> dict:
         f"t_test_over_seeds: the {k} per-seed differences are identical ({mean:g}): no "
         "spread, so the t-test is degenerate (p = 0 for a nonzero mean, 1 for zero); runs "
         "that differ by seed practically never agree exactly: were the seeds varied?",
-        UserWarning, stacklevel=2)
+        UserWarning, stacklevel=_validation.user_stacklevel())
     return {"mean": mean, "sd": 0.0, "n": k, "t": math.copysign(math.inf, mean) if mean else 0.0,
             "p_value": 0.0 if mean else 1.0}
   from scipy import stats as _scipy_stats  # host-side only

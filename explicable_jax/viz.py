@@ -48,6 +48,11 @@ def save(ax, path: str, *, dpi: int = 110) -> str:
   _paths.check_file("path", path)
   _validation.check_positive("dpi", dpi)
   path = os.fspath(path)
+  suffix = os.path.splitext(path)[1].lstrip(".").lower()
+  formats = ax.figure.canvas.get_supported_filetypes()
+  if suffix and suffix not in formats:
+    raise ValueError(f"path must end in an image format matplotlib writes "
+                     f"({', '.join('.' + f for f in sorted(formats))}); got {path!r}.")
   if os.path.dirname(path) and not _paths.is_uri(path):  # as the other writers do
     os.makedirs(os.path.dirname(path), exist_ok=True)
   if not os.path.splitext(path)[1]:  # matplotlib adds its default format's suffix

@@ -27,6 +27,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from helpers import small_setup as _small_setup
+import explicable_jax
 from explicable_jax import (attribution, data, deliberative, detection, losses, metrics, models,
                             mutation, robustness, rrr, similarity, stats, training, viz)
 from explicable_jax.app import cli, reporting
@@ -931,6 +932,13 @@ MORE_BAD_INPUTS = [
  # Twenty-seventh trial (601 calls: 2 silent (1 problem), 3 cryptic, 0 crash).
  ("deliberative.top_fraction_mask channel-last maps", lambda: deliberative.top_fraction_mask(np.random.default_rng(0).random((2, 8, 8, 1)), 0.2), ValueError, r"maps must be \(..., H, W\) maps, channel axis dropped; got shape \(2, 8, 8, 1\).*pass maps\[..., 0\]"),
  ("attribution.layer_conductance given a classifier and layer=", lambda: attribution.layer_conductance(_CLF, _XB, layer="conv_0", target=0), TypeError, r"layer_conductance\(features_fn, head_fn, x, ...\) takes the model split at the layer: layer_conductance\(\*clf.split\(layer\), x"),
+ # Twenty-eighth trial (593 calls: 1 silent (borderline), 3 cryptic, 0 crash).
+ ("mutation rate traced inside jit", lambda: jax.jit(lambda r: mutation.gaussian_fuzzing(K, _CLF.params, r))(0.1), TypeError, r"rate must be a concrete number .*got a traced value"),
+ ("jsma theta traced inside jit", lambda: jax.jit(lambda t: robustness.jsma(_CLF, _XB, _YB, theta=t))(1.0), TypeError, r"theta must be a concrete number|jsma computes on the host"),
+ ("input method given the batched clf.logits", lambda: attribution.gradient(_CLF.logits, _XB[0]), TypeError, r"score_fn must map one example to a scalar score; got a Classifier's logits, which maps a batch to logits: wrap it, attribution.class_score_fn"),
+ ("input method given the classifier", lambda: attribution.integrated_gradients(_CLF, _XB[0]), TypeError, r"score_fn must map one example to a scalar score; got a Classifier,"),
+ ("viz.save to an unknown format", lambda: __import__("explicable_jax.viz", fromlist=["viz"]).save(__import__("explicable_jax.viz", fromlist=["viz"]).heatmap(np.eye(2)), "/tmp/ej_unused.xyz"), ValueError, r"path must end in an image format matplotlib writes \(.*\.png.*\); got '/tmp/ej_unused.xyz'"),
+ ("mutation operator given one bare array as params", lambda: mutation.gaussian_fuzzing(K, jnp.ones((3, 3)), 0.1), ValueError, r"params must be a pytree of named layer parameters \(e.g. clf.params\) for layers='conv'.*got a single array of shape \(3, 3\)"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
 
@@ -970,6 +978,8 @@ WARNED_INPUTS = [
     ("weighted_targets softmax of a 0..255 matrix", lambda: losses.weighted_targets((np.eye(4) + 0.1) / 1.1 * 255, target="softmax"), r"rows \[0, 1, 2, 3\] of scale \* weights span more than 30 .*softmax targets are one-hot"),
     ("logits of all-ones integer images", lambda: _CLF.logits(np.ones((4, 8, 8, 1), np.int64)), r"x holds integer pixels that are all 0 or 1"),
     ("ev.relevance_mass_accuracy signed maps", lambda: ev.relevance_mass_accuracy(np.linspace(-1, 1, 64).reshape(1, 8, 8), np.eye(8, dtype=bool)[None]), r"relevance_mass_accuracy: the maps hold negative values.*pass np.abs\(maps\)"),
+    ("mean_mistake_similarity matrix above 1", lambda: metrics.mean_mistake_similarity(np.r_[0, 1, 2], np.r_[1, 2, 0], (np.eye(3) + 1) * 50), r"similarity_matrix has entries up to 100, above 1: the mean is read in the matrix's units"),
+    ("rrr.explanation_mask all-zero gradients", lambda: rrr.explanation_mask(np.r_[np.ones((1, 4, 4)), np.zeros((2, 4, 4))]), r"explanation_mask: 2 of 3 examples \(1, 2\) have all-zero input gradients, so their explanation is empty"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 
@@ -1065,8 +1075,13 @@ WARNED_INPUTS.append(("fit resuming a workdir whose checkpoints are gone",
 @pytest.mark.parametrize("call,pattern", [c[1:] for c in WARNED_INPUTS],
                          ids=[c[0] for c in WARNED_INPUTS])
 def test_accepted_input_is_warned_not_silent(call, pattern):
-  with pytest.warns(UserWarning, match=pattern):
+  with pytest.warns(UserWarning, match=pattern) as record:
     call()
+  # The warning points at the caller's line, not at a line inside the library.
+  package = os.path.dirname(os.path.abspath(explicable_jax.__file__))
+  for w in record:
+    if re.search(pattern, str(w.message)):
+      assert not os.path.abspath(w.filename).startswith(package), (w.filename, w.lineno)
 
 
 def _fit_with_callbacks(callbacks):

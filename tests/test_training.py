@@ -108,7 +108,10 @@ def test_sgd_weight_decay_matches_torch_convention():
     ("schedule", "linear", "schedule must be one of"),
 ])
 def test_bad_config_values_get_one_sentence_errors(field, value, match):
-  cfg = training.TrainConfig(**{field: value})
+  with pytest.raises(ValueError, match=match):  # when built, not at first use
+    training.TrainConfig(**{field: value})
+  cfg = training.TrainConfig()
+  setattr(cfg, field, value)  # a field changed after building is checked by validate()
   with pytest.raises(ValueError, match=match):
     cfg.validate()
 

@@ -110,9 +110,7 @@ class DetectConfig:
     _validation.check_positive("mutants", self.mutants, integer=True)
     _validation.check_positive("train_limit", self.train_limit, integer=True)
     _validation.check_positive("n_resamples", self.n_resamples, integer=True)
-    _validation.check_fraction("rate", self.rate)
-    if self.rate <= 0:
-      raise ValueError(f"rate must be a fraction in (0, 1]; got {self.rate!r}.")
+    _validation.check_fraction("rate", self.rate, positive=True)
     _validation.check_seed("seed", self.seed)
     if self.limit is not None:
       _validation.check_positive("limit", self.limit, integer=True)

@@ -150,7 +150,7 @@ def save_results(out_dir: str, results: dict, tables: Sequence[str] = (), *,
     import warnings
     warnings.warn(f"save_results: {', '.join(bad[:10])} {'is' if len(bad) == 1 else 'are'} "
                   "NaN or inf, written as such (Python's json reads them back; strict JSON "
-                  "parsers do not).", UserWarning, stacklevel=3)
+                  "parsers do not).", UserWarning, stacklevel=_validation.user_stacklevel())
   text_json = _json_text("results", results)
   _write_atomic(os.path.join(out_dir, "results.json"), text_json)
   if tables:

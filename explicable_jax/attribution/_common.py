@@ -422,7 +422,7 @@ def set_precision(precision: str | None) -> None:
   import warnings
   warnings.warn("attribution.set_precision is deprecated: use `with "
                 "attribution.precision(value): ...` (see CHANGELOG.md).", DeprecationWarning,
-                stacklevel=2)
+                stacklevel=_validation.user_stacklevel())
   check_choice_precision(precision)
   _PRECISION.set(precision)
 

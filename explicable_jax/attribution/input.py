@@ -81,6 +81,13 @@ def _check_score(score_fn: Callable, x: Any) -> jax.Array:
       # one example of a classifier's inputs: its rules (scale); a batch given
       # here is named by class_score_fn's own check
       conventions.check_model_inputs("x", jnp.asarray(x)[None], clf, convert=False)
+  batched = conventions.classifier_of(score_fn)
+  if batched is not None and batched in (score_fn, getattr(score_fn, "__self__", None)):
+    raise TypeError(  # the model's own batched logits, not a score of one example
+        "score_fn must map one example to a scalar score; got "
+        + ("a Classifier" if score_fn is batched else f"a Classifier's {score_fn.__name__}")
+        + ", which maps a batch to logits: wrap it, attribution.class_score_fn(clf.logits, target), or use "
+        "attribution.batched.* on a batch with the model itself.")
   try:
     out = jax.eval_shape(score_fn, x)
   except (TypeError, ValueError) as e:
@@ -273,7 +280,7 @@ def smoothgrad(key: jax.Array, score_fn: ScoreFn, x: _common.InputsLike, *,
     import warnings
     warnings.warn("smoothgrad: stdevs=0 adds no noise, so the result is the plain attribution "
                   f"averaged over {n_samples} identical samples; give the noise's standard "
-                  "deviation (e.g. 0.15 of the inputs' range).", UserWarning, stacklevel=3)
+                  "deviation (e.g. 0.15 of the inputs' range).", UserWarning, stacklevel=_validation.user_stacklevel())
   if _common.is_multi(x) and stdevs is None:
     stdevs = tuple(0.15 * (jnp.max(a) - jnp.min(a))
                    for a in _common.check_input("x", tuple(cast(tuple, x)), min_rank=0))

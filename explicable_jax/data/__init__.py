@@ -232,7 +232,7 @@ def _local_cifar100(folder: str, split: str) -> Dataset:
   note = (f"only the first {n} of {len(fine)} CIFAR-100 {split} images are in "
           "the local copy (all labels are); enough for class-name work, not "
           "for training")
-  warnings.warn(f"cifar100: {note}.", stacklevel=3)
+  warnings.warn(f"cifar100: {note}.", stacklevel=_validation.user_stacklevel())
   return Dataset(x.astype(np.uint8), fine[:n].astype(np.int32), 100, names,
                  "cifar100", note=note)
 

@@ -17,6 +17,8 @@ IJCAI 2017; code ``dtak/rrr``), each with per-example ``annotation`` masks
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from explicable_jax import conventions
@@ -117,8 +119,15 @@ def explanation_mask(input_gradients: np.ndarray, cutoff: float = 0.67) -> np.nd
         f"input_gradients must be a batch (N, ...) of gradients; got shape {g.shape}.")
   conventions.check_finite("input_gradients", g)
   g = np.abs(g)
-  top = g.reshape(len(g), -1).max(axis=1).reshape((-1,) + (1,) * (g.ndim - 1))
-  return g > cutoff * top
+  top = g.reshape(len(g), -1).max(axis=1)
+  dead = np.flatnonzero(top == 0)
+  if dead.size:
+    warnings.warn(
+        f"explanation_mask: {dead.size} of {len(g)} examples ({', '.join(map(str, dead[:10]))}"
+        f"{', ...' if dead.size > 10 else ''}) have all-zero input gradients, so their "
+        "explanation is empty (a dead or saturated model? gradients of the wrong output?).",
+        UserWarning, stacklevel=_validation.user_stacklevel())
+  return g > cutoff * top.reshape((-1,) + (1,) * (g.ndim - 1))
 
 
 def toy_colors_rule_scores(input_gradients: np.ndarray, cutoff: float = 0.67) -> dict:
@@ -168,7 +177,7 @@ def decoy_mnist(split: str = "train", data_dir=None, source="auto", seed: int = 
         f"decoy_mnist: MNIST is unavailable ({str(e).splitlines()[0]}); using scikit-learn's "
         "8x8 digits with 2x2 swatches instead (decoy_digits), which is not the paper's data "
         f"set: set ${DATA_ENV} or data_dir to a folder holding mnist.npz for MNIST.",
-        UserWarning, stacklevel=2)
+        UserWarning, stacklevel=_validation.user_stacklevel())
     return _decoy(load("digits", split, seed=seed), split, seed, "decoy_mnist",
                   "MNIST unavailable: scikit-learn's 8x8 digits with 2x2 swatches")
   return _decoy(base, split, seed, "decoy_mnist", "MNIST")

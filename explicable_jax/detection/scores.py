@@ -316,7 +316,7 @@ def fit_mahalanobis(features: ArrayLike, labels: ArrayLike, num_classes: int, *,
         f"of rank at most {len(f) - num_classes}, below the {f.shape[1]} feature dimensions: "
         "the precision along the missing directions is 1 / (ridge * mean variance), so "
         "distances are dominated by the ridge. Fit on more examples than dimensions plus "
-        "classes, reduce the features, or raise ridge.", stacklevel=2)
+        "classes, reduce the features, or raise ridge.", stacklevel=_validation.user_stacklevel())
   means = np.stack([f[y == c].mean(0) for c in range(num_classes)])
   centred = f - means[y]
   cov = centred.T @ centred / len(f)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explicable_jax import _validation
 from explicable_jax.mutation.operators import _leaves
 
 __all__ = [
@@ -105,7 +106,7 @@ def _warn_if_unrelated(p_leaves, m_leaves, n: int, *, mutants: int = 8,
         "keeps most of them: a rate changes a fraction of some layers): mutants of another "
         "model, or of another checkpoint of it? Make them from this model "
         "(mutation.make_mutants(key, model, ...)). (At rate 1 on every layer this is "
-        "expected.)", UserWarning, stacklevel=4)
+        "expected.)", UserWarning, stacklevel=_validation.user_stacklevel())
 
 
 def chunks(n: int, size: int):

@@ -99,12 +99,6 @@ def _check_layers(layers) -> None:
     _validation.check_choice("layers", layers, LAYERS)
 
 
-def _check_rate(rate) -> None:
-  ok = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
-  if not ok or not np.isfinite(rate) or not 0 < rate <= 1:
-    raise ValueError(f"rate must be a fraction in (0, 1]; got {rate!r}.")
-
-
 def eligible_paths(params, *, layers="conv", granularity: str = "weight") -> list[str]:
   """The parameter paths an operator may change (e.g. to check ``layers``).
 
@@ -139,12 +133,18 @@ def _units(leaf, granularity: str) -> int:
 
 def _plan(params, layers, granularity, rate, op_name):
   """Eligible leaf indices, units per leaf, and k (the number to change)."""
-  _check_rate(rate)
+  _validation.check_fraction("rate", rate, positive=True)
   _check_layers(layers)
   _validation.check_choice("granularity", granularity, GRANULARITIES)
   paths, leaves, treedef = _leaves(params)
   idx = [i for i, (p, leaf) in enumerate(zip(paths, leaves)) if _eligible(layers, p, leaf)
          and (granularity == "weight" or np.ndim(leaf) >= 2)]
+  if not idx and paths == [""] and not callable(layers):
+    raise ValueError(
+        f"params must be a pytree of named layer parameters (e.g. clf.params) for "
+        f"layers={layers!r}, which picks parameters by path ('conv1/kernel'); got a single "
+        f"array of shape {tuple(np.shape(leaves[0]))} (pass the model's parameter tree, or "
+        "layers='all').")
   if not idx:
     what = "no parameter" if callable(layers) else f"layers={layers!r} selects no parameter"
     raise ValueError(
@@ -404,7 +404,7 @@ def neuron_switch(key: jax.Array, params, rate: float, *, layers="conv",
   2
   """
   key = _validation.check_key("key", key, call="neuron_switch(key, ...)")
-  _check_rate(rate)
+  _validation.check_fraction("rate", rate, positive=True)
   _check_layers(layers)
   _validation.check_positive("min_neurons", min_neurons, integer=True)
   paths, leaves, treedef = _leaves(params)

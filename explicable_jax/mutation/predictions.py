@@ -368,7 +368,8 @@ def label_change_rate(model, mutants, x, *, params=None,
     warnings.warn(
         f"label_change_rate: {broken.size} of {n} mutants (first: {broken[:5].tolist()}) give "
         "non-finite scores on some inputs (NaN or inf weights?), counted as label changes: "
-        "drop them (mutation.accuracy_gate refuses such mutants).", UserWarning, stacklevel=2)
+        "drop them (mutation.accuracy_gate refuses such mutants).",
+        UserWarning, stacklevel=_validation.user_stacklevel())
   original = np.asarray(original_predictions)
   rate = (preds != original[None, :]).sum(0) / n
   return np.where(original < 0, np.nan, rate)

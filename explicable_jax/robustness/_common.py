@@ -59,7 +59,8 @@ def check_targets_differ(attack: str, logits_fn, x, targets) -> None:
         "robustness.random_targets(key, labels, num_classes).")
   if same.any():
     warnings.warn(f"{attack}: {int(same.sum())} of {len(same)} targets already are the model's "
-                  "predictions; those images come back unchanged.", UserWarning, stacklevel=3)
+                  "predictions; those images come back unchanged.",
+                  UserWarning, stacklevel=_validation.user_stacklevel())
 
 
 def _check_clip(clip, x=None) -> tuple[float, float] | None:

@@ -119,7 +119,7 @@ def pgd(key: jax.Array, logits_fn: LogitsFn, x, labels, epsilon: float, *,
     warnings.warn(
         f"pgd: step_size={step_size!r} exceeds epsilon={epsilon!r}, so every step lands on "
         "the ball's boundary (FGSM repeated); the usual step is smaller, e.g. 2.5 epsilon / "
-        "steps (the default).", UserWarning, stacklevel=3)
+        "steps (the default).", UserWarning, stacklevel=_validation.user_stacklevel())
   return _by_model(_pgd, _pgd_classifier, logits_fn)(
       logits_fn, jnp.asarray(x), jnp.asarray(labels), key, float(epsilon),
       float(step_size), int(steps), bool(random_start), clip)
@@ -288,6 +288,7 @@ def jsma(logits_fn: LogitsFn, x, labels, *, theta: float = 1.0, gamma: float = 0
   _check_images("x", x)
   _check_labels(labels, np.shape(x)[0], logits_fn, x)
   _validation.check_choice("pixels", pixels, JSMA_PIXELS)
+  _validation.check_concrete("theta", theta)
   if not np.isfinite(theta) or theta == 0:
     raise ValueError(f"theta must be a non-zero number; got {theta!r}.")
   _validation.check_fraction("gamma", gamma)

@@ -181,7 +181,7 @@ def _warn_off_benchmark(corruption: str, shape) -> None:
   warnings.warn(
       f"corrupt: {corruption}'s CIFAR-10-C constants are for 32x32 RGB images ({_SIZED[corruption]}); "
       f"on images of shape {tuple(shape[1:])} the result is not the benchmark's "
-      "corruption at this severity.", UserWarning, stacklevel=3)
+      "corruption at this severity.", UserWarning, stacklevel=_validation.user_stacklevel())
 
 
 @functools.partial(jax.jit, static_argnums=(2,))

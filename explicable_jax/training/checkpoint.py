@@ -99,7 +99,7 @@ class Checkpointer:
         warnings.warn(
             f"the newest checkpoint(s) in {self.directory!r} could not be read ("
             f"{'; '.join(errors)}); restored step {s}, the newest that reads back (a save "
-            "at a damaged step replaces it).", RuntimeWarning, stacklevel=2)
+            "at a damaged step replaces it).", RuntimeWarning, stacklevel=_validation.user_stacklevel())
       return template.with_checkpoint_tree(_plain.from_plain(target, tree))
     if errors and all("tree structure" in e or "structures do not match" in e
                       for e in errors):

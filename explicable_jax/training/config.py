@@ -60,6 +60,7 @@ def make_schedule(name: str, learning_rate: float, total_steps: int, *,
 def _check_momentum(momentum) -> None:
   """Momentum ``beta`` of ``v <- beta v + g`` must lie in ``[0, 1)``: at 1 the
   velocity never forgets, above 1 (or below 0) the updates diverge or flip."""
+  _validation.check_concrete("momentum", momentum)
   ok = (isinstance(momentum, (int, float, np.integer, np.floating))
         and not isinstance(momentum, bool) and np.isfinite(momentum) and 0 <= momentum < 1)
   if not ok:
@@ -131,6 +132,9 @@ class TrainConfig:
   validation: str = "test"
   init_from: str | None = None
   compute_dtype: str = "float32"
+
+  def __post_init__(self):
+    self.validate()  # checked when built; validate() again after changing a field
 
   def validate(self) -> None:
     _validation.lookup("dataset", self.dataset, data_lib.DATASETS)

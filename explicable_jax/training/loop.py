@@ -362,7 +362,7 @@ def _fit_config(config: FitConfig | None, settings: dict) -> FitConfig:
     warnings.warn(
         "fit: keywords override config's settings: "
         + ", ".join(f"{k}={v!r} (config has {getattr(config, k)!r})"
-                    for k, v in changed.items()) + ".", UserWarning, stacklevel=3)
+                    for k, v in changed.items()) + ".", UserWarning, stacklevel=_validation.user_stacklevel())
   return config.replace(**settings) if settings else config
 
 
@@ -527,13 +527,13 @@ def _open_run(state, train_ds, train_step, cfg: FitConfig, main: bool):
             f"{os.fspath(workdir)!r} holds checkpoints but no {resume_lib.RUN_FILE} (deleted, "
             "or written by an older version): resuming with only the checkpoint's shapes "
             "checked, so another learning rate, loss or data would go unnoticed; a new "
-            "record is written.", UserWarning, stacklevel=3)
+            "record is written.", UserWarning, stacklevel=_validation.user_stacklevel())
       state = ckpt.restore(state)  # Refuses other shapes (folders without run.json).
     elif recorded is not None and cfg.resume:
       warnings.warn(
           f"{os.fspath(workdir)!r} holds a run record ({resume_lib.RUN_FILE}) but no "
           "checkpoint (none written yet, or deleted): the run starts again from step 0, and "
-          "the metrics logged after step 0 are dropped.", UserWarning, stacklevel=3)
+          "the metrics logged after step 0 are dropped.", UserWarning, stacklevel=_validation.user_stacklevel())
     if main and (recorded is None or not has_checkpoint or cfg.resume == "allow_changes"):
       resume_lib.write_run(workdir, current)
   except BaseException:
@@ -719,7 +719,7 @@ def fit(state: TrainState, train_ds: data_lib.Dataset, *, train_step: Callable,
         f"{where} already trained for {run.start / steps_per_epoch:g} epochs (step "
         f"{run.start}), more than epochs={cfg.epochs} asks for ({total} steps): nothing was "
         "trained, and the returned state is that longer run's. Choose an empty workdir (or a "
-        f"fresh state) to train for {cfg.epochs} epochs.", UserWarning, stacklevel=2)
+        f"fresh state) to train for {cfg.epochs} epochs.", UserWarning, stacklevel=_validation.user_stacklevel())
   step_fn = data_parallel(_guarded(train_step), mesh)
   for cb in callbacks:
     cb.on_train_begin(run.start)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explicable_jax import _paths
+from explicable_jax import _paths, _validation
 
 __all__ = ["RUN_FILE", "ResumeMismatchError", "describe_run", "read_run", "write_run",
            "differences", "check_resume", "optimizer_fingerprint", "closure_fingerprint",
@@ -307,7 +307,7 @@ def read_run(workdir) -> dict | None:
     # A damaged record (a kill while writing): the resume falls back to
     # checking the checkpoint's shapes, and a new record is written.
     warnings.warn(f"{path!s} is damaged; resuming with the checkpoint's shapes checked "
-                  "instead, and writing a new run record.", stacklevel=3)
+                  "instead, and writing a new run record.", stacklevel=_validation.user_stacklevel())
     return None
   return record
 
@@ -380,7 +380,7 @@ def check_resume(workdir, recorded: dict, current: dict, resume) -> None:
              "schedule is set by the learning rate, the warmup and the number of epochs, so "
              "more epochs (--epochs / epochs=) or another --lr make it another run)")
   if resume == "allow_changes":
-    warnings.warn(f"resuming the run in {workdir!s} with changes: {text}.", stacklevel=3)
+    warnings.warn(f"resuming the run in {workdir!s} with changes: {text}.", stacklevel=_validation.user_stacklevel())
     return
   raise ResumeMismatchError(
       f"workdir {workdir!s} holds a different run, so it cannot be resumed by this call: "

@@ -36,7 +36,7 @@ def _explain_nan(name: str, scores, why: str):
     shown = ", ".join(map(str, bad[:10])) + (" ..." if bad.size > 10 else "")
     warnings.warn(f"{name}: {bad.size} of {np.size(scores)} examples ({shown}) have no "
                   f"defined score ({why}), returned as NaN: drop them (np.nanmean) or fix "
-                  "their inputs.", UserWarning, stacklevel=3)
+                  "their inputs.", UserWarning, stacklevel=_validation.user_stacklevel())
   return scores
 
 

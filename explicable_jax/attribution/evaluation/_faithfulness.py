@@ -82,7 +82,7 @@ def _curve(model, inputs, attributions, *, target, baselines, n_steps, softmax,
                                                          baselines, target, softmax)
   _shared.warn_constant_maps("insertion_curve" if insert else "deletion_curve", m,
                              "their feature order is the tie order (index order), and the "
-                             "curve measures that order, not the map", stacklevel=5)
+                             "curve measures that order, not the map")
   n, d = m.shape
   if n_steps > d:
     raise ValueError(
@@ -248,7 +248,7 @@ def faithfulness_correlation(key: jax.Array, model: Any, inputs: InputsLike,
                                                          baselines, target, softmax)
   _shared.warn_constant_maps("faithfulness_correlation", m, "every subset's attribution sum "
                              "is proportional to its size and their correlation is undefined "
-                             "(NaN)", stacklevel=4)
+                             "(NaN)")
   n, d = m.shape
   s = _shared.check_samples("subset_size", subset_size)
   if s >= d:

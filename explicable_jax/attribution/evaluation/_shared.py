@@ -216,7 +216,7 @@ def over_samples(fn: Callable[[jax.Array], Any], n_samples: int, per_chunk: int)
   return jax.tree.map(lambda o: o.reshape((-1,) + o.shape[2:])[:n_samples], out)
 
 
-def warn_constant_maps(fn_name: str, maps, consequence: str, *, stacklevel: int = 4) -> None:
+def warn_constant_maps(fn_name: str, maps, consequence: str) -> None:
   """Warns naming the examples whose attribution map is constant (all-zero,
   say): it ranks no feature above another, so a metric that reads the map's
   order or maximum measures the tie order, not the map (``consequence`` says
@@ -231,7 +231,8 @@ def warn_constant_maps(fn_name: str, maps, consequence: str, *, stacklevel: int 
     import warnings
     shown = ", ".join(map(str, rows[:10])) + (" ..." if rows.size > 10 else "")
     warnings.warn(f"{fn_name}: {rows.size} of {flat_maps.shape[0]} maps ({shown}) are constant, "
-                  f"so {consequence}: such a map points nowhere.", UserWarning, stacklevel=stacklevel)
+                  f"so {consequence}: such a map points nowhere.",
+                  UserWarning, stacklevel=_validation.user_stacklevel())
 
 
 def check_samples(name: str, value) -> int:

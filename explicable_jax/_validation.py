@@ -143,6 +143,16 @@ def check_seed(name: str, value: Any) -> None:
     raise ValueError(f"{name} must be a non-negative integer; got {value!r}.")
 
 
+def check_num_classes(name: str, value: Any, *,
+                      why: str = "a classifier tells at least 2 classes apart") -> int:
+  """A number of classes: an integer of at least 2 (one class is no
+  classification: its cross-entropy is 0 and its argmax constant)."""
+  check_positive(name, value, integer=True)
+  if value < 2:
+    raise ValueError(f"{name} must be at least 2 ({why}); got {value}.")
+  return int(value)
+
+
 def check_fraction(name: str, value: Any, *, closed: bool = True,
                    positive: bool = False) -> None:
   """Raises ``ValueError`` unless ``0 <= value <= 1`` (``0 < value < 1`` when

@@ -991,8 +991,8 @@ def _model_facts(bound: dict):
   the first classifier among the arguments (or a ``num_classes`` argument)."""
   from explicable_jax.models.classifier import Classifier
   n = bound.get("num_classes")
-  if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0:
-    return int(n), None, True
+  if n is not None and not _is_traced(n):  # before the labels it bounds are read
+    return _validation.check_num_classes("num_classes", n), None, True
   for value in bound.values():
     clf = classifier_of(value)
     if isinstance(clf, Classifier):

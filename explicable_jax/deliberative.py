@@ -607,7 +607,7 @@ def split_hardness_output(outputs: ArrayLike, num_classes: int):
   outputs whose last output is the hardness predictor's logit;
   ``hardness = sigmoid(last)`` in ``(0, 1)``."""
   outputs = jnp.asarray(outputs)
-  _validation.check_positive("num_classes", num_classes, integer=True)
+  _validation.check_num_classes("num_classes", num_classes)
   if outputs.shape[-1] != num_classes + 1:
     raise ValueError(f"outputs must have num_classes + 1 = {num_classes + 1} columns "
                      f"(class logits, then the hardness logit); got {outputs.shape[-1]}.")
@@ -648,11 +648,9 @@ def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0,
   The original gives the predictor a trunk of its own; here the two heads
   share the model's trunk.
   """
-  _validation.check_positive("num_classes", num_classes, integer=True)
-  if num_classes < 2:
-    raise ValueError(f"num_classes must be at least 2 (a classifier's classes, before the "
-                     f"hardness output); got {num_classes}: with one class the "
-                     "cross-entropy is 0 and nothing is learned.")
+  _validation.check_num_classes(
+      "num_classes", num_classes, why="a classifier's classes, before the hardness output: "
+      "with one class the cross-entropy is 0 and nothing is learned")
   _validation.check_nonnegative("predictor_weight", predictor_weight)
   _validation.check_choice("predictor_loss", predictor_loss, HARDNESS_LOSSES)
   _validation.check_fraction("bonus", bonus)
@@ -687,10 +685,8 @@ def make_hardness_loss(num_classes: int, *, predictor_weight: float = 1.0,
 def hardness_difficulty(num_classes: int) -> Callable[[jax.Array], jax.Array]:
   """The difficulty score of a hardness-predicting model for
   :func:`attribution_maps`: ``outputs -> sigmoid(outputs[:, C])``."""
-  _validation.check_positive("num_classes", num_classes, integer=True)
-  if num_classes < 2:
-    raise ValueError(f"num_classes must be at least 2 (the class logits before the "
-                     f"hardness output); got {num_classes}.")
+  _validation.check_num_classes("num_classes", num_classes,
+                                why="the class logits before the hardness output")
   return lambda outputs: split_hardness_output(outputs, num_classes)[1]
 
 

@@ -117,7 +117,7 @@ def confusion_matrix(labels: ArrayLike, preds: ArrayLike, num_classes: int, *,
       as ``sklearn.metrics.confusion_matrix``; a row or column without
       examples stays zero.
   """
-  _validation.check_positive("num_classes", num_classes, integer=True)
+  _validation.check_num_classes("num_classes", num_classes)
   _validation.check_choice("normalize", normalize, (None, "true", "pred", "all"))
   y = _labels("labels", labels, num_classes)
   p = _labels("preds", preds, num_classes)

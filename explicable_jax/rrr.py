@@ -204,7 +204,7 @@ def mlp_factory(input_shape: Sequence[int], num_classes: int,
                 hidden: Sequence[int] = (50, 30)) -> Callable[[jax.Array], Any]:
   """``key -> MLP`` of the original experiments (50-30 ReLU by default)."""
   input_shape = conventions.check_input_shape("input_shape", input_shape)
-  _validation.check_positive("num_classes", num_classes, integer=True)
+  _validation.check_num_classes("num_classes", num_classes)
   if isinstance(hidden, (str, bytes)) or np.ndim(hidden) != 1:
     raise TypeError(f"hidden must be a sequence of layer widths, e.g. (50, 30); got {hidden!r}.")
   for i, h in enumerate(hidden):

@@ -365,7 +365,7 @@ def from_soft_labels(probs: ArrayLike, labels: ArrayLike, num_classes: int) -> n
   """
   p = np.asarray(probs, dtype=np.float64)
   y = np.asarray(labels)
-  _validation.check_positive("num_classes", num_classes, integer=True)
+  _validation.check_num_classes("num_classes", num_classes)
   if p.ndim != 2 or p.shape[1] != num_classes:
     raise ValueError(f"probs must have shape (N, {num_classes}); got {p.shape}.")
   if y.shape != (p.shape[0],):

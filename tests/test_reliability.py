@@ -938,6 +938,15 @@ MORE_BAD_INPUTS = [
  ("input method given the batched clf.logits", lambda: attribution.gradient(_CLF.logits, _XB[0]), TypeError, r"score_fn must map one example to a scalar score; got a Classifier's logits, which maps a batch to logits: wrap it, attribution.class_score_fn"),
  ("input method given the classifier", lambda: attribution.integrated_gradients(_CLF, _XB[0]), TypeError, r"score_fn must map one example to a scalar score; got a Classifier,"),
  ("viz.save to an unknown format", lambda: __import__("explicable_jax.viz", fromlist=["viz"]).save(__import__("explicable_jax.viz", fromlist=["viz"]).heatmap(np.eye(2)), "/tmp/ej_unused.xyz"), ValueError, r"path must end in an image format matplotlib writes \(.*\.png.*\); got '/tmp/ej_unused.xyz'"),
+ # Twenty-ninth trial (575 calls: 0 silent, 0 cryptic, 0 crash; 2 undetectable, made warnings).
+ ("robustness.random_targets one class", lambda: robustness.random_targets(K, np.zeros(3, np.int32), 1), ValueError, r"num_classes must be at least 2 \(.*\); got 1"),
+ ("models.classifier one class", lambda: models.classifier(K, "mlp", input_shape=(4,), num_classes=1), ValueError, r"num_classes must be at least 2 \(a classifier tells at least 2 classes apart\); got 1"),
+ ("models.from_functions one class", lambda: models.from_functions(lambda p, v: v @ p, np.ones((4, 1), np.float32), input_shape=(4,), num_classes=1), ValueError, r"num_classes must be at least 2"),
+ ("metrics.confusion_matrix one class", lambda: metrics.confusion_matrix(np.zeros(3, np.int32), np.zeros(3, np.int32), 1), ValueError, r"num_classes must be at least 2"),
+ ("sprt_detect no inputs", lambda: mutation.sprt_detect(np.zeros((6, 0), bool), 0.05), ValueError, r"label_changes must be \(n_mutants, N\), at least one mutant and one input; got shape \(6, 0\)"),
+ ("AuditConfig bad setting when built", lambda: __import__("explicable_jax.app.audit", fromlist=["AuditConfig"]).AuditConfig(coverage=90), ValueError, r"coverage must be a number in \[0, 1\]; got 90"),
+ ("AuditConfig misspelt similarity when built", lambda: __import__("explicable_jax.app.audit", fromlist=["AuditConfig"]).AuditConfig(similarity="wordnet"), ValueError, r"similarity must be one of ekl, ihl, chl"),
+ ("AuditConfig rate 0", lambda: __import__("explicable_jax.app.audit", fromlist=["AuditConfig"]).AuditConfig(rates=(0.0,)), ValueError, r"rates must be a number in \(0, 1\]; got 0.0"),
  ("mutation operator given one bare array as params", lambda: mutation.gaussian_fuzzing(K, jnp.ones((3, 3)), 0.1), ValueError, r"params must be a pytree of named layer parameters \(e.g. clf.params\) for layers='conv'.*got a single array of shape \(3, 3\)"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS
@@ -980,6 +989,8 @@ WARNED_INPUTS = [
     ("ev.relevance_mass_accuracy signed maps", lambda: ev.relevance_mass_accuracy(np.linspace(-1, 1, 64).reshape(1, 8, 8), np.eye(8, dtype=bool)[None]), r"relevance_mass_accuracy: the maps hold negative values.*pass np.abs\(maps\)"),
     ("mean_mistake_similarity matrix above 1", lambda: metrics.mean_mistake_similarity(np.r_[0, 1, 2], np.r_[1, 2, 0], (np.eye(3) + 1) * 50), r"similarity_matrix has entries up to 100, above 1: the mean is read in the matrix's units"),
     ("rrr.explanation_mask all-zero gradients", lambda: rrr.explanation_mask(np.r_[np.ones((1, 4, 4)), np.zeros((2, 4, 4))]), r"explanation_mask: 2 of 3 examples \(1, 2\) have all-zero input gradients, so their explanation is empty"),
+    ("compute_convergence_delta attributions and x swapped", lambda: batched_.compute_convergence_delta(_CLF, _XB + 0.5, np.zeros_like(_XB), target=0), r"compute_convergence_delta: 4 of 4 examples of x \(0, 1, 2, 3\) equal their baseline.*attributions and x swapped"),
+    ("per_feature_map channel-first maps", lambda: attribution.per_feature_map(np.ones((2, 16, 4, 4))), r"per_feature_map: attributions of shape \(2, 16, 4, 4\) are read as \(N, H, W, C\).*channel-first \(N, C, H, W\): pass jnp.moveaxis\(attributions, 1, -1\)"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 

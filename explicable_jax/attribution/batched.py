@@ -267,8 +267,28 @@ def compute_convergence_delta(clf: Any, attributions: _common.InputsLike, x: _co
     ref = tuple(_common.resolve_baselines(b, xi) for b, xi in zip(per_input, xs))
   else:
     ref = _common.resolve_baselines(baselines, x)
+    _warn_at_baseline(x, ref)
   scores = lambda v: _class_index.entries(clf.logits(v), t)
   return total - (scores(x) - scores(ref))
+
+
+def _warn_at_baseline(x, ref) -> None:
+  """Inputs equal to their baseline have ``F(x) - F(x') = 0``: any
+  attribution of them should sum to 0, and the delta is the attributions'
+  own sum (the attributions and ``x`` swapped, say). Concrete inputs only."""
+  if isinstance(x, jax.core.Tracer) or isinstance(ref, jax.core.Tracer):
+    return
+  same = np.flatnonzero(np.all(np.asarray(x).reshape(len(x), -1)
+                               == np.broadcast_to(np.asarray(ref), np.shape(x)).reshape(len(x), -1),
+                               axis=1))
+  if same.size:
+    import warnings
+    warnings.warn(
+        f"compute_convergence_delta: {same.size} of {len(x)} examples of x "
+        f"({', '.join(map(str, same[:10]))}{', ...' if same.size > 10 else ''}) equal their "
+        "baseline, so F(x) - F(baseline) = 0 and their delta is the attributions' own sum: "
+        "attributions and x swapped? (the call is compute_convergence_delta(clf, "
+        "attributions, x, ...)).", UserWarning, stacklevel=_validation.user_stacklevel())
 
 
 def _attribution_shape(clf, x, shape: tuple) -> None:

@@ -408,6 +408,14 @@ def per_feature_map(attributions: ArrayLike, *, reduce: str = "sum") -> jax.Arra
     raise ValueError(
         "attributions must have a batch, at least one position and a channel "
         f"axis, e.g. (N, H, W, C); got shape {tuple(attributions.shape)}.")
+  shape = attributions.shape
+  if attributions.ndim == 4 and shape[1] != shape[2] == shape[3]:
+    import warnings
+    warnings.warn(
+        f"per_feature_map: attributions of shape {tuple(shape)} are read as (N, H, W, C) = "
+        f"{shape[1]}x{shape[2]} positions of {shape[3]} channels; square {shape[2]}x{shape[3]} "
+        f"maps of {shape[1]} channels are channel-first (N, C, H, W): pass "
+        "jnp.moveaxis(attributions, 1, -1).", UserWarning, stacklevel=_validation.user_stacklevel())
   axes = tuple(range(1, attributions.ndim - 1))
   return attributions.sum(axes) if reduce == "sum" else attributions.mean(axes)
 

@@ -65,10 +65,7 @@ class Dataset:
     if len(self.x) != len(self.y):
       raise ValueError(f"x and y must have one row per example; got {len(self.x)} inputs and "
                        f"{len(self.y)} labels.")
-    _validation.check_positive("num_classes", self.num_classes, integer=True)
-    if self.num_classes < 2:
-      raise ValueError(f"num_classes must be at least 2 (a classification task); got "
-                       f"{self.num_classes}.")
+    _validation.check_num_classes("num_classes", self.num_classes, why="a classification task")
     _validation.check_class_names("class_names", self.class_names)
     if self.class_names and len(self.class_names) != self.num_classes:
       raise ValueError(f"class_names must name the {self.num_classes} classes; got "

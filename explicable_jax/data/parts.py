@@ -71,7 +71,7 @@ def class_part_table(num_classes: int = 10, num_parts: int = 8, parts_per_class:
   shows in each slot. Classes are distinct and draw from a shared
   vocabulary, so many pairs share one or two parts in the same slot."""
   slots = len(SLOT_CENTERS)
-  _validation.check_positive("num_classes", num_classes, integer=True)
+  _validation.check_num_classes("num_classes", num_classes)
   if not 1 <= parts_per_class <= slots:
     raise ValueError(f"parts_per_class must be between 1 and {slots}; got {parts_per_class}.")
   if num_parts < 2:

@@ -342,8 +342,7 @@ def _spec(backend, class_names, input_shape, num_classes, recipe=None,
   shape = (conventions.check_input_shape("input_shape", input_shape)
            if input_shape is not None else None)
   if num_classes is not None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-      raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
+    _validation.check_num_classes("num_classes", num_classes)
     if names is not None and len(names) != num_classes:
       raise ValueError(
           f"class_names must have num_classes={num_classes} entries; got {len(names)}.")

@@ -97,7 +97,7 @@ def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
   key = _validation.check_key("key", key, call="create_model(key, name, input_shape=..., "
                                                 "num_classes=...)")
   builder = _validation.lookup("model", name, MODELS)
-  _validation.check_positive("num_classes", num_classes, integer=True)
+  _validation.check_num_classes("num_classes", num_classes)
   input_shape = conventions.check_input_shape("input_shape", input_shape)
   if len(input_shape) >= 2 and input_shape[0] == 1:
     raise ValueError(

@@ -54,8 +54,9 @@ def sprt_detect(label_changes, threshold: float, *, indifference: float | None =
   ([True, False], [True, False])
   """
   c = np.asarray(label_changes).astype(bool)
-  if c.ndim != 2 or c.shape[0] < 1:
-    raise ValueError(f"label_changes must be (n_mutants, N); got shape {c.shape}.")
+  if c.ndim != 2 or c.shape[0] < 1 or c.shape[1] < 1:
+    raise ValueError(f"label_changes must be (n_mutants, N), at least one mutant and one "
+                     f"input; got shape {c.shape}.")
   _validation.check_fraction("threshold", threshold, closed=False)
   indifference = 0.1 * threshold if indifference is None else indifference
   _validation.check_positive("indifference", indifference)

@@ -237,9 +237,7 @@ def random_targets(key: jax.Array, labels, num_classes: int) -> jax.Array:
   .. math:: t_i = (y_i + u_i) \\bmod C, \\quad u_i \\sim \\mathcal{U}\\{1, \\dots, C - 1\\}
   """
   key = _validation.check_key("key", key, call="random_targets(key, labels, num_classes)")
-  _validation.check_positive("num_classes", num_classes, integer=True)
-  if num_classes < 2:
-    raise ValueError(f"num_classes must be at least 2 to have another class; got {num_classes}.")
+  _validation.check_num_classes("num_classes", num_classes, why="a target is another class")
   labels = jnp.asarray(labels)
   shift = jax.random.randint(key, labels.shape, 1, num_classes)
   return (labels + shift) % num_classes

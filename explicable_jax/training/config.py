@@ -134,9 +134,19 @@ class TrainConfig:
   compute_dtype: str = "float32"
 
   def __post_init__(self):
-    self.validate()  # checked when built; validate() again after changing a field
+    self._check_settings()  # when built; validate() adds the files and rechecks changes
 
   def validate(self) -> None:
+    """Checks every setting and that a weighted loss's matrix file exists."""
+    self._check_settings()
+    weights = self.loss_kwargs.get("weights") if self.loss == "weighted" else None
+    if isinstance(weights, (str, os.PathLike)) and "://" not in os.fspath(weights) \
+        and not os.path.isfile(weights):
+      raise FileNotFoundError(
+          f"loss_kwargs['weights'] (--loss weighted) must be a .npy similarity matrix; "
+          f"{os.fspath(weights)!r} {'is a folder' if os.path.isdir(weights) else 'does not exist'}.")
+
+  def _check_settings(self) -> None:
     _validation.lookup("dataset", self.dataset, data_lib.DATASETS)
     _validation.lookup("model", self.model, models_lib.MODELS)
     _validation.lookup("loss", self.loss, losses_lib.LOSSES)
@@ -156,12 +166,6 @@ class TrainConfig:
     if fixed:
       raise ValueError(f"model_kwargs may not set {', '.join(fixed)}: the dataset fixes "
                        f"{'it' if len(fixed) == 1 else 'them'} (dataset={self.dataset!r}).")
-    weights = self.loss_kwargs.get("weights") if self.loss == "weighted" else None
-    if isinstance(weights, (str, os.PathLike)) and "://" not in os.fspath(weights) \
-        and not os.path.isfile(weights):
-      raise FileNotFoundError(
-          f"loss_kwargs['weights'] (--loss weighted) must be a .npy similarity matrix; "
-          f"{os.fspath(weights)!r} {'is a folder' if os.path.isdir(weights) else 'does not exist'}.")
     _validation.check_positive("checkpoint_every", self.checkpoint_every, integer=True)
     _validation.check_positive("keep_checkpoints", self.keep_checkpoints, integer=True)
     _validation.check_positive("log_every", self.log_every, integer=True)

@@ -128,6 +128,7 @@ class AuditConfig:
         except TypeError:
           raise TypeError(f"{name} must be a sequence; got {type(value).__name__}.") from None
       object.__setattr__(self, name, value)
+    self._check_settings()  # each setting when built; validate() adds the rules between them
 
   def validate(self) -> AuditConfig:
     """Checks every setting; returns ``self``.
@@ -136,11 +137,25 @@ class AuditConfig:
       ValueError, FileNotFoundError: naming the setting, what was given and
         what was expected.
     """
-    from explicable_jax import robustness
-    v = _validation
     if (self.dataset is None) == (self.data_file is None):
       raise ValueError(f"give exactly one of dataset or data_file; got dataset="
                        f"{self.dataset!r}, data_file={self.data_file!r}.")
+    self._check_settings()
+    if self.adversarial_mutants is not None and self.adversarial_images == 0:
+      raise ValueError(
+          "adversarial_mutants is read only when the robustness section attacks images; "
+          "got adversarial_mutants with adversarial_images=0, which skips the attacks: "
+          "drop adversarial_mutants (--adversarial-mutants), or give adversarial_images.")
+    if self.annotations is not None and not os.path.exists(self.annotations):
+      raise FileNotFoundError(f"annotations file {self.annotations!r} does not exist.")
+    check_similarity(self.similarity, self.dataset)
+    return self
+
+  def _check_settings(self) -> None:
+    """Every setting on its own (rules between settings, the data source and
+    files are :meth:`validate`'s: a config is often completed by overrides)."""
+    from explicable_jax import robustness
+    v = _validation
     if self.classes is not None:
       v.check_class_names("classes", self.classes)
     v.check_choice("operator", self.operator, _operators())
@@ -151,17 +166,12 @@ class AuditConfig:
     v.check_nonnegative("adversarial_images", self.adversarial_images, integer=True)
     if self.adversarial_mutants is not None:
       v.check_positive("adversarial_mutants", self.adversarial_mutants, integer=True)
-      if self.adversarial_images == 0:
-        raise ValueError(
-            "adversarial_mutants is read only when the robustness section attacks images; "
-            "got adversarial_mutants with adversarial_images=0, which skips the attacks: "
-            "drop adversarial_mutants (--adversarial-mutants), or give adversarial_images.")
     v.check_fraction("coverage", self.coverage)
     if not 0 < self.coverage < 1:
       raise ValueError(f"coverage must lie strictly between 0 and 1; got {self.coverage}.")
     for r in self.rates:
-      v.check_fraction("rates", r)
-    if not self.rates or any(r <= 0 for r in self.rates):
+      v.check_fraction("rates", r, positive=True)
+    if not self.rates:
       raise ValueError(f"rates must be one or more fractions in (0, 1]; got "
                        f"{list(self.rates)}.")
     for s in self.noise:
@@ -183,10 +193,9 @@ class AuditConfig:
     v.check_seed("seed", self.seed)
     if self.limit is not None:
       v.check_positive("limit", self.limit, integer=True)
-    if self.annotations is not None and not os.path.exists(self.annotations):
-      raise FileNotFoundError(f"annotations file {self.annotations!r} does not exist.")
-    check_similarity(self.similarity, self.dataset)
-    return self
+    if isinstance(self.similarity, str) and self.similarity not in SIMILARITIES \
+        and not self.similarity.endswith(".npy"):
+      check_similarity(self.similarity, None)  # a misspelt name; files are checked at use
 
 
 def check_similarity(similarity, dataset: str | None) -> None:

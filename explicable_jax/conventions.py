@@ -258,7 +258,9 @@ def _check_layout(name: str, shape: tuple[int, ...], expected: tuple[int, ...] |
           and (shape[2], shape[3], shape[1]) == tuple(expected)):
         hint = " It is channel-first (N, C, H, W): pass x.transpose(0, 2, 3, 1)."
       elif tuple(shape) == tuple(expected):
-        hint = " It is one example: add the batch axis, x[None]."
+        hint = (" It is one example: add the batch axis, x[None]" + (
+            f"; or input_shape holds a batch axis: build the model with input_shape="
+            f"{tuple(expected[1:])}" if len(expected) == 4 else "") + ".")
       what = " (H, W, C)" if len(expected) == 3 else ""
       raise ConventionError(
           f"{name} must be a batch of examples of the shape the model was built for: it "

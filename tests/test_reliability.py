@@ -947,6 +947,8 @@ MORE_BAD_INPUTS = [
  ("AuditConfig bad setting when built", lambda: __import__("explicable_jax.app.audit", fromlist=["AuditConfig"]).AuditConfig(coverage=90), ValueError, r"coverage must be a number in \[0, 1\]; got 90"),
  ("AuditConfig misspelt similarity when built", lambda: __import__("explicable_jax.app.audit", fromlist=["AuditConfig"]).AuditConfig(similarity="wordnet"), ValueError, r"similarity must be one of ekl, ihl, chl"),
  ("AuditConfig rate 0", lambda: __import__("explicable_jax.app.audit", fromlist=["AuditConfig"]).AuditConfig(rates=(0.0,)), ValueError, r"rates must be a number in \(0, 1\]; got 0.0"),
+ # Thirtieth trial (621 calls: 0 silent, 1 cryptic (borderline), 0 crash).
+ ("logits of a model built with a batch axis in input_shape", lambda: models.classifier(K, "mlp", input_shape=(4, 8, 8, 1), num_classes=10, hidden=(8,)).logits(_XB), ValueError, r"got a batch of shape \(4, 8, 8, 1\). It is one example: add the batch axis, x\[None\]; or input_shape holds a batch axis: build the model with input_shape=\(8, 8, 1\)"),
  ("mutation operator given one bare array as params", lambda: mutation.gaussian_fuzzing(K, jnp.ones((3, 3)), 0.1), ValueError, r"params must be a pytree of named layer parameters \(e.g. clf.params\) for layers='conv'.*got a single array of shape \(3, 3\)"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS

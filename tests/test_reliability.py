@@ -949,6 +949,10 @@ MORE_BAD_INPUTS = [
  ("AuditConfig rate 0", lambda: __import__("explicable_jax.app.audit", fromlist=["AuditConfig"]).AuditConfig(rates=(0.0,)), ValueError, r"rates must be a number in \(0, 1\]; got 0.0"),
  # Thirtieth trial (621 calls: 0 silent, 1 cryptic (borderline), 0 crash).
  ("logits of a model built with a batch axis in input_shape", lambda: models.classifier(K, "mlp", input_shape=(4, 8, 8, 1), num_classes=10, hidden=(8,)).logits(_XB), ValueError, r"got a batch of shape \(4, 8, 8, 1\). It is one example: add the batch axis, x\[None\]; or input_shape holds a batch axis: build the model with input_shape=\(8, 8, 1\)"),
+ # Thirty-first trial (470 calls: 1 silent (borderline), 2 cryptic, 0 crash).
+ ("train_detector constant features", lambda: detection.train_detector(K, np.ones((20, 4), np.float32), np.arange(20) % 3 == 0, epochs=1, hidden=(4,)), ValueError, r"features must vary across the training examples; every one of its 4 columns is constant over the 20 rows"),
+ ("HtmlReport.png a string", lambda: __import__("explicable_jax.app.html_report", fromlist=["h"]).HtmlReport("T").png("fig.png"), TypeError, r"data must be the bytes of a PNG file; got str \(a path\? pass open\(path, 'rb'\).read\(\)\)"),
+ ("HtmlReport.figure not a figure", lambda: __import__("explicable_jax.app.html_report", fromlist=["h"]).HtmlReport("T").figure(123), TypeError, r"fig must be a matplotlib Figure \(e.g. ax.figure\); got int"),
  ("mutation operator given one bare array as params", lambda: mutation.gaussian_fuzzing(K, jnp.ones((3, 3)), 0.1), ValueError, r"params must be a pytree of named layer parameters \(e.g. clf.params\) for layers='conv'.*got a single array of shape \(3, 3\)"),
 ]
 BAD_INPUTS += MORE_BAD_INPUTS

@@ -75,6 +75,9 @@ class HtmlReport:
   def figure(self, fig, caption: str = "", *, dpi: int = 100) -> None:
     """Embeds a matplotlib figure as a PNG and closes it."""
     import matplotlib.pyplot as plt
+    if not hasattr(fig, "savefig"):
+      raise TypeError(f"fig must be a matplotlib Figure (e.g. ax.figure); got "
+                      f"{type(fig).__name__}.")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -82,6 +85,10 @@ class HtmlReport:
 
   def png(self, data: bytes, caption: str = "") -> None:
     """Embeds PNG bytes."""
+    if not isinstance(data, (bytes, bytearray)):
+      raise TypeError(f"data must be the bytes of a PNG file; got {type(data).__name__}"
+                      + (" (a path? pass open(path, 'rb').read())" if isinstance(data, str)
+                         else "") + ".")
     if not data.startswith(b"\x89PNG"):
       raise ValueError("data must be the bytes of a PNG file.")
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")

@@ -232,7 +232,15 @@ def train_detector(key: jax.Array, features, is_wrong, *, hidden: Sequence[int] 
   _validation.check_choice("class_weight", class_weight, (None, "balanced"))
   _validation.check_choice("normalize", normalize, NORMALIZATIONS)
   mean = x.mean(0)
-  std = (x.std(0) if normalize == "standard" else x.max(0) - x.min(0)) + 1e-8
+  spread = x.std(0) if normalize == "standard" else x.max(0) - x.min(0)
+  if not np.any(spread > 0):
+    raise ValueError(
+        f"features must vary across the training examples; every one of its {x.shape[1]} "
+        f"columns is constant over the {x.shape[0]} rows, so there is nothing to learn "
+        "(the wrong array? all-zero attributions of a dead layer?).")
+  # A constant column keeps scale 1 (as scikit-learn's StandardScaler): dividing by
+  # its zero spread would blow any new value up to a saturated score.
+  std = np.where(spread > 0, spread + 1e-8, 1.0)
   xs = jnp.asarray((x - mean) / std)
   ys = jnp.asarray(y, jnp.float32)
   n = len(y)

@@ -912,6 +912,11 @@ def check_maps(name: str, maps):
   arr = _as_array(name, maps, "attribution maps (N, ...)")
   if arr.ndim < 1:
     raise ConventionError(f"{name} must be attribution maps (N, ...); got a scalar.")
+  if arr.ndim == 3 and arr.shape[0] == arr.shape[1] >= 4 and arr.shape[2] in (1, 3):
+    warnings.warn(  # N maps of shape (N, 1) or (N, 3): a shape no model's maps have
+        f"{name} of shape {arr.shape} are read as {arr.shape[0]} maps of shape "
+        f"{arr.shape[1:]}; one (H, W, C) map without its batch axis? pass {name}[None].",
+        UserWarning, stacklevel=_validation.user_stacklevel())
   _nonfinite(name, arr)
   return maps
 

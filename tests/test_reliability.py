@@ -997,6 +997,7 @@ WARNED_INPUTS = [
     ("rrr.explanation_mask all-zero gradients", lambda: rrr.explanation_mask(np.r_[np.ones((1, 4, 4)), np.zeros((2, 4, 4))]), r"explanation_mask: 2 of 3 examples \(1, 2\) have all-zero input gradients, so their explanation is empty"),
     ("compute_convergence_delta attributions and x swapped", lambda: batched_.compute_convergence_delta(_CLF, _XB + 0.5, np.zeros_like(_XB), target=0), r"compute_convergence_delta: 4 of 4 examples of x \(0, 1, 2, 3\) equal their baseline.*attributions and x swapped"),
     ("per_feature_map channel-first maps", lambda: attribution.per_feature_map(np.ones((2, 16, 4, 4))), r"per_feature_map: attributions of shape \(2, 16, 4, 4\) are read as \(N, H, W, C\).*channel-first \(N, C, H, W\): pass jnp.moveaxis\(attributions, 1, -1\)"),
+    ("ev.sparseness one map without its batch axis", lambda: ev.sparseness(np.random.default_rng(0).random((8, 8, 1))), r"attributions of shape \(8, 8, 1\) are read as 8 maps of shape \(8, 1\); one \(H, W, C\) map without its batch axis\? pass attributions\[None\]"),
     ("label_change_rate NaN mutants", lambda: mutation.label_change_rate(_CLF, jax.tree.map(lambda a: a * np.nan, _muts()), _XB), r"label_change_rate: 2 of 2 mutants"),
 ]
 

@@ -1169,13 +1169,7 @@ def boundary(**kinds: str) -> Callable[[Callable], Callable]:
       try:
         bound = sig.bind(*args, **kwargs)
       except TypeError as e:
-        first = next(iter(sig.parameters), None)
-        if first == "key" and args and not (
-            isinstance(args[0], jax.Array) and jnp.issubdtype(args[0].dtype, jax.dtypes.prng_key)
-            or getattr(args[0], "shape", None) == (2,)):
-          raise TypeError(f"{fn.__name__}() {str(e).split('() ', 1)[-1]}: the PRNG key comes "
-                          f"first, {fn.__name__}(key, ...) with key = jax.random.key(seed)."
-                          ) from None
+        _key_left_out(fn.__name__, sig, args, e)
         if "graphdef" in sig.parameters and args:  # a Classifier passed as the parts
           check_graphdef("graphdef", args[0])
         if ("features_fn" in sig.parameters and args and classifier_of(args[0]) is not None
@@ -1272,6 +1266,34 @@ def _host_only(name: str, args_: Mapping, error: Exception) -> None:
         f"{name} computes on the host (numpy) and cannot be traced; it was given traced "
         f"{', '.join(traced)} (called inside jax.jit, vmap or grad): call it outside the "
         "transformation, on concrete arrays.") from error
+
+
+def _key_left_out(name: str, sig: inspect.Signature, args: tuple, error: TypeError) -> None:
+  """A call that does not bind, to a function whose first parameter is the
+  PRNG key, whose first argument is no key: the key was left out and every
+  argument shifted, so Python blames the last one; the key is named instead."""
+  if next(iter(sig.parameters), None) == "key" and args and not (
+      isinstance(args[0], jax.Array) and jnp.issubdtype(args[0].dtype, jax.dtypes.prng_key)
+      or getattr(args[0], "shape", None) == (2,)):
+    raise TypeError(f"{name}() {str(error).split('() ', 1)[-1]}: the PRNG key comes first, "
+                    f"{name}(key, ...) with key = jax.random.key(seed).") from None
+
+
+def key_first(fn: Callable) -> Callable:
+  """For a public key-first function that is not a :func:`boundary`: a call
+  that left the key out is named as :func:`boundary` names it."""
+  sig = inspect.signature(fn)
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    try:
+      sig.bind(*args, **kwargs)
+    except TypeError as e:
+      _key_left_out(fn.__name__, sig, args, e)
+      raise
+    return fn(*args, **kwargs)
+  setattr(wrapped, "__key_first__", True)  # read by the API walk in the tests
+  return wrapped
 
 
 def _traced_number(args_: Mapping, error: Exception) -> None:

@@ -76,6 +76,7 @@ def mcnemar_exact(correct_a: ArrayLike, correct_b: ArrayLike) -> dict:
           "p_value": p}
 
 
+@conventions.key_first
 def paired_bootstrap(key: jax.Array, statistic: Callable[..., float], arrays: Sequence, *,
                      n_resamples: int = 1000, level: float = 0.95) -> dict:
   """A statistic of paired per-example arrays with its bootstrap interval.

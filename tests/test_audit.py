@@ -187,6 +187,26 @@ def _check_adversarial_detection(r, clf, x, y, logits, validation):
   assert rows["DeepFool"]["adversarial"] >= 25  # DeepFool nearly always succeeds
 
 
+def test_an_attack_that_never_succeeds_gives_an_empty_row_not_an_error():
+  """The thirty-second trial: an attack with no successful input (FGSM far
+  too weak here) used to fail reshaping its zero deltas."""
+  from explicable_jax import models
+  from explicable_jax.app.audit.robustness import adversarial_detection_stage
+  ds = data.load("digits", "test")
+  x, y = ds.x[:64], ds.y[:64]
+  clf = models.classifier(jax.random.key(0), "cnn", input_shape=(8, 8, 1), num_classes=10,
+                          widths=[4], dense=8)
+  right = int((np.asarray(training.predict(clf, x)).argmax(-1) == y).sum())
+  assert right > 0
+  out = adversarial_detection_stage(
+      jax.random.key(1), clf, x, y, num_images=8, epsilon=1e-7,
+      mutants=pipeline.Mutants(2, "NAI", 0.5, pipeline.mutated_layers(clf)),
+      gate=pipeline.accuracy_gate(clf, (x, y)))
+  fgsm = next(row for row in out["attacks"] if row["attack"] == "FGSM")
+  assert fgsm["adversarial"] == 0 and fgsm["attacked"] == min(8, right)
+  assert fgsm["mean_l2"] is None and fgsm["auroc"] == {"LCR": None, "MSP": None}
+
+
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
   from explicable_jax import models

@@ -1743,3 +1743,12 @@ def test_markdown_table_keeps_a_cell_with_a_bar_in_one_cell():
                                 "| l1<br>l2 | 3 |"]
   for line in table.splitlines():  # every row has the header's two cells
     assert len(re.split(r"(?<!\\)\|", line)) == 4, line
+
+
+def test_ssim_of_two_equal_constant_maps_is_one():
+  """The thirty-second trial: with data_range=None the pair's range is 0 and
+  SSIM was 0/0 = NaN; identical maps score 1 (the docstring's promise)."""
+  z = jnp.zeros((2, 8, 8))
+  np.testing.assert_array_equal(np.asarray(ev.ssim(z, z)), [1.0, 1.0])
+  np.testing.assert_allclose(np.asarray(ev.ssim(z + 3.0, z + 3.0)), [1.0, 1.0])
+  assert float(ev.ssim(z[:1], z[:1] + 1.0)[0]) < 1e-3  # two different constants: dissimilar

@@ -75,6 +75,7 @@ def _binary(name: str, y, n: int) -> np.ndarray:
 # The MLP detector.
 
 
+@conventions.key_first
 def init_mlp(key: jax.Array, sizes: Sequence[int]) -> list[dict]:
   """He-normal weights of an MLP with layer sizes ``sizes`` (input first)."""
   key = _validation.check_key("key", key, call="init_mlp(key, ...)")

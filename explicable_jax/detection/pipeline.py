@@ -278,6 +278,7 @@ def lcr_scores(key: jax.Array, clf, inputs: Mapping[str, np.ndarray],
           for k, x in inputs.items()}, info
 
 
+@conventions.key_first
 def rate_trial(key: jax.Array, clf, validation: tuple, predictions: np.ndarray,
                mutants: Mutants, gate: Callable, *, index: int) -> dict:
   """One candidate rate's trial: the validation AUROC of the LCR over
@@ -394,6 +395,7 @@ def detector_features(num_classes: int, predictions: Mapping[str, np.ndarray],
           for k, v in conductance.items()}
 
 
+@conventions.key_first
 def conductance_detector(key: jax.Array, features: Mapping[str, np.ndarray],
                          wrong: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
   """Wu et al.'s detector trained on the training images' wrong predictions,

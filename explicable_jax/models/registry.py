@@ -75,6 +75,7 @@ MODELS: dict[str, Callable[..., Any]] = {
 }
 
 
+@conventions.key_first
 def create_model(key: jax.Array, name: str, *, input_shape: Sequence[int],
                  num_classes: int, **kwargs: Any) -> nnx.Module | Classifier:
   """Builds a model of the registry (the zoo or :func:`register_model`) by name.
@@ -186,6 +187,7 @@ def register_model(name: str, builder: Callable[..., Any], *,
   _validation.register("model", MODELS, name, builder, arg="builder", overwrite=overwrite)
 
 
+@conventions.key_first
 def classifier(key: jax.Array, name: str, *, input_shape: Sequence[int], num_classes: int,
                class_names: Sequence[str] | None = None, **kwargs: Any) -> Classifier:
   """A registered model as a :class:`~explicable_jax.models.Classifier` that

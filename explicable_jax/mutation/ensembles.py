@@ -34,6 +34,7 @@ def _vmapped_operator(op: Callable, rate: float, options: tuple) -> Callable:
   return jax.jit(jax.vmap(lambda k, p: op(k, p, rate, **kwargs), in_axes=(0, None)))
 
 
+@conventions.key_first
 def mutate_many(key: jax.Array, params, n: int, operator, rate: float, **options):
   """``n`` mutants as one stacked pytree: the operator vmapped over split keys.
 
@@ -87,6 +88,7 @@ class GateRejectedError(ValueError):
     self.drawn, self.accepted = drawn, accepted
 
 
+@conventions.key_first
 def make_mutants(key: jax.Array, model, n: int, operator, rate: float, *,
                  accuracy_fn: Callable[[Any], np.ndarray] | None = None,
                  min_relative_accuracy: float = 0.9, max_draws: int | None = None,

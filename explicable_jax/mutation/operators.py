@@ -5,10 +5,9 @@ parameter pytree (Flax NNX ``nnx.State``, a nested dict, any pytree) that
 returns a pytree of the same structure, so an ensemble is one ``jax.vmap``
 over split keys (:func:`~explicable_jax.mutation.mutate_many`). The four
 model-level operators of Ma et al.'s DeepMutation (ISSRE 2018), as Wang et al.
-(ICSE 2019) use them for mutation testing of inputs:
-
-* ``GF`` :func:`gaussian_fuzzing`, ``NAI`` :func:`neuron_activation_inverse`,
-* ``WS`` :func:`weight_shuffling`, ``NS`` :func:`neuron_switch`.
+(ICSE 2019) use them for mutation testing of inputs: ``GF``
+:func:`gaussian_fuzzing`, ``NAI`` :func:`neuron_activation_inverse`, ``WS``
+:func:`weight_shuffling`, ``NS`` :func:`neuron_switch`.
 
 ``layers``: ``"conv"`` (4-D conv kernels only, Wu et al.), ``"kernels"``
 (conv and dense kernels), ``"all"`` (every parameter, Wang et al.'s GF) or a
@@ -20,9 +19,8 @@ over all eligible units of the model (NS: ``max(2, floor(rate * n_l))`` in
 each eligible layer with at least ``min_neurons`` neurons); everything else
 stays bit-identical.
 
-A new operator is one function and one :func:`register_operator` call: the
-CLI's ``--operator`` choices, the audit and :func:`~explicable_jax.mutation.
-make_mutants` all read :data:`OPERATORS`.
+A new operator is one function and one :func:`register_operator` call (the
+CLI, the audit and :func:`~explicable_jax.mutation.make_mutants` read :data:`OPERATORS`).
 """
 from __future__ import annotations
 
@@ -216,6 +214,7 @@ def _cyclic_derangement(key, n: int) -> jax.Array:
 # Operators.
 
 
+@conventions.key_first
 def gaussian_fuzzing(key: jax.Array, params, rate: float, *, layers="conv",
                      granularity: str = "weight", mode: str = "replace",
                      sigma: float | None = None):
@@ -286,6 +285,7 @@ def gaussian_fuzzing(key: jax.Array, params, rate: float, *, layers="conv",
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+@conventions.key_first
 def neuron_activation_inverse(key: jax.Array, params, rate: float, *, layers="conv",
                               granularity: str = "neuron"):
   """NAI: negate a fraction ``rate`` of the neurons (conv filters).
@@ -331,6 +331,7 @@ def neuron_activation_inverse(key: jax.Array, params, rate: float, *, layers="co
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+@conventions.key_first
 def weight_shuffling(key: jax.Array, params, rate: float, *, layers="conv"):
   """WS: permute the incoming weights of a fraction ``rate`` of the neurons.
 
@@ -375,6 +376,7 @@ def weight_shuffling(key: jax.Array, params, rate: float, *, layers="conv"):
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+@conventions.key_first
 def neuron_switch(key: jax.Array, params, rate: float, *, layers="conv",
                   min_neurons: int = 10):
   """NS: in each eligible layer, chosen neurons trade their weights (and bias).

@@ -133,6 +133,7 @@ def _augment_with(apply_fn, params, x, labels, step_size, clip):
 _augment_params = jax.jit(_augment_with, static_argnums=(0, 5))
 
 
+@conventions.key_first
 def train_substitute(key: jax.Array, oracle, init_fn: Callable[[jax.Array], Any],
                      apply_fn: Callable[[Any, jax.Array], jax.Array], x_seed, *,
                      rounds: int = 6, epochs: int = 10, step_size: float = 0.1,

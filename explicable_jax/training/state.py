@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from explicable_jax import _validation
+from explicable_jax import _validation, conventions
 from explicable_jax import models as models_lib
 from explicable_jax.models import Classifier, Spec
 
@@ -87,6 +87,7 @@ def check_optimizer(optimizer) -> None:
                     f"got {type(optimizer).__name__}.")
 
 
+@conventions.key_first
 def create_train_state(key: jax.Array, model,
                        optimizer: optax.GradientTransformation) -> TrainState:
   """A fresh :class:`TrainState` for ``model`` (its current weights); step

@@ -151,7 +151,7 @@ def adversarial_detection_stage(key: jax.Array, clf, x, y, *, num_images: int,
   for name, strength, adv, z in attacks:
     ok = z.argmax(-1) != yn
     sets.append((name, adv[ok], z[ok]))
-    delta = (adv[ok] - xn[ok]).reshape(int(ok.sum()), -1)
+    delta = (adv[ok] - xn[ok]).reshape(int(ok.sum()), int(np.prod(xn.shape[1:])))  # 0 rows too
     rows.append({"attack": name, "strength": strength, "attacked": len(keep),
                  "adversarial": int(ok.sum()),
                  "mean_l2": float(np.linalg.norm(delta, axis=1).mean()) if ok.any() else None})

@@ -85,7 +85,8 @@ def ssim(a: ArrayLike, b: ArrayLike, *, data_range: float | None = None,
   Args:
     a, b: ``(N, H, W)`` maps, ``H, W >= win_size``.
     data_range: ``L``; ``None`` takes each pair's range,
-      ``max(a, b) - min(a, b)`` (as Quantus does).
+      ``max(a, b) - min(a, b)`` (as Quantus does), or 1 for two equal
+      constant maps (range 0, where Quantus' 0/0 gives NaN).
     win_size: odd window side.
 
   Returns:
@@ -103,7 +104,8 @@ def ssim(a: ArrayLike, b: ArrayLike, *, data_range: float | None = None,
     _validation.check_positive("data_range", data_range)
   if data_range is None:
     both = jnp.concatenate([a.reshape(len(a), -1), b.reshape(len(b), -1)], axis=1)
-    data_range = (both.max(1) - both.min(1))[:, None, None]
+    spread = both.max(1) - both.min(1)  # 0 only for two equal constant maps: their SSIM is 1
+    data_range = jnp.where(spread > 0, spread, 1.0)[:, None, None]
   w = win_size * win_size
 
   def mean(v):

@@ -1281,17 +1281,21 @@ def _key_left_out(name: str, sig: inspect.Signature, args: tuple, error: TypeErr
 
 def key_first(fn: Callable) -> Callable:
   """For a public key-first function that is not a :func:`boundary`: a call
-  that left the key out is named as :func:`boundary` names it."""
+  that left the key out is named as :func:`boundary` names it. The
+  signature is bound only after a ``TypeError``: nothing is added to a call
+  that works."""
   sig = inspect.signature(fn)
 
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
     try:
-      sig.bind(*args, **kwargs)
-    except TypeError as e:
-      _key_left_out(fn.__name__, sig, args, e)
+      return fn(*args, **kwargs)
+    except TypeError:
+      try:
+        sig.bind(*args, **kwargs)
+      except TypeError as e:  # the call itself does not bind: was the key left out?
+        _key_left_out(fn.__name__, sig, args, e)
       raise
-    return fn(*args, **kwargs)
   setattr(wrapped, "__key_first__", True)  # read by the API walk in the tests
   return wrapped
 

@@ -20,6 +20,7 @@ result on the host.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -282,7 +283,6 @@ def _warn_at_baseline(x, ref) -> None:
                                == np.broadcast_to(np.asarray(ref), np.shape(x)).reshape(len(x), -1),
                                axis=1))
   if same.size:
-    import warnings
     warnings.warn(
         f"compute_convergence_delta: {same.size} of {len(x)} examples of x "
         f"({', '.join(map(str, same[:10]))}{', ...' if same.size > 10 else ''}) equal their "

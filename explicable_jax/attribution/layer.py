@@ -27,6 +27,7 @@ apart, each piece would import the others' private helpers.
 from __future__ import annotations
 
 import functools
+import warnings
 
 from collections.abc import Callable
 from typing import Any, cast
@@ -410,7 +411,6 @@ def per_feature_map(attributions: ArrayLike, *, reduce: str = "sum") -> jax.Arra
         f"axis, e.g. (N, H, W, C); got shape {tuple(attributions.shape)}.")
   shape = attributions.shape
   if attributions.ndim == 4 and shape[1] != shape[2] == shape[3]:
-    import warnings
     warnings.warn(
         f"per_feature_map: attributions of shape {tuple(shape)} are read as (N, H, W, C) = "
         f"{shape[1]}x{shape[2]} positions of {shape[3]} channels; square {shape[2]}x{shape[3]} "
